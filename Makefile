@@ -1,0 +1,51 @@
+# Meridian build, test and generation. Everything runs offline once the Go
+# module cache is filled (go mod download).
+GO        ?= go
+BUF       := $(GO) tool -modfile=tools/go.mod buf
+PKGS      := ./...
+FUZZTIME  ?= 5s
+BENCHTIME ?= 1s
+BENCHCOUNT ?= 5
+
+.PHONY: build test test-race generate check-generate lint fuzz bench dev ci chaos clean
+
+build:
+	$(GO) build -o bin/meridian ./cmd/meridian
+
+## test: the default suite (fast, in-process, no root). README's test command.
+test:
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+test-race:
+	$(GO) test -race -count=1 -timeout 20m ./causal/... ./crdt/...
+
+generate:
+	$(BUF) generate
+
+## check-generate: generated code must match the .proto files.
+check-generate: generate
+	@git diff --exit-code -- api || (echo "generated code under api/ is stale: run make generate and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- api | grep '^??')" || (echo "untracked generated files under api/" >&2; exit 1)
+
+lint:
+	$(BUF) lint
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+
+## fuzz: every fuzz target briefly (FUZZTIME each).
+fuzz:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./causal/... ./crdt/... ./region/...
+
+dev: build
+	./bin/meridian dev
+
+ci: check-generate lint test fuzz
+
+clean:
+	rm -rf bin
