@@ -1,0 +1,32 @@
+package perf
+
+import (
+	"os"
+	"testing"
+)
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(roleEnv) {
+	case roleRaftNode:
+		os.Exit(runBareRaftChild())
+	}
+	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
+	os.Exit(code)
+}
+
+// TestBareRaftClusterSmoke proves the baseline harness works: three processes
+// form a group and commit entries. The benchmarks rely on it.
+func TestBareRaftClusterSmoke(t *testing.T) {
+	c := sharedBareCluster(t)
+	for range 10 {
+		if err := c.apply(make([]byte, eventBytes)); err != nil {
+			t.Fatalf("apply on the bare raft leader: %v", err)
+		}
+	}
+	if got := c.leader.raft.Stats()["num_peers"]; got != "2" {
+		t.Fatalf("bare raft leader sees %s peers, want 2", got)
+	}
+}
