@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/stretchr/testify/require"
 )
@@ -46,17 +47,40 @@ func (nopSnapshot) Release()                             {}
 type bareNode struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	wal       *wal.WAL
+	store     logStore
 }
 
-func startBareNode(id, dir string) (*bareNode, error) {
-	walDir := filepath.Join(dir, "wal")
-	if err := os.MkdirAll(walDir, 0o700); err != nil {
-		return nil, err
+// Log stores compared for ADR 0001.
+const (
+	storeWAL    = "wal"
+	storeBoltDB = "boltdb"
+)
+
+type logStore interface {
+	raft.LogStore
+	raft.StableStore
+	Close() error
+}
+
+func openLogStore(kind, dir string) (logStore, error) {
+	switch kind {
+	case storeWAL:
+		walDir := filepath.Join(dir, "wal")
+		if err := os.MkdirAll(walDir, 0o700); err != nil {
+			return nil, err
+		}
+		return wal.Open(walDir)
+	case storeBoltDB:
+		return raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+	default:
+		return nil, fmt.Errorf("unknown log store %q (want %s or %s)", kind, storeWAL, storeBoltDB)
 	}
-	w, err := wal.Open(walDir)
+}
+
+func startBareNode(id, store, dir string) (*bareNode, error) {
+	w, err := openLogStore(store, dir)
 	if err != nil {
-		return nil, fmt.Errorf("open wal: %w", err)
+		return nil, fmt.Errorf("open %s log store: %w", store, err)
 	}
 	snaps, err := raft.NewFileSnapshotStore(dir, 1, io.Discard)
 	if err != nil {
@@ -73,13 +97,13 @@ func startBareNode(id, dir string) (*bareNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &bareNode{raft: r, transport: tr, wal: w}, nil
+	return &bareNode{raft: r, transport: tr, store: w}, nil
 }
 
 func (n *bareNode) close() {
 	_ = n.raft.Shutdown().Error()
 	_ = n.transport.Close()
-	_ = n.wal.Close()
+	_ = n.store.Close()
 }
 
 // runBareRaftChild is the body of a follower process: start a node, print its
@@ -91,7 +115,7 @@ func runBareRaftChild() int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	n, err := startBareNode(os.Getenv("MERIDIAN_PERF_ID"), dir)
+	n, err := startBareNode(os.Getenv("MERIDIAN_PERF_ID"), os.Getenv("MERIDIAN_PERF_STORE"), dir)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -164,13 +188,13 @@ type bareCluster struct {
 	dir      string
 }
 
-func startBareCluster() (*bareCluster, error) {
+func startBareCluster(store string) (*bareCluster, error) {
 	dir, err := os.MkdirTemp("", "meridian-perf-bare-")
 	if err != nil {
 		return nil, err
 	}
 	c := &bareCluster{dir: dir}
-	c.leader, err = startBareNode("n0", dir)
+	c.leader, err = startBareNode("n0", store, dir)
 	if err != nil {
 		c.close()
 		return nil, err
@@ -189,7 +213,7 @@ func startBareCluster() (*bareCluster, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	for _, id := range []string{"n1", "n2"} {
-		ch, addr, err := startSelfChild(roleRaftNode, "MERIDIAN_PERF_ID="+id)
+		ch, addr, err := startSelfChild(roleRaftNode, "MERIDIAN_PERF_ID="+id, "MERIDIAN_PERF_STORE="+store)
 		if err != nil {
 			c.close()
 			return nil, err
@@ -223,20 +247,22 @@ func (c *bareCluster) close() {
 }
 
 var (
-	bareOnce sync.Once
-	bare     *bareCluster
-	bareErr  error
+	bareMu       sync.Mutex
+	bareClusters = map[string]*bareCluster{}
 )
 
-func sharedBareCluster(tb testing.TB) *bareCluster {
-	bareOnce.Do(func() {
-		bare, bareErr = startBareCluster()
-		if bareErr == nil {
-			cleanups = append(cleanups, bare.close)
-		}
-	})
-	require.NoError(tb, bareErr)
-	return bare
+// sharedBareCluster starts one bare cluster per log store for the whole run.
+func sharedBareCluster(tb testing.TB, store string) *bareCluster {
+	bareMu.Lock()
+	defer bareMu.Unlock()
+	if c, ok := bareClusters[store]; ok {
+		return c
+	}
+	c, err := startBareCluster(store)
+	require.NoError(tb, err)
+	bareClusters[store] = c
+	cleanups = append(cleanups, c.close)
+	return c
 }
 
 // cleanups run after all tests and benchmarks of the package (TestMain).
@@ -291,9 +317,24 @@ func runLoad(b *testing.B, clients int, op func(ctx context.Context, client, i i
 func BenchmarkBareRaft(b *testing.B) {
 	for _, clients := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			c := sharedBareCluster(b)
-			payload := make([]byte, eventBytes)
-			runLoad(b, clients, func(context.Context, int, int) error { return c.apply(payload) })
+			benchBare(b, storeWAL, clients)
 		})
 	}
+}
+
+// BenchmarkLogStore compares Raft log stores under bare raft (ADR 0001).
+func BenchmarkLogStore(b *testing.B) {
+	for _, store := range []string{storeWAL, storeBoltDB} {
+		for _, clients := range []int{1, 64} {
+			b.Run(fmt.Sprintf("store=%s/clients=%d", store, clients), func(b *testing.B) {
+				benchBare(b, store, clients)
+			})
+		}
+	}
+}
+
+func benchBare(b *testing.B, store string, clients int) {
+	c := sharedBareCluster(b, store)
+	payload := make([]byte, eventBytes)
+	runLoad(b, clients, func(context.Context, int, int) error { return c.apply(payload) })
 }

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 // TestBareRaftClusterSmoke proves the baseline harness works: three processes
 // form a group and commit entries. The benchmarks rely on it.
 func TestBareRaftClusterSmoke(t *testing.T) {
-	c := sharedBareCluster(t)
+	c := sharedBareCluster(t, storeWAL)
 	for range 10 {
 		if err := c.apply(make([]byte, eventBytes)); err != nil {
 			t.Fatalf("apply on the bare raft leader: %v", err)
