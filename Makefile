@@ -7,7 +7,7 @@ FUZZTIME  ?= 5s
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: build test test-race generate check-generate lint fuzz bench dev ci chaos clean
+.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e dev ci chaos clean
 
 build:
 	$(GO) build -o bin/meridian ./cmd/meridian
@@ -41,6 +41,11 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) ./causal/... ./crdt/... ./region/...
+
+## bench-e2e: floors, bare raft and a 3-process region side by side (docs/PERFORMANCE.md).
+E2E_OPS ?= 3000x
+bench-e2e:
+	$(GO) test -run '^$$' -bench . -benchtime $(E2E_OPS) -count $(BENCHCOUNT) -timeout 60m ./tests/perf/
 
 dev: build
 	./bin/meridian dev

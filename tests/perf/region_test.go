@@ -1,0 +1,271 @@
+package perf
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// The region under test: three `meridian server` processes of the real binary
+// on loopback, one Raft group, fsync on every commit (the Raft log's), load
+// sent over the Connect API to the leader.
+
+const (
+	regionName = "bench"
+	// connsMax is how many HTTP/2 connections the load generator spreads its
+	// clients over; one connection would serialise 256 clients on one socket.
+	connsMax = 8
+)
+
+type regionProc struct {
+	id, api string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+type regionCluster struct {
+	dir     string
+	procs   []*regionProc
+	clients []meridianv1connect.EventStoreClient // to the leader, connsMax of them
+	leader  string                               // API address of the leader
+	follow  meridianv1connect.EventStoreClient   // to one follower
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// h2cClient speaks HTTP/2 without TLS on its own connection.
+func h2cClient() *http.Client {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:       &protocols,
+		TLSClientConfig: &tls.Config{},
+		MaxConnsPerHost: 1,
+	}}
+}
+
+func meridianBinary(dir string) (string, error) {
+	if bin := os.Getenv("MERIDIAN_BIN"); bin != "" {
+		return bin, nil
+	}
+	bin := filepath.Join(dir, "meridian")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/meridiandb/meridian/cmd/meridian").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("build meridian: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+func startRegionCluster() (*regionCluster, error) {
+	dir, err := os.MkdirTemp("", "meridian-perf-region-")
+	if err != nil {
+		return nil, err
+	}
+	c := &regionCluster{dir: dir}
+	bin, err := meridianBinary(dir)
+	if err != nil {
+		c.close()
+		return nil, err
+	}
+	type addrs struct{ id, raft, api string }
+	var nodes []addrs
+	var peers []string
+	for i := range 3 {
+		raftAddr, err := freeAddr()
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		apiAddr, err := freeAddr()
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		id := fmt.Sprintf("n%d", i+1)
+		nodes = append(nodes, addrs{id, raftAddr, apiAddr})
+		peers = append(peers, id+"="+raftAddr+"="+apiAddr)
+	}
+	for _, n := range nodes {
+		cmd := exec.Command(bin, "server",
+			"--region", regionName,
+			"--node-id", n.id,
+			"--data-dir", filepath.Join(dir, n.id),
+			"--api-addr", n.api,
+			"--raft-addr", n.raft,
+			"--peers", strings.Join(peers, ","),
+			"--bootstrap",
+		)
+		logf, err := os.Create(filepath.Join(dir, n.id+".log"))
+		if err != nil {
+			c.close()
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			c.close()
+			return nil, err
+		}
+		p := &regionProc{id: n.id, api: n.api, cmd: cmd, done: make(chan struct{})}
+		go func() { _ = cmd.Wait(); logf.Close(); close(p.done) }()
+		c.procs = append(c.procs, p)
+	}
+	if err := c.waitLeader(startupTimout); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *regionCluster) waitLeader(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		for _, p := range c.procs {
+			cl := meridianv1connect.NewEventStoreClient(h2cClient(), "http://"+p.api)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			st, err := cl.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
+			cancel()
+			if err != nil {
+				last = err
+				continue
+			}
+			if st.Msg.GetIsLeader() {
+				c.leader = p.api
+				for range connsMax {
+					c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(h2cClient(), "http://"+p.api))
+				}
+				for _, f := range c.procs {
+					if f.api != p.api {
+						c.follow = meridianv1connect.NewEventStoreClient(h2cClient(), "http://"+f.api)
+						break
+					}
+				}
+				// The leader is elected; one append proves it commits.
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_, err := c.clients[0].Append(ctx, connect.NewRequest(appendReq("warmup", 1)))
+				return err
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no leader among %d meridian servers within %s (last error: %v; logs in %s)", len(c.procs), timeout, last, c.dir)
+}
+
+func appendReq(entity string, events int) *meridianv1.AppendRequest {
+	req := &meridianv1.AppendRequest{Entity: entity}
+	for range events {
+		req.Events = append(req.Events, &meridianv1.ProposedEvent{
+			Id:   uuid.Must(uuid.NewV7()).String(),
+			Type: "BenchEvent",
+			Data: make([]byte, eventBytes),
+		})
+	}
+	return req
+}
+
+func (c *regionCluster) close() {
+	for _, p := range c.procs {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+	}
+	for _, p := range c.procs {
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	_ = os.RemoveAll(c.dir)
+}
+
+var (
+	regionOnce sync.Once
+	region     *regionCluster
+	regionErr  error
+)
+
+func sharedRegion(tb testing.TB) *regionCluster {
+	regionOnce.Do(func() {
+		region, regionErr = startRegionCluster()
+		if regionErr == nil {
+			cleanups = append(cleanups, region.close)
+		}
+	})
+	require.NoError(tb, regionErr)
+	return region
+}
+
+// BenchmarkRegionAppend: 1 KiB events, one event per append, one stream per
+// client (no version contention), sent to the leader over Connect.
+func BenchmarkRegionAppend(b *testing.B) {
+	for _, clients := range []int{1, 64, 256} {
+		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
+			c := sharedRegion(b)
+			runLoad(b, clients, func(ctx context.Context, client, _ int) error {
+				cl := c.clients[client%len(c.clients)]
+				_, err := cl.Append(ctx, connect.NewRequest(appendReq(fmt.Sprintf("bench-%d", client), 1)))
+				return err
+			})
+		})
+	}
+}
+
+// BenchmarkRegionReadLast10 reads the last 10 events of a 100-event stream
+// from a follower, served locally (EVENTUAL), over the API.
+func BenchmarkRegionReadLast10(b *testing.B) {
+	c := sharedRegion(b)
+	ctx := context.Background()
+	entity := "bench-read"
+	if _, err := c.clients[0].Append(ctx, connect.NewRequest(appendReq(entity, 100))); err != nil {
+		b.Fatal(err)
+	}
+	req := &meridianv1.ReadRequest{
+		Entity: entity, MaxCount: 10,
+		Direction:   meridianv1.Direction_DIRECTION_BACKWARD,
+		Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
+	}
+	// Wait until the follower has the stream.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
+		if err == nil && len(resp.Msg.GetEvents()) == 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("follower did not serve the stream: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	runLoad(b, 1, func(ctx context.Context, _, _ int) error {
+		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
+		if err == nil && len(resp.Msg.GetEvents()) != 10 {
+			err = errors.New("read returned fewer than 10 events")
+		}
+		return err
+	})
+}
