@@ -137,10 +137,14 @@ type AppendBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// hlc is stamped by the leader when it proposes; event i of the batch gets
 	// the next logical tick after it, so apply reads no clock.
-	Hlc           *Hlc        `protobuf:"bytes,1,opt,name=hlc,proto3" json:"hlc,omitempty"`
-	Ops           []*AppendOp `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Hlc *Hlc        `protobuf:"bytes,1,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Ops []*AppendOp `protobuf:"bytes,2,rep,name=ops,proto3" json:"ops,omitempty"`
+	// idempotency_window_seconds is how long an event id stays an idempotency
+	// key, stamped by the leader so that every replica decides a retry alike.
+	// 0 means the state machine's configured window.
+	IdempotencyWindowSeconds uint64 `protobuf:"varint,3,opt,name=idempotency_window_seconds,json=idempotencyWindowSeconds,proto3" json:"idempotency_window_seconds,omitempty"`
+	unknownFields            protoimpl.UnknownFields
+	sizeCache                protoimpl.SizeCache
 }
 
 func (x *AppendBatch) Reset() {
@@ -185,6 +189,13 @@ func (x *AppendBatch) GetOps() []*AppendOp {
 		return x.Ops
 	}
 	return nil
+}
+
+func (x *AppendBatch) GetIdempotencyWindowSeconds() uint64 {
+	if x != nil {
+		return x.IdempotencyWindowSeconds
+	}
+	return 0
 }
 
 // AppendOp is one client append inside a batch. Each op commits or fails alone.
@@ -455,7 +466,10 @@ type ApplyState struct {
 	// applied is the region's applied vector: origin region -> contiguous seq.
 	Applied map[string]uint64 `protobuf:"bytes,3,rep,name=applied,proto3" json:"applied,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// last_position is the last position of the region apply log.
-	LastPosition  uint64 `protobuf:"varint,4,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	LastPosition uint64 `protobuf:"varint,4,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	// last_hlc is the HLC of the last event applied; apply never stamps an
+	// event at or below it, so HLCs grow strictly along the apply log.
+	LastHlc       *Hlc `protobuf:"bytes,5,opt,name=last_hlc,json=lastHlc,proto3" json:"last_hlc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -518,6 +532,13 @@ func (x *ApplyState) GetLastPosition() uint64 {
 	return 0
 }
 
+func (x *ApplyState) GetLastHlc() *Hlc {
+	if x != nil {
+		return x.LastHlc
+	}
+	return nil
+}
+
 var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
@@ -526,10 +547,11 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12,\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x18.meridian.v1.CommandTypeR\x04type\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"Z\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\x98\x01\n" +
 	"\vAppendBatch\x12\"\n" +
 	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12'\n" +
-	"\x03ops\x18\x02 \x03(\v2\x15.meridian.v1.AppendOpR\x03ops\"\x94\x02\n" +
+	"\x03ops\x18\x02 \x03(\v2\x15.meridian.v1.AppendOpR\x03ops\x12<\n" +
+	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\x94\x02\n" +
 	"\bAppendOp\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x128\n" +
 	"\bexpected\x18\x02 \x01(\v2\x1c.meridian.v1.ExpectedVersionR\bexpected\x122\n" +
@@ -555,13 +577,14 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\flast_version\x18\x06 \x01(\x04R\vlastVersion\x12\"\n" +
 	"\x03hlc\x18\a \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x123\n" +
-	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xf5\x01\n" +
+	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xa2\x02\n" +
 	"\n" +
 	"ApplyState\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fapplied_term\x18\x02 \x01(\x04R\vappliedTerm\x12>\n" +
 	"\aapplied\x18\x03 \x03(\v2$.meridian.v1.ApplyState.AppliedEntryR\aapplied\x12#\n" +
-	"\rlast_position\x18\x04 \x01(\x04R\flastPosition\x1a:\n" +
+	"\rlast_position\x18\x04 \x01(\x04R\flastPosition\x12+\n" +
+	"\blast_hlc\x18\x05 \x01(\v2\x10.meridian.v1.HlcR\alastHlc\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*J\n" +
@@ -611,11 +634,12 @@ var file_meridian_v1_command_proto_depIdxs = []int32{
 	9,  // 9: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
 	12, // 10: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
 	8,  // 11: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	9,  // 12: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
