@@ -1,0 +1,277 @@
+package causal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// Named limits of the vector encoding. Decoders reject anything beyond them,
+// so a hostile input cannot make us allocate more than a few kilobytes.
+const (
+	// regionsMax is the most regions a vector may name (count).
+	regionsMax = 64
+	// regionNameBytesMax is the longest region name (bytes).
+	regionNameBytesMax = 64
+	// vectorBytesMax is the largest possible vector encoding (bytes): a
+	// one-byte count (regionsMax < 128), then per region a one-byte length
+	// (regionNameBytesMax < 128), the name and a sequence of up to 10 bytes.
+	vectorBytesMax = 1 + regionsMax*(1+regionNameBytesMax+binary.MaxVarintLen64)
+)
+
+// ValidateRegion reports whether name can appear in a vector: non-empty, at
+// most regionNameBytesMax bytes, valid UTF-8. Errors wrap ErrInvalidRegion.
+func ValidateRegion(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty", ErrInvalidRegion)
+	case len(name) > regionNameBytesMax:
+		return fmt.Errorf("%w: %d bytes, max %d", ErrInvalidRegion, len(name), regionNameBytesMax)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w: not valid UTF-8", ErrInvalidRegion)
+	}
+	return nil
+}
+
+// Ordering is the result of comparing two vectors.
+type Ordering int
+
+// The four possible relations between two vectors.
+const (
+	Equal      Ordering = iota // same entries
+	Before                     // v happened before o: v <= o pointwise, v != o
+	After                      // v happened after o
+	Concurrent                 // neither covers the other
+)
+
+func (o Ordering) String() string {
+	switch o {
+	case Equal:
+		return "equal"
+	case Before:
+		return "before"
+	case After:
+		return "after"
+	case Concurrent:
+		return "concurrent"
+	}
+	return fmt.Sprintf("Ordering(%d)", int(o))
+}
+
+// Vector maps a region to the highest contiguous origin sequence seen from
+// it. A missing region and a zero entry mean the same thing. The nil Vector
+// is the empty vector for every read-only method.
+type Vector map[string]uint64
+
+// Clone returns an independent copy (never nil).
+func (v Vector) Clone() Vector {
+	c := make(Vector, len(v))
+	for r, s := range v {
+		if s != 0 {
+			c[r] = s
+		}
+	}
+	return c
+}
+
+// Get returns the entry for region (0 if absent).
+func (v Vector) Get(region string) uint64 { return v[region] }
+
+// Merge returns a new vector holding the pointwise maximum of v and o: their
+// least upper bound. Neither input is modified.
+func (v Vector) Merge(o Vector) Vector {
+	m := v.Clone()
+	m.MergeFrom(o)
+	return m
+}
+
+// MergeFrom raises v's entries to o's where o is higher, in place. v must be
+// non-nil unless o is empty.
+func (v Vector) MergeFrom(o Vector) {
+	for r, s := range o {
+		if s > v[r] {
+			v[r] = s
+		}
+	}
+}
+
+// Covers reports whether v >= o pointwise: everything o has seen, v has seen.
+func (v Vector) Covers(o Vector) bool {
+	for r, s := range o {
+		if s > v[r] {
+			return false
+		}
+	}
+	return true
+}
+
+// Compare returns how v relates to o in the happened-before partial order.
+func (v Vector) Compare(o Vector) Ordering {
+	vCovers, oCovers := v.Covers(o), o.Covers(v)
+	switch {
+	case vCovers && oCovers:
+		return Equal
+	case oCovers:
+		return Before
+	case vCovers:
+		return After
+	}
+	return Concurrent
+}
+
+// Equal reports whether v and o have the same non-zero entries.
+func (v Vector) Equal(o Vector) bool { return v.Covers(o) && o.Covers(v) }
+
+// Increment adds one to region's entry, in place, and returns the dot of the
+// new event. v must be non-nil.
+func (v Vector) Increment(region string) Dot {
+	v[region]++
+	return Dot{Region: region, Seq: v[region]}
+}
+
+// Regions returns the regions with a non-zero entry, sorted.
+func (v Vector) Regions() []string {
+	rs := make([]string, 0, len(v))
+	for r, s := range v {
+		if s != 0 {
+			rs = append(rs, r)
+		}
+	}
+	slices.Sort(rs)
+	return rs
+}
+
+// String formats v deterministically, "{eu:3 us:7}".
+func (v Vector) String() string {
+	b := []byte{'{'}
+	for i, r := range v.Regions() {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, r...)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, v[r], 10)
+	}
+	return string(append(b, '}'))
+}
+
+// MarshalBinary encodes v deterministically: a uvarint count, then for each
+// region in ascending byte order a uvarint name length, the name, and a
+// uvarint sequence. Zero entries are omitted, so equal vectors encode to
+// equal bytes. It fails (ErrInvalidVector) if v has more than regionsMax
+// non-zero entries or an invalid region name.
+func (v Vector) MarshalBinary() ([]byte, error) {
+	return v.AppendBinary(make([]byte, 0, v.encodedSizeHint()))
+}
+
+func (v Vector) encodedSizeHint() int {
+	n := 1
+	for r := range v {
+		n += 1 + len(r) + 4
+	}
+	return n
+}
+
+// AppendBinary appends the MarshalBinary encoding of v to b.
+func (v Vector) AppendBinary(b []byte) ([]byte, error) {
+	var small [8]string
+	rs := small[:0]
+	for r, s := range v {
+		if s != 0 {
+			rs = append(rs, r)
+		}
+	}
+	if len(rs) > regionsMax {
+		return nil, fmt.Errorf("%w: %d regions, max %d", ErrInvalidVector, len(rs), regionsMax)
+	}
+	slices.Sort(rs)
+	b = binary.AppendUvarint(b, uint64(len(rs)))
+	for _, r := range rs {
+		if err := ValidateRegion(r); err != nil {
+			return nil, fmt.Errorf("%w: region %q: %w", ErrInvalidVector, r, err)
+		}
+		b = binary.AppendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
+		b = binary.AppendUvarint(b, v[r])
+	}
+	return b, nil
+}
+
+// UnmarshalVector decodes the MarshalBinary encoding. It accepts only the
+// canonical form (minimal varints, names strictly ascending, no zero
+// entries, no trailing bytes) within the named limits, so that decoding then
+// encoding returns the input. Errors wrap ErrInvalidVector and say what is
+// wrong and where.
+func UnmarshalVector(b []byte) (Vector, error) {
+	v, rest, err := decodeVector(b)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrInvalidVector, len(rest))
+	}
+	return v, nil
+}
+
+func decodeVector(b []byte) (Vector, []byte, error) {
+	if len(b) > vectorBytesMax {
+		return nil, nil, fmt.Errorf("%w: %d bytes, max %d", ErrInvalidVector, len(b), vectorBytesMax)
+	}
+	count, b, err := readUvarint(b, "region count")
+	if err != nil {
+		return nil, nil, err
+	}
+	if count > regionsMax {
+		return nil, nil, fmt.Errorf("%w: region count %d, max %d", ErrInvalidVector, count, regionsMax)
+	}
+	v := make(Vector, count)
+	prev := ""
+	for i := range int(count) {
+		var n uint64
+		n, b, err = readUvarint(b, fmt.Sprintf("region %d name length", i))
+		if err != nil {
+			return nil, nil, err
+		}
+		if n == 0 || n > regionNameBytesMax {
+			return nil, nil, fmt.Errorf("%w: region %d name length %d, want 1..%d", ErrInvalidVector, i, n, regionNameBytesMax)
+		}
+		if uint64(len(b)) < n {
+			return nil, nil, fmt.Errorf("%w: region %d name truncated: want %d bytes, have %d", ErrInvalidVector, i, n, len(b))
+		}
+		name := string(b[:n])
+		b = b[n:]
+		if !utf8.ValidString(name) {
+			return nil, nil, fmt.Errorf("%w: region %d name is not valid UTF-8", ErrInvalidVector, i)
+		}
+		if i > 0 && name <= prev {
+			return nil, nil, fmt.Errorf("%w: region %d name %q not after %q (names must be sorted and unique)", ErrInvalidVector, i, name, prev)
+		}
+		var seq uint64
+		seq, b, err = readUvarint(b, fmt.Sprintf("region %q sequence", name))
+		if err != nil {
+			return nil, nil, err
+		}
+		if seq == 0 {
+			return nil, nil, fmt.Errorf("%w: region %q has sequence 0 (zero entries are omitted)", ErrInvalidVector, name)
+		}
+		v[name] = seq
+		prev = name
+	}
+	return v, b, nil
+}
+
+// readUvarint reads one minimal uvarint; what names the field for errors.
+func readUvarint(b []byte, what string) (uint64, []byte, error) {
+	x, n := binary.Uvarint(b)
+	switch {
+	case n == 0:
+		return 0, nil, fmt.Errorf("%w: %s: truncated", ErrInvalidVector, what)
+	case n < 0:
+		return 0, nil, fmt.Errorf("%w: %s: varint overflows 64 bits", ErrInvalidVector, what)
+	case n > 1 && b[n-1] == 0:
+		return 0, nil, fmt.Errorf("%w: %s: non-minimal varint", ErrInvalidVector, what)
+	}
+	return x, b[n:], nil
+}
