@@ -1,0 +1,328 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync/atomic"
+
+	"connectrpc.com/connect"
+	"github.com/cenkalti/backoff/v5"
+	"github.com/google/uuid"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// endpointsMax bounds the endpoints one Client holds.
+const endpointsMax = 64
+
+// Client is a Meridian API client. It is safe for concurrent use.
+type Client struct {
+	endpoints []string
+	stubs     []meridianv1connect.EventStoreClient
+	current   atomic.Uint64 // index of the endpoint tried first
+	session   session
+	retry     RetryPolicy
+	logger    *slog.Logger
+	closeIdle func()
+}
+
+// New returns a client for the given endpoints ("http://host:port" or
+// "host:port"). Calls go to the first endpoint until it fails with a
+// retryable error, then move on to the next.
+func New(endpoints []string, opts ...Option) (*Client, error) {
+	cfg := config{retry: DefaultRetryPolicy()}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if len(endpoints) == 0 {
+		return nil, ErrNoEndpoints
+	}
+	if len(endpoints) > endpointsMax {
+		return nil, fmt.Errorf("%w: %d endpoints, at most %d", ErrInvalidOption, len(endpoints), endpointsMax)
+	}
+	if err := cfg.retry.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		retry:  cfg.retry,
+		logger: cfg.logger.With("component", "client"),
+	}
+	c.session.token = cfg.sessionToken
+	httpClient := cfg.httpClient
+	if httpClient == nil {
+		hc := newH2CClient(cfg.dial)
+		httpClient = hc
+		c.closeIdle = hc.CloseIdleConnections
+	}
+	connectOpts := append([]connect.ClientOption(nil), cfg.connectOpts...)
+	if cfg.grpc {
+		connectOpts = append(connectOpts, connect.WithGRPC())
+	}
+	for _, e := range endpoints {
+		base, err := normalizeEndpoint(e)
+		if err != nil {
+			return nil, err
+		}
+		c.endpoints = append(c.endpoints, base)
+		c.stubs = append(c.stubs, meridianv1connect.NewEventStoreClient(httpClient, base, connectOpts...))
+	}
+	return c, nil
+}
+
+// normalizeEndpoint turns "host:port" into "http://host:port" and rejects
+// anything that is not a plain http URL.
+func normalizeEndpoint(e string) (string, error) {
+	e = strings.TrimSpace(e)
+	if !strings.Contains(e, "://") {
+		e = "http://" + e
+	}
+	u, err := url.Parse(e)
+	if err != nil {
+		return "", fmt.Errorf("%w: %q: %v", ErrInvalidEndpoint, e, err)
+	}
+	if u.Scheme != "http" || u.Host == "" {
+		return "", fmt.Errorf("%w: %q: want http://host:port (h2c)", ErrInvalidEndpoint, e)
+	}
+	return strings.TrimSuffix(u.String(), "/"), nil
+}
+
+// Endpoints returns the normalized endpoints, in order.
+func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+
+// SessionToken returns the session token covering everything this client has
+// written or read so far. Save it to continue the session in another client.
+func (c *Client) SessionToken() string { return c.session.get() }
+
+// Close releases idle connections. The Client must not be used afterwards.
+func (c *Client) Close() error {
+	if c.closeIdle != nil {
+		c.closeIdle()
+	}
+	return nil
+}
+
+// retryable reports whether an error may go away on another attempt or
+// another node. Unavailable includes the server's "outcome unknown": the
+// write may have committed, and retrying with the same event ids is safe.
+func retryable(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeResourceExhausted:
+		return true
+	case connect.CodeDeadlineExceeded:
+		// An attempt's own timeout; the call's context is checked by the caller.
+		return true
+	}
+	return false
+}
+
+// call runs op against the current endpoint, retrying retryable errors on the
+// next endpoint with backoff, within the retry policy's bounds.
+func call[T any](ctx context.Context, c *Client, method string, op func(ctx context.Context, stub meridianv1connect.EventStoreClient) (T, error)) (T, error) {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     c.retry.InitialBackoff,
+		RandomizationFactor: backoff.DefaultRandomizationFactor,
+		Multiplier:          backoff.DefaultMultiplier,
+		MaxInterval:         c.retry.MaxBackoff,
+	}
+	attempt := 0
+	return backoff.Retry(ctx, func() (T, error) {
+		attempt++
+		idx := c.current.Load()
+		stub := c.stubs[idx%uint64(len(c.stubs))]
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if c.retry.AttemptTimeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
+		}
+		res, err := op(actx, stub)
+		cancel()
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil || !retryable(err) {
+			return res, backoff.Permanent(err)
+		}
+		// Move on to the next endpoint, unless a concurrent call already did.
+		c.current.CompareAndSwap(idx, idx+1)
+		c.logger.Debug("retrying", "method", method, "attempt", attempt,
+			"endpoint", c.endpoints[idx%uint64(len(c.endpoints))], "code", connect.CodeOf(err).String(), "err", err)
+		return res, err
+	},
+		backoff.WithBackOff(b),
+		backoff.WithMaxTries(uint(c.retry.MaxAttempts)),
+		backoff.WithMaxElapsedTime(c.retry.MaxElapsed),
+	)
+}
+
+// AppendOption configures one Append.
+type AppendOption func(*meridianv1.AppendRequest)
+
+// ExpectAny accepts the append whatever the stream's head (the default).
+func ExpectAny() AppendOption {
+	return func(r *meridianv1.AppendRequest) {
+		r.Expected = &meridianv1.ExpectedVersion{Kind: &meridianv1.ExpectedVersion_Any_{Any: &meridianv1.ExpectedVersion_Any{}}}
+	}
+}
+
+// ExpectNoStream accepts the append only if the stream has no events.
+func ExpectNoStream() AppendOption {
+	return func(r *meridianv1.AppendRequest) {
+		r.Expected = &meridianv1.ExpectedVersion{Kind: &meridianv1.ExpectedVersion_NoStream_{NoStream: &meridianv1.ExpectedVersion_NoStream{}}}
+	}
+}
+
+// ExpectStreamExists accepts the append only if the stream has at least one event.
+func ExpectStreamExists() AppendOption {
+	return func(r *meridianv1.AppendRequest) {
+		r.Expected = &meridianv1.ExpectedVersion{Kind: &meridianv1.ExpectedVersion_StreamExists_{StreamExists: &meridianv1.ExpectedVersion_StreamExists{}}}
+	}
+}
+
+// ExpectVersion accepts the append only if the stream's head version is v.
+func ExpectVersion(v uint64) AppendOption {
+	return func(r *meridianv1.AppendRequest) {
+		r.Expected = &meridianv1.ExpectedVersion{Kind: &meridianv1.ExpectedVersion_Exact{Exact: v}}
+	}
+}
+
+// WithDurability sets when the append is acknowledged (default: region).
+func WithDurability(d meridianv1.Durability, minRegions uint32) AppendOption {
+	return func(r *meridianv1.AppendRequest) { r.Durability = d; r.MinRegions = minRegions }
+}
+
+// Append appends events atomically to entity's stream. Events without an id
+// get a fresh UUIDv7, written into the given events so the caller can see it;
+// every retry sends the same ids. The session token is attached and updated.
+func (c *Client) Append(ctx context.Context, entity string, events []*meridianv1.ProposedEvent, opts ...AppendOption) (*meridianv1.AppendResponse, error) {
+	for i, ev := range events {
+		if ev == nil {
+			return nil, fmt.Errorf("%w: events[%d] is nil", ErrInvalidOption, i)
+		}
+		if ev.Id == "" {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, fmt.Errorf("client: generate event id: %w", err)
+			}
+			ev.Id = id.String()
+		} else if _, err := uuid.Parse(ev.Id); err != nil {
+			return nil, fmt.Errorf("%w: events[%d].id %q: %v", ErrInvalidEventID, i, ev.Id, err)
+		}
+	}
+	req := &meridianv1.AppendRequest{Entity: entity, Events: events}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := call(ctx, c, "append", func(ctx context.Context, stub meridianv1connect.EventStoreClient) (*meridianv1.AppendResponse, error) {
+		// The token may have moved on since the previous attempt; the ids have not.
+		req.SessionToken = c.session.get()
+		res, err := stub.Append(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.session.observe(resp.GetSessionToken())
+	return resp, nil
+}
+
+// ReadOption configures one Read.
+type ReadOption func(*meridianv1.ReadRequest)
+
+// FromVersion starts a forward read at v, or a backward read at v (0: the head).
+func FromVersion(v uint64) ReadOption { return func(r *meridianv1.ReadRequest) { r.FromVersion = v } }
+
+// Limit bounds the events returned (0: the server's default).
+func Limit(n uint32) ReadOption { return func(r *meridianv1.ReadRequest) { r.MaxCount = n } }
+
+// Backward reads from the head towards version 1.
+func Backward() ReadOption {
+	return func(r *meridianv1.ReadRequest) { r.Direction = meridianv1.Direction_DIRECTION_BACKWARD }
+}
+
+// WithConsistency sets the read's consistency level (default: session).
+func WithConsistency(level meridianv1.Consistency) ReadOption {
+	return func(r *meridianv1.ReadRequest) { r.Consistency = level }
+}
+
+// Read returns a window of entity's stream.
+func (c *Client) Read(ctx context.Context, entity string, opts ...ReadOption) (*meridianv1.ReadResponse, error) {
+	req := &meridianv1.ReadRequest{Entity: entity}
+	for _, o := range opts {
+		o(req)
+	}
+	resp, err := call(ctx, c, "read", func(ctx context.Context, stub meridianv1connect.EventStoreClient) (*meridianv1.ReadResponse, error) {
+		req.SessionToken = c.session.get()
+		res, err := stub.Read(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.session.observe(resp.GetSessionToken())
+	return resp, nil
+}
+
+// Status describes the node behind the current endpoint (or the next one
+// that answers).
+func (c *Client) Status(ctx context.Context) (*meridianv1.StatusResponse, error) {
+	return call(ctx, c, "status", func(ctx context.Context, stub meridianv1connect.EventStoreClient) (*meridianv1.StatusResponse, error) {
+		res, err := stub.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+}
+
+// StatusAll asks every endpoint for its status, without retries. The result
+// has one entry per endpoint, in order; an endpoint that failed has a nil
+// response and its error.
+func (c *Client) StatusAll(ctx context.Context) ([]*meridianv1.StatusResponse, []error) {
+	out := make([]*meridianv1.StatusResponse, len(c.stubs))
+	errs := make([]error, len(c.stubs))
+	for i, stub := range c.stubs {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if c.retry.AttemptTimeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
+		}
+		res, err := stub.Status(actx, connect.NewRequest(&meridianv1.StatusRequest{}))
+		cancel()
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		out[i] = res.Msg
+	}
+	return out, errs
+}
+
+// IsOutcomeUnknown reports whether err leaves it open whether a write was
+// applied: the server said so, or the client lost the answer. Retrying the
+// same Append (same event ids) is then safe within the idempotency window.
+func IsOutcomeUnknown(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled, connect.CodeUnknown:
+		return true
+	}
+	return false
+}
+

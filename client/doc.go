@@ -1,0 +1,30 @@
+// Package client is the Go SDK for Meridian's EventStore API.
+//
+// A Client talks Connect (or gRPC, with WithGRPC) over HTTP/2 without TLS
+// (h2c) to one or more nodes of a region and keeps a session token.
+//
+// What it guarantees:
+//
+//   - Every Append carries event ids: ids the caller left empty are filled with
+//     fresh UUIDv7s before the first attempt, so every retry of that Append
+//     sends the same ids and the server's idempotency window turns a retry of
+//     a write that did commit into the original result (TestAppendRetriesWithSameIDs).
+//   - Append, Read and Status retry on connect.CodeUnavailable (which includes
+//     the server's "outcome unknown") and CodeResourceExhausted with exponential
+//     backoff and jitter, bounded by RetryPolicy.MaxAttempts and MaxElapsed,
+//     moving to the next endpoint after each failure (TestFailoverToNextEndpoint,
+//     TestRetryIsBounded). Other codes are returned at once (TestNoRetryOnFailedPrecondition).
+//   - The session token sent with every request covers every response the
+//     client has seen: tokens from responses are merged (TestSessionTokenTracking).
+//   - Subscribe resumes after an Unavailable error from the next position not
+//     yet delivered, so no event is delivered twice or skipped by a reconnect
+//     (TestSubscribeResumes).
+//
+// What it does not guarantee:
+//
+//   - An Append that fails after all its retries may or may not have been
+//     applied: the error is then the last one seen (often Unavailable, "outcome
+//     unknown"). Retrying it later with the same event ids is safe within the
+//     server's idempotency window; after the window it may append twice.
+//   - A Client does not discover nodes: it uses the endpoints it was given.
+package client

@@ -1,0 +1,126 @@
+package client
+
+import (
+	"context"
+	"iter"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/cenkalti/backoff/v5"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+)
+
+// Subscription says what to subscribe to and from where.
+type Subscription struct {
+	// Entity subscribes to one stream (positions are versions); empty with
+	// All for the whole region log (positions are region positions).
+	Entity string
+	All    bool
+	// From is the first position delivered; 0 means the beginning.
+	From uint64
+	// FromEnd delivers only events appended after the subscription started.
+	FromEnd bool
+	// CheckpointInterval is how often an idle stream sends a checkpoint; 0
+	// means the server's default.
+	CheckpointInterval time.Duration
+}
+
+func (s Subscription) request(next uint64, resumed bool) *meridianv1.SubscribeRequest {
+	req := &meridianv1.SubscribeRequest{FromPosition: next, FromEnd: s.FromEnd && !resumed}
+	if s.All {
+		req.Target = &meridianv1.SubscribeRequest_All{All: true}
+	} else {
+		req.Target = &meridianv1.SubscribeRequest_Entity{Entity: s.Entity}
+	}
+	if s.CheckpointInterval > 0 {
+		req.CheckpointInterval = durationpb.New(s.CheckpointInterval)
+	}
+	return req
+}
+
+// Subscribe streams events and checkpoints. It yields each message the
+// server sends; on an Unavailable error it reconnects (next endpoint, with
+// backoff, bounded by the retry policy, reset by every message received) and
+// resumes at the first position not yet delivered. The sequence ends when the
+// context is cancelled (no error is yielded then), the caller stops, or an
+// error that cannot be retried, which is yielded last.
+func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*meridianv1.SubscribeResponse, error] {
+	return func(yield func(*meridianv1.SubscribeResponse, error) bool) {
+		next := sub.From
+		resumed := false
+		b := &backoff.ExponentialBackOff{
+			InitialInterval:     c.retry.InitialBackoff,
+			RandomizationFactor: backoff.DefaultRandomizationFactor,
+			Multiplier:          backoff.DefaultMultiplier,
+			MaxInterval:         c.retry.MaxBackoff,
+		}
+		b.Reset()
+		failures := 0
+		var failingSince time.Time
+		for {
+			idx := c.current.Load()
+			stub := c.stubs[idx%uint64(len(c.stubs))]
+			sctx, cancel := context.WithCancel(ctx)
+			stream, err := stub.Subscribe(sctx, connect.NewRequest(sub.request(next, resumed)))
+			if err == nil {
+				for stream.Receive() {
+					msg := stream.Msg()
+					failures = 0
+					b.Reset()
+					switch m := msg.GetMessage().(type) {
+					case *meridianv1.SubscribeResponse_Event:
+						if sub.All {
+							next = m.Event.GetPosition() + 1
+						} else {
+							next = m.Event.GetVersion() + 1
+						}
+						resumed = true
+					case *meridianv1.SubscribeResponse_Checkpoint:
+						next = max(next, m.Checkpoint.GetNextPosition())
+						resumed = true
+						c.session.observe(m.Checkpoint.GetSessionToken())
+					}
+					if !yield(msg, nil) {
+						cancel()
+						_ = stream.Close()
+						return
+					}
+				}
+				err = stream.Err()
+				_ = stream.Close()
+			}
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				// The server ended the stream cleanly (shutdown): resume elsewhere.
+				err = connect.NewError(connect.CodeUnavailable, errStreamEnded)
+			}
+			if !retryable(err) {
+				yield(nil, err)
+				return
+			}
+			if failures == 0 {
+				failingSince = time.Now()
+			}
+			failures++
+			wait := b.NextBackOff()
+			if failures >= c.retry.MaxAttempts || time.Since(failingSince)+wait > c.retry.MaxElapsed {
+				yield(nil, err)
+				return
+			}
+			c.current.CompareAndSwap(idx, idx+1)
+			c.logger.Debug("resubscribing", "next", next, "attempt", failures, "err", err)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
