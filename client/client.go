@@ -325,4 +325,3 @@ func IsOutcomeUnknown(err error) bool {
 	}
 	return false
 }
-

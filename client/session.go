@@ -1,6 +1,10 @@
 package client
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/meridiandb/meridian/causal"
+)
 
 // session holds the client's session token: the newest token covering every
 // response the client has seen.
@@ -26,12 +30,17 @@ func (s *session) observe(token string) {
 	s.token = mergeTokens(s.token, token)
 }
 
-// mergeTokens merges two session tokens. A response's token already covers the
-// token its request carried, so the newer token wins; see the causal-aware
-// version once causal.ParseToken is available.
+// mergeTokens merges two session tokens: the result covers both, so a
+// response that overtook a newer one never moves the session backwards. A
+// token the client cannot parse (a newer server's format) is taken as is:
+// the server that issued it covers the request's token.
 func mergeTokens(current, incoming string) string {
 	if incoming == "" {
 		return current
 	}
-	return incoming
+	merged, err := causal.MergeTokens(current, incoming)
+	if err != nil {
+		return incoming
+	}
+	return merged
 }
