@@ -30,6 +30,7 @@ check-generate: generate
 lint:
 	$(BUF) lint
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags chaos ./tests/chaos/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 
 ## fuzz: every fuzz target briefly (FUZZTIME each).
@@ -46,6 +47,10 @@ bench:
 E2E_OPS ?= 3000x
 bench-e2e:
 	$(GO) test -run '^$$' -bench . -benchtime $(E2E_OPS) -count $(BENCHCOUNT) -timeout 60m ./tests/perf/
+
+## chaos: real processes in network namespaces, iptables partitions, SIGKILL/SIGSTOP (root).
+chaos:
+	$(GO) test -tags chaos -count=1 -timeout 25m -v -run '^TestChaos$$' ./tests/chaos/
 
 dev: build
 	./bin/meridian dev

@@ -1,0 +1,487 @@
+//go:build chaos && linux
+
+package chaos
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// Bounds of a run, named so that the whole suite stays inside CI's budget.
+const (
+	prefix            = "mrdc"
+	nodesN            = 3
+	apiPort           = 7001
+	raftPort          = 7101
+	clientsN          = 8
+	entitiesN         = 20
+	requestTimeout    = 3 * time.Second
+	convergeTimeout   = 60 * time.Second
+	warmupMinOK       = 50 // ok appends required before the first fault
+	scheduleDuration  = 30 * time.Second
+	finalWriteTimeout = 60 * time.Second
+)
+
+// server is one meridian process in a namespace.
+type server struct {
+	host Host
+	args []string
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+type cluster struct {
+	t      *testing.T
+	topo   *Topology
+	bin    string
+	dir    string
+	nodes  []*server
+	client map[string]meridianv1connect.EventStoreClient
+}
+
+func (c *cluster) start(s *server) {
+	cmd := c.topo.Command(s.host, c.bin, s.args...)
+	logf, err := os.OpenFile(filepath.Join(c.dir, s.host.Name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	require.NoError(c.t, err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	require.NoError(c.t, cmd.Start())
+	s.cmd, s.done = cmd, make(chan struct{})
+	done := s.done
+	go func() { _ = cmd.Wait(); logf.Close(); close(done) }()
+}
+
+func (c *cluster) running(s *server) bool {
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func (c *cluster) signal(s *server, sig syscall.Signal) {
+	if c.running(s) {
+		_ = s.cmd.Process.Signal(sig)
+	}
+}
+
+func (c *cluster) kill(s *server) {
+	if !c.running(s) {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// stop asks for a clean shutdown and kills after a bound.
+func (c *cluster) stop(s *server) {
+	if !c.running(s) {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(15 * time.Second):
+		c.t.Logf("node %s did not stop within 15s of SIGTERM; killing it", s.host.Name)
+		c.kill(s)
+	}
+}
+
+func (c *cluster) restart(s *server) {
+	if !c.running(s) {
+		c.start(s)
+	}
+}
+
+func (c *cluster) status(ctx context.Context, s *server) (*meridianv1.StatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	resp, err := c.client[s.host.Name].Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+// leader returns the node that says it leads, or nil.
+func (c *cluster) leader(ctx context.Context) *server {
+	for _, s := range c.nodes {
+		if st, err := c.status(ctx, s); err == nil && st.GetIsLeader() {
+			return s
+		}
+	}
+	return nil
+}
+
+func h2c(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{
+		Protocols:       &p,
+		TLSClientConfig: &tls.Config{},
+		DialContext:     dial,
+	}}
+}
+
+func newCluster(t *testing.T, topo *Topology, bin string) *cluster {
+	c := &cluster{t: t, topo: topo, bin: bin, dir: t.TempDir(), client: map[string]meridianv1connect.EventStoreClient{}}
+	var peers []string
+	for _, h := range topo.Hosts {
+		peers = append(peers, fmt.Sprintf("%s=%s:%d=%s:%d", h.Name, h.Addr, raftPort, h.Addr, apiPort))
+	}
+	for _, h := range topo.Hosts {
+		s := &server{host: h, dir: filepath.Join(c.dir, h.Name)}
+		s.args = []string{"server",
+			"--region", "chaos",
+			"--node-id", h.Name,
+			"--data-dir", s.dir,
+			"--api-addr", fmt.Sprintf("%s:%d", h.Addr, apiPort),
+			"--raft-addr", fmt.Sprintf("%s:%d", h.Addr, raftPort),
+			"--peers", strings.Join(peers, ","),
+			"--bootstrap",
+		}
+		c.nodes = append(c.nodes, s)
+		c.client[h.Name] = meridianv1connect.NewEventStoreClient(h2c(topo.DialContext), fmt.Sprintf("http://%s:%d", h.Addr, apiPort))
+	}
+	for _, s := range c.nodes {
+		c.start(s)
+	}
+	t.Cleanup(func() {
+		for _, s := range c.nodes {
+			c.kill(s)
+		}
+		if t.Failed() {
+			t.Logf("node logs are in %s", c.dir)
+		}
+	})
+	return c
+}
+
+func (c *cluster) workload(ctx context.Context, seed uint64, h *history, wg *sync.WaitGroup) {
+	for cl := range clientsN {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(cl)))
+			for ctx.Err() == nil {
+				s := c.nodes[rng.IntN(len(c.nodes))]
+				o := &op{client: cl, node: s.host.Name, entity: entityName(rng.IntN(entitiesN)), expected: -1}
+				req := &meridianv1.AppendRequest{Entity: o.entity}
+				for range 1 + rng.IntN(3) {
+					id := uuid.Must(uuid.NewV7()).String()
+					o.ids = append(o.ids, id)
+					req.Events = append(req.Events, &meridianv1.ProposedEvent{Id: id, Type: "ChaosEvent", Data: []byte(id)})
+				}
+				rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+				o.start = time.Now()
+				resp, err := c.client[s.host.Name].Append(rctx, connect.NewRequest(req))
+				o.end = time.Now()
+				cancel()
+				if err != nil {
+					o.outcome, o.errText = classify(err), err.Error()
+					h.add(o)
+					select { // do not spin against a dead node
+					case <-ctx.Done():
+					case <-time.After(50 * time.Millisecond):
+					}
+					continue
+				}
+				o.outcome, o.first, o.last = "ok", resp.Msg.GetFirstVersion(), resp.Msg.GetLastVersion()
+				h.add(o)
+			}
+		}()
+	}
+}
+
+// step is one action of a nemesis schedule, at an offset from the start.
+type step struct {
+	at   time.Duration
+	name string
+	do   func(ctx context.Context, c *cluster, rng *rand.Rand) string
+}
+
+func targetLeader(ctx context.Context, c *cluster, rng *rand.Rand) *server {
+	if l := c.leader(ctx); l != nil {
+		return l
+	}
+	return c.nodes[rng.IntN(len(c.nodes))]
+}
+
+var (
+	killLeader = func(ctx context.Context, c *cluster, rng *rand.Rand) string {
+		s := targetLeader(ctx, c, rng)
+		c.kill(s)
+		return "SIGKILL " + s.host.Name
+	}
+	restartAll = func(_ context.Context, c *cluster, _ *rand.Rand) string {
+		var names []string
+		for _, s := range c.nodes {
+			if !c.running(s) {
+				c.restart(s)
+				names = append(names, s.host.Name)
+			}
+		}
+		return "restart " + strings.Join(names, ",")
+	}
+	isolateLeader = func(ctx context.Context, c *cluster, rng *rand.Rand) string {
+		s := targetLeader(ctx, c, rng)
+		require.NoError(c.t, c.topo.Isolate(s.host))
+		return "isolate " + s.host.Name
+	}
+	heal = func(_ context.Context, c *cluster, _ *rand.Rand) string {
+		require.NoError(c.t, c.topo.Heal())
+		return "heal"
+	}
+	oneWayFromLeader = func(ctx context.Context, c *cluster, rng *rand.Rand) string {
+		s := targetLeader(ctx, c, rng)
+		for _, o := range c.nodes {
+			if o != s {
+				require.NoError(c.t, c.topo.CutOneWay(s.host, o.host))
+			}
+		}
+		return "one-way cut from " + s.host.Name
+	}
+	pauseLeader = func(ctx context.Context, c *cluster, rng *rand.Rand) string {
+		s := targetLeader(ctx, c, rng)
+		c.signal(s, syscall.SIGSTOP)
+		return "SIGSTOP " + s.host.Name
+	}
+	resumeAll = func(_ context.Context, c *cluster, _ *rand.Rand) string {
+		for _, s := range c.nodes {
+			c.signal(s, syscall.SIGCONT)
+		}
+		return "SIGCONT all"
+	}
+	rollingRestart = func(_ context.Context, c *cluster, _ *rand.Rand) string {
+		for _, s := range c.nodes {
+			c.stop(s)
+			c.restart(s)
+			time.Sleep(2 * time.Second)
+		}
+		return "rolling restart"
+	}
+)
+
+// schedules are the named nemesis schedules; the seed picks targets where
+// the leader is unknown and drives the workload.
+var schedules = map[string][]step{
+	"leader-kill": {
+		{5 * time.Second, "kill leader", killLeader},
+		{8 * time.Second, "restart", restartAll},
+		{14 * time.Second, "kill leader", killLeader},
+		{17 * time.Second, "restart", restartAll},
+		{22 * time.Second, "kill leader", killLeader},
+		{25 * time.Second, "restart", restartAll},
+	},
+	"partitions": {
+		{5 * time.Second, "isolate leader", isolateLeader},
+		{12 * time.Second, "heal", heal},
+		{16 * time.Second, "one-way cut", oneWayFromLeader},
+		{22 * time.Second, "heal", heal},
+	},
+	"pause-restart": {
+		{5 * time.Second, "pause leader", pauseLeader},
+		{10 * time.Second, "resume", resumeAll},
+		{13 * time.Second, "rolling restart", rollingRestart},
+		{23 * time.Second, "kill leader", killLeader},
+		{25 * time.Second, "restart", restartAll},
+	},
+}
+
+func seedFromEnv(t *testing.T) uint64 {
+	if s := os.Getenv("MERIDIAN_CHAOS_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		require.NoError(t, err, "MERIDIAN_CHAOS_SEED must be an unsigned integer")
+		return v
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+func buildBinary(t *testing.T) string {
+	if bin := os.Getenv("MERIDIAN_BIN"); bin != "" {
+		return bin
+	}
+	bin := filepath.Join(t.TempDir(), "meridian")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/meridiandb/meridian/cmd/meridian").CombinedOutput()
+	require.NoError(t, err, "build meridian: %s", out)
+	return bin
+}
+
+func TestChaos(t *testing.T) {
+	require.NoError(t, Requirements())
+	bin := buildBinary(t)
+	seed := seedFromEnv(t)
+	t.Logf("seed %d (replay: MERIDIAN_CHAOS_SEED=%d make chaos)", seed, seed)
+
+	names := []string{"leader-kill", "partitions", "pause-restart"}
+	if only := os.Getenv("MERIDIAN_CHAOS_SCHEDULE"); only != "" {
+		names = []string{only}
+	}
+	for _, name := range names {
+		sched, ok := schedules[name]
+		require.True(t, ok, "unknown schedule %q", name)
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if t.Failed() {
+					t.Logf("replay: MERIDIAN_CHAOS_SEED=%d MERIDIAN_CHAOS_SCHEDULE=%s make chaos", seed, name)
+				}
+			}()
+			runSchedule(t, bin, seed, sched)
+		})
+	}
+
+	// Nothing is left behind: namespaces (and with them interfaces and
+	// iptables rules) and processes.
+	nss, err := Namespaces(prefix)
+	require.NoError(t, err)
+	require.Empty(t, nss, "namespaces left behind")
+	out, _ := exec.Command("pgrep", "-f", bin+" server").Output()
+	require.Empty(t, strings.TrimSpace(string(out)), "meridian processes left behind")
+}
+
+func runSchedule(t *testing.T, bin string, seed uint64, sched []step) {
+	topo, err := Setup(prefix, nodesN)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, topo.Teardown()) })
+	c := newCluster(t, topo, bin)
+
+	ctx := context.Background()
+	require.Eventually(t, func() bool { return c.leader(ctx) != nil }, 30*time.Second, 100*time.Millisecond, "no leader elected")
+
+	rng := rand.New(rand.NewPCG(seed, 0xc4a05))
+	h := &history{}
+	wctx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	start := time.Now()
+	c.workload(wctx, seed, h, &wg)
+
+	faults := 0
+	for _, s := range sched {
+		time.Sleep(time.Until(start.Add(s.at)))
+		if faults == 0 {
+			// Honest run: the cluster did real work before the first fault.
+			if n := h.count("ok"); n < warmupMinOK {
+				stopLoad()
+				wg.Wait()
+				t.Fatalf("invalid run: only %d acknowledged appends before the first fault, want at least %d", n, warmupMinOK)
+			}
+		}
+		t.Logf("%6.1fs %s", time.Since(start).Seconds(), s.do(ctx, c, rng))
+		faults++
+	}
+	time.Sleep(time.Until(start.Add(scheduleDuration)))
+	stopLoad()
+	wg.Wait()
+
+	// Heal everything, then a final write must succeed.
+	require.NoError(t, topo.Heal())
+	resumeAll(ctx, c, rng)
+	restartAll(ctx, c, rng)
+	require.Positive(t, faults, "invalid run: no fault was injected")
+	final := &meridianv1.AppendRequest{Entity: "chaos/final", Events: []*meridianv1.ProposedEvent{{Id: uuid.Must(uuid.NewV7()).String(), Type: "Final"}}}
+	require.Eventually(t, func() bool {
+		for _, s := range c.nodes {
+			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			_, err := c.client[s.host.Name].Append(rctx, connect.NewRequest(final))
+			cancel()
+			if err == nil {
+				return true
+			}
+		}
+		return false
+	}, finalWriteTimeout, 200*time.Millisecond, "invalid run: the final write after heal did not succeed")
+
+	ok, unknown, failed := h.count("ok"), h.count("unknown"), h.count("failed")
+	t.Logf("history: %d ok, %d unknown, %d failed appends", ok, unknown, failed)
+
+	streams := c.converge(t, ctx)
+	require.NoError(t, checkHistory(h.ops, streams))
+}
+
+// converge waits until every node serves identical streams of every entity
+// and returns them.
+func (c *cluster) converge(t *testing.T, ctx context.Context) map[string][]string {
+	var last map[string]map[string][]string
+	var lastErr error
+	deadline := time.Now().Add(convergeTimeout)
+	for time.Now().Before(deadline) {
+		last, lastErr = map[string]map[string][]string{}, nil
+		for _, s := range c.nodes {
+			st := map[string][]string{}
+			for e := range entitiesN {
+				ids, err := c.readAll(ctx, s, entityName(e))
+				if err != nil {
+					lastErr = err
+					break
+				}
+				st[entityName(e)] = ids
+			}
+			last[s.host.Name] = st
+		}
+		if lastErr == nil {
+			if diff := compareStreams(last); diff == "" {
+				return last[c.nodes[0].host.Name]
+			} else {
+				lastErr = errors.New(diff)
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("streams did not converge within %s: %v", convergeTimeout, lastErr)
+	return nil
+}
+
+// readAll reads an entity's whole stream from one node (EVENTUAL: the node's
+// own state) and checks that versions are 1..n without gaps.
+func (c *cluster) readAll(ctx context.Context, s *server, entity string) ([]string, error) {
+	var ids []string
+	from := uint64(1)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		resp, err := c.client[s.host.Name].Read(rctx, connect.NewRequest(&meridianv1.ReadRequest{
+			Entity: entity, FromVersion: from, MaxCount: 500,
+			Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
+		}))
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read %s from %s: %w", entity, s.host.Name, err)
+		}
+		for _, ev := range resp.Msg.GetEvents() {
+			if ev.GetVersion() != uint64(len(ids)+1) {
+				return nil, fmt.Errorf("node %s entity %s: version %d where %d was expected (gap or reorder)", s.host.Name, entity, ev.GetVersion(), len(ids)+1)
+			}
+			ids = append(ids, ev.GetId())
+		}
+		if len(resp.Msg.GetEvents()) == 0 || uint64(len(ids)) >= resp.Msg.GetHeadVersion() {
+			return ids, nil
+		}
+		from = uint64(len(ids) + 1)
+	}
+}
