@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// fakeStore is a minimal in-memory EventStoreHandler for the client
+// commands' unit tests; the real region is exercised by the binary tests.
+type fakeStore struct {
+	meridianv1connect.UnimplementedEventStoreHandler
+	mu      sync.Mutex
+	streams map[string][]*meridianv1.Event
+	last    *meridianv1.AppendRequest
+}
+
+func (f *fakeStore) Append(_ context.Context, req *connect.Request[meridianv1.AppendRequest]) (*connect.Response[meridianv1.AppendResponse], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := req.Msg
+	f.last = m
+	head := uint64(len(f.streams[m.Entity]))
+	switch k := m.GetExpected().GetKind().(type) {
+	case *meridianv1.ExpectedVersion_Exact:
+		if k.Exact != head {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("region: wrong expected version: entity %s expected %d, current %d", m.Entity, k.Exact, head))
+		}
+	case *meridianv1.ExpectedVersion_NoStream_:
+		if head != 0 {
+			return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("region: wrong expected version: entity %s expected no stream, current %d", m.Entity, head))
+		}
+	}
+	for _, pe := range m.Events {
+		f.streams[m.Entity] = append(f.streams[m.Entity], &meridianv1.Event{
+			Entity: m.Entity, Version: uint64(len(f.streams[m.Entity])) + 1, Id: pe.Id, Type: pe.Type, Data: pe.Data,
+			ContentType: pe.ContentType, Metadata: pe.Metadata, Origin: &meridianv1.Dot{Region: "local", Seq: 7},
+		})
+	}
+	return connect.NewResponse(&meridianv1.AppendResponse{FirstVersion: head + 1, LastVersion: uint64(len(f.streams[m.Entity])),
+		Origin: &meridianv1.Dot{Region: "local", Seq: 7}, SessionToken: "TOKEN1", Region: "local"}), nil
+}
+
+func (f *fakeStore) Read(_ context.Context, req *connect.Request[meridianv1.ReadRequest]) (*connect.Response[meridianv1.ReadResponse], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.streams[req.Msg.Entity]
+	return connect.NewResponse(&meridianv1.ReadResponse{Events: s, HeadVersion: uint64(len(s)), SessionToken: req.Msg.SessionToken, Region: "local", Node: "n2"}), nil
+}
+
+func (f *fakeStore) Status(context.Context, *connect.Request[meridianv1.StatusRequest]) (*connect.Response[meridianv1.StatusResponse], error) {
+	return connect.NewResponse(&meridianv1.StatusResponse{Region: "local", Node: "n1", Leader: "n1", IsLeader: true, RaftState: "Leader", AppliedIndex: 3}), nil
+}
+
+func (f *fakeStore) Subscribe(ctx context.Context, req *connect.Request[meridianv1.SubscribeRequest], stream *connect.ServerStream[meridianv1.SubscribeResponse]) error {
+	f.mu.Lock()
+	s := append([]*meridianv1.Event(nil), f.streams[req.Msg.GetEntity()]...)
+	f.mu.Unlock()
+	for _, e := range s {
+		if err := stream.Send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Event{Event: e}}); err != nil {
+			return err
+		}
+	}
+	if err := stream.Send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Checkpoint{Checkpoint: &meridianv1.Checkpoint{NextPosition: uint64(len(s)) + 1, CaughtUp: true}}}); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func startFake(t *testing.T) (*fakeStore, string) {
+	t.Helper()
+	f := &fakeStore{streams: map[string][]*meridianv1.Event{}}
+	mux := http.NewServeMux()
+	mux.Handle(meridianv1connect.NewEventStoreHandler(f))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return f, srv.URL
+}
+
+// runCLI runs one command line in-process and returns exit code, stdout, stderr.
+func runCLI(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(ctx, args, strings.NewReader(`{"from":"stdin"}`), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLIAppendReadStatus(t *testing.T) {
+	f, url := startFake(t)
+	ctx := t.Context()
+	ep := "--endpoint=" + url
+
+	code, out, errOut := runCLI(t, ctx, "append", "order-42", "--type", "OrderPlaced", "--data", `{"total": 10}`, "--meta", "user=ann", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Regexp(t, `^appended order-42 v1  id=[0-9a-f-]{36} origin=local/7\nsession token: TOKEN1\n$`, out)
+	assert.Equal(t, "application/json", f.last.Events[0].ContentType)
+	assert.Equal(t, map[string]string{"user": "ann"}, f.last.Events[0].Metadata)
+
+	file := filepath.Join(t.TempDir(), "paid.json")
+	require.NoError(t, os.WriteFile(file, []byte(`{"paid":true}`), 0o600))
+	code, out, errOut = runCLI(t, ctx, "append", "order-42", "--type", "OrderPaid", "--data", "@"+file, "--expect", "1", "--json", ep)
+	require.Equal(t, 0, code, errOut)
+	var resp meridianv1.AppendResponse
+	require.NoError(t, protojson.Unmarshal([]byte(out), &resp), out)
+	assert.Equal(t, uint64(2), resp.LastVersion)
+
+	code, _, errOut = runCLI(t, ctx, "append", "order-42", "--data", "@-", "--id", "0190a0b0-0000-7000-8000-000000000001", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, `{"from":"stdin"}`, string(f.last.Events[0].Data))
+	assert.Equal(t, "0190a0b0-0000-7000-8000-000000000001", f.last.Events[0].Id)
+
+	code, out, errOut = runCLI(t, ctx, "read", "order-42", "--token", "TOKEN1", ep)
+	require.Equal(t, 0, code, errOut)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 5, out)
+	assert.Regexp(t, `^order-42 v1  OrderPlaced  \{"total":10\}  id=\S+ origin=local/7 user="ann"$`, lines[0])
+	assert.Contains(t, lines[1], `order-42 v2  OrderPaid  {"paid":true}`)
+	assert.Equal(t, "(3 events, head version 3, served by local/n2)", lines[3])
+	assert.Equal(t, "session token: TOKEN1", lines[4])
+
+	code, out, errOut = runCLI(t, ctx, "read", "order-42", "--json", ep)
+	require.Equal(t, 0, code, errOut)
+	var rr meridianv1.ReadResponse
+	require.NoError(t, protojson.Unmarshal([]byte(out), &rr))
+	assert.Len(t, rr.Events, 3)
+
+	code, out, errOut = runCLI(t, ctx, "status", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "ENDPOINT")
+	assert.Regexp(t, `local\s+n1\s+Leader\s+n1\s+3`, out)
+}
+
+func TestCLIErrors(t *testing.T) {
+	_, url := startFake(t)
+	ctx := t.Context()
+	ep := "--endpoint=" + url
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{name: "version conflict", args: []string{"append", "x", "--expect", "5", ep}, wantCode: 1,
+			wantErr: "error: failed_precondition: region: wrong expected version: entity x expected 5, current 0\n"},
+		{name: "bad expect", args: []string{"append", "x", "--expect", "soon", ep}, wantCode: 2, wantErr: `--expect "soon"`},
+		{name: "bad json", args: []string{"append", "x", "--data", "{nope", ep}, wantCode: 2, wantErr: "not valid JSON"},
+		{name: "missing entity", args: []string{"read", ep}, wantCode: 2, wantErr: "expected ENTITY"},
+		{name: "bad consistency", args: []string{"read", "x", "--consistency", "psychic", ep}, wantCode: 2, wantErr: "--consistency"},
+		{name: "tail both", args: []string{"tail", "x", "--all", ep}, wantCode: 2, wantErr: "either ENTITY or --all"},
+		{name: "unknown flag", args: []string{"read", "x", "--nope", ep}, wantCode: 2, wantErr: "unknown flag"},
+		{name: "bad id", args: []string{"append", "x", "--id", "123", ep}, wantCode: 1, wantErr: "invalid event id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, errOut := runCLI(t, ctx, tt.args...)
+			assert.Equal(t, tt.wantCode, code, errOut)
+			assert.Contains(t, errOut, tt.wantErr)
+		})
+	}
+}
+
+func TestCLIUnreachableEndpointHint(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	url := dead.URL
+	dead.Close()
+	code, _, errOut := runCLI(t, t.Context(), "read", "x", "--endpoint", url, "--timeout", "2s")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "error: unavailable:")
+	assert.Contains(t, errOut, "hint: no Meridian node answers at "+url)
+}
+
+func TestCLITailStopsCleanlyOnCancel(t *testing.T) {
+	_, url := startFake(t)
+	ep := "--endpoint=" + url
+	code, _, _ := runCLI(t, t.Context(), "append", "t", "--type", "A", ep)
+	require.Equal(t, 0, code)
+	ctx, cancel := context.WithCancel(t.Context())
+	var out, errb syncBuffer
+	done := make(chan int)
+	go func() { done <- run(ctx, []string{"tail", "t", ep}, nil, &out, &errb) }()
+	require.Eventually(t, func() bool { return strings.Contains(errb.String(), "caught up") }, 10*time.Second, 10*time.Millisecond)
+	cancel()
+	select {
+	case code := <-done:
+		assert.Equal(t, 0, code, errb.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("tail did not stop after cancel")
+	}
+	assert.Contains(t, out.String(), "t v1  A  (no data)")
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one polling reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+

@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/client"
+)
+
+// eventDataBytesMax bounds what --data @file reads: the server's default
+// event size limit is 1 MiB, so anything bigger would be refused anyway.
+const eventDataBytesMax = 1 << 20
+
+func newAppendCmd(r *rootCmd) *cobra.Command {
+	var (
+		eventType, data, expect, id, contentType string
+		metadata                                 []string
+		asJSON                                   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "append ENTITY",
+		Short: "Append one event to an entity's stream",
+		Example: `  meridian append order-42 --type OrderPlaced --data '{"total":10}'
+  meridian append order-42 --type OrderPaid --data @payment.json --expect 1
+  meridian append order-43 --type OrderPlaced --expect no-stream --json`,
+		Args: exactArgs(1, "ENTITY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opt, err := parseExpect(expect)
+			if err != nil {
+				return err
+			}
+			payload, err := readData(data, r.stdin)
+			if err != nil {
+				return err
+			}
+			if len(payload) > 0 && strings.HasPrefix(contentType, "application/json") && !json.Valid(payload) {
+				return usagef("--data is not valid JSON (use --content-type to send other data)")
+			}
+			md, err := parseMetadata(metadata)
+			if err != nil {
+				return err
+			}
+			ev := &meridianv1.ProposedEvent{Id: id, Type: eventType, Data: payload, Metadata: md}
+			if len(payload) > 0 {
+				ev.ContentType = contentType
+			}
+			c, err := r.newClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
+			defer cancel()
+			resp, err := c.Append(ctx, args[0], []*meridianv1.ProposedEvent{ev}, opt)
+			if err != nil {
+				if client.IsOutcomeUnknown(err) {
+					fmt.Fprintf(r.stderr, "note: the append may have been applied; retrying with --id %s is safe\n", ev.Id)
+				}
+				return err
+			}
+			if asJSON {
+				return printJSON(r.stdout, resp)
+			}
+			verb := "appended"
+			if resp.GetDuplicate() {
+				verb = "already appended (same id and content): original result"
+			}
+			fmt.Fprintf(r.stdout, "%s %s v%d  id=%s", verb, args[0], resp.GetLastVersion(), ev.Id)
+			if o := resp.GetOrigin(); o != nil {
+				fmt.Fprintf(r.stdout, " origin=%s/%d", o.GetRegion(), o.GetSeq())
+			}
+			fmt.Fprintln(r.stdout)
+			printToken(r.stdout, resp.GetSessionToken())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&eventType, "type", "Event", "event type, for example OrderPlaced")
+	f.StringVar(&data, "data", "", "payload: JSON text, @FILE to read a file, or @- for stdin")
+	f.StringVar(&contentType, "content-type", "application/json", "content type of the payload")
+	f.StringVar(&expect, "expect", "any", "expected stream version: any, no-stream, exists or a version number")
+	f.StringVar(&id, "id", "", "event id (UUID); default a new UUIDv7. Reuse it to retry safely")
+	f.StringArrayVar(&metadata, "meta", nil, "metadata KEY=VALUE (repeatable)")
+	f.BoolVar(&asJSON, "json", false, "print the AppendResponse as JSON")
+	return cmd
+}
+
+func newReadCmd(r *rootCmd) *cobra.Command {
+	var (
+		from        uint64
+		limit       uint32
+		backward    bool
+		consistency string
+		asJSON      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "read ENTITY",
+		Short: "Read events of an entity's stream",
+		Example: `  meridian read order-42
+  meridian read order-42 --from 10 --limit 5
+  meridian read order-42 --backward --limit 1 --consistency strong --json`,
+		Args: exactArgs(1, "ENTITY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			level, err := parseConsistency(consistency)
+			if err != nil {
+				return err
+			}
+			c, err := r.newClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
+			defer cancel()
+			opts := []client.ReadOption{client.FromVersion(from), client.Limit(limit), client.WithConsistency(level)}
+			if backward {
+				opts = append(opts, client.Backward())
+			}
+			resp, err := c.Read(ctx, args[0], opts...)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(r.stdout, resp)
+			}
+			for _, e := range resp.GetEvents() {
+				fmt.Fprintln(r.stdout, formatEvent(e, false))
+			}
+			served := ""
+			if resp.GetNode() != "" {
+				served = fmt.Sprintf(", served by %s/%s", resp.GetRegion(), resp.GetNode())
+			}
+			fmt.Fprintf(r.stdout, "(%d events, head version %d%s)\n", len(resp.GetEvents()), resp.GetHeadVersion(), served)
+			printToken(r.stdout, resp.GetSessionToken())
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.Uint64Var(&from, "from", 0, "first version (forward) or last version (backward); 0: start or head")
+	f.Uint32Var(&limit, "limit", 0, "maximum events returned; 0: the server's default (100)")
+	f.BoolVar(&backward, "backward", false, "read from the head towards version 1")
+	f.StringVar(&consistency, "consistency", "session", "strong, session, bounded or eventual")
+	f.BoolVar(&asJSON, "json", false, "print the ReadResponse as JSON")
+	return cmd
+}
+
+func newTailCmd(r *rootCmd) *cobra.Command {
+	var (
+		all, fromEnd, asJSON bool
+		from                 uint64
+	)
+	cmd := &cobra.Command{
+		Use:   "tail ENTITY | --all",
+		Short: "Follow an entity's stream, or the whole region log, until Ctrl-C",
+		Example: `  meridian tail order-42
+  meridian tail --all --from 100
+  meridian tail order-42 --json`,
+		Args: func(_ *cobra.Command, args []string) error {
+			switch {
+			case all && len(args) > 0:
+				return usagef("tail takes either ENTITY or --all, not both")
+			case !all && len(args) != 1:
+				return usagef("tail needs ENTITY or --all")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := r.newClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			sub := client.Subscription{All: all, From: from, FromEnd: fromEnd}
+			if !all {
+				sub.Entity = args[0]
+			}
+			ctx := cmd.Context()
+			announced := false
+			for msg, err := range c.Subscribe(ctx, sub) {
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					if err := printJSON(r.stdout, msg); err != nil {
+						return err
+					}
+					continue
+				}
+				switch m := msg.GetMessage().(type) {
+				case *meridianv1.SubscribeResponse_Event:
+					fmt.Fprintln(r.stdout, formatEvent(m.Event, all))
+				case *meridianv1.SubscribeResponse_Checkpoint:
+					if m.Checkpoint.GetCaughtUp() && !announced {
+						announced = true
+						fmt.Fprintf(r.stderr, "-- caught up (next position %d); waiting for new events, Ctrl-C to stop\n", m.Checkpoint.GetNextPosition())
+					}
+				}
+			}
+			// The context ended: Ctrl-C is the normal way out of tail.
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&all, "all", false, "follow the whole region log (positions) instead of one entity (versions)")
+	f.Uint64Var(&from, "from", 0, "first position (entity: version) delivered; 0: the beginning")
+	f.BoolVar(&fromEnd, "from-end", false, "deliver only events appended from now on")
+	f.BoolVar(&asJSON, "json", false, "print every SubscribeResponse (events and checkpoints) as one JSON line")
+	return cmd
+}
+
+func newStatusCmd(r *rootCmd) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the status of every node given by --endpoint",
+		Args:  exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := r.newClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
+			defer cancel()
+			statuses, errs := c.StatusAll(ctx)
+			failed := 0
+			if asJSON {
+				for i, st := range statuses {
+					if errs[i] != nil {
+						failed++
+						fmt.Fprintf(r.stderr, "%s: ", c.Endpoints()[i])
+						printError(r.stderr, errs[i], nil)
+						continue
+					}
+					if err := printJSON(r.stdout, st); err != nil {
+						return err
+					}
+				}
+			} else {
+				tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ENDPOINT\tREGION\tNODE\tSTATE\tLEADER\tAPPLIED INDEX\tLAST POSITION")
+				for i, st := range statuses {
+					if errs[i] != nil {
+						failed++
+						fmt.Fprintf(tw, "%s\t-\t-\tunreachable (%s)\t-\t-\t-\n", c.Endpoints()[i], errorSummary(errs[i]))
+						continue
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", c.Endpoints()[i], st.GetRegion(), st.GetNode(),
+						st.GetRaftState(), st.GetLeader(), st.GetAppliedIndex(), st.GetLastPosition())
+				}
+				_ = tw.Flush()
+			}
+			if failed == len(statuses) {
+				return errs[0]
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print one StatusResponse per node as JSON")
+	return cmd
+}
+
+// printToken shows the session token so that the next command can pass it
+// with --token (or MERIDIAN_SESSION_TOKEN) for read-your-writes.
+func printToken(w io.Writer, token string) {
+	if token != "" {
+		fmt.Fprintf(w, "session token: %s\n", token)
+	}
+}
+
+func errorSummary(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i >= 0 && strings.Contains(s, "connection refused") {
+		return "connection refused"
+	}
+	return s
+}
+
+func exactArgs(n int, name string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != n {
+			if n == 0 {
+				return usagef("this command takes no arguments, got %q", args)
+			}
+			return usagef("expected %s, got %d arguments", name, len(args))
+		}
+		return nil
+	}
+}
+
+// parseExpect turns --expect into an append option.
+func parseExpect(s string) (client.AppendOption, error) {
+	switch s {
+	case "", "any":
+		return client.ExpectAny(), nil
+	case "no-stream":
+		return client.ExpectNoStream(), nil
+	case "exists":
+		return client.ExpectStreamExists(), nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return nil, usagef("--expect %q: want any, no-stream, exists or a version number", s)
+	}
+	return client.ExpectVersion(v), nil
+}
+
+func parseConsistency(s string) (meridianv1.Consistency, error) {
+	switch s {
+	case "strong":
+		return meridianv1.Consistency_CONSISTENCY_STRONG, nil
+	case "session", "":
+		return meridianv1.Consistency_CONSISTENCY_SESSION, nil
+	case "bounded":
+		return meridianv1.Consistency_CONSISTENCY_BOUNDED, nil
+	case "eventual":
+		return meridianv1.Consistency_CONSISTENCY_EVENTUAL, nil
+	}
+	return 0, usagef("--consistency %q: want strong, session, bounded or eventual", s)
+}
+
+// readData returns the payload of --data: literal text, @FILE, or @- (stdin).
+func readData(s string, stdin io.Reader) ([]byte, error) {
+	if !strings.HasPrefix(s, "@") {
+		return []byte(s), nil
+	}
+	var src io.Reader
+	if s == "@-" {
+		src = stdin
+	} else {
+		f, err := os.Open(s[1:])
+		if err != nil {
+			return nil, usagef("--data: %v", err)
+		}
+		defer f.Close()
+		src = f
+	}
+	b, err := io.ReadAll(io.LimitReader(src, eventDataBytesMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("--data: %w", err)
+	}
+	if len(b) > eventDataBytesMax {
+		return nil, usagef("--data: more than %d bytes", eventDataBytesMax)
+	}
+	return b, nil
+}
+
+func parseMetadata(kvs []string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	md := make(map[string]string, len(kvs))
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usagef("--meta %q: want KEY=VALUE", kv)
+		}
+		md[k] = v
+	}
+	return md, nil
+}
+
