@@ -368,4 +368,3 @@ func parseMetadata(kvs []string) (map[string]string, error) {
 	}
 	return md, nil
 }
-
