@@ -1,0 +1,406 @@
+package region
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+	"github.com/hashicorp/raft"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// applier is the stateless core of apply: given a Badger database, the apply
+// state before an entry, and the entry, it writes the entry's effects and the
+// next apply state in one Badger transaction. It reads no clock, no
+// randomness and no configuration that replicas may disagree on (region is
+// the group's name; window is a fallback when the batch does not stamp one).
+type applier struct {
+	region string
+	window time.Duration
+	limits Limits
+}
+
+// Named budget of one apply transaction, below Badger's own limits
+// (MaxBatchSize, MaxBatchCount), which depend only on constant options.
+const (
+	// txnReserveBytes leaves room for the ApplyState write and estimate slack.
+	txnReserveBytes = 64 << 10
+	// txnReserveEntries leaves room for the ApplyState write.
+	txnReserveEntries = 16
+	// entryOverheadBytes over-estimates Badger's per-entry accounting
+	// (meta, version, value pointer or header) so that the budget is conservative.
+	entryOverheadBytes = 32
+)
+
+// txnBudget tracks what an apply transaction may still take.
+type txnBudget struct {
+	bytes, entries int64
+}
+
+func newTxnBudget(db *badger.DB) txnBudget {
+	return txnBudget{bytes: db.MaxBatchSize() - txnReserveBytes, entries: db.MaxBatchCount() - txnReserveEntries}
+}
+
+// kv is one staged write.
+type kv struct {
+	key, value []byte
+	expiresAt  uint64
+}
+
+// apply applies entry l on top of cur and returns the next apply state and,
+// for append batches, the per-op results. It panics on anything that would
+// let replicas diverge: an undecodable or unknown committed entry, a failed
+// Badger write.
+func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (*meridianv1.ApplyState, *BatchResult) {
+	next := proto.Clone(cur).(*meridianv1.ApplyState)
+	if next.Applied == nil {
+		next.Applied = map[string]uint64{}
+	}
+	next.AppliedIndex, next.AppliedTerm = l.Index, l.Term
+
+	txn := db.NewTransaction(true)
+	defer txn.Discard()
+
+	var res *BatchResult
+	if l.Type == raft.LogCommand {
+		cmd, err := DecodeCommand(l.Data)
+		if err != nil {
+			panic(fmt.Errorf("region: apply entry %d (term %d): undecodable committed command: %w", l.Index, l.Term, err))
+		}
+		payload, err := DecodePayload(cmd)
+		if err != nil {
+			panic(fmt.Errorf("region: apply entry %d (term %d): %w", l.Index, l.Term, err))
+		}
+		switch m := payload.(type) {
+		case *meridianv1.AppendBatch:
+			res = a.applyBatch(txn, newTxnBudget(db), next, m)
+		default:
+			panic(fmt.Errorf("region: apply entry %d: no handler for %v", l.Index, cmd.GetType()))
+		}
+	}
+	// Other entry types (configuration, no-op, barrier) only advance the index.
+
+	val, err := marshalDeterministic.Marshal(next)
+	if err != nil {
+		panic(fmt.Errorf("region: apply entry %d: marshal apply state: %w", l.Index, err))
+	}
+	if err := txn.Set(keyApplyState, val); err != nil {
+		panic(fmt.Errorf("region: apply entry %d: write apply state: %w", l.Index, err))
+	}
+	if err := txn.Commit(); err != nil {
+		panic(fmt.Errorf("region: apply entry %d: commit: %w", l.Index, err))
+	}
+	return next, res
+}
+
+// applyBatch applies each op alone: a failed op writes nothing.
+func (a applier) applyBatch(txn *badger.Txn, budget txnBudget, st *meridianv1.ApplyState, b *meridianv1.AppendBatch) *BatchResult {
+	window := a.window
+	if s := b.GetIdempotencyWindowSeconds(); s > 0 {
+		window = time.Duration(min(s, uint64(math.MaxInt64/int64(time.Second)))) * time.Second
+	}
+	now := hlcOf(b.GetHlc())
+	clk := stamper{next: maxHLC(now, hlcOf(st.GetLastHlc()).tick())}
+	res := &BatchResult{Ops: make([]OpResult, len(b.GetOps()))}
+	for i, op := range b.GetOps() {
+		resp, err := a.applyOp(txn, &budget, st, op, &clk, window, now)
+		res.Ops[i] = OpResult{Resp: resp, Err: err}
+	}
+	return res
+}
+
+func (a applier) applyOp(txn *badger.Txn, budget *txnBudget, st *meridianv1.ApplyState, op *meridianv1.AppendOp,
+	clk *stamper, window time.Duration, now hlc) (*meridianv1.AppendResponse, error) {
+	ids, err := validateAppend(op, a.limits)
+	if err != nil {
+		return nil, err
+	}
+	entity := op.GetEntity()
+	evs := op.GetEvents()
+	hashes := make([][]byte, len(evs))
+	for i, e := range evs {
+		hashes[i] = contentHash(entity, e)
+	}
+
+	// Idempotency first: a retry of a successful append must get the original
+	// result even though its expected version no longer holds.
+	recs := make([]*meridianv1.IdempotencyRecord, len(ids))
+	known := 0
+	for i, id := range ids {
+		rec := getIdempotency(txn, id)
+		if rec != nil && hlcOf(rec.GetHlc()).wall+int64(window) > now.wall {
+			recs[i] = rec
+			known++
+		}
+	}
+	if known > 0 {
+		return a.retryResult(op, recs, hashes)
+	}
+
+	head := getHead(txn, entity)
+	if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
+		return nil, err
+	}
+
+	n := uint64(len(evs))
+	first := head.GetVersion() + 1
+	seq0 := st.Applied[a.region] + 1
+	pos0 := st.GetLastPosition() + 1
+	firstOrigin := &meridianv1.Dot{Region: a.region, Seq: seq0}
+	writes := make([]kv, 0, 4*len(evs)+1)
+	var firstHLC, lastHLC hlc
+	for i, e := range evs {
+		v, seq, pos := first+uint64(i), seq0+uint64(i), pos0+uint64(i)
+		stamp := clk.take()
+		if i == 0 {
+			firstHLC = stamp
+		}
+		lastHLC = stamp
+		origin := &meridianv1.Dot{Region: a.region, Seq: seq}
+		ev := &meridianv1.Event{
+			Entity: entity, Version: v, Id: e.GetId(), Type: e.GetType(), Data: e.GetData(),
+			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
+			Hlc: stamp.proto(), Epoch: op.GetEpoch(), Deps: op.GetDeps(), Position: pos,
+		}
+		rec := &meridianv1.IdempotencyRecord{
+			Entity: entity, Version: v, ContentHash: hashes[i], Origin: origin,
+			FirstVersion: first, LastVersion: first + n - 1, Hlc: stamp.proto(),
+			Epoch: op.GetEpoch(), FirstOrigin: firstOrigin,
+		}
+		r := encodeRef(ref{Entity: entity, Version: v})
+		writes = append(writes,
+			kv{key: eventKey(entity, v), value: mustMarshal(ev)},
+			kv{key: originKey(a.region, seq), value: r},
+			kv{key: logKey(pos), value: r},
+			kv{key: idempotencyKey(ids[i]), value: mustMarshal(rec), expiresAt: idempotencyExpiry(stamp, window)},
+		)
+	}
+	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(&meridianv1.StreamHead{
+		Version: first + n - 1, LastOrigin: &meridianv1.Dot{Region: a.region, Seq: seq0 + n - 1},
+		LastHlc: lastHLC.proto(), Epoch: op.GetEpoch(),
+	})})
+
+	var bytes, entries int64
+	for _, w := range writes {
+		bytes += int64(len(w.key) + len(w.value) + entryOverheadBytes)
+		entries++
+	}
+	if bytes > budget.bytes || entries > budget.entries {
+		return nil, fmt.Errorf("%w: append to %q needs %d bytes in %d writes, %d bytes in %d writes left in this entry",
+			ErrEntryTooLarge, entity, bytes, entries, budget.bytes, budget.entries)
+	}
+	budget.bytes -= bytes
+	budget.entries -= entries
+	for _, w := range writes {
+		e := badger.NewEntry(w.key, w.value)
+		e.ExpiresAt = w.expiresAt
+		if err := txn.SetEntry(e); err != nil {
+			// The budget above is meant to make this impossible; the op is
+			// half-written into the transaction, so stop.
+			panic(fmt.Errorf("region: apply: write %q: %w", w.key, err))
+		}
+	}
+	st.Applied[a.region] = seq0 + n - 1
+	st.LastPosition = pos0 + n - 1
+	st.LastHlc = lastHLC.proto()
+	return &meridianv1.AppendResponse{
+		FirstVersion: first, LastVersion: first + n - 1, Origin: firstOrigin,
+		Hlc: firstHLC.proto(), Epoch: op.GetEpoch(), Region: a.region,
+	}, nil
+}
+
+// retryResult decides an append some of whose ids are known (recs[i] != nil).
+func (a applier) retryResult(op *meridianv1.AppendOp, recs []*meridianv1.IdempotencyRecord, hashes [][]byte) (*meridianv1.AppendResponse, error) {
+	evs := op.GetEvents()
+	for i, r := range recs {
+		if r == nil {
+			j := slices.IndexFunc(recs, func(r *meridianv1.IdempotencyRecord) bool { return r != nil })
+			return nil, fmt.Errorf("%w: events[%d].id %s was appended before but events[%d].id %s was not: a retry must repeat the earlier append exactly, with all of its ids",
+				ErrIdempotencyConflict, j, evs[j].GetId(), i, evs[i].GetId())
+		}
+	}
+	r0 := recs[0]
+	for i, r := range recs {
+		if r.GetEntity() != op.GetEntity() {
+			return nil, fmt.Errorf("%w: events[%d].id %s was appended before to entity %q, not %q",
+				ErrIdempotencyConflict, i, evs[i].GetId(), r.GetEntity(), op.GetEntity())
+		}
+		if string(r.GetContentHash()) != string(hashes[i]) {
+			return nil, fmt.Errorf("%w: events[%d].id %s was appended before with other content (type, data, metadata or content type)",
+				ErrIdempotencyConflict, i, evs[i].GetId())
+		}
+		if r.GetFirstVersion() != r0.GetFirstVersion() || r.GetLastVersion() != r0.GetLastVersion() ||
+			r.GetVersion() != r0.GetFirstVersion()+uint64(i) {
+			return nil, fmt.Errorf("%w: events[%d].id %s belongs to an earlier append at versions %d to %d: a retry must repeat that append exactly",
+				ErrIdempotencyConflict, i, evs[i].GetId(), r.GetFirstVersion(), r.GetLastVersion())
+		}
+	}
+	if r0.GetLastVersion()-r0.GetFirstVersion()+1 != uint64(len(evs)) {
+		return nil, fmt.Errorf("%w: the earlier append with events[0].id %s held %d events (versions %d to %d), this one %d",
+			ErrIdempotencyConflict, evs[0].GetId(), r0.GetLastVersion()-r0.GetFirstVersion()+1,
+			r0.GetFirstVersion(), r0.GetLastVersion(), len(evs))
+	}
+	return &meridianv1.AppendResponse{
+		FirstVersion: r0.GetFirstVersion(), LastVersion: r0.GetLastVersion(),
+		Origin: proto.Clone(r0.GetFirstOrigin()).(*meridianv1.Dot), Hlc: proto.Clone(r0.GetHlc()).(*meridianv1.Hlc),
+		Epoch: r0.GetEpoch(), Region: r0.GetFirstOrigin().GetRegion(), Duplicate: true,
+	}, nil
+}
+
+// checkExpected is the optimistic-concurrency check against the head version.
+func checkExpected(entity string, ex *meridianv1.ExpectedVersion, current uint64) error {
+	var ok bool
+	var want string
+	switch k := ex.GetKind().(type) {
+	case nil, *meridianv1.ExpectedVersion_Any_:
+		return nil
+	case *meridianv1.ExpectedVersion_NoStream_:
+		ok, want = current == 0, "no_stream"
+	case *meridianv1.ExpectedVersion_StreamExists_:
+		ok, want = current > 0, "stream_exists"
+	case *meridianv1.ExpectedVersion_Exact:
+		ok, want = current == k.Exact, strconv.FormatUint(k.Exact, 10)
+	default:
+		return invalidf("expected", "unknown kind %T", k)
+	}
+	if ok {
+		return nil
+	}
+	return &VersionConflictError{Entity: entity, Expected: want, Current: current}
+}
+
+// contentHash is SHA-256 over the event's entity, type, data, metadata
+// (sorted by key) and content type, each length-prefixed.
+func contentHash(entity string, e *meridianv1.ProposedEvent) []byte {
+	h := sha256.New()
+	var lb [binary.MaxVarintLen64]byte
+	put := func(s []byte) {
+		h.Write(lb[:binary.PutUvarint(lb[:], uint64(len(s)))])
+		h.Write(s)
+	}
+	put([]byte(entity))
+	put([]byte(e.GetType()))
+	put(e.GetData())
+	put([]byte(e.GetContentType()))
+	keys := make([]string, 0, len(e.GetMetadata()))
+	for k := range e.GetMetadata() {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	h.Write(lb[:binary.PutUvarint(lb[:], uint64(len(keys)))])
+	for _, k := range keys {
+		put([]byte(k))
+		put([]byte(e.GetMetadata()[k]))
+	}
+	return h.Sum(nil)
+}
+
+// idempotencyGraceFactor: Badger drops an idempotency record (native TTL,
+// judged by the wall clock of the replica that reads it) only this many
+// windows after the record's HLC, while apply judges expiry by HLC alone.
+// Replicas therefore decide a retry alike unless an entry is applied more
+// than (1+factor)*window after it was proposed (doc.go, "Idempotency window").
+const idempotencyGraceFactor = 1
+
+func idempotencyExpiry(stamp hlc, window time.Duration) uint64 {
+	if stamp.wall <= 0 {
+		return 0 // no physical clock in the stamp: keep the record (never wrong, only larger)
+	}
+	return uint64(stamp.wall/int64(time.Second)) + uint64((1+idempotencyGraceFactor)*window/time.Second)
+}
+
+func getIdempotency(txn *badger.Txn, id uuid.UUID) *meridianv1.IdempotencyRecord {
+	rec := &meridianv1.IdempotencyRecord{}
+	if !getProto(txn, idempotencyKey(id), rec) {
+		return nil
+	}
+	return rec
+}
+
+func getHead(txn *badger.Txn, entity string) *meridianv1.StreamHead {
+	h := &meridianv1.StreamHead{}
+	getProto(txn, headKey(entity), h)
+	return h
+}
+
+// getProto reads key into m; false when absent. Apply-side: panics on a
+// read error or undecodable bytes, since the outcome would differ between replicas.
+func getProto(txn *badger.Txn, key []byte, m proto.Message) bool {
+	ok, err := readProto(txn, key, m)
+	if err != nil {
+		panic(fmt.Errorf("region: apply: %w", err))
+	}
+	return ok
+}
+
+// readProto reads key into m; false when absent.
+func readProto(txn *badger.Txn, key []byte, m proto.Message) (bool, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %q: %w", key, err)
+	}
+	err = item.Value(func(v []byte) error {
+		if err := proto.Unmarshal(v, m); err != nil {
+			return fmt.Errorf("%w: %q: %v", ErrCorruptState, key, err)
+		}
+		return nil
+	})
+	return err == nil, err
+}
+
+func mustMarshal(m proto.Message) []byte {
+	b, err := marshalDeterministic.Marshal(m)
+	if err != nil {
+		panic(fmt.Errorf("region: apply: marshal %T: %w", m, err))
+	}
+	return b
+}
+
+// hlc is the apply-side HLC value: (wall nanos, logical).
+type hlc struct {
+	wall    int64
+	logical uint32
+}
+
+func hlcOf(h *meridianv1.Hlc) hlc { return hlc{wall: h.GetWallNanos(), logical: h.GetLogical()} }
+
+func (h hlc) proto() *meridianv1.Hlc { return &meridianv1.Hlc{WallNanos: h.wall, Logical: h.logical} }
+
+func (h hlc) less(o hlc) bool {
+	return h.wall < o.wall || h.wall == o.wall && h.logical < o.logical
+}
+
+// tick is the next HLC value after h: logical+1, carrying into the wall.
+func (h hlc) tick() hlc {
+	if h.logical == math.MaxUint32 {
+		return hlc{wall: h.wall + 1}
+	}
+	return hlc{wall: h.wall, logical: h.logical + 1}
+}
+
+func maxHLC(a, b hlc) hlc {
+	if a.less(b) {
+		return b
+	}
+	return a
+}
+
+// stamper hands out strictly increasing HLC stamps within one entry.
+type stamper struct{ next hlc }
+
+func (s *stamper) take() hlc {
+	h := s.next
+	s.next = h.tick()
+	return h
+}

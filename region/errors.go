@@ -1,0 +1,72 @@
+package region
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors of the region state machine (region-fsm). Each is a sentinel tested
+// with errors.Is; the typed errors below wrap one of them. Connect codes are
+// assigned only in service.go.
+var (
+	// ErrInvalidArgument: the request is malformed or over a limit. Returned
+	// wrapped in an *InvalidArgumentError naming the field.
+	ErrInvalidArgument = errors.New("region: invalid argument")
+	// ErrWrongExpectedVersion: the stream's head did not match the append's
+	// expected version. Returned wrapped in a *VersionConflictError.
+	ErrWrongExpectedVersion = errors.New("region: wrong expected version")
+	// ErrIdempotencyConflict: an event id was appended before with other
+	// content, or an append reuses only some ids of an earlier append.
+	ErrIdempotencyConflict = errors.New("region: idempotency conflict")
+	// ErrStoreClosed: the state machine was closed.
+	ErrStoreClosed = errors.New("region: store closed")
+	// ErrCorruptState: stored bytes could not be decoded. Apply panics on it
+	// (replicas would diverge); reads return it.
+	ErrCorruptState = errors.New("region: corrupt state")
+	// ErrUnknownCommand: a command envelope has an unknown version or type.
+	ErrUnknownCommand = errors.New("region: unknown command")
+	// ErrEntryTooLarge: an op did not fit the Badger transaction of its Raft
+	// entry (the batcher keeps entries under EntryBytesMax, so this only
+	// happens when it does not). Deterministic: every replica rejects the op.
+	ErrEntryTooLarge = errors.New("region: raft entry too large for one state machine transaction")
+	// ErrInvalidConfig: a StoreConfig (or Config) field is out of range.
+	ErrInvalidConfig = errors.New("region: invalid config")
+)
+
+// InvalidArgumentError names the offending field and the allowed form or range.
+type InvalidArgumentError struct {
+	// Field is the request path, for example "events[3].id".
+	Field string
+	// Reason says what is allowed, for example "must be 1 to 256 bytes, got 300".
+	Reason string
+}
+
+func (e *InvalidArgumentError) Error() string {
+	return fmt.Sprintf("region: invalid argument: %s: %s", e.Field, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidArgument) true.
+func (e *InvalidArgumentError) Unwrap() error { return ErrInvalidArgument }
+
+func invalidf(field, format string, args ...any) error {
+	return &InvalidArgumentError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// VersionConflictError reports a failed expected-version check.
+type VersionConflictError struct {
+	Entity string
+	// Expected is the expectation as text: "any", "no_stream", "stream_exists" or a number.
+	Expected string
+	// Current is the stream's head version (0: no stream).
+	Current uint64
+}
+
+func (e *VersionConflictError) Error() string {
+	return fmt.Sprintf("region: wrong expected version: entity %q: expected %s, current version is %d",
+		e.Entity, e.Expected, e.Current)
+}
+
+// Unwrap makes errors.Is(err, ErrWrongExpectedVersion) true.
+func (e *VersionConflictError) Unwrap() error { return ErrWrongExpectedVersion }
+
+// ---- region-raft helper: errors of the Raft node side below this line ----

@@ -1,0 +1,411 @@
+package region
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/raft"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// StoreConfig configures the region state machine.
+type StoreConfig struct {
+	// Dir holds the state machine's Badger directories and its CURRENT file.
+	Dir string
+	// Region is this region's name: the origin of the dots apply assigns.
+	// Every replica of the group must use the same name.
+	Region string
+	// IdempotencyWindow is how long an event id stays an idempotency key when
+	// the batch does not stamp its own window (AppendBatch.idempotency_window_seconds).
+	// Default 24h: longer than any sane client retry loop. Replicas must agree,
+	// so leaders should stamp it into every batch.
+	IdempotencyWindow time.Duration
+	// Logger receives the state machine's and Badger's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Knobs are testing hooks; nil in production.
+	Knobs *TestingKnobs
+}
+
+// TestingKnobs are hooks for tests of the state machine; nil in production.
+type TestingKnobs struct {
+	// AfterSnapshotSync runs in Snapshot right after Badger's Sync succeeded.
+	AfterSnapshotSync func()
+}
+
+// DefaultIdempotencyWindow is StoreConfig.IdempotencyWindow's default.
+const DefaultIdempotencyWindow = 24 * time.Hour
+
+// DefaultStoreConfig returns a config with defaults; Dir and Region must still be set.
+func DefaultStoreConfig() StoreConfig {
+	return StoreConfig{IdempotencyWindow: DefaultIdempotencyWindow}
+}
+
+// Validate checks the config.
+func (c StoreConfig) Validate() error {
+	if c.Dir == "" {
+		return fmt.Errorf("%w: StoreConfig.Dir must be set", ErrInvalidConfig)
+	}
+	if err := validateRegionName("region", c.Region); err != nil {
+		return fmt.Errorf("%w: StoreConfig.Region: %v", ErrInvalidConfig, err)
+	}
+	if c.IdempotencyWindow < time.Second {
+		return fmt.Errorf("%w: StoreConfig.IdempotencyWindow must be at least 1s, got %v", ErrInvalidConfig, c.IdempotencyWindow)
+	}
+	return nil
+}
+
+// Badger sizing. SyncWrites is off: the Raft log is the durability point
+// (doc.go, "Durability").
+const (
+	// badgerMemTableBytes also sets Badger's transaction limit (15% of it):
+	// 64 MiB gives about 9.6 MiB per Raft entry (EntryBytesMax).
+	badgerMemTableBytes = 64 << 20
+	// badgerBlockCacheBytes: reads of recent events hit the memtables; the
+	// block cache serves older ones. Small, since several nodes share a host in tests.
+	badgerBlockCacheBytes = 32 << 20
+	// badgerValueLogFileBytes: smaller than Badger's 1 GiB default so that
+	// tests and small nodes do not map huge files.
+	badgerValueLogFileBytes = 64 << 20
+	// badgerNumMemtables bounds memory held by memtables waiting to flush.
+	badgerNumMemtables = 3
+	// badgerNumCompactors: Badger's minimum useful count.
+	badgerNumCompactors = 2
+	// restoreLoadPendingMax is Badger Load's bound on in-flight write batches.
+	restoreLoadPendingMax = 16
+	// currentFile names the Badger directory in use.
+	currentFile = "CURRENT"
+	// dbDirPrefix prefixes every Badger directory: badger-000001, ...
+	dbDirPrefix = "badger-"
+)
+
+// EntryBytesMax is the largest total of event bytes one Raft entry should
+// carry: the batcher keeps entries under it, so that every op of a batch fits
+// the Badger transaction that applies it (otherwise the op fails with
+// ErrEntryTooLarge).
+const EntryBytesMax = 8 << 20
+
+// FSM is the region state machine: a raft.FSM over Badger. Apply, Snapshot
+// and Restore are called by Raft from one goroutine; reads are safe from any
+// goroutine, including while Restore swaps the database.
+type FSM struct {
+	cfg    StoreConfig
+	logger *slog.Logger
+	ap     applier
+
+	mu     sync.RWMutex // guards h, closed and state
+	h      *dbHandle
+	closed bool
+	state  *meridianv1.ApplyState // immutable once published; replaced on apply
+
+	applied atomic.Uint64 // state.AppliedIndex, for lock-free reads
+
+	chMu    sync.Mutex
+	changed chan struct{}
+}
+
+// dbHandle is one open Badger directory. Readers hold refs while they use it;
+// Restore and Close wait for the refs before closing it.
+type dbHandle struct {
+	db   *badger.DB
+	dir  string
+	seq  int
+	refs sync.WaitGroup
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// OpenFSM opens (or creates) the state machine in cfg.Dir.
+func OpenFSM(cfg StoreConfig) (*FSM, error) {
+	if cfg.IdempotencyWindow == 0 {
+		cfg.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("component", "region-fsm", "region", cfg.Region)
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("region: create state dir: %w", err)
+	}
+	seq, err := readCurrent(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if seq == 0 {
+		seq = 1
+		if err := writeCurrent(cfg.Dir, seq); err != nil {
+			return nil, err
+		}
+	}
+	if err := removeStaleDirs(cfg.Dir, seq); err != nil {
+		return nil, err
+	}
+	h, err := openHandle(cfg.Dir, seq, logger)
+	if err != nil {
+		return nil, err
+	}
+	st, err := loadApplyState(h.db)
+	if err != nil {
+		_ = h.db.Close()
+		return nil, err
+	}
+	f := &FSM{
+		cfg:     cfg,
+		logger:  logger,
+		ap:      applier{region: cfg.Region, window: cfg.IdempotencyWindow, limits: HardLimits()},
+		h:       h,
+		state:   st,
+		changed: make(chan struct{}),
+	}
+	f.applied.Store(st.GetAppliedIndex())
+	logger.Debug("state machine opened", "dir", h.dir, "applied_index", st.GetAppliedIndex())
+	return f, nil
+}
+
+func dbDir(dir string, seq int) string {
+	return filepath.Join(dir, fmt.Sprintf("%s%06d", dbDirPrefix, seq))
+}
+
+func openHandle(dir string, seq int, logger *slog.Logger) (*dbHandle, error) {
+	path := dbDir(dir, seq)
+	opts := badger.DefaultOptions(path).
+		WithSyncWrites(false).
+		WithLogger(badgerLogger{logger.With("component", "badger")}).
+		WithMemTableSize(badgerMemTableBytes).
+		WithNumMemtables(badgerNumMemtables).
+		WithBlockCacheSize(badgerBlockCacheBytes).
+		WithValueLogFileSize(badgerValueLogFileBytes).
+		WithNumCompactors(badgerNumCompactors).
+		WithDetectConflicts(false). // one writer: the apply goroutine
+		WithMetricsEnabled(false)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("region: open badger %s: %w", path, err)
+	}
+	return &dbHandle{db: db, dir: path, seq: seq}, nil
+}
+
+// readCurrent returns the sequence number of the Badger directory in use, 0 if none.
+func readCurrent(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, currentFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("region: read %s: %w", currentFile, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%w: %s holds %q", ErrCorruptState, currentFile, b)
+	}
+	return n, nil
+}
+
+// writeCurrent atomically points CURRENT at badger-<seq> (write, fsync, rename, fsync dir).
+func writeCurrent(dir string, seq int) error {
+	tmp := filepath.Join(dir, currentFile+".tmp")
+	if err := writeFileSync(tmp, []byte(strconv.Itoa(seq)+"\n")); err != nil {
+		return fmt.Errorf("region: write %s: %w", currentFile, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, currentFile)); err != nil {
+		return fmt.Errorf("region: rename %s: %w", currentFile, err)
+	}
+	return syncDir(dir)
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		_ = f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// removeStaleDirs removes Badger directories other than the current one:
+// leftovers of a Restore that crashed before or after its swap.
+func removeStaleDirs(dir string, current int) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("region: list state dir: %w", err)
+	}
+	keep := filepath.Base(dbDir(dir, current))
+	for _, e := range entries {
+		if e.IsDir() && strings.HasPrefix(e.Name(), dbDirPrefix) && e.Name() != keep {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("region: remove stale %s: %w", e.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func loadApplyState(db *badger.DB) (*meridianv1.ApplyState, error) {
+	st := &meridianv1.ApplyState{}
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(keyApplyState)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if err := proto.Unmarshal(v, st); err != nil {
+				return fmt.Errorf("%w: apply state: %v", ErrCorruptState, err)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("region: load apply state: %w", err)
+	}
+	if st.Applied == nil {
+		st.Applied = map[string]uint64{}
+	}
+	return st, nil
+}
+
+// acquire returns the current database with a reference held; the caller
+// must call h.refs.Done().
+func (f *FSM) acquire() (*dbHandle, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.closed {
+		return nil, ErrStoreClosed
+	}
+	f.h.refs.Add(1)
+	return f.h, nil
+}
+
+// Close waits for readers and snapshots in progress, then closes Badger.
+// Close does not sync: the Raft log covers what Badger may lose.
+func (f *FSM) Close() error {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil
+	}
+	f.closed = true
+	h := f.h
+	f.mu.Unlock()
+	h.refs.Wait()
+	f.notify()
+	if err := h.db.Close(); err != nil {
+		return fmt.Errorf("region: close badger: %w", err)
+	}
+	return nil
+}
+
+// Changed returns a channel closed at the next apply (or Restore, or Close).
+// Subscribers read, then wait on the channel they got before reading.
+func (f *FSM) Changed() <-chan struct{} {
+	f.chMu.Lock()
+	defer f.chMu.Unlock()
+	return f.changed
+}
+
+func (f *FSM) notify() {
+	f.chMu.Lock()
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.chMu.Unlock()
+}
+
+// AppliedIndex is the Raft index of the last applied entry.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// ApplyState returns a copy of the stored apply state.
+func (f *FSM) ApplyState() *meridianv1.ApplyState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return proto.Clone(f.state).(*meridianv1.ApplyState)
+}
+
+// BatchResult is what Apply returns for a COMMAND_TYPE_APPEND_BATCH entry:
+// one result per op, in order.
+type BatchResult struct {
+	Ops []OpResult
+}
+
+// OpResult is one op's outcome: Resp (without session_token) or Err.
+type OpResult struct {
+	Resp *meridianv1.AppendResponse
+	Err  error
+}
+
+// Apply applies one committed Raft entry. It returns *BatchResult for append
+// batches, nil for entries at or below the applied index and for non-command
+// entries, and ErrStoreClosed after Close. It panics when the entry cannot be
+// decoded or written: continuing would let replicas diverge.
+func (f *FSM) Apply(l *raft.Log) any {
+	h, err := f.acquire()
+	if err != nil {
+		return err
+	}
+	defer h.refs.Done()
+	f.mu.RLock()
+	cur := f.state
+	f.mu.RUnlock()
+	if l.Index <= cur.GetAppliedIndex() {
+		return nil
+	}
+	next, res := f.ap.apply(h.db, cur, l)
+	f.mu.Lock()
+	f.state = next
+	f.mu.Unlock()
+	f.applied.Store(next.GetAppliedIndex())
+	f.notify()
+	if res == nil {
+		return nil
+	}
+	return res
+}
+
+// badgerLogger routes Badger's logs to slog; Badger's Info is Debug here.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+var _ io.Closer = (*FSM)(nil)

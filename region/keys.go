@@ -1,0 +1,187 @@
+package region
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// The Badger key schema of the region state machine, in one place.
+// Integers are big-endian so that keys sort by number. Entity ids and region
+// names never contain 0x00 (ValidateEntity, validateRegionName), so 0x00
+// terminates them unambiguously and "e/<entity>\x00" is a prefix of exactly
+// one stream's events.
+//
+//	e/<entity>\x00<version u64>   Event (proto)                 events of a stream
+//	m/<entity>                    StreamHead (proto)            stream head
+//	o/<origin>\x00<seq u64>       ref (entity, version)         per-origin log
+//	i/<event id: 16 bytes>        IdempotencyRecord (proto)     TTL'd idempotency key
+//	x/<position u64>              ref (entity, version)         region apply log
+//	s/apply                       ApplyState (proto)            applied index, vector, positions
+const (
+	prefixEvent       = "e/"
+	prefixHead        = "m/"
+	prefixOrigin      = "o/"
+	prefixIdempotency = "i/"
+	prefixLog         = "x/"
+	keyApplyStateText = "s/apply"
+)
+
+var keyApplyState = []byte(keyApplyStateText)
+
+// KeyKind names a key family.
+type KeyKind uint8
+
+// Key families.
+const (
+	KeyUnknown KeyKind = iota
+	KeyEvent
+	KeyHead
+	KeyOrigin
+	KeyIdempotency
+	KeyLog
+	KeyApplyState
+)
+
+// Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead)
+// or the origin region (KeyOrigin); N is the version, seq or position.
+type Key struct {
+	Kind KeyKind
+	Name string
+	N    uint64
+	ID   uuid.UUID
+}
+
+// Encode returns the key's bytes.
+func (k Key) Encode() []byte {
+	switch k.Kind {
+	case KeyEvent:
+		return nameNumKey(prefixEvent, k.Name, k.N)
+	case KeyHead:
+		return headKey(k.Name)
+	case KeyOrigin:
+		return nameNumKey(prefixOrigin, k.Name, k.N)
+	case KeyIdempotency:
+		return idempotencyKey(k.ID)
+	case KeyLog:
+		return logKey(k.N)
+	case KeyApplyState:
+		return append([]byte(nil), keyApplyState...)
+	}
+	return nil
+}
+
+// ParseKey decodes a key. ParseKey(b) succeeding implies k.Encode() equals b
+// (checked by FuzzParseKey).
+func ParseKey(b []byte) (Key, error) {
+	if len(b) < 2 {
+		return Key{}, fmt.Errorf("%w: key %q too short", ErrCorruptState, b)
+	}
+	p, rest := string(b[:2]), b[2:]
+	switch p {
+	case prefixEvent, prefixOrigin:
+		name, n, err := parseNameNum(rest)
+		if err != nil {
+			return Key{}, fmt.Errorf("%w: key %q: %v", ErrCorruptState, b, err)
+		}
+		kind := KeyEvent
+		if p == prefixOrigin {
+			kind = KeyOrigin
+		}
+		return Key{Kind: kind, Name: name, N: n}, nil
+	case prefixHead:
+		if len(rest) == 0 || bytes.IndexByte(rest, 0) >= 0 {
+			return Key{}, fmt.Errorf("%w: head key %q: empty entity or 0x00 in it", ErrCorruptState, b)
+		}
+		return Key{Kind: KeyHead, Name: string(rest)}, nil
+	case prefixIdempotency:
+		if len(rest) != 16 {
+			return Key{}, fmt.Errorf("%w: idempotency key %q: want 16 id bytes", ErrCorruptState, b)
+		}
+		var id uuid.UUID
+		copy(id[:], rest)
+		return Key{Kind: KeyIdempotency, ID: id}, nil
+	case prefixLog:
+		if len(rest) != 8 {
+			return Key{}, fmt.Errorf("%w: log key %q: want 8 position bytes", ErrCorruptState, b)
+		}
+		return Key{Kind: KeyLog, N: binary.BigEndian.Uint64(rest)}, nil
+	}
+	if bytes.Equal(b, keyApplyState) {
+		return Key{Kind: KeyApplyState}, nil
+	}
+	return Key{}, fmt.Errorf("%w: key %q: unknown family", ErrCorruptState, b)
+}
+
+func parseNameNum(rest []byte) (string, uint64, error) {
+	i := bytes.IndexByte(rest, 0)
+	if i <= 0 {
+		return "", 0, fmt.Errorf("missing or empty name before 0x00")
+	}
+	if len(rest)-i-1 != 8 {
+		return "", 0, fmt.Errorf("want 8 number bytes after the name, got %d", len(rest)-i-1)
+	}
+	return string(rest[:i]), binary.BigEndian.Uint64(rest[i+1:]), nil
+}
+
+func nameNumKey(prefix, name string, n uint64) []byte {
+	b := make([]byte, 0, 2+len(name)+1+8)
+	b = append(b, prefix...)
+	b = append(b, name...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint64(b, n)
+}
+
+// eventKey is e/<entity>\x00<version>.
+func eventKey(entity string, version uint64) []byte { return nameNumKey(prefixEvent, entity, version) }
+
+// eventPrefix is the prefix of every event key of one stream.
+func eventPrefix(entity string) []byte {
+	b := make([]byte, 0, 2+len(entity)+1)
+	b = append(b, prefixEvent...)
+	b = append(b, entity...)
+	return append(b, 0)
+}
+
+// headKey is m/<entity>.
+func headKey(entity string) []byte { return append([]byte(prefixHead), entity...) }
+
+// originKey is o/<origin region>\x00<seq>.
+func originKey(origin string, seq uint64) []byte { return nameNumKey(prefixOrigin, origin, seq) }
+
+// idempotencyKey is i/<16 id bytes>.
+func idempotencyKey(id uuid.UUID) []byte { return append([]byte(prefixIdempotency), id[:]...) }
+
+// logKey is x/<position>.
+func logKey(pos uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixLog), pos)
+}
+
+// ref is the value of o/ and x/ keys: it points at e/<entity>\x00<version>.
+// Encoding: version u64 big-endian, then the entity bytes.
+type ref struct {
+	Entity  string
+	Version uint64
+}
+
+func encodeRef(r ref) []byte {
+	b := make([]byte, 8, 8+len(r.Entity))
+	binary.BigEndian.PutUint64(b, r.Version)
+	return append(b, r.Entity...)
+}
+
+func decodeRef(b []byte) (ref, error) {
+	if len(b) < 9 {
+		return ref{}, fmt.Errorf("%w: ref of %d bytes, want at least 9", ErrCorruptState, len(b))
+	}
+	if bytes.IndexByte(b[8:], 0) >= 0 {
+		return ref{}, fmt.Errorf("%w: ref entity contains 0x00", ErrCorruptState)
+	}
+	v := binary.BigEndian.Uint64(b)
+	if v == 0 {
+		return ref{}, fmt.Errorf("%w: ref version 0", ErrCorruptState)
+	}
+	return ref{Entity: string(b[8:]), Version: v}, nil
+}

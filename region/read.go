@@ -1,0 +1,124 @@
+package region
+
+import (
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+const (
+	// ReadCountDefault is the number of events a read returns when max <= 0.
+	ReadCountDefault = 100
+	// ReadCountMax bounds the events of one read (larger max is clamped), so
+	// that a read's memory is bounded.
+	ReadCountMax = 1000
+)
+
+func clampCount(max int) int {
+	if max <= 0 {
+		return ReadCountDefault
+	}
+	return min(max, ReadCountMax)
+}
+
+// ReadStream returns up to max events of entity and the stream's head version,
+// from one consistent Badger snapshot. Forward reads start at version from
+// (0 means 1) and go up; backward reads start at from (0 or beyond the head
+// means the head) and go down. max <= 0 means ReadCountDefault; it is clamped
+// to ReadCountMax. A missing stream returns no events and head 0.
+func (f *FSM) ReadStream(entity string, from uint64, max int, backward bool) ([]*meridianv1.Event, uint64, error) {
+	if err := ValidateEntity(entity, HardLimits().EntityBytesMax); err != nil {
+		return nil, 0, err
+	}
+	n := clampCount(max)
+	h, err := f.acquire()
+	if err != nil {
+		return nil, 0, err
+	}
+	defer h.refs.Done()
+	txn := h.db.NewTransaction(false)
+	defer txn.Discard()
+
+	head := &meridianv1.StreamHead{}
+	if _, err := readProto(txn, headKey(entity), head); err != nil {
+		return nil, 0, fmt.Errorf("region: read %q: %w", entity, err)
+	}
+	last := head.GetVersion()
+	if last == 0 {
+		return nil, 0, nil
+	}
+	start := from
+	if backward {
+		if start == 0 || start > last {
+			start = last
+		}
+	} else {
+		if start == 0 {
+			start = 1
+		}
+		if start > last {
+			return nil, last, nil
+		}
+	}
+	want := n
+	if backward {
+		want = int(min(uint64(n), start))
+	} else {
+		want = int(min(uint64(n), last-start+1))
+	}
+	events := make([]*meridianv1.Event, 0, want)
+	opts := badger.IteratorOptions{PrefetchValues: want > 1, PrefetchSize: min(want, 64), Reverse: backward, Prefix: eventPrefix(entity)}
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(eventKey(entity, start)); it.Valid() && len(events) < want; it.Next() {
+		ev := &meridianv1.Event{}
+		if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, ev) }); err != nil {
+			return nil, 0, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
+		}
+		events = append(events, ev)
+	}
+	if len(events) != want {
+		return nil, 0, fmt.Errorf("%w: stream %q head %d but %d of %d events found from version %d",
+			ErrCorruptState, entity, last, len(events), want, start)
+	}
+	return events, last, nil
+}
+
+// ReadLog returns up to max events of the region apply log, in position
+// order, starting at fromPosition (0 means 1). Event.Position is set.
+func (f *FSM) ReadLog(fromPosition uint64, max int) ([]*meridianv1.Event, error) {
+	n := clampCount(max)
+	if fromPosition == 0 {
+		fromPosition = 1
+	}
+	h, err := f.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.refs.Done()
+	txn := h.db.NewTransaction(false)
+	defer txn.Discard()
+
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(n, 64), Prefix: []byte(prefixLog)})
+	defer it.Close()
+	var events []*meridianv1.Event
+	for it.Seek(logKey(fromPosition)); it.Valid() && len(events) < n; it.Next() {
+		var r ref
+		err := it.Item().Value(func(v []byte) (err error) { r, err = decodeRef(v); return err })
+		if err != nil {
+			return nil, fmt.Errorf("region: read log at %q: %w", it.Item().Key(), err)
+		}
+		ev := &meridianv1.Event{}
+		ok, err := readProto(txn, eventKey(r.Entity, r.Version), ev)
+		if err == nil && !ok {
+			err = fmt.Errorf("%w: log entry %q points at missing event %q@%d", ErrCorruptState, it.Item().Key(), r.Entity, r.Version)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("region: read log: %w", err)
+		}
+		events = append(events, ev)
+	}
+	return events, nil
+}
