@@ -1,0 +1,59 @@
+package region
+
+import (
+	"fmt"
+	"testing"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+)
+
+// BenchmarkApplyBatch64x1KiB: one Raft entry holding 64 single-event appends
+// of 1 KiB each, on 64 streams (the batcher's typical full batch).
+func BenchmarkApplyBatch64x1KiB(b *testing.B) {
+	f := newTestFSM(b)
+	d := newDriver(b, f)
+	data := make([]byte, 1024)
+	n := 0
+	b.ReportAllocs()
+	b.SetBytes(64 * 1024)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		ops := make([]*meridianv1.AppendOp, 64)
+		for j := range ops {
+			n++
+			ops[j] = &meridianv1.AppendOp{Entity: fmt.Sprintf("bench-%d", j),
+				Events: []*meridianv1.ProposedEvent{{Id: id(n), Type: "Bench", Data: data}}}
+		}
+		d.wall++
+		l := d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall}, Ops: ops})
+		b.StartTimer()
+		res := f.Apply(l).(*BatchResult)
+		if res.Ops[63].Err != nil {
+			b.Fatal(res.Ops[63].Err)
+		}
+	}
+	b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "appends/s")
+}
+
+// BenchmarkReadStreamLast10: the last 10 events of a 1000-event stream of
+// 1 KiB events (a local read's state-machine part).
+func BenchmarkReadStreamLast10(b *testing.B) {
+	f := newTestFSM(b)
+	d := newDriver(b, f)
+	data := make([]byte, 1024)
+	for k := 0; k < 10; k++ {
+		o := &meridianv1.AppendOp{Entity: "stream"}
+		for j := 0; j < 100; j++ {
+			o.Events = append(o.Events, &meridianv1.ProposedEvent{Id: id(k*100 + j + 1), Type: "Bench", Data: data})
+		}
+		d.mustAppend(o)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		evs, head, err := f.ReadStream("stream", 0, 10, true)
+		if err != nil || len(evs) != 10 || head != 1000 {
+			b.Fatal(err, len(evs), head)
+		}
+	}
+}
