@@ -20,30 +20,30 @@ func TestApplyExpectedVersion(t *testing.T) {
 		expected *meridianv1.ExpectedVersion
 		wantText string // "" = success, else VersionConflictError.Expected
 	}{
-		{"unset on empty", 0, anyV(), ""},
-		{"unset on existing", 2, anyV(), ""},
-		{"any on empty", 0, explicitAny(), ""},
-		{"any on existing", 2, explicitAny(), ""},
-		{"no_stream on empty", 0, noStream(), ""},
-		{"no_stream on existing", 2, noStream(), "no_stream"},
-		{"stream_exists on empty", 0, streamExists(), "stream_exists"},
-		{"stream_exists on existing", 2, streamExists(), ""},
-		{"exact 0 on empty", 0, exact(0), ""},
-		{"exact 0 on existing", 2, exact(0), "0"},
-		{"exact head", 2, exact(2), ""},
-		{"exact behind head", 2, exact(1), "1"},
-		{"exact beyond head", 2, exact(3), "3"},
-		{"exact on empty", 0, exact(1), "1"},
+		{"unset on empty", 0, expUnset(), ""},
+		{"unset on existing", 2, expUnset(), ""},
+		{"any on empty", 0, expAny(), ""},
+		{"any on existing", 2, expAny(), ""},
+		{"no_stream on empty", 0, expNoStream(), ""},
+		{"no_stream on existing", 2, expNoStream(), "no_stream"},
+		{"stream_exists on empty", 0, expStreamExists(), "stream_exists"},
+		{"stream_exists on existing", 2, expStreamExists(), ""},
+		{"exact 0 on empty", 0, expExact(0), ""},
+		{"exact 0 on existing", 2, expExact(0), "0"},
+		{"exact head", 2, expExact(2), ""},
+		{"exact behind head", 2, expExact(1), "1"},
+		{"exact beyond head", 2, expExact(3), "3"},
+		{"exact on empty", 0, expExact(1), "1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newTestFSM(t)
-			d := newDriver(t, f)
+			d := newFSMDriver(t, f)
 			for i := 0; i < tc.existing; i++ {
-				d.mustAppend(op("s", nil, ev(100+i, "Seed", "")))
+				d.mustAppend(aop("s", nil, pev(100+i, "Seed", "")))
 			}
 			before := f.ApplyState()
-			r := d.one(op("s", tc.expected, ev(1, "T", "x"), ev(2, "T", "y")))
-			evs, head := readAll(t, f, "s")
+			r := d.one(aop("s", tc.expected, pev(1, "T", "x"), pev(2, "T", "y")))
+			evs, head := fsmReadAll(t, f, "s")
 			if tc.wantText == "" {
 				require.NoError(t, r.Err)
 				assert.Equal(t, uint64(tc.existing+1), r.Resp.GetFirstVersion())
@@ -71,22 +71,22 @@ func TestApplyExpectedVersion(t *testing.T) {
 
 func TestApplyAtomicMultiEventAppend(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	d.mustAppend(op("other", nil, ev(50, "T", "o")))
-	resp := d.mustAppend(op("order/1", noStream(), ev(1, "A", "1"), ev(2, "B", "2"), ev(3, "C", "3")))
+	d := newFSMDriver(t, f)
+	d.mustAppend(aop("other", nil, pev(50, "T", "o")))
+	resp := d.mustAppend(aop("order/1", expNoStream(), pev(1, "A", "1"), pev(2, "B", "2"), pev(3, "C", "3")))
 	assert.Equal(t, uint64(1), resp.GetFirstVersion())
 	assert.Equal(t, uint64(3), resp.GetLastVersion())
 	assert.Equal(t, testRegion, resp.GetRegion())
 	assert.True(t, proto.Equal(&meridianv1.Dot{Region: testRegion, Seq: 2}, resp.GetOrigin()), "%v", resp.GetOrigin())
 	assert.False(t, resp.GetDuplicate())
 
-	evs, head := readAll(t, f, "order/1")
+	evs, head := fsmReadAll(t, f, "order/1")
 	require.Len(t, evs, 3)
 	assert.Equal(t, uint64(3), head)
 	var prev hlc
 	for i, e := range evs {
 		assert.Equal(t, uint64(i+1), e.GetVersion())
-		assert.Equal(t, id(i+1), e.GetId())
+		assert.Equal(t, eid(i+1), e.GetId())
 		assert.Equal(t, uint64(i+2), e.GetOrigin().GetSeq(), "dots are consecutive")
 		assert.Equal(t, uint64(i+2), e.GetPosition(), "positions are consecutive")
 		h := hlcOf(e.GetHlc())
@@ -96,28 +96,28 @@ func TestApplyAtomicMultiEventAppend(t *testing.T) {
 	assert.True(t, proto.Equal(resp.GetHlc(), evs[0].GetHlc()))
 
 	// A failing three-event append writes none of its events.
-	r := d.one(op("order/1", exact(1), ev(4, "A", ""), ev(5, "B", ""), ev(6, "C", "")))
+	r := d.one(aop("order/1", expExact(1), pev(4, "A", ""), pev(5, "B", ""), pev(6, "C", "")))
 	require.ErrorIs(t, r.Err, ErrWrongExpectedVersion)
-	evs, head = readAll(t, f, "order/1")
+	evs, head = fsmReadAll(t, f, "order/1")
 	assert.Len(t, evs, 3)
 	assert.Equal(t, uint64(3), head)
-	assert.Len(t, readLog(t, f), 4)
+	assert.Len(t, fsmReadLog(t, f), 4)
 	st := f.ApplyState()
 	assert.Equal(t, uint64(4), st.GetApplied()[testRegion])
 	assert.Equal(t, uint64(4), st.GetLastPosition())
 	// Its ids were not recorded: they can be used by a later append.
-	d.mustAppend(op("order/1", exact(3), ev(4, "A", "")))
+	d.mustAppend(aop("order/1", expExact(3), pev(4, "A", "")))
 }
 
 func TestApplyBatchOpsSucceedOrFailAlone(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
+	d := newFSMDriver(t, f)
 	res := d.batch(
-		op("a", noStream(), ev(1, "T", "")),
-		op("a", noStream(), ev(2, "T", "")), // fails: the first op created the stream
-		op("a", exact(1), ev(3, "T", "")),   // sees the first op's write
-		op("", nil, ev(4, "T", "")),         // invalid
-		op("b", nil, ev(5, "T", ""), ev(6, "T", "")),
+		aop("a", expNoStream(), pev(1, "T", "")),
+		aop("a", expNoStream(), pev(2, "T", "")), // fails: the first op created the stream
+		aop("a", expExact(1), pev(3, "T", "")),   // sees the first op's write
+		aop("", nil, pev(4, "T", "")),            // invalid
+		aop("b", nil, pev(5, "T", ""), pev(6, "T", "")),
 	)
 	require.NoError(t, res[0].Err)
 	require.ErrorIs(t, res[1].Err, ErrWrongExpectedVersion)
@@ -127,7 +127,7 @@ func TestApplyBatchOpsSucceedOrFailAlone(t *testing.T) {
 	assert.Equal(t, uint64(2), res[2].Resp.GetFirstVersion())
 	assert.Equal(t, uint64(3), res[4].Resp.GetOrigin().GetSeq())
 
-	log := readLog(t, f)
+	log := fsmReadLog(t, f)
 	require.Len(t, log, 4)
 	var got []string
 	for i, e := range log {
@@ -135,10 +135,10 @@ func TestApplyBatchOpsSucceedOrFailAlone(t *testing.T) {
 		assert.Equal(t, uint64(i+1), e.GetOrigin().GetSeq())
 		got = append(got, e.GetId())
 	}
-	assert.Equal(t, []string{id(1), id(3), id(5), id(6)}, got)
+	assert.Equal(t, []string{eid(1), eid(3), eid(5), eid(6)}, got)
 	// HLCs increase along the apply log, across ops and batches.
-	d.mustAppend(op("c", nil, ev(7, "T", "")))
-	log = readLog(t, f)
+	d.mustAppend(aop("c", nil, pev(7, "T", "")))
+	log = fsmReadLog(t, f)
 	for i := 1; i < len(log); i++ {
 		assert.True(t, hlcOf(log[i-1].GetHlc()).less(hlcOf(log[i].GetHlc())), "position %d", i+1)
 	}
@@ -148,11 +148,11 @@ func TestApplyBatchOpsSucceedOrFailAlone(t *testing.T) {
 // below the last applied HLC still gets strictly increasing event HLCs.
 func TestApplyHLCMonotonicAcrossBatches(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	d.batchAt(testBase, op("a", nil, ev(1, "T", ""), ev(2, "T", ""), ev(3, "T", "")))
-	d.batchAt(testBase, op("a", nil, ev(4, "T", "")))   // same stamp
-	d.batchAt(testBase-5, op("a", nil, ev(5, "T", ""))) // older stamp (new leader with a slower clock)
-	evs, _ := readAll(t, f, "a")
+	d := newFSMDriver(t, f)
+	d.batchAt(testBase, aop("a", nil, pev(1, "T", ""), pev(2, "T", ""), pev(3, "T", "")))
+	d.batchAt(testBase, aop("a", nil, pev(4, "T", "")))   // same stamp
+	d.batchAt(testBase-5, aop("a", nil, pev(5, "T", ""))) // older stamp (new leader with a slower clock)
+	evs, _ := fsmReadAll(t, f, "a")
 	require.Len(t, evs, 5)
 	for i := 1; i < len(evs); i++ {
 		assert.True(t, hlcOf(evs[i-1].GetHlc()).less(hlcOf(evs[i].GetHlc())), "version %d", i+1)
@@ -172,28 +172,28 @@ func TestApplyIdempotency(t *testing.T) {
 		wantNew bool          // the retry is a fresh append (window expired)
 		wantIn  string
 	}{
-		{name: "same content", retry: op("s", noStream(), ev(1, "A", "x"), ev(2, "B", "y")), at: time.Second},
-		{name: "same content any expected", retry: op("s", nil, ev(1, "A", "x"), ev(2, "B", "y")), at: time.Second},
-		{name: "same content metadata order", retry: op("s", noStream(), ev(1, "A", "x"), ev(2, "B", "y")), at: time.Hour},
-		{name: "different data", retry: op("s", noStream(), ev(1, "A", "x"), ev(2, "B", "z")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "events[1].id"},
-		{name: "different type", retry: op("s", noStream(), ev(1, "X", "x"), ev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "other content"},
-		{name: "different entity", retry: op("t", noStream(), ev(1, "A", "x"), ev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: `entity "s"`},
-		{name: "subset of ids", retry: op("s", nil, ev(1, "A", "x")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "held 2 events"},
-		{name: "second id only", retry: op("s", nil, ev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "versions 1 to 2"},
-		{name: "known and new ids", retry: op("s", nil, ev(1, "A", "x"), ev(2, "B", "y"), ev(3, "C", "")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "events[2].id"},
-		{name: "new then known id", retry: op("s", nil, ev(3, "C", ""), ev(1, "A", "x")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "was appended before but events[0].id"},
-		{name: "reordered", retry: op("s", nil, ev(2, "B", "y"), ev(1, "A", "x")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "repeat that append exactly"},
-		{name: "after the window", retry: op("s", nil, ev(1, "A", "x"), ev(2, "B", "y")), at: window + time.Second, wantNew: true},
+		{name: "same content", retry: aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")), at: time.Second},
+		{name: "same content any expected", retry: aop("s", nil, pev(1, "A", "x"), pev(2, "B", "y")), at: time.Second},
+		{name: "same content metadata order", retry: aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")), at: time.Hour},
+		{name: "different data", retry: aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "z")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "events[1].id"},
+		{name: "different type", retry: aop("s", expNoStream(), pev(1, "X", "x"), pev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "other content"},
+		{name: "different entity", retry: aop("t", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: `entity "s"`},
+		{name: "subset of ids", retry: aop("s", nil, pev(1, "A", "x")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "held 2 events"},
+		{name: "second id only", retry: aop("s", nil, pev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "versions 1 to 2"},
+		{name: "known and new ids", retry: aop("s", nil, pev(1, "A", "x"), pev(2, "B", "y"), pev(3, "C", "")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "events[2].id"},
+		{name: "new then known id", retry: aop("s", nil, pev(3, "C", ""), pev(1, "A", "x")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "was appended before but events[0].id"},
+		{name: "reordered", retry: aop("s", nil, pev(2, "B", "y"), pev(1, "A", "x")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "repeat that append exactly"},
+		{name: "after the window", retry: aop("s", nil, pev(1, "A", "x"), pev(2, "B", "y")), at: window + time.Second, wantNew: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newTestFSM(t)
-			d := newDriver(t, f)
+			d := newFSMDriver(t, f)
 			t0 := testBase
-			orig := d.batchAt(t0, op("s", noStream(), ev(1, "A", "x"), ev(2, "B", "y")))[0]
+			orig := d.batchAt(t0, aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")))[0]
 			require.NoError(t, orig.Err)
-			d.mustAppend(op("u", nil, ev(9, "T", ""))) // the stream moves on elsewhere
+			d.mustAppend(aop("u", nil, pev(9, "T", ""))) // the stream moves on elsewhere
 			before := f.ApplyState()
-			logBefore := readLog(t, f)
+			logBefore := fsmReadLog(t, f)
 
 			r := d.batchAt(t0+int64(tc.at), tc.retry)[0]
 			switch {
@@ -216,8 +216,8 @@ func TestApplyIdempotency(t *testing.T) {
 			after := f.ApplyState()
 			assert.Equal(t, before.GetApplied(), after.GetApplied())
 			assert.Equal(t, before.GetLastPosition(), after.GetLastPosition())
-			assert.Len(t, readLog(t, f), len(logBefore))
-			_, head := readAll(t, f, "s")
+			assert.Len(t, fsmReadLog(t, f), len(logBefore))
+			_, head := fsmReadAll(t, f, "s")
 			assert.Equal(t, uint64(2), head)
 		})
 	}
@@ -225,33 +225,33 @@ func TestApplyIdempotency(t *testing.T) {
 
 func TestApplyIdempotencyMetadataOrderIrrelevant(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
+	d := newFSMDriver(t, f)
 	mk := func() *meridianv1.ProposedEvent {
-		e := ev(1, "T", "x")
+		e := pev(1, "T", "x")
 		e.Metadata = map[string]string{"a": "1", "b": "2", "c": "3"}
 		return e
 	}
-	d.mustAppend(op("s", nil, mk()))
-	r := d.one(op("s", nil, mk()))
+	d.mustAppend(aop("s", nil, mk()))
+	r := d.one(aop("s", nil, mk()))
 	require.NoError(t, r.Err)
 	assert.True(t, r.Resp.GetDuplicate())
 	e := mk()
 	e.Metadata["a"] = "other"
-	require.ErrorIs(t, d.one(op("s", nil, e)).Err, ErrIdempotencyConflict)
+	require.ErrorIs(t, d.one(aop("s", nil, e)).Err, ErrIdempotencyConflict)
 }
 
 // TestApplyIdempotencyWithinOneBatch: two ops with the same ids in one entry
 // (a client retry that raced its original into the same batch).
 func TestApplyIdempotencyWithinOneBatch(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	res := d.batch(op("s", noStream(), ev(1, "A", "x")), op("s", noStream(), ev(1, "A", "x")), op("s", nil, ev(1, "A", "other")))
+	d := newFSMDriver(t, f)
+	res := d.batch(aop("s", expNoStream(), pev(1, "A", "x")), aop("s", expNoStream(), pev(1, "A", "x")), aop("s", nil, pev(1, "A", "other")))
 	require.NoError(t, res[0].Err)
 	require.NoError(t, res[1].Err)
 	assert.True(t, res[1].Resp.GetDuplicate())
 	assert.True(t, proto.Equal(res[0].Resp.GetOrigin(), res[1].Resp.GetOrigin()))
 	require.ErrorIs(t, res[2].Err, ErrIdempotencyConflict)
-	evs, _ := readAll(t, f, "s")
+	evs, _ := fsmReadAll(t, f, "s")
 	assert.Len(t, evs, 1)
 }
 
@@ -259,10 +259,10 @@ func TestApplyIdempotencyWithinOneBatch(t *testing.T) {
 // configured one, so replicas with different configs still agree.
 func TestApplyIdempotencyWindowStampedByBatch(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
+	d := newFSMDriver(t, f)
 	e := func(n int) *raft.Log {
 		return d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: testBase + int64(n)*int64(time.Minute)},
-			IdempotencyWindowSeconds: 60, Ops: []*meridianv1.AppendOp{op("s", nil, ev(1, "A", "x"))}})
+			IdempotencyWindowSeconds: 60, Ops: []*meridianv1.AppendOp{aop("s", nil, pev(1, "A", "x"))}})
 	}
 	first := f.Apply(e(0)).(*BatchResult).Ops[0]
 	require.NoError(t, first.Err)
@@ -274,8 +274,8 @@ func TestApplyIdempotencyWindowStampedByBatch(t *testing.T) {
 
 func TestApplyRejectsMalformedAndOversized(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	huge := ev(1, "T", "")
+	d := newFSMDriver(t, f)
+	huge := pev(1, "T", "")
 	huge.Data = make([]byte, HardLimits().EventBytesMax+1)
 	for _, tc := range []struct {
 		name  string
@@ -283,11 +283,11 @@ func TestApplyRejectsMalformedAndOversized(t *testing.T) {
 		field string
 	}{
 		{"nil op (an empty op on the wire)", nil, "entity"},
-		{"bad entity", op("/x", nil, ev(1, "T", "")), "entity"},
-		{"empty append", op("x", nil), "events"},
-		{"bad uuid", op("x", nil, &meridianv1.ProposedEvent{Id: "1234", Type: "T"}), "events[0].id"},
-		{"duplicate ids", op("x", nil, ev(1, "T", ""), ev(1, "T", "")), "events[1].id"},
-		{"event over the hard limit", op("x", nil, huge), "events[0]"},
+		{"bad entity", aop("/x", nil, pev(1, "T", "")), "entity"},
+		{"empty append", aop("x", nil), "events"},
+		{"bad uuid", aop("x", nil, &meridianv1.ProposedEvent{Id: "1234", Type: "T"}), "events[0].id"},
+		{"duplicate ids", aop("x", nil, pev(1, "T", ""), pev(1, "T", "")), "events[1].id"},
+		{"event over the hard limit", aop("x", nil, huge), "events[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := d.one(tc.op)
@@ -297,29 +297,29 @@ func TestApplyRejectsMalformedAndOversized(t *testing.T) {
 			assert.Nil(t, r.Resp)
 		})
 	}
-	assert.Empty(t, readLog(t, f))
+	assert.Empty(t, fsmReadLog(t, f))
 }
 
 // TestApplyEntryTooLarge: ops that do not fit the entry's Badger transaction
 // fail alone and deterministically; the others apply.
 func TestApplyEntryTooLarge(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
+	d := newFSMDriver(t, f)
 	bigOp := func(entity string, firstID int) *meridianv1.AppendOp {
-		o := op(entity, nil)
+		o := aop(entity, nil)
 		for i := 0; i < 4; i++ {
-			e := ev(firstID+i, "T", "")
+			e := pev(firstID+i, "T", "")
 			e.Data = make([]byte, 1<<20-64)
 			o.Events = append(o.Events, e)
 		}
 		return o
 	}
-	res := d.batch(bigOp("a", 10), bigOp("b", 20), bigOp("c", 30), op("d", nil, ev(1, "T", "small")))
+	res := d.batch(bigOp("a", 10), bigOp("b", 20), bigOp("c", 30), aop("d", nil, pev(1, "T", "small")))
 	require.NoError(t, res[0].Err)
 	require.NoError(t, res[1].Err)
 	require.ErrorIs(t, res[2].Err, ErrEntryTooLarge)
 	require.NoError(t, res[3].Err, "a small op after a rejected one still fits")
-	_, head := readAll(t, f, "c")
+	_, head := fsmReadAll(t, f, "c")
 	assert.Zero(t, head)
 	assert.Less(t, int64(EntryBytesMax), f.h.db.MaxBatchSize(), "EntryBytesMax must fit Badger's transaction")
 }
@@ -363,11 +363,11 @@ func TestApplyPanicsOnUndecodableEntry(t *testing.T) {
 func TestApplySkipsAppliedEntriesAfterReopen(t *testing.T) {
 	dir := t.TempDir()
 	f := openTestFSM(t, dir)
-	d := newDriver(t, f)
+	d := newFSMDriver(t, f)
 	var entries []*raft.Log
 	for i := 0; i < 3; i++ {
 		l := d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: testBase + int64(i)},
-			Ops: []*meridianv1.AppendOp{op("s", nil, ev(i+1, "T", strings.Repeat("x", i)))}})
+			Ops: []*meridianv1.AppendOp{aop("s", nil, pev(i+1, "T", strings.Repeat("x", i)))}})
 		entries = append(entries, l)
 		require.IsType(t, &BatchResult{}, f.Apply(l))
 	}
@@ -383,16 +383,16 @@ func TestApplySkipsAppliedEntriesAfterReopen(t *testing.T) {
 	for _, l := range entries {
 		assert.Nil(t, f.Apply(l), "entry %d", l.Index)
 	}
-	evs, head := readAll(t, f, "s")
+	evs, head := fsmReadAll(t, f, "s")
 	assert.Equal(t, uint64(3), head)
 	assert.Len(t, evs, 3)
 	assert.True(t, proto.Equal(want, f.ApplyState()))
 
 	// Entry 4 applies; a new entry with index 2 (below) is ignored whatever it holds.
-	d = newDriver(t, f)
-	d.mustAppend(op("s", exact(3), ev(4, "T", "")))
+	d = newFSMDriver(t, f)
+	d.mustAppend(aop("s", expExact(3), pev(4, "T", "")))
 	assert.Nil(t, f.Apply(&raft.Log{Index: 2, Term: 1, Type: raft.LogCommand, Data: []byte("garbage")}))
-	_, head = readAll(t, f, "s")
+	_, head = fsmReadAll(t, f, "s")
 	assert.Equal(t, uint64(4), head)
 }
 

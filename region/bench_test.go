@@ -11,7 +11,7 @@ import (
 // of 1 KiB each, on 64 streams (the batcher's typical full batch).
 func BenchmarkApplyBatch64x1KiB(b *testing.B) {
 	f := newTestFSM(b)
-	d := newDriver(b, f)
+	d := newFSMDriver(b, f)
 	data := make([]byte, 1024)
 	n := 0
 	b.ReportAllocs()
@@ -22,7 +22,7 @@ func BenchmarkApplyBatch64x1KiB(b *testing.B) {
 		for j := range ops {
 			n++
 			ops[j] = &meridianv1.AppendOp{Entity: fmt.Sprintf("bench-%d", j),
-				Events: []*meridianv1.ProposedEvent{{Id: id(n), Type: "Bench", Data: data}}}
+				Events: []*meridianv1.ProposedEvent{{Id: eid(n), Type: "Bench", Data: data}}}
 		}
 		d.wall++
 		l := d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall}, Ops: ops})
@@ -39,12 +39,12 @@ func BenchmarkApplyBatch64x1KiB(b *testing.B) {
 // 1 KiB events (a local read's state-machine part).
 func BenchmarkReadStreamLast10(b *testing.B) {
 	f := newTestFSM(b)
-	d := newDriver(b, f)
+	d := newFSMDriver(b, f)
 	data := make([]byte, 1024)
 	for k := 0; k < 10; k++ {
 		o := &meridianv1.AppendOp{Entity: "stream"}
 		for j := 0; j < 100; j++ {
-			o.Events = append(o.Events, &meridianv1.ProposedEvent{Id: id(k*100 + j + 1), Type: "Bench", Data: data})
+			o.Events = append(o.Events, &meridianv1.ProposedEvent{Id: eid(k*100 + j + 1), Type: "Bench", Data: data})
 		}
 		d.mustAppend(o)
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func TestCommandRoundTrip(t *testing.T) {
-	b := &meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: 5, Logical: 2}, Ops: []*meridianv1.AppendOp{op("a", exact(3), ev(1, "T", "x"))}}
+	b := &meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: 5, Logical: 2}, Ops: []*meridianv1.AppendOp{aop("a", expExact(3), pev(1, "T", "x"))}}
 	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_APPEND_BATCH, b)
 	require.NoError(t, err)
 	c, err := DecodeCommand(data)
@@ -61,7 +61,7 @@ func TestCommandRejects(t *testing.T) {
 
 func FuzzDecodeCommand(f *testing.F) {
 	seed, _ := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_APPEND_BATCH, &meridianv1.AppendBatch{
-		Hlc: &meridianv1.Hlc{WallNanos: 1}, Ops: []*meridianv1.AppendOp{op("a", noStream(), ev(1, "T", "x"))}})
+		Hlc: &meridianv1.Hlc{WallNanos: 1}, Ops: []*meridianv1.AppendOp{aop("a", expNoStream(), pev(1, "T", "x"))}})
 	f.Add(seed)
 	f.Add([]byte{})
 	f.Add([]byte{8, 2, 16, 1})

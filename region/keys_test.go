@@ -10,7 +10,7 @@ import (
 )
 
 func TestKeysRoundTrip(t *testing.T) {
-	u := uuid.MustParse(id(7))
+	u := uuid.MustParse(eid(7))
 	for _, tc := range []struct {
 		name string
 		key  Key
@@ -80,7 +80,7 @@ func TestRefRoundTrip(t *testing.T) {
 func FuzzParseKey(f *testing.F) {
 	for _, k := range []Key{
 		{Kind: KeyEvent, Name: "order/1", N: 3}, {Kind: KeyHead, Name: "x"}, {Kind: KeyOrigin, Name: "r", N: 9},
-		{Kind: KeyIdempotency, ID: uuid.MustParse(id(1))}, {Kind: KeyLog, N: 5}, {Kind: KeyApplyState},
+		{Kind: KeyIdempotency, ID: uuid.MustParse(eid(1))}, {Kind: KeyLog, N: 5}, {Kind: KeyApplyState},
 	} {
 		f.Add(k.Encode())
 	}

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func versions(evs []*meridianv1.Event) []uint64 {
+func eventVersions(evs []*meridianv1.Event) []uint64 {
 	out := []uint64{}
 	for _, e := range evs {
 		out = append(out, e.GetVersion())
@@ -19,12 +19,12 @@ func versions(evs []*meridianv1.Event) []uint64 {
 
 func TestReadStream(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
+	d := newFSMDriver(t, f)
 	for i := 1; i <= 10; i++ {
-		d.mustAppend(op("s", nil, ev(i, "T", "")))
+		d.mustAppend(aop("s", nil, pev(i, "T", "")))
 	}
-	d.mustAppend(op("s/child", nil, ev(100, "T", ""))) // shares the prefix "s" but is another stream
-	d.mustAppend(op("s.x", nil, ev(101, "T", "")))
+	d.mustAppend(aop("s/child", nil, pev(100, "T", ""))) // shares the prefix "s" but is another stream
+	d.mustAppend(aop("s.x", nil, pev(101, "T", "")))
 	for _, tc := range []struct {
 		name     string
 		entity   string
@@ -48,7 +48,7 @@ func TestReadStream(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			evs, head, err := f.ReadStream(tc.entity, tc.from, tc.max, tc.backward)
 			require.NoError(t, err)
-			assert.Equal(t, tc.want, versions(evs))
+			assert.Equal(t, tc.want, eventVersions(evs))
 			assert.Equal(t, tc.head, head)
 			for _, e := range evs {
 				assert.Equal(t, tc.entity, e.GetEntity())
@@ -61,12 +61,12 @@ func TestReadStream(t *testing.T) {
 
 func TestReadStreamClampsCount(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	o := op("s", nil)
+	d := newFSMDriver(t, f)
+	o := aop("s", nil)
 	for i := 1; i <= ReadCountMax+5; i++ {
-		o.Events = append(o.Events, ev(i, "T", ""))
+		o.Events = append(o.Events, pev(i, "T", ""))
 	}
-	for _, r := range d.batch(op("s", nil, o.Events[:1000]...), op("s", nil, o.Events[1000:]...)) {
+	for _, r := range d.batch(aop("s", nil, o.Events[:1000]...), aop("s", nil, o.Events[1000:]...)) {
 		require.NoError(t, r.Err)
 	}
 	evs, head, err := f.ReadStream("s", 0, 1<<30, false)
@@ -80,9 +80,9 @@ func TestReadStreamClampsCount(t *testing.T) {
 
 func TestReadLog(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	d.batch(op("a", nil, ev(1, "T", ""), ev(2, "T", "")), op("b", nil, ev(3, "T", "")))
-	d.mustAppend(op("a", nil, ev(4, "T", "")))
+	d := newFSMDriver(t, f)
+	d.batch(aop("a", nil, pev(1, "T", ""), pev(2, "T", "")), aop("b", nil, pev(3, "T", "")))
+	d.mustAppend(aop("a", nil, pev(4, "T", "")))
 	for _, tc := range []struct {
 		name string
 		from uint64
@@ -109,14 +109,14 @@ func TestReadLog(t *testing.T) {
 
 func TestChangedSignalsEveryApply(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
+	d := newFSMDriver(t, f)
 	ch := f.Changed()
 	select {
 	case <-ch:
 		t.Fatal("closed before any apply")
 	default:
 	}
-	d.mustAppend(op("a", nil, ev(1, "T", "")))
+	d.mustAppend(aop("a", nil, pev(1, "T", "")))
 	<-ch // closed by the apply
 	ch2 := f.Changed()
 	assert.NotEqual(t, ch, ch2)
@@ -129,11 +129,11 @@ func TestChangedSignalsEveryApply(t *testing.T) {
 func TestCloseReopenKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	f := openTestFSM(t, dir)
-	d := newDriver(t, f)
-	populate(t, d, 3, 4)
-	orig := d.mustAppend(op("z", nil, ev(77, "T", "x")))
+	d := newFSMDriver(t, f)
+	fsmPopulate(t, d, 3, 4)
+	orig := d.mustAppend(aop("z", nil, pev(77, "T", "x")))
 	want := f.ApplyState()
-	wantEvents, _ := readAll(t, f, "stream-2")
+	wantEvents, _ := fsmReadAll(t, f, "stream-2")
 	require.NoError(t, f.Close())
 
 	_, _, err := f.ReadStream("z", 0, 1, false)
@@ -146,15 +146,15 @@ func TestCloseReopenKeepsEverything(t *testing.T) {
 	f = openTestFSM(t, dir)
 	defer f.Close()
 	assert.True(t, proto.Equal(want, f.ApplyState()))
-	got, _ := readAll(t, f, "stream-2")
+	got, _ := fsmReadAll(t, f, "stream-2")
 	require.Len(t, got, len(wantEvents))
 	for i := range got {
 		assert.True(t, proto.Equal(wantEvents[i], got[i]))
 	}
-	assert.Len(t, readLog(t, f), 13)
-	d = newDriver(t, f)
+	assert.Len(t, fsmReadLog(t, f), 13)
+	d = newFSMDriver(t, f)
 	d.wall = testBase + int64(1e9)
-	r := d.one(op("z", nil, ev(77, "T", "x")))
+	r := d.one(aop("z", nil, pev(77, "T", "x")))
 	require.NoError(t, r.Err)
 	assert.True(t, r.Resp.GetDuplicate(), "idempotency records survive a reopen")
 	assert.Equal(t, orig.GetOrigin().GetSeq(), r.Resp.GetOrigin().GetSeq())

@@ -16,38 +16,38 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// memSink is a raft.SnapshotSink in memory.
-type memSink struct {
+// fsmSink is a raft.SnapshotSink in memory.
+type fsmSink struct {
 	bytes.Buffer
 	closed, cancelled bool
 }
 
-func (s *memSink) ID() string    { return "test" }
-func (s *memSink) Cancel() error { s.cancelled = true; return nil }
-func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *fsmSink) ID() string    { return "test" }
+func (s *fsmSink) Cancel() error { s.cancelled = true; return nil }
+func (s *fsmSink) Close() error  { s.closed = true; return nil }
 
 func snapshotBytes(t testing.TB, f *FSM) []byte {
 	t.Helper()
 	snap, err := f.Snapshot()
 	require.NoError(t, err)
 	defer snap.Release()
-	var sink memSink
+	var sink fsmSink
 	require.NoError(t, snap.Persist(&sink))
 	require.True(t, sink.closed)
 	return sink.Bytes()
 }
 
-// populate writes a few streams with several batches.
-func populate(t testing.TB, d *driver, streams, perStream int) {
+// fsmPopulate writes a few streams with several batches.
+func fsmPopulate(t testing.TB, d *fsmDriver, streams, perStream int) {
 	t.Helper()
 	n := 1000
 	for v := 0; v < perStream; v++ {
 		var ops []*meridianv1.AppendOp
 		for s := 0; s < streams; s++ {
 			n++
-			e := ev(n, "T", fmt.Sprintf("data-%d-%d", s, v))
+			e := pev(n, "T", fmt.Sprintf("data-%d-%d", s, v))
 			e.Metadata = map[string]string{"k": fmt.Sprint(v)}
-			ops = append(ops, &meridianv1.AppendOp{Entity: fmt.Sprintf("stream-%d", s), Expected: exact(uint64(v)),
+			ops = append(ops, &meridianv1.AppendOp{Entity: fmt.Sprintf("stream-%d", s), Expected: expExact(uint64(v)),
 				Events: []*meridianv1.ProposedEvent{e}, Deps: map[string]uint64{"us-east": uint64(v)}, Epoch: 3})
 		}
 		for _, r := range d.batch(ops...) {
@@ -61,15 +61,15 @@ func requireSameState(t testing.TB, a, b *FSM, streams int) {
 	t.Helper()
 	require.True(t, proto.Equal(a.ApplyState(), b.ApplyState()), "%v\n%v", a.ApplyState(), b.ApplyState())
 	for s := 0; s < streams; s++ {
-		ea, ha := readAll(t, a, fmt.Sprintf("stream-%d", s))
-		eb, hb := readAll(t, b, fmt.Sprintf("stream-%d", s))
+		ea, ha := fsmReadAll(t, a, fmt.Sprintf("stream-%d", s))
+		eb, hb := fsmReadAll(t, b, fmt.Sprintf("stream-%d", s))
 		require.Equal(t, ha, hb)
 		require.Equal(t, len(ea), len(eb))
 		for i := range ea {
 			require.True(t, proto.Equal(ea[i], eb[i]), "stream-%d event %d", s, i)
 		}
 	}
-	la, lb := readLog(t, a), readLog(t, b)
+	la, lb := fsmReadLog(t, a), fsmReadLog(t, b)
 	require.Equal(t, len(la), len(lb))
 	for i := range la {
 		require.True(t, proto.Equal(la[i], lb[i]), "position %d", i+1)
@@ -78,20 +78,20 @@ func requireSameState(t testing.TB, a, b *FSM, streams int) {
 
 func TestSnapshotRestoreIntoAnotherFSM(t *testing.T) {
 	src := newTestFSM(t)
-	d := newDriver(t, src)
-	populate(t, d, 5, 8)
+	d := newFSMDriver(t, src)
+	fsmPopulate(t, d, 5, 8)
 	data := snapshotBytes(t, src)
 
 	dst := newTestFSM(t)
 	// dst has state of its own, which the restore must discard.
-	dd := newDriver(t, dst)
-	dd.mustAppend(op("stream-0", nil, ev(1, "Other", "x")))
-	dd.mustAppend(op("only-in-dst", nil, ev(2, "Other", "x")))
+	dd := newFSMDriver(t, dst)
+	dd.mustAppend(aop("stream-0", nil, pev(1, "Other", "x")))
+	dd.mustAppend(aop("only-in-dst", nil, pev(2, "Other", "x")))
 	changed := dst.Changed()
 
 	require.NoError(t, dst.Restore(io.NopCloser(bytes.NewReader(data))))
 	requireSameState(t, src, dst, 5)
-	_, head := readAll(t, dst, "only-in-dst")
+	_, head := fsmReadAll(t, dst, "only-in-dst")
 	assert.Zero(t, head, "restore discards previous state")
 	select {
 	case <-changed:
@@ -101,10 +101,10 @@ func TestSnapshotRestoreIntoAnotherFSM(t *testing.T) {
 
 	// Both continue identically: the same entry applies the same way,
 	// including idempotency records carried by the snapshot.
-	retry := ev(1001+2, "T", "data-2-0") // stream-2's first event, as populate wrote it
+	retry := pev(1001+2, "T", "data-2-0") // stream-2's first event, as fsmPopulate wrote it
 	retry.Metadata = map[string]string{"k": "0"}
 	next := d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall + 1},
-		Ops: []*meridianv1.AppendOp{op("stream-1", exact(8), ev(5000, "T", "")), op("stream-2", nil, retry)}})
+		Ops: []*meridianv1.AppendOp{aop("stream-1", expExact(8), pev(5000, "T", "")), aop("stream-2", nil, retry)}})
 	ra, rb := src.Apply(next).(*BatchResult), dst.Apply(next).(*BatchResult)
 	require.NoError(t, ra.Ops[0].Err)
 	assert.True(t, ra.Ops[1].Resp.GetDuplicate(), "%v", ra.Ops[1].Err)
@@ -129,13 +129,13 @@ func TestSnapshotOfEmptyFSM(t *testing.T) {
 	dst := newTestFSM(t)
 	require.NoError(t, dst.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, src)))))
 	assert.Zero(t, dst.AppliedIndex())
-	assert.Empty(t, readLog(t, dst))
+	assert.Empty(t, fsmReadLog(t, dst))
 }
 
 func TestRestoreRejectsCorruptSnapshotAndKeepsState(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	populate(t, d, 2, 3)
+	d := newFSMDriver(t, f)
+	fsmPopulate(t, d, 2, 3)
 	good := snapshotBytes(t, f)
 	want := f.ApplyState()
 	for _, tc := range []struct {
@@ -156,7 +156,7 @@ func TestRestoreRejectsCorruptSnapshotAndKeepsState(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			require.Error(t, f.Restore(io.NopCloser(bytes.NewReader(tc.data))))
 			assert.True(t, proto.Equal(want, f.ApplyState()))
-			evs, _ := readAll(t, f, "stream-1")
+			evs, _ := fsmReadAll(t, f, "stream-1")
 			assert.Len(t, evs, 3)
 			dirs, _ := filepath.Glob(filepath.Join(f.cfg.Dir, dbDirPrefix+"*"))
 			assert.Len(t, dirs, 1, "a failed restore leaves no directory behind")
@@ -168,11 +168,11 @@ func TestRestoreRejectsCorruptSnapshotAndKeepsState(t *testing.T) {
 // returns (Raft compacts its log after the snapshot is persisted).
 func TestSnapshotSyncsBeforeReturning(t *testing.T) {
 	var synced atomic.Bool
-	f, err := OpenFSM(StoreConfig{Dir: t.TempDir(), Region: testRegion, Logger: quietLogger(),
+	f, err := OpenFSM(StoreConfig{Dir: t.TempDir(), Region: testRegion, Logger: fsmTestLogger(),
 		Knobs: &TestingKnobs{AfterSnapshotSync: func() { synced.Store(true) }}})
 	require.NoError(t, err)
 	defer f.Close()
-	newDriver(t, f).mustAppend(op("a", nil, ev(1, "T", "")))
+	newFSMDriver(t, f).mustAppend(aop("a", nil, pev(1, "T", "")))
 	snap, err := f.Snapshot()
 	require.NoError(t, err)
 	assert.True(t, synced.Load())
@@ -183,21 +183,21 @@ func TestSnapshotSyncsBeforeReturning(t *testing.T) {
 // TestSnapshotIsAtItsReadTimestamp: applies after Snapshot returns are not in it.
 func TestSnapshotIsAtItsReadTimestamp(t *testing.T) {
 	f := newTestFSM(t)
-	d := newDriver(t, f)
-	populate(t, d, 2, 2)
+	d := newFSMDriver(t, f)
+	fsmPopulate(t, d, 2, 2)
 	want := f.ApplyState()
 	snap, err := f.Snapshot()
 	require.NoError(t, err)
-	populate2 := op("stream-0", nil, ev(9999, "Late", ""))
+	populate2 := aop("stream-0", nil, pev(9999, "Late", ""))
 	d.mustAppend(populate2)
-	var sink memSink
+	var sink fsmSink
 	require.NoError(t, snap.Persist(&sink))
 	snap.Release()
 
 	dst := newTestFSM(t)
 	require.NoError(t, dst.Restore(io.NopCloser(&sink.Buffer)))
 	assert.True(t, proto.Equal(want, dst.ApplyState()))
-	_, head := readAll(t, dst, "stream-0")
+	_, head := fsmReadAll(t, dst, "stream-0")
 	assert.Equal(t, uint64(2), head)
 }
 
@@ -205,11 +205,11 @@ func TestSnapshotIsAtItsReadTimestamp(t *testing.T) {
 // either the old or the new state, never an error or a mix.
 func TestRestoreWhileReading(t *testing.T) {
 	src := newTestFSM(t)
-	populate(t, newDriver(t, src), 1, 6)
+	fsmPopulate(t, newFSMDriver(t, src), 1, 6)
 	data := snapshotBytes(t, src)
 
 	f := newTestFSM(t)
-	populate(t, newDriver(t, f), 1, 3)
+	fsmPopulate(t, newFSMDriver(t, f), 1, 3)
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	errs := make(chan error, 4)
@@ -243,14 +243,14 @@ func TestRestoreWhileReading(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	_, head := readAll(t, f, "stream-0")
+	_, head := fsmReadAll(t, f, "stream-0")
 	assert.Equal(t, uint64(6), head)
 }
 
 func TestOpenRemovesStaleRestoreDirs(t *testing.T) {
 	dir := t.TempDir()
 	f := openTestFSM(t, dir)
-	newDriver(t, f).mustAppend(op("a", nil, ev(1, "T", "")))
+	newFSMDriver(t, f).mustAppend(aop("a", nil, pev(1, "T", "")))
 	require.NoError(t, f.Close())
 	// A restore that crashed before pointing CURRENT at its directory.
 	require.NoError(t, os.MkdirAll(dbDir(dir, 2), 0o755))
@@ -258,7 +258,7 @@ func TestOpenRemovesStaleRestoreDirs(t *testing.T) {
 	defer f.Close()
 	_, err := os.Stat(dbDir(dir, 2))
 	assert.True(t, os.IsNotExist(err))
-	_, head := readAll(t, f, "a")
+	_, head := fsmReadAll(t, f, "a")
 	assert.Equal(t, uint64(1), head)
 }
 

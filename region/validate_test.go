@@ -16,12 +16,12 @@ func TestValidateAppend(t *testing.T) {
 	many := func(n int) []*meridianv1.ProposedEvent {
 		evs := make([]*meridianv1.ProposedEvent, n)
 		for i := range evs {
-			evs[i] = ev(i+1, "T", "")
+			evs[i] = pev(i+1, "T", "")
 		}
 		return evs
 	}
 	withMeta := func(n int) *meridianv1.ProposedEvent {
-		e := ev(1, "T", "")
+		e := pev(1, "T", "")
 		e.Metadata = map[string]string{}
 		for i := 0; i < n; i++ {
 			e.Metadata[fmt.Sprint(i)] = "v"
@@ -29,7 +29,7 @@ func TestValidateAppend(t *testing.T) {
 		return e
 	}
 	big := func(n int) *meridianv1.ProposedEvent {
-		e := ev(1, "T", "")
+		e := pev(1, "T", "")
 		e.Data = make([]byte, n)
 		return e
 	}
@@ -39,33 +39,33 @@ func TestValidateAppend(t *testing.T) {
 		wantField string // "" means valid
 		wantIn    string // substring of the reason
 	}{
-		{"valid", op("order/1", nil, ev(1, "T", "x")), "", ""},
-		{"valid charset", op("Aa0._:/-z", nil, ev(1, "T", "x")), "", ""},
-		{"valid at limits", &meridianv1.AppendOp{Entity: strings.Repeat("a", 256), Events: []*meridianv1.ProposedEvent{{Id: id(1), Type: strings.Repeat("t", 256), Data: make([]byte, 1<<20-256)}}}, "", ""},
+		{"valid", aop("order/1", nil, pev(1, "T", "x")), "", ""},
+		{"valid charset", aop("Aa0._:/-z", nil, pev(1, "T", "x")), "", ""},
+		{"valid at limits", &meridianv1.AppendOp{Entity: strings.Repeat("a", 256), Events: []*meridianv1.ProposedEvent{{Id: eid(1), Type: strings.Repeat("t", 256), Data: make([]byte, 1<<20-256)}}}, "", ""},
 		{"nil op", nil, "append", "must be set"},
-		{"empty entity", op("", nil, ev(1, "T", "")), "entity", "1 to 256 bytes"},
-		{"entity too long", op(strings.Repeat("a", 257), nil, ev(1, "T", "")), "entity", "got 257"},
-		{"entity leading slash", op("/a", nil, ev(1, "T", "")), "entity", "must not start with '/'"},
-		{"entity space", op("a b", nil, ev(1, "T", "")), "entity", "[A-Za-z0-9._:/-]"},
-		{"entity nul", op("a\x00b", nil, ev(1, "T", "")), "entity", "[A-Za-z0-9._:/-]"},
-		{"entity unicode", op("é", nil, ev(1, "T", "")), "entity", "[A-Za-z0-9._:/-]"},
-		{"empty append", op("a", nil), "events", "1 to 1000 events, got 0"},
-		{"too many events", op("a", nil, many(1001)...), "events", "1 to 1000 events, got 1001"},
-		{"nil event", op("a", nil, ev(1, "T", ""), nil), "events[1]", "must be set"},
-		{"id empty", op("a", nil, &meridianv1.ProposedEvent{Type: "T"}), "events[0].id", "canonical form"},
-		{"id garbage", op("a", nil, &meridianv1.ProposedEvent{Id: "not-a-uuid", Type: "T"}), "events[0].id", "canonical form"},
-		{"id uppercase", op("a", nil, &meridianv1.ProposedEvent{Id: strings.ToUpper("0000000a-0000-4000-8000-00000000000b"), Type: "T"}), "events[0].id", "lowercase"},
-		{"id without hyphens", op("a", nil, &meridianv1.ProposedEvent{Id: "0000000a000040008000000000000000", Type: "T"}), "events[0].id", "8-4-4-4-12"},
-		{"id urn", op("a", nil, &meridianv1.ProposedEvent{Id: "urn:uuid:" + id(1), Type: "T"}), "events[0].id", "canonical form"},
-		{"id braces", op("a", nil, &meridianv1.ProposedEvent{Id: "{" + id(1) + "}", Type: "T"}), "events[0].id", "canonical form"},
-		{"id nil uuid", op("a", nil, &meridianv1.ProposedEvent{Id: "00000000-0000-0000-0000-000000000000", Type: "T"}), "events[0].id", "nil UUID"},
-		{"duplicate ids", op("a", nil, ev(1, "T", ""), ev(2, "T", ""), ev(1, "T", "")), "events[2].id", "duplicates events[0].id"},
-		{"empty type", op("a", nil, ev(1, "", "")), "events[0].type", "1 to 256 bytes, got 0"},
-		{"type too long", op("a", nil, ev(1, strings.Repeat("t", 257), "")), "events[0].type", "got 257"},
-		{"content type too long", op("a", nil, &meridianv1.ProposedEvent{Id: id(1), Type: "T", ContentType: strings.Repeat("c", 257)}), "events[0].content_type", "at most 256"},
-		{"too much metadata", op("a", nil, withMeta(65)), "events[0].metadata", "at most 64 entries, got 65"},
-		{"event over 1 MiB", op("a", nil, ev(2, "T", ""), big(1<<20)), "events[1]", "at most 1048576 bytes"},
-		{"append over 4 MiB", op("a", nil, func() []*meridianv1.ProposedEvent {
+		{"empty entity", aop("", nil, pev(1, "T", "")), "entity", "1 to 256 bytes"},
+		{"entity too long", aop(strings.Repeat("a", 257), nil, pev(1, "T", "")), "entity", "got 257"},
+		{"entity leading slash", aop("/a", nil, pev(1, "T", "")), "entity", "must not start with '/'"},
+		{"entity space", aop("a b", nil, pev(1, "T", "")), "entity", "[A-Za-z0-9._:/-]"},
+		{"entity nul", aop("a\x00b", nil, pev(1, "T", "")), "entity", "[A-Za-z0-9._:/-]"},
+		{"entity unicode", aop("é", nil, pev(1, "T", "")), "entity", "[A-Za-z0-9._:/-]"},
+		{"empty append", aop("a", nil), "events", "1 to 1000 events, got 0"},
+		{"too many events", aop("a", nil, many(1001)...), "events", "1 to 1000 events, got 1001"},
+		{"nil event", aop("a", nil, pev(1, "T", ""), nil), "events[1]", "must be set"},
+		{"id empty", aop("a", nil, &meridianv1.ProposedEvent{Type: "T"}), "events[0].id", "canonical form"},
+		{"id garbage", aop("a", nil, &meridianv1.ProposedEvent{Id: "not-a-uuid", Type: "T"}), "events[0].id", "canonical form"},
+		{"id uppercase", aop("a", nil, &meridianv1.ProposedEvent{Id: strings.ToUpper("0000000a-0000-4000-8000-00000000000b"), Type: "T"}), "events[0].id", "lowercase"},
+		{"id without hyphens", aop("a", nil, &meridianv1.ProposedEvent{Id: "0000000a000040008000000000000000", Type: "T"}), "events[0].id", "8-4-4-4-12"},
+		{"id urn", aop("a", nil, &meridianv1.ProposedEvent{Id: "urn:uuid:" + eid(1), Type: "T"}), "events[0].id", "canonical form"},
+		{"id braces", aop("a", nil, &meridianv1.ProposedEvent{Id: "{" + eid(1) + "}", Type: "T"}), "events[0].id", "canonical form"},
+		{"id nil uuid", aop("a", nil, &meridianv1.ProposedEvent{Id: "00000000-0000-0000-0000-000000000000", Type: "T"}), "events[0].id", "nil UUID"},
+		{"duplicate ids", aop("a", nil, pev(1, "T", ""), pev(2, "T", ""), pev(1, "T", "")), "events[2].id", "duplicates events[0].id"},
+		{"empty type", aop("a", nil, pev(1, "", "")), "events[0].type", "1 to 256 bytes, got 0"},
+		{"type too long", aop("a", nil, pev(1, strings.Repeat("t", 257), "")), "events[0].type", "got 257"},
+		{"content type too long", aop("a", nil, &meridianv1.ProposedEvent{Id: eid(1), Type: "T", ContentType: strings.Repeat("c", 257)}), "events[0].content_type", "at most 256"},
+		{"too much metadata", aop("a", nil, withMeta(65)), "events[0].metadata", "at most 64 entries, got 65"},
+		{"event over 1 MiB", aop("a", nil, pev(2, "T", ""), big(1<<20)), "events[1]", "at most 1048576 bytes"},
+		{"append over 4 MiB", aop("a", nil, func() []*meridianv1.ProposedEvent {
 			evs := many(5)
 			for _, e := range evs {
 				e.Data = make([]byte, 1<<20-10)
