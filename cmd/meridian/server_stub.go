@@ -1,3 +1,5 @@
+//go:build !meridian_pending_region
+
 package main
 
 import "github.com/spf13/cobra"

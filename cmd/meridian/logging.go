@@ -1,0 +1,36 @@
+package main
+
+import (
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// logFlags are the logging flags of the commands that run nodes.
+type logFlags struct {
+	level  string
+	format string
+}
+
+func (l *logFlags) register(cmd *cobra.Command, defaultLevel string) {
+	cmd.Flags().StringVar(&l.level, "log-level", envOr("MERIDIAN_LOG_LEVEL", defaultLevel), "debug, info, warn or error (env MERIDIAN_LOG_LEVEL)")
+	cmd.Flags().StringVar(&l.format, "log-format", envOr("MERIDIAN_LOG_FORMAT", "text"), "text or json (env MERIDIAN_LOG_FORMAT)")
+}
+
+// logger builds the process logger writing to w.
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", l.level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(l.format) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", l.format)
+}

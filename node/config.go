@@ -1,0 +1,117 @@
+//go:build meridian_pending_region
+
+package node
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/meridiandb/meridian/region"
+)
+
+// Config describes one Meridian process: its identity, where it listens and
+// who its region peers are. Only cmd/ reads flags and environment; node/
+// takes this struct.
+type Config struct {
+	// Region is the name of the region this node belongs to, e.g. "eu-west".
+	Region string
+	// NodeID identifies the node within its region (and its Raft server ID).
+	NodeID string
+	// DataDir holds the node's Raft log and Badger state; created if missing.
+	DataDir string
+	// APIAddr is where the Connect/gRPC API listens (host:port; port 0 picks one).
+	APIAddr string
+	// RaftAddr is where the Raft transport listens (host:port).
+	RaftAddr string
+	// APIAdvertise is the API address peers and clients use to reach this
+	// node; empty means the address the API listener got.
+	APIAdvertise string
+	// RaftAdvertise is the Raft address peers use; empty means RaftAddr.
+	RaftAdvertise string
+	// Peers are the region's initial members, this node included when it
+	// bootstraps.
+	Peers []region.Peer
+	// Bootstrap makes the node form the region from Peers if it has no state yet.
+	Bootstrap bool
+	// Network is how every connection is made (listen and dial); nil means
+	// region.TCP. Tests pass a fault-injecting network.
+	Network region.Network
+	// Logger receives the node's logs; nil means slog.Default().
+	Logger *slog.Logger
+	// ShutdownTimeout bounds how long Close waits for in-flight requests
+	// before cutting them off. Default 5 s: longer than an append's commit
+	// on a healthy region, short enough for Ctrl-C to feel prompt.
+	ShutdownTimeout time.Duration
+	// RegionConfig, when set, adjusts the region configuration built from
+	// the fields above (timeouts, limits, testing knobs). Nil in production.
+	RegionConfig func(*region.Config)
+}
+
+// Named limits of the HTTP server.
+const (
+	// readHeaderTimeout bounds how long a client may take to send headers.
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes keep-alive connections nobody uses.
+	idleTimeout = 2 * time.Minute
+	// requestBytesMax bounds one request message: a full append batch of
+	// events at the default 1 MiB each stays under it.
+	requestBytesMax = 64 << 20
+	// shutdownTimeoutMax bounds Config.ShutdownTimeout.
+	shutdownTimeoutMax = 5 * time.Minute
+)
+
+// DefaultConfig returns a single-node configuration on loopback, the ports of
+// `meridian dev`'s first node. Callers set at least Region, NodeID and DataDir.
+func DefaultConfig() Config {
+	return Config{
+		Region:          "local",
+		NodeID:          "n1",
+		APIAddr:         "127.0.0.1:7001",
+		RaftAddr:        "127.0.0.1:7101",
+		ShutdownTimeout: 5 * time.Second,
+	}
+}
+
+// Validate reports the first field outside its allowed range. It checks what
+// node/ itself uses; region.Config.Validate checks the rest at Start.
+func (c Config) Validate() error {
+	switch {
+	case c.Region == "":
+		return fmt.Errorf("%w: Region is empty", ErrInvalidConfig)
+	case c.NodeID == "":
+		return fmt.Errorf("%w: NodeID is empty", ErrInvalidConfig)
+	case c.DataDir == "":
+		return fmt.Errorf("%w: DataDir is empty", ErrInvalidConfig)
+	case c.ShutdownTimeout <= 0 || c.ShutdownTimeout > shutdownTimeoutMax:
+		return fmt.Errorf("%w: ShutdownTimeout %s outside (0, %s]", ErrInvalidConfig, c.ShutdownTimeout, shutdownTimeoutMax)
+	}
+	for name, addr := range map[string]string{"APIAddr": c.APIAddr, "RaftAddr": c.RaftAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%w: %s %q: want host:port: %v", ErrInvalidConfig, name, addr, err)
+		}
+	}
+	for name, addr := range map[string]string{"APIAdvertise": c.APIAdvertise, "RaftAdvertise": c.RaftAdvertise} {
+		if addr == "" {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "0" {
+			return fmt.Errorf("%w: %s %q: want a reachable host:port", ErrInvalidConfig, name, addr)
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Peers {
+		if p.ID == "" || p.RaftAddr == "" {
+			return fmt.Errorf("%w: Peers[%d]: ID and RaftAddr are required", ErrInvalidConfig, i)
+		}
+		if seen[p.ID] {
+			return fmt.Errorf("%w: Peers[%d]: duplicate ID %q", ErrInvalidConfig, i, p.ID)
+		}
+		seen[p.ID] = true
+	}
+	if c.Bootstrap && len(c.Peers) > 0 && !seen[c.NodeID] {
+		return fmt.Errorf("%w: Bootstrap with Peers that do not include NodeID %q", ErrInvalidConfig, c.NodeID)
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+//go:build meridian_pending_region
+
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/region"
+)
+
+// Node is one running Meridian process: a region member and its API server.
+type Node struct {
+	cfg      Config
+	logger   *slog.Logger
+	region   *region.Node
+	listener net.Listener
+	server   *http.Server
+	served   chan struct{} // closed when Serve returns
+
+	// streams is cancelled when Close starts, so that long-lived
+	// subscriptions end and their clients resume on another node, instead of
+	// holding up the graceful shutdown of unary calls.
+	streams      context.Context
+	cancelStream context.CancelFunc
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the node's region member and serves the API: the EventStore
+// service (Connect, gRPC and gRPC-Web), gRPC health and server reflection,
+// over HTTP/1.1 and h2c. The node runs until Close; ctx only bounds Start.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = DefaultConfig().ShutdownTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Network == nil {
+		cfg.Network = region.TCP
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger.With("component", "node", "region", cfg.Region, "node", cfg.NodeID)
+
+	ln, err := cfg.Network.Listen(cfg.APIAddr)
+	if err != nil {
+		return nil, fmt.Errorf("node: listen api on %s: %w", cfg.APIAddr, err)
+	}
+	apiAdvertise := cfg.APIAdvertise
+	if apiAdvertise == "" {
+		apiAdvertise = ln.Addr().String()
+	}
+
+	rc := region.DefaultConfig()
+	rc.Region = cfg.Region
+	rc.NodeID = cfg.NodeID
+	rc.DataDir = cfg.DataDir
+	rc.RaftAddr = cfg.RaftAddr
+	rc.RaftAdvertise = cfg.RaftAdvertise
+	rc.APIAdvertise = apiAdvertise
+	rc.Peers = cfg.Peers
+	rc.Bootstrap = cfg.Bootstrap
+	rc.Network = cfg.Network
+	rc.Logger = cfg.Logger.With("region", cfg.Region, "node", cfg.NodeID)
+	if cfg.RegionConfig != nil {
+		cfg.RegionConfig(&rc)
+	}
+	rn, err := region.Open(rc)
+	if err != nil {
+		_ = ln.Close()
+		return nil, fmt.Errorf("node: open region member: %w", err)
+	}
+
+	n := &Node{cfg: cfg, logger: logger, region: rn, listener: ln, served: make(chan struct{})}
+	n.streams, n.cancelStream = context.WithCancel(context.Background())
+
+	handlerOpts := []connect.HandlerOption{connect.WithReadMaxBytes(requestBytesMax)}
+	mux := http.NewServeMux()
+	mux.Handle(meridianv1connect.NewEventStoreHandler(region.NewService(rn), handlerOpts...))
+	mux.Handle(grpchealth.NewHandler(&healthChecker{region: rn}))
+	reflector := grpcreflect.NewStaticReflector(meridianv1connect.EventStoreName)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	n.server = &http.Server{
+		Handler:           n.endStreamsOnClose(mux),
+		Protocols:         protocols,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		defer close(n.served)
+		if err := n.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("api server stopped", "err", err)
+		}
+	}()
+	logger.Info("node started", "api", ln.Addr().String(), "api_advertise", apiAdvertise, "raft", cfg.RaftAddr)
+	return n, nil
+}
+
+// endStreamsOnClose gives Subscribe calls a context that also ends when Close
+// starts: http.Server.Shutdown waits for handlers, and a subscription never
+// returns on its own.
+func (n *Node) endStreamsOnClose(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != meridianv1connect.EventStoreSubscribeProcedure {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		stop := context.AfterFunc(n.streams, cancel)
+		defer stop()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// Addr returns the address the API listener is bound to (host:port).
+func (n *Node) Addr() string { return n.listener.Addr().String() }
+
+// URL returns the API's base URL, for clients: "http://" + Addr().
+func (n *Node) URL() string { return "http://" + n.Addr() }
+
+// Region returns the node's region member, for tests and status.
+func (n *Node) Region() *region.Node { return n.region }
+
+// Close stops the node gracefully: subscriptions end, in-flight calls get up
+// to Config.ShutdownTimeout to finish, then the region member closes. Close
+// is idempotent; later calls return the first call's result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.logger.Info("node stopping")
+		n.cancelStream()
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
+		defer cancel()
+		var errs []error
+		if err := n.server.Shutdown(ctx); err != nil {
+			n.logger.Warn("api shutdown timed out; closing connections", "err", err)
+			errs = append(errs, n.server.Close())
+		}
+		<-n.served
+		if err := n.region.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("node: close region member: %w", err))
+		}
+		n.closeErr = errors.Join(errs...)
+		n.logger.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+// healthChecker answers gRPC health checks: SERVING while the node's region
+// knows a leader (writes can commit), NOT_SERVING otherwise.
+type healthChecker struct{ region *region.Node }
+
+func (h *healthChecker) Check(_ context.Context, req *grpchealth.CheckRequest) (*grpchealth.CheckResponse, error) {
+	if req.Service != "" && req.Service != meridianv1connect.EventStoreName {
+		return nil, connect.NewError(connect.CodeNotFound, fmt.Errorf("node: unknown service %q", req.Service))
+	}
+	if h.region.Status().GetLeader() == "" {
+		return &grpchealth.CheckResponse{Status: grpchealth.StatusNotServing}, nil
+	}
+	return &grpchealth.CheckResponse{Status: grpchealth.StatusServing}, nil
+}

@@ -1,0 +1,207 @@
+//go:build meridian_pending_region
+
+package node
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/grpcreflect"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/region"
+)
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// startRegion starts n nodes of region "test" through Start on ephemeral
+// 127.0.0.1 ports and waits until they agree on a leader.
+func startRegion(t *testing.T, n int) []*Node {
+	t.Helper()
+	peers := make([]region.Peer, n)
+	for i := range peers {
+		peers[i] = region.Peer{ID: "n" + strconv.Itoa(i+1), RaftAddr: freeAddr(t), APIAddr: freeAddr(t)}
+	}
+	nodes := make([]*Node, n)
+	for i, p := range peers {
+		nd, err := Start(t.Context(), Config{
+			Region: "test", NodeID: p.ID, DataDir: t.TempDir(),
+			APIAddr: p.APIAddr, RaftAddr: p.RaftAddr, Peers: peers, Bootstrap: true,
+			Network: region.TCP, Logger: testLogger(t),
+		})
+		require.NoError(t, err)
+		nodes[i] = nd
+		t.Cleanup(func() { assert.NoError(t, nd.Close()) })
+	}
+	require.Eventually(t, func() bool {
+		leader := nodes[0].Region().Status().GetLeader()
+		for _, nd := range nodes {
+			if l := nd.Region().Status().GetLeader(); l == "" || l != leader {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 50*time.Millisecond, "no leader agreed on")
+	return nodes
+}
+
+func TestStartThreeNodeRegion(t *testing.T) {
+	nodes := startRegion(t, 3)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	var follower *Node
+	for _, nd := range nodes {
+		if !nd.Region().Status().GetIsLeader() {
+			follower = nd
+			break
+		}
+	}
+	require.NotNil(t, follower)
+
+	t.Run("append via a follower", func(t *testing.T) {
+		c, err := client.New([]string{follower.URL()})
+		require.NoError(t, err)
+		defer c.Close()
+		resp, err := c.Append(ctx, "order-1", []*meridianv1.ProposedEvent{{Type: "OrderPlaced", Data: []byte(`{"n":1}`)}, {Type: "OrderPaid"}})
+		require.NoError(t, err)
+		assert.Equal(t, uint64(1), resp.FirstVersion)
+		assert.Equal(t, uint64(2), resp.LastVersion)
+		assert.NotEmpty(t, resp.SessionToken)
+
+		read, err := c.Read(ctx, "order-1", client.WithConsistency(meridianv1.Consistency_CONSISTENCY_STRONG))
+		require.NoError(t, err)
+		require.Len(t, read.Events, 2)
+		assert.Equal(t, "OrderPaid", read.Events[1].Type)
+
+		// Every node applies it (eventual reads are local).
+		for _, nd := range nodes {
+			rc, err := client.New([]string{nd.URL()})
+			require.NoError(t, err)
+			require.Eventually(t, func() bool {
+				r, err := rc.Read(ctx, "order-1", client.WithConsistency(meridianv1.Consistency_CONSISTENCY_EVENTUAL))
+				return err == nil && len(r.Events) == 2
+			}, 10*time.Second, 20*time.Millisecond, "node %s", nd.Addr())
+			_ = rc.Close()
+		}
+	})
+
+	t.Run("gRPC protocol", func(t *testing.T) {
+		c, err := client.New([]string{follower.URL()}, client.WithGRPC())
+		require.NoError(t, err)
+		defer c.Close()
+		st, err := c.Status(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, "test", st.Region)
+		assert.NotEmpty(t, st.Leader)
+	})
+
+	t.Run("health serving", func(t *testing.T) {
+		for _, service := range []string{"", meridianv1connect.EventStoreName} {
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, follower.URL()+"/grpc.health.v1.Health/Check",
+				strings.NewReader(`{"service":"`+service+`"}`))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(res.Body)
+			_ = res.Body.Close()
+			assert.Equal(t, http.StatusOK, res.StatusCode, string(body))
+			// connect's copy of health.proto prefixes the enum value names.
+			assert.Contains(t, []string{`{"status":"SERVING"}`, `{"status":"SERVING_STATUS_SERVING"}`}, strings.TrimSpace(string(body)))
+		}
+	})
+
+	t.Run("reflection lists the service", func(t *testing.T) {
+		var protocols http.Protocols
+		protocols.SetUnencryptedHTTP2(true)
+		hc := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
+		defer hc.CloseIdleConnections()
+		stream := grpcreflect.NewClient(hc, follower.URL()).NewStream(ctx)
+		names, err := stream.ListServices()
+		require.NoError(t, err)
+		_, _ = stream.Close()
+		var got []string
+		for _, n := range names {
+			got = append(got, string(n))
+		}
+		assert.Contains(t, got, meridianv1connect.EventStoreName)
+		files, err := grpcreflect.NewClient(hc, follower.URL()).NewStream(ctx).FileContainingSymbol(meridianv1connect.EventStoreName)
+		require.NoError(t, err)
+		assert.NotEmpty(t, files)
+	})
+}
+
+func TestConfigValidate(t *testing.T) {
+	valid := func() Config {
+		c := DefaultConfig()
+		c.DataDir = "/tmp/x"
+		return c
+	}
+	tests := []struct {
+		name    string
+		mutate  func(*Config)
+		wantErr string
+	}{
+		{name: "default with data dir", mutate: func(*Config) {}},
+		{name: "no region", mutate: func(c *Config) { c.Region = "" }, wantErr: "Region"},
+		{name: "no node id", mutate: func(c *Config) { c.NodeID = "" }, wantErr: "NodeID"},
+		{name: "no data dir", mutate: func(c *Config) { c.DataDir = "" }, wantErr: "DataDir"},
+		{name: "bad api addr", mutate: func(c *Config) { c.APIAddr = "7001" }, wantErr: "APIAddr"},
+		{name: "advertise port 0", mutate: func(c *Config) { c.APIAdvertise = "127.0.0.1:0" }, wantErr: "APIAdvertise"},
+		{name: "duplicate peer", mutate: func(c *Config) {
+			c.Peers = []region.Peer{{ID: "n1", RaftAddr: "a:1"}, {ID: "n1", RaftAddr: "b:1"}}
+		}, wantErr: "duplicate"},
+		{name: "bootstrap without self", mutate: func(c *Config) {
+			c.Bootstrap = true
+			c.Peers = []region.Peer{{ID: "n2", RaftAddr: "a:1"}}
+		}, wantErr: "do not include"},
+		{name: "shutdown timeout", mutate: func(c *Config) { c.ShutdownTimeout = time.Hour }, wantErr: "ShutdownTimeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid()
+			tt.mutate(&c)
+			err := c.Validate()
+			if tt.wantErr == "" {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorIs(t, err, ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}
