@@ -118,6 +118,7 @@ func (f *fakeStore) Status(context.Context, *connect.Request[meridianv1.StatusRe
 func (f *fakeStore) Subscribe(ctx context.Context, req *connect.Request[meridianv1.SubscribeRequest], stream *connect.ServerStream[meridianv1.SubscribeResponse]) error {
 	f.mu.Lock()
 	f.subs = append(f.subs, req.Msg)
+	nsubs := len(f.subs)
 	events := append([]*meridianv1.Event(nil), f.streams[req.Msg.GetEntity()]...)
 	failAfter := f.subscribeFailAfter
 	f.mu.Unlock()
@@ -127,6 +128,10 @@ func (f *fakeStore) Subscribe(ctx context.Context, req *connect.Request[meridian
 			continue
 		}
 		if failAfter > 0 && sent == failAfter {
+			if nsubs%2 == 0 {
+				// As a node that is closing cancels its streams.
+				return connect.NewError(connect.CodeCanceled, context.Canceled)
+			}
 			return connect.NewError(connect.CodeUnavailable, errors.New("node shutting down"))
 		}
 		if err := stream.Send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Event{Event: e}}); err != nil {

@@ -41,7 +41,8 @@ func (s Subscription) request(next uint64, resumed bool) *meridianv1.SubscribeRe
 }
 
 // Subscribe streams events and checkpoints. It yields each message the
-// server sends; on an Unavailable error it reconnects (next endpoint, with
+// server sends; on an Unavailable error, or a stream the server cancelled
+// (a node shutting down), it reconnects (next endpoint, with
 // backoff, bounded by the retry policy, reset by every message received) and
 // resumes at the first position not yet delivered. The sequence ends when the
 // context is cancelled (no error is yielded then), the caller stops, or an
@@ -99,7 +100,7 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*mer
 				// The server ended the stream cleanly (shutdown): resume elsewhere.
 				err = connect.NewError(connect.CodeUnavailable, errStreamEnded)
 			}
-			if !retryable(err) {
+			if !retryable(err) && !serverEnded(err) {
 				yield(nil, err)
 				return
 			}
@@ -123,4 +124,15 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*mer
 			}
 		}
 	}
+}
+
+// serverEnded reports whether the server cut a subscription off (a node
+// shutting down cancels its streams) rather than refusing it: the client's
+// own context is alive, so the subscription resumes on another node.
+func serverEnded(err error) bool {
+	switch connect.CodeOf(err) {
+	case connect.CodeCanceled, connect.CodeAborted:
+		return true
+	}
+	return false
 }
