@@ -23,13 +23,25 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// buildBinary compiles the meridian binary into a temporary directory.
+// buildBinary compiles the meridian binary once per test process, into a
+// temporary directory that TestMain removes.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "meridian")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "meridian-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binDir = dir
+		binPath = filepath.Join(dir, "meridian")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v: %s", err, out)
+		}
+	})
+	require.NoError(t, binErr)
+	return binPath
 }
 
 // freePortRange finds base such that base..base+n-1 are all free on 127.0.0.1.

@@ -22,6 +22,22 @@ import (
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
 )
 
+// The binary built by the binary tests, shared by all of them.
+var (
+	binOnce sync.Once
+	binDir  string
+	binPath string
+	binErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
 // fakeStore is a minimal in-memory EventStoreHandler for the client
 // commands' unit tests; the real region is exercised by the binary tests.
 type fakeStore struct {

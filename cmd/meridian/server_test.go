@@ -1,0 +1,112 @@
+//go:build meridian_pending_region
+
+package main
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meridiandb/meridian/region"
+)
+
+func TestParsePeers(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []region.Peer
+		wantErr bool
+	}{
+		{name: "empty", in: ""},
+		{name: "three", in: "n1=h1:7101=h1:7001, n2=h2:7101=h2:7001,n3=h3:7101=h3:7001", want: []region.Peer{
+			{ID: "n1", RaftAddr: "h1:7101", APIAddr: "h1:7001"},
+			{ID: "n2", RaftAddr: "h2:7101", APIAddr: "h2:7001"},
+			{ID: "n3", RaftAddr: "h3:7101", APIAddr: "h3:7001"},
+		}},
+		{name: "no api addr", in: "n1=h1:7101", want: []region.Peer{{ID: "n1", RaftAddr: "h1:7101"}}},
+		{name: "no raft addr", in: "n1", wantErr: true},
+		{name: "empty id", in: "=h1:7101", wantErr: true},
+		{name: "too many parts", in: "n1=a=b=c", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePeers(tt.in)
+			if tt.wantErr {
+				require.Error(t, err)
+				assert.True(t, isUsageError(err))
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestServerConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		wantErr string
+	}{
+		{name: "data dir required", args: []string{"server"}, wantErr: "DataDir is empty"},
+		{name: "bad peers from env", env: map[string]string{"MERIDIAN_PEERS": "n1"}, args: []string{"server", "--data-dir", "x"}, wantErr: `--peers item "n1"`},
+		{name: "bootstrap without self", env: map[string]string{"MERIDIAN_NODE_ID": "n9", "MERIDIAN_BOOTSTRAP": "true"},
+			args: []string{"server", "--data-dir", "x", "--peers", "n1=127.0.0.1:1"}, wantErr: `do not include NodeID "n9"`},
+		{name: "bad log level", args: []string{"server", "--data-dir", "x", "--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "dev overlapping ports", args: []string{"dev", "--api-port", "7001", "--raft-port", "7002"}, wantErr: "overlap"},
+		{name: "dev too many nodes", args: []string{"dev", "--nodes", "9"}, wantErr: "--nodes 9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			code, _, errOut := runCLI(t, t.Context(), tt.args...)
+			assert.Equal(t, 2, code, errOut)
+			assert.Contains(t, errOut, tt.wantErr)
+		})
+	}
+}
+
+// TestBinaryServerSingleNode runs `meridian server` as a one-node region
+// configured through MERIDIAN_* variables, uses it, and stops it with SIGTERM.
+func TestBinaryServerSingleNode(t *testing.T) {
+	bin := buildBinary(t)
+	api := freePortRange(t, 1, 0)
+	raft := freePortRange(t, 1, api)
+	apiAddr := fmt.Sprintf("127.0.0.1:%d", api)
+	raftAddr := fmt.Sprintf("127.0.0.1:%d", raft)
+	srv := startProc(t, bin, []string{
+		"MERIDIAN_REGION=solo", "MERIDIAN_NODE_ID=s1", "MERIDIAN_DATA_DIR=" + t.TempDir(),
+		"MERIDIAN_API_ADDR=" + apiAddr, "MERIDIAN_RAFT_ADDR=" + raftAddr,
+		"MERIDIAN_PEERS=s1=" + raftAddr + "=" + apiAddr, "MERIDIAN_BOOTSTRAP=1",
+	}, "server")
+	ep := "http://" + apiAddr
+	require.Eventually(t, func() bool {
+		code, out, _ := runBin(t, bin, "status", "--endpoint", ep, "--timeout", "1s")
+		return code == 0 && strings.Contains(out, "Leader")
+	}, 30*time.Second, 100*time.Millisecond, "server not leader\nstderr:\n%s", srv.err)
+
+	code, out, errOut := runBin(t, bin, "append", "acct-1", "--type", "Opened", "--expect", "no-stream", "--endpoint", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "appended acct-1 v1")
+	t.Setenv("MERIDIAN_ENDPOINT", ep)
+	code, out, errOut = runBin(t, bin, "read", "acct-1", "--backward", "--limit", "1")
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "acct-1 v1  Opened")
+	assert.Contains(t, out, "served by solo/s1")
+
+	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-srv.done:
+		require.NoError(t, err, "stderr:\n%s", srv.err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not stop on SIGTERM\nstderr:\n%s", srv.err)
+	}
+}
