@@ -119,12 +119,19 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// endStreamsOnClose gives Subscribe calls a context that also ends when Close
+// longLivedProcedures are the streaming calls that never end on their own.
+var longLivedProcedures = map[string]bool{
+	meridianv1connect.EventStoreSubscribeProcedure:                   true,
+	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
+	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
+}
+
+// endStreamsOnClose gives Subscribe (and reflection) calls a context that also ends when Close
 // starts: http.Server.Shutdown waits for handlers, and a subscription never
 // returns on its own.
 func (n *Node) endStreamsOnClose(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != meridianv1connect.EventStoreSubscribeProcedure {
+		if !longLivedProcedures[r.URL.Path] {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -159,9 +159,64 @@ func TestStartThreeNodeRegion(t *testing.T) {
 			got = append(got, string(n))
 		}
 		assert.Contains(t, got, meridianv1connect.EventStoreName)
-		files, err := grpcreflect.NewClient(hc, follower.URL()).NewStream(ctx).FileContainingSymbol(meridianv1connect.EventStoreName)
+		stream = grpcreflect.NewClient(hc, follower.URL()).NewStream(ctx)
+		files, err := stream.FileContainingSymbol(meridianv1connect.EventStoreName)
 		require.NoError(t, err)
 		assert.NotEmpty(t, files)
+		_, _ = stream.Close()
+	})
+
+	// Last: it stops the follower.
+	t.Run("close ends subscriptions and the client resumes elsewhere", func(t *testing.T) {
+		var others []string
+		for _, nd := range nodes {
+			if nd != follower {
+				others = append(others, nd.URL())
+			}
+		}
+		c, err := client.New(append([]string{follower.URL()}, others...))
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = c.Append(ctx, "sub-1", []*meridianv1.ProposedEvent{{Type: "A"}})
+		require.NoError(t, err)
+
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		got := make(chan uint64, 16)
+		go func() {
+			defer close(got)
+			for msg, err := range c.Subscribe(sctx, client.Subscription{Entity: "sub-1"}) {
+				if err != nil {
+					t.Logf("subscribe: %v", err)
+					return
+				}
+				if e := msg.GetEvent(); e != nil {
+					got <- e.Version
+				}
+			}
+		}()
+		require.Equal(t, uint64(1), <-got)
+
+		closed := make(chan error, 1)
+		go func() { closed <- follower.Close() }()
+		select {
+		case err := <-closed:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("Close blocked by an open subscription")
+		}
+
+		w, err := client.New(others)
+		require.NoError(t, err)
+		defer w.Close()
+		_, err = w.Append(ctx, "sub-1", []*meridianv1.ProposedEvent{{Type: "B"}})
+		require.NoError(t, err)
+		select {
+		case v := <-got:
+			assert.Equal(t, uint64(2), v, "resumed after version 1, no duplicate")
+		case <-time.After(20 * time.Second):
+			t.Fatal("subscription did not resume on another node")
+		}
 	})
 }
 
