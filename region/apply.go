@@ -26,6 +26,7 @@ type applier struct {
 	region string
 	window time.Duration
 	limits Limits
+	knobs  *TestingKnobs // nil in production
 }
 
 // Named budget of one apply transaction, below Badger's own limits
@@ -40,14 +41,88 @@ const (
 	entryOverheadBytes = 32
 )
 
-// txnBudget tracks what an apply transaction may still take.
-type txnBudget struct {
-	bytes, entries int64
+// txnWriter is the Badger side of one Raft entry. An entry normally applies
+// in one transaction. When the next op would not fit the transaction,
+// the writer commits what it holds first, with an ApplyState whose counters
+// (vector, last position, last HLC) cover it but whose applied index is still
+// the previous entry's, and continues in a new transaction. A crash between
+// the two leaves the entry unapplied: on replay, the ops already committed are
+// idempotent retries (their event ids are recorded) and write nothing, and the
+// counters continue where they stopped, so the outcome is the same state as
+// an uninterrupted apply.
+type txnWriter struct {
+	db                  *badger.DB
+	txn                 *badger.Txn
+	bytes, entries      int64 // left in txn
+	dirty               bool  // txn holds writes
+	prevIndex, prevTerm uint64
+	splits              int
+	knobs               *TestingKnobs
 }
 
-func newTxnBudget(db *badger.DB) txnBudget {
-	return txnBudget{bytes: db.MaxBatchSize() - txnReserveBytes, entries: db.MaxBatchCount() - txnReserveEntries}
+func newTxnWriter(db *badger.DB, prevIndex, prevTerm uint64, knobs *TestingKnobs) *txnWriter {
+	w := &txnWriter{db: db, prevIndex: prevIndex, prevTerm: prevTerm, knobs: knobs}
+	w.reset()
+	return w
 }
+
+func (w *txnWriter) reset() {
+	w.txn = w.db.NewTransaction(true)
+	w.bytes = w.db.MaxBatchSize() - txnReserveBytes
+	w.entries = w.db.MaxBatchCount() - txnReserveEntries
+	w.dirty = false
+}
+
+// fit makes room for writes of the given size: in the current transaction,
+// or in a new one after committing the current one. It fails only when the
+// writes do not fit even an empty transaction.
+func (w *txnWriter) fit(st *meridianv1.ApplyState, bytes, entries int64) error {
+	if bytes <= w.bytes && entries <= w.entries {
+		return nil
+	}
+	empty := w.db.MaxBatchSize()-txnReserveBytes >= bytes && w.db.MaxBatchCount()-txnReserveEntries >= entries
+	if !empty {
+		return fmt.Errorf("%w: an append needs %d bytes in %d writes, one transaction holds %d bytes in %d writes",
+			ErrEntryTooLarge, bytes, entries, w.db.MaxBatchSize()-txnReserveBytes, w.db.MaxBatchCount()-txnReserveEntries)
+	}
+	if w.dirty {
+		partial := proto.Clone(st).(*meridianv1.ApplyState)
+		partial.AppliedIndex, partial.AppliedTerm = w.prevIndex, w.prevTerm
+		w.commit(partial)
+		w.splits++
+		if w.knobs != nil && w.knobs.AfterPartialCommit != nil {
+			w.knobs.AfterPartialCommit(st.GetAppliedIndex())
+		}
+		w.reset()
+	}
+	return nil
+}
+
+func (w *txnWriter) set(key, value []byte, expiresAt uint64) {
+	e := badger.NewEntry(key, value)
+	e.ExpiresAt = expiresAt
+	if err := w.txn.SetEntry(e); err != nil {
+		// fit() is meant to make this impossible; an op would be half-written.
+		panic(fmt.Errorf("region: apply: write %q: %w", key, err))
+	}
+	w.dirty = true
+}
+
+// commit writes st and commits the transaction.
+func (w *txnWriter) commit(st *meridianv1.ApplyState) {
+	val, err := marshalDeterministic.Marshal(st)
+	if err != nil {
+		panic(fmt.Errorf("region: apply entry %d: marshal apply state: %w", st.GetAppliedIndex(), err))
+	}
+	if err := w.txn.Set(keyApplyState, val); err != nil {
+		panic(fmt.Errorf("region: apply entry %d: write apply state: %w", st.GetAppliedIndex(), err))
+	}
+	if err := w.txn.Commit(); err != nil {
+		panic(fmt.Errorf("region: apply entry %d: commit: %w", st.GetAppliedIndex(), err))
+	}
+}
+
+func (w *txnWriter) discard() { w.txn.Discard() }
 
 // kv is one staged write.
 type kv struct {
@@ -58,7 +133,7 @@ type kv struct {
 // apply applies entry l on top of cur and returns the next apply state and,
 // for append batches, the per-op results. It panics on anything that would
 // let replicas diverge: an undecodable or unknown committed entry, a failed
-// Badger write.
+// Badger read or write.
 func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (*meridianv1.ApplyState, *BatchResult) {
 	next := proto.Clone(cur).(*meridianv1.ApplyState)
 	if next.Applied == nil {
@@ -66,8 +141,8 @@ func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (
 	}
 	next.AppliedIndex, next.AppliedTerm = l.Index, l.Term
 
-	txn := db.NewTransaction(true)
-	defer txn.Discard()
+	w := newTxnWriter(db, cur.GetAppliedIndex(), cur.GetAppliedTerm(), a.knobs)
+	defer func() { w.discard() }()
 
 	var res *BatchResult
 	if l.Type == raft.LogCommand {
@@ -81,28 +156,18 @@ func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (
 		}
 		switch m := payload.(type) {
 		case *meridianv1.AppendBatch:
-			res = a.applyBatch(txn, newTxnBudget(db), next, m)
+			res = a.applyBatch(w, next, m)
 		default:
 			panic(fmt.Errorf("region: apply entry %d: no handler for %v", l.Index, cmd.GetType()))
 		}
 	}
 	// Other entry types (configuration, no-op, barrier) only advance the index.
-
-	val, err := marshalDeterministic.Marshal(next)
-	if err != nil {
-		panic(fmt.Errorf("region: apply entry %d: marshal apply state: %w", l.Index, err))
-	}
-	if err := txn.Set(keyApplyState, val); err != nil {
-		panic(fmt.Errorf("region: apply entry %d: write apply state: %w", l.Index, err))
-	}
-	if err := txn.Commit(); err != nil {
-		panic(fmt.Errorf("region: apply entry %d: commit: %w", l.Index, err))
-	}
+	w.commit(next)
 	return next, res
 }
 
 // applyBatch applies each op alone: a failed op writes nothing.
-func (a applier) applyBatch(txn *badger.Txn, budget txnBudget, st *meridianv1.ApplyState, b *meridianv1.AppendBatch) *BatchResult {
+func (a applier) applyBatch(w *txnWriter, st *meridianv1.ApplyState, b *meridianv1.AppendBatch) *BatchResult {
 	window := a.window
 	if s := b.GetIdempotencyWindowSeconds(); s > 0 {
 		window = time.Duration(min(s, uint64(math.MaxInt64/int64(time.Second)))) * time.Second
@@ -111,13 +176,13 @@ func (a applier) applyBatch(txn *badger.Txn, budget txnBudget, st *meridianv1.Ap
 	clk := stamper{next: maxHLC(now, hlcOf(st.GetLastHlc()).tick())}
 	res := &BatchResult{Ops: make([]OpResult, len(b.GetOps()))}
 	for i, op := range b.GetOps() {
-		resp, err := a.applyOp(txn, &budget, st, op, &clk, window, now)
+		resp, err := a.applyOp(w, st, op, &clk, window, now)
 		res.Ops[i] = OpResult{Resp: resp, Err: err}
 	}
 	return res
 }
 
-func (a applier) applyOp(txn *badger.Txn, budget *txnBudget, st *meridianv1.ApplyState, op *meridianv1.AppendOp,
+func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1.AppendOp,
 	clk *stamper, window time.Duration, now hlc) (*meridianv1.AppendResponse, error) {
 	ids, err := validateAppend(op, a.limits)
 	if err != nil {
@@ -135,7 +200,7 @@ func (a applier) applyOp(txn *badger.Txn, budget *txnBudget, st *meridianv1.Appl
 	recs := make([]*meridianv1.IdempotencyRecord, len(ids))
 	known := 0
 	for i, id := range ids {
-		rec := getIdempotency(txn, id)
+		rec := getIdempotency(w.txn, id)
 		if rec != nil && hlcOf(rec.GetHlc()).wall+int64(window) > now.wall {
 			recs[i] = rec
 			known++
@@ -145,7 +210,7 @@ func (a applier) applyOp(txn *badger.Txn, budget *txnBudget, st *meridianv1.Appl
 		return a.retryResult(op, recs, hashes)
 	}
 
-	head := getHead(txn, entity)
+	head := getHead(w.txn, entity)
 	if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
 		return nil, err
 	}
@@ -156,6 +221,7 @@ func (a applier) applyOp(txn *badger.Txn, budget *txnBudget, st *meridianv1.Appl
 	pos0 := st.GetLastPosition() + 1
 	firstOrigin := &meridianv1.Dot{Region: a.region, Seq: seq0}
 	writes := make([]kv, 0, 4*len(evs)+1)
+	saved := *clk
 	var firstHLC, lastHLC hlc
 	for i, e := range evs {
 		v, seq, pos := first+uint64(i), seq0+uint64(i), pos0+uint64(i)
@@ -189,24 +255,18 @@ func (a applier) applyOp(txn *badger.Txn, budget *txnBudget, st *meridianv1.Appl
 	})})
 
 	var bytes, entries int64
-	for _, w := range writes {
-		bytes += int64(len(w.key) + len(w.value) + entryOverheadBytes)
+	for _, x := range writes {
+		bytes += int64(len(x.key) + len(x.value) + entryOverheadBytes)
 		entries++
 	}
-	if bytes > budget.bytes || entries > budget.entries {
-		return nil, fmt.Errorf("%w: append to %q needs %d bytes in %d writes, %d bytes in %d writes left in this entry",
-			ErrEntryTooLarge, entity, bytes, entries, budget.bytes, budget.entries)
+	if err := w.fit(st, bytes, entries); err != nil {
+		*clk = saved // stamps are consumed only by written events
+		return nil, err
 	}
-	budget.bytes -= bytes
-	budget.entries -= entries
-	for _, w := range writes {
-		e := badger.NewEntry(w.key, w.value)
-		e.ExpiresAt = w.expiresAt
-		if err := txn.SetEntry(e); err != nil {
-			// The budget above is meant to make this impossible; the op is
-			// half-written into the transaction, so stop.
-			panic(fmt.Errorf("region: apply: write %q: %w", w.key, err))
-		}
+	w.bytes -= bytes
+	w.entries -= entries
+	for _, x := range writes {
+		w.set(x.key, x.value, x.expiresAt)
 	}
 	st.Applied[a.region] = seq0 + n - 1
 	st.LastPosition = pos0 + n - 1

@@ -2,7 +2,9 @@ package region
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,28 +302,103 @@ func TestApplyRejectsMalformedAndOversized(t *testing.T) {
 	assert.Empty(t, fsmReadLog(t, f))
 }
 
-// TestApplyEntryTooLarge: ops that do not fit the entry's Badger transaction
-// fail alone and deterministically; the others apply.
-func TestApplyEntryTooLarge(t *testing.T) {
-	f := newTestFSM(t)
-	d := newFSMDriver(t, f)
-	bigOp := func(entity string, firstID int) *meridianv1.AppendOp {
-		o := aop(entity, nil)
-		for i := 0; i < 4; i++ {
-			e := pev(firstID+i, "T", "")
-			e.Data = make([]byte, 1<<20-64)
-			o.Events = append(o.Events, e)
-		}
-		return o
+// bigOp is an append of four ~1 MiB events.
+func bigOp(entity string, firstID int) *meridianv1.AppendOp {
+	o := aop(entity, nil)
+	for i := 0; i < 4; i++ {
+		e := pev(firstID+i, "T", "")
+		e.Data = make([]byte, 1<<20-64)
+		e.Data[0] = byte(firstID + i)
+		o.Events = append(o.Events, e)
 	}
-	res := d.batch(bigOp("a", 10), bigOp("b", 20), bigOp("c", 30), aop("d", nil, pev(1, "T", "small")))
-	require.NoError(t, res[0].Err)
-	require.NoError(t, res[1].Err)
-	require.ErrorIs(t, res[2].Err, ErrEntryTooLarge)
-	require.NoError(t, res[3].Err, "a small op after a rejected one still fits")
-	_, head := fsmReadAll(t, f, "c")
-	assert.Zero(t, head)
-	assert.Less(t, int64(EntryBytesMax), f.h.db.MaxBatchSize(), "EntryBytesMax must fit Badger's transaction")
+	return o
+}
+
+// TestApplyLargeEntrySplitsTransactions: an entry whose ops do not fit one
+// Badger transaction commits in several; every op applies.
+func TestApplyLargeEntrySplitsTransactions(t *testing.T) {
+	var splits atomic.Int32
+	f, err := OpenFSM(StoreConfig{Dir: t.TempDir(), Region: testRegion, Logger: fsmTestLogger(),
+		Knobs: &TestingKnobs{AfterPartialCommit: func(uint64) { splits.Add(1) }}})
+	require.NoError(t, err)
+	defer f.Close()
+	d := newFSMDriver(t, f)
+	res := d.batch(bigOp("a", 10), bigOp("b", 20), bigOp("c", 30), aop("d", nil, pev(1, "T", "small")), bigOp("a", 40))
+	for i, r := range res {
+		require.NoError(t, r.Err, "op %d", i)
+	}
+	assert.Positive(t, splits.Load())
+	log := fsmReadLog(t, f)
+	require.Len(t, log, 17)
+	for i, e := range log {
+		assert.Equal(t, uint64(i+1), e.GetPosition())
+		assert.Equal(t, uint64(i+1), e.GetOrigin().GetSeq())
+	}
+	_, head := fsmReadAll(t, f, "a")
+	assert.Equal(t, uint64(8), head)
+	assert.Equal(t, d.index, f.AppliedIndex())
+}
+
+// TestApplyCrashBetweenPartialCommits: a crash after an entry committed part
+// of itself, then a replay of the entry, ends in the same state as an
+// uninterrupted apply.
+func TestApplyCrashBetweenPartialCommits(t *testing.T) {
+	ref := newTestFSM(t)
+	crashDir := t.TempDir()
+	crashing, err := OpenFSM(StoreConfig{Dir: crashDir, Region: testRegion, Logger: fsmTestLogger(),
+		Knobs: &TestingKnobs{AfterPartialCommit: func(uint64) { panic("crash point") }}})
+	require.NoError(t, err)
+
+	dr, dc := newFSMDriver(t, ref), newFSMDriver(t, crashing)
+	first := aop("stream-0", nil, pev(1, "T", "x"))
+	dr.mustAppend(first)
+	dc.mustAppend(first)
+	batch := &meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: testBase + 5}, Ops: []*meridianv1.AppendOp{
+		bigOp("stream-0", 10), bigOp("stream-1", 20), aop("stream-0", expExact(5), pev(2, "T", "")), bigOp("stream-2", 30),
+		aop("stream-1", nil, pev(20, "T", "")), // a retry of bigOp("stream-1")'s first id with other content
+	}}
+	lr, lc := dr.entry(batch), dc.entry(batch)
+	want := ref.Apply(lr).(*BatchResult)
+	require.NoError(t, want.Ops[2].Err)
+	require.ErrorIs(t, want.Ops[4].Err, ErrIdempotencyConflict)
+
+	require.PanicsWithValue(t, "crash point", func() { crashing.Apply(lc) })
+	require.NoError(t, crashing.Close())
+	re := openTestFSM(t, crashDir)
+	defer re.Close()
+	assert.Equal(t, lc.Index-1, re.AppliedIndex(), "a partly committed entry is not applied")
+	got := re.Apply(lc).(*BatchResult)
+	for i := range want.Ops {
+		assert.Equal(t, want.Ops[i].Err == nil, got.Ops[i].Err == nil, "op %d: %v vs %v", i, want.Ops[i].Err, got.Ops[i].Err)
+	}
+	requireSameState(t, ref, re, 3)
+}
+
+// TestApplyLargestAppendFitsOneTransaction: the largest append HardLimits
+// allow (1000 events, 256-byte entity, 4 MiB of event bytes) applies alone,
+// without splitting.
+func TestApplyLargestAppendFitsOneTransaction(t *testing.T) {
+	var splits atomic.Int32
+	f, err := OpenFSM(StoreConfig{Dir: t.TempDir(), Region: testRegion, Logger: fsmTestLogger(),
+		Knobs: &TestingKnobs{AfterPartialCommit: func(uint64) { splits.Add(1) }}})
+	require.NoError(t, err)
+	defer f.Close()
+	lim := HardLimits()
+	o := &meridianv1.AppendOp{Entity: strings.Repeat("e", lim.EntityBytesMax), Deps: map[string]uint64{}}
+	for r := 0; r < 16; r++ {
+		o.Deps[fmt.Sprintf("region-%d", r)] = uint64(r)
+	}
+	per := lim.AppendBytesMax / lim.AppendEventsMax
+	for i := 0; i < lim.AppendEventsMax; i++ {
+		e := pev(i+1, "T", "")
+		e.Data = make([]byte, per-1)
+		o.Events = append(o.Events, e)
+	}
+	require.NoError(t, ValidateAppend(o, lim))
+	r := newFSMDriver(t, f).one(o)
+	require.NoError(t, r.Err)
+	assert.Zero(t, splits.Load())
+	assert.Equal(t, uint64(lim.AppendEventsMax), r.Resp.GetLastVersion())
 }
 
 func TestApplyNonCommandEntriesAdvanceIndex(t *testing.T) {

@@ -39,10 +39,15 @@
 //     naming the field and the allowed range, at the edge (ValidateAppend with
 //     Limits) and again in apply with the constant HardLimits
 //     (TestValidateAppend, TestApplyRejectsMalformedAndOversized).
-//   - One Badger transaction per Raft entry holds the entry's data and its
-//     ApplyState (applied index and term, applied vector, last position, last
-//     HLC). An op that would overflow the transaction fails alone with
-//     ErrEntryTooLarge, identically on every replica (TestApplyEntryTooLarge).
+//   - A Raft entry applies in one Badger transaction holding its data and
+//     its ApplyState (applied index and term, applied vector, last position,
+//     last HLC). An entry too large for one transaction commits in several;
+//     only the last advances the applied index, and a crash in between ends,
+//     after replay, in the same state as an uninterrupted apply
+//     (TestApplyLargeEntrySplitsTransactions,
+//     TestApplyCrashBetweenPartialCommits). The largest append HardLimits
+//     allow fits one transaction (TestApplyLargestAppendFitsOneTransaction),
+//     so ErrEntryTooLarge cannot happen for a valid append.
 //   - Entries at or below the stored applied index are skipped, including
 //     after a reopen (hashicorp/raft re-applies the log after the last
 //     snapshot on start) (TestApplySkipsAppliedEntriesAfterReopen). Non-command
@@ -89,9 +94,9 @@
 //     memtables that were rotated but not yet flushed to level 0. A power loss
 //     in that window can leave Badger below the last snapshot's index. Raft's
 //     default restore-on-start (the snapshot itself is fsynced) repairs it;
-//     a node that sets NoSnapshotRestoreOnStart must restore when
-//     AppliedIndex() is below its latest snapshot's index. Not tested here
-//     (needs a power cut).
+//     a node that sets NoSnapshotRestoreOnStart must call
+//     FSM.RestoreIfBehind(snapshotStore) before raft.NewRaft
+//     (TestRestoreIfBehind). The power cut itself is not tested.
 //   - Idempotency records are judged by HLC in apply, but Badger drops them
 //     by the reading replica's wall clock, twice the window after their HLC
 //     (idempotencyGraceFactor). An entry applied more than that long after it

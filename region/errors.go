@@ -25,10 +25,10 @@ var (
 	ErrCorruptState = errors.New("region: corrupt state")
 	// ErrUnknownCommand: a command envelope has an unknown version or type.
 	ErrUnknownCommand = errors.New("region: unknown command")
-	// ErrEntryTooLarge: an op did not fit the Badger transaction of its Raft
-	// entry (the batcher keeps entries under EntryBytesMax, so this only
-	// happens when it does not). Deterministic: every replica rejects the op.
-	ErrEntryTooLarge = errors.New("region: raft entry too large for one state machine transaction")
+	// ErrEntryTooLarge: one append's writes do not fit a Badger transaction.
+	// HardLimits make this impossible for a valid append; it is kept as a
+	// deterministic, loud failure should the limits and Badger's options drift.
+	ErrEntryTooLarge = errors.New("region: append too large for one state machine transaction")
 	// ErrInvalidConfig: a StoreConfig (or Config) field is out of range.
 	ErrInvalidConfig = errors.New("region: invalid config")
 )

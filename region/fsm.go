@@ -41,6 +41,9 @@ type StoreConfig struct {
 type TestingKnobs struct {
 	// AfterSnapshotSync runs in Snapshot right after Badger's Sync succeeded.
 	AfterSnapshotSync func()
+	// AfterPartialCommit runs in Apply after an entry too large for one
+	// Badger transaction committed a part of itself (crash point).
+	AfterPartialCommit func(index uint64)
 }
 
 // DefaultIdempotencyWindow is StoreConfig.IdempotencyWindow's default.
@@ -69,7 +72,7 @@ func (c StoreConfig) Validate() error {
 // (doc.go, "Durability").
 const (
 	// badgerMemTableBytes also sets Badger's transaction limit (15% of it):
-	// 64 MiB gives about 9.6 MiB per Raft entry (EntryBytesMax).
+	// 64 MiB gives about 9.6 MiB and 104,857 writes per transaction.
 	badgerMemTableBytes = 64 << 20
 	// badgerBlockCacheBytes: reads of recent events hit the memtables; the
 	// block cache serves older ones. Small, since several nodes share a host in tests.
@@ -88,12 +91,6 @@ const (
 	// dbDirPrefix prefixes every Badger directory: badger-000001, ...
 	dbDirPrefix = "badger-"
 )
-
-// EntryBytesMax is the largest total of event bytes one Raft entry should
-// carry: the batcher keeps entries under it, so that every op of a batch fits
-// the Badger transaction that applies it (otherwise the op fails with
-// ErrEntryTooLarge).
-const EntryBytesMax = 8 << 20
 
 // FSM is the region state machine: a raft.FSM over Badger. Apply, Snapshot
 // and Restore are called by Raft from one goroutine; reads are safe from any
@@ -166,7 +163,7 @@ func OpenFSM(cfg StoreConfig) (*FSM, error) {
 	f := &FSM{
 		cfg:     cfg,
 		logger:  logger,
-		ap:      applier{region: cfg.Region, window: cfg.IdempotencyWindow, limits: HardLimits()},
+		ap:      applier{region: cfg.Region, window: cfg.IdempotencyWindow, limits: HardLimits(), knobs: cfg.Knobs},
 		h:       h,
 		state:   st,
 		changed: make(chan struct{}),

@@ -249,3 +249,31 @@ func (f *FSM) loadSnapshot(r io.Reader, seq int) (*meridianv1.ApplyState, error)
 	}
 	return st, nil
 }
+
+// RestoreIfBehind restores the newest snapshot in store when the state
+// machine's applied index is below that snapshot's index, and reports whether
+// it did. Call it before raft.NewRaft when raft.Config.NoSnapshotRestoreOnStart
+// is set: Raft then assumes the FSM holds everything up to its newest
+// snapshot and replays only the log after it, so a Badger that lost its
+// unsynced tail (see doc.go, "What it does not guarantee") must be caught
+// up from the snapshot first.
+func (f *FSM) RestoreIfBehind(store raft.SnapshotStore) (bool, error) {
+	metas, err := store.List()
+	if err != nil {
+		return false, fmt.Errorf("region: list snapshots: %w", err)
+	}
+	if len(metas) == 0 || metas[0].Index <= f.AppliedIndex() {
+		return false, nil
+	}
+	meta := metas[0]
+	f.logger.Warn("state machine is behind the newest snapshot; restoring it",
+		"applied_index", f.AppliedIndex(), "snapshot_index", meta.Index, "snapshot", meta.ID)
+	_, rc, err := store.Open(meta.ID)
+	if err != nil {
+		return false, fmt.Errorf("region: open snapshot %s: %w", meta.ID, err)
+	}
+	if err := f.Restore(rc); err != nil {
+		return false, err
+	}
+	return true, nil
+}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -278,4 +279,33 @@ func FuzzSnapshotHeader(f *testing.F) {
 		require.NoError(t, err)
 		require.True(t, proto.Equal(st, st2))
 	})
+}
+
+// TestRestoreIfBehind: with Raft's NoSnapshotRestoreOnStart, a state machine
+// below the newest snapshot (Badger lost its unsynced tail) is caught up from
+// the snapshot; one at or beyond it is left alone.
+func TestRestoreIfBehind(t *testing.T) {
+	src := newTestFSM(t)
+	fsmPopulate(t, newFSMDriver(t, src), 2, 3)
+	store := raft.NewInmemSnapshotStore()
+	snap, err := src.Snapshot()
+	require.NoError(t, err)
+	sink, err := store.Create(raft.SnapshotVersionMax, src.AppliedIndex(), 1, raft.Configuration{}, 1, nil)
+	require.NoError(t, err)
+	require.NoError(t, snap.Persist(sink))
+	snap.Release()
+
+	restored, err := src.RestoreIfBehind(store)
+	require.NoError(t, err)
+	assert.False(t, restored, "at the snapshot's index")
+
+	behind := newTestFSM(t)
+	restored, err = behind.RestoreIfBehind(store)
+	require.NoError(t, err)
+	assert.True(t, restored)
+	requireSameState(t, src, behind, 2)
+
+	restored, err = newTestFSM(t).RestoreIfBehind(raft.NewInmemSnapshotStore())
+	require.NoError(t, err)
+	assert.False(t, restored, "no snapshot")
 }

@@ -47,17 +47,20 @@ func DefaultLimits() Limits {
 }
 
 // HardLimits are the widest limits the state machine accepts. Apply
-// validates with them, never with configuration.
+// validates with them, never with configuration. They are chosen so that the
+// largest valid append fits one Badger transaction of an entry
+// (TestApplyLargestAppendFitsOneTransaction): the entity is repeated in
+// every key and record of every event, hence its tight bound.
 func HardLimits() Limits {
 	return Limits{
 		EventBytesMax:       4 << 20,
-		AppendEventsMax:     10000,
+		AppendEventsMax:     1000,
 		AppendBytesMax:      4 << 20,
-		EntityBytesMax:      1024,
+		EntityBytesMax:      256,
 		TypeBytesMax:        1024,
 		ContentTypeBytesMax: 1024,
 		MetadataEntriesMax:  1024,
-		DepsEntriesMax:      1024,
+		DepsEntriesMax:      256,
 	}
 }
 
