@@ -10,7 +10,8 @@ import (
 
 // NoLostWrites checks that every acknowledged append (OK, including ones
 // resolved from unknown) is present on every replica, once, in its entity,
-// at the versions it was acknowledged with.
+// at the versions it was acknowledged with; and that an append reported as
+// failed (with no other attempt of the same ids) is stored nowhere.
 func NoLostWrites(h history.History, replicas Replicas) Report {
 	rep := Report{Check: NameLostWrites}
 	if len(replicas) == 0 {
@@ -22,8 +23,30 @@ func NoLostWrites(h history.History, replicas Replicas) Report {
 	for _, n := range names {
 		idx[n] = replicas[n].index()
 	}
+	// Ids some attempt may have applied (ok or unknown), to tell a failed
+	// retry of an applied append from a failed append that applied.
+	mayApply := map[string]bool{}
 	for i := range h.Ops {
 		op := &h.Ops[i]
+		if op.Kind == history.Append && op.Outcome != history.Failed {
+			for _, id := range op.EventIDs {
+				mayApply[id] = true
+			}
+		}
+	}
+	for i := range h.Ops {
+		op := &h.Ops[i]
+		if op.Kind == history.Append && op.Outcome == history.Failed && !op.Resolved {
+			for _, n := range names {
+				for _, id := range op.EventIDs {
+					if locs := idx[n][id]; len(locs) > 0 && !mayApply[id] {
+						rep.add(Violation{Kind: "failed-but-present", Entity: op.Entity, Replica: n, Ops: []int{op.ID},
+							Message: fmt.Sprintf("append failed with %q but its event %s is stored at %s", op.Error, id, describeLocs(locs))})
+					}
+				}
+			}
+			continue
+		}
 		if op.Kind != history.Append || op.Outcome != history.OK {
 			continue
 		}

@@ -32,6 +32,7 @@ func TestNoLostWrites(t *testing.T) {
 		{"renumbered", Replicas{"n1": {"e": mkStream("c", "a", "b")}}, []string{"renumbered"}, "n1"},
 		{"wrong entity", Replicas{"n1": {"e": mkStream("a", "b"), "f": mkStream("c")}}, []string{"wrong-entity"}, "n1"},
 		{"no replicas", Replicas{}, []string{"no-replicas"}, ""},
+		{"failed append applied", Replicas{"n1": {"e": mkStream("a", "b", "c", "never")}}, []string{"failed-but-present"}, "n1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep := NoLostWrites(b.h, tc.replicas)
