@@ -17,7 +17,7 @@ const (
 	tokenTextBytesMax = (tokenBytesMax*8 + 5) / 6
 )
 
-var tokenEncoding = base64.RawURLEncoding
+var tokenEncoding = base64.RawURLEncoding.Strict()
 
 // Token is the text form of a session token: opaque to clients, safe in URLs,
 // headers and shells. The empty Token is the empty vector.
@@ -26,11 +26,25 @@ type Token string
 // NewToken returns the token for v, or an error wrapping ErrInvalidVector if
 // v exceeds the limits (too many regions, bad region names).
 func NewToken(v Vector) (Token, error) {
-	b, err := MarshalToken(v)
-	if err != nil || b == nil {
+	// Encode into stack buffers so that the only allocation is the string.
+	var raw [256]byte
+	b := append(raw[:0], tokenVersion)
+	b, err := v.AppendBinary(b)
+	if err != nil {
 		return "", err
 	}
-	return Token(tokenEncoding.EncodeToString(b)), nil
+	if len(b) == 2 { // version + zero count: the empty vector
+		return "", nil
+	}
+	var txt [344]byte // EncodedLen(256)
+	dst := txt[:0]
+	if n := tokenEncoding.EncodedLen(len(b)); n <= len(txt) {
+		dst = txt[:n]
+	} else {
+		dst = make([]byte, n)
+	}
+	tokenEncoding.Encode(dst, b)
+	return Token(dst), nil
 }
 
 // Vector decodes t (see ParseToken).
@@ -84,7 +98,7 @@ func ParseToken(s string) (Vector, error) {
 	if n := tokenEncoding.DecodedLen(len(s)); n > len(dst) {
 		dst = make([]byte, n)
 	}
-	n, err := tokenEncoding.Strict().Decode(dst, []byte(s))
+	n, err := tokenEncoding.Decode(dst, []byte(s))
 	if err != nil {
 		return nil, fmt.Errorf("%w: not URL-safe unpadded base64: %v", ErrInvalidToken, err)
 	}

@@ -166,35 +166,40 @@ func (v Vector) MarshalBinary() ([]byte, error) {
 	return v.AppendBinary(make([]byte, 0, v.encodedSizeHint()))
 }
 
-func (v Vector) encodedSizeHint() int {
-	n := 1
-	for r := range v {
-		n += 1 + len(r) + 4
-	}
-	return n
-}
+// encodedSizeHint guesses the encoded size without iterating v: region
+// names are typically around a dozen bytes and sequences a few bytes.
+func (v Vector) encodedSizeHint() int { return 1 + 20*len(v) }
 
 // AppendBinary appends the MarshalBinary encoding of v to b.
 func (v Vector) AppendBinary(b []byte) ([]byte, error) {
-	var small [8]string
-	rs := small[:0]
+	type entry struct {
+		region string
+		seq    uint64
+	}
+	var small [8]entry
+	es := small[:0]
 	for r, s := range v {
 		if s != 0 {
-			rs = append(rs, r)
+			es = append(es, entry{r, s})
 		}
 	}
-	if len(rs) > regionsMax {
-		return nil, fmt.Errorf("%w: %d regions, max %d", ErrInvalidVector, len(rs), regionsMax)
+	if len(es) > regionsMax {
+		return nil, fmt.Errorf("%w: %d regions, max %d", ErrInvalidVector, len(es), regionsMax)
 	}
-	slices.Sort(rs)
-	b = binary.AppendUvarint(b, uint64(len(rs)))
-	for _, r := range rs {
-		if err := ValidateRegion(r); err != nil {
-			return nil, fmt.Errorf("%w: region %q: %w", ErrInvalidVector, r, err)
+	// Insertion sort: vectors have a handful of entries.
+	for i := 1; i < len(es); i++ {
+		for j := i; j > 0 && es[j].region < es[j-1].region; j-- {
+			es[j], es[j-1] = es[j-1], es[j]
 		}
-		b = binary.AppendUvarint(b, uint64(len(r)))
-		b = append(b, r...)
-		b = binary.AppendUvarint(b, v[r])
+	}
+	b = binary.AppendUvarint(b, uint64(len(es)))
+	for _, e := range es {
+		if err := ValidateRegion(e.region); err != nil {
+			return nil, fmt.Errorf("%w: region %q: %w", ErrInvalidVector, e.region, err)
+		}
+		b = append(b, byte(len(e.region))) // < 128: a one-byte uvarint
+		b = append(b, e.region...)
+		b = binary.AppendUvarint(b, e.seq)
 	}
 	return b, nil
 }
@@ -209,69 +214,71 @@ func UnmarshalVector(b []byte) (Vector, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrInvalidVector, len(rest))
+	if rest != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrInvalidVector, rest)
 	}
 	return v, nil
 }
 
-func decodeVector(b []byte) (Vector, []byte, error) {
+// decodeVector returns the vector and the number of bytes left over. It
+// does not return the rest itself so that b does not escape.
+func decodeVector(b []byte) (Vector, int, error) {
 	if len(b) > vectorBytesMax {
-		return nil, nil, fmt.Errorf("%w: %d bytes, max %d", ErrInvalidVector, len(b), vectorBytesMax)
+		return nil, 0, fmt.Errorf("%w: %d bytes, max %d", ErrInvalidVector, len(b), vectorBytesMax)
 	}
-	count, b, err := readUvarint(b, "region count")
-	if err != nil {
-		return nil, nil, err
+	count, b, bad := readUvarint(b)
+	if bad != "" {
+		return nil, 0, fmt.Errorf("%w: region count: %s", ErrInvalidVector, bad)
 	}
 	if count > regionsMax {
-		return nil, nil, fmt.Errorf("%w: region count %d, max %d", ErrInvalidVector, count, regionsMax)
+		return nil, 0, fmt.Errorf("%w: region count %d, max %d", ErrInvalidVector, count, regionsMax)
 	}
 	v := make(Vector, count)
-	prev := ""
+	var prev []byte
 	for i := range int(count) {
 		var n uint64
-		n, b, err = readUvarint(b, fmt.Sprintf("region %d name length", i))
-		if err != nil {
-			return nil, nil, err
+		n, b, bad = readUvarint(b)
+		if bad != "" {
+			return nil, 0, fmt.Errorf("%w: region %d name length: %s", ErrInvalidVector, i, bad)
 		}
 		if n == 0 || n > regionNameBytesMax {
-			return nil, nil, fmt.Errorf("%w: region %d name length %d, want 1..%d", ErrInvalidVector, i, n, regionNameBytesMax)
+			return nil, 0, fmt.Errorf("%w: region %d name length %d, want 1..%d", ErrInvalidVector, i, n, regionNameBytesMax)
 		}
 		if uint64(len(b)) < n {
-			return nil, nil, fmt.Errorf("%w: region %d name truncated: want %d bytes, have %d", ErrInvalidVector, i, n, len(b))
+			return nil, 0, fmt.Errorf("%w: region %d name truncated: want %d bytes, have %d", ErrInvalidVector, i, n, len(b))
 		}
-		name := string(b[:n])
+		name := b[:n]
 		b = b[n:]
-		if !utf8.ValidString(name) {
-			return nil, nil, fmt.Errorf("%w: region %d name is not valid UTF-8", ErrInvalidVector, i)
+		if !utf8.Valid(name) {
+			return nil, 0, fmt.Errorf("%w: region %d name is not valid UTF-8", ErrInvalidVector, i)
 		}
-		if i > 0 && name <= prev {
-			return nil, nil, fmt.Errorf("%w: region %d name %q not after %q (names must be sorted and unique)", ErrInvalidVector, i, name, prev)
+		if i > 0 && string(name) <= string(prev) {
+			return nil, 0, fmt.Errorf("%w: region %d name %q not after %q (names must be sorted and unique)", ErrInvalidVector, i, string(name), string(prev))
 		}
 		var seq uint64
-		seq, b, err = readUvarint(b, fmt.Sprintf("region %q sequence", name))
-		if err != nil {
-			return nil, nil, err
+		seq, b, bad = readUvarint(b)
+		if bad != "" {
+			return nil, 0, fmt.Errorf("%w: region %q sequence: %s", ErrInvalidVector, string(name), bad)
 		}
 		if seq == 0 {
-			return nil, nil, fmt.Errorf("%w: region %q has sequence 0 (zero entries are omitted)", ErrInvalidVector, name)
+			return nil, 0, fmt.Errorf("%w: region %q has sequence 0 (zero entries are omitted)", ErrInvalidVector, string(name))
 		}
-		v[name] = seq
+		v[internRegion(name)] = seq
 		prev = name
 	}
-	return v, b, nil
+	return v, len(b), nil
 }
 
-// readUvarint reads one minimal uvarint; what names the field for errors.
-func readUvarint(b []byte, what string) (uint64, []byte, error) {
+// readUvarint reads one minimal uvarint, or says what is wrong with it.
+func readUvarint(b []byte) (uint64, []byte, string) {
 	x, n := binary.Uvarint(b)
 	switch {
 	case n == 0:
-		return 0, nil, fmt.Errorf("%w: %s: truncated", ErrInvalidVector, what)
+		return 0, nil, "truncated"
 	case n < 0:
-		return 0, nil, fmt.Errorf("%w: %s: varint overflows 64 bits", ErrInvalidVector, what)
+		return 0, nil, "varint overflows 64 bits"
 	case n > 1 && b[n-1] == 0:
-		return 0, nil, fmt.Errorf("%w: %s: non-minimal varint", ErrInvalidVector, what)
+		return 0, nil, "non-minimal varint"
 	}
-	return x, b[n:], nil
+	return x, b[n:], ""
 }
