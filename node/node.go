@@ -78,7 +78,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Peers = cfg.Peers
 	rc.Bootstrap = cfg.Bootstrap
 	rc.Network = cfg.Network
-	rc.Logger = cfg.Logger.With("region", cfg.Region, "node", cfg.NodeID)
+	rc.Logger = cfg.Logger // region adds its own component, region and node attributes
 	if cfg.RegionConfig != nil {
 		cfg.RegionConfig(&rc)
 	}

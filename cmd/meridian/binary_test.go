@@ -23,6 +23,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// binaryBuildTags are the tags the tested binary is built with: this file's own.
+const binaryBuildTags = "meridian_pending_region"
+
 // buildBinary compiles the meridian binary once per test process, into a
 // temporary directory that TestMain removes.
 func buildBinary(t *testing.T) string {
@@ -35,7 +38,7 @@ func buildBinary(t *testing.T) string {
 		}
 		binDir = dir
 		binPath = filepath.Join(dir, "meridian")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", binaryBuildTags, "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v: %s", err, out)
 		}

@@ -251,6 +251,7 @@ With --smoke it appends and reads one event, then stops: exit 0 means it works.`
 					c.printBanner(r.stdout, leader)
 					<-ctx.Done()
 					fmt.Fprintln(r.stdout, "stopping...")
+					logs.quietUnlessVerbose()
 				}
 			}
 			if cerr := c.Close(); cerr != nil {

@@ -12,6 +12,9 @@ import (
 type logFlags struct {
 	level  string
 	format string
+	// levelVar is the live level of the logger built by logger(), so that
+	// `dev` can quiet the expected noise of stopping.
+	levelVar slog.LevelVar
 }
 
 func (l *logFlags) register(cmd *cobra.Command, defaultLevel string) {
@@ -25,7 +28,8 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(l.level)); err != nil {
 		return nil, usagef("--log-level %q: want debug, info, warn or error", l.level)
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	l.levelVar.Set(level)
+	opts := &slog.HandlerOptions{Level: &l.levelVar}
 	switch strings.ToLower(l.format) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -33,4 +37,13 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usagef("--log-format %q: want text or json", l.format)
+}
+
+// quietUnlessVerbose silences the logger from now on unless the user asked
+// for info or debug: stopping a whole region in one process makes Raft log
+// errors about peers that are going away, which is expected there.
+func (l *logFlags) quietUnlessVerbose() {
+	if l.levelVar.Level() >= slog.LevelWarn {
+		l.levelVar.Set(slog.LevelError + 4)
+	}
 }
