@@ -95,7 +95,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(region.NewService(rn), handlerOpts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{region: rn}))
-	reflector := grpcreflect.NewStaticReflector(meridianv1connect.EventStoreName)
+	// Health and reflection are listed too, so that grpcurl and buf curl can
+	// call them without local .proto files.
+	reflector := grpcreflect.NewStaticReflector(meridianv1connect.EventStoreName,
+		grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 

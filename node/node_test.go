@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -159,6 +160,7 @@ func TestStartThreeNodeRegion(t *testing.T) {
 			got = append(got, string(n))
 		}
 		assert.Contains(t, got, meridianv1connect.EventStoreName)
+		assert.Contains(t, got, grpchealth.HealthV1ServiceName)
 		stream = grpcreflect.NewClient(hc, follower.URL()).NewStream(ctx)
 		files, err := stream.FileContainingSymbol(meridianv1connect.EventStoreName)
 		require.NoError(t, err)

@@ -251,9 +251,9 @@ With --smoke it appends and reads one event, then stops: exit 0 means it works.`
 					c.printBanner(r.stdout, leader)
 					<-ctx.Done()
 					fmt.Fprintln(r.stdout, "stopping...")
-					logs.quietUnlessVerbose()
 				}
 			}
+			logs.quietUnlessVerbose()
 			if cerr := c.Close(); cerr != nil {
 				err = errors.Join(err, cerr)
 			}
