@@ -15,8 +15,13 @@
 //     below the last applied HLC, so HLCs increase strictly along the apply
 //     log even across leaders with skewed clocks
 //     (TestApplyHLCMonotonicAcrossBatches, TestApplyBatchOpsSucceedOrFailAlone).
-//     Two state machines fed the same entries answer alike
-//     (TestSnapshotRestoreIntoAnotherFSM).
+//     Two state machines fed the same entries answer alike, also when one is
+//     closed, reopened and fed already-applied entries again at random
+//     points (TestApplyMatchesModel, TestSnapshotRestoreIntoAnotherFSM).
+//   - Every op's outcome (appended, duplicate, version conflict, idempotency
+//     conflict, invalid) and the resulting streams match an in-memory model
+//     of these rules on a random log (TestApplyMatchesModel; the seed is
+//     logged and MERIDIAN_SEED replays it).
 //   - Expected-version checks: unset/any, no_stream, stream_exists and exact n,
 //     against the head at apply time; a conflict is a *VersionConflictError
 //     carrying the current version (TestApplyExpectedVersion).

@@ -339,7 +339,10 @@ func (f *FSM) notify() {
 	f.chMu.Unlock()
 }
 
-// AppliedIndex is the Raft index of the last applied entry.
+// AppliedIndex is the Raft index of the last entry Apply handled (or of the
+// restored snapshot). hashicorp/raft hands only command entries to a
+// raft.FSM: no-op, barrier and configuration entries never reach it, so
+// Raft's own applied index may be higher.
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 
 // ApplyState returns a copy of the stored apply state.
