@@ -70,13 +70,12 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 			if asJSON {
 				return printJSON(r.stdout, resp)
 			}
-			verb := "appended"
-			if resp.GetDuplicate() {
-				verb = "already appended (same id and content): original result"
-			}
-			fmt.Fprintf(r.stdout, "%s %s v%d  id=%s", verb, args[0], resp.GetLastVersion(), ev.Id)
+			fmt.Fprintf(r.stdout, "appended %s v%d  id=%s", args[0], resp.GetLastVersion(), ev.Id)
 			if o := resp.GetOrigin(); o != nil {
 				fmt.Fprintf(r.stdout, " origin=%s/%d", o.GetRegion(), o.GetSeq())
+			}
+			if resp.GetDuplicate() {
+				fmt.Fprint(r.stdout, "  (duplicate: this id was appended before with the same content; original result)")
 			}
 			fmt.Fprintln(r.stdout)
 			printToken(r.stdout, resp.GetSessionToken())
