@@ -16,28 +16,34 @@ func BenchmarkVectorMerge5(b *testing.B) {
 	v, o := fiveRegions(), fiveRegions()
 	o["us-east-1"]++
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		_ = v.Merge(o)
 	}
+	cpu.report(b)
 }
 
 func BenchmarkVectorMergeFrom5(b *testing.B) {
 	v, o := fiveRegions(), fiveRegions()
 	o["us-east-1"]++
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		v.MergeFrom(o)
 	}
+	cpu.report(b)
 }
 
 func BenchmarkVectorMarshal5(b *testing.B) {
 	v := fiveRegions()
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := v.MarshalBinary(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 func BenchmarkVectorUnmarshal5(b *testing.B) {
@@ -46,11 +52,13 @@ func BenchmarkVectorUnmarshal5(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := UnmarshalVector(buf); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkTokenRoundTrip5 is FormatToken then ParseToken for 5 regions
@@ -58,19 +66,23 @@ func BenchmarkVectorUnmarshal5(b *testing.B) {
 func BenchmarkTokenRoundTrip5(b *testing.B) {
 	v := fiveRegions()
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := ParseToken(FormatToken(v)); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 func BenchmarkHLCNow(b *testing.B) {
 	c := NewHLC(nil, time.Second)
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		c.Now()
 	}
+	cpu.report(b)
 }
 
 // BenchmarkBufferInOrder5 feeds events from 5 regions, round robin, each
@@ -97,6 +109,7 @@ func BenchmarkBufferInOrder5(b *testing.B) {
 	out := make([]Event[int], 0, 16)
 	b.ReportAllocs()
 	i := 0
+	cpu := startCPU()
 	for b.Loop() {
 		if i == n {
 			b.StopTimer()
@@ -110,6 +123,7 @@ func BenchmarkBufferInOrder5(b *testing.B) {
 		}
 		i++
 	}
+	cpu.report(b)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
@@ -126,6 +140,7 @@ func BenchmarkBufferReverse5(b *testing.B) {
 	}
 	out := make([]Event[int], 0, batch)
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		buf, _ := NewBuffer[int](DefaultBufferConfig())
 		for _, e := range evs {
@@ -135,5 +150,28 @@ func BenchmarkBufferReverse5(b *testing.B) {
 			}
 		}
 	}
+	cpu.report(b)
 	b.ReportMetric(float64(b.N*len(evs))/b.Elapsed().Seconds(), "events/s")
+}
+
+func BenchmarkFormatToken5(b *testing.B) {
+	v := fiveRegions()
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		_ = FormatToken(v)
+	}
+	cpu.report(b)
+}
+
+func BenchmarkParseToken5(b *testing.B) {
+	s := FormatToken(fiveRegions())
+	b.ReportAllocs()
+	cpu := startCPU()
+	for b.Loop() {
+		if _, err := ParseToken(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu.report(b)
 }

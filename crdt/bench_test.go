@@ -29,6 +29,7 @@ func BenchmarkORSetApply(b *testing.B) {
 	s := NewORSet[string]()
 	b.ReportAllocs()
 	i := 0
+	cpu := startCPU()
 	for b.Loop() {
 		if i == n {
 			b.StopTimer()
@@ -38,6 +39,7 @@ func BenchmarkORSetApply(b *testing.B) {
 		s.Apply(ops[i])
 		i++
 	}
+	cpu.report(b)
 }
 
 func BenchmarkLWWRegisterApply(b *testing.B) {
@@ -45,22 +47,26 @@ func BenchmarkLWWRegisterApply(b *testing.B) {
 	ctx := causal.Vector{}
 	b.ReportAllocs()
 	var seq uint64
+	cpu := startCPU()
 	for b.Loop() {
 		seq++
 		op := RegisterOp[int]{Meta: Meta{Dot: causal.Dot{Region: "eu-west-1", Seq: seq}}, Context: ctx, Value: int(seq)}
 		r.Apply(op)
 		ctx["eu-west-1"] = seq
 	}
+	cpu.report(b)
 }
 
 func BenchmarkOpMarshal(b *testing.B) {
 	op := sampleOps()["map put"]
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := op.MarshalBinary(); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 func BenchmarkOpUnmarshal(b *testing.B) {
@@ -69,11 +75,13 @@ func BenchmarkOpUnmarshal(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := UnmarshalOp(buf); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
 
 // BenchmarkOrder1000 orders 1,000 events from 5 regions, each depending on
@@ -92,9 +100,11 @@ func BenchmarkOrder1000(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		if _, err := Order(evs); err != nil {
 			b.Fatal(err)
 		}
 	}
+	cpu.report(b)
 }
