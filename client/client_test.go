@@ -366,3 +366,35 @@ func TestNew(t *testing.T) {
 		})
 	}
 }
+
+// hangingStore never answers Append: a node stuck behind a partition.
+type hangingStore struct {
+	meridianv1connect.UnimplementedEventStoreHandler
+	mu  sync.Mutex
+	ids []string
+}
+
+func (h *hangingStore) Append(ctx context.Context, req *connect.Request[meridianv1.AppendRequest]) (*connect.Response[meridianv1.AppendResponse], error) {
+	h.mu.Lock()
+	h.ids = append(h.ids, req.Msg.Events[0].Id)
+	h.mu.Unlock()
+	<-ctx.Done()
+	return nil, connect.NewError(connect.CodeCanceled, ctx.Err())
+}
+
+func TestAttemptTimeoutMovesToNextEndpoint(t *testing.T) {
+	hung := &hangingStore{}
+	f := newFakeStore()
+	p := fastRetry(4)
+	p.AttemptTimeout = 200 * time.Millisecond
+	c := newTestClient(t, []string{startFake(t, hung), startFake(t, f)}, WithRetryPolicy(p))
+	start := time.Now()
+	resp, err := c.Append(testCtx(t), "order-1", []*meridianv1.ProposedEvent{{Type: "A"}})
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Equal(t, uint64(1), resp.LastVersion)
+	hung.mu.Lock()
+	defer hung.mu.Unlock()
+	require.Len(t, hung.ids, 1)
+	assert.Equal(t, hung.ids[0], f.appends[0].Events[0].Id, "the retry on the next node carries the same id")
+}

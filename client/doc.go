@@ -13,7 +13,10 @@
 //     the server's "outcome unknown") and CodeResourceExhausted with exponential
 //     backoff and jitter, bounded by RetryPolicy.MaxAttempts and MaxElapsed,
 //     moving to the next endpoint after each failure (TestFailoverToNextEndpoint,
-//     TestRetryIsBounded). Other codes are returned at once (TestNoRetryOnFailedPrecondition).
+//     TestRetryIsBounded). An attempt that hangs past RetryPolicy.AttemptTimeout
+//     counts as outcome unknown and is retried on the next endpoint with the
+//     same ids (TestAttemptTimeoutMovesToNextEndpoint). Other codes are
+//     returned at once (TestNoRetryOnFailedPrecondition).
 //   - The session token sent with every request covers every response the
 //     client has seen: tokens from responses are merged (TestSessionTokenTracking).
 //   - Subscribe resumes after an Unavailable error from the next position not
