@@ -116,9 +116,10 @@ func (c *HLC) Last() Timestamp {
 // unchanged.
 func (c *HLC) Update(remote Timestamp) (Timestamp, error) {
 	pt := c.clock.Now().UnixNano()
-	if c.maxOffset > 0 && remote.WallNanos > pt && remote.WallNanos-pt > int64(c.maxOffset) {
+	// The difference of two int64s fits in a uint64 when remote > pt.
+	if ahead := uint64(remote.WallNanos) - uint64(pt); c.maxOffset > 0 && remote.WallNanos > pt && ahead > uint64(c.maxOffset) {
 		return Timestamp{}, fmt.Errorf("%w: remote %s is %s ahead of local wall time, max %s",
-			ErrClockOffset, remote, time.Duration(remote.WallNanos-pt), c.maxOffset)
+			ErrClockOffset, remote, durationString(ahead), c.maxOffset)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -131,4 +132,12 @@ func (c *HLC) Update(remote Timestamp) (Timestamp, error) {
 		c.last = c.last.next()
 	}
 	return c.last, nil
+}
+
+// durationString formats nanoseconds that may exceed time.Duration's range.
+func durationString(n uint64) string {
+	if n > math.MaxInt64 {
+		return fmt.Sprintf("%dns", n)
+	}
+	return time.Duration(n).String()
 }

@@ -2,6 +2,7 @@ package causal
 
 import (
 	"errors"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,6 +127,12 @@ func TestHLCUpdateRejectsFarFuture(t *testing.T) {
 	got, err := c.Update(ok)
 	require.NoError(t, err)
 	require.Equal(t, Timestamp{ok.WallNanos, 1}, got, "within max offset: accepted")
+
+	// Extreme values neither overflow nor sneak past the check.
+	neg := NewHLC(newManualClock(math.MinInt64+1), time.Second)
+	_, err = neg.Update(Timestamp{WallNanos: math.MaxInt64})
+	require.ErrorIs(t, err, ErrClockOffset)
+	require.Contains(t, err.Error(), "18446744073709551614ns ahead")
 
 	// maxOffset 0 disables the check.
 	free := NewHLC(clk, 0)
