@@ -3,6 +3,7 @@ package causal
 import (
 	"errors"
 	"testing"
+	"time"
 
 	"pgregory.net/rapid"
 )
@@ -179,6 +180,52 @@ func TestPropBufferReleasesCausalOrderExactlyOnce(t *testing.T) {
 		}
 		if len(seen) != len(hist) || b.Len() != 0 {
 			t.Fatalf("released %d of %d, %d held", len(seen), len(hist), b.Len())
+		}
+	})
+}
+
+// TestPropHLCMonotonic: under any sequence of wall-clock moves (both ways),
+// local readings and remote updates, every reading is strictly greater than
+// the previous one and than the remote timestamp it merged, never below the
+// wall clock, and a rejected update changes nothing.
+func TestPropHLCMonotonic(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		clk := newManualClock(rapid.Int64Range(0, 1000).Draw(t, "start"))
+		maxOffset := time.Duration(rapid.Int64Range(0, 50).Draw(t, "maxOffset"))
+		c := NewHLC(clk, maxOffset)
+		var last Timestamp
+		for range rapid.IntRange(1, 20).Draw(t, "steps") {
+			clk.Add(time.Duration(rapid.Int64Range(-100, 100).Draw(t, "jump")))
+			var ts Timestamp
+			if rapid.Bool().Draw(t, "update") {
+				remote := Timestamp{
+					WallNanos: clk.nanos.Load() + rapid.Int64Range(-100, 100).Draw(t, "skew"),
+					Logical:   rapid.Uint32Range(0, 3).Draw(t, "logical"),
+				}
+				var err error
+				ts, err = c.Update(remote)
+				if err != nil {
+					if maxOffset == 0 || remote.WallNanos-clk.nanos.Load() <= int64(maxOffset) {
+						t.Fatalf("rejected %s within offset %s: %v", remote, maxOffset, err)
+					}
+					if c.Last() != last {
+						t.Fatalf("rejected update moved the clock from %s to %s", last, c.Last())
+					}
+					continue
+				}
+				if ts.Compare(remote) <= 0 {
+					t.Fatalf("update returned %s, not after remote %s", ts, remote)
+				}
+			} else {
+				ts = c.Now()
+			}
+			if ts.Compare(last) <= 0 {
+				t.Fatalf("reading %s not after previous %s", ts, last)
+			}
+			if ts.WallNanos < clk.nanos.Load() {
+				t.Fatalf("reading %s behind wall clock %d", ts, clk.nanos.Load())
+			}
+			last = ts
 		}
 	})
 }
