@@ -19,7 +19,8 @@ import (
 
 // applier is the stateless core of apply: given a Badger database, the apply
 // state before an entry, and the entry, it writes the entry's effects and the
-// next apply state in one Badger transaction. It reads no clock, no
+// next apply state (in one Badger transaction, or several for an entry too
+// large for one: see txnWriter). It reads no clock, no
 // randomness and no configuration that replicas may disagree on (region is
 // the group's name; window is a fallback when the batch does not stamp one).
 type applier struct {
@@ -154,24 +155,36 @@ func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (
 		if err != nil {
 			panic(fmt.Errorf("region: apply entry %d (term %d): %w", l.Index, l.Term, err))
 		}
-		switch m := payload.(type) {
-		case *meridianv1.AppendBatch:
-			res = a.applyBatch(w, next, m)
-		default:
+		handle, ok := commandHandlers[cmd.GetType()]
+		if !ok {
 			panic(fmt.Errorf("region: apply entry %d: no handler for %v", l.Index, cmd.GetType()))
 		}
+		res = handle(a, w, next, payload)
 	}
 	// Other entry types (configuration, no-op, barrier) only advance the index.
 	w.commit(next)
 	return next, res
 }
 
+// commandHandlers applies a decoded payload, by command type. Every type in
+// commandPayloads (command.go) has a handler here.
+var commandHandlers = map[meridianv1.CommandType]func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) *BatchResult{
+	meridianv1.CommandType_COMMAND_TYPE_APPEND_BATCH: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) *BatchResult {
+		return a.applyBatch(w, st, m.(*meridianv1.AppendBatch))
+	},
+}
+
+// idempotencyWindowMax bounds a stamped window (a year), so that expiry
+// arithmetic cannot overflow.
+const idempotencyWindowMax = 365 * 24 * time.Hour
+
 // applyBatch applies each op alone: a failed op writes nothing.
 func (a applier) applyBatch(w *txnWriter, st *meridianv1.ApplyState, b *meridianv1.AppendBatch) *BatchResult {
 	window := a.window
 	if s := b.GetIdempotencyWindowSeconds(); s > 0 {
-		window = time.Duration(min(s, uint64(math.MaxInt64/int64(time.Second)))) * time.Second
+		window = time.Duration(min(s, uint64(idempotencyWindowMax/time.Second))) * time.Second
 	}
+	window = min(window, idempotencyWindowMax)
 	now := hlcOf(b.GetHlc())
 	clk := stamper{next: maxHLC(now, hlcOf(st.GetLastHlc()).tick())}
 	res := &BatchResult{Ops: make([]OpResult, len(b.GetOps()))}

@@ -492,6 +492,7 @@ func TestOpenFSMValidatesConfig(t *testing.T) {
 		{"no region", StoreConfig{Dir: t.TempDir()}},
 		{"region with slash", StoreConfig{Dir: t.TempDir(), Region: "a/b"}},
 		{"tiny window", StoreConfig{Dir: t.TempDir(), Region: "r", IdempotencyWindow: time.Millisecond}},
+		{"huge window", StoreConfig{Dir: t.TempDir(), Region: "r", IdempotencyWindow: 2 * idempotencyWindowMax}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := OpenFSM(tc.cfg)

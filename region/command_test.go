@@ -84,3 +84,12 @@ func FuzzDecodeCommand(f *testing.F) {
 		require.True(t, proto.Equal(m, m2))
 	})
 }
+
+// TestEveryCommandTypeHasAHandler: DecodeCommand accepts exactly the types apply handles.
+func TestEveryCommandTypeHasAHandler(t *testing.T) {
+	for typ := range commandPayloads {
+		_, ok := commandHandlers[typ]
+		assert.True(t, ok, "%v", typ)
+	}
+	assert.Len(t, commandHandlers, len(commandPayloads))
+}

@@ -62,8 +62,8 @@ func (c StoreConfig) Validate() error {
 	if err := validateRegionName("region", c.Region); err != nil {
 		return fmt.Errorf("%w: StoreConfig.Region: %v", ErrInvalidConfig, err)
 	}
-	if c.IdempotencyWindow < time.Second {
-		return fmt.Errorf("%w: StoreConfig.IdempotencyWindow must be at least 1s, got %v", ErrInvalidConfig, c.IdempotencyWindow)
+	if c.IdempotencyWindow < time.Second || c.IdempotencyWindow > idempotencyWindowMax {
+		return fmt.Errorf("%w: StoreConfig.IdempotencyWindow must be 1s to %v, got %v", ErrInvalidConfig, idempotencyWindowMax, c.IdempotencyWindow)
 	}
 	return nil
 }
