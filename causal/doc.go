@@ -13,7 +13,8 @@
 // HLC: every reading from Now or Update is strictly greater than every
 // earlier reading and than every remote timestamp accepted by Update, even
 // when the wall clock jumps backwards (TestHLCBackwardWallJump,
-// TestHLCUpdate, TestHLCLogicalOverflowCarriesIntoWall); the wall part never
+// TestHLCUpdate, TestHLCLogicalOverflowCarriesIntoWall, and
+// TestPropHLCMonotonic over random jumps and updates); the wall part never
 // lags the wall clock (TestHLCNowFollowsWallClock); a remote timestamp more
 // than the maximum offset ahead of the local wall clock is rejected with
 // ErrClockOffset and leaves the clock untouched (TestHLCUpdateRejectsFarFuture);
