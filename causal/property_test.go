@@ -133,7 +133,16 @@ func genHistory(t *rapid.T, n int) []Event[int] {
 // backing off); the output is every event exactly once, in an order where
 // each event follows its origin predecessor and its deps.
 func TestPropBufferReleasesCausalOrderExactlyOnce(t *testing.T) {
-	rapid.Check(t, func(t *rapid.T) {
+	rapid.Check(t, propBufferCausalExactlyOnce)
+}
+
+// FuzzBufferCausalExactlyOnce runs the same property under the fuzzer.
+func FuzzBufferCausalExactlyOnce(f *testing.F) {
+	f.Fuzz(rapid.MakeFuzz(propBufferCausalExactlyOnce))
+}
+
+func propBufferCausalExactlyOnce(t *rapid.T) {
+	{
 		hist := genHistory(t, rapid.IntRange(0, 12).Draw(t, "n"))
 		arrivals := make([]Event[int], 0, 2*len(hist))
 		arrivals = append(arrivals, hist...)
@@ -181,7 +190,7 @@ func TestPropBufferReleasesCausalOrderExactlyOnce(t *testing.T) {
 		if len(seen) != len(hist) || b.Len() != 0 {
 			t.Fatalf("released %d of %d, %d held", len(seen), len(hist), b.Len())
 		}
-	})
+	}
 }
 
 // TestPropHLCMonotonic: under any sequence of wall-clock moves (both ways),

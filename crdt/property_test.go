@@ -177,8 +177,14 @@ func (s *sim[S, O]) reference(include func(int) bool) S {
 	return st
 }
 
-func checkConverges[S, O any](t *testing.T, m model[S, O]) {
-	rapid.Check(t, func(t *rapid.T) {
+func checkConverges[S, O any](t *testing.T, m model[S, O]) { rapid.Check(t, propConverges(m)) }
+
+// FuzzORMapConverges runs the convergence property of the richest type
+// under the fuzzer.
+func FuzzORMapConverges(f *testing.F) { f.Fuzz(rapid.MakeFuzz(propConverges(ormapModel))) }
+
+func propConverges[S, O any](m model[S, O]) func(*rapid.T) {
+	return func(t *rapid.T) {
 		s := newSim(m)
 		s.run(t)
 		for ri := range s.reps {
@@ -191,7 +197,7 @@ func checkConverges[S, O any](t *testing.T, m model[S, O]) {
 				t.Fatalf("replica %s diverged after %d ops:\n got %s\nwant %s", simRegions[ri], len(s.ops), got, want)
 			}
 		}
-	})
+	}
 }
 
 func checkMergeLaws[S, O any](t *testing.T, m model[S, O]) {
