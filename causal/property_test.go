@@ -142,54 +142,52 @@ func FuzzBufferCausalExactlyOnce(f *testing.F) {
 }
 
 func propBufferCausalExactlyOnce(t *rapid.T) {
-	{
-		hist := genHistory(t, rapid.IntRange(0, 12).Draw(t, "n"))
-		arrivals := make([]Event[int], 0, 2*len(hist))
-		arrivals = append(arrivals, hist...)
-		for range rapid.IntRange(0, 4).Draw(t, "dups") {
-			if len(hist) > 0 {
-				arrivals = append(arrivals, hist[rapid.IntRange(0, len(hist)-1).Draw(t, "dup")])
-			}
+	hist := genHistory(t, rapid.IntRange(0, 12).Draw(t, "n"))
+	arrivals := make([]Event[int], 0, 2*len(hist))
+	arrivals = append(arrivals, hist...)
+	for range rapid.IntRange(0, 4).Draw(t, "dups") {
+		if len(hist) > 0 {
+			arrivals = append(arrivals, hist[rapid.IntRange(0, len(hist)-1).Draw(t, "dup")])
 		}
-		arrivals = rapid.Permutation(arrivals).Draw(t, "arrivals")
-		b, err := NewBuffer[int](BufferConfig{EventsMax: rapid.IntRange(1, 6).Draw(t, "max")})
+	}
+	arrivals = rapid.Permutation(arrivals).Draw(t, "arrivals")
+	b, err := NewBuffer[int](BufferConfig{EventsMax: rapid.IntRange(1, 6).Draw(t, "max")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []Event[int]
+	released := Vector{}
+	seen := map[int]bool{}
+	for guard := 0; len(arrivals) > 0; guard++ {
+		if guard > 10_000 {
+			t.Fatal("no progress")
+		}
+		e := arrivals[0]
+		arrivals = arrivals[1:]
+		out, err = b.Add(out[:0], e)
+		if errors.Is(err, ErrBufferFull) {
+			arrivals = append(arrivals, e)
+			continue
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out []Event[int]
-		released := Vector{}
-		seen := map[int]bool{}
-		for guard := 0; len(arrivals) > 0; guard++ {
-			if guard > 10_000 {
-				t.Fatal("no progress")
+		for _, r := range out {
+			if seen[r.Payload] {
+				t.Fatalf("%s released twice", r.Dot)
 			}
-			e := arrivals[0]
-			arrivals = arrivals[1:]
-			out, err = b.Add(out[:0], e)
-			if errors.Is(err, ErrBufferFull) {
-				arrivals = append(arrivals, e)
-				continue
+			seen[r.Payload] = true
+			if !Deliverable(released, r.Dot, r.Deps) {
+				t.Fatalf("%s released before its deps %v (released %v)", r.Dot, r.Deps, released)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range out {
-				if seen[r.Payload] {
-					t.Fatalf("%s released twice", r.Dot)
-				}
-				seen[r.Payload] = true
-				if !Deliverable(released, r.Dot, r.Deps) {
-					t.Fatalf("%s released before its deps %v (released %v)", r.Dot, r.Deps, released)
-				}
-				released.AddDot(r.Dot)
-			}
-			if b.Len() > b.eventsMax {
-				t.Fatalf("holding %d > max %d", b.Len(), b.eventsMax)
-			}
+			released.AddDot(r.Dot)
 		}
-		if len(seen) != len(hist) || b.Len() != 0 {
-			t.Fatalf("released %d of %d, %d held", len(seen), len(hist), b.Len())
+		if b.Len() > b.eventsMax {
+			t.Fatalf("holding %d > max %d", b.Len(), b.eventsMax)
 		}
+	}
+	if len(seen) != len(hist) || b.Len() != 0 {
+		t.Fatalf("released %d of %d, %d held", len(seen), len(hist), b.Len())
 	}
 }
 
