@@ -37,8 +37,11 @@
 // LWWRegister reads the greatest concurrent write by causal order, then HLC,
 // then region id, and exposes the others as Losers for the conflict feed: a
 // write leaves the register only when a write that saw it replaces it (not
-// a conflict), never silently (TestLWWRegisterExposesLosers). It does not
-// emit losers as events: the caller reads Losers after Apply.
+// a conflict), never silently (TestLWWRegisterExposesLosers). With
+// causally consistent HLCs (every region updates its HLC with each event it
+// applies) the winner is the last write in Order, so replaying the stream in
+// Order agrees with it (TestPropLWWWinnerIsLastInOrder). It does not emit
+// losers as events: the caller reads Losers after Apply.
 //
 // ORMap is an observed-remove map of multi-value registers: put wins over a
 // concurrent delete, concurrent puts are all kept, Get reads them
