@@ -70,3 +70,24 @@ func (e *VersionConflictError) Error() string {
 func (e *VersionConflictError) Unwrap() error { return ErrWrongExpectedVersion }
 
 // ---- region-raft helper: errors of the Raft node side below this line ----
+
+// Errors of the region Raft node (network, batcher, forwarding, reads).
+var (
+	// ErrNotLeader: this node is not the leader and the request could not be
+	// forwarded to one (no leader known within the wait bound, or a forwarded
+	// request reached a node that is no longer leader). The request was
+	// provably not proposed: retrying is safe and needs no event-id check.
+	ErrNotLeader = errors.New("region: not leader")
+	// ErrOutcomeUnknown: the append was proposed to Raft but the node could
+	// not learn whether it committed (leadership lost, shutdown, deadline).
+	// It may or may not be in the log; retrying with the same event ids is
+	// safe (idempotency returns the original result if it committed).
+	ErrOutcomeUnknown = errors.New("region: outcome unknown, retrying with the same event ids is safe")
+	// ErrOverloaded: the leader's proposal queue is full; back off and retry.
+	ErrOverloaded = errors.New("region: overloaded")
+	// ErrTimeout: a bounded wait (leader election, applied index, session
+	// token coverage) ran out before the request could be served.
+	ErrTimeout = errors.New("region: timeout")
+	// ErrNodeClosed: the node was closed.
+	ErrNodeClosed = errors.New("region: node closed")
+)

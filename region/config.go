@@ -1,0 +1,218 @@
+package region
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/meridiandb/meridian/causal"
+)
+
+// Peer is one member of a region's Raft group.
+type Peer struct {
+	// ID is the node id, unique within the region (the Raft server id).
+	ID string
+	// RaftAddr is the address other members dial for Raft (host:port).
+	RaftAddr string
+	// APIAddr is the address of the node's Connect API (host:port); followers
+	// forward writes and STRONG reads to the leader's APIAddr.
+	APIAddr string
+}
+
+// Config configures a region Node. Start from DefaultConfig.
+type Config struct {
+	// Region is the region's name (causal.ValidateRegion rules).
+	Region string
+	// NodeID is this node's id; it must appear in Peers when bootstrapping.
+	NodeID string
+	// DataDir holds the Raft log (wal/), snapshots (snapshots/) and the
+	// Badger state (state/). Created if missing.
+	DataDir string
+	// RaftAddr is the address the Raft transport listens on (host:port).
+	RaftAddr string
+	// RaftAdvertise is the Raft address other members dial; empty means the
+	// listener's address (right for tests on 127.0.0.1:0).
+	RaftAdvertise string
+	// APIAdvertise is this node's Connect API address, reported by Status.
+	// Empty means Peers' APIAddr for NodeID.
+	APIAdvertise string
+	// Peers is the full static membership of the region, identical on every
+	// node. It maps server ids to API addresses for forwarding.
+	Peers []Peer
+	// Bootstrap bootstraps the group with all Peers when the node has no Raft
+	// state yet. Safe on every node (identical configuration); a node with
+	// existing state never re-bootstraps.
+	Bootstrap bool
+	// Network opens every connection; nil means TCP.
+	Network Network
+	// Clock is the wall clock behind the leader's HLC; nil means the system clock.
+	Clock causal.WallClock
+	// Logger receives the node's and Raft's logs; nil discards them.
+	Logger *slog.Logger
+	// Limits bound the size of appends (validated before proposing).
+	Limits Limits
+
+	// IdempotencyWindow is how long an event id stays an idempotency key.
+	// 24h: longer than any sane client retry loop, short enough to bound i/.
+	IdempotencyWindow time.Duration
+	// ClockOffsetMax is the HLC's maximum accepted offset of a remote stamp.
+	// 500ms: generous for NTP-synced hosts.
+	ClockOffsetMax time.Duration
+
+	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout
+	// are Raft's timers. 1s/1s/500ms/50ms (Raft's LAN defaults) elect a new
+	// leader within ~2s of a crash without flapping on a loaded machine.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// trigger one; SnapshotInterval is how often the check runs. 8192 entries
+	// / 2 min: a snapshot is a Badger backup, so not too often; the log stays
+	// small because entries are batches.
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	// TrailingLogs is how many entries stay in the log after a snapshot, so
+	// a briefly absent follower catches up from the log, not a snapshot. 10240.
+	TrailingLogs uint64
+	// SnapshotsRetained is how many snapshots stay on disk. 2.
+	SnapshotsRetained int
+
+	// BatchOpsMax and BatchBytesMax bound one Raft entry (group commit).
+	// 256 ops / 4 MiB: big enough to amortise an fsync over many clients,
+	// small enough that one Badger transaction holds the entry.
+	BatchOpsMax   int
+	BatchBytesMax int
+	// QueueOpsMax bounds appends waiting for a batch on the leader; beyond it
+	// Append answers ErrOverloaded (ResourceExhausted). 8192.
+	QueueOpsMax int
+	// InflightBatchesMax bounds batches proposed but not yet applied. While
+	// they are in flight new appends accumulate into the next batch. 4.
+	InflightBatchesMax int
+	// ApplyEnqueueTimeout bounds how long a proposal waits to enter Raft's
+	// queue (raft.Apply's timeout). 5s.
+	ApplyEnqueueTimeout time.Duration
+
+	// LeaderWaitTimeout bounds how long a request waits for a leader to be
+	// elected before failing with ErrNotLeader. 5s: two election rounds.
+	LeaderWaitTimeout time.Duration
+	// ForwardDialTimeout bounds one dial to the leader's API. 2s.
+	ForwardDialTimeout time.Duration
+	// ReadWaitMax bounds how long a local read waits for the applied state to
+	// cover a session token (or, after a restart, the local log) before the
+	// read is forwarded to the leader. 1s.
+	ReadWaitMax time.Duration
+	// CheckpointInterval is the default idle checkpoint period of Subscribe. 1s.
+	CheckpointInterval time.Duration
+	// SubscribePageMax bounds events read per page by Subscribe; a subscriber
+	// that cannot keep up holds at most one page in memory. 256.
+	SubscribePageMax int
+}
+
+// DefaultConfig returns a Config with every tunable set; the caller fills in
+// Region, NodeID, DataDir, RaftAddr and Peers.
+func DefaultConfig() Config {
+	return Config{
+		Network:             TCP,
+		Limits:              DefaultLimits(),
+		IdempotencyWindow:   24 * time.Hour,
+		ClockOffsetMax:      500 * time.Millisecond,
+		HeartbeatTimeout:    time.Second,
+		ElectionTimeout:     time.Second,
+		LeaderLeaseTimeout:  500 * time.Millisecond,
+		CommitTimeout:       50 * time.Millisecond,
+		SnapshotThreshold:   8192,
+		SnapshotInterval:    2 * time.Minute,
+		TrailingLogs:        10240,
+		SnapshotsRetained:   2,
+		BatchOpsMax:         256,
+		BatchBytesMax:       4 << 20,
+		QueueOpsMax:         8192,
+		InflightBatchesMax:  4,
+		ApplyEnqueueTimeout: 5 * time.Second,
+		LeaderWaitTimeout:   5 * time.Second,
+		ForwardDialTimeout:  2 * time.Second,
+		ReadWaitMax:         time.Second,
+		CheckpointInterval:  time.Second,
+		SubscribePageMax:    256,
+	}
+}
+
+// Validate reports the first invalid field, wrapping ErrInvalidConfig.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	if err := causal.ValidateRegion(c.Region); err != nil {
+		return bad("Region", "%v", err)
+	}
+	switch {
+	case c.NodeID == "":
+		return bad("NodeID", "must not be empty")
+	case c.DataDir == "":
+		return bad("DataDir", "must not be empty")
+	case c.RaftAddr == "":
+		return bad("RaftAddr", "must not be empty")
+	}
+	seen := map[string]bool{}
+	self := false
+	for i, p := range c.Peers {
+		if p.ID == "" || p.RaftAddr == "" {
+			return bad(fmt.Sprintf("Peers[%d]", i), "ID and RaftAddr must not be empty")
+		}
+		if seen[p.ID] {
+			return bad(fmt.Sprintf("Peers[%d]", i), "duplicate ID %q", p.ID)
+		}
+		seen[p.ID] = true
+		self = self || p.ID == c.NodeID
+	}
+	if c.Bootstrap && !self {
+		return bad("Peers", "must contain NodeID %q to bootstrap", c.NodeID)
+	}
+	durations := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"IdempotencyWindow", c.IdempotencyWindow}, {"HeartbeatTimeout", c.HeartbeatTimeout},
+		{"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout},
+		{"CommitTimeout", c.CommitTimeout}, {"SnapshotInterval", c.SnapshotInterval},
+		{"ApplyEnqueueTimeout", c.ApplyEnqueueTimeout}, {"LeaderWaitTimeout", c.LeaderWaitTimeout},
+		{"ForwardDialTimeout", c.ForwardDialTimeout}, {"ReadWaitMax", c.ReadWaitMax},
+		{"CheckpointInterval", c.CheckpointInterval},
+	}
+	for _, d := range durations {
+		if d.d <= 0 {
+			return bad(d.name, "must be > 0, got %s", d.d)
+		}
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		return bad("LeaderLeaseTimeout", "must be <= HeartbeatTimeout (%s), got %s", c.HeartbeatTimeout, c.LeaderLeaseTimeout)
+	}
+	ints := []struct {
+		name string
+		v    int
+	}{
+		{"BatchOpsMax", c.BatchOpsMax}, {"BatchBytesMax", c.BatchBytesMax}, {"QueueOpsMax", c.QueueOpsMax},
+		{"InflightBatchesMax", c.InflightBatchesMax}, {"SnapshotsRetained", c.SnapshotsRetained},
+		{"SubscribePageMax", c.SubscribePageMax},
+	}
+	for _, v := range ints {
+		if v.v <= 0 {
+			return bad(v.name, "must be > 0, got %d", v.v)
+		}
+	}
+	if c.SnapshotThreshold == 0 {
+		return bad("SnapshotThreshold", "must be > 0")
+	}
+	return nil
+}
+
+// peer returns the peer with the given id.
+func (c Config) peer(id string) (Peer, bool) {
+	for _, p := range c.Peers {
+		if p.ID == id {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}

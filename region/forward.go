@@ -1,0 +1,184 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// Headers of forwarded requests and of errors, so that a forwarded error
+// keeps its meaning across the hop.
+const (
+	// forwardedHeader marks a request forwarded by a follower; its value is
+	// the forwarding node's id. A forwarded request is never forwarded again.
+	forwardedHeader = "Meridian-Forwarded-By"
+	// errorKindHeader names the region error behind a Connect error.
+	errorKindHeader = "Meridian-Error"
+	// currentVersionHeader carries VersionConflictError.Current.
+	currentVersionHeader = "Meridian-Current-Version"
+)
+
+// Error kinds carried in errorKindHeader.
+const (
+	kindNotLeader           = "not-leader"
+	kindOutcomeUnknown      = "outcome-unknown"
+	kindOverloaded          = "overloaded"
+	kindTimeout             = "timeout"
+	kindInvalidArgument     = "invalid-argument"
+	kindVersionConflict     = "version-conflict"
+	kindIdempotencyConflict = "idempotency-conflict"
+	kindClosed              = "closed"
+	kindDeadline            = "deadline"
+	kindCanceled            = "canceled"
+	kindInternal            = "internal"
+)
+
+type forwardedKey struct{}
+
+// WithForwarded marks ctx as serving a request forwarded by node from: the
+// node serves it itself or fails with ErrNotLeader, never forwards it again.
+func WithForwarded(ctx context.Context, from string) context.Context {
+	return context.WithValue(ctx, forwardedKey{}, from)
+}
+
+func isForwarded(ctx context.Context) bool {
+	v, _ := ctx.Value(forwardedKey{}).(string)
+	return v != ""
+}
+
+// forwarder holds the Connect clients to other nodes' APIs, all dialing
+// through the node's Network.
+type forwarder struct {
+	self       string
+	httpClient *http.Client
+	mu         sync.Mutex
+	clients    map[string]meridianv1connect.EventStoreClient
+}
+
+func newForwarder(self string, network Network, dialTimeout time.Duration) *forwarder {
+	return &forwarder{
+		self:       self,
+		httpClient: newHTTPClient(network, dialTimeout),
+		clients:    map[string]meridianv1connect.EventStoreClient{},
+	}
+}
+
+func (f *forwarder) client(addr string) meridianv1connect.EventStoreClient {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.clients[addr]
+	if !ok {
+		c = meridianv1connect.NewEventStoreClient(f.httpClient, "http://"+addr)
+		f.clients[addr] = c
+	}
+	return c
+}
+
+func (f *forwarder) close() {
+	f.httpClient.CloseIdleConnections()
+}
+
+func (f *forwarder) append(ctx context.Context, addr string, req *meridianv1.AppendRequest) (*meridianv1.AppendResponse, error) {
+	r := connect.NewRequest(req)
+	r.Header().Set(forwardedHeader, f.self)
+	resp, err := f.client(addr).Append(ctx, r)
+	if err != nil {
+		return nil, fromConnectError(err, true)
+	}
+	return resp.Msg, nil
+}
+
+func (f *forwarder) read(ctx context.Context, addr string, req *meridianv1.ReadRequest) (*meridianv1.ReadResponse, error) {
+	r := connect.NewRequest(req)
+	r.Header().Set(forwardedHeader, f.self)
+	resp, err := f.client(addr).Read(ctx, r)
+	if err != nil {
+		return nil, fromConnectError(err, false)
+	}
+	return resp.Msg, nil
+}
+
+// remoteError is an error answered by another node (or by the hop to it).
+// It keeps the remote code and message, so the service can answer the
+// client exactly as the leader did, and unwraps to the region sentinel.
+type remoteError struct {
+	code     connect.Code
+	msg      string
+	kind     string
+	current  uint64 // kindVersionConflict: the current version
+	sentinel error
+	cause    error // the transport error, if any
+}
+
+func (e *remoteError) Error() string { return e.msg }
+
+func (e *remoteError) Unwrap() []error {
+	var errs []error
+	if e.sentinel != nil {
+		errs = append(errs, e.sentinel)
+	}
+	if e.cause != nil {
+		errs = append(errs, e.cause)
+	}
+	return errs
+}
+
+var kindSentinels = map[string]error{
+	kindNotLeader:           ErrNotLeader,
+	kindOutcomeUnknown:      ErrOutcomeUnknown,
+	kindOverloaded:          ErrOverloaded,
+	kindTimeout:             ErrTimeout,
+	kindInvalidArgument:     ErrInvalidArgument,
+	kindVersionConflict:     ErrWrongExpectedVersion,
+	kindIdempotencyConflict: ErrIdempotencyConflict,
+	kindClosed:              ErrNotLeader, // the remote node is shutting down: not served
+	kindDeadline:            context.DeadlineExceeded,
+	kindCanceled:            context.Canceled,
+}
+
+// fromConnectError turns a forwarding failure into a region error. A failure
+// to connect means nothing was sent (ErrNotLeader: retry elsewhere). Any
+// other failure without a region error kind is a broken hop: for a write
+// (mutating) the request may have reached the leader, so ErrOutcomeUnknown.
+func fromConnectError(err error, mutating bool) error {
+	if isDialError(err) {
+		return fmt.Errorf("%w: leader unreachable: %w", ErrNotLeader, err)
+	}
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		if mutating {
+			return fmt.Errorf("%w: forwarding failed: %w", ErrOutcomeUnknown, err)
+		}
+		return fmt.Errorf("%w: forwarding failed: %w", ErrNotLeader, err)
+	}
+	kind := ce.Meta().Get(errorKindHeader)
+	re := &remoteError{code: ce.Code(), msg: ce.Message(), kind: kind, sentinel: kindSentinels[kind], cause: ce}
+	if kind == kindVersionConflict {
+		re.current, _ = strconv.ParseUint(ce.Meta().Get(currentVersionHeader), 10, 64)
+	}
+	if kind == "" {
+		// The hop broke (or the peer is not a Meridian node).
+		switch {
+		case ce.Code() == connect.CodeDeadlineExceeded || ce.Code() == connect.CodeCanceled:
+			if mutating {
+				re.sentinel, re.kind = ErrOutcomeUnknown, kindOutcomeUnknown
+				re.msg = ErrOutcomeUnknown.Error() + ": " + re.msg
+			}
+		case mutating:
+			re.sentinel, re.kind = ErrOutcomeUnknown, kindOutcomeUnknown
+			re.code = connect.CodeUnavailable
+			re.msg = ErrOutcomeUnknown.Error() + ": forwarding to the leader failed: " + re.msg
+		default:
+			re.sentinel, re.kind = ErrNotLeader, kindNotLeader
+		}
+	}
+	return re
+}

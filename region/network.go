@@ -1,0 +1,107 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Network opens every connection of a node: the Raft transport's listener
+// and dials, the forwarding client's dials, and (in node/) the API listener.
+// Production uses TCP; tests wrap it to add latency or cut links without root.
+type Network interface {
+	// Listen opens a listener on addr (host:port; port 0 picks one).
+	Listen(addr string) (net.Listener, error)
+	// Dial connects to addr, honouring ctx's deadline and cancellation.
+	Dial(ctx context.Context, addr string) (net.Conn, error)
+}
+
+// TCP is the production Network: plain TCP.
+var TCP Network = tcpNetwork{}
+
+type tcpNetwork struct{}
+
+func (tcpNetwork) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+func (tcpNetwork) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// streamLayer adapts a Network listener to raft.StreamLayer, so the Raft
+// transport's dials and accepts both go through the Network.
+type streamLayer struct {
+	net.Listener
+	network   Network
+	advertise net.Addr
+}
+
+func newStreamLayer(network Network, bind, advertise string) (*streamLayer, error) {
+	ln, err := network.Listen(bind)
+	if err != nil {
+		return nil, fmt.Errorf("region: raft listen on %s: %w", bind, err)
+	}
+	s := &streamLayer{Listener: ln, network: network, advertise: ln.Addr()}
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("%w: raft advertise address %q: %v", ErrInvalidConfig, advertise, err)
+		}
+		s.advertise = a
+	}
+	return s, nil
+}
+
+// Dial implements raft.StreamLayer.
+func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.network.Dial(ctx, string(addr))
+}
+
+// Addr implements net.Listener with the advertised address, which Raft
+// stores in its configuration.
+func (s *streamLayer) Addr() net.Addr { return s.advertise }
+
+// dialError marks a failure to connect: nothing was sent on the connection,
+// so a request that failed with it provably did not reach the peer.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return "region: dial: " + e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func isDialError(err error) bool {
+	var d *dialError
+	return errors.As(err, &d)
+}
+
+// newHTTPClient returns a client that speaks HTTP/2 without TLS (h2c, prior
+// knowledge) and dials through network. Forwarded requests use it.
+func newHTTPClient(network Network, dialTimeout time.Duration) *http.Client {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{
+		Protocols: protocols,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			defer cancel()
+			c, err := network.Dial(ctx, addr)
+			if err != nil {
+				return nil, &dialError{err: err}
+			}
+			return c, nil
+		},
+		MaxIdleConnsPerHost: forwardIdleConnsMax,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &http.Client{Transport: tr}
+}
+
+// forwardIdleConnsMax bounds idle HTTP/2 connections kept per leader.
+const forwardIdleConnsMax = 4

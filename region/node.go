@@ -1,0 +1,515 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
+)
+
+// Read and subscribe limits.
+const (
+	// appliedPollInterval is how often a wait on the applied index rechecks
+	// Raft's applied index, which changes without notification.
+	appliedPollInterval = 2 * time.Millisecond
+	// checkpointIntervalMin and checkpointIntervalMax bound a subscriber's
+	// requested checkpoint interval.
+	checkpointIntervalMin = 10 * time.Millisecond
+	checkpointIntervalMax = time.Hour
+)
+
+// Node is one member of a region's Raft group: it accepts appends on any
+// node (followers forward them to the leader), serves reads at the requested
+// consistency and streams subscriptions. It is safe for concurrent use.
+type Node struct {
+	cfg     Config
+	logger  *slog.Logger
+	fsm     *FSM
+	parts   *raftParts
+	raft    *raft.Raft
+	hlc     *causal.HLC
+	batcher *batcher
+	fwd     *forwarder
+
+	// readFloor is the last log index at open: this node may have
+	// acknowledged anything up to it, so local reads wait until the state
+	// machine covers it (bounded, then forward to the leader).
+	readFloor uint64
+
+	leaderMu sync.Mutex
+	leaderCh chan struct{} // closed and replaced on every leader change
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	wg        sync.WaitGroup
+}
+
+// Open starts a node: the state machine in DataDir/state, Raft (raft-wal in
+// DataDir/wal, snapshots in DataDir/snapshots) and the batcher. With
+// cfg.Bootstrap and no Raft state it bootstraps the group with cfg.Peers.
+// A nil Network, Clock or Logger means TCP, the system clock, discard.
+func Open(cfg Config) (*Node, error) {
+	if cfg.Network == nil {
+		cfg.Network = TCP
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = discardLogger()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger.With("component", "region", "region", cfg.Region, "node", cfg.NodeID)
+	cfg.Logger = logger
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("region: create data dir: %w", err)
+	}
+	fsm, err := OpenFSM(StoreConfig{
+		Dir:               filepath.Join(cfg.DataDir, "state"),
+		Region:            cfg.Region,
+		IdempotencyWindow: cfg.IdempotencyWindow,
+		Logger:            logger.With("component", "fsm"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	parts, err := openRaft(cfg, fsm)
+	if err != nil {
+		_ = fsm.Close()
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		logger:    logger,
+		fsm:       fsm,
+		parts:     parts,
+		raft:      parts.raft,
+		hlc:       causal.NewHLC(cfg.Clock, cfg.ClockOffsetMax),
+		readFloor: parts.lastIndexAtStart,
+		leaderCh:  make(chan struct{}),
+		closing:   make(chan struct{}),
+	}
+	if last := fsm.ApplyState().GetLastHlc(); last != nil {
+		_, _ = n.hlc.Update(causal.Timestamp{WallNanos: last.GetWallNanos(), Logical: last.GetLogical()})
+	}
+	n.batcher = newBatcher(cfg, n.raft, n.hlc, logger.With("component", "batcher"))
+	n.fwd = newForwarder(cfg.NodeID, cfg.Network, cfg.ForwardDialTimeout)
+	n.wg.Add(1)
+	go n.runLeadership()
+	logger.Info("node open", "raft_addr", parts.transport.LocalAddr(), "applied", fsm.AppliedIndex(), "last_log_index", n.readFloor)
+	return n, nil
+}
+
+// Close shuts Raft down, fails what is queued, and closes the stores.
+// Appends in Raft at that moment get ErrOutcomeUnknown.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		close(n.closing)
+		errs := []error{n.raft.Shutdown().Error()}
+		n.batcher.close()
+		n.wg.Wait()
+		n.fwd.close()
+		errs = append(errs, n.parts.close(), n.fsm.Close())
+		n.closeErr = errors.Join(errs...)
+		n.logger.Info("node closed")
+	})
+	return n.closeErr
+}
+
+// Raft returns the node's Raft instance, for node/ (metrics, leadership
+// transfer) and tests. Do not Apply through it: use Append.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// RaftAddr returns the Raft transport's advertised address.
+func (n *Node) RaftAddr() string { return string(n.parts.transport.LocalAddr()) }
+
+// FSM returns the node's state machine (read-only use: replication reads
+// its logs; tests compare stores).
+func (n *Node) FSM() *FSM { return n.fsm }
+
+// Append validates req and appends it through the leader's batcher; a
+// follower forwards it to the leader. Errors wrap ErrInvalidArgument,
+// ErrWrongExpectedVersion (*VersionConflictError), ErrIdempotencyConflict,
+// ErrOverloaded, ErrNotLeader (not proposed, retry), ErrOutcomeUnknown
+// (may have committed: retry with the same event ids), or ctx's error.
+func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meridianv1.AppendResponse, error) {
+	token, err := causal.ParseToken(req.GetSessionToken())
+	if err != nil {
+		return nil, &InvalidArgumentError{Field: "session_token", Reason: err.Error()}
+	}
+	if req.GetDurability() == meridianv1.Durability_DURABILITY_MULTI_REGION {
+		return nil, &InvalidArgumentError{Field: "durability", Reason: "must be DURABILITY_REGION or unset: this region replicates to no other region"}
+	}
+	op := &meridianv1.AppendOp{Entity: req.GetEntity(), Expected: req.GetExpected(), Events: req.GetEvents(), Deps: token}
+	if err := ValidateAppend(op, n.cfg.Limits); err != nil {
+		return nil, err
+	}
+	var resp *meridianv1.AppendResponse
+	err = n.routeToLeader(ctx, true,
+		func() error {
+			r, err := n.batcher.submit(ctx, op)
+			if err == nil {
+				r.SessionToken = appendToken(token, r)
+			}
+			resp = r
+			return err
+		},
+		func(addr string) error {
+			r, err := n.fwd.append(ctx, addr, req)
+			resp = r
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// appendToken is the request's token merged with the dots of the appended
+// events (origin.seq up to origin.seq + n - 1).
+func appendToken(token causal.Vector, r *meridianv1.AppendResponse) string {
+	v := token.Clone()
+	if o := r.GetOrigin(); o != nil && r.GetLastVersion() >= r.GetFirstVersion() {
+		v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq() + r.GetLastVersion() - r.GetFirstVersion()})
+	}
+	return causal.FormatToken(v)
+}
+
+// routeToLeader runs local while this node leads, and remote(leader API
+// address) otherwise, retrying while the error proves the request was not
+// served (ErrNotLeader: no leader, a stale leader, an unreachable one)
+// until LeaderWaitTimeout. A forwarded request is served here or fails.
+func (n *Node) routeToLeader(ctx context.Context, mutating bool, local func() error, remote func(addr string) error) error {
+	deadline := time.Now().Add(n.cfg.LeaderWaitTimeout)
+	var last error
+	for {
+		changed := n.leaderChangedCh()
+		var err error
+		switch id, addr, ok := n.leader(); {
+		case n.isLeader():
+			err = local()
+		case isForwarded(ctx):
+			return fmt.Errorf("%w: forwarded request reached follower %s", ErrNotLeader, n.cfg.NodeID)
+		case ok && id != n.cfg.NodeID:
+			err = remote(addr)
+		default:
+			err = fmt.Errorf("%w: no leader known", ErrNotLeader)
+		}
+		if err == nil || !errors.Is(err, ErrNotLeader) {
+			return err
+		}
+		last = err
+		if isForwarded(ctx) {
+			return err
+		}
+		select {
+		case <-n.closing:
+			return ErrNodeClosed
+		default:
+		}
+		if werr := n.waitLeaderChange(ctx, changed, deadline); werr != nil {
+			if errors.Is(werr, errLeaderWait) {
+				return fmt.Errorf("%w: no reachable leader within %s: %w", ErrNotLeader, n.cfg.LeaderWaitTimeout, last)
+			}
+			return werr
+		}
+	}
+}
+
+// Read serves req at its consistency level:
+//   - STRONG: on the leader, linearizably (read index: note the last log
+//     index, confirm leadership with a heartbeat round, wait until the state
+//     machine has applied that index); followers forward to the leader.
+//   - EVENTUAL: this node's state, once it covers what this node had in its
+//     log at open (bounded wait, else forwarded to the leader).
+//   - SESSION (default) and BOUNDED: as EVENTUAL, and once the applied vector
+//     covers the session token's entry for this region (bounded wait, else
+//     forwarded to the leader, which waits again and fails with ErrTimeout).
+func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridianv1.ReadResponse, error) {
+	if err := ValidateEntity(req.GetEntity(), n.cfg.Limits.EntityBytesMax); err != nil {
+		return nil, err
+	}
+	if req.GetMaxCount() > ReadCountMax {
+		return nil, &InvalidArgumentError{Field: "max_count", Reason: fmt.Sprintf("must be 0 (default %d) to %d, got %d", ReadCountDefault, ReadCountMax, req.GetMaxCount())}
+	}
+	token, err := causal.ParseToken(req.GetSessionToken())
+	if err != nil {
+		return nil, &InvalidArgumentError{Field: "session_token", Reason: err.Error()}
+	}
+	switch req.GetConsistency() {
+	case meridianv1.Consistency_CONSISTENCY_STRONG:
+		var resp *meridianv1.ReadResponse
+		err := n.routeToLeader(ctx, false,
+			func() error {
+				r, err := n.readStrong(ctx, req, token)
+				resp = r
+				return err
+			},
+			func(addr string) error {
+				r, err := n.fwd.read(ctx, addr, req)
+				resp = r
+				return err
+			})
+		return resp, err
+	case meridianv1.Consistency_CONSISTENCY_EVENTUAL:
+		return n.readLocalOrForward(ctx, req, token, nil)
+	default:
+		return n.readLocalOrForward(ctx, req, token, token)
+	}
+}
+
+// readStrong is the leader's linearizable read (read index).
+func (n *Node) readStrong(ctx context.Context, req *meridianv1.ReadRequest, token causal.Vector) (*meridianv1.ReadResponse, error) {
+	// Every entry committed before this read started is in the leader's log
+	// at or below LastIndex (leader completeness), even before this leader
+	// learnt the commit index of its predecessor.
+	idx := n.raft.LastIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return nil, fmt.Errorf("%w: verify leader: %v", ErrNotLeader, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.LeaderWaitTimeout)
+	defer cancel()
+	if err := n.waitApplied(wctx, func() bool { return n.fsmCovers(idx) }); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: leader did not apply its read index %d within %s", ErrNotLeader, idx, n.cfg.LeaderWaitTimeout)
+	}
+	return n.readFSM(req, token)
+}
+
+// readLocalOrForward serves a read from this node once its state covers the
+// read floor and the session token (need; nil for EVENTUAL).
+func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadRequest, token, need causal.Vector) (*meridianv1.ReadResponse, error) {
+	ready := func() bool {
+		if !n.fsmCovers(n.readFloor) {
+			return false
+		}
+		if need == nil {
+			return true
+		}
+		return n.fsm.ApplyState().GetApplied()[n.cfg.Region] >= need.Get(n.cfg.Region)
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitMax)
+	err := n.waitApplied(wctx, ready)
+	cancel()
+	if err == nil {
+		return n.readFSM(req, token)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if isForwarded(ctx) || n.isLeader() {
+		return nil, fmt.Errorf("%w: state at node %s does not cover the session token %s within %s", ErrTimeout, n.cfg.NodeID, need, n.cfg.ReadWaitMax)
+	}
+	var resp *meridianv1.ReadResponse
+	err = n.routeToLeader(ctx, false,
+		func() error {
+			r, err := n.readLocalOrForward(WithForwarded(ctx, n.cfg.NodeID), req, token, need)
+			resp = r
+			return err
+		},
+		func(addr string) error {
+			r, err := n.fwd.read(ctx, addr, req)
+			resp = r
+			return err
+		})
+	return resp, err
+}
+
+// readFSM reads from the local state machine and builds the response.
+func (n *Node) readFSM(req *meridianv1.ReadRequest, token causal.Vector) (*meridianv1.ReadResponse, error) {
+	backward := req.GetDirection() == meridianv1.Direction_DIRECTION_BACKWARD
+	events, head, err := n.fsm.ReadStream(req.GetEntity(), req.GetFromVersion(), int(req.GetMaxCount()), backward)
+	if err != nil {
+		return nil, err
+	}
+	v := token.Clone()
+	for _, e := range events {
+		if o := e.GetOrigin(); o != nil {
+			v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
+		}
+	}
+	return &meridianv1.ReadResponse{
+		Events:       events,
+		HeadVersion:  head,
+		SessionToken: causal.FormatToken(v),
+		Region:       n.cfg.Region,
+		Node:         n.cfg.NodeID,
+	}, nil
+}
+
+// fsmCovers reports whether the state machine has applied every entry up
+// to idx. Raft hands only command entries to the FSM, so the FSM's applied
+// index stops at the last command; Raft's applied index counts entries
+// handed over (not yet applied). Entries between the two that are not
+// commands (no-op, configuration, barrier) need no apply.
+func (n *Node) fsmCovers(idx uint64) bool {
+	fa := n.fsm.AppliedIndex()
+	if fa >= idx {
+		return true
+	}
+	if n.raft.AppliedIndex() < idx {
+		return false
+	}
+	var l raft.Log
+	for i := fa + 1; i <= idx; i++ {
+		if err := n.parts.wal.GetLog(i, &l); err != nil {
+			return false
+		}
+		if l.Type == raft.LogCommand {
+			return false
+		}
+	}
+	return true
+}
+
+// waitApplied waits until ready() or ctx ends, waking on every apply and
+// polling for Raft index changes that do not reach the FSM.
+func (n *Node) waitApplied(ctx context.Context, ready func() bool) error {
+	t := time.NewTicker(appliedPollInterval)
+	defer t.Stop()
+	for {
+		ch := n.fsm.Changed()
+		if ready() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.closing:
+			return ErrNodeClosed
+		}
+	}
+}
+
+// Subscribe streams one entity (positions are versions) or the whole region
+// apply log (positions are region positions) from req's position: catch-up
+// in pages of SubscribePageMax, then live (woken by every apply), with a
+// Checkpoint once caught up and every checkpoint interval. send blocks on a
+// slow subscriber; at most one page is held meanwhile. It returns when ctx
+// ends, send fails or the node closes.
+func (n *Node) Subscribe(ctx context.Context, req *meridianv1.SubscribeRequest, send func(*meridianv1.SubscribeResponse) error) error {
+	interval := n.cfg.CheckpointInterval
+	if d := req.GetCheckpointInterval(); d != nil {
+		interval = d.AsDuration()
+		if interval < checkpointIntervalMin || interval > checkpointIntervalMax {
+			return &InvalidArgumentError{Field: "checkpoint_interval", Reason: fmt.Sprintf("must be %s to %s, got %s", checkpointIntervalMin, checkpointIntervalMax, interval)}
+		}
+	}
+	var page func(from uint64) ([]*meridianv1.Event, error)
+	var next func(e *meridianv1.Event) uint64
+	var end func() (uint64, error)
+	switch t := req.GetTarget().(type) {
+	case *meridianv1.SubscribeRequest_Entity:
+		entity := t.Entity
+		if err := ValidateEntity(entity, n.cfg.Limits.EntityBytesMax); err != nil {
+			return err
+		}
+		page = func(from uint64) ([]*meridianv1.Event, error) {
+			ev, _, err := n.fsm.ReadStream(entity, from, n.cfg.SubscribePageMax, false)
+			return ev, err
+		}
+		next = func(e *meridianv1.Event) uint64 { return e.GetVersion() + 1 }
+		end = func() (uint64, error) {
+			_, head, err := n.fsm.ReadStream(entity, 0, 1, true)
+			return head + 1, err
+		}
+	case *meridianv1.SubscribeRequest_All:
+		if !t.All {
+			return &InvalidArgumentError{Field: "target", Reason: "must be an entity or all=true"}
+		}
+		page = func(from uint64) ([]*meridianv1.Event, error) { return n.fsm.ReadLog(from, n.cfg.SubscribePageMax) }
+		next = func(e *meridianv1.Event) uint64 { return e.GetPosition() + 1 }
+		end = func() (uint64, error) { return n.fsm.ApplyState().GetLastPosition() + 1, nil }
+	default:
+		return &InvalidArgumentError{Field: "target", Reason: "must be an entity or all=true"}
+	}
+	pos := max(req.GetFromPosition(), 1)
+	if req.GetFromEnd() {
+		p, err := end()
+		if err != nil {
+			return err
+		}
+		pos = p
+	}
+	seen := causal.Vector{}
+	checkpoint := func(caughtUp bool) error {
+		return send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Checkpoint{
+			Checkpoint: &meridianv1.Checkpoint{NextPosition: pos, CaughtUp: caughtUp, SessionToken: causal.FormatToken(seen)},
+		}})
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	caughtUp := false
+	for {
+		changed := n.fsm.Changed()
+		events, err := page(pos)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			if err := send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Event{Event: e}}); err != nil {
+				return err
+			}
+			pos = next(e)
+			if o := e.GetOrigin(); o != nil {
+				seen.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(events) >= n.cfg.SubscribePageMax {
+			continue // still catching up
+		}
+		if !caughtUp {
+			caughtUp = true
+			if err := checkpoint(true); err != nil {
+				return err
+			}
+			ticker.Reset(interval)
+		}
+		select {
+		case <-changed:
+		case <-ticker.C:
+			if err := checkpoint(true); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.closing:
+			return ErrNodeClosed
+		}
+	}
+}
+
+// Status describes this node: region, id, leader, applied state, Raft state.
+func (n *Node) Status() *meridianv1.StatusResponse {
+	st := n.fsm.ApplyState()
+	leaderID, leaderAddr, _ := n.leader()
+	return &meridianv1.StatusResponse{
+		Region:        n.cfg.Region,
+		Node:          n.cfg.NodeID,
+		Leader:        leaderID,
+		LeaderAddress: leaderAddr,
+		IsLeader:      n.isLeader(),
+		AppliedIndex:  st.GetAppliedIndex(),
+		Applied:       st.GetApplied(),
+		LastPosition:  st.GetLastPosition(),
+		RaftState:     n.raft.State().String(),
+	}
+}

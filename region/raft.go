@@ -1,0 +1,145 @@
+package region
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// Raft transport limits.
+const (
+	// transportPoolMax is how many idle outbound connections the Raft
+	// transport keeps per peer (pipelining uses one more).
+	transportPoolMax = 3
+	// transportTimeout bounds one Raft RPC's I/O (not InstallSnapshot, which
+	// raft scales by size).
+	transportTimeout = 10 * time.Second
+	// maxAppendEntries is how many log entries one AppendEntries RPC and one
+	// leader disk write carry (raft's group commit below ours).
+	maxAppendEntries = 256
+)
+
+// raftParts is the Raft instance and what it owns, closed together.
+type raftParts struct {
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	wal       *wal.WAL
+	// meta is raft-wal's metadata store, closed by us: WAL.Close (v0.4.0)
+	// leaves it open, and its file lock would block a reopen in-process.
+	meta      *metadb.BoltMetaDB
+	snapshots raft.SnapshotStore
+	// lastIndexAtStart is the last index in the local log when the node
+	// opened: every entry this node acknowledged is at or below it.
+	lastIndexAtStart uint64
+}
+
+func (p *raftParts) close() error {
+	var errs []error
+	if p.raft != nil {
+		if err := p.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.transport != nil {
+		if err := p.transport.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.wal != nil {
+		if err := p.wal.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if p.meta != nil {
+		if err := p.meta.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// raftConfig turns Config into raft's configuration.
+func raftConfig(cfg Config) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = maxAppendEntries
+	// The FSM keeps its state in Badger and skips entries at or below its
+	// stored applied index, so restoring the last snapshot on every start
+	// would only throw away newer state and rebuild it.
+	rc.NoSnapshotRestoreOnStart = true
+	rc.Logger = newHCLogAdapter(cfg.Logger.With("component", "raft"), "raft")
+	return rc
+}
+
+// openRaft opens the log store, snapshot store and transport, and starts
+// Raft with fsm. It bootstraps the group with all peers when cfg.Bootstrap
+// is set and the node has no Raft state yet.
+func openRaft(cfg Config, fsm raft.FSM) (_ *raftParts, err error) {
+	p := &raftParts{}
+	defer func() {
+		if err != nil {
+			_ = p.close()
+		}
+	}()
+	walDir := filepath.Join(cfg.DataDir, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return nil, fmt.Errorf("region: create wal dir: %w", err)
+	}
+	p.meta = &metadb.BoltMetaDB{}
+	p.wal, err = wal.Open(walDir, wal.WithMetaStore(p.meta), wal.WithLogger(newHCLogAdapter(cfg.Logger.With("component", "raft-wal"), "wal")))
+	if err != nil {
+		return nil, fmt.Errorf("region: open raft-wal: %w", err)
+	}
+	p.snapshots, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotsRetained,
+		newHCLogAdapter(cfg.Logger.With("component", "raft-snapshots"), "snapshots"))
+	if err != nil {
+		return nil, fmt.Errorf("region: open snapshot store: %w", err)
+	}
+	stream, err := newStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
+	if err != nil {
+		return nil, err
+	}
+	p.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: transportPoolMax,
+		Timeout: transportTimeout,
+		Logger:  newHCLogAdapter(cfg.Logger.With("component", "raft-transport"), "transport"),
+	})
+	rc := raftConfig(cfg)
+	existing, err := raft.HasExistingState(p.wal, p.wal, p.snapshots)
+	if err != nil {
+		return nil, fmt.Errorf("region: inspect raft state: %w", err)
+	}
+	if p.lastIndexAtStart, err = p.wal.LastIndex(); err != nil {
+		return nil, fmt.Errorf("region: read last log index: %w", err)
+	}
+	if !existing && cfg.Bootstrap {
+		conf := raft.Configuration{}
+		for _, peer := range cfg.Peers {
+			conf.Servers = append(conf.Servers, raft.Server{
+				Suffrage: raft.Voter, ID: raft.ServerID(peer.ID), Address: raft.ServerAddress(peer.RaftAddr),
+			})
+		}
+		if err := raft.BootstrapCluster(rc, p.wal, p.wal, p.snapshots, p.transport, conf); err != nil {
+			return nil, fmt.Errorf("region: bootstrap: %w", err)
+		}
+	}
+	p.raft, err = raft.NewRaft(rc, fsm, p.wal, p.wal, p.snapshots, p.transport)
+	if err != nil {
+		return nil, fmt.Errorf("region: start raft: %w", err)
+	}
+	return p, nil
+}

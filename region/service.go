@@ -1,0 +1,143 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"connectrpc.com/connect"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// Service is the Connect handler of meridian.v1.EventStore over a Node. It
+// is the only place where region errors become Connect codes:
+//
+//	ErrInvalidArgument, ErrEntryTooLarge  InvalidArgument (message names the field and range)
+//	ErrWrongExpectedVersion               FailedPrecondition; message ends "current version N";
+//	                                      header Meridian-Current-Version: N; detail meridian.v1.StreamHead{version: N}
+//	ErrIdempotencyConflict                AlreadyExists (the id exists with other content; distinct
+//	                                      from version conflicts so clients can tell them apart)
+//	ErrOverloaded                         ResourceExhausted
+//	ErrNotLeader, ErrTimeout, closed      Unavailable (not served: plain retry)
+//	ErrOutcomeUnknown                     Unavailable, or DeadlineExceeded when the client's
+//	                                      deadline ended it; message says retrying with the same
+//	                                      event ids is safe; header Meridian-Error: outcome-unknown
+//	context deadline / cancel             DeadlineExceeded / Canceled
+//
+// Every error carries the header Meridian-Error naming its kind, which a
+// forwarding node uses to rebuild the region error.
+type Service struct {
+	node *Node
+}
+
+var _ meridianv1connect.EventStoreHandler = (*Service)(nil)
+
+// NewService returns the Connect handler for n.
+func NewService(n *Node) *Service { return &Service{node: n} }
+
+func forwardedContext(ctx context.Context, h interface{ Get(string) string }) context.Context {
+	if from := h.Get(forwardedHeader); from != "" {
+		return WithForwarded(ctx, from)
+	}
+	return ctx
+}
+
+// Append implements meridianv1connect.EventStoreHandler.
+func (s *Service) Append(ctx context.Context, req *connect.Request[meridianv1.AppendRequest]) (*connect.Response[meridianv1.AppendResponse], error) {
+	resp, err := s.node.Append(forwardedContext(ctx, req.Header()), req.Msg)
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Read implements meridianv1connect.EventStoreHandler.
+func (s *Service) Read(ctx context.Context, req *connect.Request[meridianv1.ReadRequest]) (*connect.Response[meridianv1.ReadResponse], error) {
+	resp, err := s.node.Read(forwardedContext(ctx, req.Header()), req.Msg)
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Subscribe implements meridianv1connect.EventStoreHandler.
+func (s *Service) Subscribe(ctx context.Context, req *connect.Request[meridianv1.SubscribeRequest], stream *connect.ServerStream[meridianv1.SubscribeResponse]) error {
+	err := s.node.Subscribe(ctx, req.Msg, stream.Send)
+	if err != nil {
+		return ConnectError(err)
+	}
+	return nil
+}
+
+// Status implements meridianv1connect.EventStoreHandler.
+func (s *Service) Status(context.Context, *connect.Request[meridianv1.StatusRequest]) (*connect.Response[meridianv1.StatusResponse], error) {
+	return connect.NewResponse(s.node.Status()), nil
+}
+
+// ConnectError maps a region error to a Connect error (see Service). It is
+// exported for node/ and other handlers that serve region errors.
+func ConnectError(err error) *connect.Error {
+	if err == nil {
+		return nil
+	}
+	var ce *connect.Error
+	var re *remoteError
+	if errors.As(err, &re) && re.kind != "" {
+		// Answered by the leader: keep its code and message.
+		ce = connect.NewError(re.code, errors.New(re.msg))
+		ce.Meta().Set(errorKindHeader, re.kind)
+		if re.kind == kindVersionConflict {
+			setCurrentVersion(ce, re.current)
+		}
+		return ce
+	}
+	code, kind := classify(err)
+	ce = connect.NewError(code, err)
+	ce.Meta().Set(errorKindHeader, kind)
+	var vc *VersionConflictError
+	if errors.As(err, &vc) {
+		ce = connect.NewError(code, errors.New(vc.Error()+"; current version "+strconv.FormatUint(vc.Current, 10)))
+		ce.Meta().Set(errorKindHeader, kind)
+		setCurrentVersion(ce, vc.Current)
+	}
+	return ce
+}
+
+func setCurrentVersion(ce *connect.Error, current uint64) {
+	ce.Meta().Set(currentVersionHeader, strconv.FormatUint(current, 10))
+	if d, err := connect.NewErrorDetail(&meridianv1.StreamHead{Version: current}); err == nil {
+		ce.AddDetail(d)
+	}
+}
+
+// classify picks the Connect code and error kind of a region error.
+func classify(err error) (connect.Code, string) {
+	switch {
+	case errors.Is(err, ErrOutcomeUnknown):
+		if errors.Is(err, context.DeadlineExceeded) {
+			return connect.CodeDeadlineExceeded, kindOutcomeUnknown
+		}
+		return connect.CodeUnavailable, kindOutcomeUnknown
+	case errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrEntryTooLarge):
+		return connect.CodeInvalidArgument, kindInvalidArgument
+	case errors.Is(err, ErrWrongExpectedVersion):
+		return connect.CodeFailedPrecondition, kindVersionConflict
+	case errors.Is(err, ErrIdempotencyConflict):
+		return connect.CodeAlreadyExists, kindIdempotencyConflict
+	case errors.Is(err, ErrOverloaded):
+		return connect.CodeResourceExhausted, kindOverloaded
+	case errors.Is(err, ErrNotLeader):
+		return connect.CodeUnavailable, kindNotLeader
+	case errors.Is(err, ErrTimeout):
+		return connect.CodeUnavailable, kindTimeout
+	case errors.Is(err, ErrNodeClosed), errors.Is(err, ErrStoreClosed):
+		return connect.CodeUnavailable, kindClosed
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.CodeDeadlineExceeded, kindDeadline
+	case errors.Is(err, context.Canceled):
+		return connect.CodeCanceled, kindCanceled
+	default:
+		return connect.CodeInternal, kindInternal
+	}
+}
