@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"container/heap"
 	"fmt"
 	"slices"
 
@@ -55,48 +54,66 @@ func Order[T any](events []Event[T]) ([]Event[T], error) {
 	}
 	// Edges from each event's immediate predecessors: per region, the
 	// latest event its deps cover (earlier ones precede that one through
-	// the origin chain), and its own origin's previous event.
-	succ := make([][]int, len(evs))
-	indeg := make([]int, len(evs))
-	addEdge := func(from, to int) {
-		if slices.Contains(succ[from], to) {
-			return
-		}
-		succ[from] = append(succ[from], to)
-		indeg[to]++
-	}
+	// the origin chain), and its own origin's previous event. Stored
+	// flat: edges[k] = (from, to).
+	type edge struct{ from, to int32 }
+	edges := make([]edge, 0, 2*len(evs))
+	indeg := make([]int32, len(evs))
 	for i := range evs {
 		e := &evs[i]
+		if e.Dot.Seq > 0 && e.Deps[e.Dot.Region] >= e.Dot.Seq {
+			return nil, fmt.Errorf("%w: %s depends on its own origin at %d", ErrCausalCycle, e.Dot, e.Deps[e.Dot.Region])
+		}
+		first := len(edges)
+		add := func(p int) {
+			for _, x := range edges[first:] {
+				if x.from == int32(p) {
+					return
+				}
+			}
+			edges = append(edges, edge{int32(p), int32(i)})
+			indeg[i]++
+		}
 		if p, ok := latestAtMost(e.Dot.Region, e.Dot.Seq-min(e.Dot.Seq, 1)); ok {
-			addEdge(p, i)
+			add(p)
 		}
 		for r, s := range e.Deps {
 			if r == e.Dot.Region {
-				continue // covered by the origin chain, or invalid (a cycle)
+				continue // covered by the origin chain
 			}
 			if p, ok := latestAtMost(r, s); ok {
-				addEdge(p, i)
+				add(p)
 			}
 		}
-		if e.Deps[e.Dot.Region] >= e.Dot.Seq && e.Dot.Seq > 0 {
-			return nil, fmt.Errorf("%w: %s depends on its own origin at %d", ErrCausalCycle, e.Dot, e.Deps[e.Dot.Region])
-		}
+	}
+	// Successor lists in compressed form: succ[start[i]:start[i+1]].
+	start := make([]int32, len(evs)+1)
+	for _, x := range edges {
+		start[x.from+1]++
+	}
+	for i := range evs {
+		start[i+1] += start[i]
+	}
+	succ := make([]int32, len(edges))
+	fill := append([]int32(nil), start[:len(evs)]...)
+	for _, x := range edges {
+		succ[fill[x.from]] = x.to
+		fill[x.from]++
 	}
 	// Kahn's algorithm, always taking the least ready event by Meta.Compare.
-	ready := &readyHeap[T]{evs: evs}
+	ready := readyHeap[T]{evs: evs}
 	for i := range evs {
 		if indeg[i] == 0 {
-			ready.idx = append(ready.idx, i)
+			ready.push(int32(i))
 		}
 	}
-	heap.Init(ready)
 	out := make([]Event[T], 0, len(evs))
-	for ready.Len() > 0 {
-		i := heap.Pop(ready).(int)
+	for len(ready.idx) > 0 {
+		i := ready.pop()
 		out = append(out, evs[i])
-		for _, j := range succ[i] {
+		for _, j := range succ[start[i]:start[i+1]] {
 			if indeg[j]--; indeg[j] == 0 {
-				heap.Push(ready, j)
+				ready.push(j)
 			}
 		}
 	}
@@ -116,20 +133,47 @@ func cmpUint(a, b uint64) int {
 	return 0
 }
 
+// readyHeap is a binary min-heap of event indices by Meta.Compare.
 type readyHeap[T any] struct {
 	evs []Event[T]
-	idx []int
+	idx []int32
 }
 
-func (h *readyHeap[T]) Len() int { return len(h.idx) }
-func (h *readyHeap[T]) Less(a, b int) bool {
-	return h.evs[h.idx[a]].meta().Compare(h.evs[h.idx[b]].meta()) < 0
+func (h *readyHeap[T]) less(a, b int) bool {
+	x, y := &h.evs[h.idx[a]], &h.evs[h.idx[b]]
+	return x.meta().Compare(y.meta()) < 0
 }
-func (h *readyHeap[T]) Swap(a, b int) { h.idx[a], h.idx[b] = h.idx[b], h.idx[a] }
-func (h *readyHeap[T]) Push(x any)    { h.idx = append(h.idx, x.(int)) }
-func (h *readyHeap[T]) Pop() any {
+
+func (h *readyHeap[T]) push(i int32) {
+	h.idx = append(h.idx, i)
+	for c := len(h.idx) - 1; c > 0; {
+		p := (c - 1) / 2
+		if !h.less(c, p) {
+			break
+		}
+		h.idx[c], h.idx[p] = h.idx[p], h.idx[c]
+		c = p
+	}
+}
+
+func (h *readyHeap[T]) pop() int32 {
+	top := h.idx[0]
 	n := len(h.idx) - 1
-	x := h.idx[n]
+	h.idx[0] = h.idx[n]
 	h.idx = h.idx[:n]
-	return x
+	for p := 0; ; {
+		c := 2*p + 1
+		if c >= n {
+			break
+		}
+		if c+1 < n && h.less(c+1, c) {
+			c++
+		}
+		if !h.less(c, p) {
+			break
+		}
+		h.idx[c], h.idx[p] = h.idx[p], h.idx[c]
+		p = c
+	}
+	return top
 }
