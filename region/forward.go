@@ -91,7 +91,7 @@ func (f *forwarder) append(ctx context.Context, addr string, req *meridianv1.App
 	r.Header().Set(forwardedHeader, f.self)
 	resp, err := f.client(addr).Append(ctx, r)
 	if err != nil {
-		return nil, fromConnectError(err, true)
+		return nil, fromConnectError(ctx, err, true)
 	}
 	return resp.Msg, nil
 }
@@ -101,7 +101,7 @@ func (f *forwarder) read(ctx context.Context, addr string, req *meridianv1.ReadR
 	r.Header().Set(forwardedHeader, f.self)
 	resp, err := f.client(addr).Read(ctx, r)
 	if err != nil {
-		return nil, fromConnectError(err, false)
+		return nil, fromConnectError(ctx, err, false)
 	}
 	return resp.Msg, nil
 }
@@ -148,12 +148,15 @@ var kindSentinels = map[string]error{
 // to connect means nothing was sent (ErrNotLeader: retry elsewhere). Any
 // other failure without a region error kind is a broken hop: for a write
 // (mutating) the request may have reached the leader, so ErrOutcomeUnknown.
-func fromConnectError(err error, mutating bool) error {
+func fromConnectError(ctx context.Context, err error, mutating bool) error {
 	if isDialError(err) {
 		return fmt.Errorf("%w: leader unreachable: %w", ErrNotLeader, err)
 	}
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
+		if mutating && ctx.Err() != nil {
+			return fmt.Errorf("%w: forwarding failed: %w", ErrOutcomeUnknown, ctx.Err())
+		}
 		if mutating {
 			return fmt.Errorf("%w: forwarding failed: %w", ErrOutcomeUnknown, err)
 		}
@@ -165,19 +168,19 @@ func fromConnectError(err error, mutating bool) error {
 		re.current, _ = strconv.ParseUint(ce.Meta().Get(currentVersionHeader), 10, 64)
 	}
 	if kind == "" {
-		// The hop broke (or the peer is not a Meridian node).
+		// The hop broke (a reset, the peer's server closing) or the peer is
+		// not a Meridian node. A write may have reached the leader.
 		switch {
-		case ce.Code() == connect.CodeDeadlineExceeded || ce.Code() == connect.CodeCanceled:
-			if mutating {
-				re.sentinel, re.kind = ErrOutcomeUnknown, kindOutcomeUnknown
-				re.msg = ErrOutcomeUnknown.Error() + ": " + re.msg
-			}
-		case mutating:
+		case !mutating:
+			re.sentinel, re.kind = ErrNotLeader, kindNotLeader
+		case ctx.Err() != nil:
+			re.sentinel, re.kind = ErrOutcomeUnknown, kindOutcomeUnknown
+			re.code = connect.CodeDeadlineExceeded
+			re.msg = ErrOutcomeUnknown.Error() + ": " + re.msg
+		default:
 			re.sentinel, re.kind = ErrOutcomeUnknown, kindOutcomeUnknown
 			re.code = connect.CodeUnavailable
 			re.msg = ErrOutcomeUnknown.Error() + ": forwarding to the leader failed: " + re.msg
-		default:
-			re.sentinel, re.kind = ErrNotLeader, kindNotLeader
 		}
 	}
 	return re

@@ -194,6 +194,11 @@ func (n *Node) routeToLeader(ctx context.Context, mutating bool, local func() er
 	deadline := time.Now().Add(n.cfg.LeaderWaitTimeout)
 	var last error
 	for {
+		select {
+		case <-n.closing:
+			return ErrNodeClosed
+		default:
+		}
 		changed := n.leaderChangedCh()
 		var err error
 		switch id, addr, ok := n.leader(); {
@@ -212,11 +217,6 @@ func (n *Node) routeToLeader(ctx context.Context, mutating bool, local func() er
 		last = err
 		if isForwarded(ctx) {
 			return err
-		}
-		select {
-		case <-n.closing:
-			return ErrNodeClosed
-		default:
 		}
 		if werr := n.waitLeaderChange(ctx, changed, deadline); werr != nil {
 			if errors.Is(werr, errLeaderWait) {
