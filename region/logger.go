@@ -45,9 +45,9 @@ func slogLevel(l hclog.Level) slog.Level {
 
 // expandArgs turns hclog's alternating key/value args into slog attributes.
 func expandArgs(msg string, args []any) (string, []any) {
-	// hclog permits a single trailing value without a key; raft sometimes
-	// passes printf-style arguments after a message holding verbs.
-	if len(args)%2 == 1 && strings.Contains(msg, "%") {
+	// Some callers pass printf-style arguments after a message holding
+	// verbs: expand when the verbs match the arguments.
+	if n := printfVerbs(msg); n > 0 && n == len(args) {
 		return fmt.Sprintf(msg, args...), nil
 	}
 	out := make([]any, 0, len(args)+1)
@@ -63,6 +63,22 @@ func expandArgs(msg string, args []any) (string, []any) {
 		out = append(out, slog.Any(key, expandValue(args[i+1])))
 	}
 	return msg, out
+}
+
+// printfVerbs counts the formatting verbs in msg ("%%" is not one).
+func printfVerbs(msg string) int {
+	n := 0
+	for i := 0; i < len(msg)-1; i++ {
+		if msg[i] != '%' {
+			continue
+		}
+		if msg[i+1] == '%' {
+			i++
+			continue
+		}
+		n++
+	}
+	return n
 }
 
 func expandValue(v any) any {
