@@ -87,7 +87,7 @@ func raftConfig(cfg Config) *raft.Config {
 // openRaft opens the log store, snapshot store and transport, and starts
 // Raft with fsm. It bootstraps the group with all peers when cfg.Bootstrap
 // is set and the node has no Raft state yet.
-func openRaft(cfg Config, fsm raft.FSM) (_ *raftParts, err error) {
+func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 	p := &raftParts{}
 	defer func() {
 		if err != nil {
@@ -125,6 +125,17 @@ func openRaft(cfg Config, fsm raft.FSM) (_ *raftParts, err error) {
 	}
 	if p.lastIndexAtStart, err = p.wal.LastIndex(); err != nil {
 		return nil, fmt.Errorf("region: read last log index: %w", err)
+	}
+	if metas, err := p.snapshots.List(); err == nil && len(metas) > 0 {
+		p.lastIndexAtStart = max(p.lastIndexAtStart, metas[0].Index)
+	}
+	// With NoSnapshotRestoreOnStart Raft replays only the log after its
+	// newest snapshot: a Badger that lost its unsynced tail in a crash must
+	// first be caught up from that snapshot.
+	if restored, err := fsm.RestoreIfBehind(p.snapshots); err != nil {
+		return nil, err
+	} else if restored {
+		cfg.Logger.Warn("state machine restored from the newest snapshot at start")
 	}
 	if !existing && cfg.Bootstrap {
 		conf := raft.Configuration{}
