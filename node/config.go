@@ -1,5 +1,3 @@
-//go:build meridian_pending_region
-
 package node
 
 import (

@@ -1,5 +1,3 @@
-//go:build meridian_pending_region
-
 // Package node is Meridian's composition root: it wires one process from a
 // region member (region.Node) and the API server.
 //

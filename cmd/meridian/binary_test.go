@@ -1,5 +1,3 @@
-//go:build meridian_pending_region
-
 package main
 
 import (
@@ -23,9 +21,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// binaryBuildTags are the tags the tested binary is built with: this file's own.
-const binaryBuildTags = "meridian_pending_region"
-
 // buildBinary compiles the meridian binary once per test process, into a
 // temporary directory that TestMain removes.
 func buildBinary(t *testing.T) string {
@@ -38,7 +33,7 @@ func buildBinary(t *testing.T) string {
 		}
 		binDir = dir
 		binPath = filepath.Join(dir, "meridian")
-		out, err := exec.Command("go", "build", "-tags", binaryBuildTags, "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			binErr = fmt.Errorf("go build: %v: %s", err, out)
 		}
