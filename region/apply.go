@@ -57,7 +57,6 @@ type txnWriter struct {
 	bytes, entries      int64 // left in txn
 	dirty               bool  // txn holds writes
 	prevIndex, prevTerm uint64
-	splits              int
 	knobs               *TestingKnobs
 }
 
@@ -90,7 +89,6 @@ func (w *txnWriter) fit(st *meridianv1.ApplyState, bytes, entries int64) error {
 		partial := proto.Clone(st).(*meridianv1.ApplyState)
 		partial.AppliedIndex, partial.AppliedTerm = w.prevIndex, w.prevTerm
 		w.commit(partial)
-		w.splits++
 		if w.knobs != nil && w.knobs.AfterPartialCommit != nil {
 			w.knobs.AfterPartialCommit(st.GetAppliedIndex())
 		}

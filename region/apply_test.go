@@ -176,7 +176,7 @@ func TestApplyIdempotency(t *testing.T) {
 	}{
 		{name: "same content", retry: aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")), at: time.Second},
 		{name: "same content any expected", retry: aop("s", nil, pev(1, "A", "x"), pev(2, "B", "y")), at: time.Second},
-		{name: "same content metadata order", retry: aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")), at: time.Hour},
+		{name: "same content an hour later", retry: aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")), at: time.Hour},
 		{name: "different data", retry: aop("s", expNoStream(), pev(1, "A", "x"), pev(2, "B", "z")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "events[1].id"},
 		{name: "different type", retry: aop("s", expNoStream(), pev(1, "X", "x"), pev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: "other content"},
 		{name: "different entity", retry: aop("t", expNoStream(), pev(1, "A", "x"), pev(2, "B", "y")), at: time.Second, wantErr: ErrIdempotencyConflict, wantIn: `entity "s"`},
