@@ -12,7 +12,11 @@
 //     inject latency and partitions; production uses region.TCP.
 //   - Close is graceful and idempotent: subscriptions are ended first (their
 //     clients resume elsewhere), in-flight calls get Config.ShutdownTimeout,
-//     then the region member closes (TestStartThreeNodeRegion's cleanup).
+//     then the region member closes (TestStartThreeNodeRegion, subtest "close
+//     ends subscriptions and the client resumes elsewhere").
+//   - With the client package, a write sent to a leader that gets isolated
+//     mid-request ends up applied exactly once, through the new leader
+//     (TestClientFailsOverWhenLeaderIsolated, over tests/faultnet).
 //
 // What it does not do: read flags, environment or files (cmd/meridian does),
 // terminate TLS, or discover peers beyond Config.Peers.

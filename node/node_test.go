@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
 	"github.com/meridiandb/meridian/client"
 	"github.com/meridiandb/meridian/region"
+	"github.com/meridiandb/meridian/tests/faultnet"
 )
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
@@ -50,6 +52,12 @@ func (w *testWriter) Write(p []byte) (int, error) {
 // 127.0.0.1 ports and waits until they agree on a leader.
 func startRegion(t *testing.T, n int) []*Node {
 	t.Helper()
+	return startRegionOn(t, n, func(string) region.Network { return region.TCP })
+}
+
+// startRegionOn is startRegion with each node's network chosen by node id.
+func startRegionOn(t *testing.T, n int, network func(id string) region.Network) []*Node {
+	t.Helper()
 	peers := make([]region.Peer, n)
 	for i := range peers {
 		peers[i] = region.Peer{ID: "n" + strconv.Itoa(i+1), RaftAddr: freeAddr(t), APIAddr: freeAddr(t)}
@@ -59,7 +67,7 @@ func startRegion(t *testing.T, n int) []*Node {
 		nd, err := Start(t.Context(), Config{
 			Region: "test", NodeID: p.ID, DataDir: t.TempDir(),
 			APIAddr: p.APIAddr, RaftAddr: p.RaftAddr, Peers: peers, Bootstrap: true,
-			Network: region.TCP, Logger: testLogger(t),
+			Network: network(p.ID), Logger: testLogger(t),
 		})
 		require.NoError(t, err)
 		nodes[i] = nd
@@ -258,5 +266,62 @@ func TestConfigValidate(t *testing.T) {
 			require.ErrorIs(t, err, ErrInvalidConfig)
 			assert.Contains(t, err.Error(), tt.wantErr)
 		})
+	}
+}
+
+// TestClientFailsOverWhenLeaderIsolated cuts the leader off from its peers
+// while a client appends through it: the client must end up on the new
+// leader, and the event must exist exactly once on every node after healing,
+// whatever the isolated leader did with the first attempt.
+func TestClientFailsOverWhenLeaderIsolated(t *testing.T) {
+	seed := time.Now().UnixNano()
+	if s := os.Getenv("MERIDIAN_TEST_SEED"); s != "" {
+		v, err := strconv.ParseInt(s, 10, 64)
+		require.NoError(t, err)
+		seed = v
+	}
+	t.Logf("faultnet seed %d (MERIDIAN_TEST_SEED)", seed)
+	fn := faultnet.New(seed)
+	nodes := startRegionOn(t, 3, func(id string) region.Network { return fn.Host(id) })
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	var leader *Node
+	var endpoints []string
+	for _, nd := range nodes {
+		if nd.Region().Status().GetIsLeader() {
+			leader = nd
+		}
+	}
+	require.NotNil(t, leader)
+	endpoints = append(endpoints, leader.URL())
+	for _, nd := range nodes {
+		if nd != leader {
+			endpoints = append(endpoints, nd.URL())
+		}
+	}
+	policy := client.DefaultRetryPolicy()
+	policy.MaxAttempts = 30
+	policy.MaxElapsed = 40 * time.Second
+	policy.AttemptTimeout = 3 * time.Second
+	c, err := client.New(endpoints, client.WithRetryPolicy(policy))
+	require.NoError(t, err)
+	defer c.Close()
+
+	fn.Isolate(leader.Region().Status().GetNode())
+	events := []*meridianv1.ProposedEvent{{Type: "WrittenDuringIsolation"}}
+	resp, err := c.Append(ctx, "iso-1", events)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), resp.LastVersion)
+	fn.HealAll()
+
+	for _, nd := range nodes {
+		rc, err := client.New([]string{nd.URL()})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			r, err := rc.Read(ctx, "iso-1", client.WithConsistency(meridianv1.Consistency_CONSISTENCY_EVENTUAL))
+			return err == nil && len(r.Events) == 1 && r.Events[0].Id == events[0].Id
+		}, 30*time.Second, 50*time.Millisecond, "node %s", nd.Addr())
+		_ = rc.Close()
 	}
 }
