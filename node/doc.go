@@ -14,8 +14,8 @@
 //     clients resume elsewhere), in-flight calls get Config.ShutdownTimeout,
 //     then the region member closes (TestStartThreeNodeRegion, subtest "close
 //     ends subscriptions and the client resumes elsewhere").
-//   - With the client package, a write sent to a leader that gets isolated
-//     mid-request ends up applied exactly once, through the new leader
+//   - With the client package, a write sent to a leader that is cut off from
+//     its peers ends up applied exactly once, through the new leader
 //     (TestClientFailsOverWhenLeaderIsolated, over tests/faultnet).
 //
 // What it does not do: read flags, environment or files (cmd/meridian does),

@@ -1,6 +1,3 @@
-// Command meridian is Meridian's single binary: the server (`meridian
-// server`), a local development region (`meridian dev`) and the client
-// commands (`append`, `read`, `tail`, `status`).
 package main
 
 import (
