@@ -207,3 +207,29 @@ func TestReplayCommand(t *testing.T) {
 	cmd := ReplayCommand("./tests/cluster", "^TestNemesis/one-way$", s)
 	assert.True(t, strings.Contains(cmd, "MERIDIAN_NEMESIS_SEED=99") && strings.Contains(cmd, "MERIDIAN_NEMESIS_SCHEDULE=one-way"), cmd)
 }
+
+// failingRestart fails the first restart of every node.
+type failingRestart struct {
+	fakeCluster
+	failed map[string]bool
+}
+
+func (f *failingRestart) Restart(n string) error {
+	if !f.failed[n] {
+		f.failed[n] = true
+		return fmt.Errorf("cannot restart %s", n)
+	}
+	return f.fakeCluster.Restart(n)
+}
+
+func TestRecoverRetriesFailedRestart(t *testing.T) {
+	f := &failingRestart{fakeCluster: fakeCluster{nodes: three, leader: "n1"}, failed: map[string]bool{}}
+	r := NewRunner(f, nil)
+	s := Schedule{Kind: "hand", Nodes: three, Steps: []Step{
+		{Action: ActKill, Target: "n2"}, {Action: ActRestart, Target: "n2"},
+	}}
+	require.NoError(t, r.Run(context.Background(), s))
+	assert.NotEmpty(t, r.Events()[1].Err, "the failed restart is recorded")
+	require.NoError(t, r.Recover())
+	assert.Contains(t, f.calls, "restart n2", "recover restarts the node that failed to come back")
+}

@@ -159,7 +159,14 @@ func (r *Runner) apply(st Step) ([]string, error) {
 		if n == "" {
 			return nil, nil // the kill did not happen
 		}
-		return []string{n}, r.C.Restart(n)
+		err := r.C.Restart(n)
+		if err != nil {
+			// Still down: Recover tries again and reports it.
+			r.mu.Lock()
+			r.killed = append(r.killed, n)
+			r.mu.Unlock()
+		}
+		return []string{n}, err
 	case ActPause:
 		n := r.resolve(st.Target, st.Pick)
 		err := r.C.Pause(n)
