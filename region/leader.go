@@ -119,6 +119,9 @@ func (n *Node) leader() (id, apiAddr string, ok bool) {
 		return "", "", false
 	}
 	p, found := n.cfg.peer(string(sid))
+	if string(sid) == n.cfg.NodeID && n.cfg.APIAdvertise != "" {
+		p.APIAddr, found = n.cfg.APIAdvertise, true
+	}
 	if !found || p.APIAddr == "" {
 		return string(sid), "", false
 	}

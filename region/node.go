@@ -350,18 +350,16 @@ func (n *Node) readFSM(req *meridianv1.ReadRequest, token causal.Vector) (*merid
 	}, nil
 }
 
-// fsmCovers reports whether the state machine has applied every entry up
-// to idx. Raft hands only command entries to the FSM, so the FSM's applied
-// index stops at the last command; Raft's applied index counts entries
-// handed over (not yet applied). Entries between the two that are not
-// commands (no-op, configuration, barrier) need no apply.
+// fsmCovers reports whether the state machine has applied every command
+// entry up to idx. Raft hands only command entries to the FSM, so the FSM's
+// applied index stops at the last command; the entries after it that are
+// not commands (no-op, configuration, barrier) change no state. They are
+// checked in the local log: usually none or one (a new leader's no-op or
+// barrier).
 func (n *Node) fsmCovers(idx uint64) bool {
 	fa := n.fsm.AppliedIndex()
 	if fa >= idx {
 		return true
-	}
-	if n.raft.AppliedIndex() < idx {
-		return false
 	}
 	var l raft.Log
 	for i := fa + 1; i <= idx; i++ {
@@ -376,7 +374,7 @@ func (n *Node) fsmCovers(idx uint64) bool {
 }
 
 // waitApplied waits until ready() or ctx ends, waking on every apply and
-// polling for Raft index changes that do not reach the FSM.
+// polling for log changes that do not reach the FSM.
 func (n *Node) waitApplied(ctx context.Context, ready func() bool) error {
 	t := time.NewTicker(appliedPollInterval)
 	defer t.Stop()

@@ -1,6 +1,7 @@
 package region
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -114,15 +115,21 @@ func TestRestartServesAcknowledgedStateAndWholeRegionRestartLosesNothing(t *test
 		want[testEntity(e)] = readStreamAll(t, r.node(leader), testEntity(e))
 		require.Len(t, want[testEntity(e)], perEntity)
 	}
+	// The last log entry is not a command (as after an election's barrier).
+	require.NoError(t, r.node(leader).Raft().Barrier(10*time.Second).Error())
+	r.waitConverged()
 	for i := range r.nodes {
 		r.stop(i)
 	}
 	for i := range r.nodes {
 		r.start(i)
 		// Before any leader exists, an EVENTUAL read on the restarted node
-		// already serves everything it acknowledged (Badger kept it).
+		// already serves everything it acknowledged (Badger kept it),
+		// without waiting for the read floor (ReadWaitMax is 1s).
 		for e := range entities {
-			rr, err := r.node(i).Read(ctx, &meridianv1.ReadRequest{Entity: testEntity(e), MaxCount: 1000, Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL})
+			rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			rr, err := r.node(i).Read(rctx, &meridianv1.ReadRequest{Entity: testEntity(e), MaxCount: 1000, Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL})
+			cancel()
 			require.NoError(t, err)
 			requireSameEvents(t, want[testEntity(e)], rr.GetEvents())
 		}
