@@ -185,7 +185,9 @@ func TestCLIErrors(t *testing.T) {
 		{name: "bad consistency", args: []string{"read", "x", "--consistency", "psychic", ep}, wantCode: 2, wantErr: "--consistency"},
 		{name: "tail both", args: []string{"tail", "x", "--all", ep}, wantCode: 2, wantErr: "either ENTITY or --all"},
 		{name: "unknown flag", args: []string{"read", "x", "--nope", ep}, wantCode: 2, wantErr: "unknown flag"},
-		{name: "bad id", args: []string{"append", "x", "--id", "123", ep}, wantCode: 1, wantErr: "invalid event id"},
+		{name: "bad id", args: []string{"append", "x", "--id", "123", ep}, wantCode: 2, wantErr: "invalid event id"},
+		{name: "https endpoint", args: []string{"read", "x", "--endpoint", "https://127.0.0.1:1"}, wantCode: 2, wantErr: "want http://host:port"},
+		{name: "no endpoint", args: []string{"status", "--endpoint", " , "}, wantCode: 2, wantErr: "no endpoints"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -99,6 +99,12 @@ func isUsageError(err error) bool {
 	if errors.As(err, &u) {
 		return true
 	}
+	// The client rejects bad flag values before sending anything.
+	for _, target := range []error{client.ErrNoEndpoints, client.ErrInvalidEndpoint, client.ErrInvalidEventID, client.ErrInvalidOption} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
 	// cobra's own argument-count and unknown-command errors.
 	msg := err.Error()
 	return strings.Contains(msg, "unknown command") || strings.Contains(msg, "arg(s)") || strings.Contains(msg, "unknown flag")
