@@ -11,6 +11,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
@@ -39,6 +40,10 @@ type WorkloadConfig struct {
 	// RetriesMax is how many times an unknown append is retried with the
 	// same event ids.
 	RetriesMax int
+	// Subscribers is the number of entity subscriptions (subscriber k
+	// follows entity k mod Entities, resubscribing after its last delivered
+	// version on any node when a stream breaks or goes quiet).
+	Subscribers int
 }
 
 // DefaultWorkload is a mixed workload: 4 clients over 4 entities, half
@@ -46,7 +51,7 @@ type WorkloadConfig struct {
 // version, up to 3 events per append.
 func DefaultWorkload(seed int64) WorkloadConfig {
 	return WorkloadConfig{Clients: 4, Entities: 4, Seed: seed, ReadShare: 0.5, StrongShare: 0.5,
-		ExactShare: 0.2, EventsMax: 3, RequestTimeout: 2 * time.Second, RetriesMax: 2}
+		ExactShare: 0.2, EventsMax: 3, RequestTimeout: 2 * time.Second, RetriesMax: 2, Subscribers: 2}
 }
 
 // Workload drives clients against a Cluster through faultnet and records
@@ -84,7 +89,66 @@ func (w *Workload) Run(ctx context.Context) {
 			w.client(ctx, i)
 		}()
 	}
+	for k := range w.cfg.Subscribers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.subscriber(ctx, k)
+		}()
+	}
 	wg.Wait()
+}
+
+// Subscription limits.
+const (
+	// subscribeQuietMax: a subscription that delivers nothing (not even a
+	// checkpoint) for this long is abandoned and reopened elsewhere.
+	subscribeQuietMax = 3 * time.Second
+	// subscribeCheckpoint is the requested idle checkpoint interval.
+	subscribeCheckpoint = 500 * time.Millisecond
+	// subscribeBackoff is the pause before resubscribing.
+	subscribeBackoff = 50 * time.Millisecond
+)
+
+// subscriber follows one entity and records every delivery. Client ids of
+// subscribers follow the workers' and the final writer's.
+func (w *Workload) subscriber(ctx context.Context, k int) {
+	cid := w.cfg.Clients + 1 + k
+	entity := w.entities[k%len(w.entities)]
+	rng := rand.New(rand.NewPCG(uint64(w.cfg.Seed), uint64(cid)+1000))
+	nodes := w.c.Nodes()
+	host := fmt.Sprintf("subscriber-%d", k)
+	clients := make([]meridianv1connect.EventStoreClient, len(nodes))
+	for i, n := range nodes {
+		clients[i] = w.c.Client(host, n)
+	}
+	next := uint64(1)
+	for ctx.Err() == nil {
+		i := rng.IntN(len(nodes))
+		subCtx, cancel := context.WithCancel(ctx)
+		quiet := time.AfterFunc(subscribeQuietMax, cancel)
+		stream, err := clients[i].Subscribe(subCtx, connect.NewRequest(&meridianv1.SubscribeRequest{
+			Target:             &meridianv1.SubscribeRequest_Entity{Entity: entity},
+			FromPosition:       next,
+			CheckpointInterval: durationpb.New(subscribeCheckpoint),
+		}))
+		if err == nil {
+			for stream.Receive() {
+				quiet.Reset(subscribeQuietMax)
+				if ev := stream.Msg().GetEvent(); ev != nil {
+					w.rec.Deliver(cid, "", entity, EventRef(ev), history.Result{Node: nodes[i]})
+					next = ev.GetVersion() + 1
+				}
+			}
+			_ = stream.Close()
+		}
+		quiet.Stop()
+		cancel()
+		select {
+		case <-ctx.Done():
+		case <-time.After(subscribeBackoff):
+		}
+	}
 }
 
 // session is one client's state.
