@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -98,6 +99,9 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 		})
 		if err != nil {
 			_ = c.Close()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("dev: start %s: %w (is another 'meridian dev' running? choose other ports with --api-port and --raft-port)", devNodeID(i), err)
+			}
 			return nil, fmt.Errorf("dev: start %s: %w", devNodeID(i), err)
 		}
 		c.nodes = append(c.nodes, n)
