@@ -142,11 +142,15 @@ func call[T any](ctx context.Context, c *Client, method string, op func(ctx cont
 			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
 		}
 		res, err := op(actx, stub)
+		// The attempt's own deadline may surface as any code (the server
+		// sees the propagated deadline and may answer Canceled first): it is
+		// outcome unknown, so retry whatever the code says.
+		attemptExpired := actx.Err() != nil
 		cancel()
 		if err == nil {
 			return res, nil
 		}
-		if ctx.Err() != nil || !retryable(err) {
+		if ctx.Err() != nil || !(retryable(err) || attemptExpired) {
 			return res, backoff.Permanent(err)
 		}
 		// Move on to the next endpoint, unless a concurrent call already did.
