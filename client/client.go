@@ -116,8 +116,10 @@ func retryable(err error) bool {
 	switch connect.CodeOf(err) {
 	case connect.CodeUnavailable, connect.CodeResourceExhausted:
 		return true
-	case connect.CodeDeadlineExceeded:
-		// An attempt's own timeout; the call's context is checked by the caller.
+	case connect.CodeDeadlineExceeded, connect.CodeCanceled:
+		// An attempt's own timeout, which the server sees through the
+		// propagated deadline and may answer first as Canceled, or a node
+		// shutting down. Callers check their own context before retrying.
 		return true
 	}
 	return false
