@@ -10,7 +10,9 @@
 //     sends the same ids and the server's idempotency window turns a retry of
 //     a write that did commit into the original result (TestAppendRetriesWithSameIDs).
 //   - Append, Read and Status retry on connect.CodeUnavailable (which includes
-//     the server's "outcome unknown") and CodeResourceExhausted with exponential
+//     the server's "outcome unknown"), CodeResourceExhausted, and
+//     CodeDeadlineExceeded or CodeCanceled while the caller's context is alive
+//     (an attempt timeout, a node stopping), with exponential
 //     backoff and jitter, bounded by RetryPolicy.MaxAttempts and MaxElapsed,
 //     moving to the next endpoint after each failure (TestFailoverToNextEndpoint,
 //     TestRetryIsBounded). An attempt that hangs past RetryPolicy.AttemptTimeout
