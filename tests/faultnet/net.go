@@ -220,7 +220,8 @@ func (n *Net) PartitionGroups(groups ...[]string) {
 	}
 }
 
-// Isolate cuts host from every other known host, both directions.
+// Isolate cuts host from every other known host, both directions. Hosts
+// first used after the call are not cut (the same holds for Pause).
 func (n *Net) Isolate(host string) {
 	for _, o := range n.hostNames() {
 		if o != host {
