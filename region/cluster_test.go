@@ -37,6 +37,8 @@ type raftNode struct {
 	dir  string
 	node *Node // nil while stopped
 	srv  *http.Server
+	// lastIndex is the last Raft log index when the node was last stopped.
+	lastIndex uint64
 }
 
 // nodeTestLogger logs Raft and node warnings to the test log when
@@ -155,6 +157,11 @@ func (r *raftRegion) stop(i int) {
 		return
 	}
 	_ = srv.Close()
+	// Shut Raft down first so the log stops changing, and note its end.
+	_ = node.Raft().Shutdown().Error()
+	last, err := node.parts.wal.LastIndex()
+	require.NoError(r.t, err)
+	tn.lastIndex = last
 	require.NoError(r.t, node.Close())
 }
 

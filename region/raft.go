@@ -99,7 +99,7 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 		return nil, fmt.Errorf("region: create wal dir: %w", err)
 	}
 	p.meta = &metadb.BoltMetaDB{}
-	p.wal, err = wal.Open(walDir, wal.WithMetaStore(p.meta), wal.WithLogger(newHCLogAdapter(cfg.Logger.With("component", "raft-wal"), "wal")))
+	p.wal, err = wal.Open(walDir, wal.WithMetaStore(p.meta), wal.WithSegmentSize(cfg.LogSegmentBytes), wal.WithLogger(newHCLogAdapter(cfg.Logger.With("component", "raft-wal"), "wal")))
 	if err != nil {
 		return nil, fmt.Errorf("region: open raft-wal: %w", err)
 	}
