@@ -167,7 +167,6 @@ func TestNodeDownForTenThousandAppendsCatchesUpBySnapshot(t *testing.T) {
 	// Everything the down node's log holds (it may hold more than it applied).
 	downLast := r.nodes[down].lastIndex
 
-
 	const appends, workers, entityCount = 10000, 64, 100
 	entities := make([]string, entityCount)
 	for i := range entities {
