@@ -103,6 +103,9 @@ type Config struct {
 	LeaderWaitTimeout time.Duration
 	// ForwardDialTimeout bounds one dial to the leader's API. 2s.
 	ForwardDialTimeout time.Duration
+	// ForwardTimeout bounds a forwarded request whose caller set no
+	// deadline. 30s: longer than an election plus a commit under load.
+	ForwardTimeout time.Duration
 	// ReadWaitMax bounds how long a local read waits for the applied state to
 	// cover a session token (or, after a restart, the local log) before the
 	// read is forwarded to the leader. 1s.
@@ -138,6 +141,7 @@ func DefaultConfig() Config {
 		ApplyEnqueueTimeout: 5 * time.Second,
 		LeaderWaitTimeout:   5 * time.Second,
 		ForwardDialTimeout:  2 * time.Second,
+		ForwardTimeout:      30 * time.Second,
 		ReadWaitMax:         time.Second,
 		CheckpointInterval:  time.Second,
 		SubscribePageMax:    256,
@@ -183,7 +187,8 @@ func (c Config) Validate() error {
 		{"ElectionTimeout", c.ElectionTimeout}, {"LeaderLeaseTimeout", c.LeaderLeaseTimeout},
 		{"CommitTimeout", c.CommitTimeout}, {"SnapshotInterval", c.SnapshotInterval},
 		{"ApplyEnqueueTimeout", c.ApplyEnqueueTimeout}, {"LeaderWaitTimeout", c.LeaderWaitTimeout},
-		{"ForwardDialTimeout", c.ForwardDialTimeout}, {"ReadWaitMax", c.ReadWaitMax},
+		{"ForwardDialTimeout", c.ForwardDialTimeout}, {"ForwardTimeout", c.ForwardTimeout},
+		{"ReadWaitMax", c.ReadWaitMax},
 		{"CheckpointInterval", c.CheckpointInterval},
 	}
 	for _, d := range durations {

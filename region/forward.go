@@ -58,14 +58,16 @@ func isForwarded(ctx context.Context) bool {
 // through the node's Network.
 type forwarder struct {
 	self       string
+	timeout    time.Duration
 	httpClient *http.Client
 	mu         sync.Mutex
 	clients    map[string]meridianv1connect.EventStoreClient
 }
 
-func newForwarder(self string, network Network, dialTimeout time.Duration) *forwarder {
+func newForwarder(self string, network Network, dialTimeout, timeout time.Duration) *forwarder {
 	return &forwarder{
 		self:       self,
+		timeout:    timeout,
 		httpClient: newHTTPClient(network, dialTimeout),
 		clients:    map[string]meridianv1connect.EventStoreClient{},
 	}
@@ -86,7 +88,18 @@ func (f *forwarder) close() {
 	f.httpClient.CloseIdleConnections()
 }
 
+// bound gives a forwarded request the forwarder's timeout when the caller
+// set no deadline, so a request never waits forever on a silent leader.
+func (f *forwarder) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, f.timeout)
+}
+
 func (f *forwarder) append(ctx context.Context, addr string, req *meridianv1.AppendRequest) (*meridianv1.AppendResponse, error) {
+	ctx, cancel := f.bound(ctx)
+	defer cancel()
 	r := connect.NewRequest(req)
 	r.Header().Set(forwardedHeader, f.self)
 	resp, err := f.client(addr).Append(ctx, r)
@@ -97,6 +110,8 @@ func (f *forwarder) append(ctx context.Context, addr string, req *meridianv1.App
 }
 
 func (f *forwarder) read(ctx context.Context, addr string, req *meridianv1.ReadRequest) (*meridianv1.ReadResponse, error) {
+	ctx, cancel := f.bound(ctx)
+	defer cancel()
 	r := connect.NewRequest(req)
 	r.Header().Set(forwardedHeader, f.self)
 	resp, err := f.client(addr).Read(ctx, r)

@@ -99,9 +99,20 @@ func newHTTPClient(network Network, dialTimeout time.Duration) *http.Client {
 		},
 		MaxIdleConnsPerHost: forwardIdleConnsMax,
 		IdleConnTimeout:     90 * time.Second,
+		// Detect a black-holed connection (partition, crashed peer) instead
+		// of multiplexing new requests onto it until their deadlines.
+		HTTP2: &http.HTTP2Config{SendPingTimeout: forwardPingInterval, PingTimeout: forwardPingTimeout},
 	}
 	return &http.Client{Transport: tr}
 }
 
-// forwardIdleConnsMax bounds idle HTTP/2 connections kept per leader.
-const forwardIdleConnsMax = 4
+// Forwarding connection limits.
+const (
+	// forwardIdleConnsMax bounds idle HTTP/2 connections kept per leader.
+	forwardIdleConnsMax = 4
+	// forwardPingInterval is how long a forwarding connection may be silent
+	// before it is pinged; forwardPingTimeout is how long the ping may take
+	// before the connection is closed.
+	forwardPingInterval = 2 * time.Second
+	forwardPingTimeout  = 2 * time.Second
+)

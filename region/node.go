@@ -104,7 +104,7 @@ func Open(cfg Config) (*Node, error) {
 		_, _ = n.hlc.Update(causal.Timestamp{WallNanos: last.GetWallNanos(), Logical: last.GetLogical()})
 	}
 	n.batcher = newBatcher(cfg, n.raft, n.hlc, logger.With("component", "batcher"))
-	n.fwd = newForwarder(cfg.NodeID, cfg.Network, cfg.ForwardDialTimeout)
+	n.fwd = newForwarder(cfg.NodeID, cfg.Network, cfg.ForwardDialTimeout, cfg.ForwardTimeout)
 	n.wg.Add(1)
 	go n.runLeadership()
 	logger.Info("node open", "raft_addr", parts.transport.LocalAddr(), "applied", fsm.AppliedIndex(), "last_log_index", n.readFloor)
