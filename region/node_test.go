@@ -202,8 +202,24 @@ func TestAppendOnPartitionedLeaderIsOutcomeUnknown(t *testing.T) {
 	r.net.Isolate(r.nodes[old].id)
 	ev := newTestEvent()
 	req := &meridianv1.AppendRequest{Entity: "acct-2", Events: []*meridianv1.ProposedEvent{ev}}
+	// A caller whose deadline ends while its proposal is in Raft learns
+	// "outcome unknown" too, as DeadlineExceeded.
+	shortErr := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		_, err := r.node(old).batcher.submit(sctx, &meridianv1.AppendOp{Entity: "acct-3", Events: []*meridianv1.ProposedEvent{newTestEvent()}})
+		shortErr <- err
+	}()
 	_, err = r.node(old).batcher.submit(ctx, &meridianv1.AppendOp{Entity: "acct-2", Events: req.Events})
 	require.Error(t, err)
+	t.Logf("append on the cut-off leader: %v", err)
+	if serr := <-shortErr; !errors.Is(serr, ErrNotLeader) {
+		t.Logf("short-deadline append: %v", serr)
+		require.ErrorIs(t, serr, ErrOutcomeUnknown)
+		require.ErrorIs(t, serr, context.DeadlineExceeded)
+		assert.Equal(t, connect.CodeDeadlineExceeded, ConnectError(serr).Code())
+	}
 	// Proposed while leader, then leadership was lost: the entry may or may
 	// not commit, so the answer is "outcome unknown", never a plain failure.
 	// (If Raft had already stepped down, it is "not leader": not proposed.)
