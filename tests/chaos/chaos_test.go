@@ -151,7 +151,10 @@ func h2c(dial func(ctx context.Context, network, addr string) (net.Conn, error))
 }
 
 func newCluster(t *testing.T, topo *Topology, bin string) *cluster {
-	c := &cluster{t: t, topo: topo, bin: bin, dir: t.TempDir(), client: map[string]meridianv1connect.EventStoreClient{}}
+	// Not t.TempDir: node logs and data must outlive a failed run.
+	dir, err := os.MkdirTemp("", "meridian-chaos-")
+	require.NoError(t, err)
+	c := &cluster{t: t, topo: topo, bin: bin, dir: dir, client: map[string]meridianv1connect.EventStoreClient{}}
 	var peers []string
 	for _, h := range topo.Hosts {
 		peers = append(peers, fmt.Sprintf("%s=%s:%d=%s:%d", h.Name, h.Addr, raftPort, h.Addr, apiPort))
@@ -178,8 +181,10 @@ func newCluster(t *testing.T, topo *Topology, bin string) *cluster {
 			c.kill(s)
 		}
 		if t.Failed() {
-			t.Logf("node logs are in %s", c.dir)
+			t.Logf("node logs and data are kept in %s", c.dir)
+			return
 		}
+		_ = os.RemoveAll(c.dir)
 	})
 	return c
 }
