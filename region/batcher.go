@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,10 +199,30 @@ func (b *batcher) propose(batch []*proposal) {
 		return
 	}
 	f := b.raft.Apply(data, b.enqueueTimeout)
+	watchShutdown(f, b.stop)
 	b.batches.Add(1)
 	b.ops.Add(uint64(len(batch)))
 	b.wg.Add(1)
 	go b.await(f, batch)
+}
+
+// watchShutdown makes f.Error() return raft.ErrRaftShutdown once stop is
+// closed. hashicorp/raft v1.8.0 gives Apply futures no shutdown channel, so a
+// future still in Raft's apply queue when Raft shuts down is never answered
+// and its waiter would block forever (seen as a hung Close). The future's
+// exported ShutdownCh field (promoted from raft's deferError) is set through
+// reflection before anyone waits on it; if raft changes shape, nothing is set.
+func watchShutdown(f raft.ApplyFuture, stop chan struct{}) bool {
+	v := reflect.ValueOf(f)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	fv := v.Elem().FieldByName("ShutdownCh")
+	if !fv.IsValid() || !fv.CanSet() || fv.Type() != reflect.TypeOf(stop) {
+		return false
+	}
+	fv.Set(reflect.ValueOf(stop))
+	return true
 }
 
 // await waits for one batch's Raft outcome and fans it out per op.

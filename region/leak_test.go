@@ -23,3 +23,22 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, n.Close())
 }
+
+func TestWatchShutdownAnswersAbandonedApplyFutures(t *testing.T) {
+	cfg := nodeTestConfig(t)
+	cfg.NodeID, cfg.DataDir = "n1", t.TempDir()
+	cfg.RaftAddr = freeLoopbackAddr(t)
+	// Two voters, one never started: nothing commits, so the future waits.
+	cfg.Peers = []Peer{{ID: "n1", RaftAddr: cfg.RaftAddr}, {ID: "n2", RaftAddr: freeLoopbackAddr(t)}}
+	cfg.Bootstrap = true
+	n, err := Open(cfg)
+	require.NoError(t, err)
+	defer n.Close()
+	// A follower enqueues the entry (Raft's loop then refuses it): the
+	// future is raft's logFuture, whose shutdown channel must be settable.
+	f := n.raft.Apply([]byte("x"), time.Second)
+	stop := make(chan struct{})
+	require.True(t, watchShutdown(f, stop), "raft's apply future has no settable ShutdownCh: %T", f)
+	close(stop)
+	require.Error(t, f.Error())
+}
