@@ -207,12 +207,12 @@ func (b *batcher) propose(batch []*proposal) {
 }
 
 // watchShutdown makes f.Error() return raft.ErrRaftShutdown once stop is
-// closed. hashicorp/raft v1.8.0 gives Apply futures no shutdown channel, so a
-// future still in Raft's apply queue when Raft shuts down is never answered
+// closed. hashicorp/raft v1.8.0 gives Apply, Barrier and VerifyLeader futures
+// no shutdown channel, so a future still in Raft's queues when Raft shuts down is never answered
 // and its waiter would block forever (seen as a hung Close). The future's
 // exported ShutdownCh field (promoted from raft's deferError) is set through
 // reflection before anyone waits on it; if raft changes shape, nothing is set.
-func watchShutdown(f raft.ApplyFuture, stop chan struct{}) bool {
+func watchShutdown(f raft.Future, stop chan struct{}) bool {
 	v := reflect.ValueOf(f)
 	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
 		return false

@@ -53,7 +53,9 @@ func (n *Node) runLeadership() {
 // the FSM apply every earlier entry, then the HLC is raised above the last
 // stamp applied, so this leader's stamps follow its predecessors'.
 func (n *Node) establishLeadership() {
-	if err := n.raft.Barrier(leaderBarrierTimeout).Error(); err != nil {
+	f := n.raft.Barrier(leaderBarrierTimeout)
+	watchShutdown(f, n.closing)
+	if err := f.Error(); err != nil {
 		n.logger.Warn("leader barrier failed", "err", err)
 		return
 	}

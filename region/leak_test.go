@@ -39,6 +39,8 @@ func TestWatchShutdownAnswersAbandonedApplyFutures(t *testing.T) {
 	f := n.raft.Apply([]byte("x"), time.Second)
 	stop := make(chan struct{})
 	require.True(t, watchShutdown(f, stop), "raft's apply future has no settable ShutdownCh: %T", f)
+	require.True(t, watchShutdown(n.raft.Barrier(time.Second), stop))
+	require.True(t, watchShutdown(n.raft.VerifyLeader(), stop))
 	close(stop)
 	require.Error(t, f.Error())
 }

@@ -275,7 +275,9 @@ func (n *Node) readStrong(ctx context.Context, req *meridianv1.ReadRequest, toke
 	// at or below LastIndex (leader completeness), even before this leader
 	// learnt the commit index of its predecessor.
 	idx := n.raft.LastIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	verify := n.raft.VerifyLeader()
+	watchShutdown(verify, n.closing)
+	if err := verify.Error(); err != nil {
 		return nil, fmt.Errorf("%w: verify leader: %v", ErrNotLeader, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.LeaderWaitTimeout)
