@@ -159,7 +159,7 @@ func (r *raftRegion) stop(i int) {
 	_ = srv.Close()
 	// Shut Raft down first so the log stops changing, and note its end.
 	_ = node.Raft().Shutdown().Error()
-	last, err := node.parts.wal.LastIndex()
+	last, err := node.parts.logs.LastIndex()
 	require.NoError(r.t, err)
 	tn.lastIndex = last
 	require.NoError(r.t, node.Close())

@@ -25,7 +25,7 @@ type Config struct {
 	Region string
 	// NodeID is this node's id; it must appear in Peers when bootstrapping.
 	NodeID string
-	// DataDir holds the Raft log (wal/), snapshots (snapshots/) and the
+	// DataDir holds the Raft log (raft.db), snapshots (snapshots/) and the
 	// Badger state (state/). Created if missing.
 	DataDir string
 	// RaftAddr is the address the Raft transport listens on (host:port).
@@ -77,11 +77,6 @@ type Config struct {
 	TrailingLogs uint64
 	// SnapshotsRetained is how many snapshots stay on disk. 2.
 	SnapshotsRetained int
-	// LogSegmentBytes is raft-wal's segment file size. 64 MiB (raft-wal's
-	// default). Compaction frees whole sealed segments only, and entries
-	// still in a segment stay readable, so a follower may catch up from the
-	// log even below the compaction point.
-	LogSegmentBytes int
 
 	// BatchOpsMax and BatchBytesMax bound one Raft entry (group commit).
 	// 256 ops / 4 MiB: big enough to amortise an fsync over many clients,
@@ -133,7 +128,6 @@ func DefaultConfig() Config {
 		SnapshotInterval:    2 * time.Minute,
 		TrailingLogs:        10240,
 		SnapshotsRetained:   2,
-		LogSegmentBytes:     64 << 20,
 		BatchOpsMax:         256,
 		BatchBytesMax:       4 << 20,
 		QueueOpsMax:         8192,
@@ -205,7 +199,6 @@ func (c Config) Validate() error {
 	}{
 		{"BatchOpsMax", c.BatchOpsMax}, {"BatchBytesMax", c.BatchBytesMax}, {"QueueOpsMax", c.QueueOpsMax},
 		{"InflightBatchesMax", c.InflightBatchesMax}, {"SnapshotsRetained", c.SnapshotsRetained},
-		{"LogSegmentBytes", c.LogSegmentBytes},
 		{"SubscribePageMax", c.SubscribePageMax},
 	}
 	for _, v := range ints {

@@ -153,9 +153,6 @@ func TestNodeDownForTenThousandAppendsCatchesUpBySnapshot(t *testing.T) {
 		c.SnapshotThreshold = 128
 		c.SnapshotInterval = 100 * time.Millisecond
 		c.TrailingLogs = 64
-		// Small segments, so compaction really removes the old entries
-		// (raft-wal keeps serving compacted entries of a live segment).
-		c.LogSegmentBytes = 64 << 10
 	})
 	leader := r.waitLeader()
 	down := r.follower(leader)
@@ -207,9 +204,9 @@ func TestNodeDownForTenThousandAppendsCatchesUpBySnapshot(t *testing.T) {
 			require.NoError(t, err)
 		}
 		require.Eventually(t, func() bool {
-			first, err := r.node(i).parts.wal.FirstIndex()
+			first, err := r.node(i).parts.logs.FirstIndex()
 			var l raft.Log
-			return err == nil && first > downLast+1 && r.node(i).parts.wal.GetLog(downLast+1, &l) != nil
+			return err == nil && first > downLast+1 && r.node(i).parts.logs.GetLog(downLast+1, &l) != nil
 		}, 30*time.Second, 20*time.Millisecond, "node %d did not compact its log", i)
 	}
 

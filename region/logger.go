@@ -11,7 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 )
 
-// hclogAdapter routes hashicorp/raft's (and raft-wal's) hclog output into a
+// hclogAdapter routes hashicorp/raft's hclog output into a
 // slog.Logger, so that everything lands in one stream. Values of type
 // hclog.Format (raft's hclog.Fmt) are expanded with fmt.Sprintf; a message
 // that still carries printf verbs with leftover arguments is expanded too.

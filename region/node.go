@@ -53,8 +53,8 @@ type Node struct {
 	wg        sync.WaitGroup
 }
 
-// Open starts a node: the state machine in DataDir/state, Raft (raft-wal in
-// DataDir/wal, snapshots in DataDir/snapshots) and the batcher. With
+// Open starts a node: the state machine in DataDir/state, Raft (raft-boltdb in
+// DataDir/raft.db, snapshots in DataDir/snapshots) and the batcher. With
 // cfg.Bootstrap and no Raft state it bootstraps the group with cfg.Peers.
 // A nil Network, Clock or Logger means TCP, the system clock, discard.
 func Open(cfg Config) (*Node, error) {
@@ -365,7 +365,7 @@ func (n *Node) fsmCovers(idx uint64) bool {
 	}
 	var l raft.Log
 	for i := fa + 1; i <= idx; i++ {
-		if err := n.parts.wal.GetLog(i, &l); err != nil {
+		if err := n.parts.logs.GetLog(i, &l); err != nil {
 			return false
 		}
 		if l.Type == raft.LogCommand {

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	wal "github.com/hashicorp/raft-wal"
-	"github.com/hashicorp/raft-wal/metadb"
+	raftboltdb "github.com/hashicorp/raft-boltdb"
 )
 
 // Raft transport limits.
@@ -29,10 +28,9 @@ const (
 type raftParts struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	wal       *wal.WAL
-	// meta is raft-wal's metadata store, closed by us: WAL.Close (v0.4.0)
-	// leaves it open, and its file lock would block a reopen in-process.
-	meta      *metadb.BoltMetaDB
+	// logs is the Raft log and stable store (ADR 0001: raft-boltdb, after
+	// raft-wal v0.4.0 failed to reopen a log whose tail had been truncated).
+	logs      *raftboltdb.BoltStore
 	snapshots raft.SnapshotStore
 	// lastIndexAtStart is the last index in the local log when the node
 	// opened: every entry this node acknowledged is at or below it.
@@ -51,13 +49,8 @@ func (p *raftParts) close() error {
 			errs = append(errs, err)
 		}
 	}
-	if p.wal != nil {
-		if err := p.wal.Close(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if p.meta != nil {
-		if err := p.meta.Close(); err != nil {
+	if p.logs != nil {
+		if err := p.logs.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -94,14 +87,8 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 			_ = p.close()
 		}
 	}()
-	walDir := filepath.Join(cfg.DataDir, "wal")
-	if err := os.MkdirAll(walDir, 0o700); err != nil {
-		return nil, fmt.Errorf("region: create wal dir: %w", err)
-	}
-	p.meta = &metadb.BoltMetaDB{}
-	p.wal, err = wal.Open(walDir, wal.WithMetaStore(p.meta), wal.WithSegmentSize(cfg.LogSegmentBytes), wal.WithLogger(newHCLogAdapter(cfg.Logger.With("component", "raft-wal"), "wal")))
-	if err != nil {
-		return nil, fmt.Errorf("region: open raft-wal: %w", err)
+	if p.logs, err = openLogStore(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	p.snapshots, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotsRetained,
 		newHCLogAdapter(cfg.Logger.With("component", "raft-snapshots"), "snapshots"))
@@ -119,11 +106,11 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 		Logger:  newHCLogAdapter(cfg.Logger.With("component", "raft-transport"), "transport"),
 	})
 	rc := raftConfig(cfg)
-	existing, err := raft.HasExistingState(p.wal, p.wal, p.snapshots)
+	existing, err := raft.HasExistingState(p.logs, p.logs, p.snapshots)
 	if err != nil {
 		return nil, fmt.Errorf("region: inspect raft state: %w", err)
 	}
-	if p.lastIndexAtStart, err = p.wal.LastIndex(); err != nil {
+	if p.lastIndexAtStart, err = p.logs.LastIndex(); err != nil {
 		return nil, fmt.Errorf("region: read last log index: %w", err)
 	}
 	if metas, err := p.snapshots.List(); err == nil && len(metas) > 0 {
@@ -144,13 +131,30 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 				Suffrage: raft.Voter, ID: raft.ServerID(peer.ID), Address: raft.ServerAddress(peer.RaftAddr),
 			})
 		}
-		if err := raft.BootstrapCluster(rc, p.wal, p.wal, p.snapshots, p.transport, conf); err != nil {
+		if err := raft.BootstrapCluster(rc, p.logs, p.logs, p.snapshots, p.transport, conf); err != nil {
 			return nil, fmt.Errorf("region: bootstrap: %w", err)
 		}
 	}
-	p.raft, err = raft.NewRaft(rc, fsm, p.wal, p.wal, p.snapshots, p.transport)
+	p.raft, err = raft.NewRaft(rc, fsm, p.logs, p.logs, p.snapshots, p.transport)
 	if err != nil {
 		return nil, fmt.Errorf("region: start raft: %w", err)
 	}
 	return p, nil
+}
+
+// logStoreFile is the Raft log and stable store's file in the data dir.
+const logStoreFile = "raft.db"
+
+// openLogStore opens the Raft log and stable store. raft-boltdb fsyncs
+// every write (NoSync stays false): the log is the durability point of the
+// region (doc.go).
+func openLogStore(dataDir string) (*raftboltdb.BoltStore, error) {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("region: create data dir: %w", err)
+	}
+	s, err := raftboltdb.NewBoltStore(filepath.Join(dataDir, logStoreFile))
+	if err != nil {
+		return nil, fmt.Errorf("region: open raft log store: %w", err)
+	}
+	return s, nil
 }
