@@ -338,9 +338,27 @@ func (n *Node) readFSM(req *meridianv1.ReadRequest, token causal.Vector) (*merid
 		return nil, err
 	}
 	v := token.Clone()
+	covered := uint64(0) // the highest version whose dot v covers
 	for _, e := range events {
 		if o := e.GetOrigin(); o != nil {
 			v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
+		}
+		covered = max(covered, e.GetVersion())
+	}
+	// The response also reports head_version, so the token must cover the
+	// head event too: otherwise a later read of this session on a node that
+	// is behind could report an older head (a monotonic-reads violation found
+	// by tests/cluster TestNemesis, tests/README.md #2). Only the head's own
+	// dot is added, not this node's whole vector, so the token stays precise.
+	if head > covered {
+		last, _, err := n.fsm.ReadStream(req.GetEntity(), head, 1, false)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range last {
+			if o := e.GetOrigin(); o != nil {
+				v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
+			}
 		}
 	}
 	return &meridianv1.ReadResponse{

@@ -165,6 +165,49 @@ func TestSessionReadWaitsForTokenThenFails(t *testing.T) {
 	assert.Equal(t, connect.CodeUnavailable, ConnectError(err).Code())
 }
 
+// TestReadTokenCoversHead: a read reports head_version, so its token covers
+// the head event even when the page returned stops short of it; a later
+// session read of that token can then never report an older head
+// (tests/README.md #2).
+func TestReadTokenCoversHead(t *testing.T) {
+	r := newTestRegion(t, 1, nil)
+	leader := r.waitLeader()
+	ctx := testContext(t, 20*time.Second)
+	other, err := r.node(leader).Append(ctx, appendRequest("other", newTestEvent()))
+	require.NoError(t, err)
+	evs := make([]*meridianv1.ProposedEvent, 5)
+	for i := range evs {
+		evs[i] = newTestEvent()
+	}
+	resp, err := r.node(leader).Append(ctx, appendRequest("head", evs...))
+	require.NoError(t, err)
+	headSeq := resp.GetOrigin().GetSeq() + 4 // the fifth event's dot
+	_, err = r.node(leader).Append(ctx, appendRequest("other", newTestEvent()))
+	require.NoError(t, err)
+
+	cases := []struct {
+		name string
+		req  *meridianv1.ReadRequest
+	}{
+		{"forward page short of the head", &meridianv1.ReadRequest{Entity: "head", MaxCount: 2}},
+		{"forward page from the middle", &meridianv1.ReadRequest{Entity: "head", FromVersion: 2, MaxCount: 1}},
+		{"backward page ending before the head", &meridianv1.ReadRequest{Entity: "head", FromVersion: 3, MaxCount: 2, Direction: meridianv1.Direction_DIRECTION_BACKWARD}},
+		{"eventual", &meridianv1.ReadRequest{Entity: "head", MaxCount: 1, Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL}},
+		{"strong", &meridianv1.ReadRequest{Entity: "head", MaxCount: 1, Consistency: meridianv1.Consistency_CONSISTENCY_STRONG}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rr, err := r.node(leader).Read(ctx, tc.req)
+			require.NoError(t, err)
+			require.Equal(t, uint64(5), rr.GetHeadVersion())
+			tok, err := causal.ParseToken(rr.GetSessionToken())
+			require.NoError(t, err)
+			assert.Equal(t, headSeq, tok.Get("r1"), "token must cover the head event's dot, and only up to it")
+			assert.Less(t, other.GetOrigin().GetSeq(), tok.Get("r1"))
+		})
+	}
+}
+
 func TestSubscribeCatchesUpThenGoesLive(t *testing.T) {
 	r := newTestRegion(t, 3, func(c *Config) { c.SubscribePageMax = 64 })
 	leader := r.waitLeader()
