@@ -21,8 +21,8 @@ import (
 )
 
 // Bare hashicorp/raft: the library's own ceiling on this machine. Same log
-// store (raft-wal), same transport (TCP), same fsync behaviour as a region;
-// the state machine does nothing.
+// store (raft-boltdb, ADR 0001), same transport (TCP), same fsync behaviour as
+// a region; the state machine does nothing.
 
 const (
 	roleEnv       = "MERIDIAN_PERF_ROLE"
@@ -43,7 +43,7 @@ type nopSnapshot struct{}
 func (nopSnapshot) Persist(sink raft.SnapshotSink) error { return sink.Close() }
 func (nopSnapshot) Release()                             {}
 
-// bareNode is one hashicorp/raft member on TCP and raft-wal.
+// bareNode is one hashicorp/raft member on TCP and a log store.
 type bareNode struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
@@ -312,12 +312,13 @@ func runLoad(b *testing.B, clients int, op func(ctx context.Context, client, i i
 	b.ReportMetric(float64(lat.count())/elapsed.Seconds(), "ops/s")
 }
 
-// BenchmarkBareRaft is the library ceiling: 1 KiB entries, fsync on every
-// commit, 3 processes, load generated inside the leader process.
+// BenchmarkBareRaft is the library ceiling on the region's log store
+// (raft-boltdb): 1 KiB entries, fsync on every commit, 3 processes, load
+// generated inside the leader process.
 func BenchmarkBareRaft(b *testing.B) {
 	for _, clients := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			benchBare(b, storeWAL, clients)
+			benchBare(b, storeBoltDB, clients)
 		})
 	}
 }

@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 // TestBareRaftClusterSmoke proves the baseline harness works: three processes
 // form a group and commit entries. The benchmarks rely on it.
 func TestBareRaftClusterSmoke(t *testing.T) {
-	c := sharedBareCluster(t, storeWAL)
+	c := sharedBareCluster(t, storeBoltDB)
 	for range 10 {
 		if err := c.apply(make([]byte, eventBytes)); err != nil {
 			t.Fatalf("apply on the bare raft leader: %v", err)
@@ -28,5 +28,14 @@ func TestBareRaftClusterSmoke(t *testing.T) {
 	}
 	if got := c.leader.raft.Stats()["num_peers"]; got != "2" {
 		t.Fatalf("bare raft leader sees %s peers, want 2", got)
+	}
+}
+
+// TestRegionClusterSmoke proves the region benchmark's harness: three real
+// `meridian server` processes form a group, elect a leader and commit.
+func TestRegionClusterSmoke(t *testing.T) {
+	c := sharedRegion(t)
+	if c.leader == "" || c.follow == nil {
+		t.Fatalf("region cluster has no leader or follower: %+v", c)
 	}
 }
