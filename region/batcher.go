@@ -242,7 +242,11 @@ func (b *batcher) await(f raft.ApplyFuture, batch []*proposal) {
 			p.done <- proposalResult{resp: r.Ops[i].Resp, err: r.Ops[i].Err}
 		}
 	case error:
-		b.respondAll(batch, proposalResult{err: r})
+		// The entry is committed (the future succeeded), so it will be applied
+		// here after a restart and on every other replica: whatever stopped
+		// this state machine (ErrStoreClosed at shutdown), the client must
+		// not read it as "not applied".
+		b.respondAll(batch, proposalResult{err: fmt.Errorf("%w: committed at index %d but not applied by this node: %v", ErrOutcomeUnknown, f.Index(), r)})
 	default:
 		// The entry was skipped as already applied, which cannot happen to a
 		// fresh entry on its leader; do not claim anything.
