@@ -25,7 +25,7 @@ import (
 )
 
 // freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -34,14 +34,14 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -50,13 +50,13 @@ func (w *testWriter) Write(p []byte) (int, error) {
 
 // startRegion starts n nodes of region "test" through Start on ephemeral
 // 127.0.0.1 ports and waits until they agree on a leader.
-func startRegion(t *testing.T, n int) []*Node {
+func startRegion(t testing.TB, n int) []*Node {
 	t.Helper()
 	return startRegionOn(t, n, func(string) region.Network { return region.TCP })
 }
 
 // startRegionOn is startRegion with each node's network chosen by node id.
-func startRegionOn(t *testing.T, n int, network func(id string) region.Network) []*Node {
+func startRegionOn(t testing.TB, n int, network func(id string) region.Network) []*Node {
 	t.Helper()
 	peers := make([]region.Peer, n)
 	for i := range peers {
