@@ -135,7 +135,8 @@ func call[T any](ctx context.Context, c *Client, method string, op func(ctx cont
 		MaxInterval:         c.retry.MaxBackoff,
 	}
 	attempt := 0
-	return backoff.Retry(ctx, func() (T, error) {
+	var lastErr error // the last attempt's error, kept for when ctx ends first
+	res, err := backoff.Retry(ctx, func() (T, error) {
 		attempt++
 		idx := c.current.Load()
 		stub := c.stubs[idx%uint64(len(c.stubs))]
@@ -144,6 +145,7 @@ func call[T any](ctx context.Context, c *Client, method string, op func(ctx cont
 			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
 		}
 		res, err := op(actx, stub)
+		lastErr = err
 		// The attempt's own deadline may surface as any code (the server
 		// sees the propagated deadline and may answer Canceled first): it is
 		// outcome unknown, so retry whatever the code says.
@@ -165,6 +167,13 @@ func call[T any](ctx context.Context, c *Client, method string, op func(ctx cont
 		backoff.WithMaxTries(uint(c.retry.MaxAttempts)),
 		backoff.WithMaxElapsedTime(c.retry.MaxElapsed),
 	)
+	// When the caller's context ends between attempts, backoff returns only
+	// the context's error; keep what the last attempt said (a refused
+	// connection, outcome unknown, ...) so callers can still act on it.
+	if err != nil && lastErr != nil && ctx.Err() != nil && !errors.Is(err, lastErr) {
+		err = fmt.Errorf("%w; last attempt: %w", err, lastErr)
+	}
+	return res, err
 }
 
 // AppendOption configures one Append.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -251,6 +252,27 @@ func TestRetryIsBounded(t *testing.T) {
 	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err))
 	assert.True(t, IsOutcomeUnknown(err))
 	assert.Len(t, f.appends, 3)
+}
+
+// TestDeadlineDuringRetriesKeepsLastError: when the caller's deadline ends
+// while the client waits to retry, the error still says what the last
+// attempt hit (here a refused connection), not only "deadline exceeded";
+// the CLI's "no node answers" hint depends on it.
+func TestDeadlineDuringRetriesKeepsLastError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens: connection refused
+	p := DefaultRetryPolicy()
+	p.InitialBackoff, p.MaxBackoff = 200*time.Millisecond, 200*time.Millisecond
+	c := newTestClient(t, []string{dead}, WithRetryPolicy(p))
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err = c.Read(ctx, "order-1")
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
+	assert.Contains(t, err.Error(), "connection refused")
 }
 
 func TestNoRetryOnFailedPrecondition(t *testing.T) {
