@@ -367,8 +367,9 @@ func TestChaos(t *testing.T) {
 	nss, err := Namespaces(prefix)
 	require.NoError(t, err)
 	require.Empty(t, nss, "namespaces left behind")
-	out, _ := exec.Command("pgrep", "-f", bin+" server").Output()
-	require.Empty(t, strings.TrimSpace(string(out)), "meridian processes left behind")
+	left, err := Processes(bin)
+	require.NoError(t, err)
+	require.Empty(t, left, "meridian processes left behind")
 }
 
 func runSchedule(t *testing.T, bin string, seed uint64, sched []step) {

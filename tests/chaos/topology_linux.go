@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -244,4 +245,30 @@ func (t *Topology) Rules() (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Processes returns the PIDs of running processes whose executable is bin,
+// read from /proc (no procps needed). An error means the check could not be
+// made, never that nothing runs.
+func Processes(bin string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("chaos: list processes: %w", err)
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue // not a process directory
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue // the process ended meanwhile
+		}
+		argv0, _, _ := bytes.Cut(cmdline, []byte{0})
+		if string(argv0) == bin {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"errors"
+	"os/exec"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -60,4 +61,20 @@ func TestClassify(t *testing.T) {
 	require.Equal(t, "unknown", classify(connect.NewError(connect.CodeUnavailable, errors.New("x"))))
 	require.Equal(t, "unknown", classify(connect.NewError(connect.CodeDeadlineExceeded, errors.New("x"))))
 	require.Equal(t, "unknown", classify(errors.New("connection reset")))
+}
+
+// TestProcessesFindsARunningProgram: the leftover-process check of TestChaos
+// must be able to fail, so it has to see a process that does run.
+func TestProcessesFindsARunningProgram(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	require.NoError(t, err)
+	cmd := exec.Command(sleep, "30")
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	pids, err := Processes(sleep)
+	require.NoError(t, err)
+	require.Contains(t, pids, cmd.Process.Pid)
+	none, err := Processes("/nonexistent/meridian")
+	require.NoError(t, err)
+	require.Empty(t, none)
 }
