@@ -16,8 +16,10 @@ build:
 test:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
+## test-race: the pure packages and the client under the race detector
+## (HLC monotonicity under concurrency, session-token merging).
 test-race:
-	$(GO) test -race -count=1 -timeout 20m ./causal/... ./crdt/...
+	$(GO) test -race -count=1 -timeout 20m ./causal/... ./crdt/... ./client/...
 
 generate:
 	$(BUF) generate
@@ -55,7 +57,7 @@ chaos:
 dev: build
 	./bin/meridian dev
 
-ci: check-generate lint test fuzz
+ci: check-generate lint test test-race fuzz
 
 clean:
 	rm -rf bin
