@@ -19,14 +19,7 @@ func BenchmarkReadLast10OverAPI(b *testing.B) {
 	nodes := startRegion(b, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var follower *Node
-	for _, nd := range nodes {
-		if !nd.Region().Status().GetIsLeader() {
-			follower = nd
-			break
-		}
-	}
-	require.NotNil(b, follower)
+	follower := followerOf(b, nodes)
 	c, err := client.New([]string{follower.URL()})
 	require.NoError(b, err)
 	defer c.Close()

@@ -85,19 +85,24 @@ func startRegionOn(t testing.TB, n int, network func(id string) region.Network) 
 	return nodes
 }
 
+// followerOf returns a node that is not the leader.
+func followerOf(t testing.TB, nodes []*Node) *Node {
+	t.Helper()
+	for _, nd := range nodes {
+		if !nd.Region().Status().GetIsLeader() {
+			return nd
+		}
+	}
+	t.Fatalf("no follower among %d nodes", len(nodes))
+	return nil
+}
+
 func TestStartThreeNodeRegion(t *testing.T) {
 	nodes := startRegion(t, 3)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
-	var follower *Node
-	for _, nd := range nodes {
-		if !nd.Region().Status().GetIsLeader() {
-			follower = nd
-			break
-		}
-	}
-	require.NotNil(t, follower)
+	follower := followerOf(t, nodes)
 
 	t.Run("append via a follower", func(t *testing.T) {
 		c, err := client.New([]string{follower.URL()})
