@@ -333,37 +333,28 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 // readFSM reads from the local state machine and builds the response.
 func (n *Node) readFSM(req *meridianv1.ReadRequest, token causal.Vector) (*meridianv1.ReadResponse, error) {
 	backward := req.GetDirection() == meridianv1.Direction_DIRECTION_BACKWARD
-	events, head, err := n.fsm.ReadStream(req.GetEntity(), req.GetFromVersion(), int(req.GetMaxCount()), backward)
+	events, head, err := n.fsm.ReadStreamWithHead(req.GetEntity(), req.GetFromVersion(), int(req.GetMaxCount()), backward)
 	if err != nil {
 		return nil, err
 	}
 	v := token.Clone()
-	covered := uint64(0) // the highest version whose dot v covers
 	for _, e := range events {
 		if o := e.GetOrigin(); o != nil {
 			v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
 		}
-		covered = max(covered, e.GetVersion())
 	}
 	// The response also reports head_version, so the token must cover the
 	// head event too: otherwise a later read of this session on a node that
 	// is behind could report an older head (a monotonic-reads violation found
 	// by tests/cluster TestNemesis, tests/README.md #2). Only the head's own
-	// dot is added, not this node's whole vector, so the token stays precise.
-	if head > covered {
-		last, _, err := n.fsm.ReadStream(req.GetEntity(), head, 1, false)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range last {
-			if o := e.GetOrigin(); o != nil {
-				v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
-			}
-		}
+	// dot is added, not this node's whole vector, so the token stays precise;
+	// it comes from the same snapshot as the events.
+	if o := head.GetLastOrigin(); o != nil {
+		v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
 	}
 	return &meridianv1.ReadResponse{
 		Events:       events,
-		HeadVersion:  head,
+		HeadVersion:  head.GetVersion(),
 		SessionToken: causal.FormatToken(v),
 		Region:       n.cfg.Region,
 		Node:         n.cfg.NodeID,

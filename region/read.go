@@ -32,13 +32,21 @@ func clampCount(max int) int {
 // means the head) and go down. max <= 0 means ReadCountDefault; it is clamped
 // to ReadCountMax. A missing stream returns no events and head 0.
 func (f *FSM) ReadStream(entity string, from uint64, max int, backward bool) ([]*meridianv1.Event, uint64, error) {
+	events, head, err := f.ReadStreamWithHead(entity, from, max, backward)
+	return events, head.GetVersion(), err
+}
+
+// ReadStreamWithHead is ReadStream returning the whole stream head (version,
+// last dot, last HLC, epoch) read in the same snapshot as the events, so a
+// caller can cover the head in a session token without a second read.
+func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward bool) ([]*meridianv1.Event, *meridianv1.StreamHead, error) {
 	if err := ValidateEntity(entity, HardLimits().EntityBytesMax); err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	n := clampCount(max)
 	h, err := f.acquire()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	defer h.refs.Done()
 	txn := h.db.NewTransaction(false)
@@ -46,11 +54,11 @@ func (f *FSM) ReadStream(entity string, from uint64, max int, backward bool) ([]
 
 	head := &meridianv1.StreamHead{}
 	if _, err := readProto(txn, headKey(entity), head); err != nil {
-		return nil, 0, fmt.Errorf("region: read %q: %w", entity, err)
+		return nil, nil, fmt.Errorf("region: read %q: %w", entity, err)
 	}
 	last := head.GetVersion()
 	if last == 0 {
-		return nil, 0, nil
+		return nil, nil, nil
 	}
 	start := from
 	if backward {
@@ -62,7 +70,7 @@ func (f *FSM) ReadStream(entity string, from uint64, max int, backward bool) ([]
 			start = 1
 		}
 		if start > last {
-			return nil, last, nil
+			return nil, head, nil
 		}
 	}
 	want := n
@@ -82,7 +90,7 @@ func (f *FSM) ReadStream(entity string, from uint64, max int, backward bool) ([]
 			ev := &meridianv1.Event{}
 			ok, err := readProto(txn, eventKey(entity, v), ev)
 			if err != nil {
-				return nil, 0, fmt.Errorf("region: read %q: %w", entity, err)
+				return nil, nil, fmt.Errorf("region: read %q: %w", entity, err)
 			}
 			if !ok {
 				break
@@ -96,16 +104,16 @@ func (f *FSM) ReadStream(entity string, from uint64, max int, backward bool) ([]
 		for it.Seek(eventKey(entity, start)); it.Valid() && len(events) < want; it.Next() {
 			ev := &meridianv1.Event{}
 			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, ev) }); err != nil {
-				return nil, 0, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
+				return nil, nil, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
 			}
 			events = append(events, ev)
 		}
 	}
 	if len(events) != want {
-		return nil, 0, fmt.Errorf("%w: stream %q head %d but %d of %d events found from version %d",
+		return nil, nil, fmt.Errorf("%w: stream %q head %d but %d of %d events found from version %d",
 			ErrCorruptState, entity, last, len(events), want, start)
 	}
-	return events, last, nil
+	return events, head, nil
 }
 
 // ReadLog returns up to max events of the region apply log, in position
