@@ -27,6 +27,8 @@ type raftRegion struct {
 	net   *faultnet.Net
 	peers []Peer
 	tweak func(*Config)
+	// hostPrefix prefixes the faultnet host names of the nodes.
+	hostPrefix string
 
 	mu    sync.Mutex
 	nodes []*raftNode
@@ -79,7 +81,15 @@ func nodeTestConfig(t testing.TB) Config {
 
 // newTestRegion starts n nodes n1..nN, bootstrapped together.
 func newTestRegion(t testing.TB, n int, tweak func(*Config)) *raftRegion {
-	r := &raftRegion{t: t, net: faultnet.New(1), tweak: tweak}
+	fn := faultnet.New(1)
+	t.Cleanup(func() { _ = fn.Close() })
+	return newTestRegionOn(t, fn, "", n, tweak)
+}
+
+// newTestRegionOn starts n nodes on a shared fault network (so that
+// regions can reach each other); hosts are named hostPrefix + node id.
+func newTestRegionOn(t testing.TB, fn *faultnet.Net, hostPrefix string, n int, tweak func(*Config)) *raftRegion {
+	r := &raftRegion{t: t, net: fn, hostPrefix: hostPrefix, tweak: tweak}
 	for i := range n {
 		id := "n" + strconv.Itoa(i+1)
 		r.peers = append(r.peers, Peer{ID: id, RaftAddr: freeLoopbackAddr(t), APIAddr: freeLoopbackAddr(t)})
@@ -89,7 +99,6 @@ func newTestRegion(t testing.TB, n int, tweak func(*Config)) *raftRegion {
 		for i := range r.nodes {
 			r.stop(i)
 		}
-		_ = r.net.Close()
 	})
 	for i := range r.nodes {
 		r.start(i)
@@ -104,7 +113,7 @@ func (r *raftRegion) config(i int) Config {
 	cfg.RaftAddr = r.peers[i].RaftAddr
 	cfg.Peers = r.peers
 	cfg.Bootstrap = true
-	cfg.Network = r.net.Host(r.nodes[i].id)
+	cfg.Network = r.net.Host(r.hostPrefix + r.nodes[i].id)
 	if r.tweak != nil {
 		r.tweak(&cfg)
 	}

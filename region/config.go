@@ -43,6 +43,9 @@ type Config struct {
 	// state yet. Safe on every node (identical configuration); a node with
 	// existing state never re-bootstraps.
 	Bootstrap bool
+	// Ownership says which region is each entity's home (node/ wires the
+	// placement table); nil means every entity is homed in this region.
+	Ownership Ownership
 	// Network opens every connection; nil means TCP.
 	Network Network
 	// Clock is the wall clock behind the leader's HLC; nil means the system clock.

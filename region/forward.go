@@ -97,11 +97,14 @@ func (f *forwarder) bound(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, f.timeout)
 }
 
-func (f *forwarder) append(ctx context.Context, addr string, req *meridianv1.AppendRequest) (*meridianv1.AppendResponse, error) {
+// append sends req to the node at addr: the region's leader (inRegion:
+// marked forwarded, so it is served there or fails) or a node of the home
+// region (a fresh request there, routed by rt).
+func (f *forwarder) append(ctx context.Context, addr string, req *meridianv1.AppendRequest, rt route, inRegion bool) (*meridianv1.AppendResponse, error) {
 	ctx, cancel := f.bound(ctx)
 	defer cancel()
 	r := connect.NewRequest(req)
-	r.Header().Set(forwardedHeader, f.self)
+	f.setHeaders(r.Header(), rt, inRegion)
 	resp, err := f.client(addr).Append(ctx, r)
 	if err != nil {
 		return nil, fromConnectError(ctx, err, true)
@@ -109,16 +112,24 @@ func (f *forwarder) append(ctx context.Context, addr string, req *meridianv1.App
 	return resp.Msg, nil
 }
 
-func (f *forwarder) read(ctx context.Context, addr string, req *meridianv1.ReadRequest) (*meridianv1.ReadResponse, error) {
+// read sends req to the node at addr, as append does.
+func (f *forwarder) read(ctx context.Context, addr string, req *meridianv1.ReadRequest, rt route, inRegion bool) (*meridianv1.ReadResponse, error) {
 	ctx, cancel := f.bound(ctx)
 	defer cancel()
 	r := connect.NewRequest(req)
-	r.Header().Set(forwardedHeader, f.self)
+	f.setHeaders(r.Header(), rt, inRegion)
 	resp, err := f.client(addr).Read(ctx, r)
 	if err != nil {
 		return nil, fromConnectError(ctx, err, false)
 	}
 	return resp.Msg, nil
+}
+
+func (f *forwarder) setHeaders(h http.Header, rt route, inRegion bool) {
+	if inRegion {
+		h.Set(forwardedHeader, f.self)
+	}
+	setRoute(h, rt)
 }
 
 // remoteError is an error answered by another node (or by the hop to it).
@@ -131,6 +142,9 @@ type remoteError struct {
 	current  uint64 // kindVersionConflict: the current version
 	sentinel error
 	cause    error // the transport error, if any
+	// details are the remote error's details (a StreamHead, a HomeRedirect),
+	// passed on to the client unchanged.
+	details []*connect.ErrorDetail
 }
 
 func (e *remoteError) Error() string { return e.msg }
@@ -157,6 +171,10 @@ var kindSentinels = map[string]error{
 	kindClosed:              ErrNotLeader, // the remote node is shutting down: not served
 	kindDeadline:            context.DeadlineExceeded,
 	kindCanceled:            context.Canceled,
+	kindNotHome:             ErrNotHome,
+	kindRoutingLoop:         ErrRoutingLoop,
+	kindNoPlacement:         ErrNoPlacement,
+	kindActiveActive:        ErrActiveActive,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure
@@ -178,7 +196,7 @@ func fromConnectError(ctx context.Context, err error, mutating bool) error {
 		return fmt.Errorf("%w: forwarding failed: %w", ErrNotLeader, err)
 	}
 	kind := ce.Meta().Get(errorKindHeader)
-	re := &remoteError{code: ce.Code(), msg: ce.Message(), kind: kind, sentinel: kindSentinels[kind], cause: ce}
+	re := &remoteError{code: ce.Code(), msg: ce.Message(), kind: kind, sentinel: kindSentinels[kind], cause: ce, details: ce.Details()}
 	if kind == kindVersionConflict {
 		re.current, _ = strconv.ParseUint(ce.Meta().Get(currentVersionHeader), 10, 64)
 	}

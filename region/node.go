@@ -155,7 +155,25 @@ func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meri
 	if err := ValidateAppend(op, n.cfg.Limits); err != nil {
 		return nil, err
 	}
+	h, local, err := n.home(ctx, op.GetEntity())
+	if err != nil {
+		return nil, err
+	}
 	var resp *meridianv1.AppendResponse
+	if !local {
+		if req.GetRouting() == meridianv1.Routing_ROUTING_REDIRECT {
+			return nil, n.notHome(op.GetEntity(), h)
+		}
+		err := n.toHome(ctx, op.GetEntity(), h, func(ctx context.Context, addr string, rt route) error {
+			r, err := n.fwd.append(ctx, addr, req, rt, false)
+			resp = r
+			return err
+		})
+		return resp, err
+	}
+	// The write is ordered here under the epoch this region's copy of the
+	// placement table gives; the events carry it.
+	op.Epoch = h.Epoch
 	err = n.routeToLeader(ctx, true,
 		func() error {
 			r, err := n.batcher.submit(ctx, op)
@@ -166,7 +184,7 @@ func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meri
 			return err
 		},
 		func(addr string) error {
-			r, err := n.fwd.append(ctx, addr, req)
+			r, err := n.fwd.append(ctx, addr, req, routeOf(ctx), true)
 			resp = r
 			return err
 		})
@@ -247,6 +265,22 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 	if err != nil {
 		return nil, &InvalidArgumentError{Field: "session_token", Reason: err.Error()}
 	}
+	// Until replication ships events between regions (issue 6), only the
+	// home region holds an entity's stream, so every read of an entity
+	// homed elsewhere is served there, at the requested consistency.
+	h, local, err := n.home(ctx, req.GetEntity())
+	if err != nil {
+		return nil, err
+	}
+	if !local {
+		var resp *meridianv1.ReadResponse
+		err := n.toHome(ctx, req.GetEntity(), h, func(ctx context.Context, addr string, rt route) error {
+			r, err := n.fwd.read(ctx, addr, req, rt, false)
+			resp = r
+			return err
+		})
+		return resp, err
+	}
 	switch req.GetConsistency() {
 	case meridianv1.Consistency_CONSISTENCY_STRONG:
 		var resp *meridianv1.ReadResponse
@@ -257,7 +291,7 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 				return err
 			},
 			func(addr string) error {
-				r, err := n.fwd.read(ctx, addr, req)
+				r, err := n.fwd.read(ctx, addr, req, routeOf(ctx), true)
 				resp = r
 				return err
 			})
@@ -323,7 +357,7 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 			return err
 		},
 		func(addr string) error {
-			r, err := n.fwd.read(ctx, addr, req)
+			r, err := n.fwd.read(ctx, addr, req, routeOf(ctx), true)
 			resp = r
 			return err
 		})
@@ -427,6 +461,14 @@ func (n *Node) Subscribe(ctx context.Context, req *meridianv1.SubscribeRequest, 
 		entity := t.Entity
 		if err := ValidateEntity(entity, n.cfg.Limits.EntityBytesMax); err != nil {
 			return err
+		}
+		// A stream is only here if this is its home (until replication);
+		// a subscription is not proxied between regions: the client is
+		// redirected to the home.
+		if h, local, err := n.home(ctx, entity); err != nil {
+			return err
+		} else if !local {
+			return n.notHome(entity, h)
 		}
 		page = func(from uint64) ([]*meridianv1.Event, error) {
 			ev, _, err := n.fsm.ReadStream(entity, from, n.cfg.SubscribePageMax, false)

@@ -23,6 +23,10 @@ import (
 //	ErrOutcomeUnknown                     Unavailable, or DeadlineExceeded when the client's
 //	                                      deadline ended it; message says retrying with the same
 //	                                      event ids is safe; header Meridian-Error: outcome-unknown
+//	ErrNotHome (ROUTING_REDIRECT)         FailedPrecondition; detail meridian.v1.HomeRedirect
+//	                                      {home_region, epoch, endpoints}
+//	ErrRoutingLoop, ErrNoPlacement        Unavailable (placement copies disagree / no table yet)
+//	ErrActiveActive                       Unimplemented
 //	context deadline / cancel             DeadlineExceeded / Canceled
 //
 // Every error carries the header Meridian-Error naming its kind, which a
@@ -37,6 +41,7 @@ var _ meridianv1connect.EventStoreHandler = (*Service)(nil)
 func NewService(n *Node) *Service { return &Service{node: n} }
 
 func forwardedContext(ctx context.Context, h interface{ Get(string) string }) context.Context {
+	ctx = withRoute(ctx, h)
 	if from := h.Get(forwardedHeader); from != "" {
 		return WithForwarded(ctx, from)
 	}
@@ -88,7 +93,10 @@ func ConnectError(err error) *connect.Error {
 		ce = connect.NewError(re.code, errors.New(re.msg))
 		ce.Meta().Set(errorKindHeader, re.kind)
 		if re.kind == kindVersionConflict {
-			setCurrentVersion(ce, re.current)
+			ce.Meta().Set(currentVersionHeader, strconv.FormatUint(re.current, 10))
+		}
+		for _, d := range re.details {
+			ce.AddDetail(d)
 		}
 		return ce
 	}
@@ -100,6 +108,10 @@ func ConnectError(err error) *connect.Error {
 		ce = connect.NewError(code, errors.New(vc.Error()+"; current version "+strconv.FormatUint(vc.Current, 10)))
 		ce.Meta().Set(errorKindHeader, kind)
 		setCurrentVersion(ce, vc.Current)
+	}
+	var nh *NotHomeError
+	if errors.As(err, &nh) {
+		setNotHomeDetail(ce, nh)
 	}
 	return ce
 }
@@ -127,6 +139,14 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeAlreadyExists, kindIdempotencyConflict
 	case errors.Is(err, ErrOverloaded):
 		return connect.CodeResourceExhausted, kindOverloaded
+	case errors.Is(err, ErrNotHome):
+		return connect.CodeFailedPrecondition, kindNotHome
+	case errors.Is(err, ErrActiveActive):
+		return connect.CodeUnimplemented, kindActiveActive
+	case errors.Is(err, ErrRoutingLoop):
+		return connect.CodeUnavailable, kindRoutingLoop
+	case errors.Is(err, ErrNoPlacement):
+		return connect.CodeUnavailable, kindNoPlacement
 	case errors.Is(err, ErrNotLeader):
 		return connect.CodeUnavailable, kindNotLeader
 	case errors.Is(err, ErrTimeout):

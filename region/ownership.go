@@ -1,0 +1,200 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+)
+
+// Ownership tells a region node which region orders an entity's writes. It
+// is the region's view of the placement table: node/ wires it to the local
+// copy of the placement group's table (region never imports placement). A
+// nil Ownership in Config means every entity is homed in this region (a
+// deployment of one region).
+type Ownership interface {
+	// Home returns the entity's home by the local placement copy. When
+	// minEpoch is not 0, a node that routed the request here saw that epoch:
+	// Home first waits, bounded by ctx, until the local copy has applied at
+	// least that placement index (epochs are placement log indexes), so a
+	// stale copy does not bounce the request back.
+	Home(ctx context.Context, entity string, minEpoch uint64) (Home, error)
+	// Endpoints returns the API addresses (host:port) of a region's nodes,
+	// in the order to try them.
+	Endpoints(region string) []string
+}
+
+// Home is an entity's placement as Ownership reports it.
+type Home struct {
+	// Region is the home region; empty when the table has none yet.
+	Region string
+	// Epoch is the placement index at which the entity's mapping last
+	// changed; events appended under it carry it.
+	Epoch uint64
+	// ActiveActive is true for entities every region may write (not served
+	// yet: ARCHITECTURE.md section 8).
+	ActiveActive bool
+}
+
+// Routing limits and headers of requests routed between regions.
+const (
+	// regionHopsMax bounds how many times one request is routed to another
+	// region. One hop is the normal case; a second happens when the first
+	// target's placement copy was newer than the sender's. Past the bound
+	// the placement copies disagree for longer than a request should wait.
+	regionHopsMax = 3
+	// regionHopsHeader counts the region hops a request has taken.
+	regionHopsHeader = "Meridian-Region-Hops"
+	// placementEpochHeader carries the epoch the previous hop routed by.
+	placementEpochHeader = "Meridian-Placement-Epoch"
+	// routedFromHeader names the region that routed the request here.
+	routedFromHeader = "Meridian-Routed-From"
+)
+
+// Error kinds of routing, carried in errorKindHeader.
+const (
+	kindNotHome      = "not-home"
+	kindRoutingLoop  = "routing-loop"
+	kindNoPlacement  = "no-placement"
+	kindActiveActive = "active-active"
+)
+
+// Routing errors.
+var (
+	// ErrNotHome: the request asked for ROUTING_REDIRECT (or cannot be
+	// forwarded, as a subscription) and this region is not the entity's
+	// home. Returned wrapped in a *NotHomeError naming the home.
+	ErrNotHome = errors.New("region: not the entity's home region")
+	// ErrRoutingLoop: the request was routed between regions regionHopsMax
+	// times without reaching a region that agrees it is the home: placement
+	// copies disagree. Not served; retry later.
+	ErrRoutingLoop = errors.New("region: routing between regions did not settle")
+	// ErrNoPlacement: the placement table has no home for the entity yet
+	// (no region has joined the placement group). Not served; retry later.
+	ErrNoPlacement = errors.New("region: no placement for the entity yet")
+	// ErrActiveActive: the entity's placement is active-active, whose writes
+	// (merged across regions) are not served yet.
+	ErrActiveActive = errors.New("region: active-active writes are not served yet")
+)
+
+// NotHomeError says where an entity's home is, for a client to go there.
+type NotHomeError struct {
+	Entity    string
+	Home      string
+	Epoch     uint64
+	Endpoints []string
+}
+
+func (e *NotHomeError) Error() string {
+	return fmt.Sprintf("%v: entity %q is homed in region %q (epoch %d; endpoints %s)",
+		ErrNotHome, e.Entity, e.Home, e.Epoch, strings.Join(e.Endpoints, ","))
+}
+
+// Unwrap makes errors.Is(err, ErrNotHome) true.
+func (e *NotHomeError) Unwrap() error { return ErrNotHome }
+
+// route is what a request carries between regions.
+type route struct {
+	hops  int
+	epoch uint64
+	from  string
+}
+
+type routeKey struct{}
+
+// withRoute records the routing headers of an incoming request in ctx.
+func withRoute(ctx context.Context, h interface{ Get(string) string }) context.Context {
+	hops, _ := strconv.Atoi(h.Get(regionHopsHeader))
+	epoch, _ := strconv.ParseUint(h.Get(placementEpochHeader), 10, 64)
+	if hops <= 0 && epoch == 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, routeKey{}, route{hops: max(hops, 0), epoch: epoch, from: h.Get(routedFromHeader)})
+}
+
+func routeOf(ctx context.Context) route {
+	r, _ := ctx.Value(routeKey{}).(route)
+	return r
+}
+
+// setRoute writes r's headers on an outgoing request.
+func setRoute(h interface{ Set(string, string) }, r route) {
+	if r.hops > 0 {
+		h.Set(regionHopsHeader, strconv.Itoa(r.hops))
+	}
+	if r.epoch > 0 {
+		h.Set(placementEpochHeader, strconv.FormatUint(r.epoch, 10))
+	}
+	if r.from != "" {
+		h.Set(routedFromHeader, r.from)
+	}
+}
+
+// home looks up entity's home; ok is true when this region is the home
+// (always, without an Ownership). It fails with ErrNoPlacement,
+// ErrActiveActive or the lookup's error.
+func (n *Node) home(ctx context.Context, entity string) (Home, bool, error) {
+	if n.cfg.Ownership == nil {
+		return Home{Region: n.cfg.Region}, true, nil
+	}
+	h, err := n.cfg.Ownership.Home(ctx, entity, routeOf(ctx).epoch)
+	if err != nil {
+		return Home{}, false, err
+	}
+	switch {
+	case h.Region == "":
+		return h, false, fmt.Errorf("%w: entity %q", ErrNoPlacement, entity)
+	case h.ActiveActive:
+		return h, false, fmt.Errorf("%w: entity %q is active-active (ARCHITECTURE.md section 8)", ErrActiveActive, entity)
+	}
+	return h, h.Region == n.cfg.Region, nil
+}
+
+// toHome sends a request for entity to its home region h: the first of the
+// region's endpoints that answers serves it (a node there forwards to its
+// leader). call sends one attempt to one address. Only a failure to connect
+// moves on to the next endpoint: anything else is the home's answer.
+func (n *Node) toHome(ctx context.Context, entity string, h Home, call func(ctx context.Context, addr string, r route) error) error {
+	r := routeOf(ctx)
+	if r.hops >= regionHopsMax {
+		return fmt.Errorf("%w: entity %q: %d hops (last from region %q, now at %q, whose copy says %q at epoch %d)",
+			ErrRoutingLoop, entity, r.hops, r.from, n.cfg.Region, h.Region, h.Epoch)
+	}
+	next := route{hops: r.hops + 1, epoch: h.Epoch, from: n.cfg.Region}
+	endpoints := n.cfg.Ownership.Endpoints(h.Region)
+	if len(endpoints) == 0 {
+		return fmt.Errorf("%w: home region %q of entity %q has no known endpoints", ErrNotLeader, h.Region, entity)
+	}
+	var errs []error
+	for _, addr := range endpoints {
+		err := call(ctx, addr, next)
+		if err == nil || !isDialFailure(err) {
+			return err
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("%w: no node of home region %q answers: %w", ErrNotLeader, h.Region, errors.Join(errs...))
+}
+
+// isDialFailure reports whether err proves that nothing was sent.
+func isDialFailure(err error) bool {
+	return isDialError(err)
+}
+
+// notHome builds the redirect answer for entity.
+func (n *Node) notHome(entity string, h Home) error {
+	return &NotHomeError{Entity: entity, Home: h.Region, Epoch: h.Epoch, Endpoints: n.cfg.Ownership.Endpoints(h.Region)}
+}
+
+// setNotHomeDetail adds the redirect detail to a Connect error.
+func setNotHomeDetail(ce *connect.Error, e *NotHomeError) {
+	if d, err := connect.NewErrorDetail(&meridianv1.HomeRedirect{
+		Entity: e.Entity, HomeRegion: e.Home, Epoch: e.Epoch, Endpoints: e.Endpoints,
+	}); err == nil {
+		ce.AddDetail(d)
+	}
+}

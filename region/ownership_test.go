@@ -1,0 +1,218 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/tests/faultnet"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// fakeOwnership is a hand-set placement table, for routing tests of the
+// layer above placement.
+type fakeOwnership struct {
+	mu        sync.Mutex
+	homes     map[string]Home // by entity prefix (first matching key wins; keys are disjoint in tests)
+	endpoints map[string][]string
+	minEpochs []uint64 // every non-zero minEpoch asked for
+}
+
+func newFakeOwnership() *fakeOwnership {
+	return &fakeOwnership{homes: map[string]Home{}, endpoints: map[string][]string{}}
+}
+
+func (f *fakeOwnership) Home(_ context.Context, entity string, minEpoch uint64) (Home, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if minEpoch != 0 {
+		f.minEpochs = append(f.minEpochs, minEpoch)
+	}
+	for p, h := range f.homes {
+		if strings.HasPrefix(entity, p) {
+			return h, nil
+		}
+	}
+	return Home{}, nil
+}
+
+func (f *fakeOwnership) Endpoints(region string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.endpoints[region]...)
+}
+
+func (f *fakeOwnership) set(prefix string, h Home) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.homes[prefix] = h
+}
+
+func (f *fakeOwnership) setEndpoints(region string, addrs ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.endpoints[region] = addrs
+}
+
+func (f *fakeOwnership) askedMinEpochs() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]uint64(nil), f.minEpochs...)
+}
+
+// twoRegions starts regions r1 and r2 of one node each, each with its own
+// fake placement table, both knowing both regions' endpoints.
+func twoRegions(t *testing.T) (r1, r2 *raftRegion, o1, o2 *fakeOwnership) {
+	o1, o2 = newFakeOwnership(), newFakeOwnership()
+	fn := faultnet.New(1)
+	t.Cleanup(func() { _ = fn.Close() })
+	r1 = newTestRegionOn(t, fn, "r1-", 1, func(c *Config) { c.Region = "r1"; c.Ownership = o1 })
+	r2 = newTestRegionOn(t, fn, "r2-", 1, func(c *Config) { c.Region = "r2"; c.Ownership = o2 })
+	for _, o := range []*fakeOwnership{o1, o2} {
+		o.setEndpoints("r1", r1.peers[0].APIAddr)
+		o.setEndpoints("r2", r2.peers[0].APIAddr)
+	}
+	r1.waitLeader()
+	r2.waitLeader()
+	return r1, r2, o1, o2
+}
+
+func TestAppendAndReadRouteToHomeRegion(t *testing.T) {
+	r1, r2, o1, o2 := twoRegions(t)
+	o1.set("b/", Home{Region: "r2", Epoch: 7})
+	o2.set("b/", Home{Region: "r2", Epoch: 7})
+	o1.set("a/", Home{Region: "r1", Epoch: 3})
+	o2.set("a/", Home{Region: "r1", Epoch: 3})
+	ctx := testContext(t, 20*time.Second)
+
+	resp, err := r1.client(0).Append(ctx, connect.NewRequest(appendRequest("b/1", newTestEvent())))
+	require.NoError(t, err)
+	assert.Equal(t, "r2", resp.Msg.GetRegion(), "the home region orders the write")
+	assert.Equal(t, uint64(7), resp.Msg.GetEpoch(), "stamped with the home's epoch")
+	assert.Equal(t, "r2", resp.Msg.GetOrigin().GetRegion())
+
+	// A second write through the home itself continues the stream.
+	resp, err = r2.client(0).Append(ctx, connect.NewRequest(appendRequest("b/1", newTestEvent())))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(2), resp.Msg.GetLastVersion())
+
+	assert.Len(t, readStreamAll(t, r2.node(0), "b/1"), 2, "stored at the home")
+	assert.Empty(t, readStreamAll(t, r1.node(0), "b/1"), "not stored where it was sent")
+	assert.Contains(t, o2.askedMinEpochs(), uint64(7), "the hop carries the epoch it was routed by")
+
+	// Reads of an entity homed elsewhere are served by the home.
+	read, err := r1.client(0).Read(ctx, connect.NewRequest(&meridianv1.ReadRequest{Entity: "b/1"}))
+	require.NoError(t, err)
+	assert.Len(t, read.Msg.GetEvents(), 2)
+	assert.Equal(t, "r2", read.Msg.GetRegion())
+	for _, e := range read.Msg.GetEvents() {
+		assert.Equal(t, uint64(7), e.GetEpoch())
+	}
+
+	// An entity homed in r1 stays in r1.
+	resp, err = r1.client(0).Append(ctx, connect.NewRequest(appendRequest("a/1", newTestEvent())))
+	require.NoError(t, err)
+	assert.Equal(t, "r1", resp.Msg.GetRegion())
+	assert.Empty(t, readStreamAll(t, r2.node(0), "a/1"))
+}
+
+func TestAppendRedirectNamesTheHome(t *testing.T) {
+	r1, r2, o1, _ := twoRegions(t)
+	o1.set("b/", Home{Region: "r2", Epoch: 9})
+	ctx := testContext(t, 20*time.Second)
+
+	req := appendRequest("b/1", newTestEvent())
+	req.Routing = meridianv1.Routing_ROUTING_REDIRECT
+	_, err := r1.client(0).Append(ctx, connect.NewRequest(req))
+	require.Error(t, err)
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce))
+	assert.Equal(t, connect.CodeFailedPrecondition, ce.Code())
+	assert.Equal(t, kindNotHome, ce.Meta().Get(errorKindHeader))
+	assert.Contains(t, ce.Message(), `homed in region "r2"`)
+	var redirect *meridianv1.HomeRedirect
+	for _, d := range ce.Details() {
+		if m, err := d.Value(); err == nil {
+			if r, ok := m.(*meridianv1.HomeRedirect); ok {
+				redirect = r
+			}
+		}
+	}
+	require.NotNil(t, redirect, "the error carries a HomeRedirect detail")
+	assert.Equal(t, "r2", redirect.GetHomeRegion())
+	assert.Equal(t, uint64(9), redirect.GetEpoch())
+	assert.Equal(t, []string{r2.peers[0].APIAddr}, redirect.GetEndpoints())
+	assert.Empty(t, readStreamAll(t, r1.node(0), "b/1"))
+	assert.Empty(t, readStreamAll(t, r2.node(0), "b/1"))
+}
+
+func TestSubscribeToEntityHomedElsewhereRedirects(t *testing.T) {
+	r1, _, o1, _ := twoRegions(t)
+	o1.set("b/", Home{Region: "r2", Epoch: 2})
+	err := r1.node(0).Subscribe(testContext(t, 10*time.Second),
+		&meridianv1.SubscribeRequest{Target: &meridianv1.SubscribeRequest_Entity{Entity: "b/1"}},
+		func(*meridianv1.SubscribeResponse) error { return nil })
+	var nh *NotHomeError
+	require.ErrorAs(t, err, &nh)
+	assert.Equal(t, "r2", nh.Home)
+	assert.Equal(t, connect.CodeFailedPrecondition, ConnectError(err).Code())
+}
+
+func TestRoutingBetweenDisagreeingRegionsIsBounded(t *testing.T) {
+	r1, r2, o1, o2 := twoRegions(t)
+	// Each region's copy says the other is the home: a request bounces.
+	o1.set("b/", Home{Region: "r2", Epoch: 4})
+	o2.set("b/", Home{Region: "r1", Epoch: 4})
+	ctx := testContext(t, 20*time.Second)
+
+	_, err := r1.client(0).Append(ctx, connect.NewRequest(appendRequest("b/1", newTestEvent())))
+	require.Error(t, err)
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce))
+	assert.Equal(t, connect.CodeUnavailable, ce.Code())
+	assert.Equal(t, kindRoutingLoop, ce.Meta().Get(errorKindHeader))
+	assert.Contains(t, ce.Message(), "3 hops")
+	assert.Empty(t, readStreamAll(t, r1.node(0), "b/1"))
+	assert.Empty(t, readStreamAll(t, r2.node(0), "b/1"))
+}
+
+func TestRoutingTriesTheNextEndpointWhenOneIsDown(t *testing.T) {
+	r1, r2, o1, o2 := twoRegions(t)
+	o1.set("b/", Home{Region: "r2", Epoch: 5})
+	o2.set("b/", Home{Region: "r2", Epoch: 5})
+	o1.setEndpoints("r2", freeLoopbackAddr(t), r2.peers[0].APIAddr)
+	resp, err := r1.client(0).Append(testContext(t, 20*time.Second), connect.NewRequest(appendRequest("b/1", newTestEvent())))
+	require.NoError(t, err)
+	assert.Equal(t, "r2", resp.Msg.GetRegion())
+}
+
+func TestNoPlacementAndActiveActiveAreClearErrors(t *testing.T) {
+	r1, _, o1, _ := twoRegions(t)
+	o1.set("aa/", Home{Region: "r1", Epoch: 2, ActiveActive: true})
+	ctx := testContext(t, 20*time.Second)
+	for _, tc := range []struct {
+		name   string
+		entity string
+		code   connect.Code
+		kind   string
+	}{
+		{"no home yet", "none/1", connect.CodeUnavailable, kindNoPlacement},
+		{"active-active", "aa/1", connect.CodeUnimplemented, kindActiveActive},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := r1.client(0).Append(ctx, connect.NewRequest(appendRequest(tc.entity, newTestEvent())))
+			var ce *connect.Error
+			require.True(t, errors.As(err, &ce), "%v", err)
+			assert.Equal(t, tc.code, ce.Code(), ce.Message())
+			assert.Equal(t, tc.kind, ce.Meta().Get(errorKindHeader))
+			assert.Contains(t, ce.Message(), tc.entity)
+			assert.Empty(t, readStreamAll(t, r1.node(0), tc.entity))
+		})
+	}
+}
