@@ -48,7 +48,7 @@ type raftNode struct {
 func nodeTestLogger(t testing.TB) *slog.Logger {
 	switch os.Getenv("MERIDIAN_TEST_LOG") {
 	case "":
-		return discardLogger()
+		return slog.New(slog.DiscardHandler)
 	case "debug":
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	default:

@@ -3,6 +3,7 @@ package region
 import (
 	"errors"
 	"fmt"
+	"github.com/meridiandb/meridian/internal/logadapt"
 	"io"
 	"log/slog"
 	"os"
@@ -181,7 +182,7 @@ func openHandle(dir string, seq int, logger *slog.Logger) (*dbHandle, error) {
 	path := dbDir(dir, seq)
 	opts := badger.DefaultOptions(path).
 		WithSyncWrites(false).
-		WithLogger(badgerLogger{logger.With("component", "badger")}).
+		WithLogger(logadapt.Badger(logger.With("component", "badger"))).
 		WithMemTableSize(badgerMemTableBytes).
 		WithNumMemtables(badgerNumMemtables).
 		WithBlockCacheSize(badgerBlockCacheBytes).
@@ -390,22 +391,6 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return nil
 	}
 	return res
-}
-
-// badgerLogger routes Badger's logs to slog; Badger's Info is Debug here.
-type badgerLogger struct{ l *slog.Logger }
-
-func (b badgerLogger) Errorf(f string, a ...any) {
-	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
-}
-func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
-}
-func (b badgerLogger) Infof(f string, a ...any) {
-	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)))
-}
-func (b badgerLogger) Debugf(f string, a ...any) {
-	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 
 var _ io.Closer = (*FSM)(nil)

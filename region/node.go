@@ -62,7 +62,7 @@ func Open(cfg Config) (*Node, error) {
 		cfg.Network = TCP
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = discardLogger()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package region
 import (
 	"errors"
 	"fmt"
+	"github.com/meridiandb/meridian/internal/logadapt"
 	"os"
 	"path/filepath"
 	"time"
@@ -73,7 +74,7 @@ func raftConfig(cfg Config) *raft.Config {
 	// stored applied index, so restoring the last snapshot on every start
 	// would only throw away newer state and rebuild it.
 	rc.NoSnapshotRestoreOnStart = true
-	rc.Logger = newHCLogAdapter(cfg.Logger.With("component", "raft"), "raft")
+	rc.Logger = logadapt.HCLog(cfg.Logger.With("component", "raft"), "raft")
 	return rc
 }
 
@@ -91,7 +92,7 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 		return nil, err
 	}
 	p.snapshots, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotsRetained,
-		newHCLogAdapter(cfg.Logger.With("component", "raft-snapshots"), "snapshots"))
+		logadapt.HCLog(cfg.Logger.With("component", "raft-snapshots"), "snapshots"))
 	if err != nil {
 		return nil, fmt.Errorf("region: open snapshot store: %w", err)
 	}
@@ -103,7 +104,7 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 		Stream:  stream,
 		MaxPool: transportPoolMax,
 		Timeout: transportTimeout,
-		Logger:  newHCLogAdapter(cfg.Logger.With("component", "raft-transport"), "transport"),
+		Logger:  logadapt.HCLog(cfg.Logger.With("component", "raft-transport"), "transport"),
 	})
 	rc := raftConfig(cfg)
 	existing, err := raft.HasExistingState(p.logs, p.logs, p.snapshots)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meridiandb/meridian/internal/logadapt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -347,7 +348,7 @@ func (h *recordHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestHCLogAdapterExpandsFormats(t *testing.T) {
 	h := &recordHandler{}
-	l := newHCLogAdapter(slog.New(h), "raft")
+	l := logadapt.HCLog(slog.New(h), "raft")
 	l.Info("Entering follower state", "follower", hclog.Fmt("%v", "n1"), "leader-address", "a:1")
 	l.Warn("heartbeat timeout reached, starting election", "last-leader", hclog.Fmt("%s/%d", "n2", 7))
 	l.Error("failed to %s peer %d", "contact", 3)

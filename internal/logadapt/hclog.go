@@ -1,4 +1,6 @@
-package region
+// Package logadapt routes the logs of hashicorp/raft, raft-autopilot and
+// Badger into log/slog, so that a process has one log stream.
+package logadapt
 
 import (
 	"context"
@@ -21,10 +23,11 @@ type hclogAdapter struct {
 	implied []any
 }
 
-// newHCLogAdapter returns an hclog.Logger writing to logger. Raft's Info is
-// chatty during elections; it stays Info because elections are rare and
-// worth seeing.
-func newHCLogAdapter(logger *slog.Logger, name string) hclog.Logger {
+// HCLog returns an hclog.Logger (what hashicorp/raft and raft-autopilot
+// take) that writes to logger under the given name. Raft's Info is chatty
+// during elections; it stays Info because elections are rare and worth
+// seeing.
+func HCLog(logger *slog.Logger, name string) hclog.Logger {
 	return &hclogAdapter{logger: logger, name: name}
 }
 
@@ -189,4 +192,3 @@ func (w *hclogWriter) Write(p []byte) (int, error) {
 }
 
 // discardLogger returns a logger that drops everything.
-func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
