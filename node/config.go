@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 )
 
@@ -45,6 +46,26 @@ type Config struct {
 	// RegionConfig, when set, adjusts the region configuration built from
 	// the fields above (timeouts, limits, testing knobs). Nil in production.
 	RegionConfig func(*region.Config)
+
+	// PlacementRaftAddr is where the node's placement group member listens
+	// (host:port). Empty: no placement group: a deployment of one region,
+	// every entity homed here.
+	PlacementRaftAddr string
+	// PlacementRaftAdvertise is the placement address other members dial;
+	// empty means PlacementRaftAddr's listener address.
+	PlacementRaftAdvertise string
+	// PlacementBootstrap forms a new placement group with this node as its
+	// only voter (one node of a new deployment); the others join.
+	PlacementBootstrap bool
+	// PlacementSeeds are API addresses of nodes already in the placement
+	// group (any region), to join through on first start.
+	PlacementSeeds []string
+	// VotersPerRegion is how many placement voters each region keeps (1 or
+	// 3); 0 means placement's default (1).
+	VotersPerRegion int
+	// PlacementConfig, when set, adjusts the placement configuration (timers
+	// in tests). Nil in production.
+	PlacementConfig func(*placement.Config)
 }
 
 // Named limits of the HTTP server.

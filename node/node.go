@@ -7,24 +7,29 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"sync"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 )
 
 // Node is one running Meridian process: a region member and its API server.
 type Node struct {
-	cfg      Config
-	logger   *slog.Logger
-	region   *region.Node
-	listener net.Listener
-	server   *http.Server
-	served   chan struct{} // closed when Serve returns
+	cfg    Config
+	logger *slog.Logger
+	region *region.Node
+	// placement is the node's placement group member; nil without one.
+	placement *placement.Node
+	listener  net.Listener
+	server    *http.Server
+	served    chan struct{} // closed when Serve returns
 
 	// streams is cancelled when Close starts, so that long-lived
 	// subscriptions end and their clients resume on another node, instead of
@@ -66,6 +71,31 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		apiAdvertise = ln.Addr().String()
 	}
 
+	var pn *placement.Node
+	if cfg.PlacementRaftAddr != "" {
+		pc := placement.DefaultConfig()
+		pc.Region = cfg.Region
+		pc.NodeID = cfg.NodeID
+		pc.DataDir = filepath.Join(cfg.DataDir, "placement")
+		pc.RaftAddr = cfg.PlacementRaftAddr
+		pc.RaftAdvertise = cfg.PlacementRaftAdvertise
+		pc.APIAdvertise = apiAdvertise
+		pc.Bootstrap = cfg.PlacementBootstrap
+		pc.Seeds = cfg.PlacementSeeds
+		if cfg.VotersPerRegion != 0 {
+			pc.VotersPerRegion = cfg.VotersPerRegion
+		}
+		pc.Network = cfg.Network
+		pc.Logger = cfg.Logger
+		if cfg.PlacementConfig != nil {
+			cfg.PlacementConfig(&pc)
+		}
+		if pn, err = placement.Open(pc); err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("node: open placement member: %w", err)
+		}
+	}
+
 	rc := region.DefaultConfig()
 	rc.Region = cfg.Region
 	rc.NodeID = cfg.NodeID
@@ -77,26 +107,37 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Bootstrap = cfg.Bootstrap
 	rc.Network = cfg.Network
 	rc.Logger = cfg.Logger // region adds its own component, region and node attributes
+	if pn != nil {
+		rc.Ownership = ownership{pn}
+	}
 	if cfg.RegionConfig != nil {
 		cfg.RegionConfig(&rc)
 	}
 	rn, err := region.Open(rc)
 	if err != nil {
 		_ = ln.Close()
+		if pn != nil {
+			_ = pn.Close()
+		}
 		return nil, fmt.Errorf("node: open region member: %w", err)
 	}
 
-	n := &Node{cfg: cfg, logger: logger, region: rn, listener: ln, served: make(chan struct{})}
+	n := &Node{cfg: cfg, logger: logger, region: rn, placement: pn, listener: ln, served: make(chan struct{})}
 	n.streams, n.cancelStream = context.WithCancel(context.Background())
 
 	handlerOpts := []connect.HandlerOption{connect.WithReadMaxBytes(requestBytesMax)}
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(region.NewService(rn), handlerOpts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{region: rn}))
+	services := []string{meridianv1connect.EventStoreName}
+	if pn != nil {
+		mux.Handle(meridianv1connect.NewPlacementHandler(placement.NewService(pn), handlerOpts...))
+		services = append(services, meridianv1connect.PlacementName)
+	}
 	// Health and reflection are listed too, so that grpcurl and buf curl can
 	// call them without local .proto files.
-	reflector := grpcreflect.NewStaticReflector(meridianv1connect.EventStoreName,
-		grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName)
+	reflector := grpcreflect.NewStaticReflector(append(services,
+		grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName)...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 
@@ -153,6 +194,25 @@ func (n *Node) URL() string { return "http://" + n.Addr() }
 // Region returns the node's region member, for tests and status.
 func (n *Node) Region() *region.Node { return n.region }
 
+// Placement returns the node's placement group member; nil without one.
+func (n *Node) Placement() *placement.Node { return n.placement }
+
+// ownership answers the region member's routing questions from the local
+// copy of the placement table.
+type ownership struct{ p *placement.Node }
+
+func (o ownership) Home(ctx context.Context, entity string, minEpoch uint64) (region.Home, error) {
+	if minEpoch > 0 {
+		// Bounded: past it the local copy answers as it is, and a request
+		// that keeps bouncing ends at region's hop limit.
+		o.p.WaitIndex(ctx, minEpoch)
+	}
+	p := o.p.Lookup(entity)
+	return region.Home{Region: p.Home, Epoch: p.Epoch, ActiveActive: p.Mode == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE}, nil
+}
+
+func (o ownership) Endpoints(r string) []string { return o.p.Endpoints(r) }
+
 // Close stops the node gracefully: subscriptions end, in-flight calls get up
 // to Config.ShutdownTimeout to finish, then the region member closes. Close
 // is idempotent; later calls return the first call's result.
@@ -170,6 +230,11 @@ func (n *Node) Close() error {
 		<-n.served
 		if err := n.region.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: close region member: %w", err))
+		}
+		if n.placement != nil {
+			if err := n.placement.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("node: close placement member: %w", err))
+			}
 		}
 		n.closeErr = errors.Join(errs...)
 		n.logger.Info("node stopped")

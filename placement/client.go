@@ -1,0 +1,104 @@
+package placement
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// Limits of calls to other members.
+const (
+	// peerIdleConnsMax bounds idle HTTP/2 connections kept per member.
+	peerIdleConnsMax = 2
+	// peerPingInterval and peerPingTimeout detect a black-holed connection.
+	peerPingInterval = 2 * time.Second
+	peerPingTimeout  = 2 * time.Second
+	// forwardedHeader marks a change forwarded to the leader by a member; a
+	// forwarded change is served by its receiver or fails, never forwarded
+	// again.
+	forwardedHeader = "Meridian-Placement-Forwarded-By"
+)
+
+// peerClients holds Connect clients of other members' Placement APIs, all
+// dialing through the member's Network (h2c).
+type peerClients struct {
+	timeout    time.Duration
+	httpClient *http.Client
+	mu         sync.Mutex
+	clients    map[string]meridianv1connect.PlacementClient
+}
+
+func newPeerClients(network Network, timeout time.Duration) *peerClients {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{
+		Protocols: protocols,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return network.Dial(ctx, addr)
+		},
+		MaxIdleConnsPerHost: peerIdleConnsMax,
+		IdleConnTimeout:     90 * time.Second,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: peerPingInterval, PingTimeout: peerPingTimeout},
+	}
+	return &peerClients{timeout: timeout, httpClient: &http.Client{Transport: tr}, clients: map[string]meridianv1connect.PlacementClient{}}
+}
+
+func (p *peerClients) client(addr string) meridianv1connect.PlacementClient {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.clients[addr]
+	if !ok {
+		c = meridianv1connect.NewPlacementClient(p.httpClient, "http://"+addr)
+		p.clients[addr] = c
+	}
+	return c
+}
+
+func (p *peerClients) close() { p.httpClient.CloseIdleConnections() }
+
+func (p *peerClients) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, p.timeout)
+}
+
+func (p *peerClients) join(ctx context.Context, addr string, m *meridianv1.Member) (*meridianv1.JoinResponse, error) {
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
+	resp, err := p.client(addr).Join(ctx, connect.NewRequest(&meridianv1.JoinRequest{Member: m}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+func (p *peerClients) stats(ctx context.Context, addr string) (*meridianv1.MemberStatsResponse, error) {
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
+	resp, err := p.client(addr).MemberStats(ctx, connect.NewRequest(&meridianv1.MemberStatsRequest{}))
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
+
+// forward sends a change to the leader's API, marked forwarded.
+func forward[Req, Resp any](ctx context.Context, p *peerClients, from string, call func(meridianv1connect.PlacementClient, context.Context, *connect.Request[Req]) (*connect.Response[Resp], error), addr string, req *Req) (*Resp, error) {
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
+	r := connect.NewRequest(req)
+	r.Header().Set(forwardedHeader, from)
+	resp, err := call(p.client(addr), ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Msg, nil
+}
