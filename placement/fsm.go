@@ -5,13 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/internal/logadapt"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -122,7 +122,7 @@ func OpenFSM(cfg StoreConfig) (*FSM, error) {
 	}
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithSyncWrites(true).
-		WithLogger(badgerLogger{logger.With("component", "badger")}).
+		WithLogger(logadapt.Badger(logger.With("component", "badger"))).
 		WithMemTableSize(badgerMemTableBytes).
 		WithNumMemtables(badgerNumMemtables).
 		WithValueThreshold(badgerValueThresholdBytes).
@@ -405,13 +405,3 @@ func (f *FSM) KnownRegions() map[string]bool {
 	}
 	return out
 }
-
-// badgerLogger routes Badger's logs to slog; Badger's Info is Debug here.
-type badgerLogger struct{ l *slog.Logger }
-
-func (b badgerLogger) Errorf(f string, a ...any) { b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Warningf(f string, a ...any) {
-	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
-}
-func (b badgerLogger) Infof(f string, a ...any)  { b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }
-func (b badgerLogger) Debugf(f string, a ...any) { b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...))) }

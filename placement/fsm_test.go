@@ -16,7 +16,14 @@ import (
 
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openTestFSM(t testing.TB, dir string) *FSM {
+// tb is what the helpers need of a *testing.T, a *testing.B or a *rapid.T.
+type tb interface {
+	require.TestingT
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+func openTestFSM(t tb, dir string) *FSM {
 	t.Helper()
 	f, err := OpenFSM(StoreConfig{Dir: dir, Logger: testLogger()})
 	require.NoError(t, err)
@@ -45,13 +52,13 @@ func rlMode(prefix, home string, mode meridianv1.PlacementMode) *meridianv1.Plac
 
 // driver feeds an FSM entries at consecutive indexes and keeps them for replay.
 type driver struct {
-	t       testing.TB
+	t       tb
 	f       *FSM
 	index   uint64
 	entries []*raft.Log
 }
 
-func newDriver(t testing.TB, f *FSM) *driver { return &driver{t: t, f: f, index: f.AppliedIndex()} }
+func newDriver(t tb, f *FSM) *driver { return &driver{t: t, f: f, index: f.AppliedIndex()} }
 
 func (d *driver) entry(typ meridianv1.PlacementCommandType, m proto.Message) *raft.Log {
 	d.t.Helper()
