@@ -117,7 +117,7 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 }
 
 func event(typ string) *meridianv1.ProposedEvent {
-	return &meridianv1.ProposedEvent{Id: uuid.Must(uuid.NewV7()).String(), Type: typ, Data: []byte(`{"n":1}`)}
+	return &meridianv1.ProposedEvent{Id: newID(), Type: typ, Data: []byte(`{"n":1}`)}
 }
 
 // waitIndex waits until every running host's copy has applied idx.
@@ -481,3 +481,5 @@ func TestPlacementMinorityRegionPartitionedKeepsRoutingWithItsLastCopy(t *testin
 		assert.Equal(t, "eu-west", c.Node(h).Placement().Lookup("us/x").Home)
 	}
 }
+
+func newID() string { return uuid.Must(uuid.NewV7()).String() }
