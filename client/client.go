@@ -22,14 +22,40 @@ const endpointsMax = 64
 
 // Client is a Meridian API client. It is safe for concurrent use.
 type Client struct {
-	endpoints []string
-	stubs     []meridianv1connect.EventStoreClient
-	current   atomic.Uint64 // index of the endpoint tried first
+	// own are the endpoints the client was given; redirects add others.
+	own       *endpointSet
 	session   session
 	retry     RetryPolicy
 	logger    *slog.Logger
 	closeIdle func()
+	// dial builds the stubs of one endpoint (normalized base URL).
+	dial func(base string) *endpoint
+	// homes caches the stubs of endpoints learnt from redirects.
+	homes endpointCache
 }
+
+// endpoint is one node's API: its base URL and the stubs of its services.
+type endpoint struct {
+	base      string
+	store     meridianv1connect.EventStoreClient
+	placement meridianv1connect.PlacementClient
+}
+
+// endpointSet is an ordered list of endpoints and the one tried first.
+type endpointSet struct {
+	eps     []*endpoint
+	current atomic.Uint64 // index of the endpoint tried first
+}
+
+// pick returns the endpoint to try and the index it was picked at.
+func (s *endpointSet) pick() (*endpoint, uint64) {
+	idx := s.current.Load()
+	return s.eps[idx%uint64(len(s.eps))], idx
+}
+
+// advance moves on from the endpoint picked at idx, unless a concurrent
+// call already did.
+func (s *endpointSet) advance(idx uint64) { s.current.CompareAndSwap(idx, idx+1) }
 
 // New returns a client for the given endpoints ("http://host:port" or
 // "host:port"). Calls go to the first endpoint until it fails with a
@@ -52,6 +78,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
+		own:    &endpointSet{},
 		retry:  cfg.retry,
 		logger: cfg.logger.With("component", "client"),
 	}
@@ -66,13 +93,19 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	if cfg.grpc {
 		connectOpts = append(connectOpts, connect.WithGRPC())
 	}
+	c.dial = func(base string) *endpoint {
+		return &endpoint{
+			base:      base,
+			store:     meridianv1connect.NewEventStoreClient(httpClient, base, connectOpts...),
+			placement: meridianv1connect.NewPlacementClient(httpClient, base, connectOpts...),
+		}
+	}
 	for _, e := range endpoints {
 		base, err := normalizeEndpoint(e)
 		if err != nil {
 			return nil, err
 		}
-		c.endpoints = append(c.endpoints, base)
-		c.stubs = append(c.stubs, meridianv1connect.NewEventStoreClient(httpClient, base, connectOpts...))
+		c.own.eps = append(c.own.eps, c.dial(base))
 	}
 	return c, nil
 }
@@ -95,7 +128,13 @@ func normalizeEndpoint(e string) (string, error) {
 }
 
 // Endpoints returns the normalized endpoints, in order.
-func (c *Client) Endpoints() []string { return append([]string(nil), c.endpoints...) }
+func (c *Client) Endpoints() []string {
+	out := make([]string, len(c.own.eps))
+	for i, ep := range c.own.eps {
+		out[i] = ep.base
+	}
+	return out
+}
 
 // SessionToken returns the session token covering everything this client has
 // written or read so far. Save it to continue the session in another client.
@@ -125,9 +164,9 @@ func retryable(err error) bool {
 	return false
 }
 
-// call runs op against the current endpoint, retrying retryable errors on the
-// next endpoint with backoff, within the retry policy's bounds.
-func call[T any](ctx context.Context, c *Client, method string, op func(ctx context.Context, stub meridianv1connect.EventStoreClient) (T, error)) (T, error) {
+// call runs op against the current endpoint of set, retrying retryable
+// errors on the next endpoint with backoff, within the retry policy's bounds.
+func call[T any](ctx context.Context, c *Client, set *endpointSet, method string, op func(ctx context.Context, ep *endpoint) (T, error)) (T, error) {
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     c.retry.InitialBackoff,
 		RandomizationFactor: backoff.DefaultRandomizationFactor,
@@ -138,13 +177,12 @@ func call[T any](ctx context.Context, c *Client, method string, op func(ctx cont
 	var lastErr error // the last attempt's error, kept for when ctx ends first
 	res, err := backoff.Retry(ctx, func() (T, error) {
 		attempt++
-		idx := c.current.Load()
-		stub := c.stubs[idx%uint64(len(c.stubs))]
+		ep, idx := set.pick()
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if c.retry.AttemptTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
 		}
-		res, err := op(actx, stub)
+		res, err := op(actx, ep)
 		lastErr = err
 		// The attempt's own deadline may surface as any code (the server
 		// sees the propagated deadline and may answer Canceled first): it is
@@ -158,9 +196,9 @@ func call[T any](ctx context.Context, c *Client, method string, op func(ctx cont
 			return res, backoff.Permanent(err)
 		}
 		// Move on to the next endpoint, unless a concurrent call already did.
-		c.current.CompareAndSwap(idx, idx+1)
+		set.advance(idx)
 		c.logger.Debug("retrying", "method", method, "attempt", attempt,
-			"endpoint", c.endpoints[idx%uint64(len(c.endpoints))], "code", connect.CodeOf(err).String(), "err", err)
+			"endpoint", ep.base, "code", connect.CodeOf(err).String(), "err", err)
 		return res, err
 	},
 		backoff.WithBackOff(b),
@@ -207,6 +245,17 @@ func ExpectVersion(v uint64) AppendOption {
 	}
 }
 
+// Direct asks the node that receives the append not to forward it to the
+// entity's home region but to answer with a HomeRedirect; the client then
+// sends the same append (the same event ids, so it is safe) straight to the
+// home's endpoints. It saves the hop between regions when the entity is
+// written often from far away. Redirects are followed at most redirectsMax
+// times per Append (placement moving while the append travels); each leg
+// has the whole retry policy.
+func Direct() AppendOption {
+	return func(r *meridianv1.AppendRequest) { r.Routing = meridianv1.Routing_ROUTING_REDIRECT }
+}
+
 // WithDurability sets when the append is acknowledged (default: region).
 func WithDurability(d meridianv1.Durability, minRegions uint32) AppendOption {
 	return func(r *meridianv1.AppendRequest) { r.Durability = d; r.MinRegions = minRegions }
@@ -234,15 +283,33 @@ func (c *Client) Append(ctx context.Context, entity string, events []*meridianv1
 	for _, o := range opts {
 		o(req)
 	}
-	resp, err := call(ctx, c, "append", func(ctx context.Context, stub meridianv1connect.EventStoreClient) (*meridianv1.AppendResponse, error) {
-		// The token may have moved on since the previous attempt; the ids have not.
-		req.SessionToken = c.session.get()
-		res, err := stub.Append(ctx, connect.NewRequest(req))
-		if err != nil {
-			return nil, err
+	set := c.own
+	var resp *meridianv1.AppendResponse
+	var err error
+	for redirects := 0; ; redirects++ {
+		resp, err = call(ctx, c, set, "append", func(ctx context.Context, ep *endpoint) (*meridianv1.AppendResponse, error) {
+			// The token may have moved on since the previous attempt; the ids have not.
+			req.SessionToken = c.session.get()
+			res, err := ep.store.Append(ctx, connect.NewRequest(req))
+			if err != nil {
+				return nil, err
+			}
+			return res.Msg, nil
+		})
+		// Only a Direct append is answered with a redirect; it goes to the
+		// home with the same request (same event ids), so that a first
+		// attempt that did commit somewhere is answered as a duplicate.
+		hr, ok := HomeRedirectOf(err)
+		if !ok || req.GetRouting() != meridianv1.Routing_ROUTING_REDIRECT || redirects >= redirectsMax {
+			break
 		}
-		return res.Msg, nil
-	})
+		next, rerr := c.homeSet(hr)
+		if rerr != nil {
+			break
+		}
+		c.logger.Debug("following redirect", "method", "append", "entity", entity, "home", hr.GetHomeRegion(), "epoch", hr.GetEpoch())
+		set = next
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -275,9 +342,9 @@ func (c *Client) Read(ctx context.Context, entity string, opts ...ReadOption) (*
 	for _, o := range opts {
 		o(req)
 	}
-	resp, err := call(ctx, c, "read", func(ctx context.Context, stub meridianv1connect.EventStoreClient) (*meridianv1.ReadResponse, error) {
+	resp, err := call(ctx, c, c.own, "read", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadResponse, error) {
 		req.SessionToken = c.session.get()
-		res, err := stub.Read(ctx, connect.NewRequest(req))
+		res, err := ep.store.Read(ctx, connect.NewRequest(req))
 		if err != nil {
 			return nil, err
 		}
@@ -293,8 +360,8 @@ func (c *Client) Read(ctx context.Context, entity string, opts ...ReadOption) (*
 // Status describes the node behind the current endpoint (or the next one
 // that answers).
 func (c *Client) Status(ctx context.Context) (*meridianv1.StatusResponse, error) {
-	return call(ctx, c, "status", func(ctx context.Context, stub meridianv1connect.EventStoreClient) (*meridianv1.StatusResponse, error) {
-		res, err := stub.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
+	return call(ctx, c, c.own, "status", func(ctx context.Context, ep *endpoint) (*meridianv1.StatusResponse, error) {
+		res, err := ep.store.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
 		if err != nil {
 			return nil, err
 		}
@@ -306,14 +373,14 @@ func (c *Client) Status(ctx context.Context) (*meridianv1.StatusResponse, error)
 // has one entry per endpoint, in order; an endpoint that failed has a nil
 // response and its error.
 func (c *Client) StatusAll(ctx context.Context) ([]*meridianv1.StatusResponse, []error) {
-	out := make([]*meridianv1.StatusResponse, len(c.stubs))
-	errs := make([]error, len(c.stubs))
-	for i, stub := range c.stubs {
+	out := make([]*meridianv1.StatusResponse, len(c.own.eps))
+	errs := make([]error, len(c.own.eps))
+	for i, ep := range c.own.eps {
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if c.retry.AttemptTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
 		}
-		res, err := stub.Status(actx, connect.NewRequest(&meridianv1.StatusRequest{}))
+		res, err := ep.store.Status(actx, connect.NewRequest(&meridianv1.StatusRequest{}))
 		cancel()
 		if err != nil {
 			errs[i] = err

@@ -1,7 +1,8 @@
-// Package client is the Go SDK for Meridian's EventStore API.
+// Package client is the Go SDK for Meridian's EventStore and Placement APIs.
 //
 // A Client talks Connect (or gRPC, with WithGRPC) over HTTP/2 without TLS
-// (h2c) to one or more nodes of a region and keeps a session token.
+// (h2c) to one or more nodes (of one region or several) and keeps a session
+// token.
 //
 // What it guarantees:
 //
@@ -24,6 +25,17 @@
 //   - Subscribe resumes after an Unavailable error from the next position not
 //     yet delivered, so no event is delivered twice or skipped by a reconnect
 //     (TestSubscribeResumes).
+//   - Subscribe to an entity homed in another region follows the node's
+//     HomeRedirect to the home's endpoints (TestSubscribeFollowsRedirect,
+//     TestAgainstThreeRegions); an Append with Direct() asks for a redirect
+//     instead of forwarding and sends the same request, with the same event
+//     ids, to the home (TestDirectAppendFollowsRedirect). Both follow at
+//     most redirectsMax (3) redirects in a row, then return the last one
+//     (TestSubscribeRedirectLoopIsYielded). HomeRedirectOf reads the detail.
+//   - The Placement calls (GetPlacement, ListRules, SetRules, Pin, Unpin,
+//     ListRegions) use the same endpoints, failover and retry policy; Pin
+//     and unconditional SetRules are no-ops when repeated, so retrying them
+//     after an unknown outcome is safe (TestAgainstThreeRegions).
 //
 // What it does not guarantee:
 //
@@ -31,5 +43,8 @@
 //     applied: the error is then the last one seen (often Unavailable, "outcome
 //     unknown"). Retrying it later with the same event ids is safe within the
 //     server's idempotency window; after the window it may append twice.
-//   - A Client does not discover nodes: it uses the endpoints it was given.
+//   - A Client does not discover nodes: it uses the endpoints it was given,
+//     and those a redirect names for the one call that follows it.
+//   - A SetRules with an expectedIndex that is retried after its first
+//     attempt committed fails with FailedPrecondition (the index moved).
 package client

@@ -47,6 +47,13 @@ func (s Subscription) request(next uint64, resumed bool) *meridianv1.SubscribeRe
 // resumes at the first position not yet delivered. The sequence ends when the
 // context is cancelled (no error is yielded then), the caller stops, or an
 // error that cannot be retried, which is yielded last.
+//
+// A node outside the entity's home region answers an entity subscription
+// with a HomeRedirect (subscriptions are not proxied between regions): the
+// client reconnects to the home's endpoints, at most redirectsMax times in a
+// row without a message in between. When the home's endpoints have all
+// failed once, it goes back to its own endpoints, whose answer names the
+// home anew (which may have moved).
 func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*meridianv1.SubscribeResponse, error] {
 	return func(yield func(*meridianv1.SubscribeResponse, error) bool) {
 		next := sub.From
@@ -60,15 +67,21 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*mer
 		b.Reset()
 		failures := 0
 		var failingSince time.Time
+		// set is where the subscription connects: the client's own
+		// endpoints, or the home's after a redirect.
+		set := c.own
+		redirects := 0    // redirects followed since the last message
+		homeFailures := 0 // failures on the home's endpoints since the redirect
 		for {
-			idx := c.current.Load()
-			stub := c.stubs[idx%uint64(len(c.stubs))]
+			ep, idx := set.pick()
 			sctx, cancel := context.WithCancel(ctx)
-			stream, err := stub.Subscribe(sctx, connect.NewRequest(sub.request(next, resumed)))
+			stream, err := ep.store.Subscribe(sctx, connect.NewRequest(sub.request(next, resumed)))
 			if err == nil {
 				for stream.Receive() {
 					msg := stream.Msg()
 					failures = 0
+					redirects = 0
+					homeFailures = 0
 					b.Reset()
 					switch m := msg.GetMessage().(type) {
 					case *meridianv1.SubscribeResponse_Event:
@@ -96,6 +109,15 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*mer
 			if ctx.Err() != nil {
 				return
 			}
+			if hr, ok := HomeRedirectOf(err); ok && redirects < redirectsMax {
+				if home, herr := c.homeSet(hr); herr == nil {
+					redirects++
+					homeFailures = 0
+					c.logger.Debug("following redirect", "method", "subscribe", "entity", sub.Entity, "home", hr.GetHomeRegion(), "epoch", hr.GetEpoch())
+					set = home
+					continue
+				}
+			}
 			if err == nil {
 				// The server ended the stream cleanly (shutdown): resume elsewhere.
 				err = connect.NewError(connect.CodeUnavailable, errStreamEnded)
@@ -113,7 +135,14 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*mer
 				yield(nil, err)
 				return
 			}
-			c.current.CompareAndSwap(idx, idx+1)
+			set.advance(idx)
+			if set != c.own {
+				if homeFailures++; homeFailures >= len(set.eps) {
+					// Every home endpoint failed: ask the client's own
+					// endpoints where the home is now.
+					set, redirects = c.own, 0
+				}
+			}
 			c.logger.Debug("resubscribing", "next", next, "attempt", failures, "err", err)
 			t := time.NewTimer(wait)
 			select {
