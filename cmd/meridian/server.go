@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meridiandb/meridian/node"
+	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 )
 
@@ -21,6 +24,7 @@ func newServerCmd(r *rootCmd) *cobra.Command {
 	var (
 		cfg   node.Config
 		peers string
+		join  string
 		logs  logFlags
 	)
 	cmd := &cobra.Command{
@@ -31,16 +35,35 @@ func newServerCmd(r *rootCmd) *cobra.Command {
 Every flag can also be set through the MERIDIAN_* environment variable named
 after it (flags win). A new region is formed by starting every initial member
 with the same --peers and --bootstrap; a node with existing data ignores
---bootstrap.`,
+--bootstrap.
+
+Several regions: every node also runs a member of the placement group (the
+table of entity homes) on --placement-addr. Exactly one node of a new
+deployment starts with --placement-bootstrap; every other node, in any
+region, starts with --join listing API addresses of nodes already in the
+group. Without --placement-addr the node is a deployment of one region, as
+before: every entity is homed in it.`,
 		Example: `  meridian server --region eu --node-id n1 --data-dir /var/lib/meridian \
     --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 \
     --api-advertise 10.0.0.1:7001 --raft-advertise 10.0.0.1:7101 \
     --peers n1=10.0.0.1:7101=10.0.0.1:7001,n2=10.0.0.2:7101=10.0.0.2:7001,n3=10.0.0.3:7101=10.0.0.3:7001 \
-    --bootstrap`,
+    --bootstrap
+
+  # a second region's first node, joining the placement group through the first region
+  meridian server --region us-east --node-id n1 --data-dir /var/lib/meridian \
+    --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 --placement-addr 0.0.0.0:7201 \
+    --api-advertise 10.1.0.1:7001 --raft-advertise 10.1.0.1:7101 --placement-advertise 10.1.0.1:7201 \
+    --peers n1=10.1.0.1:7101=10.1.0.1:7001 --bootstrap --join 10.0.0.1:7001`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
 			if cfg.Peers, err = parsePeers(peers); err != nil {
+				return err
+			}
+			for _, s := range splitList(join) {
+				cfg.PlacementSeeds = append(cfg.PlacementSeeds, strings.TrimPrefix(s, "http://"))
+			}
+			if err := checkPlacementFlags(cmd, cfg); err != nil {
 				return err
 			}
 			logger, err := logs.logger(r.stderr)
@@ -52,6 +75,12 @@ with the same --peers and --bootstrap; a node with existing data ignores
 				return usageError{err}
 			}
 			n, err := node.Start(cmd.Context(), cfg)
+			if errors.Is(err, placement.ErrInvalidConfig) {
+				if !cfg.PlacementBootstrap && len(cfg.PlacementSeeds) == 0 {
+					return usagef("--placement-addr on a node without placement state needs --placement-bootstrap (the first node of a new deployment) or --join (every other node): %v", err)
+				}
+				return usageError{err}
+			}
 			if err != nil {
 				return err
 			}
@@ -70,6 +99,11 @@ with the same --peers and --bootstrap; a node with existing data ignores
 	f.StringVar(&cfg.RaftAdvertise, "raft-advertise", os.Getenv("MERIDIAN_RAFT_ADVERTISE"), "Raft address others use; default --raft-addr (env MERIDIAN_RAFT_ADVERTISE)")
 	f.StringVar(&peers, "peers", os.Getenv("MERIDIAN_PEERS"), "initial members: id=raftaddr=apiaddr, comma-separated (env MERIDIAN_PEERS)")
 	f.BoolVar(&cfg.Bootstrap, "bootstrap", envBool("MERIDIAN_BOOTSTRAP"), "form the region from --peers if this node has no state (env MERIDIAN_BOOTSTRAP)")
+	f.StringVar(&cfg.PlacementRaftAddr, "placement-addr", os.Getenv("MERIDIAN_PLACEMENT_ADDR"), "listen address of this node's placement group member; empty: a single-region deployment (env MERIDIAN_PLACEMENT_ADDR)")
+	f.StringVar(&cfg.PlacementRaftAdvertise, "placement-advertise", os.Getenv("MERIDIAN_PLACEMENT_ADVERTISE"), "placement address other members use; default --placement-addr (env MERIDIAN_PLACEMENT_ADVERTISE)")
+	f.BoolVar(&cfg.PlacementBootstrap, "placement-bootstrap", envBool("MERIDIAN_PLACEMENT_BOOTSTRAP"), "form a new placement group with this node as its first voter, if it has no placement state; one node of a new deployment (env MERIDIAN_PLACEMENT_BOOTSTRAP)")
+	f.StringVar(&join, "join", os.Getenv("MERIDIAN_JOIN"), "API addresses (host:port, comma-separated) of nodes already in the placement group, any region, to join through on first start (env MERIDIAN_JOIN)")
+	f.IntVar(&cfg.VotersPerRegion, "voters-per-region", envInt("MERIDIAN_VOTERS_PER_REGION", 1), "placement voters each region keeps: 1 or 3 (env MERIDIAN_VOTERS_PER_REGION)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long in-flight calls may take to finish on shutdown")
 	logs.register(cmd, "info")
 	return cmd
@@ -93,6 +127,59 @@ func parsePeers(s string) ([]region.Peer, error) {
 		peers = append(peers, p)
 	}
 	return peers, nil
+}
+
+// checkPlacementFlags reports contradictory placement flags as usage errors.
+func checkPlacementFlags(cmd *cobra.Command, cfg node.Config) error {
+	set := func(flag, env string) bool { return cmd.Flags().Changed(flag) || os.Getenv(env) != "" }
+	if cfg.PlacementRaftAddr == "" {
+		for _, f := range []struct{ flag, env string }{
+			{"placement-advertise", "MERIDIAN_PLACEMENT_ADVERTISE"},
+			{"placement-bootstrap", "MERIDIAN_PLACEMENT_BOOTSTRAP"},
+			{"join", "MERIDIAN_JOIN"},
+			{"voters-per-region", "MERIDIAN_VOTERS_PER_REGION"},
+		} {
+			if set(f.flag, f.env) {
+				return usagef("--%s needs --placement-addr (without it the node is a single-region deployment and runs no placement member)", f.flag)
+			}
+		}
+		return nil
+	}
+	// A node with no placement state and --placement-bootstrap forms its own
+	// group and never asks the seeds: with --join as well it would split
+	// the deployment into two placement groups.
+	if cfg.PlacementBootstrap && len(cfg.PlacementSeeds) > 0 {
+		return usagef("--placement-bootstrap and --join exclude each other: bootstrap forms a new placement group, --join joins an existing one; start one node of a new deployment with --placement-bootstrap and every other with --join")
+	}
+	if v := cfg.VotersPerRegion; v != 1 && v != 3 {
+		return usagef("--voters-per-region %d: want 1 or 3", v)
+	}
+	for _, s := range cfg.PlacementSeeds {
+		if host, port, err := net.SplitHostPort(s); err != nil || host == "" || port == "" || port == "0" {
+			return usagef("--join item %q: want host:port", s)
+		}
+	}
+	return nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
+}
+
+// envInt returns key's integer value, or def when unset or not an integer
+// (an unparsable value then fails the flag's own validation instead).
+func envInt(key string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
 }
 
 func envBool(key string) bool {

@@ -57,6 +57,21 @@ func TestServerConfigErrors(t *testing.T) {
 		{name: "bootstrap without self", env: map[string]string{"MERIDIAN_NODE_ID": "n9", "MERIDIAN_BOOTSTRAP": "true"},
 			args: []string{"server", "--data-dir", "x", "--peers", "n1=127.0.0.1:1"}, wantErr: `do not include NodeID "n9"`},
 		{name: "bad log level", args: []string{"server", "--data-dir", "x", "--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "placement bootstrap without placement addr", args: []string{"server", "--data-dir", "x", "--placement-bootstrap"},
+			wantErr: "--placement-bootstrap needs --placement-addr"},
+		{name: "join without placement addr from env", env: map[string]string{"MERIDIAN_JOIN": "127.0.0.1:7001"}, args: []string{"server", "--data-dir", "x"},
+			wantErr: "--join needs --placement-addr"},
+		{name: "voters without placement addr", args: []string{"server", "--data-dir", "x", "--voters-per-region", "3"},
+			wantErr: "--voters-per-region needs --placement-addr"},
+		{name: "bootstrap and join", args: []string{"server", "--data-dir", "x", "--placement-addr", "127.0.0.1:0", "--placement-bootstrap", "--join", "127.0.0.1:7001"},
+			wantErr: "--placement-bootstrap and --join exclude each other"},
+		{name: "two voters per region", env: map[string]string{"MERIDIAN_PLACEMENT_ADDR": "127.0.0.1:0", "MERIDIAN_VOTERS_PER_REGION": "2"},
+			args: []string{"server", "--data-dir", "x", "--placement-bootstrap"}, wantErr: "--voters-per-region 2: want 1 or 3"},
+		{name: "bad join item", args: []string{"server", "--data-dir", "x", "--placement-addr", "127.0.0.1:0", "--join", "nohost"},
+			wantErr: `--join item "nohost"`},
+		{name: "placement addr on a new node without bootstrap or join", args: []string{"server", "--region", "eu-west", "--data-dir", "TEMP",
+			"--api-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--placement-addr", "127.0.0.1:0"},
+			wantErr: "needs --placement-bootstrap (the first node of a new deployment) or --join"},
 		{name: "dev overlapping ports", args: []string{"dev", "--api-port", "7001", "--raft-port", "7002"}, wantErr: "overlap"},
 		{name: "dev too many nodes", args: []string{"dev", "--nodes", "9"}, wantErr: "--nodes 9"},
 	}
@@ -65,7 +80,13 @@ func TestServerConfigErrors(t *testing.T) {
 			for k, v := range tt.env {
 				t.Setenv(k, v)
 			}
-			code, _, errOut := runCLI(t, t.Context(), tt.args...)
+			args := append([]string(nil), tt.args...)
+			for i, a := range args {
+				if a == "TEMP" {
+					args[i] = t.TempDir()
+				}
+			}
+			code, _, errOut := runCLI(t, t.Context(), args...)
 			assert.Equal(t, 2, code, errOut)
 			assert.Contains(t, errOut, tt.wantErr)
 		})
