@@ -297,9 +297,15 @@ func (b *tableBuilder) finish(applied uint64) (tableState, error) {
 	if rs == nil {
 		rs = &meridianv1.PlacementRuleSet{}
 	}
-	if rs.GetDefaultRegion() == "" && len(rs.GetRules()) == 0 && len(b.s.pins) == 0 &&
-		rs.GetDefaultEpoch() == 0 && rs.GetRulesIndex() == 0 {
-		return b.s, nil // nobody has joined yet, or only members without a default (impossible via apply)
+	if rs.GetDefaultRegion() == "" {
+		// Nobody has joined yet: the first Join sets the default, so an
+		// empty default with anything else stored is not a state apply makes.
+		if len(rs.GetRules()) != 0 || len(b.s.pins) != 0 || len(b.members) != 0 ||
+			rs.GetDefaultEpoch() != 0 || rs.GetRulesIndex() != 0 {
+			return tableState{}, fmt.Errorf("%w: no default region, but %d rules, %d pins and %d members are stored",
+				ErrCorruptState, len(rs.GetRules()), len(b.s.pins), len(b.members))
+		}
+		return b.s, nil
 	}
 	if err := ValidateRules(rs.GetRules(), rs.GetDefaultRegion(), known); err != nil {
 		return tableState{}, fmt.Errorf("%w: stored rules: %v", ErrCorruptState, err)
