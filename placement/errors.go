@@ -68,4 +68,14 @@ func (e *ConflictError) Error() string {
 // Unwrap makes errors.Is(err, ErrConflict) true.
 func (e *ConflictError) Unwrap() error { return ErrConflict }
 
-// ---- placement group errors below this line ----
+// Errors of the placement group (Raft member, forwarding, service).
+var (
+	// ErrNotLeader: no placement leader could serve the change (none known,
+	// unreachable, or a forwarded change reached a follower). The change
+	// was provably not proposed: retrying is safe.
+	ErrNotLeader = errors.New("placement: no reachable leader")
+	// ErrOutcomeUnknown: the change was proposed but the member could not
+	// learn whether it committed (leadership lost, shutdown). Read the
+	// table to find out; retrying a SetRules or Pin is safe (same result).
+	ErrOutcomeUnknown = errors.New("placement: outcome unknown")
+)
