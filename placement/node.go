@@ -49,7 +49,10 @@ type Node struct {
 	peers     *peerClients
 	probe     *prober
 
-	closing   chan struct{}
+	closing chan struct{}
+	// ctx ends when Close starts: calls to other members are cancelled.
+	ctx       context.Context
+	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
 	wg        sync.WaitGroup
@@ -75,9 +78,11 @@ func Open(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("placement: create data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, id: id, logger: logger, closing: make(chan struct{})}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	defer func() {
 		if err != nil {
-			n.closeParts()
+			n.cancel()
+			_ = n.closeParts()
 		}
 	}()
 	if n.fsm, err = OpenFSM(StoreConfig{Dir: filepath.Join(cfg.DataDir, "state"), Logger: logger.With("component", "placement-fsm")}); err != nil {
@@ -161,6 +166,7 @@ func Open(cfg Config) (_ *Node, err error) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closing)
+		n.cancel()
 		var errs []error
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
@@ -390,15 +396,8 @@ func (n *Node) runJoin() {
 }
 
 func (n *Node) joinOnce() error {
-	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.CallTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-n.closing:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	me := n.self()
 	if n.isLeader() {
 		_, err := n.join(me)

@@ -62,7 +62,7 @@ func (n *Node) runProbe() {
 			go func() {
 				defer wg.Done()
 				for _, addr := range addrs {
-					ctx, cancel := context.WithTimeout(context.Background(), n.cfg.CallTimeout)
+					ctx, cancel := context.WithTimeout(n.ctx, n.cfg.CallTimeout)
 					_, err := n.peers.stats(ctx, addr)
 					cancel()
 					if err == nil {
