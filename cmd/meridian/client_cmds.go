@@ -24,7 +24,7 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 	var (
 		eventType, data, expect, id, contentType string
 		metadata                                 []string
-		asJSON                                   bool
+		asJSON, direct                           bool
 	)
 	cmd := &cobra.Command{
 		Use:   "append ENTITY",
@@ -60,7 +60,11 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 			defer c.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
 			defer cancel()
-			resp, err := c.Append(ctx, args[0], []*meridianv1.ProposedEvent{ev}, opt)
+			opts := []client.AppendOption{opt}
+			if direct {
+				opts = append(opts, client.Direct())
+			}
+			resp, err := c.Append(ctx, args[0], []*meridianv1.ProposedEvent{ev}, opts...)
 			if err != nil {
 				if client.IsOutcomeUnknown(err) {
 					fmt.Fprintf(r.stderr, "note: the append may have been applied; retrying with --id %s is safe\n", ev.Id)
@@ -89,6 +93,7 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 	f.StringVar(&expect, "expect", "any", "expected stream version: any, no-stream, exists or a version number")
 	f.StringVar(&id, "id", "", "event id (UUID); default a new UUIDv7. Reuse it to retry safely")
 	f.StringArrayVar(&metadata, "meta", nil, "metadata KEY=VALUE (repeatable)")
+	f.BoolVar(&direct, "direct", false, "ask a node outside the entity's home region for a redirect and send the append to the home itself (same event id)")
 	f.BoolVar(&asJSON, "json", false, "print the AppendResponse as JSON")
 	return cmd
 }

@@ -40,10 +40,12 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *rootCmd {
 		Long: `Meridian is a geo-replicated event store: append events to per-entity
 streams and read them back, with session guarantees.
 
-Start a local 3-node region with 'meridian dev', then try:
-  meridian append order-42 --type OrderPlaced --data '{"total":10}'
-  meridian read order-42
-  meridian tail order-42`,
+Start a local deployment of 3 regions with 'meridian dev', then try:
+  meridian append eu/order-42 --type OrderPlaced --data '{"total":10}'
+  meridian read eu/order-42
+  meridian tail eu/order-42
+  meridian placement get eu/order-42
+  meridian regions`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -58,7 +60,7 @@ Start a local 3-node region with 'meridian dev', then try:
 	pf.DurationVar(&r.timeout, "timeout", 30*time.Second, "bound on one client command, retries included")
 	r.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	r.AddCommand(newAppendCmd(r), newReadCmd(r), newTailCmd(r), newStatusCmd(r))
+	r.AddCommand(newAppendCmd(r), newReadCmd(r), newTailCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r))
 	r.AddCommand(serverCommands(r)...)
 	return r
 }

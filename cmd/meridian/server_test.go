@@ -74,6 +74,11 @@ func TestServerConfigErrors(t *testing.T) {
 			wantErr: "needs --placement-bootstrap (the first node of a new deployment) or --join"},
 		{name: "dev overlapping ports", args: []string{"dev", "--api-port", "7001", "--raft-port", "7002"}, wantErr: "overlap"},
 		{name: "dev too many nodes", args: []string{"dev", "--nodes", "9"}, wantErr: "--nodes 9"},
+		{name: "dev placement ports overlap raft ports", args: []string{"dev", "--nodes", "3", "--raft-port", "7101", "--placement-port", "7105"},
+			wantErr: "--raft-port 7101 and --placement-port 7105 ranges overlap for 9 nodes"},
+		{name: "dev duplicate region", args: []string{"dev", "--regions", "eu-west,eu-west"}, wantErr: `"eu-west" appears twice`},
+		{name: "dev bad region name", args: []string{"dev", "--regions", "eu west"}, wantErr: `--regions: "eu west"`},
+		{name: "dev no region", args: []string{"dev", "--regions", ","}, wantErr: "--regions: 0 regions"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

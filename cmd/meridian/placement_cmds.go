@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/client"
+)
+
+// rulesFileBytesMax bounds what set-rules --file reads: a SetRulesRequest
+// of thousands of rules fits well under it.
+const rulesFileBytesMax = 4 << 20
+
+func newPlacementCmd(r *rootCmd) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "placement",
+		Short: "Read and change the placement table: which region is each entity's home",
+		Long: `Read and change the placement table, replicated by the placement group
+across regions. An entity's home is its pin if it has one, else the first
+rule whose prefix matches, else the default region. Reads answer from the
+contacted node's copy and say how current it is; changes go to the
+placement group's leader.`,
+		Args: exactArgs(0, ""),
+	}
+	cmd.AddCommand(newPlacementGetCmd(r), newPlacementRulesCmd(r), newPlacementSetRulesCmd(r),
+		newPlacementPinCmd(r), newPlacementUnpinCmd(r))
+	return cmd
+}
+
+// withClient runs fn with a client from the global flags and the command's timeout.
+func (r *rootCmd) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
+	c, err := r.newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
+	defer cancel()
+	err = fn(ctx, c)
+	if connect.CodeOf(err) == connect.CodeUnimplemented {
+		fmt.Fprintf(r.stderr, "hint: the node at %s serves no placement group: it runs as a single-region deployment (started without --placement-addr)\n", c.Endpoints()[0])
+	}
+	return err
+}
+
+func newPlacementGetCmd(r *rootCmd) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "get ENTITY",
+		Short:   "Show an entity's home region, why, its epoch and the home's endpoints",
+		Example: `  meridian placement get eu/order-1`,
+		Args:    exactArgs(1, "ENTITY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				p, err := c.GetPlacement(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, p)
+				}
+				w := r.stdout
+				fmt.Fprintf(w, "%s  home %s  (%s)\n", p.GetEntity(), p.GetHomeRegion(), sourceOf(p))
+				fmt.Fprintf(w, "  epoch %d  mode %s  failover %s\n", p.GetEpoch(), modeName(p.GetMode()), listOrDash(p.GetFailover()))
+				fmt.Fprintf(w, "  home endpoints %s\n", listOrDash(p.GetHomeEndpoints()))
+				printTableInfo(w, p.GetTable())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the GetPlacementResponse as JSON")
+	return cmd
+}
+
+func newPlacementRulesCmd(r *rootCmd) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rules",
+		Short: "List the prefix rules in match order, the default region and the pin count",
+		Args:  exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				rules, err := c.ListRules(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, rules)
+				}
+				printRules(r.stdout, rules.GetRules())
+				fmt.Fprintf(r.stdout, "default region %s (epoch %d); %d pins; rules index %d (for set-rules --expect-index)\n",
+					orDash(rules.GetDefaultRegion()), rules.GetDefaultEpoch(), rules.GetPins(), rules.GetRulesIndex())
+				printTableInfo(r.stdout, rules.GetTable())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the ListRulesResponse as JSON")
+	return cmd
+}
+
+func newPlacementSetRulesCmd(r *rootCmd) *cobra.Command {
+	var (
+		rules       []string
+		defRegion   string
+		expectIndex uint64
+		file        string
+		asJSON      bool
+	)
+	cmd := &cobra.Command{
+		Use:   "set-rules --rule PREFIX=REGION[,failover=R1:R2][,mode=MODE]... --default REGION | --file FILE",
+		Short: "Replace every prefix rule and the default region, atomically",
+		Long: `Replace every prefix rule and the default region in one change.
+
+Each --rule is PREFIX=REGION, optionally followed by ,failover=R1:R2 (the
+regions that take over, in order) and ,mode=single_home or
+,mode=active_active. Rules are matched in the order given, and a rule may
+not be shadowed by an earlier one: list specific prefixes first
+(eu/acct/ before eu/). --default is required.
+
+--file reads a SetRulesRequest in JSON instead (- for stdin):
+  {"rules":[{"prefix":"eu/","home_region":"eu-west","failover":["us-east"]}],
+   "default_region":"us-east","expected_index":"12"}
+
+--expect-index N applies the change only if the rules were last changed at
+index N (see 'meridian placement rules'); otherwise it fails with
+failed_precondition. Repeating the same unconditional change is a no-op
+for every entity's home and epoch.`,
+		Example: `  meridian placement set-rules --rule us/=us-east --rule 'eu/=eu-west,failover=us-east' \
+    --rule ap/=ap-south --default us-east
+  meridian placement set-rules --rule eu/vip/=ap-south --rule eu/=eu-west --default us-east --expect-index 12
+  meridian placement set-rules --file rules.json`,
+		Args: exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &meridianv1.SetRulesRequest{}
+			if file != "" {
+				if len(rules) > 0 || defRegion != "" {
+					return usagef("--file excludes --rule and --default (the file holds both)")
+				}
+				var err error
+				if req, err = readRulesFile(file, r.stdin); err != nil {
+					return err
+				}
+			} else {
+				if defRegion == "" {
+					return usagef("--default REGION is required (the home of entities no pin or rule matches)")
+				}
+				for _, s := range rules {
+					rule, err := parseRule(s)
+					if err != nil {
+						return err
+					}
+					req.Rules = append(req.Rules, rule)
+				}
+				req.DefaultRegion = defRegion
+			}
+			if cmd.Flags().Changed("expect-index") {
+				req.ExpectedIndex = expectIndex
+			}
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.SetRules(ctx, req.GetRules(), req.GetDefaultRegion(), req.GetExpectedIndex())
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				fmt.Fprintf(r.stdout, "rules set at placement index %d: %d rules, default region %s (epoch %d)\n",
+					resp.GetIndex(), len(resp.GetRules()), req.GetDefaultRegion(), resp.GetDefaultEpoch())
+				printRules(r.stdout, resp.GetRules())
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVar(&rules, "rule", nil, "PREFIX=REGION[,failover=R1:R2][,mode=single_home|active_active] (repeatable, in match order)")
+	f.StringVar(&defRegion, "default", "", "default region: the home of entities no pin or rule matches")
+	f.Uint64Var(&expectIndex, "expect-index", 0, "apply only if the rules were last changed at this index (placement rules shows it)")
+	f.StringVar(&file, "file", "", "read a SetRulesRequest as JSON from FILE (- for stdin) instead of --rule/--default")
+	f.BoolVar(&asJSON, "json", false, "print the SetRulesResponse as JSON")
+	return cmd
+}
+
+func newPlacementPinCmd(r *rootCmd) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "pin ENTITY REGION",
+		Short:   "Make REGION the home of ENTITY, whatever the rules say",
+		Example: `  meridian placement pin eu/order-7 ap-south`,
+		Args:    exactArgs(2, "ENTITY REGION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Pin(ctx, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				if resp.GetEpoch() != resp.GetIndex() {
+					fmt.Fprintf(r.stdout, "%s was already pinned to %s (epoch %d); nothing changed\n", args[0], args[1], resp.GetEpoch())
+					return nil
+				}
+				fmt.Fprintf(r.stdout, "pinned %s to %s at epoch %d\n", args[0], args[1], resp.GetEpoch())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the PinResponse as JSON")
+	return cmd
+}
+
+func newPlacementUnpinCmd(r *rootCmd) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:     "unpin ENTITY",
+		Short:   "Remove ENTITY's pin: the rules decide its home again",
+		Example: `  meridian placement unpin eu/order-7`,
+		Args:    exactArgs(1, "ENTITY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.Unpin(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				if !resp.GetExisted() {
+					fmt.Fprintf(r.stdout, "%s had no pin; nothing changed\n", args[0])
+					return nil
+				}
+				fmt.Fprintf(r.stdout, "unpinned %s at placement index %d; the rules decide its home again\n", args[0], resp.GetIndex())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the UnpinResponse as JSON")
+	return cmd
+}
+
+func newRegionsCmd(r *rootCmd) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "regions",
+		Short: "List the regions of the placement group as the contacted node sees them",
+		Args:  exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ListRegions(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				now := time.Now()
+				tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tREACHABLE\tVOTERS\tENDPOINTS\tLAST REACHED")
+				for _, g := range resp.GetRegions() {
+					reach := "no"
+					if g.GetReachable() {
+						reach = "yes"
+					}
+					last := "never"
+					if g.GetLastReached() != nil {
+						at := g.GetLastReached().AsTime()
+						last = fmt.Sprintf("%s (%s ago)", at.UTC().Format("15:04:05.000Z"), now.Sub(at).Round(time.Millisecond))
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.GetName(), reach, listOrDash(g.GetVoters()), listOrDash(g.GetEndpoints()), last)
+				}
+				_ = tw.Flush()
+				printTableInfo(r.stdout, resp.GetTable())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the ListRegionsResponse as JSON")
+	return cmd
+}
+
+// printRules prints rules as a table in match order.
+func printRules(w io.Writer, rules []*meridianv1.PlacementRule) {
+	if len(rules) == 0 {
+		fmt.Fprintln(w, "(no rules)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "#\tPREFIX\tHOME\tMODE\tFAILOVER\tEPOCH")
+	for i, r := range rules {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", i+1, r.GetPrefix(), r.GetHomeRegion(), modeName(r.GetMode()), listOrDash(r.GetFailover()), r.GetEpoch())
+	}
+	_ = tw.Flush()
+}
+
+// printTableInfo says whose copy of the table answered and how current it is.
+func printTableInfo(w io.Writer, t *meridianv1.TableInfo) {
+	staleness := "unknown (no contact with a leader yet)"
+	if t.GetStaleness() != nil {
+		staleness = t.GetStaleness().AsDuration().Round(time.Millisecond).String()
+	}
+	fmt.Fprintf(w, "(table index %d on %s; placement leader %s; staleness %s)\n",
+		t.GetIndex(), orDash(t.GetAnsweredBy()), orDash(t.GetLeader()), staleness)
+}
+
+func sourceOf(p *meridianv1.GetPlacementResponse) string {
+	switch p.GetSource() {
+	case meridianv1.PlacementSource_PLACEMENT_SOURCE_PIN:
+		return "pinned"
+	case meridianv1.PlacementSource_PLACEMENT_SOURCE_RULE:
+		return fmt.Sprintf("rule %q", p.GetRulePrefix())
+	case meridianv1.PlacementSource_PLACEMENT_SOURCE_DEFAULT:
+		return "default region"
+	}
+	return "no placement yet"
+}
+
+func modeName(m meridianv1.PlacementMode) string {
+	if m == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE {
+		return "active_active"
+	}
+	return "single_home"
+}
+
+// parseRule parses one --rule: PREFIX=REGION[,failover=R1:R2][,mode=MODE].
+func parseRule(s string) (*meridianv1.PlacementRule, error) {
+	parts := strings.Split(s, ",")
+	prefix, region, ok := strings.Cut(parts[0], "=")
+	if !ok || prefix == "" || region == "" {
+		return nil, usagef("--rule %q: want PREFIX=REGION[,failover=R1:R2][,mode=single_home|active_active]", s)
+	}
+	rule := &meridianv1.PlacementRule{Prefix: prefix, HomeRegion: region}
+	for _, opt := range parts[1:] {
+		k, v, _ := strings.Cut(opt, "=")
+		switch k {
+		case "failover":
+			for _, f := range strings.Split(v, ":") {
+				if f != "" {
+					rule.Failover = append(rule.Failover, f)
+				}
+			}
+		case "mode":
+			switch strings.ReplaceAll(v, "-", "_") {
+			case "single_home":
+				rule.Mode = meridianv1.PlacementMode_PLACEMENT_MODE_SINGLE_HOME
+			case "active_active":
+				rule.Mode = meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE
+			default:
+				return nil, usagef("--rule %q: mode %q: want single_home or active_active", s, v)
+			}
+		default:
+			return nil, usagef("--rule %q: unknown option %q: want failover=R1:R2 or mode=single_home|active_active", s, opt)
+		}
+	}
+	return rule, nil
+}
+
+// readRulesFile reads a SetRulesRequest in protojson from path (- for stdin).
+func readRulesFile(path string, stdin io.Reader) (*meridianv1.SetRulesRequest, error) {
+	src := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, usagef("--file: %v", err)
+		}
+		defer f.Close()
+		src = f
+	}
+	b, err := io.ReadAll(io.LimitReader(src, rulesFileBytesMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("--file: %w", err)
+	}
+	if len(b) > rulesFileBytesMax {
+		return nil, usagef("--file: more than %d bytes", rulesFileBytesMax)
+	}
+	req := &meridianv1.SetRulesRequest{}
+	if err := protojson.Unmarshal(b, req); err != nil {
+		return nil, usagef("--file %s: not a SetRulesRequest in JSON: %v", path, err)
+	}
+	return req, nil
+}
+
+func listOrDash(items []string) string {
+	if len(items) == 0 {
+		return "-"
+	}
+	return strings.Join(items, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
