@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,61 +20,149 @@ import (
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/client"
 	"github.com/meridiandb/meridian/node"
+	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 )
 
 // Bounds of `meridian dev`.
 const (
+	// devNodesMax bounds the nodes of one region.
 	devNodesMax = 7
-	// devLeaderTimeout bounds the wait for the first leader; an election
-	// takes 1-3 s, more on a loaded machine.
-	devLeaderTimeout = 60 * time.Second
+	// devRegionsMax bounds the regions: 7 x 7 nodes is already 147 ports.
+	devRegionsMax = 7
+	// devReadyTimeout bounds the wait for every region's leader, a complete
+	// placement group and the example rules everywhere: a few seconds on a
+	// laptop, more on a loaded machine.
+	devReadyTimeout = 90 * time.Second
+	// devPollInterval is how often the readiness checks look again.
+	devPollInterval = 50 * time.Millisecond
 )
 
-// devOptions configure a local development region.
-type devOptions struct {
-	region   string
-	nodes    int
-	host     string
-	apiPort  int
-	raftPort int
-	dataDir  string // empty: a temporary directory, removed on stop
-	logger   *slog.Logger
+// devDefaultRegions are the regions of `meridian dev` without --regions.
+var devDefaultRegions = []string{"us-east", "eu-west", "ap-south"}
+
+// devRegionName is what --regions accepts: names that are also valid in an
+// entity prefix, so that every region can have its example rule.
+var devRegionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// devPlacementConfig scales the placement group's timers down for one
+// machine: the group forms (one voter per region) within a second or two
+// instead of production's WAN-sized timers (2 s elections, 5 s
+// stabilization). `meridian server` keeps placement's defaults.
+func devPlacementConfig(c *placement.Config) {
+	c.HeartbeatTimeout = 500 * time.Millisecond
+	c.ElectionTimeout = 500 * time.Millisecond
+	c.LeaderLeaseTimeout = 250 * time.Millisecond
+	c.CommitTimeout = 20 * time.Millisecond
+	c.ApplyTimeout = 5 * time.Second
+	c.CallTimeout = 2 * time.Second
+	c.JoinInterval = time.Second
+	c.StatsInterval = 200 * time.Millisecond
+	c.LastContactThreshold = time.Second
+	c.StabilizationTime = 500 * time.Millisecond
+	c.FailedAfter = 3 * time.Second
+	c.EpochWaitMax = time.Second
+	c.ProbeInterval = 500 * time.Millisecond
 }
 
-// devCluster is a local region of several nodes in one process.
+// devOptions configure a local development deployment.
+type devOptions struct {
+	regions       []string
+	nodes         int // per region
+	host          string
+	apiPort       int
+	raftPort      int
+	placementPort int
+	dataDir       string // empty: a temporary directory, removed on stop
+	logger        *slog.Logger
+}
+
+// devMember is one node of the dev deployment.
+type devMember struct {
+	region, id string
+	k          int // position over all nodes, region by region: port offset
+	node       *node.Node
+}
+
+// devCluster is a local multi-region deployment in one process.
 type devCluster struct {
 	opts    devOptions
 	dataDir string
 	tempDir bool
-	nodes   []*node.Node
+	members []*devMember
+	// rules are the example rules set at start, in match order.
+	rules []*meridianv1.PlacementRule
 }
 
-func (o devOptions) apiAddr(i int) string {
-	return net.JoinHostPort(o.host, strconv.Itoa(o.apiPort+i))
+func (o devOptions) total() int { return len(o.regions) * o.nodes }
+
+func (o devOptions) addr(base, k int) string {
+	return net.JoinHostPort(o.host, strconv.Itoa(base+k))
 }
 
-func (o devOptions) raftAddr(i int) string {
-	return net.JoinHostPort(o.host, strconv.Itoa(o.raftPort+i))
-}
-
-// startDev starts every node of the dev region; on error, what started is stopped.
-func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
+// check reports bad options as usage errors.
+func (o devOptions) check() error {
 	if o.nodes < 1 || o.nodes > devNodesMax {
-		return nil, usagef("--nodes %d outside [1, %d]", o.nodes, devNodesMax)
+		return usagef("--nodes %d outside [1, %d]", o.nodes, devNodesMax)
 	}
-	for _, p := range []struct {
+	if len(o.regions) == 0 || len(o.regions) > devRegionsMax {
+		return usagef("--regions: %d regions, want 1 to %d", len(o.regions), devRegionsMax)
+	}
+	seen := map[string]bool{}
+	for _, r := range o.regions {
+		if !devRegionName.MatchString(r) {
+			return usagef("--regions: %q: want 1 to 64 of [A-Za-z0-9._-], starting with a letter or digit", r)
+		}
+		if seen[r] {
+			return usagef("--regions: %q appears twice", r)
+		}
+		seen[r] = true
+	}
+	n := o.total()
+	ranges := []struct {
 		name string
 		port int
-	}{{"--api-port", o.apiPort}, {"--raft-port", o.raftPort}} {
-		if p.port < 1 || p.port+o.nodes-1 > 65535 {
-			return nil, usagef("%s %d: the %d ports from it must lie in [1, 65535]", p.name, p.port, o.nodes)
+	}{{"--api-port", o.apiPort}, {"--raft-port", o.raftPort}, {"--placement-port", o.placementPort}}
+	for _, p := range ranges {
+		if p.port < 1 || p.port+n-1 > 65535 {
+			return usagef("%s %d: the %d ports from it must lie in [1, 65535]", p.name, p.port, n)
 		}
 	}
-	if o.apiPort < o.raftPort+o.nodes && o.raftPort < o.apiPort+o.nodes {
-		return nil, usagef("--api-port %d and --raft-port %d ranges overlap for %d nodes", o.apiPort, o.raftPort, o.nodes)
+	for i, a := range ranges {
+		for _, b := range ranges[i+1:] {
+			if a.port < b.port+n && b.port < a.port+n {
+				return usagef("%s %d and %s %d ranges overlap for %d nodes", a.name, a.port, b.name, b.port, n)
+			}
+		}
 	}
-	c := &devCluster{opts: o, dataDir: o.dataDir}
+	return nil
+}
+
+// exampleRules returns one rule per region: "<prefix>/" -> region, where
+// prefix is the region's name before its first '-' (us-east -> us/). A
+// region whose prefix an earlier region took uses its full name.
+func exampleRules(regions []string) []*meridianv1.PlacementRule {
+	taken := map[string]bool{}
+	var rules []*meridianv1.PlacementRule
+	for _, r := range regions {
+		p, _, _ := strings.Cut(r, "-")
+		if taken[p] {
+			p = r
+		}
+		taken[p] = true
+		rules = append(rules, &meridianv1.PlacementRule{Prefix: p + "/", HomeRegion: r})
+	}
+	return rules
+}
+
+// startDev starts every node of every region; on error, what started is
+// stopped. The first node of the first region bootstraps the placement
+// group; every other node joins through it.
+func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	c := &devCluster{opts: o, dataDir: o.dataDir, rules: exampleRules(o.regions)}
 	if c.dataDir == "" {
 		dir, err := os.MkdirTemp("", "meridian-dev-")
 		if err != nil {
@@ -81,77 +170,181 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 		}
 		c.dataDir, c.tempDir = dir, true
 	}
-	peers := make([]region.Peer, o.nodes)
-	for i := range peers {
-		peers[i] = region.Peer{ID: devNodeID(i), RaftAddr: o.raftAddr(i), APIAddr: o.apiAddr(i)}
-	}
-	for i := range o.nodes {
-		n, err := node.Start(ctx, node.Config{
-			Region:    o.region,
-			NodeID:    devNodeID(i),
-			DataDir:   filepath.Join(c.dataDir, devNodeID(i)),
-			APIAddr:   o.apiAddr(i),
-			RaftAddr:  o.raftAddr(i),
-			Peers:     peers,
-			Bootstrap: true,
-			Network:   region.TCP,
-			Logger:    o.logger,
-		})
-		if err != nil {
-			_ = c.Close()
-			if errors.Is(err, syscall.EADDRINUSE) {
-				return nil, fmt.Errorf("dev: start %s: %w (is another 'meridian dev' running? choose other ports with --api-port and --raft-port)", devNodeID(i), err)
-			}
-			return nil, fmt.Errorf("dev: start %s: %w", devNodeID(i), err)
+	seed := o.addr(o.apiPort, 0)
+	for ri, r := range o.regions {
+		peers := make([]region.Peer, o.nodes)
+		for i := range peers {
+			k := ri*o.nodes + i
+			peers[i] = region.Peer{ID: devNodeID(i), RaftAddr: o.addr(o.raftPort, k), APIAddr: o.addr(o.apiPort, k)}
 		}
-		c.nodes = append(c.nodes, n)
+		for i := range o.nodes {
+			m := &devMember{region: r, id: devNodeID(i), k: ri*o.nodes + i}
+			cfg := node.Config{
+				Region:            r,
+				NodeID:            m.id,
+				DataDir:           filepath.Join(c.dataDir, r, m.id),
+				APIAddr:           o.addr(o.apiPort, m.k),
+				RaftAddr:          o.addr(o.raftPort, m.k),
+				Peers:             peers,
+				Bootstrap:         true,
+				Network:           region.TCP,
+				Logger:            o.logger,
+				PlacementRaftAddr: o.addr(o.placementPort, m.k),
+				PlacementConfig:   devPlacementConfig,
+			}
+			if m.k == 0 {
+				cfg.PlacementBootstrap = true
+			} else {
+				cfg.PlacementSeeds = []string{seed}
+			}
+			n, err := node.Start(ctx, cfg)
+			if err != nil {
+				_ = c.Close()
+				if errors.Is(err, syscall.EADDRINUSE) {
+					return nil, fmt.Errorf("dev: start %s/%s: %w (is another 'meridian dev' running? choose other ports with --api-port, --raft-port and --placement-port)", r, m.id, err)
+				}
+				return nil, fmt.Errorf("dev: start %s/%s: %w", r, m.id, err)
+			}
+			m.node = n
+			c.members = append(c.members, m)
+		}
 	}
 	return c, nil
 }
 
 func devNodeID(i int) string { return "n" + strconv.Itoa(i+1) }
 
-// endpoints returns the API URLs of every node.
-func (c *devCluster) endpoints() []string {
-	out := make([]string, len(c.nodes))
-	for i, n := range c.nodes {
-		out[i] = n.URL()
+// membersOf returns region's members, in order.
+func (c *devCluster) membersOf(r string) []*devMember {
+	var out []*devMember
+	for _, m := range c.members {
+		if m.region == r {
+			out = append(out, m)
+		}
 	}
 	return out
 }
 
-// waitLeader polls every node until all of them name the same leader.
-func (c *devCluster) waitLeader(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, devLeaderTimeout)
+// endpointsOf returns the API URLs of region's nodes.
+func (c *devCluster) endpointsOf(r string) []string {
+	var out []string
+	for _, m := range c.membersOf(r) {
+		out = append(out, m.node.URL())
+	}
+	return out
+}
+
+// poll calls ready every devPollInterval until it returns "" (ready), ctx
+// ends or devReadyTimeout passes; then the last reason is reported.
+func poll(ctx context.Context, what string, ready func() string) error {
+	ctx, cancel := context.WithTimeout(ctx, devReadyTimeout)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(devPollInterval)
 	defer tick.Stop()
 	for {
-		leader := c.nodes[0].Region().Status().GetLeader()
-		agreed := leader != ""
-		for _, n := range c.nodes[1:] {
-			agreed = agreed && n.Region().Status().GetLeader() == leader
-		}
-		if agreed {
-			return leader, nil
+		reason := ready()
+		if reason == "" {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return "", fmt.Errorf("dev: no leader elected within %s: %w", devLeaderTimeout, ctx.Err())
+			return fmt.Errorf("dev: %s: not ready within %s (%s): %w", what, devReadyTimeout, reason, ctx.Err())
 		case <-tick.C:
 		}
 	}
 }
 
-// Close stops every node (in parallel: a region stopping one node at a time
-// spends its time re-electing) and removes a temporary data directory.
+// waitReady waits until every region's nodes agree on a leader, the
+// placement group has one voter per region and every node knows every
+// member; then it sets the example rules and waits until every node
+// applied them.
+func (c *devCluster) waitReady(ctx context.Context) error {
+	err := poll(ctx, "region leaders", func() string {
+		for _, r := range c.opts.regions {
+			ms := c.membersOf(r)
+			leader := ms[0].node.Region().Status().GetLeader()
+			for _, m := range ms {
+				if l := m.node.Region().Status().GetLeader(); l == "" || l != leader {
+					return fmt.Sprintf("region %s has no agreed leader", r)
+				}
+			}
+		}
+		return ""
+	})
+	if err != nil {
+		return err
+	}
+	err = poll(ctx, "placement group", func() string {
+		lead, ok := c.placementLeader()
+		if !ok {
+			return "no placement leader"
+		}
+		voters := map[string]int{}
+		f := lead.node.Placement().Raft().GetConfiguration()
+		if f.Error() != nil {
+			return f.Error().Error()
+		}
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage.String() == "Voter" {
+				r, _, _ := strings.Cut(string(s.ID), "/")
+				voters[r]++
+			}
+		}
+		for _, r := range c.opts.regions {
+			if voters[r] != 1 {
+				return fmt.Sprintf("region %s has %d placement voters, want 1", r, voters[r])
+			}
+		}
+		for _, m := range c.members {
+			if got := len(m.node.Placement().FSM().Members()); got != len(c.members) {
+				return fmt.Sprintf("%s/%s knows %d of %d members", m.region, m.id, got, len(c.members))
+			}
+		}
+		return ""
+	})
+	if err != nil {
+		return err
+	}
+	cl, err := client.New([]string{c.members[0].node.URL()})
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	sctx, cancel := context.WithTimeout(ctx, devReadyTimeout)
+	defer cancel()
+	set, err := cl.SetRules(sctx, c.rules, c.opts.regions[0], 0)
+	if err != nil {
+		return fmt.Errorf("dev: set the example rules: %w", err)
+	}
+	return poll(ctx, "example rules", func() string {
+		for _, m := range c.members {
+			if got := m.node.Placement().FSM().AppliedIndex(); got < set.GetIndex() {
+				return fmt.Sprintf("%s/%s applied placement index %d of %d", m.region, m.id, got, set.GetIndex())
+			}
+		}
+		return ""
+	})
+}
+
+// placementLeader returns the member whose placement member leads.
+func (c *devCluster) placementLeader() (*devMember, bool) {
+	for _, m := range c.members {
+		if m.node.Placement().Raft().State().String() == "Leader" {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
+// Close stops every node (in parallel: stopping one node at a time spends
+// the time re-electing) and removes a temporary data directory.
 func (c *devCluster) Close() error {
-	errs := make(chan error, len(c.nodes))
-	for _, n := range c.nodes {
-		go func() { errs <- n.Close() }()
+	errs := make(chan error, len(c.members))
+	for _, m := range c.members {
+		go func() { errs <- m.node.Close() }()
 	}
 	var all []error
-	for range c.nodes {
+	for range c.members {
 		all = append(all, <-errs)
 	}
 	if c.tempDir {
@@ -160,51 +353,96 @@ func (c *devCluster) Close() error {
 	return errors.Join(all...)
 }
 
-// printBanner tells the user where the region is and what to try.
-func (c *devCluster) printBanner(w io.Writer, leader string) {
+// walkRegions names the regions the walk-through uses: the writer's (the
+// first), the entity's home (the second) and the reader's (the third);
+// with fewer regions the last one stands in.
+func (c *devCluster) walkRegions() (writer, home, reader string) {
+	rs := c.opts.regions
+	at := func(i int) string { return rs[min(i, len(rs)-1)] }
+	return at(0), at(1), at(2)
+}
+
+// prefixOf returns the example rule prefix of region r.
+func (c *devCluster) prefixOf(r string) string {
+	for _, rule := range c.rules {
+		if rule.GetHomeRegion() == r {
+			return rule.GetPrefix()
+		}
+	}
+	return ""
+}
+
+// printBanner tells the user where every node is and what to try.
+func (c *devCluster) printBanner(w io.Writer) {
 	where := c.dataDir
 	if c.tempDir {
 		where += " (temporary, removed on exit)"
 	}
-	fmt.Fprintf(w, "Meridian dev region %q is up: %d nodes, data in %s\n", c.opts.region, len(c.nodes), where)
-	for i, n := range c.nodes {
-		role := ""
-		if devNodeID(i) == leader {
-			role = "  (leader)"
+	nodes := "1 node"
+	if c.opts.nodes > 1 {
+		nodes = fmt.Sprintf("%d nodes", c.opts.nodes)
+	}
+	fmt.Fprintf(w, "Meridian dev is up: %d regions of %s each, data in %s\n", len(c.opts.regions), nodes, where)
+	placementLeader, _ := c.placementLeader()
+	for _, r := range c.opts.regions {
+		fmt.Fprintf(w, "  region %s\n", r)
+		for _, m := range c.membersOf(r) {
+			var roles []string
+			if m.node.Region().Status().GetLeader() == m.id {
+				roles = append(roles, "region leader")
+			}
+			if m == placementLeader {
+				roles = append(roles, "placement leader")
+			}
+			role := ""
+			if len(roles) > 0 {
+				role = "  (" + strings.Join(roles, ", ") + ")"
+			}
+			fmt.Fprintf(w, "    %s  api %s  raft %s  placement %s%s\n", m.id, m.node.URL(),
+				c.opts.addr(c.opts.raftPort, m.k), c.opts.addr(c.opts.placementPort, m.k), role)
 		}
-		fmt.Fprintf(w, "  %s  api %s  raft %s%s\n", devNodeID(i), n.URL(), c.opts.raftAddr(i), role)
 	}
+	var rules []string
+	for _, r := range c.rules {
+		rules = append(rules, r.GetPrefix()+" -> "+r.GetHomeRegion())
+	}
+	fmt.Fprintf(w, "Placement rules: %s; anything else -> %s\n", strings.Join(rules, ", "), c.opts.regions[0])
+
+	writer, home, reader := c.walkRegions()
+	entity := c.prefixOf(home) + "order-1"
+	fmt.Fprintf(w, "\nTry, in another terminal (%s is homed in %s):\n", entity, home)
+	fmt.Fprintf(w, "  meridian append %s --type OrderPlaced --data '{\"total\":10}' --endpoint %s\n", entity, c.endpointsOf(writer)[0])
+	fmt.Fprintf(w, "  meridian read %s --endpoint %s\n", entity, c.endpointsOf(reader)[0])
 	ep := ""
-	if c.nodes[0].URL() != defaultEndpoint {
-		ep = " --endpoint " + c.nodes[0].URL()
+	if first := c.members[0].node.URL(); first != defaultEndpoint {
+		ep = " --endpoint " + first
 	}
-	fmt.Fprintf(w, "\nTry, in another terminal:\n")
-	fmt.Fprintf(w, "  meridian append order-42 --type OrderPlaced --data '{\"total\":10}'%s\n", ep)
-	fmt.Fprintf(w, "  meridian read order-42%s\n", ep)
-	fmt.Fprintf(w, "  meridian tail order-42%s\n", ep)
-	fmt.Fprintf(w, "  meridian status --endpoint %s\n", strings.Join(c.endpoints(), ","))
-	fmt.Fprintf(w, "  grpcurl -plaintext %s list\n", c.nodes[0].Addr())
-	fmt.Fprintf(w, "\nCtrl-C stops the region.\n")
+	fmt.Fprintf(w, "  meridian placement get %s%s\n", entity, ep)
+	fmt.Fprintf(w, "  meridian regions%s\n", ep)
+	fmt.Fprintf(w, "\nCtrl-C stops every region.\n")
 }
 
-// smoke appends through one node and reads back through another.
+// smoke appends to an entity homed in the second region through a node of
+// the first, reads it back through a node of the third, and checks that
+// both answers come from the home.
 func (c *devCluster) smoke(ctx context.Context, w io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	eps := c.endpoints()
-	writer, err := client.New([]string{eps[len(eps)-1]})
+	writerRegion, home, readerRegion := c.walkRegions()
+	via, readVia := c.endpointsOf(writerRegion)[0], c.endpointsOf(readerRegion)[0]
+	writer, err := client.New([]string{via})
 	if err != nil {
 		return err
 	}
 	defer writer.Close()
-	entity := "smoke-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	entity := c.prefixOf(home) + "smoke-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	resp, err := writer.Append(ctx, entity, []*meridianv1.ProposedEvent{
 		{Type: "SmokeTested", Data: []byte(`{"ok":true}`), ContentType: "application/json"},
 	})
 	if err != nil {
 		return fmt.Errorf("smoke: append: %w", err)
 	}
-	reader, err := client.New([]string{eps[0]}, client.WithSessionToken(writer.SessionToken()))
+	reader, err := client.New([]string{readVia}, client.WithSessionToken(writer.SessionToken()))
 	if err != nil {
 		return err
 	}
@@ -213,47 +451,82 @@ func (c *devCluster) smoke(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("smoke: read: %w", err)
 	}
-	if len(read.GetEvents()) != 1 || read.GetEvents()[0].GetVersion() != resp.GetLastVersion() {
+	switch {
+	case len(read.GetEvents()) != 1 || read.GetEvents()[0].GetVersion() != resp.GetLastVersion():
 		return fmt.Errorf("smoke: read back %d events (head %d), want 1 at version %d", len(read.GetEvents()), read.GetHeadVersion(), resp.GetLastVersion())
+	case resp.GetRegion() != home || read.GetRegion() != home:
+		return fmt.Errorf("smoke: %s is homed in %s, but the append was ordered by %q and the read served by %q", entity, home, resp.GetRegion(), read.GetRegion())
 	}
-	fmt.Fprintf(w, "smoke: appended %s v%d via %s, read it back via %s: ok\n", entity, resp.GetLastVersion(), eps[len(eps)-1], eps[0])
+	fmt.Fprintf(w, "smoke: appended %s v%d via %s (%s), read it back via %s (%s), both served by its home %s: ok\n",
+		entity, resp.GetLastVersion(), via, writerRegion, readVia, readerRegion, home)
 	return nil
 }
 
 func newDevCmd(r *rootCmd) *cobra.Command {
-	o := devOptions{region: "local", nodes: 3, host: "127.0.0.1", apiPort: 7001, raftPort: 7101}
+	o := devOptions{nodes: 1, host: "127.0.0.1", apiPort: 7001, raftPort: 7101, placementPort: 7201}
 	var (
-		smoke bool
-		logs  logFlags
+		regions string
+		smoke   bool
+		logs    logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "dev",
-		Short: "Run a local 3-node region in this process until Ctrl-C",
-		Long: `Run a local region ("local", nodes n1..n3) in one process on 127.0.0.1:
-APIs on --api-port and the ports after it, Raft on --raft-port and after.
+		Short: "Run a local deployment of 3 regions in this process until Ctrl-C",
+		Long: `Run a local multi-region deployment in one process on 127.0.0.1: by default
+the regions us-east, eu-west and ap-south (--regions to change), each of
+--nodes nodes (n1, n2, ...), all members of one placement group.
+
+Ports are laid out consecutively over all nodes, region by region, from
+--api-port (API), --raft-port (region Raft) and --placement-port (placement
+Raft): with the defaults, us-east/n1 is 7001/7101/7201, eu-west/n1
+7002/7102/7202, ap-south/n1 7003/7103/7203.
+
+Once every region has a leader and the placement group has one voter per
+region, dev sets one example rule per region, "<prefix>/" -> region, where
+the prefix is the region's name before its first '-' (us-east: us/; a
+region whose prefix an earlier one took uses its full name), and makes the
+first region the default. Then it prints every endpoint.
+
 Data goes to a temporary directory (removed on exit) or to --data-dir (kept).
-With --smoke it appends and reads one event, then stops: exit 0 means it works.`,
+With --smoke it appends to an entity homed in the second region through a
+node of the first, reads it back through a node of the third, checks both
+were served by the home, and stops: exit 0 means it works.`,
+		Example: `  meridian dev
+  meridian dev --nodes 3
+  meridian dev --regions eu-central,us-west --api-port 8001 --raft-port 8101 --placement-port 8201
+  meridian dev --smoke`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.regions = splitList(regions)
+			if err := o.check(); err != nil {
+				return err
+			}
 			logger, err := logs.logger(r.stderr)
 			if err != nil {
 				return err
 			}
 			o.logger = logger
 			ctx := cmd.Context()
+			loud := logs.quietWhile()
 			c, err := startDev(ctx, o)
 			if err != nil {
+				loud()
 				return err
 			}
-			leader, err := c.waitLeader(ctx)
+			err = c.waitReady(ctx)
+			loud()
 			if err == nil {
 				if smoke {
 					err = c.smoke(ctx, r.stdout)
 				} else {
-					c.printBanner(r.stdout, leader)
+					c.printBanner(r.stdout)
 					<-ctx.Done()
-					fmt.Fprintln(r.stdout, "stopping...")
 				}
+			}
+			if ctx.Err() != nil {
+				// Ctrl-C, possibly while starting: a normal way out.
+				err = nil
+				fmt.Fprintln(r.stdout, "stopping...")
 			}
 			logs.quietUnlessVerbose()
 			if cerr := c.Close(); cerr != nil {
@@ -266,11 +539,13 @@ With --smoke it appends and reads one event, then stops: exit 0 means it works.`
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.dataDir, "data-dir", "", "keep the region's data here (default: a temporary directory, removed on exit)")
-	f.IntVar(&o.apiPort, "api-port", o.apiPort, "API port of n1; n2, n3 use the next ones")
-	f.IntVar(&o.raftPort, "raft-port", o.raftPort, "Raft port of n1; n2, n3 use the next ones")
-	f.IntVar(&o.nodes, "nodes", o.nodes, "number of nodes (1 to 7)")
-	f.BoolVar(&smoke, "smoke", false, "append and read one event, then stop (exit 0 when it works)")
+	f.StringVar(&o.dataDir, "data-dir", "", "keep the deployment's data here, one directory per region and node (default: a temporary directory, removed on exit)")
+	f.StringVar(&regions, "regions", strings.Join(devDefaultRegions, ","), "region names, comma-separated (1 to 7); the first is the default region and bootstraps placement")
+	f.IntVar(&o.nodes, "nodes", o.nodes, "nodes per region (1 to 7)")
+	f.IntVar(&o.apiPort, "api-port", o.apiPort, "API port of the first node; the others use the next ones, region by region")
+	f.IntVar(&o.raftPort, "raft-port", o.raftPort, "region Raft port of the first node; the others use the next ones")
+	f.IntVar(&o.placementPort, "placement-port", o.placementPort, "placement Raft port of the first node; the others use the next ones")
+	f.BoolVar(&smoke, "smoke", false, "append in one region, read through another, check the home served both, then stop (exit 0 when it works)")
 	logs.register(cmd, "warn")
 	return cmd
 }

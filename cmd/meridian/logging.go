@@ -47,3 +47,16 @@ func (l *logFlags) quietUnlessVerbose() {
 		l.levelVar.Set(slog.LevelError + 4)
 	}
 }
+
+// quietWhile raises the level to error until the returned function is
+// called, unless the user asked for info or debug: a deployment forming in
+// one process makes Raft warn about elections and missing logs, which is
+// expected while it forms.
+func (l *logFlags) quietWhile() (restore func()) {
+	prev := l.levelVar.Level()
+	if prev < slog.LevelWarn {
+		return func() {}
+	}
+	l.levelVar.Set(max(prev, slog.LevelError))
+	return func() { l.levelVar.Set(prev) }
+}
