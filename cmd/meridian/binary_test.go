@@ -158,88 +158,133 @@ func runBin(t *testing.T, bin string, args ...string) (int, string, string) {
 }
 
 // TestBinaryDevWalkthrough is the README's walk-through, run for real: it
-// builds the binary, starts `meridian dev` on free ports, appends, reads and
-// tails through the CLI, then stops everything with SIGINT.
+// builds the binary, starts `meridian dev` (3 regions) on free ports,
+// appends in one region and reads through another, asks for the entity's
+// placement, the regions, pins, a bad rule change, a version conflict, an
+// idempotent retry and a tail, then stops everything with SIGINT.
 func TestBinaryDevWalkthrough(t *testing.T) {
 	bin := buildBinary(t)
 	apiPort := freePortRange(t, 3, 0)
 	raftPort := freePortRange(t, 3, apiPort)
+	placePort := freePortRange(t, 3, raftPort)
+	for placePort < apiPort+3 && apiPort < placePort+3 {
+		placePort = freePortRange(t, 3, raftPort)
+	}
+	ports := []string{"--api-port", strconv.Itoa(apiPort), "--raft-port", strconv.Itoa(raftPort), "--placement-port", strconv.Itoa(placePort)}
 	tmp := t.TempDir()
-	dev := startProc(t, bin, []string{"TMPDIR=" + tmp}, "dev", "--api-port", strconv.Itoa(apiPort), "--raft-port", strconv.Itoa(raftPort))
-	require.Eventually(t, func() bool { return strings.Contains(dev.out.String(), "Ctrl-C stops the region") },
-		60*time.Second, 50*time.Millisecond, "dev did not come up\nstdout:\n%s\nstderr:\n%s", dev.out, dev.err)
+	dev := startProc(t, bin, []string{"TMPDIR=" + tmp}, append([]string{"dev"}, ports...)...)
+	require.Eventually(t, func() bool { return strings.Contains(dev.out.String(), "Ctrl-C stops every region") },
+		90*time.Second, 50*time.Millisecond, "dev did not come up\nstdout:\n%s\nstderr:\n%s", dev.out, dev.err)
 	t.Logf("dev output:\n%s", dev.out)
 	banner := dev.out.String()
 	m := regexp.MustCompile(`data in (\S+) \(temporary`).FindStringSubmatch(banner)
 	require.Len(t, m, 2, banner)
 	dataDir := m[1]
 	require.DirExists(t, dataDir)
-	for i := range 3 {
-		assert.Contains(t, banner, fmt.Sprintf("n%d  api http://127.0.0.1:%d  raft 127.0.0.1:%d", i+1, apiPort+i, raftPort+i))
+	for i, r := range []string{"us-east", "eu-west", "ap-south"} {
+		assert.Regexp(t, fmt.Sprintf(`(?m)^  region %s\n    n1  api http://127.0.0.1:%d  raft 127.0.0.1:%d  placement 127.0.0.1:%d  \(region leader`, r, apiPort+i, raftPort+i, placePort+i), banner)
 	}
+	assert.Contains(t, banner, "(region leader, placement leader)", "the bootstrapping node leads placement")
+	assert.Contains(t, banner, "Placement rules: us/ -> us-east, eu/ -> eu-west, ap/ -> ap-south; anything else -> us-east")
+	assert.Contains(t, banner, "Try, in another terminal (eu/order-1 is homed in eu-west)")
 
-	n1 := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
-	n3 := fmt.Sprintf("http://127.0.0.1:%d", apiPort+2)
+	us := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	eu := fmt.Sprintf("127.0.0.1:%d", apiPort+1)
+	ap := fmt.Sprintf("http://127.0.0.1:%d", apiPort+2)
 
-	tail := startProc(t, bin, nil, "tail", "order-42", "--endpoint", n1)
+	// A tail through the third region follows the redirect to the home.
+	tail := startProc(t, bin, nil, "tail", "eu/order-1", "--endpoint", ap)
 
-	code, out, errOut := runBin(t, bin, "append", "order-42", "--type", "OrderPlaced", "--data", `{"total":10}`, "--endpoint", n3)
+	// Written through us-east, ordered by eu-west, read through ap-south.
+	code, out, errOut := runBin(t, bin, "append", "eu/order-1", "--type", "OrderPlaced", "--data", `{"total":10}`, "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
 	t.Logf("append:\n%s", out)
-	assert.Regexp(t, `^appended order-42 v1  id=[0-9a-f-]{36} origin=local/\d+\nsession token: \S+\n$`, out)
+	assert.Regexp(t, `^appended eu/order-1 v1  id=[0-9a-f-]{36} origin=eu-west/\d+\nsession token: \S+\n$`, out)
 	token := regexp.MustCompile(`session token: (\S+)`).FindStringSubmatch(out)[1]
 
-	code, out, errOut = runBin(t, bin, "append", "order-42", "--type", "OrderPaid", "--data", `{"paid":true}`, "--expect", "1", "--endpoint", n1)
-	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, "appended order-42 v2")
-
-	code, _, errOut = runBin(t, bin, "append", "order-42", "--type", "OrderPaid", "--expect", "1", "--endpoint", n1)
-	assert.Equal(t, 1, code)
-	assert.Contains(t, errOut, "error: failed_precondition:")
-	t.Logf("conflict stderr:\n%s", errOut)
-
-	code, out, errOut = runBin(t, bin, "read", "order-42", "--endpoint", n1, "--token", token)
+	code, out, errOut = runBin(t, bin, "read", "eu/order-1", "--endpoint", ap, "--token", token)
 	require.Equal(t, 0, code, errOut)
 	t.Logf("read:\n%s", out)
-	assert.Regexp(t, `(?m)^order-42 v1  OrderPlaced  \{"total":10\}  id=`, out)
-	assert.Regexp(t, `(?m)^order-42 v2  OrderPaid  \{"paid":true\}  id=`, out)
-	assert.Contains(t, out, "(2 events, head version 2")
+	assert.Regexp(t, `(?m)^eu/order-1 v1  OrderPlaced  \{"total":10\}  id=\S+ origin=eu-west/\d+ at=`, out)
+	assert.Contains(t, out, "(1 events, head version 1, served by eu-west/n1)")
 
-	code, out, errOut = runBin(t, bin, "read", "order-42", "--json", "--consistency", "strong", "--endpoint", n3)
+	code, out, errOut = runBin(t, bin, "placement", "get", "eu/order-1", "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
-	assert.Contains(t, out, `"type":"OrderPaid"`)
+	t.Logf("placement get:\n%s", out)
+	assert.Contains(t, out, `eu/order-1  home eu-west  (rule "eu/")`)
+	assert.Contains(t, out, "  home endpoints "+eu)
+	assert.Regexp(t, `\(table index \d+ on us-east/n1; placement leader us-east/n1; staleness \S+\)`, out)
 
-	code, out, errOut = runBin(t, bin, "status", "--endpoint", strings.Join([]string{n1, fmt.Sprintf("http://127.0.0.1:%d", apiPort+1), n3}, ","))
+	code, out, errOut = runBin(t, bin, "placement", "rules", "--endpoint", ap)
 	require.Equal(t, 0, code, errOut)
-	t.Logf("status:\n%s", out)
-	assert.Equal(t, 1, strings.Count(out, "Leader"), out)
+	assert.Regexp(t, `(?m)^1  us/     us-east   single_home  -         \d+$`, out)
+	assert.Regexp(t, `(?m)^3  ap/     ap-south  single_home  -         \d+$`, out)
 
-	require.Eventually(t, func() bool { return strings.Contains(tail.out.String(), "order-42 v2  OrderPaid") },
+	code, out, errOut = runBin(t, bin, "regions", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	t.Logf("regions:\n%s", out)
+	for i, r := range []string{"ap-south", "eu-west", "us-east"} {
+		assert.Regexp(t, fmt.Sprintf(`(?m)^%s\s+yes\s+%s/n1\s+127.0.0.1:%d\s+`, r, r, apiPort+2-i), out)
+	}
+
+	// A pin moves one entity: a write through eu-west is now ordered by ap-south.
+	code, out, errOut = runBin(t, bin, "placement", "pin", "eu/order-7", "ap-south", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "pinned eu/order-7 to ap-south at epoch")
+	require.Eventually(t, func() bool {
+		code, out, _ := runBin(t, bin, "placement", "get", "eu/order-7", "--endpoint", "http://"+eu)
+		return code == 0 && strings.Contains(out, "home ap-south  (pinned)")
+	}, 10*time.Second, 50*time.Millisecond)
+	code, out, errOut = runBin(t, bin, "append", "eu/order-7", "--type", "OrderPlaced", "--direct", "--endpoint", "http://"+eu)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "origin=ap-south/")
+
+	code, _, errOut = runBin(t, bin, "placement", "set-rules", "--rule", "eu/=eu-west", "--rule", "eu/acct/=us-east", "--default", "us-east", "--endpoint", us)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, `error: invalid_argument: placement: invalid argument: rules[1].prefix: rules[1] (prefix "eu/acct/") is shadowed by rules[0]`)
+
+	// The single-region walk-through's behaviour holds across regions.
+	code, out, errOut = runBin(t, bin, "append", "eu/order-1", "--type", "OrderPaid", "--data", `{"paid":true}`, "--expect", "1", "--endpoint", ap)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "appended eu/order-1 v2")
+	code, _, errOut = runBin(t, bin, "append", "eu/order-1", "--type", "OrderPaid", "--expect", "1", "--endpoint", us)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "error: failed_precondition: region: wrong expected version")
+	id := "01a20184-0000-7000-8000-000000000001"
+	for range 2 {
+		code, out, errOut = runBin(t, bin, "append", "us/order-2", "--type", "OrderPlaced", "--id", id, "--endpoint", ap)
+		require.Equal(t, 0, code, errOut)
+	}
+	assert.Contains(t, out, "(duplicate: this id was appended before with the same content; original result)")
+
+	require.Eventually(t, func() bool { return strings.Contains(tail.out.String(), "eu/order-1 v2  OrderPaid") },
 		20*time.Second, 50*time.Millisecond, "tail saw:\n%s\nstderr:\n%s", tail.out, tail.err)
 	t.Logf("tail:\n%s%s", tail.out, tail.err)
-	assert.Contains(t, tail.out.String(), "order-42 v1  OrderPlaced")
+	assert.Contains(t, tail.out.String(), "eu/order-1 v1  OrderPlaced")
 	tail.interrupt(t)
 
 	dev.interrupt(t)
 	assert.Contains(t, dev.out.String(), "stopped")
 	assert.NoDirExists(t, dataDir, "temporary data directory removed")
 	// Every port is free again.
-	for _, port := range []int{apiPort, apiPort + 1, apiPort + 2, raftPort, raftPort + 1, raftPort + 2} {
-		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		require.NoError(t, err, "port %d still in use", port)
-		_ = ln.Close()
+	for _, base := range []int{apiPort, raftPort, placePort} {
+		for i := range 3 {
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(base+i)))
+			require.NoError(t, err, "port %d still in use", base+i)
+			_ = ln.Close()
+		}
 	}
 
 	// No node running: the client says so, with a hint, and exits 1.
-	code, _, errOut = runBin(t, bin, "read", "order-42", "--endpoint", n1, "--timeout", "2s")
+	code, _, errOut = runBin(t, bin, "read", "eu/order-1", "--endpoint", us, "--timeout", "2s")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "hint: no Meridian node answers")
 
-	// The smoke mode proves the same path in one command, with a kept data dir.
+	// The smoke mode proves the cross-region path in one command, with a kept data dir.
 	keep := filepath.Join(t.TempDir(), "data")
-	code, out, errOut = runBin(t, bin, "dev", "--smoke", "--data-dir", keep, "--api-port", strconv.Itoa(apiPort), "--raft-port", strconv.Itoa(raftPort))
+	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--data-dir", keep}, ports...)...)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	t.Logf("smoke:\n%s", out)
-	assert.Contains(t, out, "smoke: appended")
-	assert.DirExists(t, filepath.Join(keep, "n1"))
+	assert.Regexp(t, `smoke: appended eu/smoke-\S+ v1 via \S+ \(us-east\), read it back via \S+ \(ap-south\), both served by its home eu-west: ok`, out)
+	assert.DirExists(t, filepath.Join(keep, "eu-west", "n1"))
 }
