@@ -303,6 +303,10 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 		}
 		return n.fsm.ApplyState().GetApplied()[n.cfg.Region] >= need.Get(n.cfg.Region)
 	}
+	// Usually the state is ready: read at once, without setting up a wait.
+	if ready() {
+		return n.readFSM(req, token)
+	}
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitMax)
 	err := n.waitApplied(wctx, ready)
 	cancel()
