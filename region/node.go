@@ -378,7 +378,7 @@ func (n *Node) fsmCovers(idx uint64) bool {
 	}
 	var l raft.Log
 	for i := fa + 1; i <= idx; i++ {
-		if err := n.parts.logs.GetLog(i, &l); err != nil {
+		if err := n.parts.logCache.GetLog(i, &l); err != nil {
 			return false
 		}
 		if l.Type == raft.LogCommand {
