@@ -125,7 +125,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, logger: logger, region: rn, placement: pn, listener: ln, served: make(chan struct{})}
 	n.streams, n.cancelStream = context.WithCancel(context.Background())
 
-	handlerOpts := []connect.HandlerOption{connect.WithReadMaxBytes(requestBytesMax)}
+	handlerOpts := []connect.HandlerOption{
+		connect.WithReadMaxBytes(requestBytesMax),
+		connect.WithCompressMinBytes(compressMinBytes),
+	}
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(region.NewService(rn), handlerOpts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{region: rn}))

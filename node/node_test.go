@@ -157,6 +157,23 @@ func TestStartThreeNodeRegion(t *testing.T) {
 		}
 	})
 
+	t.Run("small responses are not compressed", func(t *testing.T) {
+		// A Connect client accepts gzip by default; below compressMinBytes
+		// the server answers plain anyway (compressing cost more than it saves).
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+			follower.URL()+meridianv1connect.EventStoreStatusProcedure, strings.NewReader(`{}`))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept-Encoding", "gzip")
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(res.Body)
+		_ = res.Body.Close()
+		require.Equal(t, http.StatusOK, res.StatusCode, string(body))
+		assert.Empty(t, res.Header.Get("Content-Encoding"))
+		assert.Contains(t, string(body), `"region":"test"`)
+	})
+
 	t.Run("reflection lists the service", func(t *testing.T) {
 		var protocols http.Protocols
 		protocols.SetUnencryptedHTTP2(true)

@@ -337,6 +337,10 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 		}
 		return n.fsm.ApplyState().GetApplied()[n.cfg.Region] >= need.Get(n.cfg.Region)
 	}
+	// Usually the state is ready: read at once, without setting up a wait.
+	if ready() {
+		return n.readFSM(req, token)
+	}
 	wctx, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitMax)
 	err := n.waitApplied(wctx, ready)
 	cancel()
@@ -408,7 +412,7 @@ func (n *Node) fsmCovers(idx uint64) bool {
 	}
 	var l raft.Log
 	for i := fa + 1; i <= idx; i++ {
-		if err := n.parts.logs.GetLog(i, &l); err != nil {
+		if err := n.parts.logCache.GetLog(i, &l); err != nil {
 			return false
 		}
 		if l.Type == raft.LogCommand {

@@ -23,6 +23,14 @@ const (
 	// maxAppendEntries is how many log entries one AppendEntries RPC and one
 	// leader disk write carry (raft's group commit below ours).
 	maxAppendEntries = 256
+	// logCacheEntries is how many recent log entries Raft reads from memory
+	// instead of raft-boltdb: the leader reads every entry back to replicate
+	// it and followers read every committed entry back to apply it, each read
+	// a bolt transaction and a decode of the whole entry. 64 covers the
+	// entries in flight (InflightBatchesMax batches, and a few commit rounds
+	// of them on a follower) and bounds the memory to 64 entries of at most
+	// BatchBytesMax (4 MiB) each, typically a few KiB; a miss reads the store.
+	logCacheEntries = 64
 )
 
 // raftParts is the Raft instance and what it owns, closed together.
@@ -31,7 +39,11 @@ type raftParts struct {
 	transport *raft.NetworkTransport
 	// logs is the Raft log and stable store (ADR 0001: raft-boltdb, after
 	// raft-wal v0.4.0 failed to reopen a log whose tail had been truncated).
-	logs      *raftboltdb.BoltStore
+	logs *raftboltdb.BoltStore
+	// logCache is logs behind an in-memory ring of the newest entries:
+	// what Raft uses as its log store. Writes go to logs first (fsynced)
+	// and are cached only once stored, so durability is the store's.
+	logCache  *raft.LogCache
 	snapshots raft.SnapshotStore
 	// lastIndexAtStart is the last index in the local log when the node
 	// opened: every entry this node acknowledged is at or below it.
@@ -136,7 +148,10 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 			return nil, fmt.Errorf("region: bootstrap: %w", err)
 		}
 	}
-	p.raft, err = raft.NewRaft(rc, fsm, p.logs, p.logs, p.snapshots, p.transport)
+	if p.logCache, err = raft.NewLogCache(logCacheEntries, p.logs); err != nil {
+		return nil, fmt.Errorf("region: log cache: %w", err)
+	}
+	p.raft, err = raft.NewRaft(rc, fsm, p.logCache, p.logs, p.snapshots, p.transport)
 	if err != nil {
 		return nil, fmt.Errorf("region: start raft: %w", err)
 	}

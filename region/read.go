@@ -14,9 +14,6 @@ const (
 	// ReadCountMax bounds the events of one read (larger max is clamped), so
 	// that a read's memory is bounded.
 	ReadCountMax = 1000
-	// pointReadsMax: windows up to this many events are read with point
-	// reads, longer ones with an iterator.
-	pointReadsMax = 16
 )
 
 func clampCount(max int) int {
@@ -80,34 +77,29 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 		want = int(min(uint64(n), last-start+1))
 	}
 	events := make([]*meridianv1.Event, 0, want)
-	if want <= pointReadsMax {
-		// Versions are contiguous: point reads beat an iterator's setup for short windows.
-		for i := 0; i < want; i++ {
-			v := start + uint64(i)
-			if backward {
-				v = start - uint64(i)
-			}
-			ev := &meridianv1.Event{}
-			ok, err := readProto(txn, eventKey(entity, v), ev)
-			if err != nil {
-				return nil, nil, fmt.Errorf("region: read %q: %w", entity, err)
-			}
-			if !ok {
-				break
-			}
-			events = append(events, ev)
+	// One iterator pass over the window. Versions are contiguous, so point
+	// reads would also do, but each Txn.Get looks the key up from the top
+	// of the LSM tree again and copies the value once more than
+	// Item.Value: the iterator halves the allocation of a 10-event read of
+	// 1 KiB events and is faster even for 10 (BenchmarkReadStreamLast10).
+	// Prefetching copies values ahead of use, into buffers of its own, for
+	// no gain here: it doubled the allocation again.
+	opts := badger.IteratorOptions{Reverse: backward, Prefix: eventPrefix(entity)}
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(eventKey(entity, start)); it.Valid() && len(events) < want; it.Next() {
+		v := start + uint64(len(events))
+		if backward {
+			v = start - uint64(len(events))
 		}
-	} else {
-		opts := badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(want, 64), Reverse: backward, Prefix: eventPrefix(entity)}
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(eventKey(entity, start)); it.Valid() && len(events) < want; it.Next() {
-			ev := &meridianv1.Event{}
-			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, ev) }); err != nil {
-				return nil, nil, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
-			}
-			events = append(events, ev)
+		ev := &meridianv1.Event{}
+		if err := it.Item().Value(func(b []byte) error { return proto.Unmarshal(b, ev) }); err != nil {
+			return nil, nil, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
 		}
+		if ev.GetVersion() != v {
+			return nil, nil, fmt.Errorf("%w: stream %q: found version %d where %d belongs", ErrCorruptState, entity, ev.GetVersion(), v)
+		}
+		events = append(events, ev)
 	}
 	if len(events) != want {
 		return nil, nil, fmt.Errorf("%w: stream %q head %d but %d of %d events found from version %d",

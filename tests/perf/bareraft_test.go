@@ -193,7 +193,14 @@ func startBareCluster(store string) (*bareCluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	return startBareClusterIn(dir, store)
+}
+
+// startBareClusterIn starts the cluster with the leader's state in dir,
+// which close removes.
+func startBareClusterIn(dir, store string) (*bareCluster, error) {
 	c := &bareCluster{dir: dir}
+	var err error
 	c.leader, err = startBareNode("n0", store, dir)
 	if err != nil {
 		c.close()

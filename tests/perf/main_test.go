@@ -1,14 +1,20 @@
 package perf
 
 import (
+	"context"
 	"os"
 	"testing"
+	"time"
+
+	"connectrpc.com/connect"
 )
 
 func TestMain(m *testing.M) {
 	switch os.Getenv(roleEnv) {
 	case roleRaftNode:
 		os.Exit(runBareRaftChild())
+	case roleRaftAPILeader:
+		os.Exit(runBareRaftAPILeader())
 	}
 	code := m.Run()
 	for _, f := range cleanups {
@@ -28,6 +34,18 @@ func TestBareRaftClusterSmoke(t *testing.T) {
 	}
 	if got := c.leader.raft.Stats()["num_peers"]; got != "2" {
 		t.Fatalf("bare raft leader sees %s peers, want 2", got)
+	}
+}
+
+// TestBareRaftAPISmoke proves the bare-raft-behind-Connect baseline: its
+// leader process answers appends.
+func TestBareRaftAPISmoke(t *testing.T) {
+	c := sharedBareAPICluster(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	_, err := c.clients[0].Append(ctx, connect.NewRequest(appendReq("smoke", 1)))
+	if err != nil {
+		t.Fatalf("append through the bare raft API leader: %v", err)
 	}
 }
 
