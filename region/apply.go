@@ -133,7 +133,7 @@ type kv struct {
 // for append batches, the per-op results. It panics on anything that would
 // let replicas diverge: an undecodable or unknown committed entry, a failed
 // Badger read or write.
-func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (*meridianv1.ApplyState, *BatchResult) {
+func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (*meridianv1.ApplyState, any) {
 	next := proto.Clone(cur).(*meridianv1.ApplyState)
 	if next.Applied == nil {
 		next.Applied = map[string]uint64{}
@@ -143,7 +143,7 @@ func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (
 	w := newTxnWriter(db, cur.GetAppliedIndex(), cur.GetAppliedTerm(), a.knobs)
 	defer func() { w.discard() }()
 
-	var res *BatchResult
+	var res any
 	if l.Type == raft.LogCommand {
 		cmd, err := DecodeCommand(l.Data)
 		if err != nil {
@@ -166,9 +166,12 @@ func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (
 
 // commandHandlers applies a decoded payload, by command type. Every type in
 // commandPayloads (command.go) has a handler here.
-var commandHandlers = map[meridianv1.CommandType]func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) *BatchResult{
-	meridianv1.CommandType_COMMAND_TYPE_APPEND_BATCH: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) *BatchResult {
+var commandHandlers = map[meridianv1.CommandType]func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any{
+	meridianv1.CommandType_COMMAND_TYPE_APPEND_BATCH: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
 		return a.applyBatch(w, st, m.(*meridianv1.AppendBatch))
+	},
+	meridianv1.CommandType_COMMAND_TYPE_REPLICATE_BATCH: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
+		return a.applyReplicate(w, st, m.(*meridianv1.ReplicateBatch))
 	},
 }
 
@@ -225,6 +228,13 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 	if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
 		return nil, err
 	}
+	deps := appendDeps(op.GetDeps(), head.GetLastOrigin())
+	// The applied vector stays causally closed (replicate.go): an event is
+	// written only after everything it depends on, here as in every replica.
+	if missing, ok := firstUncovered(st.Applied, deps); ok {
+		return nil, fmt.Errorf("%w: entity %q: the session token covers %s, which this region has not applied yet",
+			ErrDepsNotApplied, entity, missing)
+	}
 
 	n := uint64(len(evs))
 	first := head.GetVersion() + 1
@@ -245,7 +255,7 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		ev := &meridianv1.Event{
 			Entity: entity, Version: v, Id: e.GetId(), Type: e.GetType(), Data: e.GetData(),
 			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
-			Hlc: stamp.proto(), Epoch: op.GetEpoch(), Deps: op.GetDeps(), Position: pos,
+			Hlc: stamp.proto(), Epoch: op.GetEpoch(), Deps: deps, Position: pos,
 		}
 		rec := &meridianv1.IdempotencyRecord{
 			Entity: entity, Version: v, ContentHash: hashes[i], Origin: origin,
@@ -286,6 +296,22 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		FirstVersion: first, LastVersion: first + n - 1, Origin: firstOrigin,
 		Hlc: firstHLC.proto(), Epoch: op.GetEpoch(), Region: a.region,
 	}, nil
+}
+
+// appendDeps is an append's causal dependencies: the writer's session token
+// merged with the entity's previous event (ARCHITECTURE.md section 5), so
+// a replica never applies an event before the one it follows. Nil when
+// empty, as before deps existed.
+func appendDeps(token map[string]uint64, prev *meridianv1.Dot) map[string]uint64 {
+	if prev.GetSeq() == 0 || token[prev.GetRegion()] >= prev.GetSeq() {
+		return token
+	}
+	deps := make(map[string]uint64, len(token)+1)
+	for r, s := range token {
+		deps[r] = s
+	}
+	deps[prev.GetRegion()] = prev.GetSeq()
+	return deps
 }
 
 // retryResult decides an append some of whose ids are known (recs[i] != nil).

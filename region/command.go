@@ -13,7 +13,8 @@ const CommandVersion = 1
 // commandPayloads names, per command type, the payload message it carries.
 // A type missing here is unknown: DecodeCommand rejects it.
 var commandPayloads = map[meridianv1.CommandType]func() proto.Message{
-	meridianv1.CommandType_COMMAND_TYPE_APPEND_BATCH: func() proto.Message { return &meridianv1.AppendBatch{} },
+	meridianv1.CommandType_COMMAND_TYPE_APPEND_BATCH:    func() proto.Message { return &meridianv1.AppendBatch{} },
+	meridianv1.CommandType_COMMAND_TYPE_REPLICATE_BATCH: func() proto.Message { return &meridianv1.ReplicateBatch{} },
 }
 
 var marshalDeterministic = proto.MarshalOptions{Deterministic: true}

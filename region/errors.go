@@ -88,6 +88,11 @@ var (
 	// ErrTimeout: a bounded wait (leader election, applied index, session
 	// token coverage) ran out before the request could be served.
 	ErrTimeout = errors.New("region: timeout")
+	// ErrDepsNotApplied: an append's session token covers events of other
+	// regions (or of this one) that this region has not applied yet, so
+	// writing it now would break causal order. Not written; retry once the
+	// region has caught up (Unavailable).
+	ErrDepsNotApplied = errors.New("region: causal dependencies not applied yet")
 	// ErrNodeClosed: the node was closed.
 	ErrNodeClosed = errors.New("region: node closed")
 )

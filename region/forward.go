@@ -39,6 +39,7 @@ const (
 	kindDeadline            = "deadline"
 	kindCanceled            = "canceled"
 	kindInternal            = "internal"
+	kindDepsNotApplied      = "deps-not-applied"
 )
 
 type forwardedKey struct{}
@@ -175,6 +176,7 @@ var kindSentinels = map[string]error{
 	kindRoutingLoop:         ErrRoutingLoop,
 	kindNoPlacement:         ErrNoPlacement,
 	kindActiveActive:        ErrActiveActive,
+	kindDepsNotApplied:      ErrDepsNotApplied,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure

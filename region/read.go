@@ -144,3 +144,50 @@ func (f *FSM) ReadLog(fromPosition uint64, max int) ([]*meridianv1.Event, error)
 	}
 	return events, nil
 }
+
+// ReadOrigin returns up to max (clamped like ReadStream) consecutive events
+// of origin's log as this region holds it, from origin sequence fromSeq (0
+// means 1): a contiguous prefix of the origin's log, so the result stops at
+// the region's applied entry for origin. One consistent snapshot.
+// Replication reads it to ship events to other regions.
+func (f *FSM) ReadOrigin(origin string, fromSeq uint64, max int) ([]*meridianv1.Event, error) {
+	n := clampCount(max)
+	if fromSeq == 0 {
+		fromSeq = 1
+	}
+	h, err := f.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.refs.Done()
+	txn := h.db.NewTransaction(false)
+	defer txn.Discard()
+
+	prefix := originKey(origin, 0)
+	prefix = prefix[:len(prefix)-8] // "o/<origin>\x00": every seq of this origin
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var events []*meridianv1.Event
+	next := fromSeq
+	for it.Seek(originKey(origin, fromSeq)); it.Valid() && len(events) < n; it.Next() {
+		var r ref
+		err := it.Item().Value(func(v []byte) (err error) { r, err = decodeRef(v); return err })
+		if err != nil {
+			return nil, fmt.Errorf("region: read origin log at %q: %w", it.Item().Key(), err)
+		}
+		ev := &meridianv1.Event{}
+		ok, err := readProto(txn, eventKey(r.Entity, r.Version), ev)
+		if err == nil && !ok {
+			err = fmt.Errorf("%w: origin log entry %q points at missing event %q@%d", ErrCorruptState, it.Item().Key(), r.Entity, r.Version)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("region: read origin log: %w", err)
+		}
+		if ev.GetOrigin().GetSeq() != next || ev.GetOrigin().GetRegion() != origin {
+			return nil, fmt.Errorf("%w: origin log of %q at seq %d holds %s:%d", ErrCorruptState, origin, next, ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq())
+		}
+		events = append(events, ev)
+		next++
+	}
+	return events, nil
+}

@@ -151,6 +151,8 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeUnavailable, kindNotLeader
 	case errors.Is(err, ErrTimeout):
 		return connect.CodeUnavailable, kindTimeout
+	case errors.Is(err, ErrDepsNotApplied):
+		return connect.CodeUnavailable, kindDepsNotApplied
 	case errors.Is(err, ErrNodeClosed), errors.Is(err, ErrStoreClosed):
 		return connect.CodeUnavailable, kindClosed
 	case errors.Is(err, context.DeadlineExceeded):

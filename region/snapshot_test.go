@@ -49,7 +49,7 @@ func fsmPopulate(t testing.TB, d *fsmDriver, streams, perStream int) {
 			e := pev(n, "T", fmt.Sprintf("data-%d-%d", s, v))
 			e.Metadata = map[string]string{"k": fmt.Sprint(v)}
 			ops = append(ops, &meridianv1.AppendOp{Entity: fmt.Sprintf("stream-%d", s), Expected: expExact(uint64(v)),
-				Events: []*meridianv1.ProposedEvent{e}, Deps: map[string]uint64{"us-east": uint64(v)}, Epoch: 3})
+				Events: []*meridianv1.ProposedEvent{e}, Deps: map[string]uint64{testRegion: uint64(v * streams)}, Epoch: 3})
 		}
 		for _, r := range d.batch(ops...) {
 			require.NoError(t, r.Err)

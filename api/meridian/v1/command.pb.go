@@ -28,6 +28,9 @@ const (
 	CommandType_COMMAND_TYPE_UNSPECIFIED CommandType = 0
 	// COMMAND_TYPE_APPEND_BATCH carries an AppendBatch (group commit of appends).
 	CommandType_COMMAND_TYPE_APPEND_BATCH CommandType = 1
+	// COMMAND_TYPE_REPLICATE_BATCH carries a ReplicateBatch (events shipped
+	// from other regions).
+	CommandType_COMMAND_TYPE_REPLICATE_BATCH CommandType = 2
 )
 
 // Enum value maps for CommandType.
@@ -35,10 +38,12 @@ var (
 	CommandType_name = map[int32]string{
 		0: "COMMAND_TYPE_UNSPECIFIED",
 		1: "COMMAND_TYPE_APPEND_BATCH",
+		2: "COMMAND_TYPE_REPLICATE_BATCH",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":  0,
-		"COMMAND_TYPE_APPEND_BATCH": 1,
+		"COMMAND_TYPE_UNSPECIFIED":     0,
+		"COMMAND_TYPE_APPEND_BATCH":    1,
+		"COMMAND_TYPE_REPLICATE_BATCH": 2,
 	}
 )
 
@@ -276,6 +281,56 @@ func (x *AppendOp) GetEpoch() uint64 {
 	return 0
 }
 
+// ReplicateBatch is one Raft entry holding events of other origins, as their
+// home regions stored them (version, dot, HLC, epoch, deps), in origin-sequence
+// order per origin. Apply takes each event exactly once, only when it is the
+// next of its origin (seq = applied[origin] + 1) and the applied vector covers
+// its deps; it skips duplicates and stops an origin at its first event that
+// does not qualify.
+type ReplicateBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicateBatch) Reset() {
+	*x = ReplicateBatch{}
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicateBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicateBatch) ProtoMessage() {}
+
+func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicateBatch.ProtoReflect.Descriptor instead.
+func (*ReplicateBatch) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplicateBatch) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
 // StreamHead is stored at m/<entity>.
 type StreamHead struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -289,7 +344,7 @@ type StreamHead struct {
 
 func (x *StreamHead) Reset() {
 	*x = StreamHead{}
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +356,7 @@ func (x *StreamHead) String() string {
 func (*StreamHead) ProtoMessage() {}
 
 func (x *StreamHead) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +369,7 @@ func (x *StreamHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHead.ProtoReflect.Descriptor instead.
 func (*StreamHead) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StreamHead) GetVersion() uint64 {
@@ -367,7 +422,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +434,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +447,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IdempotencyRecord) GetEntity() string {
@@ -476,7 +531,7 @@ type ApplyState struct {
 
 func (x *ApplyState) Reset() {
 	*x = ApplyState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +543,7 @@ func (x *ApplyState) String() string {
 func (*ApplyState) ProtoMessage() {}
 
 func (x *ApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +556,7 @@ func (x *ApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyState.ProtoReflect.Descriptor instead.
 func (*ApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ApplyState) GetAppliedIndex() uint64 {
@@ -560,7 +615,9 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x1a7\n" +
 	"\tDepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x9c\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"<\n" +
+	"\x0eReplicateBatch\x12*\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\"\x9c\x01\n" +
 	"\n" +
 	"StreamHead\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x121\n" +
@@ -587,10 +644,11 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\blast_hlc\x18\x05 \x01(\v2\x10.meridian.v1.HlcR\alastHlc\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*J\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*l\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
-	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01\x12 \n" +
+	"\x1cCOMMAND_TYPE_REPLICATE_BATCH\x10\x02B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_command_proto_rawDescOnce sync.Once
@@ -605,41 +663,44 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),          // 0: meridian.v1.CommandType
 	(*Command)(nil),           // 1: meridian.v1.Command
 	(*AppendBatch)(nil),       // 2: meridian.v1.AppendBatch
 	(*AppendOp)(nil),          // 3: meridian.v1.AppendOp
-	(*StreamHead)(nil),        // 4: meridian.v1.StreamHead
-	(*IdempotencyRecord)(nil), // 5: meridian.v1.IdempotencyRecord
-	(*ApplyState)(nil),        // 6: meridian.v1.ApplyState
-	nil,                       // 7: meridian.v1.AppendOp.DepsEntry
-	nil,                       // 8: meridian.v1.ApplyState.AppliedEntry
-	(*Hlc)(nil),               // 9: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),   // 10: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),     // 11: meridian.v1.ProposedEvent
-	(*Dot)(nil),               // 12: meridian.v1.Dot
+	(*ReplicateBatch)(nil),    // 4: meridian.v1.ReplicateBatch
+	(*StreamHead)(nil),        // 5: meridian.v1.StreamHead
+	(*IdempotencyRecord)(nil), // 6: meridian.v1.IdempotencyRecord
+	(*ApplyState)(nil),        // 7: meridian.v1.ApplyState
+	nil,                       // 8: meridian.v1.AppendOp.DepsEntry
+	nil,                       // 9: meridian.v1.ApplyState.AppliedEntry
+	(*Hlc)(nil),               // 10: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),   // 11: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),     // 12: meridian.v1.ProposedEvent
+	(*Event)(nil),             // 13: meridian.v1.Event
+	(*Dot)(nil),               // 14: meridian.v1.Dot
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	9,  // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	10, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
 	3,  // 2: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	10, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	11, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	7,  // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	12, // 6: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	9,  // 7: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	12, // 8: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	9,  // 9: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	12, // 10: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	8,  // 11: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	9,  // 12: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	12, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	8,  // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	13, // 6: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	14, // 7: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	10, // 8: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	14, // 9: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	10, // 10: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	14, // 11: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	9,  // 12: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	10, // 13: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
@@ -654,7 +715,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

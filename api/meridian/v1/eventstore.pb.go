@@ -704,7 +704,11 @@ type StatusResponse struct {
 	// last_position is the last position of the region apply log at this node.
 	LastPosition uint64 `protobuf:"varint,8,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
 	// raft_state is the node's Raft state (Leader, Follower, Candidate, Shutdown).
-	RaftState     string `protobuf:"bytes,9,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	RaftState string `protobuf:"bytes,9,opt,name=raft_state,json=raftState,proto3" json:"raft_state,omitempty"`
+	// replication is, per other origin, how far this region is behind the
+	// best copy of that origin's log it knows of (from the node that leads
+	// replication in this region; empty on others).
+	Replication   []*OriginLag `protobuf:"bytes,10,rep,name=replication,proto3" json:"replication,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +806,105 @@ func (x *StatusResponse) GetRaftState() string {
 	return ""
 }
 
+func (x *StatusResponse) GetReplication() []*OriginLag {
+	if x != nil {
+		return x.Replication
+	}
+	return nil
+}
+
+// OriginLag is how far one region is behind on one origin's log.
+type OriginLag struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Origin string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	// applied is this region's applied entry for origin.
+	Applied uint64 `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
+	// known is the highest origin sequence this region has seen offered by a
+	// source (the source's applied entry for origin).
+	Known uint64 `protobuf:"varint,3,opt,name=known,proto3" json:"known,omitempty"`
+	// lag_events is known - applied.
+	LagEvents uint64 `protobuf:"varint,4,opt,name=lag_events,json=lagEvents,proto3" json:"lag_events,omitempty"`
+	// lag is how old the oldest event not yet applied is (now minus its HLC),
+	// zero when caught up.
+	Lag *durationpb.Duration `protobuf:"bytes,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	// source is the region currently pulled from; empty if none is reachable.
+	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OriginLag) Reset() {
+	*x = OriginLag{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OriginLag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OriginLag) ProtoMessage() {}
+
+func (x *OriginLag) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OriginLag.ProtoReflect.Descriptor instead.
+func (*OriginLag) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *OriginLag) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *OriginLag) GetApplied() uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return 0
+}
+
+func (x *OriginLag) GetKnown() uint64 {
+	if x != nil {
+		return x.Known
+	}
+	return 0
+}
+
+func (x *OriginLag) GetLagEvents() uint64 {
+	if x != nil {
+		return x.LagEvents
+	}
+	return 0
+}
+
+func (x *OriginLag) GetLag() *durationpb.Duration {
+	if x != nil {
+		return x.Lag
+	}
+	return nil
+}
+
+func (x *OriginLag) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 var File_meridian_v1_eventstore_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_eventstore_proto_rawDesc = "" +
@@ -859,7 +962,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\rnext_position\x18\x01 \x01(\x04R\fnextPosition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\"\x0f\n" +
-	"\rStatusRequest\"\x81\x03\n" +
+	"\rStatusRequest\"\xbb\x03\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
@@ -870,10 +973,20 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\aapplied\x18\a \x03(\v2(.meridian.v1.StatusResponse.AppliedEntryR\aapplied\x12#\n" +
 	"\rlast_position\x18\b \x01(\x04R\flastPosition\x12\x1d\n" +
 	"\n" +
-	"raft_state\x18\t \x01(\tR\traftState\x1a:\n" +
+	"raft_state\x18\t \x01(\tR\traftState\x128\n" +
+	"\vreplication\x18\n" +
+	" \x03(\v2\x16.meridian.v1.OriginLagR\vreplication\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012\xab\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb7\x01\n" +
+	"\tOriginLag\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x18\n" +
+	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12\x14\n" +
+	"\x05known\x18\x03 \x01(\x04R\x05known\x12\x1d\n" +
+	"\n" +
+	"lag_events\x18\x04 \x01(\x04R\tlagEvents\x12+\n" +
+	"\x03lag\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12\x16\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source2\xab\x02\n" +
 	"\n" +
 	"EventStore\x12C\n" +
 	"\x06Append\x12\x1a.meridian.v1.AppendRequest\x1a\x1b.meridian.v1.AppendResponse\"\x00\x12@\n" +
@@ -893,7 +1006,7 @@ func file_meridian_v1_eventstore_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_eventstore_proto_rawDescData
 }
 
-var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_meridian_v1_eventstore_proto_goTypes = []any{
 	(*AppendRequest)(nil),       // 0: meridian.v1.AppendRequest
 	(*AppendResponse)(nil),      // 1: meridian.v1.AppendResponse
@@ -904,46 +1017,49 @@ var file_meridian_v1_eventstore_proto_goTypes = []any{
 	(*Checkpoint)(nil),          // 6: meridian.v1.Checkpoint
 	(*StatusRequest)(nil),       // 7: meridian.v1.StatusRequest
 	(*StatusResponse)(nil),      // 8: meridian.v1.StatusResponse
-	nil,                         // 9: meridian.v1.StatusResponse.AppliedEntry
-	(*ExpectedVersion)(nil),     // 10: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),       // 11: meridian.v1.ProposedEvent
-	(Durability)(0),             // 12: meridian.v1.Durability
-	(Routing)(0),                // 13: meridian.v1.Routing
-	(*Dot)(nil),                 // 14: meridian.v1.Dot
-	(*Hlc)(nil),                 // 15: meridian.v1.Hlc
-	(Direction)(0),              // 16: meridian.v1.Direction
-	(Consistency)(0),            // 17: meridian.v1.Consistency
-	(*durationpb.Duration)(nil), // 18: google.protobuf.Duration
-	(*Event)(nil),               // 19: meridian.v1.Event
+	(*OriginLag)(nil),           // 9: meridian.v1.OriginLag
+	nil,                         // 10: meridian.v1.StatusResponse.AppliedEntry
+	(*ExpectedVersion)(nil),     // 11: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),       // 12: meridian.v1.ProposedEvent
+	(Durability)(0),             // 13: meridian.v1.Durability
+	(Routing)(0),                // 14: meridian.v1.Routing
+	(*Dot)(nil),                 // 15: meridian.v1.Dot
+	(*Hlc)(nil),                 // 16: meridian.v1.Hlc
+	(Direction)(0),              // 17: meridian.v1.Direction
+	(Consistency)(0),            // 18: meridian.v1.Consistency
+	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
+	(*Event)(nil),               // 20: meridian.v1.Event
 }
 var file_meridian_v1_eventstore_proto_depIdxs = []int32{
-	10, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
-	11, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
-	12, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
-	13, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
-	14, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
-	15, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
-	16, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
-	17, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
-	18, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
-	19, // 9: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
-	18, // 10: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	19, // 11: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
+	11, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
+	12, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
+	13, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
+	14, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
+	15, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
+	16, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
+	17, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
+	18, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
+	19, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
+	20, // 9: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
+	19, // 10: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	20, // 11: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
 	6,  // 12: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
-	9,  // 13: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
-	0,  // 14: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 15: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	4,  // 16: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	7,  // 17: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 18: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	3,  // 19: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	5,  // 20: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	8,  // 21: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	10, // 13: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
+	9,  // 14: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
+	19, // 15: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
+	0,  // 16: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 17: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	4,  // 18: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	7,  // 19: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 20: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	3,  // 21: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	5,  // 22: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	8,  // 23: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	20, // [20:24] is the sub-list for method output_type
+	16, // [16:20] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }
@@ -966,7 +1082,7 @@ func file_meridian_v1_eventstore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_eventstore_proto_rawDesc), len(file_meridian_v1_eventstore_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
