@@ -47,6 +47,9 @@ type Node struct {
 	leaderMu sync.Mutex
 	leaderCh chan struct{} // closed and replaced on every leader change
 
+	// lag reports replication lag per origin for Status (replication.go).
+	lag lagReporter
+
 	closing   chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -176,6 +179,11 @@ func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meri
 	op.Epoch = h.Epoch
 	err = n.routeToLeader(ctx, true,
 		func() error {
+			// Apply refuses an append whose token this region does not
+			// cover (ErrDepsNotApplied): wait for replication first.
+			if err := n.waitCovers(ctx, token); err != nil {
+				return err
+			}
 			r, err := n.batcher.submit(ctx, op)
 			if err == nil {
 				r.SessionToken = appendToken(token, r)
@@ -265,21 +273,18 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 	if err != nil {
 		return nil, &InvalidArgumentError{Field: "session_token", Reason: err.Error()}
 	}
-	// Until replication ships events between regions (issue 6), only the
-	// home region holds an entity's stream, so every read of an entity
-	// homed elsewhere is served there, at the requested consistency.
-	h, local, err := n.home(ctx, req.GetEntity())
-	if err != nil {
-		return nil, err
-	}
-	if !local {
-		var resp *meridianv1.ReadResponse
-		err := n.toHome(ctx, req.GetEntity(), h, func(ctx context.Context, addr string, rt route) error {
-			r, err := n.fwd.read(ctx, addr, req, rt, false)
-			resp = r
-			return err
-		})
-		return resp, err
+	// STRONG reads are linearizable per entity, so only the home region's
+	// leader serves them; every other level is served here (the stream is
+	// replicated to every region), a SESSION read once this region covers
+	// the token (readLocalOrForward).
+	if req.GetConsistency() == meridianv1.Consistency_CONSISTENCY_STRONG {
+		h, local, err := n.home(ctx, req.GetEntity())
+		if err != nil {
+			return nil, err
+		}
+		if !local {
+			return n.readAtHome(ctx, req, h)
+		}
 	}
 	switch req.GetConsistency() {
 	case meridianv1.Consistency_CONSISTENCY_STRONG:
@@ -301,6 +306,36 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 	default:
 		return n.readLocalOrForward(ctx, req, token, token)
 	}
+}
+
+// waitCovers waits, at most ReadWaitMax, until the applied vector covers
+// token; ErrDepsNotApplied (with what is missing) when it does not.
+func (n *Node) waitCovers(ctx context.Context, token causal.Vector) error {
+	covered := func() bool { return causal.Vector(n.fsm.ApplyState().GetApplied()).Covers(token) }
+	if covered() {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.ReadWaitMax)
+	defer cancel()
+	if err := n.waitApplied(wctx, covered); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: region %s after %s: %s", ErrDepsNotApplied, n.cfg.Region, n.cfg.ReadWaitMax,
+			behind(n.fsm.ApplyState().GetApplied(), token))
+	}
+	return nil
+}
+
+// readAtHome forwards a read to the entity's home region h.
+func (n *Node) readAtHome(ctx context.Context, req *meridianv1.ReadRequest, h Home) (*meridianv1.ReadResponse, error) {
+	var resp *meridianv1.ReadResponse
+	err := n.toHome(ctx, req.GetEntity(), h, func(ctx context.Context, addr string, rt route) error {
+		r, err := n.fwd.read(ctx, addr, req, rt, false)
+		resp = r
+		return err
+	})
+	return resp, err
 }
 
 // readStrong is the leader's linearizable read (read index).
@@ -335,7 +370,7 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 		if need == nil {
 			return true
 		}
-		return n.fsm.ApplyState().GetApplied()[n.cfg.Region] >= need.Get(n.cfg.Region)
+		return causal.Vector(n.fsm.ApplyState().GetApplied()).Covers(need)
 	}
 	// Usually the state is ready: read at once, without setting up a wait.
 	if ready() {
@@ -351,7 +386,16 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 		return nil, ctx.Err()
 	}
 	if isForwarded(ctx) || n.isLeader() {
-		return nil, fmt.Errorf("%w: state at node %s does not cover the session token %s within %s", ErrTimeout, n.cfg.NodeID, need, n.cfg.ReadWaitMax)
+		// The region's leader does not cover the token either: the entity's
+		// home region may (it holds every write to the entity), unless this
+		// request already crossed regions.
+		if n.cfg.Ownership != nil && routeOf(ctx).hops == 0 {
+			if h, local, err := n.home(ctx, req.GetEntity()); err == nil && !local {
+				return n.readAtHome(ctx, req, h)
+			}
+		}
+		return nil, fmt.Errorf("%w: region %s (node %s) does not cover the session token within %s: %s",
+			ErrTimeout, n.cfg.Region, n.cfg.NodeID, n.cfg.ReadWaitMax, behind(n.fsm.ApplyState().GetApplied(), need))
 	}
 	var resp *meridianv1.ReadResponse
 	err = n.routeToLeader(ctx, false,
@@ -466,14 +510,7 @@ func (n *Node) Subscribe(ctx context.Context, req *meridianv1.SubscribeRequest, 
 		if err := ValidateEntity(entity, n.cfg.Limits.EntityBytesMax); err != nil {
 			return err
 		}
-		// A stream is only here if this is its home (until replication);
-		// a subscription is not proxied between regions: the client is
-		// redirected to the home.
-		if h, local, err := n.home(ctx, entity); err != nil {
-			return err
-		} else if !local {
-			return n.notHome(entity, h)
-		}
+
 		page = func(from uint64) ([]*meridianv1.Event, error) {
 			ev, _, err := n.fsm.ReadStream(entity, from, n.cfg.SubscribePageMax, false)
 			return ev, err
@@ -566,5 +603,6 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 		Applied:       st.GetApplied(),
 		LastPosition:  st.GetLastPosition(),
 		RaftState:     n.raft.State().String(),
+		Replication:   n.replicationLag(),
 	}
 }

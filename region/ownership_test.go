@@ -106,14 +106,30 @@ func TestAppendAndReadRouteToHomeRegion(t *testing.T) {
 	assert.Empty(t, readStreamAll(t, r1.node(0), "b/1"), "not stored where it was sent")
 	assert.Contains(t, o2.askedMinEpochs(), uint64(7), "the hop carries the epoch it was routed by")
 
-	// Reads of an entity homed elsewhere are served by the home.
-	read, err := r1.client(0).Read(ctx, connect.NewRequest(&meridianv1.ReadRequest{Entity: "b/1"}))
-	require.NoError(t, err)
-	assert.Len(t, read.Msg.GetEvents(), 2)
-	assert.Equal(t, "r2", read.Msg.GetRegion())
-	for _, e := range read.Msg.GetEvents() {
-		assert.Equal(t, uint64(7), e.GetEpoch())
+	// Nothing replicates between these two regions, so r1 never covers the
+	// writer's token: a SESSION read with it falls back to the home; a
+	// STRONG read always goes there; an EVENTUAL read is served by r1 as it
+	// is (empty).
+	for _, c := range []struct {
+		name  string
+		level meridianv1.Consistency
+		token string
+	}{
+		{"session with the writer's token", meridianv1.Consistency_CONSISTENCY_SESSION, resp.Msg.GetSessionToken()},
+		{"strong", meridianv1.Consistency_CONSISTENCY_STRONG, ""},
+	} {
+		read, err := r1.client(0).Read(ctx, connect.NewRequest(&meridianv1.ReadRequest{Entity: "b/1", Consistency: c.level, SessionToken: c.token}))
+		require.NoError(t, err, c.name)
+		assert.Len(t, read.Msg.GetEvents(), 2, c.name)
+		assert.Equal(t, "r2", read.Msg.GetRegion(), c.name)
+		for _, e := range read.Msg.GetEvents() {
+			assert.Equal(t, uint64(7), e.GetEpoch())
+		}
 	}
+	read, err := r1.client(0).Read(ctx, connect.NewRequest(&meridianv1.ReadRequest{Entity: "b/1", Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL}))
+	require.NoError(t, err)
+	assert.Empty(t, read.Msg.GetEvents())
+	assert.Equal(t, "r1", read.Msg.GetRegion())
 
 	// An entity homed in r1 stays in r1.
 	resp, err = r1.client(0).Append(ctx, connect.NewRequest(appendRequest("a/1", newTestEvent())))
@@ -152,16 +168,22 @@ func TestAppendRedirectNamesTheHome(t *testing.T) {
 	assert.Empty(t, readStreamAll(t, r2.node(0), "b/1"))
 }
 
-func TestSubscribeToEntityHomedElsewhereRedirects(t *testing.T) {
+func TestSubscribeToEntityHomedElsewhereIsServedLocally(t *testing.T) {
 	r1, _, o1, _ := twoRegions(t)
 	o1.set("b/", Home{Region: "r2", Epoch: 2})
-	err := r1.node(0).Subscribe(testContext(t, 10*time.Second),
+	ctx, cancel := context.WithCancel(testContext(t, 10*time.Second))
+	defer cancel()
+	var got []*meridianv1.SubscribeResponse
+	err := r1.node(0).Subscribe(ctx,
 		&meridianv1.SubscribeRequest{Target: &meridianv1.SubscribeRequest_Entity{Entity: "b/1"}},
-		func(*meridianv1.SubscribeResponse) error { return nil })
-	var nh *NotHomeError
-	require.ErrorAs(t, err, &nh)
-	assert.Equal(t, "r2", nh.Home)
-	assert.Equal(t, connect.CodeFailedPrecondition, ConnectError(err).Code())
+		func(m *meridianv1.SubscribeResponse) error {
+			got = append(got, m)
+			cancel() // the first message is the caught-up checkpoint
+			return nil
+		})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Len(t, got, 1)
+	assert.True(t, got[0].GetCheckpoint().GetCaughtUp(), "served from this region's replica, not redirected")
 }
 
 func TestRoutingBetweenDisagreeingRegionsIsBounded(t *testing.T) {

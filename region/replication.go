@@ -1,0 +1,112 @@
+package region
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
+)
+
+// This file is the region Node's side of replication between regions: what
+// replication/ needs (the per-origin logs, the applied vector, applying
+// shipped events, leadership) and what it reports back (lag, in Status).
+
+// ReadOrigin returns up to max consecutive events of origin's log as this
+// node holds it, from fromSeq (replication's LogSource).
+func (n *Node) ReadOrigin(origin string, fromSeq uint64, max int) ([]*meridianv1.Event, error) {
+	return n.fsm.ReadOrigin(origin, fromSeq, max)
+}
+
+// Applied returns a copy of this node's applied vector.
+func (n *Node) Applied() map[string]uint64 {
+	return n.fsm.ApplyState().GetApplied()
+}
+
+// Changed returns a channel closed after the next apply.
+func (n *Node) Changed() <-chan struct{} { return n.fsm.Changed() }
+
+// IsLeader reports whether this node leads its region's group.
+func (n *Node) IsLeader() bool { return n.isLeader() }
+
+// LeaderChanged returns a channel closed at the next leadership change.
+func (n *Node) LeaderChanged() <-chan struct{} { return n.leaderChangedCh() }
+
+// Replicate proposes events shipped from other regions as one Raft entry on
+// this node, which must lead the region, and waits until it is applied. It
+// returns how many events were newly applied (apply skips duplicates and
+// stops an origin at an event that is not next or whose deps are not
+// applied). Errors wrap ErrNotLeader (not proposed), ErrOverloaded (not
+// proposed), ErrOutcomeUnknown, or ErrNodeClosed.
+func (n *Node) Replicate(ctx context.Context, events []*meridianv1.Event) (int, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	if !n.isLeader() {
+		return 0, fmt.Errorf("%w: replicate on follower %s", ErrNotLeader, n.cfg.NodeID)
+	}
+	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_REPLICATE_BATCH, &meridianv1.ReplicateBatch{Events: events})
+	if err != nil {
+		return 0, err
+	}
+	f := n.raft.Apply(data, n.cfg.ApplyEnqueueTimeout)
+	watchShutdown(f, n.closing)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, applyError(err)
+		}
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+	res, ok := f.Response().(*ReplicateResult)
+	if !ok {
+		// A committed entry the closing state machine did not apply.
+		return 0, fmt.Errorf("%w: replicate entry %d not applied here (%T)", ErrOutcomeUnknown, f.Index(), f.Response())
+	}
+	if len(res.Stopped) > 0 {
+		n.logger.Debug("replicate: origins stopped", "stopped", res.Stopped, "applied", res.Applied)
+	}
+	return res.Applied, nil
+}
+
+// lagReporter is what replication reports for Status.
+type lagReporter struct {
+	mu sync.Mutex
+	fn func() []*meridianv1.OriginLag
+}
+
+// SetLagReporter installs the function Status calls for the replication
+// lag per origin (node/ wires replication's Shipper.Lag).
+func (n *Node) SetLagReporter(fn func() []*meridianv1.OriginLag) {
+	n.lag.mu.Lock()
+	defer n.lag.mu.Unlock()
+	n.lag.fn = fn
+}
+
+func (n *Node) replicationLag() []*meridianv1.OriginLag {
+	n.lag.mu.Lock()
+	fn := n.lag.fn
+	n.lag.mu.Unlock()
+	if fn == nil {
+		return nil
+	}
+	return fn()
+}
+
+// behind describes what applied lacks of need, for errors.
+func behind(applied causal.Vector, need causal.Vector) string {
+	out := ""
+	for _, r := range need.Regions() {
+		if applied[r] < need[r] {
+			if out != "" {
+				out += ", "
+			}
+			out += fmt.Sprintf("%s behind by %d (applied %d, token %d)", r, need[r]-applied[r], applied[r], need[r])
+		}
+	}
+	return out
+}
