@@ -389,13 +389,19 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 		// The region's leader does not cover the token either: the entity's
 		// home region may (it holds every write to the entity), unless this
 		// request already crossed regions.
+		notCovered := fmt.Errorf("%w: region %s (node %s) does not cover the session token within %s: %s",
+			ErrTimeout, n.cfg.Region, n.cfg.NodeID, n.cfg.ReadWaitMax, behind(n.fsm.ApplyState().GetApplied(), need))
 		if n.cfg.Ownership != nil && routeOf(ctx).hops == 0 {
 			if h, local, err := n.home(ctx, req.GetEntity()); err == nil && !local {
-				return n.readAtHome(ctx, req, h)
+				resp, err := n.readAtHome(ctx, req, h)
+				if err != nil && errors.Is(err, ErrNotLeader) {
+					// Not served there either (unreachable, no leader).
+					return nil, fmt.Errorf("%w; the home region %s did not serve it either: %v", notCovered, h.Region, err)
+				}
+				return resp, err
 			}
 		}
-		return nil, fmt.Errorf("%w: region %s (node %s) does not cover the session token within %s: %s",
-			ErrTimeout, n.cfg.Region, n.cfg.NodeID, n.cfg.ReadWaitMax, behind(n.fsm.ApplyState().GetApplied(), need))
+		return nil, notCovered
 	}
 	var resp *meridianv1.ReadResponse
 	err = n.routeToLeader(ctx, false,
