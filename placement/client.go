@@ -2,7 +2,6 @@ package placement
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/h2c"
 )
 
 // Limits of calls to other members.
@@ -36,18 +36,8 @@ type peerClients struct {
 }
 
 func newPeerClients(network Network, timeout time.Duration) *peerClients {
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{
-		Protocols: protocols,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return network.Dial(ctx, addr)
-		},
-		MaxIdleConnsPerHost: peerIdleConnsMax,
-		IdleConnTimeout:     90 * time.Second,
-		HTTP2:               &http.HTTP2Config{SendPingTimeout: peerPingInterval, PingTimeout: peerPingTimeout},
-	}
-	return &peerClients{timeout: timeout, httpClient: &http.Client{Transport: tr}, clients: map[string]meridianv1connect.PlacementClient{}}
+	httpClient := h2c.NewClient(network.Dial, h2c.Options{IdleConnsPerHost: peerIdleConnsMax, PingInterval: peerPingInterval, PingTimeout: peerPingTimeout})
+	return &peerClients{timeout: timeout, httpClient: httpClient, clients: map[string]meridianv1connect.PlacementClient{}}
 }
 
 func (p *peerClients) client(addr string) meridianv1connect.PlacementClient {

@@ -46,6 +46,9 @@ type Config struct {
 	// Ownership says which region is each entity's home (node/ wires the
 	// placement table); nil means every entity is homed in this region.
 	Ownership Ownership
+	// Replicas reports other regions' progress for DURABILITY_MULTI_REGION
+	// appends; nil refuses them.
+	Replicas Replicas
 	// Network opens every connection; nil means TCP.
 	Network Network
 	// Clock is the wall clock behind the leader's HLC; nil means the system clock.

@@ -93,6 +93,11 @@ var (
 	// writing it now would break causal order. Not written; retry once the
 	// region has caught up (Unavailable).
 	ErrDepsNotApplied = errors.New("region: causal dependencies not applied yet")
+	// ErrNotReplicated: a DURABILITY_MULTI_REGION append committed in its
+	// home region, but not enough other regions applied it within the wait.
+	// Retrying with the same event ids is safe (it returns the original
+	// result and waits again).
+	ErrNotReplicated = errors.New("region: not replicated to enough regions")
 	// ErrNodeClosed: the node was closed.
 	ErrNodeClosed = errors.New("region: node closed")
 )

@@ -40,6 +40,7 @@ const (
 	kindCanceled            = "canceled"
 	kindInternal            = "internal"
 	kindDepsNotApplied      = "deps-not-applied"
+	kindNotReplicated       = "not-replicated"
 )
 
 type forwardedKey struct{}
@@ -177,6 +178,7 @@ var kindSentinels = map[string]error{
 	kindNoPlacement:         ErrNoPlacement,
 	kindActiveActive:        ErrActiveActive,
 	kindDepsNotApplied:      ErrDepsNotApplied,
+	kindNotReplicated:       ErrNotReplicated,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/meridiandb/meridian/internal/h2c"
 )
 
 // Network opens every connection of a node: the Raft transport's listener
@@ -82,28 +84,18 @@ func isDialError(err error) bool {
 }
 
 // newHTTPClient returns a client that speaks HTTP/2 without TLS (h2c, prior
-// knowledge) and dials through network. Forwarded requests use it.
+// knowledge) and dials through network. Forwarded requests use it. A failed
+// dial is a *dialError: nothing was sent.
 func newHTTPClient(network Network, dialTimeout time.Duration) *http.Client {
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{
-		Protocols: protocols,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, dialTimeout)
-			defer cancel()
-			c, err := network.Dial(ctx, addr)
-			if err != nil {
-				return nil, &dialError{err: err}
-			}
-			return c, nil
-		},
-		MaxIdleConnsPerHost: forwardIdleConnsMax,
-		IdleConnTimeout:     90 * time.Second,
-		// Detect a black-holed connection (partition, crashed peer) instead
-		// of multiplexing new requests onto it until their deadlines.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: forwardPingInterval, PingTimeout: forwardPingTimeout},
-	}
-	return &http.Client{Transport: tr}
+	return h2c.NewClient(func(ctx context.Context, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		defer cancel()
+		c, err := network.Dial(ctx, addr)
+		if err != nil {
+			return nil, &dialError{err: err}
+		}
+		return c, nil
+	}, h2c.Options{IdleConnsPerHost: forwardIdleConnsMax, PingInterval: forwardPingInterval, PingTimeout: forwardPingTimeout})
 }
 
 // Forwarding connection limits.

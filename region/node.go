@@ -151,8 +151,8 @@ func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meri
 	if err != nil {
 		return nil, &InvalidArgumentError{Field: "session_token", Reason: err.Error()}
 	}
-	if req.GetDurability() == meridianv1.Durability_DURABILITY_MULTI_REGION {
-		return nil, &InvalidArgumentError{Field: "durability", Reason: "must be DURABILITY_REGION or unset: this region replicates to no other region"}
+	if err := n.validateDurability(req); err != nil {
+		return nil, err
 	}
 	op := &meridianv1.AppendOp{Entity: req.GetEntity(), Expected: req.GetExpected(), Events: req.GetEvents(), Deps: token}
 	if err := ValidateAppend(op, n.cfg.Limits); err != nil {
@@ -189,6 +189,9 @@ func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meri
 				r.SessionToken = appendToken(token, r)
 			}
 			resp = r
+			if err == nil && req.GetDurability() == meridianv1.Durability_DURABILITY_MULTI_REGION && !r.GetDuplicate() {
+				err = n.awaitReplicated(ctx, r, int(req.GetMinRegions()))
+			}
 			return err
 		},
 		func(addr string) error {

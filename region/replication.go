@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/causal"
@@ -109,4 +110,58 @@ func behind(applied causal.Vector, need causal.Vector) string {
 		}
 	}
 	return out
+}
+
+// Replicas tells the home region how far other regions have applied its
+// log, for DURABILITY_MULTI_REGION appends (node/ wires it to the other
+// regions' APIs). Nil: appends may not ask for MULTI_REGION.
+type Replicas interface {
+	// Others returns how many regions other than this one exist.
+	Others() int
+	// WaitApplied waits until at least k other regions have applied
+	// origin's log up to seq, or ctx ends.
+	WaitApplied(ctx context.Context, origin string, seq uint64, k int) error
+}
+
+// multiRegionWaitMax bounds a MULTI_REGION append's wait for other regions
+// when the caller set no deadline.
+const multiRegionWaitMax = 30 * time.Second
+
+func (n *Node) validateDurability(req *meridianv1.AppendRequest) error {
+	switch req.GetDurability() {
+	case meridianv1.Durability_DURABILITY_UNSPECIFIED, meridianv1.Durability_DURABILITY_REGION:
+		if req.GetMinRegions() != 0 {
+			return &InvalidArgumentError{Field: "min_regions", Reason: "must be 0 unless durability is DURABILITY_MULTI_REGION"}
+		}
+		return nil
+	case meridianv1.Durability_DURABILITY_MULTI_REGION:
+		if n.cfg.Replicas == nil {
+			return &InvalidArgumentError{Field: "durability", Reason: "must be DURABILITY_REGION or unset: this region replicates to no other region"}
+		}
+		others := n.cfg.Replicas.Others()
+		if k := req.GetMinRegions(); k < 1 || int(k) > others {
+			return &InvalidArgumentError{Field: "min_regions", Reason: fmt.Sprintf("must be 1 to %d (the other regions) for DURABILITY_MULTI_REGION, got %d", others, k)}
+		}
+		return nil
+	default:
+		return &InvalidArgumentError{Field: "durability", Reason: fmt.Sprintf("unknown value %d", req.GetDurability())}
+	}
+}
+
+// awaitReplicated waits until k other regions applied the append r. The
+// append is committed here whatever happens; when the wait fails the caller
+// learns that it is not (yet) durable in k regions, and a retry with the
+// same event ids returns the original result and waits again.
+func (n *Node) awaitReplicated(ctx context.Context, r *meridianv1.AppendResponse, k int) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, multiRegionWaitMax)
+		defer cancel()
+	}
+	last := r.GetOrigin().GetSeq() + r.GetLastVersion() - r.GetFirstVersion()
+	if err := n.cfg.Replicas.WaitApplied(ctx, r.GetOrigin().GetRegion(), last, k); err != nil {
+		return fmt.Errorf("%w: appended at %s:%d in region %s, but fewer than %d other regions applied it in time (retry with the same event ids to wait again): %v",
+			ErrNotReplicated, r.GetOrigin().GetRegion(), last, n.cfg.Region, k, err)
+	}
+	return nil
 }

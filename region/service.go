@@ -151,6 +151,11 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeUnavailable, kindNotLeader
 	case errors.Is(err, ErrTimeout):
 		return connect.CodeUnavailable, kindTimeout
+	case errors.Is(err, ErrNotReplicated):
+		if errors.Is(err, context.DeadlineExceeded) {
+			return connect.CodeDeadlineExceeded, kindNotReplicated
+		}
+		return connect.CodeUnavailable, kindNotReplicated
 	case errors.Is(err, ErrDepsNotApplied):
 		return connect.CodeUnavailable, kindDepsNotApplied
 	case errors.Is(err, ErrNodeClosed), errors.Is(err, ErrStoreClosed):
