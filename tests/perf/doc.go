@@ -6,6 +6,10 @@
 //   - the library ceiling: bare hashicorp/raft with a no-op state machine, on
 //     the same log store (raft-boltdb) and transport (TCP), three processes,
 //     plus raft-wal as a second baseline (ADR 0001);
+//   - the same bare raft behind the region's API hop (BenchmarkBareRaftAPI):
+//     the leader in its own process answering Connect appends, loaded like
+//     the region, so that the hop and what the region does behind it can be
+//     told apart;
 //   - the region: three `meridian server` processes on loopback, appends and
 //     reads over the Connect API.
 //
@@ -14,6 +18,15 @@
 // and starts the real meridian binary for the region. Children read their
 // standard input and exit when it closes, so a killed benchmark leaves no
 // process behind.
+//
+// To profile the servers under load, build the binary with the pprof hook
+// and point the benchmark at it:
+//
+//	go build -tags meridian_pprof -o /tmp/meridian ./cmd/meridian
+//	MERIDIAN_BIN=/tmp/meridian MERIDIAN_PPROF_DIR=/tmp/pprof go test -run '^$' -bench 'RegionAppend/clients=64' -benchtime 60000x ./tests/perf/
+//
+// and fetch http://<address in /tmp/pprof/<pid>.addr>/debug/pprof/profile
+// while it runs (cmd/meridian/pprof.go).
 //
 // Figures and commands are in docs/PERFORMANCE.md. Run with
 //
