@@ -165,9 +165,21 @@ func (p *puller) pickSource(cands []string, prev string, lastErr error, progress
 	return cands[(i+1)%len(cands)]
 }
 
+// proposal is the outcome of one Replicate call.
+type proposal struct {
+	first, last uint64 // origin sequences of the batch
+	before      uint64 // the origin's applied entry when it was proposed
+	got         int
+	err         error
+}
+
 // session opens one stream from src and works it until it fails, stalls
 // or the term ends. It reports whether the stream opened, whether anything
 // moved (events received or applied), and why it ended.
+//
+// One proposal is in flight at a time, on its own goroutine, while the
+// session goes on reading the stream into pending: pending is the buffer
+// that keeps the Raft group busy across the round trips to the source.
 func (p *puller) session(src, served string) (opened, progressed bool, err error) {
 	cfg := p.s.cfg
 	applied := p.s.deps.Log.Applied()
@@ -192,15 +204,25 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		p.logger.Debug("pull stream opened", "source", src, "endpoint", st.endpoint, "from_seq", from)
 	}
 
-	next := from            // the first sequence the stream's next message must carry
-	var srcApplied uint64   // the source's applied entry for the origin, from its messages
-	heldChecked := false    // held was checked against next and observed
+	next := from          // the first sequence the stream's next message must carry
+	var srcApplied uint64 // the source's applied entry for the origin, from its messages
+	heldChecked := false  // held was checked against next and observed
 	lastProgress := time.Now()
 	var readingSince time.Time // when the puller started waiting on the stream; zero when not
+	var holdUntil time.Time    // no proposal before this (after a failed or fruitless one)
 	var lastBlocked string
 	applyBackoff := p.newBackoff()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+
+	// inflight is non-nil while a proposal runs; the session waits for it
+	// before returning, so that two never overlap.
+	var inflight chan proposal
+	defer func() {
+		if inflight != nil {
+			<-inflight
+		}
+	}()
 
 	for {
 		if held != nil && !heldChecked {
@@ -236,56 +258,21 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 			held = nil
 		}
 
-		n, blocked := nextBatch(p.origin, p.pend.events, p.pend.sizes, applied, cfg.BatchEventsMax, cfg.BatchBytesMax)
-		if n > 0 {
-			lastBlocked = ""
-			batch := slices.Clone(p.pend.events[:n])
-			first, last := batch[0].GetOrigin().GetSeq(), batch[n-1].GetOrigin().GetSeq()
-			got, err := p.s.deps.Applier.Replicate(p.ctx, batch)
-			if err != nil {
-				if p.ctx.Err() != nil {
-					return true, progressed, p.ctx.Err()
-				}
-				// Not leader (the term is about to end), outcome unknown or
-				// overloaded: the applied vector says what happened; retry
-				// after a pause.
-				wait := applyBackoff.NextBackOff()
-				p.logger.Debug("replicate failed", "first_seq", first, "last_seq", last, "err", err, "retry_in", wait)
-				if !p.sleep(wait) {
-					return true, progressed, p.ctx.Err()
-				}
-				continue
-			}
-			applyBackoff.Reset()
-			after := p.s.deps.Log.Applied()[p.origin]
-			p.logger.Debug("batch replicated", "source", src, "first_seq", first, "last_seq", last, "applied_new", got, "applied", after)
-			if after > applied[p.origin] {
-				progressed, lastProgress = true, time.Now()
-				continue
-			}
-			// Nothing moved: the region stopped the batch (its apply rules
-			// are the final word). Wait for an apply or a poll before
-			// proposing again from the applied vector.
-			timer.Reset(cfg.DepsPollInterval)
-			select {
-			case <-changed:
-			case <-timer.C:
-			case <-p.ctx.Done():
-				return true, progressed, p.ctx.Err()
-			}
-			drainTimer(timer)
-			continue
-		}
-		if blocked != "" && blocked != lastBlocked {
-			p.logger.Debug("waiting for dependencies", "reason", blocked)
-		}
-		lastBlocked = blocked
-
-		// Nothing to propose. Has the source given all it has while more is
-		// known to exist?
 		now := time.Now()
+		if inflight == nil && !now.Before(holdUntil) {
+			n, blocked := nextBatch(p.origin, p.pend.events, p.pend.sizes, applied, cfg.BatchEventsMax, cfg.BatchBytesMax)
+			if n > 0 {
+				lastBlocked = ""
+				inflight = p.propose(slices.Clone(p.pend.events[:n]), applied[p.origin])
+			} else if blocked != "" && blocked != lastBlocked {
+				p.logger.Debug("waiting for dependencies", "reason", blocked)
+			}
+			lastBlocked = blocked
+		}
+
+		// Has the source given all it has while more is known to exist?
 		known := p.s.known(p.origin)
-		caughtUp := p.pend.len() == 0 && held == nil && applied[p.origin] >= srcApplied
+		caughtUp := p.pend.len() == 0 && held == nil && inflight == nil && applied[p.origin] >= srcApplied
 		if caughtUp && known > applied[p.origin] && now.Sub(lastProgress) >= cfg.StallTimeout {
 			return true, progressed, fmt.Errorf("%w: %s offers %s up to %d, %d is known", ErrSourceBehind, src, p.origin, srcApplied, known)
 		}
@@ -301,14 +288,19 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		} else {
 			readingSince = time.Time{}
 		}
-		if p.pend.len() > 0 || held != nil {
-			wait = min(wait, cfg.DepsPollInterval)
+		if inflight == nil && (p.pend.len() > 0 || held != nil) {
+			wait = min(wait, cfg.DepsPollInterval, max(0, holdUntil.Sub(now)))
 		}
 		if caughtUp && known > applied[p.origin] {
 			wait = min(wait, cfg.StallTimeout-now.Sub(lastProgress))
 		}
 		timer.Reset(max(wait, timerMin))
 		select {
+		case res := <-inflight:
+			inflight = nil
+			if err := p.proposed(res, &holdUntil, applyBackoff); err == nil {
+				progressed, lastProgress = true, time.Now()
+			}
 		case m := <-msgs:
 			held, heldChecked, readingSince = m, false, time.Time{}
 		case <-st.done:
@@ -318,6 +310,7 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 			}
 			return true, progressed, err
 		case <-changed:
+			holdUntil = time.Time{}
 		case <-timer.C:
 			if !readingSince.IsZero() && time.Since(readingSince) >= cfg.StreamIdleTimeout {
 				return true, progressed, fmt.Errorf("%w: nothing from %s for %s", ErrStreamIdle, src, cfg.StreamIdleTimeout)
@@ -327,6 +320,47 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		}
 		drainTimer(timer)
 	}
+}
+
+// propose runs Replicate for batch on its own goroutine.
+func (p *puller) propose(batch []*meridianv1.Event, before uint64) chan proposal {
+	ch := make(chan proposal, 1)
+	res := proposal{first: batch[0].GetOrigin().GetSeq(), last: batch[len(batch)-1].GetOrigin().GetSeq(), before: before}
+	go func() {
+		res.got, res.err = p.s.deps.Applier.Replicate(p.ctx, batch)
+		ch <- res
+	}()
+	return ch
+}
+
+// errNoProgress: a proposal returned but the applied vector did not move.
+var errNoProgress = errors.New("replication: proposal applied nothing")
+
+// proposed handles a proposal's outcome. The applied vector, not the
+// count, is the truth: what moved is dropped from pending at the next
+// iteration, what did not is proposed again. After an error (not leader,
+// outcome unknown, overloaded: the term may be ending) or a fruitless
+// proposal, the next waits (holdUntil). It returns nil when the origin's
+// applied entry advanced.
+func (p *puller) proposed(res proposal, holdUntil *time.Time, bo *backoff.ExponentialBackOff) error {
+	if res.err != nil {
+		wait := bo.NextBackOff()
+		*holdUntil = time.Now().Add(wait)
+		if p.ctx.Err() == nil {
+			p.logger.Debug("replicate failed", "first_seq", res.first, "last_seq", res.last, "err", res.err, "retry_in", wait)
+		}
+		return res.err
+	}
+	bo.Reset()
+	after := p.s.deps.Log.Applied()[p.origin]
+	p.logger.Debug("batch replicated", "first_seq", res.first, "last_seq", res.last, "applied_new", res.got, "applied", after)
+	if after <= res.before {
+		// The region stopped the batch (its apply rules are the final
+		// word): wait for an apply or a poll before proposing again.
+		*holdUntil = time.Now().Add(p.s.cfg.DepsPollInterval)
+		return errNoProgress
+	}
+	return nil
 }
 
 // continues checks a message's events against next, the sequence the
