@@ -35,19 +35,19 @@ func testSeed(t *testing.T) int64 {
 
 // testLogger returns a logger writing to the test log at Debug when
 // MERIDIAN_TEST_LOG is set, else a discarding one.
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("MERIDIAN_TEST_LOG") == "" {
 		return slog.New(slog.DiscardHandler)
 	}
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 // testConfig is DefaultConfig with test-sized timers.
-func testConfig(t *testing.T, region string, network Network) Config {
+func testConfig(t testing.TB, region string, network Network) Config {
 	cfg := DefaultConfig()
 	cfg.Region = region
 	cfg.Network = network
@@ -67,7 +67,7 @@ func testConfig(t *testing.T, region string, network Network) Config {
 // served by a real Service over real Connect on 127.0.0.1, every
 // connection through a faultnet host named after the region.
 type world struct {
-	t   *testing.T
+	t   testing.TB
 	net *faultnet.Net
 	dir *fakeDirectory
 	rs  map[string]*testRegion
@@ -123,7 +123,7 @@ type worldOptions struct {
 	follower bool
 }
 
-func newWorld(t *testing.T, names []string, opts worldOptions) *world {
+func newWorld(t testing.TB, names []string, opts worldOptions) *world {
 	t.Helper()
 	w := &world{t: t, net: faultnet.New(opts.seed), dir: &fakeDirectory{endpoints: map[string][]string{}}, rs: map[string]*testRegion{}}
 	t.Cleanup(func() { _ = w.net.Close() })

@@ -1,7 +1,6 @@
 package replication
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -184,14 +183,4 @@ func (s *Shipper) Lag() []*meridianv1.OriginLag {
 		out = append(out, l)
 	}
 	return out
-}
-
-// errorsIsAny reports whether err is any of targets.
-func errorsIsAny(err error, targets ...error) bool {
-	for _, t := range targets {
-		if errors.Is(err, t) {
-			return true
-		}
-	}
-	return false
 }

@@ -290,7 +290,7 @@ func TestShipperFollowsLeadership(t *testing.T) {
 	b.lead.Set(false)
 	eventually(t, 5*time.Second, "streams to stop", func() bool { return a.activePulls.Load() == 0 })
 	require.Empty(t, b.fake.Violations())
-	assert.Equal(t, 40, len(b.fake.Order())-0)
+	assert.Len(t, b.fake.Order(), 40, "each event applied once")
 }
 
 func TestShipperLag(t *testing.T) {
