@@ -8,6 +8,7 @@ import (
 
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
+	"github.com/meridiandb/meridian/replication"
 )
 
 // Config describes one Meridian process: its identity, where it listens and
@@ -66,6 +67,9 @@ type Config struct {
 	// PlacementConfig, when set, adjusts the placement configuration (timers
 	// in tests). Nil in production.
 	PlacementConfig func(*placement.Config)
+	// ReplicationConfig, when set, adjusts the replication configuration
+	// (timers in tests). Nil in production.
+	ReplicationConfig func(*replication.Config)
 }
 
 // Named limits of the HTTP server.

@@ -18,6 +18,7 @@ import (
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
+	"github.com/meridiandb/meridian/replication"
 )
 
 // Node is one running Meridian process: a region member and its API server.
@@ -27,9 +28,12 @@ type Node struct {
 	region *region.Node
 	// placement is the node's placement group member; nil without one.
 	placement *placement.Node
-	listener  net.Listener
-	server    *http.Server
-	served    chan struct{} // closed when Serve returns
+	// shipper and pulls replicate between regions; nil without placement.
+	shipper  *replication.Shipper
+	pulls    *replication.Service
+	listener net.Listener
+	server   *http.Server
+	served   chan struct{} // closed when Serve returns
 
 	// streams is cancelled when Close starts, so that long-lived
 	// subscriptions end and their clients resume on another node, instead of
@@ -109,6 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Logger = cfg.Logger // region adds its own component, region and node attributes
 	if pn != nil {
 		rc.Ownership = ownership{pn}
+		rc.Replicas = newReplicas(cfg.Region, pn, cfg.Network)
 	}
 	if cfg.RegionConfig != nil {
 		cfg.RegionConfig(&rc)
@@ -123,6 +128,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	n := &Node{cfg: cfg, logger: logger, region: rn, placement: pn, listener: ln, served: make(chan struct{})}
+	if pn != nil {
+		if err := n.startReplication(); err != nil {
+			_ = rn.Close()
+			_ = pn.Close()
+			_ = ln.Close()
+			return nil, err
+		}
+	}
 	n.streams, n.cancelStream = context.WithCancel(context.Background())
 
 	handlerOpts := []connect.HandlerOption{
@@ -135,7 +148,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	services := []string{meridianv1connect.EventStoreName}
 	if pn != nil {
 		mux.Handle(meridianv1connect.NewPlacementHandler(placement.NewService(pn), handlerOpts...))
-		services = append(services, meridianv1connect.PlacementName)
+		mux.Handle(meridianv1connect.NewReplicationHandler(n.pulls, handlerOpts...))
+		services = append(services, meridianv1connect.PlacementName, meridianv1connect.ReplicationName)
 	}
 	// Health and reflection are listed too, so that grpcurl and buf curl can
 	// call them without local .proto files.
@@ -167,6 +181,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // longLivedProcedures are the streaming calls that never end on their own.
 var longLivedProcedures = map[string]bool{
 	meridianv1connect.EventStoreSubscribeProcedure:                   true,
+	meridianv1connect.ReplicationPullProcedure:                       true,
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
 }
@@ -200,6 +215,39 @@ func (n *Node) Region() *region.Node { return n.region }
 // Placement returns the node's placement group member; nil without one.
 func (n *Node) Placement() *placement.Node { return n.placement }
 
+// startReplication starts the Pull service and the shipper over the region
+// member, with the placement table as the directory of regions.
+func (n *Node) startReplication() error {
+	rcfg := replication.DefaultConfig()
+	rcfg.Region = n.cfg.Region
+	rcfg.Network = n.cfg.Network
+	rcfg.Logger = n.cfg.Logger
+	if n.cfg.ReplicationConfig != nil {
+		n.cfg.ReplicationConfig(&rcfg)
+	}
+	pulls, err := replication.NewService(rcfg, n.region)
+	if err != nil {
+		return fmt.Errorf("node: replication service: %w", err)
+	}
+	shipper, err := replication.NewShipper(rcfg, replication.Deps{
+		Log: n.region, Applier: n.region, Leadership: n.region, Directory: directory{n.placement},
+	})
+	if err != nil {
+		return fmt.Errorf("node: replication shipper: %w", err)
+	}
+	n.pulls, n.shipper = pulls, shipper
+	n.region.SetLagReporter(shipper.Lag)
+	return nil
+}
+
+// directory lists the regions (members of the placement table) and their
+// endpoints, for the shipper.
+type directory struct{ p *placement.Node }
+
+func (d directory) Regions() []string { return d.p.FSM().Regions() }
+
+func (d directory) Endpoints(r string) []string { return d.p.Endpoints(r) }
+
 // ownership answers the region member's routing questions from the local
 // copy of the placement table.
 type ownership struct{ p *placement.Node }
@@ -223,6 +271,13 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.logger.Info("node stopping")
 		n.cancelStream()
+		if n.shipper != nil {
+			// Stop pulling first: its proposals go through the region member.
+			if err := n.shipper.Close(); err != nil {
+				n.logger.Warn("replication shipper close", "err", err)
+			}
+			n.pulls.Close()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error

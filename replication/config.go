@@ -104,6 +104,11 @@ type Config struct {
 	// itself says it is behind what we were offered before), the puller
 	// switches source after this long without progress. 5s.
 	StallTimeout time.Duration
+	// OriginRetryInterval: a puller caught up with a region other than the
+	// origin goes back to the origin after this long (found by the
+	// isolated-region test: after a heal nobody else offered the events the
+	// origin wrote while cut off). 10s.
+	OriginRetryInterval time.Duration
 	// DepsPollInterval bounds the wait of a puller whose next event depends
 	// on another origin not yet applied; it also wakes on every apply. 100ms.
 	DepsPollInterval time.Duration
@@ -119,20 +124,21 @@ type Config struct {
 // in Region and, outside production, Network and Logger.
 func DefaultConfig() Config {
 	return Config{
-		Network:           TCP,
-		HeartbeatInterval: time.Second,
-		MessageBytesMax:   4 << 20,
-		BatchEventsMax:    256,
-		BatchBytesMax:     4 << 20,
-		PendingEventsMax:  4096,
-		PendingBytesMax:   8 << 20,
-		BackoffMin:        100 * time.Millisecond,
-		BackoffMax:        10 * time.Second,
-		CallTimeout:       5 * time.Second,
-		StreamIdleTimeout: 5 * time.Second,
-		StallTimeout:      5 * time.Second,
-		DepsPollInterval:  100 * time.Millisecond,
-		DirectoryRefresh:  10 * time.Second,
+		Network:             TCP,
+		HeartbeatInterval:   time.Second,
+		MessageBytesMax:     4 << 20,
+		BatchEventsMax:      256,
+		BatchBytesMax:       4 << 20,
+		PendingEventsMax:    4096,
+		PendingBytesMax:     8 << 20,
+		BackoffMin:          100 * time.Millisecond,
+		BackoffMax:          10 * time.Second,
+		CallTimeout:         5 * time.Second,
+		StreamIdleTimeout:   5 * time.Second,
+		StallTimeout:        5 * time.Second,
+		DepsPollInterval:    100 * time.Millisecond,
+		DirectoryRefresh:    10 * time.Second,
+		OriginRetryInterval: 10 * time.Second,
 	}
 }
 
@@ -151,6 +157,7 @@ func (c Config) Validate() error {
 		{"HeartbeatInterval", c.HeartbeatInterval}, {"BackoffMin", c.BackoffMin}, {"BackoffMax", c.BackoffMax},
 		{"CallTimeout", c.CallTimeout}, {"StreamIdleTimeout", c.StreamIdleTimeout}, {"StallTimeout", c.StallTimeout},
 		{"DepsPollInterval", c.DepsPollInterval}, {"DirectoryRefresh", c.DirectoryRefresh},
+		{"OriginRetryInterval", c.OriginRetryInterval},
 	} {
 		if f.d < timerMin {
 			return bad(f.name, "must be at least %s, got %s", timerMin, f.d)

@@ -32,6 +32,11 @@ var (
 	// ErrSourceBehind: the current source had nothing more to give for
 	// StallTimeout while more of the origin's log is known to exist.
 	ErrSourceBehind = errors.New("replication: source behind")
+	// ErrRevisitOrigin ends a caught-up stream from a region other than the
+	// origin after OriginRetryInterval, so that the puller tries the origin
+	// again: after a partition heals, only the origin may hold its newest
+	// events, and nobody else would offer them.
+	ErrRevisitOrigin = errors.New("replication: revisit the origin")
 	// ErrGap: this region's applied entry for the origin is below what the
 	// puller holds, which only a regressed applied vector can cause. The
 	// puller drops what it holds and pulls again from the applied vector.

@@ -153,7 +153,7 @@ func (p *puller) run() {
 // cannot be reached (or a partition between this region and the origin)
 // is routed around.
 func (p *puller) pickSource(cands []string, prev string, lastErr error, progressed bool) string {
-	if prev == "" || (progressed && !errors.Is(lastErr, ErrSourceBehind)) {
+	if prev == "" || errors.Is(lastErr, ErrRevisitOrigin) || (progressed && !errors.Is(lastErr, ErrSourceBehind)) {
 		return cands[0]
 	}
 	if errors.Is(lastErr, ErrSourceBehind) {
@@ -204,6 +204,7 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		p.logger.Debug("pull stream opened", "source", src, "endpoint", st.endpoint, "from_seq", from)
 	}
 
+	started := time.Now()
 	next := from          // the first sequence the stream's next message must carry
 	var srcApplied uint64 // the source's applied entry for the origin, from its messages
 	heldChecked := false  // held was checked against next and observed
@@ -276,6 +277,13 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		if caughtUp && known > applied[p.origin] && now.Sub(lastProgress) >= cfg.StallTimeout {
 			return true, progressed, fmt.Errorf("%w: %s offers %s up to %d, %d is known", ErrSourceBehind, src, p.origin, srcApplied, known)
 		}
+		// Another region's copy is only as fresh as that region: once caught
+		// up with it, try the origin again now and then (it may be reachable
+		// again, and only it knows its newest events).
+		revisit := src != p.origin && caughtUp
+		if revisit && now.Sub(started) >= cfg.OriginRetryInterval {
+			return true, progressed, fmt.Errorf("%w: caught up with %s after %s", ErrRevisitOrigin, src, now.Sub(started).Round(time.Millisecond))
+		}
 
 		var msgs <-chan *meridianv1.PullResponse
 		wait := time.Duration(1<<63 - 1)
@@ -293,6 +301,9 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		}
 		if caughtUp && known > applied[p.origin] {
 			wait = min(wait, cfg.StallTimeout-now.Sub(lastProgress))
+		}
+		if revisit {
+			wait = min(wait, cfg.OriginRetryInterval-now.Sub(started))
 		}
 		timer.Reset(max(wait, timerMin))
 		select {

@@ -32,6 +32,7 @@ import (
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
+	"github.com/meridiandb/meridian/replication"
 	"github.com/meridiandb/meridian/tests/faultnet"
 )
 
@@ -108,6 +109,20 @@ func PlacementTestConfig(c *placement.Config) {
 	c.FailedAfter = 2 * time.Second
 	c.EpochWaitMax = time.Second
 	c.ProbeInterval = 500 * time.Millisecond
+}
+
+// ReplicationTestConfig returns replication timers for tests: sources are
+// switched and streams replaced within a second or two.
+func ReplicationTestConfig(c *replication.Config) {
+	c.HeartbeatInterval = 200 * time.Millisecond
+	c.BackoffMin = 20 * time.Millisecond
+	c.BackoffMax = time.Second
+	c.CallTimeout = 2 * time.Second
+	c.StreamIdleTimeout = time.Second
+	c.StallTimeout = time.Second
+	c.DepsPollInterval = 20 * time.Millisecond
+	c.DirectoryRefresh = 200 * time.Millisecond
+	c.OriginRetryInterval = time.Second
 }
 
 func freePort() (string, error) {
@@ -192,6 +207,7 @@ func (c *Cluster) Restart(host string) error {
 	nc.VotersPerRegion = c.cfg.VotersPerRegion
 	nc.RegionConfig = RegionTestConfig
 	nc.PlacementConfig = PlacementTestConfig
+	nc.ReplicationConfig = ReplicationTestConfig
 	if c.cfg.Tweak != nil {
 		c.cfg.Tweak(&nc)
 	}
