@@ -3,7 +3,9 @@ package chaos
 import (
 	"errors"
 	"os/exec"
+	"slices"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/require"
@@ -71,9 +73,13 @@ func TestProcessesFindsARunningProgram(t *testing.T) {
 	cmd := exec.Command(sleep, "30")
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	pids, err := Processes(sleep)
-	require.NoError(t, err)
-	require.Contains(t, pids, cmd.Process.Pid)
+	// Between fork and exec the child's cmdline is still the test binary's,
+	// so on a loaded machine the first look can miss it: poll briefly.
+	require.Eventually(t, func() bool {
+		pids, err := Processes(sleep)
+		require.NoError(t, err)
+		return slices.Contains(pids, cmd.Process.Pid)
+	}, 10*time.Second, 10*time.Millisecond, "Processes(%s) never listed pid %d", sleep, cmd.Process.Pid)
 	none, err := Processes("/nonexistent/meridian")
 	require.NoError(t, err)
 	require.Empty(t, none)
