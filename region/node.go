@@ -306,6 +306,8 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 		return resp, err
 	case meridianv1.Consistency_CONSISTENCY_EVENTUAL:
 		return n.readLocalOrForward(ctx, req, token, nil)
+	case meridianv1.Consistency_CONSISTENCY_BOUNDED:
+		return n.readBounded(ctx, req, token)
 	default:
 		return n.readLocalOrForward(ctx, req, token, token)
 	}

@@ -165,3 +165,57 @@ func (n *Node) awaitReplicated(ctx context.Context, r *meridianv1.AppendResponse
 	}
 	return nil
 }
+
+// Limits of BOUNDED reads.
+const (
+	boundedStalenessMin = time.Millisecond
+	boundedStalenessMax = time.Hour
+)
+
+// readBounded serves a BOUNDED read here when this region's view of the
+// entity's home origin is at most max_staleness old (and the session token
+// is covered, as for SESSION); otherwise the home region serves it (it is
+// never stale for its own entities). Staleness is known on the region
+// leader (the shipper runs there), so followers forward to it.
+func (n *Node) readBounded(ctx context.Context, req *meridianv1.ReadRequest, token causal.Vector) (*meridianv1.ReadResponse, error) {
+	d := req.GetMaxStaleness().AsDuration()
+	if req.GetMaxStaleness() == nil || d < boundedStalenessMin || d > boundedStalenessMax {
+		return nil, &InvalidArgumentError{Field: "max_staleness", Reason: fmt.Sprintf("must be %s to %s for CONSISTENCY_BOUNDED, got %s", boundedStalenessMin, boundedStalenessMax, d)}
+	}
+	h, local, err := n.home(ctx, req.GetEntity())
+	if err != nil {
+		return nil, err
+	}
+	if local || n.cfg.Ownership == nil {
+		return n.readLocalOrForward(ctx, req, token, token)
+	}
+	var resp *meridianv1.ReadResponse
+	err = n.routeToLeader(ctx, false,
+		func() error {
+			if st, ok := n.staleness(h.Region); ok && st <= d {
+				r, err := n.readLocalOrForward(WithForwarded(ctx, n.cfg.NodeID), req, token, token)
+				resp = r
+				return err
+			}
+			r, err := n.readAtHome(ctx, req, h)
+			resp = r
+			return err
+		},
+		func(addr string) error {
+			r, err := n.fwd.read(ctx, addr, req, routeOf(ctx), true)
+			resp = r
+			return err
+		})
+	return resp, err
+}
+
+// staleness is how old this region's view of origin's log may be, from
+// the shipper's report; false when unknown.
+func (n *Node) staleness(origin string) (time.Duration, bool) {
+	for _, l := range n.replicationLag() {
+		if l.GetOrigin() == origin && l.GetStaleness() != nil {
+			return l.GetStaleness().AsDuration(), true
+		}
+	}
+	return 0, false
+}

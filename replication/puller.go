@@ -44,6 +44,9 @@ type pullerStatus struct {
 	// of the first event held (not yet applied); 0 when nothing is held.
 	headSeq       uint64
 	headWallNanos int64
+	// heardAt is when the current term's streams last delivered a message
+	// (events or a heartbeat); zero if never.
+	heardAt time.Time
 }
 
 func newPuller(s *Shipper, origin string, parent context.Context) *puller {
@@ -314,6 +317,9 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 			}
 		case m := <-msgs:
 			held, heldChecked, readingSince = m, false, time.Time{}
+			p.mu.Lock()
+			p.st.heardAt = time.Now()
+			p.mu.Unlock()
 		case <-st.done:
 			err := st.err
 			if errors.Is(err, io.EOF) {

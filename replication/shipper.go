@@ -178,6 +178,9 @@ func (s *Shipper) Lag() []*meridianv1.OriginLag {
 			l.Source = st.source
 			if st.headSeq > applied[o] && st.headWallNanos != 0 {
 				l.Lag = durationpb.New(max(0, now.Sub(time.Unix(0, st.headWallNanos))))
+				l.Staleness = l.Lag
+			} else if !st.heardAt.IsZero() {
+				l.Staleness = durationpb.New(max(0, now.Sub(st.heardAt)))
 			}
 		}
 		out = append(out, l)

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 )
@@ -187,4 +188,52 @@ func TestReplicationIsolatedRegionServesEventualAndRefusesSessionItCannotCover(t
 	read, err = c.EventStore("ap-south-1").Read(ctxFor(t, 30*time.Second), connect.NewRequest(&meridianv1.ReadRequest{Entity: "us/iso", SessionToken: token}))
 	require.NoError(t, err)
 	assert.Len(t, read.Msg.GetEvents(), 6)
+}
+
+func TestReplicationBoundedReadsAreLocalWhileFreshEnough(t *testing.T) {
+	c := startCluster(t, 1)
+	setExampleRules(t, c)
+	appendVia(t, c, "us-east-1", "us/bounded", "")
+	waitConverged(t, c, []string{"us/bounded"}, 30*time.Second)
+	bounded := func(host string, d time.Duration) (*meridianv1.ReadResponse, error) {
+		resp, err := c.EventStore(host).Read(ctxFor(t, 30*time.Second), connect.NewRequest(&meridianv1.ReadRequest{
+			Entity: "us/bounded", Consistency: meridianv1.Consistency_CONSISTENCY_BOUNDED, MaxStaleness: durationpb.New(d),
+		}))
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
+	}
+	// Connected: ap-south hears from its source at least every heartbeat.
+	require.Eventually(t, func() bool {
+		r, err := bounded("ap-south-1", 3*time.Second)
+		return err == nil && r.GetRegion() == "ap-south" && len(r.GetEvents()) == 1
+	}, 30*time.Second, 50*time.Millisecond, "a fresh region did not serve a BOUNDED read itself")
+
+	c.Net.Isolate("ap-south-1")
+	appendVia(t, c, "us-east-1", "us/bounded", "")
+	// A generous bound is still met by the stale copy...
+	r, err := bounded("ap-south-1", time.Hour)
+	require.NoError(t, err)
+	assert.Equal(t, "ap-south", r.GetRegion())
+	assert.Len(t, r.GetEvents(), 1, "the copy from before the cut")
+	// ...a tight one is not: the home must serve it, and is unreachable.
+	require.Eventually(t, func() bool {
+		_, err := bounded("ap-south-1", 500*time.Millisecond)
+		var ce *connect.Error
+		return errors.As(err, &ce) && ce.Code() == connect.CodeUnavailable
+	}, 30*time.Second, 100*time.Millisecond, "a BOUNDED read past its bound was served by the stale region")
+	// The same read in a connected region goes to the home or is fresh.
+	r, err = bounded("eu-west-1", 500*time.Millisecond)
+	require.NoError(t, err)
+	assert.Len(t, r.GetEvents(), 2)
+
+	_, err = c.EventStore("eu-west-1").Read(ctxFor(t, 10*time.Second), connect.NewRequest(&meridianv1.ReadRequest{
+		Entity: "us/bounded", Consistency: meridianv1.Consistency_CONSISTENCY_BOUNDED,
+	}))
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce))
+	assert.Equal(t, connect.CodeInvalidArgument, ce.Code())
+	assert.Contains(t, ce.Message(), "max_staleness")
+	c.Net.HealAll()
 }

@@ -828,7 +828,15 @@ type OriginLag struct {
 	// zero when caught up.
 	Lag *durationpb.Duration `protobuf:"bytes,5,opt,name=lag,proto3" json:"lag,omitempty"`
 	// source is the region currently pulled from; empty if none is reachable.
-	Source        string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
+	// staleness bounds how old this region's view of origin's log may be:
+	// while events are pending, the age of the oldest; otherwise the time
+	// since the current source last sent a message (its heartbeats make this
+	// at most about one heartbeat interval while connected). Unset when no
+	// source has been heard from in this leadership term. BOUNDED reads
+	// compare it with max_staleness. It is measured against the source, so
+	// a source that is itself behind the origin is not accounted for.
+	Staleness     *durationpb.Duration `protobuf:"bytes,7,opt,name=staleness,proto3" json:"staleness,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -905,6 +913,13 @@ func (x *OriginLag) GetSource() string {
 	return ""
 }
 
+func (x *OriginLag) GetStaleness() *durationpb.Duration {
+	if x != nil {
+		return x.Staleness
+	}
+	return nil
+}
+
 var File_meridian_v1_eventstore_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_eventstore_proto_rawDesc = "" +
@@ -978,7 +993,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	" \x03(\v2\x16.meridian.v1.OriginLagR\vreplication\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xb7\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xf0\x01\n" +
 	"\tOriginLag\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12\x14\n" +
@@ -986,7 +1001,8 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\n" +
 	"lag_events\x18\x04 \x01(\x04R\tlagEvents\x12+\n" +
 	"\x03lag\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12\x16\n" +
-	"\x06source\x18\x06 \x01(\tR\x06source2\xab\x02\n" +
+	"\x06source\x18\x06 \x01(\tR\x06source\x127\n" +
+	"\tstaleness\x18\a \x01(\v2\x19.google.protobuf.DurationR\tstaleness2\xab\x02\n" +
 	"\n" +
 	"EventStore\x12C\n" +
 	"\x06Append\x12\x1a.meridian.v1.AppendRequest\x1a\x1b.meridian.v1.AppendResponse\"\x00\x12@\n" +
@@ -1047,19 +1063,20 @@ var file_meridian_v1_eventstore_proto_depIdxs = []int32{
 	10, // 13: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
 	9,  // 14: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
 	19, // 15: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
-	0,  // 16: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 17: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	4,  // 18: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	7,  // 19: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 20: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	3,  // 21: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	5,  // 22: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	8,  // 23: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	20, // [20:24] is the sub-list for method output_type
-	16, // [16:20] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	19, // 16: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
+	0,  // 17: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 18: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	4,  // 19: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	7,  // 20: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 21: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	3,  // 22: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	5,  // 23: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	8,  // 24: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }
