@@ -84,6 +84,20 @@
 //     FuzzSnapshotHeader); keys sort numerically and one stream's key prefix
 //     never covers another's (TestKeysOrder).
 //
+//   - Events shipped from other regions (COMMAND_TYPE_REPLICATE_BATCH) are
+//     applied exactly once, in their origin's order, at the version and dot
+//     their home gave them, with this region's positions; an origin stops at
+//     its first event that is not next, does not continue its stream here,
+//     or whose deps the applied vector does not cover
+//     (TestApplyReplicateExactlyOnceInOrigin, TestApplyReplicateWaitsForDeps,
+//     TestApplyReplicateRefusesAnEventThatDoesNotContinueItsStream). A local
+//     append depends on its writer's token and on the entity's previous
+//     event, and is refused (ErrDepsNotApplied) while the applied vector
+//     does not cover its token, so the applied vector stays causally closed
+//     (TestApplyAppendWaitsForItsTokenAndDependsOnThePreviousEvent). A
+//     replicated event is an idempotency record here too
+//     (TestApplyReplicatedEventIsAnIdempotencyRecordHere).
+//
 // # Durability
 //
 // Badger runs with SyncWrites off: the Raft log is the durability point.
@@ -112,7 +126,5 @@
 //   - Reads are local: they are as fresh as this replica's applied index.
 //     Linearizable (STRONG) reads are the Raft node's job.
 //   - Changed is a wake-up, not a queue: several applies may close one channel.
-//   - ApplyState.Applied holds this region's origin sequence only; other
-//     regions' entries arrive with replication (later issue).
 //   - Restore needs room for two copies of the state while it runs.
 package region
