@@ -18,23 +18,18 @@
 //     Two state machines fed the same entries answer alike, also when one is
 //     closed, reopened and fed already-applied entries again at random
 //     points (TestApplyMatchesModel, TestSnapshotRestoreIntoAnotherFSM).
-//
 //   - Every op's outcome (appended, duplicate, version conflict, idempotency
 //     conflict, invalid) and the resulting streams match an in-memory model
 //     of these rules on a random log (TestApplyMatchesModel; the seed is
 //     logged and MERIDIAN_SEED replays it).
-//
 //   - Expected-version checks: unset/any, no_stream, stream_exists and exact n,
 //     against the head at apply time; a conflict is a *VersionConflictError
 //     carrying the current version (TestApplyExpectedVersion).
-//
 //   - An append's events commit atomically at consecutive versions, with
 //     consecutive origin dots (region, seq) and apply-log positions, or not at
 //     all (TestApplyAtomicMultiEventAppend).
-//
 //   - Each op of a batch succeeds or fails alone; a failed op writes nothing;
 //     later ops see earlier ops' writes (TestApplyBatchOpsSucceedOrFailAlone).
-//
 //   - Idempotency by event id within the window: the same ids with the same
 //     content (entity, type, data, metadata, content type) return the original
 //     result with Duplicate set and write nothing, whatever the expected
@@ -45,12 +40,10 @@
 //     TestApplyIdempotencyMetadataOrderIrrelevant, TestValidateAppend). The
 //     window is judged by HLC and may be stamped by the leader
 //     (TestApplyIdempotencyWindowStampedByBatch).
-//
 //   - Malformed or oversized input is rejected with an *InvalidArgumentError
 //     naming the field and the allowed range, at the edge (ValidateAppend with
 //     Limits) and again in apply with the constant HardLimits
 //     (TestValidateAppend, TestApplyRejectsMalformedAndOversized).
-//
 //   - A Raft entry applies in one Badger transaction holding its data and
 //     its ApplyState (applied index and term, applied vector, last position,
 //     last HLC). An entry too large for one transaction commits in several;
@@ -60,22 +53,18 @@
 //     TestApplyCrashBetweenPartialCommits). The largest append HardLimits
 //     allow fits one transaction (TestApplyLargestAppendFitsOneTransaction),
 //     so ErrEntryTooLarge cannot happen for a valid append.
-//
 //   - Entries at or below the stored applied index are skipped, including
 //     after a reopen (hashicorp/raft re-applies the log after the last
 //     snapshot on start) (TestApplySkipsAppliedEntriesAfterReopen). Non-command
 //     entries only advance the index (TestApplyNonCommandEntriesAdvanceIndex).
-//
 //   - A committed entry that cannot be decoded, has an unknown envelope
 //     version or type, or cannot be written makes Apply panic rather than let
 //     replicas diverge; the entry is not recorded as applied
 //     (TestApplyPanicsOnUndecodableEntry).
-//
 //   - Snapshot calls Badger's Sync before returning, so that Raft compacts its
 //     log only once Badger covers it (TestSnapshotSyncsBeforeReturning), then
 //     streams Badger at a pinned read timestamp: later applies are not in it
 //     (TestSnapshotIsAtItsReadTimestamp).
-//
 //   - Restore loads into a new Badger directory, checks the loaded ApplyState
 //     against the snapshot header, makes it durable, points CURRENT at it and
 //     swaps it in; readers see the old or the new state, never a mix or an
@@ -83,21 +72,17 @@
 //     directory untouched (TestRestoreRejectsCorruptSnapshotAndKeepsState);
 //     leftovers of a crashed restore are removed at open
 //     (TestOpenRemovesStaleRestoreDirs).
-//
 //   - Close and reopen keep events, heads, the apply log, idempotency records
 //     and ApplyState; reads after Close return ErrStoreClosed
 //     (TestCloseReopenKeepsEverything).
-//
 //   - Every read is one consistent Badger snapshot: ReadStream's events and
 //     head agree (TestReadStream, TestReadStreamClampsCount); ReadLog walks
 //     the apply log in position order (TestReadLog). Changed is closed after
 //     every apply, restore and close (TestChangedSignalsEveryApply).
-//
 //   - Key, envelope and snapshot-header decoders reject what they did not
 //     encode (FuzzParseKey, FuzzDecodeRef, FuzzDecodeCommand,
 //     FuzzSnapshotHeader); keys sort numerically and one stream's key prefix
 //     never covers another's (TestKeysOrder).
-//
 //   - Events shipped from other regions (COMMAND_TYPE_REPLICATE_BATCH) are
 //     applied exactly once, in their origin's order, at the version and dot
 //     their home gave them, with this region's positions; an origin stops at
