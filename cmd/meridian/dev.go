@@ -22,6 +22,7 @@ import (
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
+	"github.com/meridiandb/meridian/replication"
 )
 
 // Bounds of `meridian dev`.
@@ -49,7 +50,28 @@ var devRegionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 // machine: the group forms (one voter per region) within a second or two
 // instead of production's WAN-sized timers (2 s elections, 5 s
 // stabilization). `meridian server` keeps placement's defaults.
-func devPlacementConfig(c *placement.Config) {
+//
+// With --wan-latency every round trip between regions costs 2*wan, so the
+// timers that wait for one grow by a few round trips: the group then stays
+// as stable as it is at loopback speed.
+func devPlacementConfig(wan time.Duration) func(c *placement.Config) {
+	return func(c *placement.Config) {
+		devPlacementTimers(c)
+		rtt := 2 * wan
+		c.HeartbeatTimeout += 4 * rtt
+		c.ElectionTimeout += 4 * rtt
+		c.LeaderLeaseTimeout += 2 * rtt
+		c.CallTimeout += 4 * rtt
+		c.LastContactThreshold += 4 * rtt
+		// Autopilot gives a stats fetch half the interval; a fetch across
+		// regions costs a dial and a call, two round trips.
+		c.StatsInterval += 4 * rtt
+		c.FailedAfter += 8 * rtt
+		c.ProbeInterval += 2 * rtt
+	}
+}
+
+func devPlacementTimers(c *placement.Config) {
 	c.HeartbeatTimeout = 500 * time.Millisecond
 	c.ElectionTimeout = 500 * time.Millisecond
 	c.LeaderLeaseTimeout = 250 * time.Millisecond
@@ -65,6 +87,15 @@ func devPlacementConfig(c *placement.Config) {
 	c.ProbeInterval = 500 * time.Millisecond
 }
 
+// devReplicationConfig makes a fresh dev deployment start replicating
+// within a second of the regions joining, instead of production's 10 s
+// directory refresh and origin retry (sized for regions that come and go
+// rarely).
+func devReplicationConfig(c *replication.Config) {
+	c.DirectoryRefresh = time.Second
+	c.OriginRetryInterval = 2 * time.Second
+}
+
 // devOptions configure a local development deployment.
 type devOptions struct {
 	regions       []string
@@ -74,7 +105,10 @@ type devOptions struct {
 	raftPort      int
 	placementPort int
 	dataDir       string // empty: a temporary directory, removed on stop
-	logger        *slog.Logger
+	// wanLatency is the one-way latency emulated between nodes of
+	// different regions (0: none, loopback speed everywhere).
+	wanLatency time.Duration
+	logger     *slog.Logger
 }
 
 // devMember is one node of the dev deployment.
@@ -117,6 +151,9 @@ func (o devOptions) check() error {
 			return usagef("--regions: %q appears twice", r)
 		}
 		seen[r] = true
+	}
+	if o.wanLatency < 0 || o.wanLatency > wanLatencyMax {
+		return usagef("--wan-latency %s outside [0, %s]", o.wanLatency, wanLatencyMax)
 	}
 	n := o.total()
 	ranges := []struct {
@@ -171,6 +208,7 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 		c.dataDir, c.tempDir = dir, true
 	}
 	seed := o.addr(o.apiPort, 0)
+	layout := o.layout()
 	for ri, r := range o.regions {
 		peers := make([]region.Peer, o.nodes)
 		for i := range peers {
@@ -190,7 +228,11 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 				Network:           region.TCP,
 				Logger:            o.logger,
 				PlacementRaftAddr: o.addr(o.placementPort, m.k),
-				PlacementConfig:   devPlacementConfig,
+				PlacementConfig:   devPlacementConfig(o.wanLatency),
+				ReplicationConfig: devReplicationConfig,
+			}
+			if o.wanLatency > 0 {
+				cfg.Network = newWANNetwork(region.TCP, r, layout, o.wanLatency)
 			}
 			if m.k == 0 {
 				cfg.PlacementBootstrap = true
@@ -213,6 +255,21 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 }
 
 func devNodeID(i int) string { return "n" + strconv.Itoa(i+1) }
+
+// layout maps every address of the deployment (API, region Raft,
+// placement Raft) to its node's region, for the emulated WAN.
+func (o devOptions) layout() map[string]string {
+	m := make(map[string]string, 3*o.total())
+	for ri, r := range o.regions {
+		for i := range o.nodes {
+			k := ri*o.nodes + i
+			for _, base := range []int{o.apiPort, o.raftPort, o.placementPort} {
+				m[o.addr(base, k)] = r
+			}
+		}
+	}
+	return m
+}
 
 // membersOf returns region's members, in order.
 func (c *devCluster) membersOf(r string) []*devMember {
@@ -316,7 +373,7 @@ func (c *devCluster) waitReady(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dev: set the example rules: %w", err)
 	}
-	return poll(ctx, "example rules", func() string {
+	err = poll(ctx, "example rules", func() string {
 		for _, m := range c.members {
 			if got := m.node.Placement().FSM().AppliedIndex(); got < set.GetIndex() {
 				return fmt.Sprintf("%s/%s applied placement index %d of %d", m.region, m.id, got, set.GetIndex())
@@ -324,6 +381,39 @@ func (c *devCluster) waitReady(ctx context.Context) error {
 		}
 		return ""
 	})
+	if err != nil {
+		return err
+	}
+	// Last, every region pulls from every other one, so that the first
+	// read-your-writes read in another region is served there.
+	return poll(ctx, "replication", func() string {
+		for _, r := range c.opts.regions {
+			lead := c.regionLeader(r)
+			if lead == nil {
+				return fmt.Sprintf("region %s has no leader", r)
+			}
+			sources := map[string]string{}
+			for _, l := range lead.node.Region().Status().GetReplication() {
+				sources[l.GetOrigin()] = l.GetSource()
+			}
+			for _, o := range c.opts.regions {
+				if o != r && sources[o] == "" {
+					return fmt.Sprintf("region %s does not pull %s yet", r, o)
+				}
+			}
+		}
+		return ""
+	})
+}
+
+// regionLeader returns the member leading region r's group, nil if none.
+func (c *devCluster) regionLeader(r string) *devMember {
+	for _, m := range c.membersOf(r) {
+		if m.node.Region().Status().GetIsLeader() {
+			return m
+		}
+	}
+	return nil
 }
 
 // placementLeader returns the member whose placement member leads.
@@ -407,12 +497,17 @@ func (c *devCluster) printBanner(w io.Writer) {
 		rules = append(rules, r.GetPrefix()+" -> "+r.GetHomeRegion())
 	}
 	fmt.Fprintf(w, "Placement rules: %s; anything else -> %s\n", strings.Join(rules, ", "), c.opts.regions[0])
+	if d := c.opts.wanLatency; d > 0 {
+		fmt.Fprintf(w, "WAN latency: %s one way between regions (round trip %s); nodes of one region at loopback speed\n", d, 2*d)
+	} else {
+		fmt.Fprintf(w, "WAN latency: none (--wan-latency 75ms emulates one between regions)\n")
+	}
 
 	writer, home, reader := c.walkRegions()
 	entity := c.prefixOf(home) + "order-1"
 	fmt.Fprintf(w, "\nTry, in another terminal (%s is homed in %s):\n", entity, home)
 	fmt.Fprintf(w, "  meridian append %s --type OrderPlaced --data '{\"total\":10}' --endpoint %s\n", entity, c.endpointsOf(writer)[0])
-	fmt.Fprintf(w, "  meridian read %s --endpoint %s\n", entity, c.endpointsOf(reader)[0])
+	fmt.Fprintf(w, "  meridian read %s --token TOKEN --endpoint %s    # TOKEN: the append's session token\n", entity, c.endpointsOf(reader)[0])
 	ep := ""
 	if first := c.members[0].node.URL(); first != defaultEndpoint {
 		ep = " --endpoint " + first
@@ -423,8 +518,10 @@ func (c *devCluster) printBanner(w io.Writer) {
 }
 
 // smoke appends to an entity homed in the second region through a node of
-// the first, reads it back through a node of the third, and checks that
-// both answers come from the home.
+// the first, then reads it with the append's session token through a node
+// of the third: the home must have ordered the write, and the third region
+// must serve the read from its own replica (read-your-writes across
+// regions, through replication).
 func (c *devCluster) smoke(ctx context.Context, w io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -447,18 +544,22 @@ func (c *devCluster) smoke(ctx context.Context, w io.Writer) error {
 		return err
 	}
 	defer reader.Close()
-	read, err := reader.Read(ctx, entity, client.WithConsistency(meridianv1.Consistency_CONSISTENCY_STRONG))
+	start := time.Now()
+	read, err := reader.Read(ctx, entity)
+	took := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("smoke: read: %w", err)
 	}
 	switch {
 	case len(read.GetEvents()) != 1 || read.GetEvents()[0].GetVersion() != resp.GetLastVersion():
 		return fmt.Errorf("smoke: read back %d events (head %d), want 1 at version %d", len(read.GetEvents()), read.GetHeadVersion(), resp.GetLastVersion())
-	case resp.GetRegion() != home || read.GetRegion() != home:
-		return fmt.Errorf("smoke: %s is homed in %s, but the append was ordered by %q and the read served by %q", entity, home, resp.GetRegion(), read.GetRegion())
+	case resp.GetRegion() != home:
+		return fmt.Errorf("smoke: %s is homed in %s, but the append was ordered by %q", entity, home, resp.GetRegion())
+	case read.GetRegion() != readerRegion:
+		return fmt.Errorf("smoke: the session read through %s was served by %q, not from its own replica", readerRegion, read.GetRegion())
 	}
-	fmt.Fprintf(w, "smoke: appended %s v%d via %s (%s), read it back via %s (%s), both served by its home %s: ok\n",
-		entity, resp.GetLastVersion(), via, writerRegion, readVia, readerRegion, home)
+	fmt.Fprintf(w, "smoke: appended %s v%d via %s (%s), ordered by its home %s; read it with the session token via %s, served by %s/%s in %s: ok\n",
+		entity, resp.GetLastVersion(), via, writerRegion, home, readVia, read.GetRegion(), read.GetNode(), took.Round(10*time.Microsecond))
 	return nil
 }
 
@@ -487,12 +588,21 @@ the prefix is the region's name before its first '-' (us-east: us/; a
 region whose prefix an earlier one took uses its full name), and makes the
 first region the default. Then it prints every endpoint.
 
+Every region replicates every other region's log, so a read with the
+session token of a write in another region is served by the region read
+from, once its replica has the write. --wan-latency D emulates a one-way
+latency D between nodes of different regions (a round trip costs 2D;
+nodes of one region stay at loopback speed), to see what replication and
+forwarding cost over a WAN.
+
 Data goes to a temporary directory (removed on exit) or to --data-dir (kept).
 With --smoke it appends to an entity homed in the second region through a
-node of the first, reads it back through a node of the third, checks both
-were served by the home, and stops: exit 0 means it works.`,
+node of the first, reads it with the append's session token through a node
+of the third, checks that the home ordered the write and that the third
+region served the read from its replica, and stops: exit 0 means it works.`,
 		Example: `  meridian dev
   meridian dev --nodes 3
+  meridian dev --wan-latency 75ms
   meridian dev --regions eu-central,us-west --api-port 8001 --raft-port 8101 --placement-port 8201
   meridian dev --smoke`,
 		Args: exactArgs(0, ""),
@@ -545,7 +655,8 @@ were served by the home, and stops: exit 0 means it works.`,
 	f.IntVar(&o.apiPort, "api-port", o.apiPort, "API port of the first node; the others use the next ones, region by region")
 	f.IntVar(&o.raftPort, "raft-port", o.raftPort, "region Raft port of the first node; the others use the next ones")
 	f.IntVar(&o.placementPort, "placement-port", o.placementPort, "placement Raft port of the first node; the others use the next ones")
-	f.BoolVar(&smoke, "smoke", false, "append in one region, read through another, check the home served both, then stop (exit 0 when it works)")
+	f.DurationVar(&o.wanLatency, "wan-latency", 0, "emulated one-way latency between nodes of different regions, e.g. 75ms (0: none; at most 1s)")
+	f.BoolVar(&smoke, "smoke", false, "append in one region, read it with the token through another, check that region served it, then stop (exit 0 when it works)")
 	logs.register(cmd, "warn")
 	return cmd
 }
