@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -253,20 +257,39 @@ func newRegionsCmd(r *rootCmd) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "regions",
-		Short: "List the regions of the placement group as the contacted node sees them",
-		Args:  exactArgs(0, ""),
+		Short: "List the regions, their applied vectors, and how far the contacted region's replication lags",
+		Long: `List the regions of the placement group as the contacted node sees them,
+with each region's applied vector (per origin region, the last event of
+that origin's log the region has applied), asked of each region's leader.
+
+Then the contacted region's replication: per other origin, the sequence
+applied, the highest one known to exist at a source, the lag in events
+and in time (how old the oldest event not yet applied is), and the
+region currently pulled from. Replication runs on the region's leader, so
+when the contacted node is a follower its leader is asked.
+
+--json prints the ListRegionsResponse with two more fields: "status", the
+StatusResponse of each region's leader by region name (applied vector and,
+for the contacted region, replication lag), and "status_errors" for the
+regions that did not answer.`,
+		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.ListRegions(ctx)
 				if err != nil {
 					return err
 				}
+				self, selfErr := c.Status(ctx)
+				if selfErr == nil {
+					self = leaderStatus(ctx, self)
+				}
+				statuses, errs := regionStatuses(ctx, resp.GetRegions(), self)
 				if asJSON {
-					return printJSON(r.stdout, resp)
+					return printRegionsJSON(r.stdout, resp, statuses, errs)
 				}
 				now := time.Now()
 				tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tREACHABLE\tVOTERS\tENDPOINTS\tLAST REACHED")
+				fmt.Fprintln(tw, "NAME\tREACHABLE\tVOTERS\tENDPOINTS\tLAST REACHED\tAPPLIED")
 				for _, g := range resp.GetRegions() {
 					reach := "no"
 					if g.GetReachable() {
@@ -277,16 +300,161 @@ func newRegionsCmd(r *rootCmd) *cobra.Command {
 						at := g.GetLastReached().AsTime()
 						last = fmt.Sprintf("%s (%s ago)", at.UTC().Format("15:04:05.000Z"), now.Sub(at).Round(time.Millisecond))
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.GetName(), reach, listOrDash(g.GetVoters()), listOrDash(g.GetEndpoints()), last)
+					applied := "unknown"
+					if st := statuses[g.GetName()]; st != nil {
+						applied = formatVector(st.GetApplied())
+					} else if e := errs[g.GetName()]; e != nil {
+						applied = "unknown (" + errorSummary(e) + ")"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.GetName(), reach, listOrDash(g.GetVoters()), listOrDash(g.GetEndpoints()), last, applied)
 				}
 				_ = tw.Flush()
 				printTableInfo(r.stdout, resp.GetTable())
+				if selfErr != nil {
+					fmt.Fprintf(r.stdout, "replication: unknown (status: %s)\n", errorSummary(selfErr))
+					return nil
+				}
+				printReplication(r.stdout, self)
 				return nil
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the ListRegionsResponse as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the ListRegionsResponse, with every region leader's StatusResponse, as JSON")
 	return cmd
+}
+
+// regionStatusTimeout bounds the status call to one region, so that an
+// unreachable region does not hold up the listing.
+const regionStatusTimeout = 3 * time.Second
+
+// leaderStatus returns the status of st's region leader: st itself when
+// it leads or its leader is unknown (then st has no replication lag).
+func leaderStatus(ctx context.Context, st *meridianv1.StatusResponse) *meridianv1.StatusResponse {
+	if st.GetIsLeader() || st.GetLeaderAddress() == "" {
+		return st
+	}
+	if lst, err := statusAt(ctx, []string{st.GetLeaderAddress()}); err == nil && lst.GetRegion() == st.GetRegion() {
+		return lst
+	}
+	return st
+}
+
+// statusAt asks the first of endpoints that answers for its status, within
+// regionStatusTimeout and without the default retry policy's patience.
+func statusAt(ctx context.Context, endpoints []string) (*meridianv1.StatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, regionStatusTimeout)
+	defer cancel()
+	p := client.DefaultRetryPolicy()
+	p.MaxAttempts, p.MaxElapsed, p.AttemptTimeout = max(2, len(endpoints)), regionStatusTimeout, regionStatusTimeout
+	c, err := client.New(endpoints, client.WithRetryPolicy(p))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.Status(ctx)
+}
+
+// regionStatuses asks every region's leader for its status, concurrently;
+// self is the contacted region's, already known.
+func regionStatuses(ctx context.Context, regions []*meridianv1.RegionInfo, self *meridianv1.StatusResponse) (map[string]*meridianv1.StatusResponse, map[string]error) {
+	var mu sync.Mutex
+	statuses, errs := map[string]*meridianv1.StatusResponse{}, map[string]error{}
+	var wg sync.WaitGroup
+	for _, g := range regions {
+		if self != nil && g.GetName() == self.GetRegion() {
+			statuses[g.GetName()] = self
+			continue
+		}
+		wg.Go(func() {
+			var st *meridianv1.StatusResponse
+			err := fmt.Errorf("no endpoints")
+			if len(g.GetEndpoints()) > 0 {
+				st, err = statusAt(ctx, g.GetEndpoints())
+			}
+			if err == nil {
+				st = leaderStatus(ctx, st)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs[g.GetName()] = err
+				return
+			}
+			statuses[g.GetName()] = st
+		})
+	}
+	wg.Wait()
+	return statuses, errs
+}
+
+// printReplication prints st's replication lag per origin.
+func printReplication(w io.Writer, st *meridianv1.StatusResponse) {
+	if !st.GetIsLeader() {
+		fmt.Fprintf(w, "replication into %s: unknown (%s/%s is not the region leader, and the leader did not answer)\n", st.GetRegion(), st.GetRegion(), st.GetNode())
+		return
+	}
+	fmt.Fprintf(w, "replication into %s (from its leader %s/%s):\n", st.GetRegion(), st.GetRegion(), st.GetNode())
+	if len(st.GetReplication()) == 0 {
+		fmt.Fprintln(w, "  (no other origins)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ORIGIN\tAPPLIED\tKNOWN\tLAG EVENTS\tLAG\tSOURCE")
+	for _, l := range st.GetReplication() {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", l.GetOrigin(), l.GetApplied(), l.GetKnown(), l.GetLagEvents(),
+			l.GetLag().AsDuration().Round(time.Millisecond), orDash(l.GetSource()))
+	}
+	_ = tw.Flush()
+}
+
+// printRegionsJSON prints resp as protojson with the statuses added.
+func printRegionsJSON(w io.Writer, resp *meridianv1.ListRegionsResponse, statuses map[string]*meridianv1.StatusResponse, errs map[string]error) error {
+	opts := protojson.MarshalOptions{UseProtoNames: true}
+	b, err := opts.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	out := map[string]json.RawMessage{}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return err
+	}
+	st := map[string]json.RawMessage{}
+	for name, s := range statuses {
+		if st[name], err = opts.Marshal(s); err != nil {
+			return err
+		}
+	}
+	if out["status"], err = json.Marshal(st); err != nil {
+		return err
+	}
+	if len(errs) > 0 {
+		msgs := map[string]string{}
+		for name, e := range errs {
+			msgs[name] = e.Error()
+		}
+		if out["status_errors"], err = json.Marshal(msgs); err != nil {
+			return err
+		}
+	}
+	line, err := json.Marshal(out) // map keys sorted: a stable line
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(line))
+	return err
+}
+
+// formatVector prints an applied vector compactly, origins sorted:
+// eu-west=2,us-east=1 ("-" when empty).
+func formatVector(v map[string]uint64) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, len(v))
+	for _, o := range slices.Sorted(maps.Keys(v)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", o, v[o]))
+	}
+	return strings.Join(parts, ",")
 }
 
 // printRules prints rules as a table in match order.

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
@@ -72,13 +71,6 @@ func (f *fakePlacement) Unpin(_ context.Context, req *connect.Request[meridianv1
 	return connect.NewResponse(&meridianv1.UnpinResponse{Index: 18, Existed: req.Msg.GetEntity() != "eu/none"}), nil
 }
 
-func (f *fakePlacement) ListRegions(context.Context, *connect.Request[meridianv1.ListRegionsRequest]) (*connect.Response[meridianv1.ListRegionsResponse], error) {
-	return connect.NewResponse(&meridianv1.ListRegionsResponse{Regions: []*meridianv1.RegionInfo{
-		{Name: "ap-south", Endpoints: []string{"127.0.0.1:7003"}, Reachable: true, LastReached: timestamppb.Now(), Voters: []string{"ap-south/n1"}},
-		{Name: "eu-west", Endpoints: []string{"127.0.0.1:7002"}, Reachable: false, Voters: []string{"eu-west/n1"}},
-	}, Table: fakeTable}), nil
-}
-
 func startFakePlacement(t *testing.T) (*fakePlacement, string) {
 	t.Helper()
 	f := &fakePlacement{}
@@ -118,12 +110,6 @@ func TestCLIPlacementCommands(t *testing.T) {
 		{"pin again", []string{"placement", "pin", "eu/already", "ap-south"}, []string{"eu/already was already pinned to ap-south (epoch 9); nothing changed"}},
 		{"unpin", []string{"placement", "unpin", "eu/order-7"}, []string{"unpinned eu/order-7 at placement index 18"}},
 		{"unpin nothing", []string{"placement", "unpin", "eu/none"}, []string{"eu/none had no pin; nothing changed"}},
-		{"regions", []string{"regions"}, []string{
-			"NAME      REACHABLE  VOTERS       ENDPOINTS       LAST REACHED",
-			"ap-south  yes        ap-south/n1  127.0.0.1:7003  ",
-			"eu-west   no         eu-west/n1   127.0.0.1:7002  never",
-			"(table index 15 on ap-south/n1",
-		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
