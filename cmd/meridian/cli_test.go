@@ -146,20 +146,25 @@ func TestCLIAppendReadStatus(t *testing.T) {
 	assert.Equal(t, `{"from":"stdin"}`, string(f.last.Events[0].Data))
 	assert.Equal(t, "0190a0b0-0000-7000-8000-000000000001", f.last.Events[0].Id)
 
+	code, _, errOut = runCLI(t, ctx, "append", "order-42", "--durability", "multi-region", "--min-regions", "2", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, meridianv1.Durability_DURABILITY_MULTI_REGION, f.last.GetDurability())
+	assert.Equal(t, uint32(2), f.last.GetMinRegions())
+
 	code, out, errOut = runCLI(t, ctx, "read", "order-42", "--token", "TOKEN1", ep)
 	require.Equal(t, 0, code, errOut)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	require.Len(t, lines, 5, out)
+	require.Len(t, lines, 6, out)
 	assert.Regexp(t, `^order-42 v1  OrderPlaced  \{"total":10\}  id=\S+ origin=local/7 user="ann"$`, lines[0])
 	assert.Contains(t, lines[1], `order-42 v2  OrderPaid  {"paid":true}`)
-	assert.Equal(t, "(3 events, head version 3, served by local/n2)", lines[3])
-	assert.Equal(t, "session token: TOKEN1", lines[4])
+	assert.Equal(t, "(4 events, head version 4, served by local/n2)", lines[4])
+	assert.Equal(t, "session token: TOKEN1", lines[5])
 
 	code, out, errOut = runCLI(t, ctx, "read", "order-42", "--json", ep)
 	require.Equal(t, 0, code, errOut)
 	var rr meridianv1.ReadResponse
 	require.NoError(t, protojson.Unmarshal([]byte(out), &rr))
-	assert.Len(t, rr.Events, 3)
+	assert.Len(t, rr.Events, 4)
 
 	code, out, errOut = runCLI(t, ctx, "status", ep)
 	require.Equal(t, 0, code, errOut)
@@ -181,6 +186,9 @@ func TestCLIErrors(t *testing.T) {
 			wantErr: "error: failed_precondition: region: wrong expected version: entity x expected 5, current 0\n"},
 		{name: "bad expect", args: []string{"append", "x", "--expect", "soon", ep}, wantCode: 2, wantErr: `--expect "soon"`},
 		{name: "bad json", args: []string{"append", "x", "--data", "{nope", ep}, wantCode: 2, wantErr: "not valid JSON"},
+		{name: "bad durability", args: []string{"append", "x", "--durability", "planet", ep}, wantCode: 2, wantErr: `--durability "planet": want region or multi-region`},
+		{name: "min regions without multi-region", args: []string{"append", "x", "--min-regions", "2", ep}, wantCode: 2, wantErr: "--min-regions needs --durability multi-region"},
+		{name: "zero min regions", args: []string{"append", "x", "--durability", "multi-region", "--min-regions", "0", ep}, wantCode: 2, wantErr: "--min-regions 0"},
 		{name: "missing entity", args: []string{"read", ep}, wantCode: 2, wantErr: "expected ENTITY"},
 		{name: "bad consistency", args: []string{"read", "x", "--consistency", "psychic", ep}, wantCode: 2, wantErr: "--consistency"},
 		{name: "tail both", args: []string{"tail", "x", "--all", ep}, wantCode: 2, wantErr: "either ENTITY or --all"},

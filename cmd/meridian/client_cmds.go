@@ -23,6 +23,8 @@ const eventDataBytesMax = 1 << 20
 func newAppendCmd(r *rootCmd) *cobra.Command {
 	var (
 		eventType, data, expect, id, contentType string
+		durability                               string
+		minRegions                               uint32
 		metadata                                 []string
 		asJSON, direct                           bool
 	)
@@ -31,10 +33,15 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 		Short: "Append one event to an entity's stream",
 		Example: `  meridian append order-42 --type OrderPlaced --data '{"total":10}'
   meridian append order-42 --type OrderPaid --data @payment.json --expect 1
-  meridian append order-43 --type OrderPlaced --expect no-stream --json`,
+  meridian append order-43 --type OrderPlaced --expect no-stream --json
+  meridian append eu/order-44 --type OrderPlaced --durability multi-region --min-regions 2`,
 		Args: exactArgs(1, "ENTITY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opt, err := parseExpect(expect)
+			if err != nil {
+				return err
+			}
+			durable, err := parseDurability(durability, minRegions, cmd.Flags().Changed("min-regions"))
 			if err != nil {
 				return err
 			}
@@ -60,7 +67,7 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 			defer c.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
 			defer cancel()
-			opts := []client.AppendOption{opt}
+			opts := []client.AppendOption{opt, durable}
 			if direct {
 				opts = append(opts, client.Direct())
 			}
@@ -93,6 +100,8 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 	f.StringVar(&expect, "expect", "any", "expected stream version: any, no-stream, exists or a version number")
 	f.StringVar(&id, "id", "", "event id (UUID); default a new UUIDv7. Reuse it to retry safely")
 	f.StringArrayVar(&metadata, "meta", nil, "metadata KEY=VALUE (repeatable)")
+	f.StringVar(&durability, "durability", "region", "when the append is acknowledged: region (committed by the home region's Raft group) or multi-region (also applied by --min-regions other regions)")
+	f.Uint32Var(&minRegions, "min-regions", 1, "with --durability multi-region: how many other regions must have applied the append")
 	f.BoolVar(&direct, "direct", false, "ask a node outside the entity's home region for a redirect and send the append to the home itself (same event id)")
 	f.BoolVar(&asJSON, "json", false, "print the AppendResponse as JSON")
 	return cmd
@@ -251,15 +260,15 @@ func newStatusCmd(r *rootCmd) *cobra.Command {
 				}
 			} else {
 				tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ENDPOINT\tREGION\tNODE\tSTATE\tLEADER\tAPPLIED INDEX\tLAST POSITION")
+				fmt.Fprintln(tw, "ENDPOINT\tREGION\tNODE\tSTATE\tLEADER\tAPPLIED INDEX\tLAST POSITION\tAPPLIED VECTOR")
 				for i, st := range statuses {
 					if errs[i] != nil {
 						failed++
-						fmt.Fprintf(tw, "%s\t-\t-\tunreachable (%s)\t-\t-\t-\n", c.Endpoints()[i], errorSummary(errs[i]))
+						fmt.Fprintf(tw, "%s\t-\t-\tunreachable (%s)\t-\t-\t-\t-\n", c.Endpoints()[i], errorSummary(errs[i]))
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", c.Endpoints()[i], st.GetRegion(), st.GetNode(),
-						st.GetRaftState(), st.GetLeader(), st.GetAppliedIndex(), st.GetLastPosition())
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", c.Endpoints()[i], st.GetRegion(), st.GetNode(),
+						st.GetRaftState(), st.GetLeader(), st.GetAppliedIndex(), st.GetLastPosition(), formatVector(st.GetApplied()))
 				}
 				_ = tw.Flush()
 			}
@@ -316,6 +325,23 @@ func parseExpect(s string) (client.AppendOption, error) {
 		return nil, usagef("--expect %q: want any, no-stream, exists or a version number", s)
 	}
 	return client.ExpectVersion(v), nil
+}
+
+// parseDurability turns --durability and --min-regions into an append option.
+func parseDurability(s string, minRegions uint32, minSet bool) (client.AppendOption, error) {
+	switch strings.ReplaceAll(s, "_", "-") {
+	case "", "region":
+		if minSet {
+			return nil, usagef("--min-regions needs --durability multi-region")
+		}
+		return client.WithDurability(meridianv1.Durability_DURABILITY_REGION, 0), nil
+	case "multi-region":
+		if minRegions == 0 {
+			return nil, usagef("--min-regions 0: want at least 1 other region")
+		}
+		return client.WithDurability(meridianv1.Durability_DURABILITY_MULTI_REGION, minRegions), nil
+	}
+	return nil, usagef("--durability %q: want region or multi-region", s)
 }
 
 func parseConsistency(s string) (meridianv1.Consistency, error) {
