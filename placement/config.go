@@ -1,36 +1,21 @@
 package placement
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"time"
 
 	"github.com/meridiandb/meridian/causal"
+	"github.com/meridiandb/meridian/internal/network"
 )
 
-// Network opens every connection of a placement member: the Raft
-// transport's listener and dials, and the calls to other members' APIs.
-// region.Network has the same shape; node/ passes one value to both.
-type Network interface {
-	// Listen opens a listener on addr (host:port; port 0 picks one).
-	Listen(addr string) (net.Listener, error)
-	// Dial connects to addr, honouring ctx's deadline and cancellation.
-	Dial(ctx context.Context, addr string) (net.Conn, error)
-}
-
-type tcpNetwork struct{}
-
-func (tcpNetwork) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-
-func (tcpNetwork) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", addr)
-}
+// Network opens every connection (internal/network; region.Network is the
+// same type, so node/ passes one value to all).
+type Network = network.Network
 
 // TCP is the production Network: plain TCP.
-var TCP Network = tcpNetwork{}
+var TCP = network.TCP
 
 // Config configures one node's member of the placement group. Start from
 // DefaultConfig.

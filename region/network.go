@@ -11,29 +11,17 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/meridiandb/meridian/internal/h2c"
+	"github.com/meridiandb/meridian/internal/network"
 )
 
 // Network opens every connection of a node: the Raft transport's listener
 // and dials, the forwarding client's dials, and (in node/) the API listener.
-// Production uses TCP; tests wrap it to add latency or cut links without root.
-type Network interface {
-	// Listen opens a listener on addr (host:port; port 0 picks one).
-	Listen(addr string) (net.Listener, error)
-	// Dial connects to addr, honouring ctx's deadline and cancellation.
-	Dial(ctx context.Context, addr string) (net.Conn, error)
-}
+// Production uses TCP; tests wrap it to add latency or cut links without
+// root. It is internal/network's type, shared with placement and replication.
+type Network = network.Network
 
 // TCP is the production Network: plain TCP.
-var TCP Network = tcpNetwork{}
-
-type tcpNetwork struct{}
-
-func (tcpNetwork) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-
-func (tcpNetwork) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", addr)
-}
+var TCP = network.TCP
 
 // streamLayer adapts a Network listener to raft.StreamLayer, so the Raft
 // transport's dials and accepts both go through the Network.

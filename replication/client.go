@@ -14,6 +14,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/h2c"
 )
 
 // pullClient opens Pull streams to other regions' nodes: Connect over h2c,
@@ -27,23 +28,16 @@ type pullClient struct {
 }
 
 func newPullClient(network Network, callTimeout time.Duration) *pullClient {
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{
-		Protocols: protocols,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, callTimeout)
-			defer cancel()
-			return network.Dial(ctx, addr)
-		},
-		MaxIdleConnsPerHost: pullIdleConnsMax,
-		IdleConnTimeout:     90 * time.Second,
-		// A partition black-holes a connection rather than closing it; the
-		// pings close it, which ends the stream on it.
-		HTTP2: &http.HTTP2Config{SendPingTimeout: pullPingInterval, PingTimeout: pullPingTimeout},
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, callTimeout)
+		defer cancel()
+		return network.Dial(ctx, addr)
 	}
+	// A partition black-holes a connection rather than closing it; the
+	// pings close it, which ends the stream on it.
+	httpClient := h2c.NewClient(dial, h2c.Options{IdleConnsPerHost: pullIdleConnsMax, PingInterval: pullPingInterval, PingTimeout: pullPingTimeout})
 	return &pullClient{
-		httpClient:  &http.Client{Transport: tr},
+		httpClient:  httpClient,
 		callTimeout: callTimeout,
 		clients:     map[string]meridianv1connect.ReplicationClient{},
 	}

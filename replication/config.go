@@ -1,36 +1,20 @@
 package replication
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/meridiandb/meridian/causal"
+	"github.com/meridiandb/meridian/internal/network"
 )
 
-// Network opens the connections of the replication client: every Pull
-// dials through it. region.Network and placement.Network have the same
-// shape; node/ passes one value to all three, tests pass a faultnet host.
-type Network interface {
-	// Listen opens a listener on addr (host:port; port 0 picks one).
-	Listen(addr string) (net.Listener, error)
-	// Dial connects to addr, honouring ctx's deadline and cancellation.
-	Dial(ctx context.Context, addr string) (net.Conn, error)
-}
-
-type tcpNetwork struct{}
-
-func (tcpNetwork) Listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-
-func (tcpNetwork) Dial(ctx context.Context, addr string) (net.Conn, error) {
-	var d net.Dialer
-	return d.DialContext(ctx, "tcp", addr)
-}
+// Network opens every connection (internal/network; region.Network is the
+// same type, so node/ passes one value to all).
+type Network = network.Network
 
 // TCP is the production Network: plain TCP.
-var TCP Network = tcpNetwork{}
+var TCP = network.TCP
 
 // Limits fixed by the protocol or by the package, not tunable.
 const (

@@ -13,6 +13,8 @@ func TestNoImports(t *testing.T) {
 	depcheck.Only(t,
 		"github.com/meridiandb/meridian/replication",
 		"github.com/meridiandb/meridian/causal",
+		"github.com/meridiandb/meridian/internal/network",
+		"github.com/meridiandb/meridian/internal/h2c",
 		"github.com/meridiandb/meridian/api/meridian/v1/...",
 		"connectrpc.com/connect/...",
 		"google.golang.org/protobuf/...",
