@@ -186,6 +186,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	}
 	assert.Contains(t, banner, "(region leader, placement leader)", "the bootstrapping node leads placement")
 	assert.Contains(t, banner, "Placement rules: us/ -> us-east, eu/ -> eu-west, ap/ -> ap-south; anything else -> us-east")
+	assert.Contains(t, banner, "WAN latency: none")
 	assert.Contains(t, banner, "Try, in another terminal (eu/order-1 is homed in eu-west)")
 
 	us := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
@@ -202,11 +203,32 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	assert.Regexp(t, `^appended eu/order-1 v1  id=[0-9a-f-]{36} origin=eu-west/\d+\nsession token: \S+\n$`, out)
 	token := regexp.MustCompile(`session token: (\S+)`).FindStringSubmatch(out)[1]
 
+	// Read-your-writes in a third region: the token makes ap-south wait
+	// for its replica to have the write, and ap-south serves it.
 	code, out, errOut = runBin(t, bin, "read", "eu/order-1", "--endpoint", ap, "--token", token)
 	require.Equal(t, 0, code, errOut)
 	t.Logf("read:\n%s", out)
 	assert.Regexp(t, `(?m)^eu/order-1 v1  OrderPlaced  \{"total":10\}  id=\S+ origin=eu-west/\d+ at=`, out)
+	assert.Contains(t, out, "(1 events, head version 1, served by ap-south/n1)")
+	// STRONG reads still go to the home.
+	code, out, errOut = runBin(t, bin, "read", "eu/order-1", "--endpoint", ap, "--consistency", "strong")
+	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "(1 events, head version 1, served by eu-west/n1)")
+
+	// MULTI_REGION with k=2: acknowledged once both other regions applied
+	// it, so an EVENTUAL read (no token, no wait) in either sees it at once.
+	code, out, errOut = runBin(t, bin, "append", "eu/order-3", "--type", "OrderPlaced", "--durability", "multi-region", "--min-regions", "2", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "appended eu/order-3 v1")
+	for _, via := range []string{us, ap} {
+		code, out, errOut = runBin(t, bin, "read", "eu/order-3", "--consistency", "eventual", "--endpoint", via)
+		require.Equal(t, 0, code, errOut)
+		assert.Regexp(t, `\(1 events, head version 1, served by (us-east|ap-south)/n1\)`, out, via)
+	}
+	code, _, errOut = runBin(t, bin, "append", "eu/order-3", "--durability", "multi-region", "--min-regions", "3", "--endpoint", us)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "error: invalid_argument:")
+	assert.Contains(t, errOut, "min_regions")
 
 	code, out, errOut = runBin(t, bin, "placement", "get", "eu/order-1", "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
@@ -226,6 +248,18 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	for i, r := range []string{"ap-south", "eu-west", "us-east"} {
 		assert.Regexp(t, fmt.Sprintf(`(?m)^%s\s+yes\s+%s/n1\s+127.0.0.1:%d\s+`, r, r, apiPort+2-i), out)
 	}
+	// Every region has applied eu-west's two events; us-east, the contacted
+	// region, pulls each other origin from the origin itself.
+	assert.Regexp(t, `(?m)^us-east\s.*[\s,]eu-west=2\S*$`, out)
+	assert.Regexp(t, `(?m)^ap-south\s.*[\s,]eu-west=2\S*$`, out)
+	assert.Contains(t, out, "replication into us-east (from its leader us-east/n1):")
+	assert.Regexp(t, `(?m)^ORIGIN\s+APPLIED\s+KNOWN\s+LAG EVENTS\s+LAG\s+SOURCE$`, out)
+	assert.Regexp(t, `(?m)^ap-south\s+\d+\s+\d+\s+\d+\s+\S+\s+ap-south$`, out)
+	assert.Regexp(t, `(?m)^eu-west\s+2\s+2\s+0\s+\S+\s+eu-west$`, out)
+	code, out, errOut = runBin(t, bin, "regions", "--json", "--endpoint", ap)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, `"status":{"ap-south":{"region":"ap-south"`)
+	assert.Contains(t, out, `"replication":[{"origin":"eu-west"`)
 
 	// A pin moves one entity: a write through eu-west is now ordered by ap-south.
 	code, out, errOut = runBin(t, bin, "placement", "pin", "eu/order-7", "ap-south", "--endpoint", us)
@@ -285,6 +319,13 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--data-dir", keep}, ports...)...)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	t.Logf("smoke:\n%s", out)
-	assert.Regexp(t, `smoke: appended eu/smoke-\S+ v1 via \S+ \(us-east\), read it back via \S+ \(ap-south\), both served by its home eu-west: ok`, out)
+	assert.Regexp(t, `smoke: appended eu/smoke-\S+ v1 via \S+ \(us-east\), ordered by its home eu-west; read it with the session token via \S+, served by ap-south/n1 in \S+: ok`, out)
 	assert.DirExists(t, filepath.Join(keep, "eu-west", "n1"))
+
+	// With an emulated WAN the deployment still forms, replicates and
+	// serves read-your-writes from the reading region.
+	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--wan-latency", "50ms"}, ports...)...)
+	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
+	t.Logf("smoke with WAN:\n%s", out)
+	assert.Regexp(t, `served by ap-south/n1 in \S+: ok`, out)
 }
