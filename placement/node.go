@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +19,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/internal/logadapt"
+	"github.com/meridiandb/meridian/internal/network"
 )
 
 // Raft transport limits of the placement group.
@@ -96,18 +96,12 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("placement: open snapshot store: %w", err)
 	}
-	ln, err := cfg.Network.Listen(cfg.RaftAddr)
-	if err != nil {
-		return nil, fmt.Errorf("placement: raft listen on %s: %w", cfg.RaftAddr, err)
+	stream, err := network.NewStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
+	if errors.Is(err, network.ErrBadAdvertise) {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
-	stream := &streamLayer{Listener: ln, network: cfg.Network, advertise: ln.Addr()}
-	if cfg.RaftAdvertise != "" {
-		a, err := net.ResolveTCPAddr("tcp", cfg.RaftAdvertise)
-		if err != nil {
-			_ = ln.Close()
-			return nil, fmt.Errorf("%w: RaftAdvertise %q: %v", ErrInvalidConfig, cfg.RaftAdvertise, err)
-		}
-		stream.advertise = a
+	if err != nil {
+		return nil, fmt.Errorf("placement: %w", err)
 	}
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
@@ -511,20 +505,3 @@ func regionOf(id string) string {
 	r, _, _ := strings.Cut(id, "/")
 	return r
 }
-
-// streamLayer adapts a Network listener to raft.StreamLayer.
-type streamLayer struct {
-	net.Listener
-	network   Network
-	advertise net.Addr
-}
-
-// Dial implements raft.StreamLayer.
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return s.network.Dial(ctx, string(addr))
-}
-
-// Addr implements net.Listener with the advertised address.
-func (s *streamLayer) Addr() net.Addr { return s.advertise }

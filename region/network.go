@@ -3,12 +3,9 @@ package region
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/hashicorp/raft"
 
 	"github.com/meridiandb/meridian/internal/h2c"
 	"github.com/meridiandb/meridian/internal/network"
@@ -22,42 +19,6 @@ type Network = network.Network
 
 // TCP is the production Network: plain TCP.
 var TCP = network.TCP
-
-// streamLayer adapts a Network listener to raft.StreamLayer, so the Raft
-// transport's dials and accepts both go through the Network.
-type streamLayer struct {
-	net.Listener
-	network   Network
-	advertise net.Addr
-}
-
-func newStreamLayer(network Network, bind, advertise string) (*streamLayer, error) {
-	ln, err := network.Listen(bind)
-	if err != nil {
-		return nil, fmt.Errorf("region: raft listen on %s: %w", bind, err)
-	}
-	s := &streamLayer{Listener: ln, network: network, advertise: ln.Addr()}
-	if advertise != "" {
-		a, err := net.ResolveTCPAddr("tcp", advertise)
-		if err != nil {
-			_ = ln.Close()
-			return nil, fmt.Errorf("%w: raft advertise address %q: %v", ErrInvalidConfig, advertise, err)
-		}
-		s.advertise = a
-	}
-	return s, nil
-}
-
-// Dial implements raft.StreamLayer.
-func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	return s.network.Dial(ctx, string(addr))
-}
-
-// Addr implements net.Listener with the advertised address, which Raft
-// stores in its configuration.
-func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
 // dialError marks a failure to connect: nothing was sent on the connection,
 // so a request that failed with it provably did not reach the peer.

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb"
+
+	"github.com/meridiandb/meridian/internal/network"
 )
 
 // Raft transport limits.
@@ -108,9 +110,12 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("region: open snapshot store: %w", err)
 	}
-	stream, err := newStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
+	stream, err := network.NewStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
+	if errors.Is(err, network.ErrBadAdvertise) {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("region: %w", err)
 	}
 	p.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
