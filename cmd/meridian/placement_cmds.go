@@ -360,9 +360,11 @@ func regionStatuses(ctx context.Context, regions []*meridianv1.RegionInfo, self 
 	var mu sync.Mutex
 	statuses, errs := map[string]*meridianv1.StatusResponse{}, map[string]error{}
 	var wg sync.WaitGroup
+	if self != nil {
+		statuses[self.GetRegion()] = self // before any goroutine writes the map
+	}
 	for _, g := range regions {
 		if self != nil && g.GetName() == self.GetRegion() {
-			statuses[g.GetName()] = self
 			continue
 		}
 		wg.Go(func() {
