@@ -78,8 +78,12 @@ const wanStatsInterval = time.Second
 // linearizability per entity at its home, every acknowledged append once at
 // its version on every node of every region, no duplicate, identical
 // streams, and the session guarantees across regions
-// (check.SessionsAcrossRegions). Every node's streams and applied vector must
-// be identical within 5 s of the last heal.
+// (check.SessionsAcrossRegions). Every region (its leader: the region's
+// committed state) must hold the same streams and applied vector within 5 s
+// of the last heal, and every node within convergeWaitMax; both figures are
+// logged. (A follower restarted at the heal after more than ~10 s down can
+// take up to ~10 s more: hashicorp/raft backs off replication to a peer it
+// failed to reach by up to 10 ms x 2^10, tests/README.md track record.)
 //
 // The placement group's StatsInterval is 1 s (the production default), not
 // PlacementTestConfig's 250 ms: see wanStatsInterval.
@@ -161,8 +165,10 @@ func TestNemesisAcrossRegions(t *testing.T) {
 	wg.Go(func() { runner.Run(runCtx, sched) })
 	wl.Run(runCtx)
 	wg.Wait()
+	recoverStart := time.Now()
 	healedAt, err := runner.Recover()
 	require.NoError(t, err, "recover: every node must come back")
+	t.Logf("recover (heal, restarts) took %s", healedAt.Sub(recoverStart).Round(time.Millisecond))
 
 	// Honest-run rules.
 	before := <-ackedBefore
@@ -182,21 +188,12 @@ func TestNemesisAcrossRegions(t *testing.T) {
 	// (which makes resolving unknown outcomes sound), then every node must
 	// hold the same streams and applied vector.
 	finalWrites(t, c, rec, wl)
+	t.Logf("final writes done %s after the last heal", time.Since(healedAt).Round(time.Millisecond))
 	entities := wl.Entities()
-	var last string
-	converged := false
-	deadline := time.Now().Add(convergeWaitMax)
-	for time.Now().Before(deadline) {
-		if last = c.Diverged(entities); last == "" {
-			converged = true
-			break
-		}
-		tm := time.NewTimer(20 * time.Millisecond)
-		<-tm.C
-	}
-	convergedIn := time.Since(healedAt)
-	require.True(t, converged, "regions did not converge within %s of the last heal: %s", convergeWaitMax, last)
-	t.Logf("converged %s after the last heal (final writes included)", convergedIn.Round(time.Millisecond))
+	regionsIn, nodesIn, last := waitConvergence(t, c, entities, healedAt)
+	require.Empty(t, last, "did not converge within %s of the last heal", convergeWaitMax)
+	t.Logf("converged after the last heal (final writes included): regions (their leaders) in %s, every node in %s",
+		regionsIn.Round(time.Millisecond), nodesIn.Round(time.Millisecond))
 
 	replicas, err := c.Replicas(entities)
 	require.NoError(t, err)
@@ -216,7 +213,36 @@ func TestNemesisAcrossRegions(t *testing.T) {
 	}
 	require.Empty(t, check.Failed(reports), "checkers found violations")
 	require.GreaterOrEqual(t, len(h.Ops), int(dur.Seconds())*nemesisOpsPerSecondMin, "invalid run: too few operations")
-	require.LessOrEqual(t, convergedIn, convergeAfterHealMax, "regions converged %s after the last heal, over the bound", convergedIn)
+	require.LessOrEqual(t, regionsIn, convergeAfterHealMax, "regions converged %s after the last heal, over the bound", regionsIn)
+}
+
+// waitConvergence polls until every region's leader, then every node,
+// holds the same streams and applied vector, and returns how long after
+// healedAt each happened; last is the remaining difference if the wait ran
+// out.
+func waitConvergence(t *testing.T, c *Cluster, entities []string, healedAt time.Time) (regionsIn, nodesIn time.Duration, last string) {
+	t.Helper()
+	deadline := healedAt.Add(convergeWaitMax)
+	lastLog := time.Now()
+	for time.Now().Before(deadline) {
+		if regionsIn == 0 {
+			if last = c.RegionsDiverged(entities); last == "" {
+				regionsIn = time.Since(healedAt)
+			}
+		}
+		if regionsIn != 0 {
+			if last = c.Diverged(entities); last == "" {
+				return regionsIn, time.Since(healedAt), ""
+			}
+		}
+		if time.Since(lastLog) >= time.Second {
+			t.Logf("%s after the last heal: %s", time.Since(healedAt).Round(time.Millisecond), last)
+			lastLog = time.Now()
+		}
+		tm := time.NewTimer(20 * time.Millisecond)
+		<-tm.C
+	}
+	return regionsIn, 0, last
 }
 
 func replayCommand(seed int64) string {

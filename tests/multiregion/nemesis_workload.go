@@ -194,6 +194,9 @@ func (c *Cluster) RegionLeader(regionName string) (string, bool) {
 func (r *FaultRunner) Run(ctx context.Context, s FaultSchedule) {
 	start := time.Now()
 	for _, st := range s.Steps {
+		if st.At >= s.Duration {
+			return // the run's end: Recover is the last heal
+		}
 		t := time.NewTimer(time.Until(start.Add(st.At)))
 		select {
 		case <-t.C:
@@ -604,10 +607,25 @@ func (c *Cluster) Replicas(entities []string) (check.Replicas, error) {
 	return out, nil
 }
 
+// RegionsDiverged is Diverged over one node per region: its leader (a
+// region's committed state), "" when every region's leader holds the same.
+func (c *Cluster) RegionsDiverged(entities []string) string {
+	var leaders []string
+	for _, r := range c.cfg.Regions {
+		h, ok := c.RegionLeader(r)
+		if !ok {
+			return r + " has no leader"
+		}
+		leaders = append(leaders, h)
+	}
+	return c.diverged(leaders, entities)
+}
+
 // Diverged describes the first difference between hosts' streams or
 // applied vectors, "" when every host holds the same.
-func (c *Cluster) Diverged(entities []string) string {
-	hosts := c.Hosts()
+func (c *Cluster) Diverged(entities []string) string { return c.diverged(c.Hosts(), entities) }
+
+func (c *Cluster) diverged(hosts, entities []string) string {
 	ref := c.Node(hosts[0])
 	if ref == nil {
 		return hosts[0] + " is not running"
