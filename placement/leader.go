@@ -107,7 +107,16 @@ func (d *delegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 // FetchServerStats asks every member for its Raft stats, concurrently; a
 // member that does not answer is left out (autopilot counts it unhealthy)
 // and its failure feeds its liveness.
+//
+// raft-autopilot gives the call half its update interval (StatsInterval/2)
+// through ctx. Across regions that can be less than one round trip (found
+// by tests/multiregion TestNemesisAcrossRegions under the wan3 profile: a
+// region 150 ms away never got a voter with a 250 ms interval), so the
+// fetches run under CallTimeout instead, cancelled only when the member
+// closes; a slow round only delays the next reconciliation.
 func (d *delegate) FetchServerStats(ctx context.Context, servers map[raft.ServerID]*autopilot.Server) map[raft.ServerID]*autopilot.ServerStats {
+	ctx, cancel := context.WithTimeout(d.n.ctx, d.n.cfg.CallTimeout)
+	defer cancel()
 	api := map[string]string{}
 	for _, m := range d.n.fsm.Members() {
 		api[m.GetId()] = m.GetApiAddress()
