@@ -19,7 +19,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/internal/logadapt"
-	"github.com/meridiandb/meridian/internal/network"
+	"github.com/meridiandb/meridian/internal/raftnet"
 )
 
 // Raft transport limits of the placement group.
@@ -96,8 +96,8 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("placement: open snapshot store: %w", err)
 	}
-	stream, err := network.NewStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
-	if errors.Is(err, network.ErrBadAdvertise) {
+	stream, err := raftnet.NewStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
+	if errors.Is(err, raftnet.ErrBadAdvertise) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	if err != nil {

@@ -3,7 +3,6 @@ package region
 import (
 	"errors"
 	"fmt"
-	"github.com/meridiandb/meridian/internal/logadapt"
 	"io"
 	"log/slog"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/internal/logadapt"
 	"google.golang.org/protobuf/proto"
 )
 

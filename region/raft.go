@@ -3,7 +3,6 @@ package region
 import (
 	"errors"
 	"fmt"
-	"github.com/meridiandb/meridian/internal/logadapt"
 	"os"
 	"path/filepath"
 	"time"
@@ -11,7 +10,8 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb"
 
-	"github.com/meridiandb/meridian/internal/network"
+	"github.com/meridiandb/meridian/internal/logadapt"
+	"github.com/meridiandb/meridian/internal/raftnet"
 )
 
 // Raft transport limits.
@@ -110,8 +110,8 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("region: open snapshot store: %w", err)
 	}
-	stream, err := network.NewStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
-	if errors.Is(err, network.ErrBadAdvertise) {
+	stream, err := raftnet.NewStreamLayer(cfg.Network, cfg.RaftAddr, cfg.RaftAdvertise)
+	if errors.Is(err, raftnet.ErrBadAdvertise) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	if err != nil {

@@ -1,0 +1,59 @@
+// Package raftnet adapts an internal/network Network to hashicorp/raft's
+// StreamLayer, so that the region and placement groups' Raft transports dial
+// and accept through the node's Network. It is apart from internal/network so
+// that packages which need only the Network (replication) do not depend on
+// hashicorp/raft.
+package raftnet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/meridiandb/meridian/internal/network"
+)
+
+// ErrBadAdvertise: an advertise address that does not resolve.
+var ErrBadAdvertise = errors.New("raftnet: bad advertise address")
+
+// StreamLayer adapts a Network listener to hashicorp/raft's StreamLayer, so
+// that a Raft transport's dials and accepts both go through the Network.
+type StreamLayer struct {
+	net.Listener
+	network   network.Network
+	advertise net.Addr
+}
+
+// NewStreamLayer listens on bind through n; advertise (empty: the
+// listener's address) is the address other members dial, which Raft
+// stores in its configuration.
+func NewStreamLayer(n network.Network, bind, advertise string) (*StreamLayer, error) {
+	ln, err := n.Listen(bind)
+	if err != nil {
+		return nil, fmt.Errorf("raft listen on %s: %w", bind, err)
+	}
+	s := &StreamLayer{Listener: ln, network: n, advertise: ln.Addr()}
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("%w: raft advertise address %q: %v", ErrBadAdvertise, advertise, err)
+		}
+		s.advertise = a
+	}
+	return s, nil
+}
+
+// Dial implements raft.StreamLayer.
+func (s *StreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return s.network.Dial(ctx, string(addr))
+}
+
+// Addr implements net.Listener with the advertised address.
+func (s *StreamLayer) Addr() net.Addr { return s.advertise }
