@@ -8,10 +8,12 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
@@ -334,6 +336,12 @@ func Backward() ReadOption {
 // WithConsistency sets the read's consistency level (default: session).
 func WithConsistency(level meridianv1.Consistency) ReadOption {
 	return func(r *meridianv1.ReadRequest) { r.Consistency = level }
+}
+
+// MaxStaleness bounds a CONSISTENCY_BOUNDED read: the local region serves
+// it only while its copy of the entity's home region is at most d old.
+func MaxStaleness(d time.Duration) ReadOption {
+	return func(r *meridianv1.ReadRequest) { r.MaxStaleness = durationpb.New(d) }
 }
 
 // Read returns a window of entity's stream.

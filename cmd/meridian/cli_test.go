@@ -191,6 +191,8 @@ func TestCLIErrors(t *testing.T) {
 		{name: "zero min regions", args: []string{"append", "x", "--durability", "multi-region", "--min-regions", "0", ep}, wantCode: 2, wantErr: "--min-regions 0"},
 		{name: "missing entity", args: []string{"read", ep}, wantCode: 2, wantErr: "expected ENTITY"},
 		{name: "bad consistency", args: []string{"read", "x", "--consistency", "psychic", ep}, wantCode: 2, wantErr: "--consistency"},
+		{name: "bounded without staleness", args: []string{"read", "x", "--consistency", "bounded", ep}, wantCode: 2, wantErr: "--consistency bounded needs --max-staleness"},
+		{name: "staleness without bounded", args: []string{"read", "x", "--max-staleness", "2s", ep}, wantCode: 2, wantErr: "--max-staleness applies only to --consistency bounded"},
 		{name: "tail both", args: []string{"tail", "x", "--all", ep}, wantCode: 2, wantErr: "either ENTITY or --all"},
 		{name: "unknown flag", args: []string{"read", "x", "--nope", ep}, wantCode: 2, wantErr: "unknown flag"},
 		{name: "bad id", args: []string{"append", "x", "--id", "123", ep}, wantCode: 2, wantErr: "invalid event id"},

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -113,6 +114,7 @@ func newReadCmd(r *rootCmd) *cobra.Command {
 		limit       uint32
 		backward    bool
 		consistency string
+		staleness   time.Duration
 		asJSON      bool
 	)
 	cmd := &cobra.Command{
@@ -120,12 +122,19 @@ func newReadCmd(r *rootCmd) *cobra.Command {
 		Short: "Read events of an entity's stream",
 		Example: `  meridian read order-42
   meridian read order-42 --from 10 --limit 5
-  meridian read order-42 --backward --limit 1 --consistency strong --json`,
+  meridian read order-42 --backward --limit 1 --consistency strong --json
+  meridian read us/order-7 --consistency bounded --max-staleness 2s`,
 		Args: exactArgs(1, "ENTITY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level, err := parseConsistency(consistency)
 			if err != nil {
 				return err
+			}
+			switch {
+			case level == meridianv1.Consistency_CONSISTENCY_BOUNDED && staleness <= 0:
+				return usagef("--consistency bounded needs --max-staleness (for example 2s)")
+			case level != meridianv1.Consistency_CONSISTENCY_BOUNDED && staleness != 0:
+				return usagef("--max-staleness applies only to --consistency bounded")
 			}
 			c, err := r.newClient()
 			if err != nil {
@@ -135,6 +144,9 @@ func newReadCmd(r *rootCmd) *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
 			defer cancel()
 			opts := []client.ReadOption{client.FromVersion(from), client.Limit(limit), client.WithConsistency(level)}
+			if staleness > 0 {
+				opts = append(opts, client.MaxStaleness(staleness))
+			}
 			if backward {
 				opts = append(opts, client.Backward())
 			}
@@ -162,6 +174,7 @@ func newReadCmd(r *rootCmd) *cobra.Command {
 	f.Uint32Var(&limit, "limit", 0, "maximum events returned; 0: the server's default (100)")
 	f.BoolVar(&backward, "backward", false, "read from the head towards version 1")
 	f.StringVar(&consistency, "consistency", "session", "strong, session, bounded or eventual")
+	f.DurationVar(&staleness, "max-staleness", 0, "with --consistency bounded: how old the local region's copy may be (e.g. 2s); older is served by the home region")
 	f.BoolVar(&asJSON, "json", false, "print the ReadResponse as JSON")
 	return cmd
 }
