@@ -172,17 +172,12 @@ func (n *Node) toHome(ctx context.Context, entity string, h Home, call func(ctx 
 	var errs []error
 	for _, addr := range endpoints {
 		err := call(ctx, addr, next)
-		if err == nil || !isDialFailure(err) {
+		if err == nil || !isDialError(err) {
 			return err
 		}
 		errs = append(errs, err)
 	}
 	return fmt.Errorf("%w: no node of home region %q answers: %w", ErrNotLeader, h.Region, errors.Join(errs...))
-}
-
-// isDialFailure reports whether err proves that nothing was sent.
-func isDialFailure(err error) bool {
-	return isDialError(err)
 }
 
 // notHome builds the redirect answer for entity.
