@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -29,18 +28,18 @@ const (
 // replicas answers region's DURABILITY_MULTI_REGION questions by asking
 // the other regions' nodes (EventStore.Status: their applied vector).
 type replicas struct {
-	self   string
-	p      *placement.Node
-	client *http.Client
-
-	mu      sync.Mutex
-	clients map[string]meridianv1connect.EventStoreClient
+	self  string
+	p     *placement.Node
+	stubs *h2c.Stubs[meridianv1connect.EventStoreClient]
 }
 
 var _ region.Replicas = (*replicas)(nil)
 
 func newReplicas(self string, p *placement.Node, network region.Network) *replicas {
-	return &replicas{self: self, p: p, client: h2c.NewClient(network.Dial, h2c.Options{}), clients: map[string]meridianv1connect.EventStoreClient{}}
+	httpClient := h2c.NewClient(network.Dial, h2c.Options{})
+	return &replicas{self: self, p: p, stubs: h2c.NewStubs(func(url string) meridianv1connect.EventStoreClient {
+		return meridianv1connect.NewEventStoreClient(httpClient, url)
+	})}
 }
 
 func (r *replicas) Others() int {
@@ -53,23 +52,12 @@ func (r *replicas) Others() int {
 	return n
 }
 
-func (r *replicas) stub(addr string) meridianv1connect.EventStoreClient {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c, ok := r.clients[addr]
-	if !ok {
-		c = meridianv1connect.NewEventStoreClient(r.client, "http://"+addr)
-		r.clients[addr] = c
-	}
-	return c
-}
-
 // applied asks one node of region for its applied entry of origin.
 func (r *replicas) applied(ctx context.Context, regionName, origin string) (uint64, error) {
 	var errs []error
 	for _, addr := range r.p.Endpoints(regionName) {
 		cctx, cancel := context.WithTimeout(ctx, replicasCallTimeout)
-		resp, err := r.stub(addr).Status(cctx, connect.NewRequest(&meridianv1.StatusRequest{}))
+		resp, err := r.stubs.For(addr).Status(cctx, connect.NewRequest(&meridianv1.StatusRequest{}))
 		cancel()
 		if err == nil {
 			return resp.Msg.GetApplied()[origin], nil

@@ -3,7 +3,6 @@ package placement
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -31,25 +30,17 @@ const (
 type peerClients struct {
 	timeout    time.Duration
 	httpClient *http.Client
-	mu         sync.Mutex
-	clients    map[string]meridianv1connect.PlacementClient
+	stubs      *h2c.Stubs[meridianv1connect.PlacementClient]
 }
 
 func newPeerClients(network Network, timeout time.Duration) *peerClients {
 	httpClient := h2c.NewClient(network.Dial, h2c.Options{IdleConnsPerHost: peerIdleConnsMax, PingInterval: peerPingInterval, PingTimeout: peerPingTimeout})
-	return &peerClients{timeout: timeout, httpClient: httpClient, clients: map[string]meridianv1connect.PlacementClient{}}
+	return &peerClients{timeout: timeout, httpClient: httpClient, stubs: h2c.NewStubs(func(url string) meridianv1connect.PlacementClient {
+		return meridianv1connect.NewPlacementClient(httpClient, url)
+	})}
 }
 
-func (p *peerClients) client(addr string) meridianv1connect.PlacementClient {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c, ok := p.clients[addr]
-	if !ok {
-		c = meridianv1connect.NewPlacementClient(p.httpClient, "http://"+addr)
-		p.clients[addr] = c
-	}
-	return c
-}
+func (p *peerClients) client(addr string) meridianv1connect.PlacementClient { return p.stubs.For(addr) }
 
 func (p *peerClients) close() { p.httpClient.CloseIdleConnections() }
 

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/h2c"
 )
 
 // Headers of forwarded requests and of errors, so that a forwarded error
@@ -62,29 +62,22 @@ type forwarder struct {
 	self       string
 	timeout    time.Duration
 	httpClient *http.Client
-	mu         sync.Mutex
-	clients    map[string]meridianv1connect.EventStoreClient
+	stubs      *h2c.Stubs[meridianv1connect.EventStoreClient]
 }
 
 func newForwarder(self string, network Network, dialTimeout, timeout time.Duration) *forwarder {
+	httpClient := newHTTPClient(network, dialTimeout)
 	return &forwarder{
 		self:       self,
 		timeout:    timeout,
-		httpClient: newHTTPClient(network, dialTimeout),
-		clients:    map[string]meridianv1connect.EventStoreClient{},
+		httpClient: httpClient,
+		stubs: h2c.NewStubs(func(url string) meridianv1connect.EventStoreClient {
+			return meridianv1connect.NewEventStoreClient(httpClient, url)
+		}),
 	}
 }
 
-func (f *forwarder) client(addr string) meridianv1connect.EventStoreClient {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	c, ok := f.clients[addr]
-	if !ok {
-		c = meridianv1connect.NewEventStoreClient(f.httpClient, "http://"+addr)
-		f.clients[addr] = c
-	}
-	return c
-}
+func (f *forwarder) client(addr string) meridianv1connect.EventStoreClient { return f.stubs.For(addr) }
 
 func (f *forwarder) close() {
 	f.httpClient.CloseIdleConnections()

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -22,9 +21,7 @@ import (
 type pullClient struct {
 	httpClient  *http.Client
 	callTimeout time.Duration
-
-	mu      sync.Mutex
-	clients map[string]meridianv1connect.ReplicationClient
+	stubs       *h2c.Stubs[meridianv1connect.ReplicationClient]
 }
 
 func newPullClient(network Network, callTimeout time.Duration) *pullClient {
@@ -39,19 +36,14 @@ func newPullClient(network Network, callTimeout time.Duration) *pullClient {
 	return &pullClient{
 		httpClient:  httpClient,
 		callTimeout: callTimeout,
-		clients:     map[string]meridianv1connect.ReplicationClient{},
+		stubs: h2c.NewStubs(func(url string) meridianv1connect.ReplicationClient {
+			return meridianv1connect.NewReplicationClient(httpClient, url, connect.WithReadMaxBytes(pullReadBytesMax))
+		}),
 	}
 }
 
 func (p *pullClient) client(addr string) meridianv1connect.ReplicationClient {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	c, ok := p.clients[addr]
-	if !ok {
-		c = meridianv1connect.NewReplicationClient(p.httpClient, "http://"+addr, connect.WithReadMaxBytes(pullReadBytesMax))
-		p.clients[addr] = c
-	}
-	return c
+	return p.stubs.For(addr)
 }
 
 func (p *pullClient) close() { p.httpClient.CloseIdleConnections() }
