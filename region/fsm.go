@@ -16,6 +16,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
 	"github.com/meridiandb/meridian/internal/logadapt"
 	"google.golang.org/protobuf/proto"
 )
@@ -351,6 +352,18 @@ func (f *FSM) ApplyState() *meridianv1.ApplyState {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return proto.Clone(f.state).(*meridianv1.ApplyState)
+}
+
+// Covers reports whether the applied vector covers need, without copying
+// the apply state (appends and SESSION reads ask on every request; apply
+// replaces the state, never mutates it, so a read lock suffices).
+func (f *FSM) Covers(need causal.Vector) bool {
+	if len(need) == 0 {
+		return true
+	}
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return causal.Vector(f.state.GetApplied()).Covers(need)
 }
 
 // BatchResult is what Apply returns for a COMMAND_TYPE_APPEND_BATCH entry:

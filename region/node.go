@@ -316,7 +316,7 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 // waitCovers waits, at most ReadWaitMax, until the applied vector covers
 // token; ErrDepsNotApplied (with what is missing) when it does not.
 func (n *Node) waitCovers(ctx context.Context, token causal.Vector) error {
-	covered := func() bool { return causal.Vector(n.fsm.ApplyState().GetApplied()).Covers(token) }
+	covered := func() bool { return n.fsm.Covers(token) }
 	if covered() {
 		return nil
 	}
@@ -375,7 +375,7 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 		if need == nil {
 			return true
 		}
-		return causal.Vector(n.fsm.ApplyState().GetApplied()).Covers(need)
+		return n.fsm.Covers(need)
 	}
 	// Usually the state is ready: read at once, without setting up a wait.
 	if ready() {
