@@ -248,6 +248,8 @@ func (d directory) Regions() []string { return d.p.FSM().Regions() }
 
 func (d directory) Endpoints(r string) []string { return d.p.Endpoints(r) }
 
+func (d directory) Changed() <-chan struct{} { return d.p.FSM().Changed() }
+
 // ownership answers the region member's routing questions from the local
 // copy of the placement table.
 type ownership struct{ p *placement.Node }

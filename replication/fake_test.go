@@ -258,6 +258,17 @@ func (l *fakeLeadership) Set(leader bool) {
 type fakeDirectory struct {
 	mu        sync.Mutex
 	endpoints map[string][]string
+	changed   chan struct{}
+}
+
+func newFakeDirectory() *fakeDirectory {
+	return &fakeDirectory{endpoints: map[string][]string{}, changed: make(chan struct{})}
+}
+
+func (d *fakeDirectory) Changed() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.changed
 }
 
 func (d *fakeDirectory) Regions() []string {
@@ -276,4 +287,6 @@ func (d *fakeDirectory) Set(region string, endpoints ...string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.endpoints[region] = endpoints
+	close(d.changed)
+	d.changed = make(chan struct{})
 }

@@ -125,7 +125,7 @@ type worldOptions struct {
 
 func newWorld(t testing.TB, names []string, opts worldOptions) *world {
 	t.Helper()
-	w := &world{t: t, net: faultnet.New(opts.seed), dir: &fakeDirectory{endpoints: map[string][]string{}}, rs: map[string]*testRegion{}}
+	w := &world{t: t, net: faultnet.New(opts.seed), dir: newFakeDirectory(), rs: map[string]*testRegion{}}
 	t.Cleanup(func() { _ = w.net.Close() })
 	for _, name := range names {
 		r := &testRegion{name: name, fake: newFakeRegion(name), host: w.net.Host(name), lead: newFakeLeadership(!opts.follower)}

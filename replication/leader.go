@@ -15,8 +15,9 @@ type term struct {
 }
 
 // runLeadership follows the region's leadership until Close: pullers run
-// while this node leads, and the region list is re-read every
-// DirectoryRefresh so that regions that joined get a puller.
+// while this node leads, and the region list is re-read whenever the
+// directory changes (and every DirectoryRefresh, in case a wake-up is
+// lost) so that regions that joined get a puller.
 func (s *Shipper) runLeadership() {
 	defer close(s.done)
 	refresh := time.NewTicker(s.cfg.DirectoryRefresh)
@@ -26,6 +27,7 @@ func (s *Shipper) runLeadership() {
 		// Take the change channel before asking, so a change in between
 		// is not missed.
 		changed := s.deps.Leadership.LeaderChanged()
+		dirChanged := s.deps.Directory.Changed()
 		leading := s.deps.Leadership.IsLeader()
 		switch {
 		case leading && t == nil:
@@ -39,6 +41,7 @@ func (s *Shipper) runLeadership() {
 		}
 		select {
 		case <-changed:
+		case <-dirChanged:
 		case <-refresh.C:
 		case <-s.closing:
 			if t != nil {

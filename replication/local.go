@@ -46,4 +46,8 @@ type Directory interface {
 	Regions() []string
 	// Endpoints returns a region's API addresses (host:port), best first.
 	Endpoints(region string) []string
+	// Changed returns a channel closed when the region list may have
+	// changed (a wake-up, not a queue): a region that joins gets a puller
+	// at once instead of at the next DirectoryRefresh.
+	Changed() <-chan struct{}
 }

@@ -322,16 +322,39 @@ func TestShipperLag(t *testing.T) {
 	assert.Equal(t, []string{"a"}, origins)
 }
 
+// A region that joins the directory gets a puller as soon as the directory
+// says it changed: the refresh is an hour away.
 func TestShipperPicksUpRegionsThatJoin(t *testing.T) {
 	w := newWorld(t, []string{"a", "b", "c"}, worldOptions{noShipper: true})
 	w.dir.mu.Lock()
 	delete(w.dir.endpoints, "c")
 	w.dir.mu.Unlock()
+	w.rs["a"].cfg.DirectoryRefresh = time.Hour
 	w.startShipper("a")
 	w.rs["c"].fake.Append(nil, 0)
 	never(t, 300*time.Millisecond, "a pulled a region not in the directory", func() bool { return w.rs["a"].fake.Applied()["c"] > 0 })
 	w.dir.Set("c", w.rs["c"].addr)
-	eventually(t, 10*time.Second, "a to pull the region that joined", func() bool { return w.rs["a"].fake.Applied()["c"] == 1 })
+	eventually(t, 5*time.Second, "a to pull the region that joined", func() bool { return w.rs["a"].fake.Applied()["c"] == 1 })
+}
+
+// silentDirectory never announces a change: only DirectoryRefresh finds
+// the regions that joined.
+type silentDirectory struct{ *fakeDirectory }
+
+func (silentDirectory) Changed() <-chan struct{} { return nil }
+
+func TestShipperFindsJoinedRegionsByRefreshWithoutWakeUps(t *testing.T) {
+	w := newWorld(t, []string{"a", "b", "c"}, worldOptions{noShipper: true})
+	w.dir.mu.Lock()
+	delete(w.dir.endpoints, "c")
+	w.dir.mu.Unlock()
+	r := w.rs["a"]
+	s, err := NewShipper(r.cfg, Deps{Log: r.fake, Applier: r.fake, Leadership: r.lead, Directory: silentDirectory{w.dir}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	w.rs["c"].fake.Append(nil, 0)
+	w.dir.Set("c", w.rs["c"].addr)
+	eventually(t, 5*time.Second, "a to pull the region that joined", func() bool { return r.fake.Applied()["c"] == 1 })
 }
 
 func TestShipperClosesWhileLeading(t *testing.T) {
