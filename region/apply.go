@@ -130,21 +130,36 @@ type kv struct {
 }
 
 // apply applies entry l on top of cur and returns the next apply state and,
-// for append batches, the per-op results. It panics on anything that would
-// let replicas diverge: an undecodable or unknown committed entry, a failed
-// Badger read or write.
+// for append batches, the per-op results (applyLogs of one entry).
 func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (*meridianv1.ApplyState, any) {
+	next, res := a.applyLogs(db, cur, []*raft.Log{l})
+	return next, res[0]
+}
+
+// applyLogs applies consecutive entries, all above cur's applied index, on
+// top of cur in one Badger transaction (more only when they do not fit
+// one: see txnWriter, whose partial commits then record the entries before
+// the one being written as applied). It returns the next apply state and
+// one result per entry. It panics on anything that would let replicas
+// diverge: an undecodable or unknown committed entry, a failed Badger read
+// or write.
+func (a applier) applyLogs(db *badger.DB, cur *meridianv1.ApplyState, logs []*raft.Log) (*meridianv1.ApplyState, []any) {
 	next := proto.Clone(cur).(*meridianv1.ApplyState)
 	if next.Applied == nil {
 		next.Applied = map[string]uint64{}
 	}
-	next.AppliedIndex, next.AppliedTerm = l.Index, l.Term
-
 	w := newTxnWriter(db, cur.GetAppliedIndex(), cur.GetAppliedTerm(), a.knobs)
 	defer func() { w.discard() }()
 
-	var res any
-	if l.Type == raft.LogCommand {
+	res := make([]any, len(logs))
+	for i, l := range logs {
+		w.prevIndex, w.prevTerm = next.GetAppliedIndex(), next.GetAppliedTerm()
+		next.AppliedIndex, next.AppliedTerm = l.Index, l.Term
+		if l.Type != raft.LogCommand {
+			// Other entry types (configuration, no-op, barrier) only
+			// advance the index.
+			continue
+		}
 		cmd, err := DecodeCommand(l.Data)
 		if err != nil {
 			panic(fmt.Errorf("region: apply entry %d (term %d): undecodable committed command: %w", l.Index, l.Term, err))
@@ -157,9 +172,8 @@ func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (
 		if !ok {
 			panic(fmt.Errorf("region: apply entry %d: no handler for %v", l.Index, cmd.GetType()))
 		}
-		res = handle(a, w, next, payload)
+		res[i] = handle(a, w, next, payload)
 	}
-	// Other entry types (configuration, no-op, barrier) only advance the index.
 	w.commit(next)
 	return next, res
 }

@@ -502,3 +502,89 @@ func TestOpenFSMValidatesConfig(t *testing.T) {
 		})
 	}
 }
+
+// batchEntries is a run of entries for the ApplyBatch tests: conflicts,
+// idempotent retries across entries, a configuration entry, and big ops
+// that split transactions. Entry indexes start at 1.
+func batchEntries(t *testing.T) []*raft.Log {
+	t.Helper()
+	d := &fsmDriver{t: t, wall: testBase}
+	e := func(ops ...*meridianv1.AppendOp) *raft.Log {
+		d.wall += int64(time.Millisecond)
+		return d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall}, Ops: ops})
+	}
+	logs := []*raft.Log{
+		e(aop("stream-0", expNoStream(), pev(1, "T", "a")), aop("stream-1", nil, pev(2, "T", "b"))),
+		e(aop("stream-0", expExact(1), pev(3, "T", "c")), aop("stream-0", expExact(1), pev(4, "T", "lost race"))),
+		e(aop("stream-0", nil, pev(1, "T", "a"))), // a retry: the original result
+		e(bigOp("stream-1", 10), bigOp("stream-2", 20)),
+	}
+	d.index++
+	logs = append(logs, &raft.Log{Index: d.index, Term: 1, Type: raft.LogConfiguration})
+	logs = append(logs,
+		e(aop("stream-1", nil, pev(2, "T", "other content"))), // same id, other content
+		e(bigOp("stream-0", 30), aop("stream-2", expExact(7), pev(40, "T", ""))),
+	)
+	return logs
+}
+
+// TestApplyBatchMatchesOneByOne: entries applied together (raft's
+// BatchingFSM path, one Badger transaction) leave the same state and give
+// the same results as applied one at a time; entries already applied are
+// skipped.
+func TestApplyBatchMatchesOneByOne(t *testing.T) {
+	logs := batchEntries(t)
+	one, batched := newTestFSM(t), newTestFSM(t)
+	var want []any
+	for _, l := range logs {
+		want = append(want, one.Apply(l))
+	}
+	// The first two already applied here (as after a restart that replays them).
+	batched.ApplyBatch(logs[:2])
+	got := batched.ApplyBatch(logs)
+	require.Len(t, got, len(logs))
+	assert.Nil(t, got[0])
+	assert.Nil(t, got[1])
+	for i := 2; i < len(logs); i++ {
+		if want[i] == nil {
+			assert.Nil(t, got[i], "entry %d", i+1)
+			continue
+		}
+		w, g := want[i].(*BatchResult), got[i].(*BatchResult)
+		require.Len(t, g.Ops, len(w.Ops), "entry %d", i+1)
+		for j := range w.Ops {
+			assert.Equal(t, w.Ops[j].Err, g.Ops[j].Err, "entry %d op %d", i+1, j)
+			assert.True(t, proto.Equal(w.Ops[j].Resp, g.Ops[j].Resp), "entry %d op %d: %v vs %v", i+1, j, w.Ops[j].Resp, g.Ops[j].Resp)
+		}
+	}
+	assert.ErrorIs(t, want[1].(*BatchResult).Ops[1].Err, ErrWrongExpectedVersion)
+	assert.ErrorIs(t, want[5].(*BatchResult).Ops[0].Err, ErrIdempotencyConflict)
+	assert.Equal(t, uint64(len(logs)), batched.AppliedIndex())
+	requireSameState(t, one, batched, 3)
+}
+
+// TestApplyBatchCrashBetweenPartialCommits: a crash while a batch of
+// entries is written leaves the entries before the one being written
+// applied and that one not; replaying the batch ends in the state of an
+// uninterrupted apply.
+func TestApplyBatchCrashBetweenPartialCommits(t *testing.T) {
+	logs := batchEntries(t)
+	ref := newTestFSM(t)
+	ref.ApplyBatch(logs)
+
+	dir := t.TempDir()
+	var crashedAt uint64
+	crashing, err := OpenFSM(StoreConfig{Dir: dir, Region: testRegion, Logger: fsmTestLogger(),
+		Knobs: &TestingKnobs{AfterPartialCommit: func(index uint64) { crashedAt = index; panic("crash point") }}})
+	require.NoError(t, err)
+	require.PanicsWithValue(t, "crash point", func() { crashing.ApplyBatch(logs) })
+	require.NoError(t, crashing.Close())
+	require.NotZero(t, crashedAt)
+
+	re := openTestFSM(t, dir)
+	defer re.Close()
+	assert.Equal(t, crashedAt-1, re.AppliedIndex(), "the entries before the one being written are applied, that one is not")
+	assert.Greater(t, re.AppliedIndex(), uint64(1), "several entries shared the first transaction")
+	re.ApplyBatch(logs)
+	requireSameState(t, ref, re, 3)
+}

@@ -379,31 +379,50 @@ type OpResult struct {
 }
 
 // Apply applies one committed Raft entry. It returns *BatchResult for append
-// batches, nil for entries at or below the applied index and for non-command
-// entries, and ErrStoreClosed after Close. It panics when the entry cannot be
-// decoded or written: continuing would let replicas diverge.
-func (f *FSM) Apply(l *raft.Log) any {
+// batches, *ReplicateResult for replicated batches, nil for entries at or
+// below the applied index and for non-command entries, and ErrStoreClosed
+// after Close. It panics when the entry cannot be decoded or written:
+// continuing would let replicas diverge.
+func (f *FSM) Apply(l *raft.Log) any { return f.ApplyBatch([]*raft.Log{l})[0] }
+
+// ApplyBatch implements raft.BatchingFSM: Raft hands over the entries it
+// committed together, and they apply in one Badger transaction (one commit,
+// one wake-up of the readers) instead of one each. Results are as Apply's,
+// one per entry.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
 	h, err := f.acquire()
 	if err != nil {
-		return err
+		for i := range out {
+			out[i] = err
+		}
+		return out
 	}
 	defer h.refs.Done()
 	f.mu.RLock()
 	cur := f.state
 	f.mu.RUnlock()
-	if l.Index <= cur.GetAppliedIndex() {
-		return nil
+	skip := 0
+	for skip < len(logs) && logs[skip].Index <= cur.GetAppliedIndex() {
+		skip++ // replayed after a restart: already in Badger
 	}
-	next, res := f.ap.apply(h.db, cur, l)
+	if skip == len(logs) {
+		return out
+	}
+	next, res := f.ap.applyLogs(h.db, cur, logs[skip:])
 	f.mu.Lock()
 	f.state = next
 	f.mu.Unlock()
 	f.applied.Store(next.GetAppliedIndex())
 	f.notify()
-	if res == nil {
-		return nil
+	for i, r := range res {
+		if r != nil {
+			out[skip+i] = r
+		}
 	}
-	return res
+	return out
 }
+
+var _ raft.BatchingFSM = (*FSM)(nil)
 
 var _ io.Closer = (*FSM)(nil)
