@@ -44,12 +44,15 @@
 //     naming the field and the allowed range, at the edge (ValidateAppend with
 //     Limits) and again in apply with the constant HardLimits
 //     (TestValidateAppend, TestApplyRejectsMalformedAndOversized).
-//   - A Raft entry applies in one Badger transaction holding its data and
-//     its ApplyState (applied index and term, applied vector, last position,
-//     last HLC). An entry too large for one transaction commits in several;
-//     only the last advances the applied index, and a crash in between ends,
-//     after replay, in the same state as an uninterrupted apply
-//     (TestApplyLargeEntrySplitsTransactions,
+//   - The entries Raft commits together apply in one Badger transaction
+//     holding their data and the ApplyState (applied index and term, applied
+//     vector, last position, last HLC), with the same outcome as one at a
+//     time (TestApplyBatchMatchesOneByOne). Entries too large for one
+//     transaction commit in several; a partial commit records only the
+//     entries before the one being written as applied, and a crash in
+//     between ends, after replay, in the same state as an uninterrupted
+//     apply (TestApplyBatchCrashBetweenPartialCommits,
+//     TestApplyLargeEntrySplitsTransactions,
 //     TestApplyCrashBetweenPartialCommits). The largest append HardLimits
 //     allow fits one transaction (TestApplyLargestAppendFitsOneTransaction),
 //     so ErrEntryTooLarge cannot happen for a valid append.

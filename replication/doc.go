@@ -52,7 +52,9 @@
 //     regaining it the pullers resume from the applied vector, the only
 //     cursor, so nothing is pulled twice or skipped
 //     (TestShipperFollowsLeadership). Regions that join the directory get a
-//     puller (TestShipperPicksUpRegionsThatJoin). Close stops everything
+//     puller as soon as the directory announces the change
+//     (TestShipperPicksUpRegionsThatJoin), or at the next DirectoryRefresh
+//     without it (TestShipperFindsJoinedRegionsByRefreshWithoutWakeUps). Close stops everything
 //     and leaves no goroutine (TestShipperClosesWhileLeading; TestMain runs
 //     goleak over the package).
 //   - Lag reports per origin the applied entry, the highest entry a source
