@@ -16,6 +16,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testport"
 	"github.com/meridiandb/meridian/region"
 	"github.com/meridiandb/meridian/tests/check"
 	"github.com/meridiandb/meridian/tests/clock"
@@ -95,17 +96,6 @@ func TestConfig() region.Config {
 	return cfg
 }
 
-// freePort returns a 127.0.0.1 address that was free when asked. Nodes keep
-// their addresses across restarts, so they are fixed up front.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
 // Start opens every node, bootstrapped together, and returns once they are
 // open (not necessarily with a leader: see WaitLeader).
 func Start(cfg Config) (*Cluster, error) {
@@ -115,11 +105,11 @@ func Start(cfg Config) (*Cluster, error) {
 	c := &Cluster{cfg: cfg, Net: faultnet.New(cfg.Seed), Clocks: clock.NewSet(), members: map[string]*member{}}
 	for i := range cfg.Nodes {
 		id := cfg.Region + "-" + strconv.Itoa(i+1)
-		raftAddr, err := freePort()
+		raftAddr, err := testport.Addr()
 		if err != nil {
 			return nil, err
 		}
-		apiAddr, err := freePort()
+		apiAddr, err := testport.Addr()
 		if err != nil {
 			return nil, err
 		}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testport"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
@@ -125,15 +126,6 @@ func ReplicationTestConfig(c *replication.Config) {
 	c.OriginRetryInterval = time.Second
 }
 
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
 // Start starts every node and returns once all are open (not necessarily
 // with leaders or a complete placement group: see WaitPlacement).
 func Start(cfg Config) (*Cluster, error) {
@@ -150,7 +142,7 @@ func Start(cfg Config) (*Cluster, error) {
 		for i := range cfg.NodesPerRegion {
 			m := &member{host: r + "-" + strconv.Itoa(i+1), region: r, id: "n" + strconv.Itoa(i+1)}
 			for _, a := range []*string{&m.apiAddr, &m.raftAddr, &m.placeAddr} {
-				addr, err := freePort()
+				addr, err := testport.Addr()
 				if err != nil {
 					return nil, err
 				}
