@@ -235,6 +235,9 @@ func (n *Node) startReplication() error {
 	if err != nil {
 		return fmt.Errorf("node: replication shipper: %w", err)
 	}
+	// Regions that pull another origin's log through this one learn how
+	// stale this region's copy is (the leader knows; followers send none).
+	pulls.SetOriginStaleness(shipper.OriginStaleness)
 	n.pulls, n.shipper = pulls, shipper
 	n.region.SetLagReporter(shipper.Lag)
 	return nil

@@ -60,7 +60,12 @@
 //   - Lag reports per origin the applied entry, the highest entry a source
 //     has offered, their difference, the age of the oldest event held and
 //     not applied, and the source pulled from (TestShipperLag,
-//     TestShipperWaitsForDepsOfAnotherOrigin).
+//     TestShipperWaitsForDepsOfAnotherOrigin). Its staleness adds the
+//     source's own (origin_staleness on every Pull message, zero from the
+//     origin), so a region pulling through another is never fresher than
+//     that region; a source staler than StallTimeout sends the puller back
+//     to the origin (TestShipperStalenessIncludesTheSourcesOwn,
+//     TestServiceSendsOriginStaleness).
 //   - Pull validates its request (InvalidArgument naming origin, from_seq or
 //     requester_region; TestServiceValidatesPull,
 //     TestValidatePullRejectsInvalidUTF8), caps max_events to PullEventsMax

@@ -164,6 +164,7 @@ func (w *world) startShipper(name string) {
 	r := w.rs[name]
 	s, err := NewShipper(r.cfg, Deps{Log: r.fake, Applier: r.fake, Leadership: r.lead, Directory: w.dir})
 	require.NoError(w.t, err)
+	r.svc.SetOriginStaleness(s.OriginStaleness)
 	r.shipper = s
 	w.t.Cleanup(func() { _ = s.Close() })
 }

@@ -45,8 +45,28 @@ type pullerStatus struct {
 	headSeq       uint64
 	headWallNanos int64
 	// heardAt is when the current term's streams last delivered a message
-	// (events or a heartbeat); zero if never.
-	heardAt time.Time
+	// (events or a heartbeat); zero if never. sourceStale is that message's
+	// origin_staleness (how stale the source's own copy was), valid when
+	// sourceStaleKnown.
+	heardAt          time.Time
+	sourceStale      time.Duration
+	sourceStaleKnown bool
+}
+
+// staleness bounds how old this region's view of the origin's log may be
+// at now, given the origin's applied entry: the age of the oldest event
+// held but not applied, and the time since the source last spoke plus how
+// stale the source itself was then. Unknown (false) before any message,
+// and when the source could not vouch for its own copy.
+func (st pullerStatus) staleness(applied uint64, now time.Time) (time.Duration, bool) {
+	if st.heardAt.IsZero() || !st.sourceStaleKnown {
+		return 0, false
+	}
+	d := max(0, now.Sub(st.heardAt)) + st.sourceStale
+	if st.headSeq > applied && st.headWallNanos != 0 {
+		d = max(d, now.Sub(time.Unix(0, st.headWallNanos)))
+	}
+	return d, true
 }
 
 func newPuller(s *Shipper, origin string, parent context.Context) *puller {
@@ -62,6 +82,14 @@ func (p *puller) status() pullerStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.st
+}
+
+// heard records a message from the current stream.
+func (p *puller) heard(m *meridianv1.PullResponse) {
+	p.mu.Lock()
+	p.st.heardAt = time.Now()
+	p.st.sourceStale, p.st.sourceStaleKnown = m.GetOriginStaleness().AsDuration(), m.GetOriginStaleness() != nil
+	p.mu.Unlock()
 }
 
 func (p *puller) setSource(source string) {
@@ -199,6 +227,9 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		return false, false, fmt.Errorf("open pull from %s: %w", src, err)
 	}
 	defer st.close()
+	if held != nil {
+		p.heard(held)
+	}
 	p.setSource(src)
 	defer p.setSource("")
 	if src != served {
@@ -221,6 +252,10 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 
 	// inflight is non-nil while a proposal runs; the session waits for it
 	// before returning, so that two never overlap.
+	// srcStale is the source's own staleness for the origin, from its
+	// last message (origin_staleness), when srcStaleKnown.
+	srcStale, srcStaleKnown := held.GetOriginStaleness().AsDuration(), held.GetOriginStaleness() != nil
+
 	var inflight chan proposal
 	defer func() {
 		if inflight != nil {
@@ -287,6 +322,14 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		if revisit && now.Sub(started) >= cfg.OriginRetryInterval {
 			return true, progressed, fmt.Errorf("%w: caught up with %s after %s", ErrRevisitOrigin, src, now.Sub(started).Round(time.Millisecond))
 		}
+		// A source that says its own copy is stale has nothing newer to
+		// give (two regions that pull the origin through each other after
+		// a heal would otherwise wait out OriginRetryInterval): try the
+		// origin once StallTimeout has passed on this source.
+		staleSource := revisit && srcStaleKnown && srcStale > cfg.StallTimeout
+		if staleSource && now.Sub(started) >= cfg.StallTimeout {
+			return true, progressed, fmt.Errorf("%w: %s's own copy of %s is %s old", ErrRevisitOrigin, src, p.origin, srcStale.Round(time.Millisecond))
+		}
 
 		var msgs <-chan *meridianv1.PullResponse
 		wait := time.Duration(1<<63 - 1)
@@ -308,6 +351,9 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		if revisit {
 			wait = min(wait, cfg.OriginRetryInterval-now.Sub(started))
 		}
+		if staleSource {
+			wait = min(wait, cfg.StallTimeout-now.Sub(started))
+		}
 		timer.Reset(max(wait, timerMin))
 		select {
 		case res := <-inflight:
@@ -317,9 +363,8 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 			}
 		case m := <-msgs:
 			held, heldChecked, readingSince = m, false, time.Time{}
-			p.mu.Lock()
-			p.st.heardAt = time.Now()
-			p.mu.Unlock()
+			p.heard(m)
+			srcStale, srcStaleKnown = m.GetOriginStaleness().AsDuration(), m.GetOriginStaleness() != nil
 		case <-st.done:
 			err := st.err
 			if errors.Is(err, io.EOF) {

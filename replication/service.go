@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
@@ -32,6 +34,10 @@ type Service struct {
 	messageBytesMax   int
 	logger            *slog.Logger
 
+	// staleness, when set, answers how stale this region's copy of another
+	// origin's log is (SetOriginStaleness).
+	staleness atomic.Pointer[func(origin string) (time.Duration, bool)]
+
 	closeOnce sync.Once
 	closing   chan struct{}
 }
@@ -53,6 +59,30 @@ func NewService(cfg Config, source LogSource) (*Service, error) {
 		logger:            cfg.Logger.With("component", "replication", "region", cfg.Region, "side", "service"),
 		closing:           make(chan struct{}),
 	}, nil
+}
+
+// SetOriginStaleness installs how the service learns this region's
+// staleness for another origin, sent with every message as
+// origin_staleness: node/ wires the Shipper's OriginStaleness, which knows
+// only on the node that runs replication (the region leader). Without it,
+// or where it does not know, messages for other origins carry none, and
+// pullers served by this node do not claim any freshness for them. A
+// region's own origin always goes out with zero.
+func (s *Service) SetOriginStaleness(fn func(origin string) (time.Duration, bool)) {
+	s.staleness.Store(&fn)
+}
+
+// originStaleness is origin_staleness for a message about origin.
+func (s *Service) originStaleness(origin string) *durationpb.Duration {
+	if origin == s.region {
+		return durationpb.New(0)
+	}
+	if fn := s.staleness.Load(); fn != nil {
+		if d, ok := (*fn)(origin); ok {
+			return durationpb.New(d)
+		}
+	}
+	return nil
 }
 
 // Close ends every Pull stream waiting for new events (at its next wait)
@@ -129,7 +159,7 @@ func (s *Service) Pull(ctx context.Context, req *connect.Request[meridianv1.Pull
 		}
 		if len(events) > 0 || !sent {
 			// Read the vector after the events: it then covers them.
-			msg := &meridianv1.PullResponse{Events: events, Applied: s.source.Applied(), SourceRegion: s.region}
+			msg := &meridianv1.PullResponse{Events: events, Applied: s.source.Applied(), SourceRegion: s.region, OriginStaleness: s.originStaleness(lim.origin)}
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
@@ -143,7 +173,7 @@ func (s *Service) Pull(ctx context.Context, req *connect.Request[meridianv1.Pull
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			msg := &meridianv1.PullResponse{Applied: s.source.Applied(), SourceRegion: s.region}
+			msg := &meridianv1.PullResponse{Applied: s.source.Applied(), SourceRegion: s.region, OriginStaleness: s.originStaleness(lim.origin)}
 			if err := stream.Send(msg); err != nil {
 				return err
 			}

@@ -192,3 +192,31 @@ func TestServiceCloseEndsStreams(t *testing.T) {
 	}
 	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(st.Err()))
 }
+
+// origin_staleness: zero for the region's own origin; for another origin
+// what SetOriginStaleness answers, and nothing when it does not know or
+// was never set.
+func TestServiceSendsOriginStaleness(t *testing.T) {
+	w := newWorld(t, []string{"us", "eu", "ap"}, worldOptions{noShipper: true})
+	us := w.rs["us"]
+	first := func(origin string) *meridianv1.PullResponse {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		st, err := w.client("eu", "us").Pull(ctx, connect.NewRequest(&meridianv1.PullRequest{Origin: origin, FromSeq: 1}))
+		require.NoError(t, err)
+		defer st.Close()
+		require.True(t, st.Receive(), "%v", st.Err())
+		return st.Msg()
+	}
+	require.NotNil(t, first("us").GetOriginStaleness())
+	assert.Zero(t, first("us").GetOriginStaleness().AsDuration(), "the origin's own log is never stale")
+	assert.Nil(t, first("ap").GetOriginStaleness(), "no answer installed: nothing claimed")
+
+	us.svc.SetOriginStaleness(func(origin string) (time.Duration, bool) {
+		return 1500 * time.Millisecond, origin == "ap"
+	})
+	assert.Equal(t, 1500*time.Millisecond, first("ap").GetOriginStaleness().AsDuration())
+	assert.Nil(t, first("eu").GetOriginStaleness(), "unknown for eu: nothing claimed")
+	assert.Zero(t, first("us").GetOriginStaleness().AsDuration())
+}

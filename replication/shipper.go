@@ -150,6 +150,20 @@ func (s *Shipper) sources(origin string) []string {
 	return out
 }
 
+// OriginStaleness is this region's staleness for origin (OriginLag's),
+// false when unknown: no puller for it (this node does not lead the
+// region) or none of its sources vouched for their copy. The Service sends
+// it to regions that pull origin's log from this one.
+func (s *Shipper) OriginStaleness(origin string) (time.Duration, bool) {
+	s.mu.Lock()
+	p := s.pullers[origin]
+	s.mu.Unlock()
+	if p == nil {
+		return 0, false
+	}
+	return p.status().staleness(s.deps.Log.Applied()[origin], time.Now())
+}
+
 // Lag reports, per origin other than this region (sorted by origin), how
 // far this region is behind the best copy of its log it knows of. Known and
 // Source come from the pullers, which run on the region leader only: on a
@@ -178,9 +192,9 @@ func (s *Shipper) Lag() []*meridianv1.OriginLag {
 			l.Source = st.source
 			if st.headSeq > applied[o] && st.headWallNanos != 0 {
 				l.Lag = durationpb.New(max(0, now.Sub(time.Unix(0, st.headWallNanos))))
-				l.Staleness = l.Lag
-			} else if !st.heardAt.IsZero() {
-				l.Staleness = durationpb.New(max(0, now.Sub(st.heardAt)))
+			}
+			if d, ok := st.staleness(applied[o], now); ok {
+				l.Staleness = durationpb.New(d)
 			}
 		}
 		out = append(out, l)

@@ -374,3 +374,59 @@ func TestShipperClosesWhileLeading(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "b's streams to end", func() bool { return w.rs["a"].activePulls.Load() == 0 })
 }
+
+// A region that pulls an origin's log through another region is as stale as
+// that region's copy, not only as old as its last message: when the origin
+// is cut off from everyone, the region in the middle keeps sending
+// heartbeats, and its growing staleness must show at the end of the chain
+// (BOUNDED reads rely on it). Once the middle's copy is staler than
+// StallTimeout, the end of the chain tries the origin itself; after the
+// heal both are fresh again without waiting out OriginRetryInterval.
+func TestShipperStalenessIncludesTheSourcesOwn(t *testing.T) {
+	w := newWorld(t, []string{"a", "b", "c"}, worldOptions{seed: testSeed(t)})
+	a, b, c := w.rs["a"], w.rs["b"], w.rs["c"]
+	a.fake.Append(nil, 0)
+	eventually(t, 10*time.Second, "initial convergence", w.converged)
+	staleness := func(s *Shipper, origin string) (time.Duration, bool) {
+		st := lagOf(s, origin).GetStaleness()
+		return st.AsDuration(), st != nil
+	}
+
+	w.net.Partition("a", "b")
+	a.fake.AppendSeen(0)
+	eventually(t, 10*time.Second, "b to pull a's log through c and see it fresh", func() bool {
+		d, ok := staleness(b.shipper, "a")
+		return lagOf(b.shipper, "a").GetSource() == "c" && b.fake.Applied()["a"] == 2 && ok && d < 200*time.Millisecond
+	})
+
+	// Now a reaches nobody; c still talks to b.
+	w.net.Partition("a", "c")
+	cut := time.Now()
+	eventually(t, 10*time.Second, "c's staleness for a to pass 300ms", func() bool {
+		d, ok := staleness(c.shipper, "a")
+		return ok && d > 300*time.Millisecond
+	})
+	require.Equal(t, "c", lagOf(b.shipper, "a").GetSource(), "b still pulls a's log through c")
+	d, ok := staleness(b.shipper, "a")
+	require.True(t, ok)
+	assert.Greater(t, d, 200*time.Millisecond, "b's view of a is as old as c's, though c's heartbeats are fresh")
+	if d, ok := staleness(b.shipper, "c"); assert.True(t, ok) {
+		assert.Less(t, d, 300*time.Millisecond, "c itself is heard from")
+	}
+	never(t, time.Second, "b to claim a fresh view of a while a is cut off", func() bool {
+		d, ok := staleness(b.shipper, "a")
+		return ok && d < time.Since(cut)-300*time.Millisecond
+	})
+
+	w.net.HealAll()
+	healed := time.Now()
+	eventually(t, 5*time.Second, "b and c to see a fresh again", func() bool {
+		db, okb := staleness(b.shipper, "a")
+		dc, okc := staleness(c.shipper, "a")
+		return okb && okc && db < 200*time.Millisecond && dc < 200*time.Millisecond
+	})
+	t.Logf("fresh again %s after the heal", time.Since(healed).Round(time.Millisecond))
+	a.fake.AppendSeen(0)
+	eventually(t, 10*time.Second, "convergence after heal", w.converged)
+	w.checkReplicas()
+}

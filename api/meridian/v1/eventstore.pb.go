@@ -830,12 +830,14 @@ type OriginLag struct {
 	// source is the region currently pulled from; empty if none is reachable.
 	Source string `protobuf:"bytes,6,opt,name=source,proto3" json:"source,omitempty"`
 	// staleness bounds how old this region's view of origin's log may be:
-	// while events are pending, the age of the oldest; otherwise the time
-	// since the current source last sent a message (its heartbeats make this
-	// at most about one heartbeat interval while connected). Unset when no
-	// source has been heard from in this leadership term. BOUNDED reads
-	// compare it with max_staleness. It is measured against the source, so
-	// a source that is itself behind the origin is not accounted for.
+	// the time since the current source last sent a message plus how stale
+	// the source's own copy was then (zero when the source is the origin;
+	// heartbeats make this about one heartbeat interval while connected to
+	// the origin), and at least the age of the oldest event held but not yet
+	// applied. Unset when no source has been heard from in this leadership
+	// term, or when the source could not vouch for its copy (a node of
+	// another region that does not run its region's replication). BOUNDED
+	// reads compare it with max_staleness.
 	Staleness     *durationpb.Duration `protobuf:"bytes,7,opt,name=staleness,proto3" json:"staleness,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -9,6 +9,7 @@ package meridianv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -104,9 +105,16 @@ type PullResponse struct {
 	// message: how far it could serve each origin.
 	Applied map[string]uint64 `protobuf:"bytes,2,rep,name=applied,proto3" json:"applied,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// source_region is the answering region.
-	SourceRegion  string `protobuf:"bytes,3,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SourceRegion string `protobuf:"bytes,3,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
+	// origin_staleness bounds how old the answering region's copy of the
+	// origin's log may be when this message was sent: zero when it is the
+	// origin; otherwise that region's own staleness for the origin (see
+	// OriginLag.staleness), so a region pulling through another adds the
+	// other's. Unset when the answering node does not know (a node of
+	// another region that does not run its region's replication).
+	OriginStaleness *durationpb.Duration `protobuf:"bytes,4,opt,name=origin_staleness,json=originStaleness,proto3" json:"origin_staleness,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PullResponse) Reset() {
@@ -160,21 +168,29 @@ func (x *PullResponse) GetSourceRegion() string {
 	return ""
 }
 
+func (x *PullResponse) GetOriginStaleness() *durationpb.Duration {
+	if x != nil {
+		return x.OriginStaleness
+	}
+	return nil
+}
+
 var File_meridian_v1_replication_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_replication_proto_rawDesc = "" +
 	"\n" +
-	"\x1dmeridian/v1/replication.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\"\x8a\x01\n" +
+	"\x1dmeridian/v1/replication.proto\x12\vmeridian.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x17meridian/v1/event.proto\"\x8a\x01\n" +
 	"\vPullRequest\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x19\n" +
 	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12)\n" +
 	"\x10requester_region\x18\x03 \x01(\tR\x0frequesterRegion\x12\x1d\n" +
 	"\n" +
-	"max_events\x18\x04 \x01(\rR\tmaxEvents\"\xdd\x01\n" +
+	"max_events\x18\x04 \x01(\rR\tmaxEvents\"\xa3\x02\n" +
 	"\fPullResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x12@\n" +
 	"\aapplied\x18\x02 \x03(\v2&.meridian.v1.PullResponse.AppliedEntryR\aapplied\x12#\n" +
-	"\rsource_region\x18\x03 \x01(\tR\fsourceRegion\x1a:\n" +
+	"\rsource_region\x18\x03 \x01(\tR\fsourceRegion\x12D\n" +
+	"\x10origin_staleness\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0foriginStaleness\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012N\n" +
@@ -195,21 +211,23 @@ func file_meridian_v1_replication_proto_rawDescGZIP() []byte {
 
 var file_meridian_v1_replication_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_meridian_v1_replication_proto_goTypes = []any{
-	(*PullRequest)(nil),  // 0: meridian.v1.PullRequest
-	(*PullResponse)(nil), // 1: meridian.v1.PullResponse
-	nil,                  // 2: meridian.v1.PullResponse.AppliedEntry
-	(*Event)(nil),        // 3: meridian.v1.Event
+	(*PullRequest)(nil),         // 0: meridian.v1.PullRequest
+	(*PullResponse)(nil),        // 1: meridian.v1.PullResponse
+	nil,                         // 2: meridian.v1.PullResponse.AppliedEntry
+	(*Event)(nil),               // 3: meridian.v1.Event
+	(*durationpb.Duration)(nil), // 4: google.protobuf.Duration
 }
 var file_meridian_v1_replication_proto_depIdxs = []int32{
 	3, // 0: meridian.v1.PullResponse.events:type_name -> meridian.v1.Event
 	2, // 1: meridian.v1.PullResponse.applied:type_name -> meridian.v1.PullResponse.AppliedEntry
-	0, // 2: meridian.v1.Replication.Pull:input_type -> meridian.v1.PullRequest
-	1, // 3: meridian.v1.Replication.Pull:output_type -> meridian.v1.PullResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 2: meridian.v1.PullResponse.origin_staleness:type_name -> google.protobuf.Duration
+	0, // 3: meridian.v1.Replication.Pull:input_type -> meridian.v1.PullRequest
+	1, // 4: meridian.v1.Replication.Pull:output_type -> meridian.v1.PullResponse
+	4, // [4:5] is the sub-list for method output_type
+	3, // [3:4] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_replication_proto_init() }
