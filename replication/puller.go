@@ -250,12 +250,12 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 
-	// inflight is non-nil while a proposal runs; the session waits for it
-	// before returning, so that two never overlap.
 	// srcStale is the source's own staleness for the origin, from its
 	// last message (origin_staleness), when srcStaleKnown.
 	srcStale, srcStaleKnown := held.GetOriginStaleness().AsDuration(), held.GetOriginStaleness() != nil
 
+	// inflight is non-nil while a proposal runs; the session waits for it
+	// before returning, so that two never overlap.
 	var inflight chan proposal
 	defer func() {
 		if inflight != nil {
