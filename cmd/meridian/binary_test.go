@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -290,6 +291,29 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 		require.Equal(t, 0, code, errOut)
 	}
 	assert.Contains(t, out, "(duplicate: this id was appended before with the same content; original result)")
+
+	// meridian bench through us-east on entities homed in ap-south: what it
+	// counts as appended is what the home stored (an append cut off by the
+	// end of the run may be stored uncounted: at most one per client).
+	code, out, errOut = runBin(t, bin, "bench", "--duration", "1s", "--clients", "4", "--prefix", "ap/bench-", "--json", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	var rep benchReport
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	t.Logf("bench: %s", out)
+	require.Positive(t, rep.Appends.OK)
+	assert.Zero(t, rep.Appends.Failed)
+	stored := int64(0)
+	for i := range 4 {
+		code, out, errOut = runBin(t, bin, "read", fmt.Sprintf("ap/bench-%d", i), "--consistency", "strong", "--limit", "1", "--endpoint", us)
+		require.Equal(t, 0, code, errOut)
+		m := regexp.MustCompile(`head version (\d+)`).FindStringSubmatch(out)
+		require.NotNil(t, m, out)
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		require.NoError(t, err)
+		stored += n
+	}
+	assert.GreaterOrEqual(t, stored, rep.Appends.OK)
+	assert.LessOrEqual(t, stored, rep.Appends.OK+4)
 
 	require.Eventually(t, func() bool { return strings.Contains(tail.out.String(), "eu/order-1 v2  OrderPaid") },
 		20*time.Second, 50*time.Millisecond, "tail saw:\n%s\nstderr:\n%s", tail.out, tail.err)

@@ -1,7 +1,7 @@
 // Command meridian is Meridian's single binary: a node (`meridian server`),
 // a local multi-region deployment (`meridian dev`) and the client commands
 // (`append`, `read`, `tail`, `status`, `placement get|rules|set-rules|pin|unpin`,
-// `regions`).
+// `regions`, `bench`).
 //
 // What it guarantees:
 //
@@ -33,6 +33,14 @@
 //     contacted node follows; a region that does not answer is shown as
 //     unknown (TestCLIRegionsShowsReplication).
 //   - `tail` ends with exit 0 on Ctrl-C (TestCLITailStopsCleanlyOnCancel).
+//   - `bench` runs N client sessions, closed loop or at a fixed offered rate,
+//     appends (and reads with --read-ratio), and reports throughput and
+//     client-side latency percentiles; what it counts as appended is what
+//     the store holds, give or take the appends the end of the run cut off
+//     (TestBenchClosedLoopCountsWhatTheStoreReceived, and against a real
+//     deployment in TestBinaryDevWalkthrough); bad flags are usage errors
+//     naming the allowed range (TestBenchRejectsBadFlags); a run where
+//     nothing succeeds fails (TestBenchFailsWhenNothingSucceeds).
 //
 // What it does not do: TLS, configuration files. The emulated WAN adds
 // latency only: no loss, jitter or bandwidth limit.
