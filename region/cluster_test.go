@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testport"
 	"github.com/meridiandb/meridian/tests/faultnet"
 	"github.com/stretchr/testify/require"
 )
@@ -56,12 +57,12 @@ func nodeTestLogger(t testing.TB) *slog.Logger {
 	}
 }
 
-// freeLoopbackAddr returns a currently free 127.0.0.1 port.
+// freeLoopbackAddr returns a currently free 127.0.0.1 port below the
+// ephemeral range, so that no outgoing connection takes it while its node
+// is down for a restart (internal/testport).
 func freeLoopbackAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
 	return addr
 }
 
