@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -235,9 +236,17 @@ func (n *Node) startReplication() error {
 	if err != nil {
 		return fmt.Errorf("node: replication shipper: %w", err)
 	}
-	// Regions that pull another origin's log through this one learn how
-	// stale this region's copy is (the leader knows; followers send none).
-	pulls.SetOriginStaleness(shipper.OriginStaleness)
+	// Regions that pull from this node learn how stale its copy of each
+	// origin's log is: of its own region's, from its Raft contact; of the
+	// others', from the shipper (the region leader knows; followers send
+	// none).
+	own := n.cfg.Region
+	pulls.SetOriginStaleness(func(origin string) (time.Duration, bool) {
+		if origin == own {
+			return n.region.LogStaleness()
+		}
+		return shipper.OriginStaleness(origin)
+	})
 	n.pulls, n.shipper = pulls, shipper
 	n.region.SetLagReporter(shipper.Lag)
 	return nil

@@ -114,6 +114,25 @@ var errLeaderWait = errors.New("region: leader wait bound reached")
 // isLeader reports whether Raft says this node is the leader now.
 func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 
+// LogStaleness bounds how far this node's copy of its region's own log may
+// be behind the region: zero on the leader, whose copy is the log (a leader
+// deposed without knowing it yet is the window STRONG reads close with
+// VerifyLeader); on a follower the time since it last heard from the leader
+// plus one heartbeat period, within which the leader sends its commit
+// index. False when the node has never heard from a leader. The Pull
+// service sends it with the region's own origin, so a region pulling from
+// a follower cut off from its leader does not take that copy for fresh.
+func (n *Node) LogStaleness() (time.Duration, bool) {
+	if n.isLeader() {
+		return 0, true
+	}
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return 0, false
+	}
+	return max(0, time.Since(last)) + n.cfg.HeartbeatTimeout/10, true
+}
+
 // leader returns the current leader's id and API address, if known.
 func (n *Node) leader() (id, apiAddr string, ok bool) {
 	_, sid := n.raft.LeaderWithID()

@@ -249,3 +249,32 @@ func TestAppendOnPartitionedLeaderIsOutcomeUnknown(t *testing.T) {
 		assert.Equal(t, 1, n, "node %d", i)
 	}
 }
+
+// LogStaleness: zero on the leader, about a heartbeat on a follower in
+// touch with it, and growing once the follower is cut off (the Pull
+// service sends it with the region's own origin).
+func TestLogStalenessGrowsOnAFollowerCutOffFromItsLeader(t *testing.T) {
+	r := newTestRegion(t, 3, nil)
+	leader := r.waitLeader()
+	f := r.follower(leader)
+	d, ok := r.node(leader).LogStaleness()
+	require.True(t, ok)
+	assert.Zero(t, d)
+	require.Eventually(t, func() bool {
+		d, ok := r.node(f).LogStaleness()
+		return ok && d < 300*time.Millisecond
+	}, 10*time.Second, 10*time.Millisecond, "a follower in touch with its leader")
+
+	r.net.Isolate(r.nodes[f].id)
+	cut := time.Now()
+	time.Sleep(time.Second)
+	d, ok = r.node(f).LogStaleness()
+	require.True(t, ok)
+	assert.GreaterOrEqual(t, d, time.Since(cut)-300*time.Millisecond, "a cut-off follower's copy ages")
+
+	r.net.HealAll()
+	require.Eventually(t, func() bool {
+		d, ok := r.node(f).LogStaleness()
+		return ok && d < 300*time.Millisecond
+	}, 10*time.Second, 10*time.Millisecond, "fresh again after the heal")
+}

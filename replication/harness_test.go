@@ -164,7 +164,12 @@ func (w *world) startShipper(name string) {
 	r := w.rs[name]
 	s, err := NewShipper(r.cfg, Deps{Log: r.fake, Applier: r.fake, Leadership: r.lead, Directory: w.dir})
 	require.NoError(w.t, err)
-	r.svc.SetOriginStaleness(s.OriginStaleness)
+	r.svc.SetOriginStaleness(func(origin string) (time.Duration, bool) {
+		if origin == name {
+			return 0, true // a fake region is its own log
+		}
+		return s.OriginStaleness(origin)
+	})
 	r.shipper = s
 	w.t.Cleanup(func() { _ = s.Close() })
 }

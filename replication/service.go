@@ -34,7 +34,7 @@ type Service struct {
 	messageBytesMax   int
 	logger            *slog.Logger
 
-	// staleness, when set, answers how stale this region's copy of another
+	// staleness, when set, answers how stale this node's copy of an
 	// origin's log is (SetOriginStaleness).
 	staleness atomic.Pointer[func(origin string) (time.Duration, bool)]
 
@@ -61,26 +61,31 @@ func NewService(cfg Config, source LogSource) (*Service, error) {
 	}, nil
 }
 
-// SetOriginStaleness installs how the service learns this region's
-// staleness for another origin, sent with every message as
-// origin_staleness: node/ wires the Shipper's OriginStaleness, which knows
-// only on the node that runs replication (the region leader). Without it,
-// or where it does not know, messages for other origins carry none, and
-// pullers served by this node do not claim any freshness for them. A
-// region's own origin always goes out with zero.
+// SetOriginStaleness installs how the service learns how stale this
+// node's copy of an origin's log is, sent with every message as
+// origin_staleness. fn answers for every origin, this region's own
+// included: node/ wires the region member's LogStaleness for its own
+// origin (zero on the leader, the time since it heard from the leader on a
+// follower) and the Shipper's OriginStaleness for the others (known only
+// on the node that runs replication, the region leader). Where fn does not
+// know, messages carry none, and pullers served by this node claim no
+// freshness. Without fn, the region's own origin goes out with zero and
+// the others with none.
 func (s *Service) SetOriginStaleness(fn func(origin string) (time.Duration, bool)) {
 	s.staleness.Store(&fn)
 }
 
 // originStaleness is origin_staleness for a message about origin.
 func (s *Service) originStaleness(origin string) *durationpb.Duration {
-	if origin == s.region {
-		return durationpb.New(0)
-	}
-	if fn := s.staleness.Load(); fn != nil {
-		if d, ok := (*fn)(origin); ok {
-			return durationpb.New(d)
+	fn := s.staleness.Load()
+	if fn == nil {
+		if origin == s.region {
+			return durationpb.New(0)
 		}
+		return nil
+	}
+	if d, ok := (*fn)(origin); ok {
+		return durationpb.New(d)
 	}
 	return nil
 }

@@ -193,9 +193,9 @@ func TestServiceCloseEndsStreams(t *testing.T) {
 	require.Equal(t, connect.CodeUnavailable, connect.CodeOf(st.Err()))
 }
 
-// origin_staleness: zero for the region's own origin; for another origin
-// what SetOriginStaleness answers, and nothing when it does not know or
-// was never set.
+// origin_staleness: without SetOriginStaleness, zero for the region's own
+// origin and nothing for others; with it, what it answers for every
+// origin, and nothing where it does not know.
 func TestServiceSendsOriginStaleness(t *testing.T) {
 	w := newWorld(t, []string{"us", "eu", "ap"}, worldOptions{noShipper: true})
 	us := w.rs["us"]
@@ -214,9 +214,15 @@ func TestServiceSendsOriginStaleness(t *testing.T) {
 	assert.Nil(t, first("ap").GetOriginStaleness(), "no answer installed: nothing claimed")
 
 	us.svc.SetOriginStaleness(func(origin string) (time.Duration, bool) {
-		return 1500 * time.Millisecond, origin == "ap"
+		switch origin {
+		case "ap":
+			return 1500 * time.Millisecond, true
+		case "us":
+			return 40 * time.Millisecond, true // a follower of us, say
+		}
+		return 0, false
 	})
 	assert.Equal(t, 1500*time.Millisecond, first("ap").GetOriginStaleness().AsDuration())
 	assert.Nil(t, first("eu").GetOriginStaleness(), "unknown for eu: nothing claimed")
-	assert.Zero(t, first("us").GetOriginStaleness().AsDuration())
+	assert.Equal(t, 40*time.Millisecond, first("us").GetOriginStaleness().AsDuration())
 }

@@ -106,12 +106,14 @@ type PullResponse struct {
 	Applied map[string]uint64 `protobuf:"bytes,2,rep,name=applied,proto3" json:"applied,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// source_region is the answering region.
 	SourceRegion string `protobuf:"bytes,3,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
-	// origin_staleness bounds how old the answering region's copy of the
-	// origin's log may be when this message was sent: zero when it is the
-	// origin; otherwise that region's own staleness for the origin (see
+	// origin_staleness bounds how old the answering node's copy of the
+	// origin's log may be when this message was sent. From the origin
+	// region: zero on its leader, and on a follower the time since it last
+	// heard from the leader plus one Raft heartbeat period. From another
+	// region: that region's own staleness for the origin (see
 	// OriginLag.staleness), so a region pulling through another adds the
-	// other's. Unset when the answering node does not know (a node of
-	// another region that does not run its region's replication).
+	// other's. Unset when the answering node does not know (a follower of
+	// another region, which does not run its region's replication).
 	OriginStaleness *durationpb.Duration `protobuf:"bytes,4,opt,name=origin_staleness,json=originStaleness,proto3" json:"origin_staleness,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
