@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/internal/logadapt"
+	"github.com/meridiandb/meridian/internal/signal"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -96,8 +97,7 @@ type FSM struct {
 	applied   atomic.Uint64 // state.AppliedIndex, for lock-free reads
 	state     *meridianv1.PlacementApplyState
 
-	chMu    sync.Mutex
-	changed chan struct{}
+	changed signal.Signal // notified after every apply, Restore and Close
 }
 
 var (
@@ -137,7 +137,7 @@ func OpenFSM(cfg StoreConfig) (*FSM, error) {
 	if err != nil {
 		return nil, fmt.Errorf("placement: open badger %s: %w", cfg.Dir, err)
 	}
-	f := &FSM{cfg: cfg, logger: logger, db: db, changed: make(chan struct{})}
+	f := &FSM{cfg: cfg, logger: logger, db: db}
 	st, s, restoring, err := loadState(db)
 	switch {
 	case err != nil && restoring:
@@ -356,18 +356,9 @@ func (f *FSM) Close() error {
 // Changed returns a channel closed at the next apply (or Restore, or
 // Close): a wake-up, not a queue. Subscribers read, then wait on the channel
 // they got before reading.
-func (f *FSM) Changed() <-chan struct{} {
-	f.chMu.Lock()
-	defer f.chMu.Unlock()
-	return f.changed
-}
+func (f *FSM) Changed() <-chan struct{} { return f.changed.C() }
 
-func (f *FSM) notify() {
-	f.chMu.Lock()
-	close(f.changed)
-	f.changed = make(chan struct{})
-	f.chMu.Unlock()
-}
+func (f *FSM) notify() { f.changed.Notify() }
 
 // AppliedIndex is the Raft index of the last entry Apply handled (or of the
 // restored snapshot). hashicorp/raft hands only command entries to a

@@ -18,6 +18,7 @@ import (
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/causal"
 	"github.com/meridiandb/meridian/internal/logadapt"
+	"github.com/meridiandb/meridian/internal/signal"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -109,8 +110,7 @@ type FSM struct {
 
 	applied atomic.Uint64 // state.AppliedIndex, for lock-free reads
 
-	chMu    sync.Mutex
-	changed chan struct{}
+	changed signal.Signal // notified after every apply, Restore and Close
 }
 
 // dbHandle is one open Badger directory. Readers hold refs while they use it;
@@ -163,12 +163,11 @@ func OpenFSM(cfg StoreConfig) (*FSM, error) {
 		return nil, err
 	}
 	f := &FSM{
-		cfg:     cfg,
-		logger:  logger,
-		ap:      applier{region: cfg.Region, window: cfg.IdempotencyWindow, limits: HardLimits(), knobs: cfg.Knobs},
-		h:       h,
-		state:   st,
-		changed: make(chan struct{}),
+		cfg:    cfg,
+		logger: logger,
+		ap:     applier{region: cfg.Region, window: cfg.IdempotencyWindow, limits: HardLimits(), knobs: cfg.Knobs},
+		h:      h,
+		state:  st,
 	}
 	f.applied.Store(st.GetAppliedIndex())
 	logger.Debug("state machine opened", "dir", h.dir, "applied_index", st.GetAppliedIndex())
@@ -328,18 +327,9 @@ func (f *FSM) Close() error {
 
 // Changed returns a channel closed at the next apply (or Restore, or Close).
 // Subscribers read, then wait on the channel they got before reading.
-func (f *FSM) Changed() <-chan struct{} {
-	f.chMu.Lock()
-	defer f.chMu.Unlock()
-	return f.changed
-}
+func (f *FSM) Changed() <-chan struct{} { return f.changed.C() }
 
-func (f *FSM) notify() {
-	f.chMu.Lock()
-	close(f.changed)
-	f.changed = make(chan struct{})
-	f.chMu.Unlock()
-}
+func (f *FSM) notify() { f.changed.Notify() }
 
 // AppliedIndex is the Raft index of the last entry Apply handled (or of the
 // restored snapshot). hashicorp/raft hands only command entries to a

@@ -76,18 +76,9 @@ func (n *Node) revokeLeadership() {
 }
 
 // leaderChanged wakes everything waiting for a leader change.
-func (n *Node) leaderChanged() {
-	n.leaderMu.Lock()
-	close(n.leaderCh)
-	n.leaderCh = make(chan struct{})
-	n.leaderMu.Unlock()
-}
+func (n *Node) leaderChanged() { n.leaderCh.Notify() }
 
-func (n *Node) leaderChangedCh() <-chan struct{} {
-	n.leaderMu.Lock()
-	defer n.leaderMu.Unlock()
-	return n.leaderCh
-}
+func (n *Node) leaderChangedCh() <-chan struct{} { return n.leaderCh.C() }
 
 // waitLeaderChange waits for a leader change, a poll interval, ctx or the
 // deadline. It returns ctx's error, or errLeaderWait once deadline passed.

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/causal"
+	"github.com/meridiandb/meridian/internal/signal"
 )
 
 // Read and subscribe limits.
@@ -44,8 +45,7 @@ type Node struct {
 	// machine covers it (bounded, then forward to the leader).
 	readFloor uint64
 
-	leaderMu sync.Mutex
-	leaderCh chan struct{} // closed and replaced on every leader change
+	leaderCh signal.Signal // notified on every leader change
 
 	// lag reports replication lag per origin for Status (replication.go).
 	lag lagReporter
@@ -100,7 +100,6 @@ func Open(cfg Config) (*Node, error) {
 		raft:      parts.raft,
 		hlc:       causal.NewHLC(cfg.Clock, cfg.ClockOffsetMax),
 		readFloor: parts.lastIndexAtStart,
-		leaderCh:  make(chan struct{}),
 		closing:   make(chan struct{}),
 	}
 	if last := fsm.ApplyState().GetLastHlc(); last != nil {
