@@ -127,22 +127,27 @@ func (f *FSM) ReadLog(fromPosition uint64, max int) ([]*meridianv1.Event, error)
 	defer it.Close()
 	var events []*meridianv1.Event
 	for it.Seek(logKey(fromPosition)); it.Valid() && len(events) < n; it.Next() {
-		var r ref
-		err := it.Item().Value(func(v []byte) (err error) { r, err = decodeRef(v); return err })
-		if err != nil {
-			return nil, fmt.Errorf("region: read log at %q: %w", it.Item().Key(), err)
-		}
-		ev := &meridianv1.Event{}
-		ok, err := readProto(txn, eventKey(r.Entity, r.Version), ev)
-		if err == nil && !ok {
-			err = fmt.Errorf("%w: log entry %q points at missing event %q@%d", ErrCorruptState, it.Item().Key(), r.Entity, r.Version)
-		}
+		ev, err := readRef(txn, it.Item())
 		if err != nil {
 			return nil, fmt.Errorf("region: read log: %w", err)
 		}
 		events = append(events, ev)
 	}
 	return events, nil
+}
+
+// readRef reads the event a log entry (x/ or o/ key) points at.
+func readRef(txn *badger.Txn, item *badger.Item) (*meridianv1.Event, error) {
+	var r ref
+	if err := item.Value(func(v []byte) (err error) { r, err = decodeRef(v); return err }); err != nil {
+		return nil, fmt.Errorf("entry %q: %w", item.Key(), err)
+	}
+	ev := &meridianv1.Event{}
+	ok, err := readProto(txn, eventKey(r.Entity, r.Version), ev)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: entry %q points at missing event %q@%d", ErrCorruptState, item.Key(), r.Entity, r.Version)
+	}
+	return ev, err
 }
 
 // ReadOrigin returns up to max (clamped like ReadStream) consecutive events
@@ -170,16 +175,7 @@ func (f *FSM) ReadOrigin(origin string, fromSeq uint64, max int) ([]*meridianv1.
 	var events []*meridianv1.Event
 	next := fromSeq
 	for it.Seek(originKey(origin, fromSeq)); it.Valid() && len(events) < n; it.Next() {
-		var r ref
-		err := it.Item().Value(func(v []byte) (err error) { r, err = decodeRef(v); return err })
-		if err != nil {
-			return nil, fmt.Errorf("region: read origin log at %q: %w", it.Item().Key(), err)
-		}
-		ev := &meridianv1.Event{}
-		ok, err := readProto(txn, eventKey(r.Entity, r.Version), ev)
-		if err == nil && !ok {
-			err = fmt.Errorf("%w: origin log entry %q points at missing event %q@%d", ErrCorruptState, it.Item().Key(), r.Entity, r.Version)
-		}
+		ev, err := readRef(txn, it.Item())
 		if err != nil {
 			return nil, fmt.Errorf("region: read origin log: %w", err)
 		}
