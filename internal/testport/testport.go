@@ -47,10 +47,15 @@ func Addr() (string, error) {
 	if high-lowest < 1000 {
 		return "", fmt.Errorf("testport: the ephemeral port range starts at %d, leaving fewer than 1000 ports above %d", high, lowest)
 	}
+	return addrIn(lowest, high)
+}
+
+// addrIn is Addr over the ports [low, high).
+func addrIn(low, high int) (string, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	for range tries {
-		p := lowest + rand.IntN(high-lowest)
+		p := low + rand.IntN(high-low)
 		if handed[p] {
 			continue
 		}
@@ -64,7 +69,7 @@ func Addr() (string, error) {
 		handed[p] = true
 		return ln.Addr().String(), nil
 	}
-	return "", fmt.Errorf("testport: no free port among %d tried in [%d, %d)", tries, lowest, high)
+	return "", fmt.Errorf("testport: no free port among %d tried in [%d, %d)", tries, low, high)
 }
 
 // ephemeralStart is the first port of the kernel's ephemeral range.

@@ -1,6 +1,7 @@
 package testport
 
 import (
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"testing"
@@ -35,19 +36,26 @@ func TestAddrIsFreeBelowTheEphemeralRangeAndNeverRepeats(t *testing.T) {
 }
 
 func TestAddrSkipsPortsInUse(t *testing.T) {
-	// Hold every port of a small window; Addr never returns one of them.
-	held := map[string]bool{}
-	for p := lowest; p < lowest+50; p++ {
+	// A window of 8 ports, all but one held: that one is the answer, and
+	// once handed out, none is left.
+	low := lowest + 5000 + rand.IntN(5000)
+	free := -1
+	for p := low; p < low+8; p++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
 		if err != nil {
+			continue // in use already: as good as held
+		}
+		if free < 0 {
+			require.NoError(t, ln.Close())
+			free = p
 			continue
 		}
 		t.Cleanup(func() { _ = ln.Close() })
-		held[ln.Addr().String()] = true
 	}
-	for range 100 {
-		addr, err := Addr()
-		require.NoError(t, err)
-		assert.False(t, held[addr], "%s is in use", addr)
-	}
+	require.GreaterOrEqual(t, free, 0, "no free port in [%d, %d)", low, low+8)
+	addr, err := addrIn(low, low+8)
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:"+strconv.Itoa(free), addr)
+	_, err = addrIn(low, low+8)
+	assert.Error(t, err, "every port of the window is held or handed out")
 }
