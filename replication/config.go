@@ -86,7 +86,9 @@ type Config struct {
 	// StallTimeout: when the current source has nothing more to give while
 	// another region has offered more of the origin's log (or the source
 	// itself says it is behind what we were offered before), the puller
-	// switches source after this long without progress. 5s.
+	// switches source after this long without progress. A source other
+	// than the origin whose own copy is staler than this (its
+	// origin_staleness) is left for the origin after this long too. 5s.
 	StallTimeout time.Duration
 	// OriginRetryInterval: a puller caught up with a region other than the
 	// origin goes back to the origin after this long (found by the
