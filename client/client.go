@@ -87,7 +87,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	c.session.token = cfg.sessionToken
 	httpClient := cfg.httpClient
 	if httpClient == nil {
-		hc := newH2CClient(cfg.dial)
+		hc := newHTTPClient(cfg.dial)
 		httpClient = hc
 		c.closeIdle = hc.CloseIdleConnections
 	}
@@ -124,7 +124,7 @@ func normalizeEndpoint(e string) (string, error) {
 		return "", fmt.Errorf("%w: %q: %v", ErrInvalidEndpoint, e, err)
 	}
 	if u.Scheme != "http" || u.Host == "" {
-		return "", fmt.Errorf("%w: %q: want http://host:port (h2c)", ErrInvalidEndpoint, e)
+		return "", fmt.Errorf("%w: %q: want http://host:port (no TLS)", ErrInvalidEndpoint, e)
 	}
 	return strings.TrimSuffix(u.String(), "/"), nil
 }

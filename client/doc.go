@@ -1,8 +1,10 @@
 // Package client is the Go SDK for Meridian's EventStore and Placement APIs.
 //
-// A Client talks Connect (or gRPC, with WithGRPC) over HTTP/2 without TLS
-// (h2c) to one or more nodes (of one region or several) and keeps a session
-// token.
+// A Client talks Connect (or gRPC, with WithGRPC) without TLS to one or
+// more nodes (of one region or several) and keeps a session token. Connect
+// unary calls travel over HTTP/1.1 keep-alive connections and streams
+// (Subscribe) and gRPC over HTTP/2 with prior knowledge (h2c): Go serves a
+// unary call over HTTP/1.1 with fewer goroutine hand-offs (ADR 0003).
 //
 // What it guarantees:
 //

@@ -16,6 +16,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/h2c"
 	"github.com/meridiandb/meridian/internal/testport"
 	"github.com/meridiandb/meridian/region"
 	"github.com/meridiandb/meridian/tests/check"
@@ -348,17 +349,12 @@ func (c *Cluster) ResetClocks() error { c.Clocks.ResetAll(); return nil }
 // host `from` (so partitions and pauses reach clients too).
 func (c *Cluster) Client(from, id string) meridianv1connect.EventStoreClient {
 	host := c.Net.Host(from)
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{
-		Protocols: protocols,
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			ctx, cancel := context.WithTimeout(ctx, clientDialTimeout)
-			defer cancel()
-			return host.Dial(ctx, addr)
-		},
-	}
-	return meridianv1connect.NewEventStoreClient(&http.Client{Transport: tr}, "http://"+c.APIAddr(id))
+	hc := h2c.NewClient(func(ctx context.Context, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(ctx, clientDialTimeout)
+		defer cancel()
+		return host.Dial(ctx, addr)
+	}, h2c.Options{UnaryOverHTTP1: true})
+	return meridianv1connect.NewEventStoreClient(hc, "http://"+c.APIAddr(id))
 }
 
 // WaitConverged waits until every running node has applied the same log

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/h2c"
 	"github.com/meridiandb/meridian/internal/testport"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
@@ -304,14 +304,11 @@ func (c *Cluster) Running() []string {
 	return out
 }
 
-var clientHTTP = func() *http.Client {
-	protocols := new(http.Protocols)
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Protocols:   protocols,
-		DialContext: (&net.Dialer{Timeout: clientDialTimeout}).DialContext,
-	}}
-}()
+// clientHTTP is the SDK's transport (internal/h2c): unary calls over
+// HTTP/1.1, streams over h2c; clients dial directly, not through faultnet.
+var clientHTTP = h2c.NewClient(func(ctx context.Context, addr string) (net.Conn, error) {
+	return (&net.Dialer{Timeout: clientDialTimeout}).DialContext(ctx, "tcp", addr)
+}, h2c.Options{UnaryOverHTTP1: true})
 
 // EventStore returns a client of host's EventStore API.
 func (c *Cluster) EventStore(host string) meridianv1connect.EventStoreClient {

@@ -104,7 +104,7 @@ func sharedBareAPICluster(tb testing.TB) *bareAPICluster {
 		}
 		c := &bareAPICluster{leader: ch}
 		for range connsMax {
-			c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(h2cClient(), "http://"+addr))
+			c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(apiClient(), "http://"+addr))
 		}
 		bareAPI = c
 		cleanups = append(cleanups, ch.stop)
@@ -114,7 +114,7 @@ func sharedBareAPICluster(tb testing.TB) *bareAPICluster {
 }
 
 // BenchmarkBareRaftAPI: the same load as BenchmarkRegionAppend (1 KiB
-// events, one per append, connsMax HTTP/2 connections) against bare raft
+// events, one per append, the same clients) against bare raft
 // behind a Connect handler in its own process.
 func BenchmarkBareRaftAPI(b *testing.B) {
 	for _, clients := range []int{1, 64, 256} {

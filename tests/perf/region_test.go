@@ -2,7 +2,6 @@ package perf
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -22,6 +21,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/h2c"
 )
 
 // The region under test: three `meridian server` processes of the real binary
@@ -30,8 +30,10 @@ import (
 
 const (
 	regionName = "bench"
-	// connsMax is how many HTTP/2 connections the load generator spreads its
-	// clients over; one connection would serialise 256 clients on one socket.
+	// connsMax is how many clients (each its own connection pool) the load
+	// generator spreads its callers over, as separate application processes
+	// would: unary calls take one HTTP/1.1 connection each, streams share
+	// an HTTP/2 connection per pool.
 	connsMax = 8
 )
 
@@ -58,15 +60,12 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// h2cClient speaks HTTP/2 without TLS on its own connection.
-func h2cClient() *http.Client {
-	var protocols http.Protocols
-	protocols.SetUnencryptedHTTP2(true)
-	return &http.Client{Transport: &http.Transport{
-		Protocols:       &protocols,
-		TLSClientConfig: &tls.Config{},
-		MaxConnsPerHost: 1,
-	}}
+// apiClient is the SDK's transport (internal/h2c): unary calls over
+// HTTP/1.1 keep-alive connections, streams over h2c.
+func apiClient() *http.Client {
+	return h2c.NewClient(func(ctx context.Context, addr string) (net.Conn, error) {
+		return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
+	}, h2c.Options{UnaryOverHTTP1: true})
 }
 
 func meridianBinary(dir string) (string, error) {
@@ -146,7 +145,7 @@ func (c *regionCluster) waitLeader(timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		for _, p := range c.procs {
-			cl := meridianv1connect.NewEventStoreClient(h2cClient(), "http://"+p.api)
+			cl := meridianv1connect.NewEventStoreClient(apiClient(), "http://"+p.api)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			st, err := cl.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
 			cancel()
@@ -157,11 +156,11 @@ func (c *regionCluster) waitLeader(timeout time.Duration) error {
 			if st.Msg.GetIsLeader() {
 				c.leader = p.api
 				for range connsMax {
-					c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(h2cClient(), "http://"+p.api))
+					c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(apiClient(), "http://"+p.api))
 				}
 				for _, f := range c.procs {
 					if f.api != p.api {
-						c.follow = meridianv1connect.NewEventStoreClient(h2cClient(), "http://"+f.api)
+						c.follow = meridianv1connect.NewEventStoreClient(apiClient(), "http://"+f.api)
 						break
 					}
 				}

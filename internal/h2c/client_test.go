@@ -1,0 +1,174 @@
+package h2c
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+)
+
+// protoStore answers Status and Subscribe and records the HTTP protocol
+// version each procedure arrived on.
+type protoStore struct {
+	meridianv1connect.UnimplementedEventStoreHandler
+	mu    sync.Mutex
+	proto map[string]int // procedure -> major version of the last call
+	conns map[string]bool
+}
+
+func (s *protoStore) note(procedure string, major int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.proto[procedure] = major
+}
+
+func (s *protoStore) Status(_ context.Context, r *connect.Request[meridianv1.StatusRequest]) (*connect.Response[meridianv1.StatusResponse], error) {
+	return connect.NewResponse(&meridianv1.StatusResponse{Region: "r"}), nil
+}
+
+func (s *protoStore) Subscribe(_ context.Context, _ *connect.Request[meridianv1.SubscribeRequest], st *connect.ServerStream[meridianv1.SubscribeResponse]) error {
+	return st.Send(&meridianv1.SubscribeResponse{})
+}
+
+// serve starts a server speaking HTTP/1.1 and h2c, as node.Start does.
+func serve(t testing.TB) (*protoStore, string) {
+	t.Helper()
+	store := &protoStore{proto: map[string]int{}}
+	path, h := meridianv1connect.NewEventStoreHandler(store)
+	mux := http.NewServeMux()
+	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		store.note(r.URL.Path, r.ProtoMajor)
+		h.ServeHTTP(w, r)
+	}))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return store, srv.URL
+}
+
+func dialer(ctx context.Context, addr string) (net.Conn, error) {
+	return (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+}
+
+func TestClientSendsUnaryOverHTTP1AndStreamsOverH2C(t *testing.T) {
+	tests := []struct {
+		name       string
+		allH2      bool // Options.UnaryOverHTTP1 off
+		opts       []connect.ClientOption
+		wantUnary  int
+		wantStream int
+	}{
+		{name: "connect", wantUnary: 1, wantStream: 2},
+		{name: "connect-json", opts: []connect.ClientOption{connect.WithProtoJSON()}, wantUnary: 1, wantStream: 2},
+		{name: "connect-get", opts: []connect.ClientOption{connect.WithHTTPGet()}, wantUnary: 1, wantStream: 2},
+		{name: "grpc", opts: []connect.ClientOption{connect.WithGRPC()}, wantUnary: 2, wantStream: 2},
+		{name: "nodes: all h2c", allH2: true, wantUnary: 2, wantStream: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			store, url := serve(t)
+			hc := NewClient(dialer, Options{UnaryOverHTTP1: !tc.allH2})
+			defer hc.CloseIdleConnections()
+			c := meridianv1connect.NewEventStoreClient(hc, url, tc.opts...)
+			ctx := context.Background()
+
+			resp, err := c.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
+			require.NoError(t, err)
+			assert.Equal(t, "r", resp.Msg.GetRegion())
+
+			st, err := c.Subscribe(ctx, connect.NewRequest(&meridianv1.SubscribeRequest{}))
+			require.NoError(t, err)
+			require.True(t, st.Receive(), "stream message: %v", st.Err())
+			require.NoError(t, st.Close())
+
+			store.mu.Lock()
+			defer store.mu.Unlock()
+			assert.Equal(t, tc.wantUnary, store.proto[meridianv1connect.EventStoreStatusProcedure], "unary call's HTTP major version")
+			assert.Equal(t, tc.wantStream, store.proto[meridianv1connect.EventStoreSubscribeProcedure], "stream's HTTP major version")
+		})
+	}
+}
+
+func TestIsConnectUnary(t *testing.T) {
+	tests := []struct {
+		method, contentType string
+		want                bool
+	}{
+		{http.MethodPost, "application/proto", true},
+		{http.MethodPost, "application/json", true},
+		{http.MethodPost, "Application/Proto", true},
+		{http.MethodGet, "", true},
+		{http.MethodPost, "application/connect+proto", false},
+		{http.MethodPost, "application/connect+json", false},
+		{http.MethodPost, "application/grpc", false},
+		{http.MethodPost, "application/grpc+proto", false},
+		{http.MethodPost, "application/grpc-web+proto", false},
+		{http.MethodPost, "", false}, // unknown: the multiplexed transport
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.contentType, func(t *testing.T) {
+			r, err := http.NewRequest(tc.method, "http://x/p", nil)
+			require.NoError(t, err)
+			if tc.contentType != "" {
+				r.Header.Set("Content-Type", tc.contentType)
+			}
+			assert.Equal(t, tc.want, IsConnectUnary(r))
+		})
+	}
+}
+
+// BenchmarkUnaryTransport compares one Connect unary call (Status, in
+// process, loopback) over this package's client with the same call over
+// h2c alone, sequentially and from 64 goroutines:
+//
+//	go test ./internal/h2c -run '^$' -bench UnaryTransport -benchtime 20000x -count 5
+func BenchmarkUnaryTransport(b *testing.B) {
+	for _, conc := range []int{1, 64} {
+		for _, tr := range []struct {
+			name string
+			hc   *http.Client
+		}{{"h2c", NewClient(dialer, Options{})}, {"split", NewClient(dialer, Options{UnaryOverHTTP1: true})}} {
+			b.Run(fmt.Sprintf("%s/callers=%d", tr.name, conc), func(b *testing.B) {
+				_, url := serve(b)
+				c := meridianv1connect.NewEventStoreClient(tr.hc, url)
+				call := func() error {
+					_, err := c.Status(context.Background(), connect.NewRequest(&meridianv1.StatusRequest{}))
+					return err
+				}
+				require.NoError(b, call())
+				b.ResetTimer()
+				if conc == 1 {
+					for range b.N {
+						if err := call(); err != nil {
+							b.Fatal(err)
+						}
+					}
+					return
+				}
+				b.SetParallelism(max(conc/runtime.GOMAXPROCS(0), 1))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := call(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
