@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +33,13 @@ func percentile(d []time.Duration, p int) time.Duration {
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
 	return d[min(len(d)-1, len(d)*p/100)]
+}
+
+// processCPU is the CPU time (user + system) this process has used so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func startBenchCluster(b *testing.B, regions []string) *Cluster {
@@ -110,7 +118,11 @@ func waitStreaming(b *testing.B, c *Cluster, regions []string) {
 // load starts once every region streams from every origin
 // (waitStreaming). append-p50/p99-ms are the writers' own latencies.
 // MERIDIAN_BENCH_ONEWAY_MS (default 75) sets the WAN latency: 1 shows
-// what the deployment itself adds.
+// what the deployment itself adds. achieved/offered, cpu-cores and
+// cpu-us/event say whether the run measured replication or a deployment
+// short of CPU: everything here shares GOMAXPROCS cores, and a run whose
+// cpu-cores nears that count (or whose writers could not offer the load)
+// is queueing for the processor.
 func BenchmarkReplicationLag(b *testing.B) {
 	regions := []string{"us-east", "eu-west", "ap-south"}
 	rate := benchEnvInt("MERIDIAN_BENCH_RATE", 2000)
@@ -219,14 +231,22 @@ func BenchmarkReplicationLag(b *testing.B) {
 				}
 			}()
 		}
-		start := time.Now()
+		start, cpuStart := time.Now(), processCPU(b)
 		wg.Wait()
-		elapsed := time.Since(start)
+		elapsed, cpu := time.Since(start), processCPU(b)-cpuStart
 		cancel()
 		time.Sleep(2 * time.Second) // let the last events arrive; lags already measured stay as they are
 		stopWatch()
 		ww.Wait()
 		b.ReportMetric(float64(appended.Load())/elapsed.Seconds()/float64(len(regions)), "events/s/region")
+		b.ReportMetric(float64(appended.Load())/elapsed.Seconds()/float64(len(regions)*rate), "achieved/offered")
+		// What the whole deployment (three regions, the writers and the
+		// fault network) burnt during the load: cores busy on average, and
+		// CPU per appended event (its commit at home and its shipping to and
+		// apply in both other regions). When cpu-cores nears GOMAXPROCS the
+		// run measures queueing for the CPU, not replication.
+		b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cpu-cores")
+		b.ReportMetric(float64(cpu.Microseconds())/float64(max(appended.Load(), 1)), "cpu-us/event")
 		b.ReportMetric(float64(failed.Load()), "failed")
 		b.ReportMetric(float64(percentile(lags, 50).Microseconds())/1000, "lag-p50-ms")
 		b.ReportMetric(float64(percentile(lags, 99).Microseconds())/1000, "lag-p99-ms")
