@@ -5,16 +5,16 @@
 // and Connect unary calls either the same way (nodes calling nodes) or over
 // HTTP/1.1 keep-alive connections (the SDK: Options.UnaryOverHTTP1).
 //
-// Why HTTP/1.1 for the SDK's unary calls: Go's HTTP/2 stack hands every call between several
-// goroutines on each side (the caller, the connection's read loop, the
-// server's frame reader, serve loop and one handler goroutine per stream,
-// plus a writer goroutine per large frame), while HTTP/1.1 serves a call on
-// the connection's own goroutine. On 2 cores an in-process unary call took
-// 250 us p50 over h2c against 178 us over HTTP/1.1, and 64 concurrent
-// callers reached 8,600 against 12,300 calls/s (BenchmarkUnaryTransport;
-// docs/PERFORMANCE.md; ADR 0003). Streams need HTTP/2: Connect's client and
-// bidi streams, gRPC, and one connection carrying many long-lived Pull
-// streams with pings.
+// Why HTTP/1.1 for the SDK's unary calls: Go's HTTP/2 stack hands every
+// call between several goroutines on each side (the caller, the
+// connection's read loop, the server's frame reader, serve loop and one
+// handler goroutine per stream, plus a writer goroutine per large frame),
+// while HTTP/1.1 serves a call on the connection's own goroutine. On 2
+// cores, 64 concurrent in-process callers took 73-92 us per call against
+// 176-194 us over h2c alone (BenchmarkUnaryTransport; ADR 0003 and
+// docs/PERFORMANCE.md). Streams need HTTP/2: Connect's client and bidi
+// streams, gRPC, and one connection carrying many long-lived Pull streams
+// with pings.
 //
 // Why not for nodes: HTTP/1.1 has no pings, so a call on a connection that
 // a partition black-holed waits for its own deadline, where an HTTP/2 ping
@@ -39,8 +39,9 @@ type Options struct {
 	UnaryOverHTTP1 bool
 	// IdleConnsPerHost bounds idle HTTP/2 connections kept per peer. Default 4.
 	IdleConnsPerHost int
-	// UnaryConnsPerHost (with UnaryOverHTTP1) bounds the HTTP/1.1 connections to one peer, so the
-	// unary calls in flight to it; a call beyond waits for a connection.
+	// UnaryConnsPerHost (with UnaryOverHTTP1) bounds the HTTP/1.1
+	// connections to one peer, so the unary calls in flight to it; a call
+	// beyond waits for a connection.
 	// Default 512: more concurrent calls than a node usually serves from one
 	// caller, few enough file descriptors.
 	UnaryConnsPerHost int
