@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -360,6 +361,57 @@ func TestGRPCProtocolOverH2C(t *testing.T) {
 	st, err := c.Status(testCtx(t))
 	require.NoError(t, err)
 	assert.Equal(t, "local", st.Region)
+}
+
+// TestDefaultTransportUnaryOverHTTP1 checks the SDK's default transport
+// (ADR 0003): Connect unary calls arrive over HTTP/1.1, the Subscribe stream
+// and gRPC calls over HTTP/2.
+func TestDefaultTransportUnaryOverHTTP1(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{} // procedure -> HTTP major version
+	mux := http.NewServeMux()
+	path, h := meridianv1connect.NewEventStoreHandler(newFakeStore())
+	mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Path
+		if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			key = "grpc " + key
+		}
+		mu.Lock()
+		seen[key] = r.ProtoMajor
+		mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	ctx := testCtx(t)
+	c := newTestClient(t, []string{srv.URL})
+	_, err := c.Append(ctx, "s", []*meridianv1.ProposedEvent{{Type: "E"}})
+	require.NoError(t, err)
+	_, err = c.Read(ctx, "s")
+	require.NoError(t, err)
+	for msg, err := range c.Subscribe(ctx, Subscription{Entity: "s"}) {
+		require.NoError(t, err)
+		if cp := msg.GetCheckpoint(); cp != nil && cp.CaughtUp {
+			break
+		}
+	}
+	g := newTestClient(t, []string{srv.URL}, WithGRPC())
+	_, err = g.Status(ctx)
+	require.NoError(t, err)
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, map[string]int{
+		meridianv1connect.EventStoreAppendProcedure:           1,
+		meridianv1connect.EventStoreReadProcedure:             1,
+		meridianv1connect.EventStoreSubscribeProcedure:        2,
+		"grpc " + meridianv1connect.EventStoreStatusProcedure: 2,
+	}, seen)
 }
 
 func TestNew(t *testing.T) {
