@@ -266,6 +266,17 @@ func (n *Node) Info() *meridianv1.TableInfo {
 // isLeader reports whether this member leads the placement group.
 func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 
+// leaderPollInterval is how often a change waiting for a leader asks Raft
+// again.
+const leaderPollInterval = 20 * time.Millisecond
+
+// leaderWait bounds how long a change waits for this member to learn a
+// leader: two election rounds, so that one election after a restart or a
+// leader's loss is waited out.
+func (n *Node) leaderWait() time.Duration {
+	return 2 * max(n.cfg.HeartbeatTimeout, n.cfg.ElectionTimeout)
+}
+
 // leaderAPI returns the leader's server id and API address, from the member
 // directory.
 func (n *Node) leaderAPI() (string, string, bool) {

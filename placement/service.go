@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -133,19 +134,34 @@ func change[Req, Resp any](ctx context.Context, s *Service, req *connect.Request
 	call func(meridianv1connect.PlacementClient, context.Context, *connect.Request[Req]) (*connect.Response[Resp], error),
 	local func() (*Resp, error),
 ) (*connect.Response[Resp], error) {
-	if s.node.isLeader() {
-		resp, err := local()
-		if err != nil {
-			return nil, connectError(err)
+	// Right after a restart, or during an election, a member knows no
+	// leader yet: wait for one (bounded by leaderWait and ctx) rather than
+	// fail a change that the caller could only retry.
+	var id, addr string
+	deadline := time.Now().Add(s.node.leaderWait())
+	for {
+		if s.node.isLeader() {
+			resp, err := local()
+			if err != nil {
+				return nil, connectError(err)
+			}
+			return connect.NewResponse(resp), nil
 		}
-		return connect.NewResponse(resp), nil
-	}
-	if from := req.Header().Get(forwardedHeader); from != "" {
-		return nil, connectError(fmt.Errorf("%w: change forwarded by %s reached follower %s", ErrNotLeader, from, s.node.id))
-	}
-	id, addr, ok := s.node.leaderAPI()
-	if !ok {
-		return nil, connectError(fmt.Errorf("%w: this member (%s) knows no leader with an API address (leader %q)", ErrNotLeader, s.node.id, id))
+		if from := req.Header().Get(forwardedHeader); from != "" {
+			return nil, connectError(fmt.Errorf("%w: change forwarded by %s reached follower %s", ErrNotLeader, from, s.node.id))
+		}
+		var ok bool
+		if id, addr, ok = s.node.leaderAPI(); ok {
+			break
+		}
+		if !time.Now().Before(deadline) {
+			return nil, connectError(fmt.Errorf("%w: this member (%s) knows no leader with an API address (leader %q) after %s", ErrNotLeader, s.node.id, id, s.node.leaderWait()))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, connectError(fmt.Errorf("%w: waiting for a leader: %w", ErrNotLeader, ctx.Err()))
+		case <-time.After(leaderPollInterval):
+		}
 	}
 	resp, err := forward(ctx, s.node.peers, s.node.id, call, addr, req.Msg)
 	if err != nil {

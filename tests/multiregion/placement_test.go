@@ -403,6 +403,33 @@ func TestPlacementSurvivesFullRestart(t *testing.T) {
 	assert.Equal(t, "eu-west", resp.Msg.GetRegion())
 }
 
+// TestPlacementChangeWaitsForALeaderAfterRestart: a change sent to a member
+// that knows no leader yet (the whole group was just restarted) waits for
+// an election instead of failing with "knows no leader" (a flake of
+// TestPlacementSurvivesFullRestart found it: the change reached a member
+// between the election and its first heartbeat).
+func TestPlacementChangeWaitsForALeaderAfterRestart(t *testing.T) {
+	c := startCluster(t, 1)
+	ctx := ctxFor(t, time.Minute)
+	set, err := c.Placement("us-east-1").SetRules(ctx, connect.NewRequest(exampleRules()))
+	require.NoError(t, err)
+	waitIndex(t, c, c.Hosts(), set.Msg.GetIndex())
+	for _, h := range c.Hosts() {
+		require.NoError(t, c.Kill(h))
+	}
+	for _, h := range c.Hosts() {
+		require.NoError(t, c.Restart(h))
+	}
+	last := c.Hosts()[len(c.Hosts())-1]
+	_, leader := c.Node(last).Placement().Raft().LeaderWithID()
+	require.Empty(t, leader, "%s already knows a leader: the test needs a member that does not", last)
+
+	p, err := c.Placement(last).Pin(ctx, connect.NewRequest(&meridianv1.PinRequest{Entity: "us/after-restart", Region: "ap-south"}))
+	require.NoError(t, err, "a change to a member without a known leader waits for one")
+	waitIndex(t, c, c.Hosts(), p.Msg.GetIndex())
+	assert.Equal(t, "ap-south", c.Node("us-east-1").Placement().Lookup("us/after-restart").Home)
+}
+
 func TestPlacementMinorityRegionPartitionedKeepsRoutingWithItsLastCopy(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx := ctxFor(t, 3*time.Minute)
