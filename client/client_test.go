@@ -19,6 +19,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testserver"
 )
 
 // fakeStore is an in-memory EventStoreHandler: one stream per entity,
@@ -154,12 +155,7 @@ func startFake(t *testing.T, f meridianv1connect.EventStoreHandler) string {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(f))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv := testserver.Start(t, mux)
 	return srv.URL
 }
 
@@ -381,12 +377,7 @@ func TestDefaultTransportUnaryOverHTTP1(t *testing.T) {
 		mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv := testserver.Start(t, mux)
 
 	ctx := testCtx(t)
 	c := newTestClient(t, []string{srv.URL})

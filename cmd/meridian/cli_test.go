@@ -20,6 +20,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testserver"
 )
 
 // The binary built by the binary tests, shared by all of them.
@@ -105,12 +106,7 @@ func startFake(t *testing.T) (*fakeStore, string) {
 	f := &fakeStore{streams: map[string][]*meridianv1.Event{}}
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(f))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv := testserver.Start(t, mux)
 	return f, srv.URL
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testserver"
 )
 
 // fakePlacement answers the Placement calls with canned data and records
@@ -76,12 +76,7 @@ func startFakePlacement(t *testing.T) (*fakePlacement, string) {
 	f := &fakePlacement{}
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewPlacementHandler(f))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv := testserver.Start(t, mux)
 	return f, srv.URL
 }
 

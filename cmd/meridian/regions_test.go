@@ -6,7 +6,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testserver"
 )
 
 // fakeNode is one node for `meridian regions`: its Status, and (when
@@ -48,12 +48,7 @@ func startFakeNode(t *testing.T, f *fakeNode) string {
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(f))
 	mux.Handle(meridianv1connect.NewPlacementHandler(f))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
+	srv := testserver.Start(t, mux)
 	return srv.Listener.Addr().String()
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/testserver"
 )
 
 // protoStore answers Status and Subscribe and records the HTTP protocol
@@ -51,13 +51,7 @@ func serve(t testing.TB) (*protoStore, string) {
 		store.note(r.URL.Path, r.ProtoMajor)
 		h.ServeHTTP(w, r)
 	}))
-	srv := httptest.NewUnstartedServer(mux)
-	srv.Config.Protocols = new(http.Protocols)
-	srv.Config.Protocols.SetHTTP1(true)
-	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return store, srv.URL
+	return store, testserver.Start(t, mux).URL
 }
 
 func dialer(ctx context.Context, addr string) (net.Conn, error) {
