@@ -24,7 +24,6 @@ type protoStore struct {
 	meridianv1connect.UnimplementedEventStoreHandler
 	mu    sync.Mutex
 	proto map[string]int // procedure -> major version of the last call
-	conns map[string]bool
 }
 
 func (s *protoStore) note(procedure string, major int) {
@@ -33,7 +32,7 @@ func (s *protoStore) note(procedure string, major int) {
 	s.proto[procedure] = major
 }
 
-func (s *protoStore) Status(_ context.Context, r *connect.Request[meridianv1.StatusRequest]) (*connect.Response[meridianv1.StatusResponse], error) {
+func (s *protoStore) Status(_ context.Context, _ *connect.Request[meridianv1.StatusRequest]) (*connect.Response[meridianv1.StatusResponse], error) {
 	return connect.NewResponse(&meridianv1.StatusResponse{Region: "r"}), nil
 }
 
