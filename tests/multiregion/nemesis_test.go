@@ -275,7 +275,9 @@ func finalWrites(t *testing.T, c *Cluster, rec *history.Recorder, wl *HopWorkloa
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), finalWriteWithin)
 	defer cancel()
-	client := wl.cfg.Sessions // the final writer's client number
+	// Each final write is its own client (numbered after the sessions):
+	// they carry no token, so one client issuing them all would not be a
+	// session whose writes follow each other.
 	homes := map[string]string{"us": "us-east", "eu": "eu-west", "ap": "ap-south"}
 	errs := make([]error, len(wl.entities))
 	var wg sync.WaitGroup
@@ -287,7 +289,7 @@ func finalWrites(t *testing.T, c *Cluster, rec *history.Recorder, wl *HopWorkloa
 			req := &meridianv1.AppendRequest{Entity: e, Events: []*meridianv1.ProposedEvent{{Id: id, Type: "Final"}}}
 			for attempt := 1; ; attempt++ {
 				host := hosts[attempt%len(hosts)]
-				op := rec.Invoke(client, "final", history.Append, e, history.Input{EventIDs: []string{id}, Attempt: attempt})
+				op := rec.Invoke(wl.cfg.Sessions+i, "final", history.Append, e, history.Input{EventIDs: []string{id}, Attempt: attempt})
 				actx, acancel := context.WithTimeout(ctx, wl.cfg.RequestTimeout)
 				resp, err := c.EventStore(host).Append(actx, connect.NewRequest(req))
 				acancel()
