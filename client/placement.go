@@ -69,6 +69,28 @@ func (c *Client) Unpin(ctx context.Context, entity string) (*meridianv1.UnpinRes
 	})
 }
 
+// MoveEntity moves entity's home to region (the result is a pin): the old
+// home freezes, the new home drains what the old home ordered, then the
+// home flips with a new epoch. It returns once the new home takes writes;
+// writes to the entity wait meanwhile. Retried on Unavailable: moving an
+// entity to the region that already homes it changes nothing.
+func (c *Client) MoveEntity(ctx context.Context, entity, region string) (*meridianv1.MoveResponse, error) {
+	req := &meridianv1.MoveRequest{Target: &meridianv1.MoveRequest_Entity{Entity: entity}, Region: region}
+	return placementCall(ctx, c, "move", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.MoveResponse], error) {
+		return ep.placement.Move(ctx, connect.NewRequest(req))
+	})
+}
+
+// MovePrefix moves every entity of the rule with exactly prefix to region,
+// as MoveEntity does for one entity (region leaves the rule's failover
+// list). Retried on Unavailable.
+func (c *Client) MovePrefix(ctx context.Context, prefix, region string) (*meridianv1.MoveResponse, error) {
+	req := &meridianv1.MoveRequest{Target: &meridianv1.MoveRequest_Prefix{Prefix: prefix}, Region: region}
+	return placementCall(ctx, c, "move", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.MoveResponse], error) {
+		return ep.placement.Move(ctx, connect.NewRequest(req))
+	})
+}
+
 // ListRegions returns every region that joined the placement group, with
 // its endpoints, voters and whether the answering node reaches it.
 // Retried on Unavailable.

@@ -14,6 +14,8 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
@@ -113,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Network = cfg.Network
 	rc.Logger = cfg.Logger // region adds its own component, region and node attributes
 	if pn != nil {
-		rc.Ownership = ownership{pn}
+		rc.Ownership = ownership{p: pn, svc: placement.NewService(pn)}
 		rc.Replicas = newReplicas(cfg.Region, pn, cfg.Network)
 	}
 	if cfg.RegionConfig != nil {
@@ -263,8 +265,12 @@ func (d directory) Endpoints(r string) []string { return d.p.Endpoints(r) }
 func (d directory) Changed() <-chan struct{} { return d.p.FSM().Changed() }
 
 // ownership answers the region member's routing questions from the local
-// copy of the placement table.
-type ownership struct{ p *placement.Node }
+// copy of the placement table, and carries its reports on placement
+// changes to the placement group.
+type ownership struct {
+	p   *placement.Node
+	svc *placement.Service
+}
 
 func (o ownership) Home(ctx context.Context, entity string, minEpoch uint64) (region.Home, error) {
 	if minEpoch > 0 {
@@ -272,11 +278,71 @@ func (o ownership) Home(ctx context.Context, entity string, minEpoch uint64) (re
 		// that keeps bouncing ends at region's hop limit.
 		o.p.WaitIndex(ctx, minEpoch)
 	}
+	// The index is read before the lookup, so the lookup saw at least it.
+	idx := o.p.FSM().AppliedIndex()
 	p := o.p.Lookup(entity)
-	return region.Home{Region: p.Home, Epoch: p.Epoch, ActiveActive: p.Mode == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE}, nil
+	h := region.Home{Region: p.Home, Epoch: p.Epoch, Index: idx, ActiveActive: p.Mode == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE}
+	if m := p.Moving; m != nil {
+		h.Moving = &region.Moving{Transition: m.Transition, From: m.From, To: m.To, Reason: m.Reason}
+	}
+	return h, nil
 }
 
 func (o ownership) Endpoints(r string) []string { return o.p.Endpoints(r) }
+
+func (o ownership) Index() uint64 { return o.p.FSM().AppliedIndex() }
+
+func (o ownership) WaitIndex(ctx context.Context, idx uint64) bool { return o.p.WaitIndex(ctx, idx) }
+
+func (o ownership) Changed() <-chan struct{} { return o.p.FSM().Changed() }
+
+func (o ownership) Transition() (region.Transition, bool) {
+	rec, active := o.p.FSM().Transition()
+	if !active {
+		return region.Transition{}, false
+	}
+	tr := region.Transition{Index: rec.GetIndex()}
+	for _, m := range rec.GetMoves() {
+		tr.Moves = append(tr.Moves, region.TransitionMove{
+			From: m.GetFrom(), To: m.GetTo(), Frozen: m.GetFrozen(), FrozenSeq: m.GetFrozenSeq(), DrainedSeq: m.GetDrainedSeq(),
+		})
+	}
+	return tr, true
+}
+
+func (o ownership) AckTransition(ctx context.Context, ack region.TransitionAck) error {
+	kind := meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FROZEN
+	if ack.Kind == region.AckDrained {
+		kind = meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_DRAINED
+	}
+	_, err := o.svc.AckTransition(ctx, connect.NewRequest(&meridianv1.AckTransitionRequest{
+		Transition: ack.Transition, Kind: kind, Region: ack.Region, Origin: ack.Origin, Seq: ack.Seq,
+	}))
+	return err
+}
+
+func (o ownership) RenewLease(ctx context.Context, r region.LeaseRenewal) (region.LeaseGrant, error) {
+	l := &meridianv1.RegionLease{
+		Region: r.Region, Holder: r.Holder, RenewedAt: timestamppb.New(r.SentAt), Duration: durationpb.New(r.Duration),
+		Applied: r.Applied, TailEvents: r.TailEvents, Fenced: r.Fenced, ClockOffset: durationpb.New(r.ClockOffset),
+	}
+	if !r.TailOldest.IsZero() {
+		l.TailOldest = timestamppb.New(r.TailOldest)
+	}
+	resp, err := o.svc.RenewLease(ctx, connect.NewRequest(&meridianv1.RenewLeaseRequest{Lease: l}))
+	if err != nil {
+		return region.LeaseGrant{}, err
+	}
+	return region.LeaseGrant{Index: resp.Msg.GetIndex(), Required: resp.Msg.GetRequiredIndex(), LeaderTime: resp.Msg.GetLeaderTime().AsTime()}, nil
+}
+
+func (o ownership) Applied() map[string]map[string]uint64 {
+	out := map[string]map[string]uint64{}
+	for r, l := range o.p.FSM().Leases() {
+		out[r] = l.GetApplied()
+	}
+	return out
+}
 
 // Close stops the node gracefully: subscriptions end, in-flight calls get up
 // to Config.ShutdownTimeout to finish, then the region member closes. Close

@@ -29,8 +29,16 @@ type ApplyResult struct {
 	// DefaultEpoch is the default region's epoch after the entry.
 	DefaultEpoch uint64
 	// Err is a deterministic rejection (an *InvalidArgumentError, a
-	// *ConflictError): the entry changed nothing but the applied index.
+	// *ConflictError, a *BusyError): the entry changed nothing but the
+	// applied index.
 	Err error
+	// Staged is true when the change moves homes and was staged as a
+	// transition (transition.go) instead of taking effect: Transition is
+	// its index. Completed is true when this entry flipped the transition
+	// Transition (the other fields then describe the change as applied).
+	Staged     bool
+	Completed  bool
+	Transition uint64
 }
 
 // handler computes one command's effect on the published table at log
@@ -43,13 +51,37 @@ type handler func(t *table, m proto.Message, index uint64) (update, *ApplyResult
 // commandPayloads (command.go) has a handler here (TestEveryCommandTypeHasAHandler).
 var commandHandlers = map[meridianv1.PlacementCommandType]handler{
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_SET_RULES: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
-		return applySetRules(t, m.(*meridianv1.SetRulesCommand), i)
+		c := m.(*meridianv1.SetRulesCommand)
+		now := func() (update, *ApplyResult) { return applySetRules(t, c, i) }
+		if c.GetStage() {
+			return stageOrApply(t, meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_SET_RULES, c, i, c.GetProposedAt(), now)
+		}
+		return now()
 	},
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_PIN: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
-		return applyPin(t, m.(*meridianv1.PinCommand), i)
+		c := m.(*meridianv1.PinCommand)
+		now := func() (update, *ApplyResult) { return applyPin(t, c, i) }
+		if c.GetStage() {
+			return stageOrApply(t, meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_PIN, c, i, c.GetProposedAt(), now)
+		}
+		return now()
 	},
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_UNPIN: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
-		return applyUnpin(t, m.(*meridianv1.UnpinCommand), i)
+		c := m.(*meridianv1.UnpinCommand)
+		now := func() (update, *ApplyResult) { return applyUnpin(t, c, i) }
+		if c.GetStage() {
+			return stageOrApply(t, meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_UNPIN, c, i, c.GetProposedAt(), now)
+		}
+		return now()
+	},
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_ACK_TRANSITION: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
+		return applyAckTransition(t, m.(*meridianv1.AckTransitionCommand), i)
+	},
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
+		return applyAbortTransition(t, m.(*meridianv1.AbortTransitionCommand), i)
+	},
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_RENEW_LEASE: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
+		return applyRenewLease(t, m.(*meridianv1.RenewLeaseCommand), i)
 	},
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_JOIN: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
 		return applyJoin(t, m.(*meridianv1.JoinCommand), i)
@@ -98,6 +130,12 @@ func (f *FSM) Apply(l *raft.Log) any {
 		panic(fmt.Errorf("placement: apply entry %d (term %d): %w", l.Index, l.Term, err))
 	}
 	f.table.commit(&u)
+	if u.transition != nil && !u.transition.active() {
+		f.outcomes.add(u.transition.rec, res)
+	}
+	if u.renewed != "" {
+		f.leaseSeen.renewed(u.renewed)
+	}
 	f.state = next
 	f.applied.Store(l.Index)
 	f.notify()
@@ -139,6 +177,16 @@ func writeUpdate(db *badger.DB, u *update, st *meridianv1.PlacementApplyState) e
 	if u.unpin != "" {
 		if err := txn.Delete(pinKey(u.unpin)); err != nil {
 			return fmt.Errorf("delete pin %q: %w", u.unpin, err)
+		}
+	}
+	if u.transition != nil {
+		if err := set(keyTransition, u.transition.rec); err != nil {
+			return err
+		}
+	}
+	for _, l := range u.leases {
+		if err := set(leaseKey(l.GetRegion()), l); err != nil {
+			return err
 		}
 	}
 	if err := set(keyApplyState, st); err != nil {

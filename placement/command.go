@@ -18,6 +18,28 @@ var commandPayloads = map[meridianv1.PlacementCommandType]func() proto.Message{
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_PIN:       func() proto.Message { return &meridianv1.PinCommand{} },
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_UNPIN:     func() proto.Message { return &meridianv1.UnpinCommand{} },
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_JOIN:      func() proto.Message { return &meridianv1.JoinCommand{} },
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_ACK_TRANSITION: func() proto.Message {
+		return &meridianv1.AckTransitionCommand{}
+	},
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION: func() proto.Message {
+		return &meridianv1.AbortTransitionCommand{}
+	},
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_RENEW_LEASE: func() proto.Message {
+		return &meridianv1.RenewLeaseCommand{}
+	},
+}
+
+// decodePayload decodes a payload of type t (a staged transition's command).
+func decodePayload(t meridianv1.PlacementCommandType, b []byte) (proto.Message, error) {
+	newPayload, ok := commandPayloads[t]
+	if !ok {
+		return nil, fmt.Errorf("%w: type %v", ErrUnknownCommand, t)
+	}
+	m := newPayload()
+	if err := proto.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("%w: %v payload: %v", ErrCorruptState, t, err)
+	}
+	return m, nil
 }
 
 // marshalDeterministic: replicas and snapshots write the same bytes for the

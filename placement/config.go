@@ -103,6 +103,19 @@ type Config struct {
 	// ProbeInterval is how often the member checks that it reaches each
 	// other region (ListRegions' reachable). 2s.
 	ProbeInterval time.Duration
+	// TransitionTimeout bounds a placement change that moves homes: the
+	// leader aborts one that has not completed (every old home frozen,
+	// every new home drained) this long after it saw it staged. Writes to
+	// the moved entities wait meanwhile, so it is a bound on that pause
+	// too. 30s: a WAN drain of a busy home's backlog.
+	TransitionTimeout time.Duration
+	// MaxClockOffset is the most the monotonic clocks of two nodes may
+	// disagree about an interval of one lease duration (rate drift), and
+	// the most a region leader's wall clock may be off the placement
+	// leader's before it fences itself (region.Config.ClockOffsetMax must
+	// not exceed it). A region's lease counts as expired here only its
+	// duration plus this after this member applied the renewal. 500ms.
+	MaxClockOffset time.Duration
 }
 
 // Limits of Config.
@@ -134,6 +147,8 @@ func DefaultConfig() Config {
 		FailedAfter:          10 * time.Second,
 		EpochWaitMax:         2 * time.Second,
 		ProbeInterval:        2 * time.Second,
+		TransitionTimeout:    30 * time.Second,
+		MaxClockOffset:       500 * time.Millisecond,
 	}
 }
 
@@ -173,6 +188,7 @@ func (c Config) Validate() error {
 		"CallTimeout": c.CallTimeout, "JoinInterval": c.JoinInterval, "StatsInterval": c.StatsInterval,
 		"LastContactThreshold": c.LastContactThreshold, "StabilizationTime": c.StabilizationTime,
 		"FailedAfter": c.FailedAfter, "EpochWaitMax": c.EpochWaitMax, "ProbeInterval": c.ProbeInterval,
+		"TransitionTimeout": c.TransitionTimeout, "MaxClockOffset": c.MaxClockOffset,
 	} {
 		if d < timerMin {
 			return bad(name, "must be at least %s, got %s", timerMin, d)

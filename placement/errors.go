@@ -68,6 +68,32 @@ func (e *ConflictError) Error() string {
 // Unwrap makes errors.Is(err, ErrConflict) true.
 func (e *ConflictError) Unwrap() error { return ErrConflict }
 
+// ErrBusy: a change was refused because another change that moves homes is
+// in progress (at most one at a time). The leader waits for it and tries
+// again; a caller sees it only when its deadline ends first. Returned
+// wrapped in a *BusyError.
+var ErrBusy = errors.New("placement: another placement change is in progress")
+
+// BusyError names the change in progress.
+type BusyError struct {
+	// Transition is the index at which the change in progress was staged.
+	Transition uint64
+	// Reason describes it.
+	Reason string
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("%v (%s, staged at index %d); retry once it completes", ErrBusy, e.Reason, e.Transition)
+}
+
+// Unwrap makes errors.Is(err, ErrBusy) true.
+func (e *BusyError) Unwrap() error { return ErrBusy }
+
+// ErrAborted: a change that moves homes was staged but dropped before it
+// took effect (an old or new home did not report in time, or the change
+// could not be applied); the table is as it was. Retrying is safe.
+var ErrAborted = errors.New("placement: placement change aborted")
+
 // Errors of the placement group (Raft member, forwarding, service).
 var (
 	// ErrNotLeader: no placement leader could serve the change (none known,

@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
 	"github.com/meridiandb/meridian/internal/logadapt"
 	"github.com/meridiandb/meridian/internal/signal"
 	"google.golang.org/protobuf/proto"
@@ -98,6 +99,13 @@ type FSM struct {
 	state     *meridianv1.PlacementApplyState
 
 	changed signal.Signal // notified after every apply, Restore and Close
+
+	// outcomes remembers how recent transitions ended, for the leader's
+	// handlers that wait for the change they staged (transition.go).
+	outcomes outcomeRing
+	// leaseSeen is when this member applied each region's last renewal
+	// (lease.go): memory only, on the monotonic clock.
+	leaseSeen leaseClock
 }
 
 var (
@@ -150,6 +158,7 @@ func OpenFSM(cfg StoreConfig) (*FSM, error) {
 		logger.Warn("a restore did not finish: the stored state is partial; restore the newest snapshot before starting raft")
 	}
 	f.restoring.Store(restoring)
+	f.leaseSeen.reset()
 	f.state = st
 	f.applied.Store(st.GetAppliedIndex())
 	f.table.s = s
@@ -186,6 +195,18 @@ func loadState(db *badger.DB) (*meridianv1.PlacementApplyState, tableState, bool
 						return err
 					}
 					return b.setRules(rs)
+				case keyKindLease:
+					l := &meridianv1.RegionLease{}
+					if err := unmarshalRecord("l/"+name, v, l); err != nil {
+						return err
+					}
+					if l.GetRegion() != name {
+						return fmt.Errorf("%w: lease of %q stored at key l/%s", ErrCorruptState, l.GetRegion(), name)
+					}
+					return b.addLease(l)
+				case keyKindTransition:
+					b.transition = &meridianv1.PlacementTransition{}
+					return unmarshalRecord("t/transition", v, b.transition)
 				case keyKindMember:
 					m := &meridianv1.Member{}
 					if err := unmarshalRecord("n/"+name, v, m); err != nil {
@@ -234,9 +255,10 @@ func unmarshalRecord(what string, v []byte, m proto.Message) error {
 // checks it: what Badger holds at open and what a snapshot carries are held
 // to the same invariants apply keeps.
 type tableBuilder struct {
-	rules   *meridianv1.PlacementRuleSet
-	members []*meridianv1.Member
-	s       tableState
+	rules      *meridianv1.PlacementRuleSet
+	transition *meridianv1.PlacementTransition
+	members    []*meridianv1.Member
+	s          tableState
 }
 
 func newTableBuilder(pinsHint int) *tableBuilder {
@@ -258,6 +280,17 @@ func (b *tableBuilder) addMember(m *meridianv1.Member) error {
 		return fmt.Errorf("%w: member %q: %v", ErrCorruptState, truncate(m.GetId(), errorTextBytesMax), err)
 	}
 	b.members = append(b.members, m)
+	return nil
+}
+
+func (b *tableBuilder) addLease(l *meridianv1.RegionLease) error {
+	if err := causal.ValidateRegion(l.GetRegion()); err != nil {
+		return fmt.Errorf("%w: lease: %v", ErrCorruptState, err)
+	}
+	if _, dup := b.s.leases[l.GetRegion()]; dup {
+		return fmt.Errorf("%w: two leases of %q", ErrCorruptState, l.GetRegion())
+	}
+	b.s.leases[l.GetRegion()] = l
 	return nil
 }
 
@@ -286,6 +319,11 @@ func (b *tableBuilder) finish(applied uint64) (tableState, error) {
 	for _, r := range b.s.names.list {
 		if !known[r] {
 			return tableState{}, fmt.Errorf("%w: a pin names region %q, which no member joined from", ErrCorruptState, r)
+		}
+	}
+	for r, l := range b.s.leases {
+		if l.GetRenewedIndex() == 0 || l.GetRenewedIndex() > applied {
+			return tableState{}, fmt.Errorf("%w: lease of %q renewed at %d, 0 or above the applied index %d", ErrCorruptState, r, l.GetRenewedIndex(), applied)
 		}
 	}
 	for e, pe := range b.s.pins {
@@ -322,6 +360,17 @@ func (b *tableBuilder) finish(applied uint64) (tableState, error) {
 		rules[i] = ruleOf(r, r.GetEpoch())
 	}
 	b.s.rules = newRuleSet(rules, rs.GetDefaultRegion(), rs.GetDefaultEpoch(), rs.GetRulesIndex())
+	if tr := b.transition; tr != nil {
+		if tr.GetIndex() == 0 || tr.GetIndex() > applied || tr.GetCompletedIndex() > applied {
+			return tableState{}, fmt.Errorf("%w: transition staged at %d (completed at %d), above the applied index %d",
+				ErrCorruptState, tr.GetIndex(), tr.GetCompletedIndex(), applied)
+		}
+		view, err := rebuildTransition(b.s, tr)
+		if err != nil {
+			return tableState{}, err
+		}
+		b.s.transition = view
+	}
 	return b.s, nil
 }
 

@@ -47,8 +47,9 @@ func (n *Node) runLeadership() {
 	}
 }
 
-// establishLeadership starts the leader's voter reconciliation and returns
-// the function that stops it (revokeLeadership).
+// establishLeadership starts the leader's voter reconciliation and the
+// timeout of placement changes in progress, and returns the function that
+// stops them (revokeLeadership).
 func (n *Node) establishLeadership() func() {
 	d := &delegate{n: n, health: newHealth(n.cfg.FailedAfter)}
 	ap := autopilot.New(n.raft, d,
@@ -59,9 +60,15 @@ func (n *Node) establishLeadership() func() {
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	ap.Start(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.runTransitionTimeouts(ctx)
+	}()
 	return func() {
 		cancel()
 		<-ap.Stop()
+		<-done
 	}
 }
 

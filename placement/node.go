@@ -484,6 +484,9 @@ func (n *Node) Regions() []*meridianv1.RegionInfo {
 			r.Voters = append(r.Voters, m.GetId())
 		}
 	}
+	for name, r := range byName {
+		r.Lease = n.leaseStatus(name)
+	}
 	out := make([]*meridianv1.RegionInfo, 0, len(byName))
 	for name, r := range byName {
 		if name == n.cfg.Region {

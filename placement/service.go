@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
@@ -40,20 +41,33 @@ func (s *Service) GetPlacement(_ context.Context, req *connect.Request[meridianv
 		return nil, connectError(err)
 	}
 	p := s.node.Lookup(req.Msg.GetEntity())
-	return connect.NewResponse(&meridianv1.GetPlacementResponse{
+	resp := &meridianv1.GetPlacementResponse{
 		Entity: req.Msg.GetEntity(), HomeRegion: p.Home, Mode: p.Mode, Epoch: p.Epoch,
 		Failover: p.Failover, Source: p.Source, RulePrefix: p.RulePrefix,
 		HomeEndpoints: s.node.Endpoints(p.Home), Table: s.node.Info(),
-	}), nil
+	}
+	if p.Moving != nil {
+		if rec, active := s.node.fsm.Transition(); active && rec.GetIndex() == p.Moving.Transition {
+			resp.Change = ChangeOf(rec)
+		}
+	}
+	if p.Home != "" {
+		resp.HomeLease = s.node.leaseStatus(p.Home)
+	}
+	return connect.NewResponse(resp), nil
 }
 
 // ListRules implements meridianv1connect.PlacementHandler.
 func (s *Service) ListRules(context.Context, *connect.Request[meridianv1.ListRulesRequest]) (*connect.Response[meridianv1.ListRulesResponse], error) {
 	rules, def, defEpoch, rulesIndex := s.node.fsm.Rules()
-	return connect.NewResponse(&meridianv1.ListRulesResponse{
+	resp := &meridianv1.ListRulesResponse{
 		Rules: rules, DefaultRegion: def, DefaultEpoch: defEpoch, RulesIndex: rulesIndex,
 		Pins: uint64(s.node.fsm.PinCount()), Table: s.node.Info(),
-	}), nil
+	}
+	if rec, active := s.node.fsm.Transition(); active {
+		resp.Change = ChangeOf(rec)
+	}
+	return connect.NewResponse(resp), nil
 }
 
 // SetRules implements meridianv1connect.PlacementHandler.
@@ -63,13 +77,14 @@ func (s *Service) SetRules(ctx context.Context, req *connect.Request[meridianv1.
 		return nil, connectError(err)
 	}
 	return change(ctx, s, req, (meridianv1connect.PlacementClient).SetRules, func() (*meridianv1.SetRulesResponse, error) {
-		res, err := s.node.propose(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_SET_RULES, &meridianv1.SetRulesCommand{
+		res, rec, err := s.node.proposeChange(ctx, meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_SET_RULES, &meridianv1.SetRulesCommand{
 			Rules: m.GetRules(), DefaultRegion: m.GetDefaultRegion(), ExpectedIndex: m.GetExpectedIndex(),
+			Stage: true, ProposedAt: timestamppb.Now(),
 		})
 		if err != nil {
 			return nil, err
 		}
-		return &meridianv1.SetRulesResponse{Index: res.Index, Rules: res.Rules, DefaultEpoch: res.DefaultEpoch}, nil
+		return &meridianv1.SetRulesResponse{Index: res.Index, Rules: res.Rules, DefaultEpoch: res.DefaultEpoch, Change: ChangeOf(rec)}, nil
 	})
 }
 
@@ -80,11 +95,13 @@ func (s *Service) Pin(ctx context.Context, req *connect.Request[meridianv1.PinRe
 		return nil, connectError(err)
 	}
 	return change(ctx, s, req, (meridianv1connect.PlacementClient).Pin, func() (*meridianv1.PinResponse, error) {
-		res, err := s.node.propose(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_PIN, &meridianv1.PinCommand{Entity: m.GetEntity(), Region: m.GetRegion()})
+		res, rec, err := s.node.proposeChange(ctx, meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_PIN, &meridianv1.PinCommand{
+			Entity: m.GetEntity(), Region: m.GetRegion(), Stage: true, ProposedAt: timestamppb.Now(),
+		})
 		if err != nil {
 			return nil, err
 		}
-		return &meridianv1.PinResponse{Epoch: res.Epoch, Index: res.Index}, nil
+		return &meridianv1.PinResponse{Epoch: res.Epoch, Index: res.Index, Change: ChangeOf(rec)}, nil
 	})
 }
 
@@ -95,17 +112,64 @@ func (s *Service) Unpin(ctx context.Context, req *connect.Request[meridianv1.Unp
 		return nil, connectError(err)
 	}
 	return change(ctx, s, req, (meridianv1connect.PlacementClient).Unpin, func() (*meridianv1.UnpinResponse, error) {
-		res, err := s.node.propose(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_UNPIN, &meridianv1.UnpinCommand{Entity: m.GetEntity()})
+		res, rec, err := s.node.proposeChange(ctx, meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_UNPIN, &meridianv1.UnpinCommand{
+			Entity: m.GetEntity(), Stage: true, ProposedAt: timestamppb.Now(),
+		})
 		if err != nil {
 			return nil, err
 		}
-		return &meridianv1.UnpinResponse{Index: res.Index, Existed: res.Existed}, nil
+		return &meridianv1.UnpinResponse{Index: res.Index, Existed: res.Existed, Change: ChangeOf(rec)}, nil
+	})
+}
+
+// Move implements meridianv1connect.PlacementHandler.
+func (s *Service) Move(ctx context.Context, req *connect.Request[meridianv1.MoveRequest]) (*connect.Response[meridianv1.MoveResponse], error) {
+	m := req.Msg
+	switch t := m.GetTarget().(type) {
+	case *meridianv1.MoveRequest_Entity:
+		if err := ValidatePin(t.Entity, m.GetRegion(), s.node.fsm.KnownRegions()); err != nil {
+			return nil, connectError(err)
+		}
+	case *meridianv1.MoveRequest_Prefix:
+		if err := validateKnownRegion("region", m.GetRegion(), s.node.fsm.KnownRegions()); err != nil {
+			return nil, connectError(err)
+		}
+	default:
+		return nil, connectError(invalidf("target", "must be an entity or a prefix"))
+	}
+	return change(ctx, s, req, (meridianv1connect.PlacementClient).Move, func() (*meridianv1.MoveResponse, error) {
+		return s.node.move(ctx, m)
+	})
+}
+
+// RenewLease implements meridianv1connect.PlacementHandler.
+func (s *Service) RenewLease(ctx context.Context, req *connect.Request[meridianv1.RenewLeaseRequest]) (*connect.Response[meridianv1.RenewLeaseResponse], error) {
+	if err := validateLease(req.Msg.GetLease(), s.node.fsm.KnownRegions()); err != nil {
+		return nil, connectError(err)
+	}
+	return change(ctx, s, req, (meridianv1connect.PlacementClient).RenewLease, func() (*meridianv1.RenewLeaseResponse, error) {
+		return s.node.renewLease(req.Msg.GetLease())
+	})
+}
+
+// AckTransition implements meridianv1connect.PlacementHandler.
+func (s *Service) AckTransition(ctx context.Context, req *connect.Request[meridianv1.AckTransitionRequest]) (*connect.Response[meridianv1.AckTransitionResponse], error) {
+	m := req.Msg
+	if m.GetTransition() == 0 || m.GetRegion() == "" {
+		return nil, connectError(invalidf("transition", "transition and region are required"))
+	}
+	return change(ctx, s, req, (meridianv1connect.PlacementClient).AckTransition, func() (*meridianv1.AckTransitionResponse, error) {
+		return s.node.ackTransition(m)
 	})
 }
 
 // ListRegions implements meridianv1connect.PlacementHandler.
 func (s *Service) ListRegions(context.Context, *connect.Request[meridianv1.ListRegionsRequest]) (*connect.Response[meridianv1.ListRegionsResponse], error) {
-	return connect.NewResponse(&meridianv1.ListRegionsResponse{Regions: s.node.Regions(), Table: s.node.Info()}), nil
+	resp := &meridianv1.ListRegionsResponse{Regions: s.node.Regions(), Table: s.node.Info()}
+	if rec, active := s.node.fsm.Transition(); active {
+		resp.Change = ChangeOf(rec)
+	}
+	return connect.NewResponse(resp), nil
 }
 
 // Join implements meridianv1connect.PlacementHandler.
@@ -185,6 +249,8 @@ func connectError(err error) *connect.Error {
 		return connect.NewError(connect.CodeInvalidArgument, err)
 	case errors.Is(err, ErrConflict):
 		return connect.NewError(connect.CodeFailedPrecondition, err)
+	case errors.Is(err, ErrBusy), errors.Is(err, ErrAborted):
+		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrStoreClosed):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -20,7 +20,8 @@ import (
 //	"MRDNPLC1" | uint32 big-endian n | n bytes PlacementApplyState (proto)
 //	then records, each: uvarint length | PlacementSnapshotRecord (proto)
 //	  one state record (equal to the header's), one rules record,
-//	  member records in id order, pin records in entity order,
+//	  at most one transition record, member records in id order, lease
+//	  records in region order, pin records in entity order,
 //	  and an empty record (length 0) that ends the snapshot.
 //
 // The end record makes a snapshot cut at a record boundary detectable;
@@ -47,6 +48,11 @@ const (
 	recordFieldRules  protowire.Number = 2
 	recordFieldMember protowire.Number = 3
 	recordFieldPin    protowire.Number = 4
+	// recordFieldTransition follows the rules record when a transition is
+	// stored (snapshots written before fenced homes have none).
+	recordFieldTransition protowire.Number = 5
+	// recordFieldLease records follow the members (none before leases).
+	recordFieldLease protowire.Number = 6
 )
 
 // Snapshot pins a Badger read timestamp; Persist streams the state at that
@@ -116,10 +122,18 @@ func writeSnapshot(w io.Writer, txn *badger.Txn) error {
 	if err := writeRecord(bw, recordFieldRules, rules); err != nil {
 		return err
 	}
+	switch tr, err := getValue(txn, keyTransition); {
+	case err != nil:
+		return err
+	case tr != nil:
+		if err := writeRecord(bw, recordFieldTransition, tr); err != nil {
+			return err
+		}
+	}
 	for _, fam := range []struct {
 		prefix string
 		field  protowire.Number
-	}{{prefixMember, recordFieldMember}, {prefixPin, recordFieldPin}} {
+	}{{prefixMember, recordFieldMember}, {prefixLease, recordFieldLease}, {prefixPin, recordFieldPin}} {
 		if err := writeFamily(bw, txn, fam.prefix, fam.field); err != nil {
 			return err
 		}
@@ -205,11 +219,12 @@ func readSnapshot(r io.Reader) (*meridianv1.PlacementApplyState, tableState, err
 		wantState = iota
 		wantRules
 		inMembers
+		inLeases
 		inPins
 	)
 	phase := wantState
 	b := newTableBuilder(0)
-	var lastMember, lastPin string
+	var lastMember, lastPin, lastLease string
 	buf := make([]byte, 0, 4<<10)
 	for n := 0; ; n++ {
 		size, err := binary.ReadUvarint(br)
@@ -250,6 +265,11 @@ func readSnapshot(r io.Reader) (*meridianv1.PlacementApplyState, tableState, err
 				return nil, tableState{}, err
 			}
 			phase = inMembers
+		case *meridianv1.PlacementSnapshotRecord_Transition:
+			if phase != inMembers || lastMember != "" || b.transition != nil {
+				return nil, tableState{}, fmt.Errorf("%w: snapshot record %d: transition out of order", ErrCorruptState, n)
+			}
+			b.transition = x.Transition
 		case *meridianv1.PlacementSnapshotRecord_Member:
 			if phase != inMembers || (lastMember != "" && x.Member.GetId() <= lastMember) {
 				return nil, tableState{}, fmt.Errorf("%w: snapshot record %d: member %q out of order", ErrCorruptState, n, truncate(x.Member.GetId(), errorTextBytesMax))
@@ -258,8 +278,16 @@ func readSnapshot(r io.Reader) (*meridianv1.PlacementApplyState, tableState, err
 				return nil, tableState{}, err
 			}
 			lastMember = x.Member.GetId()
+		case *meridianv1.PlacementSnapshotRecord_Lease:
+			if (phase != inMembers && phase != inLeases) || (lastLease != "" && x.Lease.GetRegion() <= lastLease) {
+				return nil, tableState{}, fmt.Errorf("%w: snapshot record %d: lease of %q out of order", ErrCorruptState, n, truncate(x.Lease.GetRegion(), errorTextBytesMax))
+			}
+			if err := b.addLease(x.Lease); err != nil {
+				return nil, tableState{}, err
+			}
+			phase, lastLease = inLeases, x.Lease.GetRegion()
 		case *meridianv1.PlacementSnapshotRecord_Pin:
-			if (phase != inMembers && phase != inPins) || (lastPin != "" && x.Pin.GetEntity() <= lastPin) {
+			if (phase != inMembers && phase != inLeases && phase != inPins) || (lastPin != "" && x.Pin.GetEntity() <= lastPin) {
 				return nil, tableState{}, fmt.Errorf("%w: snapshot record %d: pin %q out of order", ErrCorruptState, n, truncate(x.Pin.GetEntity(), errorTextBytesMax))
 			}
 			if err := b.addPin(x.Pin); err != nil {
@@ -316,6 +344,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.state = st
 	f.applied.Store(st.GetAppliedIndex())
 	f.restoring.Store(false)
+	f.leaseSeen.reset()
 	f.notify()
 	f.logger.Info("state restored from snapshot", "applied_index", st.GetAppliedIndex(),
 		"rules", len(s.rules.rules), "pins", len(s.pins), "members", len(s.members.sorted))
@@ -354,6 +383,11 @@ func (f *FSM) rewrite(st *meridianv1.PlacementApplyState, s tableState) error {
 			return err
 		}
 	}
+	for _, l := range s.leases {
+		if err := set(leaseKey(l.GetRegion()), l); err != nil {
+			return err
+		}
+	}
 	pin := &meridianv1.PlacementPin{}
 	for e, pe := range s.pins {
 		pin.Entity, pin.Region, pin.Epoch = e, s.names.list[pe.region], pe.epoch
@@ -363,6 +397,11 @@ func (f *FSM) rewrite(st *meridianv1.PlacementApplyState, s tableState) error {
 	}
 	if err := set(keyRules, s.rules.proto()); err != nil {
 		return err
+	}
+	if s.transition != nil {
+		if err := set(keyTransition, s.transition.rec); err != nil {
+			return err
+		}
 	}
 	if err := set(keyApplyState, st); err != nil {
 		return err

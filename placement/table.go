@@ -32,6 +32,10 @@ type Placement struct {
 	Source meridianv1.PlacementSource
 	// RulePrefix is the matching rule's prefix when Source is RULE.
 	RulePrefix string
+	// Moving is set while a placement change in progress moves the
+	// entity's home: Home is still the old home, which no longer orders
+	// its writes (or will not once it has frozen); nil otherwise.
+	Moving *Moving
 }
 
 // table is the in-memory placement table: what Lookup reads. Apply and
@@ -53,6 +57,12 @@ type tableState struct {
 	pins    map[string]pinEntry
 	names   *regionNames
 	members *memberDir
+	// transition is the last change that moved homes (nil: none stored);
+	// immutable, replaced whole.
+	transition *transition
+	// leases are the regions' home leases by region; the records are
+	// immutable, written only under table.mu.
+	leases map[string]*meridianv1.RegionLease
 }
 
 // pinEntry is a pin without its entity (the map key): 16 bytes, the region
@@ -90,6 +100,7 @@ func newTableState() tableState {
 		pins:    map[string]pinEntry{},
 		names:   newRegionNames(),
 		members: newMemberDir(nil),
+		leases:  map[string]*meridianv1.RegionLease{},
 	}
 }
 
@@ -296,11 +307,23 @@ func (d *memberDir) with(m *meridianv1.Member) *memberDir {
 	return newMemberDir(append(all, m))
 }
 
-// lookup is Lookup: pin, else first matching rule, else the default.
+// lookup is Lookup: pin, else first matching rule, else the default; and
+// whether a transition in progress moves it.
 func (t *table) lookup(entity string) Placement {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	s := &t.s
+	p := t.s.lookup(entity)
+	if tr := t.s.transition; tr.active() && p.Home != "" {
+		if to, mode := t.s.pendingHome(tr, entity); to != p.Home || mode != p.Mode {
+			p.Moving = &Moving{Transition: tr.rec.GetIndex(), From: p.Home, To: to, Reason: tr.rec.GetReason(),
+				StartedAt: tr.rec.GetStartedAt().AsTime()}
+		}
+	}
+	return p
+}
+
+// lookup is the committed table's answer for entity.
+func (s *tableState) lookup(entity string) Placement {
 	if pe, ok := s.pins[entity]; ok {
 		return Placement{
 			Entity: entity, Home: s.names.list[pe.region], Mode: meridianv1.PlacementMode_PLACEMENT_MODE_SINGLE_HOME,
@@ -365,10 +388,17 @@ type update struct {
 	pin *meridianv1.PlacementPin
 	// unpin, when not "", is the entity whose pin is deleted.
 	unpin string
+	// transition, when set, replaces the transition (t/transition).
+	transition *transition
+	// leases are regions' lease records to write (l/<region>); renewed
+	// names the region whose lease this entry renewed (a flip rewrites
+	// records without renewing them).
+	leases  []*meridianv1.RegionLease
+	renewed string
 }
 
 func (u *update) empty() bool {
-	return u.rules == nil && u.members == nil && u.pin == nil && u.unpin == ""
+	return u.rules == nil && u.members == nil && u.pin == nil && u.unpin == "" && u.transition == nil && len(u.leases) == 0
 }
 
 // commit publishes u: every reader sees all of it or none of it.
@@ -389,6 +419,12 @@ func (t *table) commit(u *update) {
 	}
 	if u.unpin != "" {
 		delete(t.s.pins, u.unpin)
+	}
+	if u.transition != nil {
+		t.s.transition = u.transition
+	}
+	for _, l := range u.leases {
+		t.s.leases[l.GetRegion()] = l
 	}
 }
 

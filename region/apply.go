@@ -187,6 +187,33 @@ var commandHandlers = map[meridianv1.CommandType]func(a applier, w *txnWriter, s
 	meridianv1.CommandType_COMMAND_TYPE_REPLICATE_BATCH: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
 		return a.applyReplicate(w, st, m.(*meridianv1.ReplicateBatch))
 	},
+	meridianv1.CommandType_COMMAND_TYPE_PLACEMENT_FENCE: func(a applier, _ *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
+		return a.applyFence(st, m.(*meridianv1.PlacementFence))
+	},
+}
+
+// FenceResult is what Apply returns for a COMMAND_TYPE_PLACEMENT_FENCE
+// entry: the floor after it, and, for a freeze, the transition it was for
+// and this region's own origin sequence at that point.
+type FenceResult struct {
+	Floor      uint64
+	Transition uint64
+	Seq        uint64
+}
+
+// applyFence raises the placement floor (never lowers it) and records a
+// freeze. Everything this region ordered before the entry is at or below
+// Seq in its own origin log, and no append routed by an older placement
+// copy commits after it: the old home's side of a placement change.
+func (a applier) applyFence(st *meridianv1.ApplyState, f *meridianv1.PlacementFence) *FenceResult {
+	st.PlacementFloor = max(st.GetPlacementFloor(), f.GetFloor())
+	if t := f.GetTransition(); t != 0 && t >= st.GetFreezeTransition() {
+		if t != st.GetFreezeTransition() {
+			st.FreezeSeq = st.Applied[a.region]
+		}
+		st.FreezeTransition = t
+	}
+	return &FenceResult{Floor: st.GetPlacementFloor(), Transition: st.GetFreezeTransition(), Seq: st.GetFreezeSeq()}
 }
 
 // idempotencyWindowMax bounds a stamped window (a year), so that expiry
@@ -239,6 +266,19 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 	}
 
 	head := getHead(w.txn, entity)
+	// Fenced homes: an op routed by a placement copy older than a change
+	// this region has fenced may be for an entity that moved away, and an
+	// op under an older epoch than the stream's last event would write
+	// behind a newer home's history. Neither is written; the node routes
+	// it again with a current copy.
+	if floor := st.GetPlacementFloor(); op.GetPlacementIndex() < floor {
+		return nil, fmt.Errorf("%w: entity %q was routed by placement index %d, below this region's placement floor %d",
+			ErrStalePlacement, entity, op.GetPlacementIndex(), floor)
+	}
+	if op.GetEpoch() < head.GetEpoch() {
+		return nil, fmt.Errorf("%w: entity %q: append under epoch %d, the stream's last event has epoch %d",
+			ErrStalePlacement, entity, op.GetEpoch(), head.GetEpoch())
+	}
 	if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
 		return nil, err
 	}

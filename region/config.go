@@ -111,6 +111,25 @@ type Config struct {
 	// cover a session token (or, after a restart, the local log) before the
 	// read is forwarded to the leader. 1s.
 	ReadWaitMax time.Duration
+	// MoveWaitMax bounds how long a request for an entity whose home a
+	// placement change is moving waits for the change to complete before
+	// failing with ErrMoving (Unavailable). 5s: a move on a WAN takes a few
+	// round trips plus the drain.
+	MoveWaitMax time.Duration
+	// LeaseDuration is how long a home lease holds after the renewal was
+	// sent (with a placement table only). The placement group fails the
+	// region's entities over no sooner than LeaseDuration + its maximum
+	// clock offset after it last heard from the region. 6s: a few WAN
+	// round trips of renewals fit in it, and a failover starts within
+	// about 6.5s of losing the region.
+	LeaseDuration time.Duration
+	// LeaseRenewInterval is how often the leader renews. 2s: a third of
+	// LeaseDuration, so that one or two lost renewals cost nothing.
+	LeaseRenewInterval time.Duration
+	// LeaseWaitMax bounds how long a write waits for the leader to hold the
+	// lease (after an election, or while a renewal is late) before failing
+	// with ErrLeaseExpired. 3s.
+	LeaseWaitMax time.Duration
 	// CheckpointInterval is the default idle checkpoint period of Subscribe. 1s.
 	CheckpointInterval time.Duration
 	// SubscribePageMax bounds events read per page by Subscribe; a subscriber
@@ -143,6 +162,10 @@ func DefaultConfig() Config {
 		ForwardDialTimeout:  2 * time.Second,
 		ForwardTimeout:      30 * time.Second,
 		ReadWaitMax:         time.Second,
+		MoveWaitMax:         5 * time.Second,
+		LeaseDuration:       6 * time.Second,
+		LeaseRenewInterval:  2 * time.Second,
+		LeaseWaitMax:        3 * time.Second,
 		CheckpointInterval:  time.Second,
 		SubscribePageMax:    256,
 	}
@@ -188,7 +211,8 @@ func (c Config) Validate() error {
 		{"CommitTimeout", c.CommitTimeout}, {"SnapshotInterval", c.SnapshotInterval},
 		{"ApplyEnqueueTimeout", c.ApplyEnqueueTimeout}, {"LeaderWaitTimeout", c.LeaderWaitTimeout},
 		{"ForwardDialTimeout", c.ForwardDialTimeout}, {"ForwardTimeout", c.ForwardTimeout},
-		{"ReadWaitMax", c.ReadWaitMax},
+		{"ReadWaitMax", c.ReadWaitMax}, {"MoveWaitMax", c.MoveWaitMax},
+		{"LeaseDuration", c.LeaseDuration}, {"LeaseRenewInterval", c.LeaseRenewInterval}, {"LeaseWaitMax", c.LeaseWaitMax},
 		{"CheckpointInterval", c.CheckpointInterval},
 	}
 	for _, d := range durations {
@@ -198,6 +222,9 @@ func (c Config) Validate() error {
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		return bad("LeaderLeaseTimeout", "must be <= HeartbeatTimeout (%s), got %s", c.HeartbeatTimeout, c.LeaderLeaseTimeout)
+	}
+	if c.LeaseRenewInterval >= c.LeaseDuration {
+		return bad("LeaseRenewInterval", "must be below LeaseDuration (%s), got %s", c.LeaseDuration, c.LeaseRenewInterval)
 	}
 	ints := []struct {
 		name string

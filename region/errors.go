@@ -31,6 +31,12 @@ var (
 	ErrEntryTooLarge = errors.New("region: append too large for one state machine transaction")
 	// ErrInvalidConfig: a StoreConfig (or Config) field is out of range.
 	ErrInvalidConfig = errors.New("region: invalid config")
+	// ErrStalePlacement: apply refused an append because the node routed it
+	// by a placement copy older than a change this region has fenced
+	// (ApplyState.placement_floor), or under an older epoch than the
+	// stream's last event. Nothing was written; the node routes it again
+	// with a current copy (Unavailable if that does not settle in time).
+	ErrStalePlacement = errors.New("region: routed by a stale placement copy")
 )
 
 // InvalidArgumentError names the offending field and the allowed form or range.

@@ -170,6 +170,9 @@ var kindSentinels = map[string]error{
 	kindRoutingLoop:         ErrRoutingLoop,
 	kindNoPlacement:         ErrNoPlacement,
 	kindActiveActive:        ErrActiveActive,
+	kindMoving:              ErrMoving,
+	kindLeaseExpired:        ErrLeaseExpired,
+	kindStale:               ErrStalePlacement,
 	kindDepsNotApplied:      ErrDepsNotApplied,
 	kindNotReplicated:       ErrNotReplicated,
 }

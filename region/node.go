@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/causal"
 	"github.com/meridiandb/meridian/internal/signal"
@@ -49,6 +51,8 @@ type Node struct {
 
 	// lag reports replication lag per origin for Status (replication.go).
 	lag lagReporter
+	// lease is the leader's hold on the region's home lease (lease.go).
+	lease leaseState
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -109,6 +113,11 @@ func Open(cfg Config) (*Node, error) {
 	n.fwd = newForwarder(cfg.NodeID, cfg.Network, cfg.ForwardDialTimeout, cfg.ForwardTimeout)
 	n.wg.Add(1)
 	go n.runLeadership()
+	if cfg.Ownership != nil {
+		n.wg.Add(2)
+		go n.runHomes()
+		go n.runLease()
+	}
 	logger.Info("node open", "raft_addr", parts.transport.LocalAddr(), "applied", fsm.AppliedIndex(), "last_log_index", n.readFloor)
 	return n, nil
 }
@@ -157,6 +166,27 @@ func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meri
 	if err := ValidateAppend(op, n.cfg.Limits); err != nil {
 		return nil, err
 	}
+	for attempt := 1; ; attempt++ {
+		resp, err := n.appendRouted(ctx, req, op, token)
+		if err == nil || !errors.Is(err, ErrStalePlacement) || n.cfg.Ownership == nil || attempt >= staleRetriesMax {
+			return resp, err
+		}
+		// Apply refused it, writing nothing: this node's placement copy is
+		// behind a change the region has fenced. Route it again once the
+		// copy has caught up (the entity may be moving, or homed elsewhere).
+		n.logger.Debug("append routed by a stale placement copy; routing again", "entity", op.GetEntity(), "err", err)
+		n.cfg.Ownership.WaitIndex(ctx, n.fsm.ApplyState().GetPlacementFloor())
+	}
+}
+
+// staleRetriesMax bounds how often one append is routed again after apply
+// refused it for a stale placement copy (each time the copy catches up
+// first, so more than one retry means changes keep arriving).
+const staleRetriesMax = 4
+
+// appendRouted routes one attempt of an append: to the entity's home
+// region, or through this region's leader when the home is here.
+func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, op *meridianv1.AppendOp, token causal.Vector) (*meridianv1.AppendResponse, error) {
 	h, local, err := n.home(ctx, op.GetEntity())
 	if err != nil {
 		return nil, err
@@ -174,13 +204,17 @@ func (n *Node) Append(ctx context.Context, req *meridianv1.AppendRequest) (*meri
 		return resp, err
 	}
 	// The write is ordered here under the epoch this region's copy of the
-	// placement table gives; the events carry it.
-	op.Epoch = h.Epoch
+	// placement table gives; the events carry it, and apply checks the
+	// copy's index against the region's placement floor.
+	op.Epoch, op.PlacementIndex = h.Epoch, h.Index
 	err = n.routeToLeader(ctx, true,
 		func() error {
 			// Apply refuses an append whose token this region does not
 			// cover (ErrDepsNotApplied): wait for replication first.
 			if err := n.waitCovers(ctx, token); err != nil {
+				return err
+			}
+			if err := n.waitLease(ctx); err != nil {
 				return err
 			}
 			r, err := n.batcher.submit(ctx, op)
@@ -360,6 +394,29 @@ func (n *Node) readStrong(ctx context.Context, req *meridianv1.ReadRequest, toke
 			return nil, ctx.Err()
 		}
 		return nil, fmt.Errorf("%w: leader did not apply its read index %d within %s", ErrNotLeader, idx, n.cfg.LeaderWaitTimeout)
+	}
+	if own := n.cfg.Ownership; own != nil {
+		// The state now covers every freeze committed before this read
+		// began. A placement copy older than the region's floor may still
+		// take this region for the home of an entity that moved away (and
+		// has been written since): let it catch up, then ask again. An
+		// entity still moving waits for the flip (home), since the new home
+		// may take writes from the flip on.
+		if floor := n.fsm.ApplyState().GetPlacementFloor(); own.Index() < floor {
+			own.WaitIndex(ctx, floor)
+		}
+		h, local, err := n.home(ctx, req.GetEntity())
+		if err != nil {
+			return nil, err
+		}
+		if !local {
+			return n.readAtHome(ctx, req, h)
+		}
+		// Without the lease this region may have lost the entity to a
+		// failover, whose new home may already have written it.
+		if err := n.waitLease(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return n.readFSM(req, token)
 }
@@ -603,7 +660,7 @@ func (n *Node) Subscribe(ctx context.Context, req *meridianv1.SubscribeRequest, 
 func (n *Node) Status() *meridianv1.StatusResponse {
 	st := n.fsm.ApplyState()
 	leaderID, leaderAddr, _ := n.leader()
-	return &meridianv1.StatusResponse{
+	resp := &meridianv1.StatusResponse{
 		Region:        n.cfg.Region,
 		Node:          n.cfg.NodeID,
 		Leader:        leaderID,
@@ -615,4 +672,13 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 		RaftState:     n.raft.State().String(),
 		Replication:   n.replicationLag(),
 	}
+	if n.cfg.Ownership != nil && n.isLeader() {
+		remaining, why := n.leaseRemaining()
+		if why != "" {
+			resp.LeaseFenced = why
+		} else {
+			resp.LeaseRemaining = durationpb.New(remaining)
+		}
+	}
+	return resp
 }

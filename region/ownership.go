@@ -26,6 +26,66 @@ type Ownership interface {
 	// Endpoints returns the API addresses (host:port) of a region's nodes,
 	// in the order to try them.
 	Endpoints(region string) []string
+	// Index returns the placement log index the local copy has applied.
+	Index() uint64
+	// WaitIndex waits, bounded by ctx and the copy's own bound, until the
+	// local copy has applied idx; it reports whether it has.
+	WaitIndex(ctx context.Context, idx uint64) bool
+	// Changed returns a channel closed at the local copy's next apply.
+	Changed() <-chan struct{}
+	// Transition returns the placement change in progress that moves
+	// homes, as the local copy has it; false when there is none.
+	Transition() (Transition, bool)
+	// AckTransition reports this region's part of a placement change to
+	// the placement group (through its leader).
+	AckTransition(ctx context.Context, ack TransitionAck) error
+	// RenewLease renews this region's home lease through the placement
+	// group (lease.go).
+	RenewLease(ctx context.Context, r LeaseRenewal) (LeaseGrant, error)
+	// Applied returns every region's applied vector as its last lease
+	// renewal reported it, by region.
+	Applied() map[string]map[string]uint64
+}
+
+// Transition is a placement change in progress that moves homes (ADR
+// 0004): each old home fences itself and reports its own origin sequence
+// at that point, each new home reports once it has applied the old home's
+// log up to there, then the change takes effect (the flip).
+type Transition struct {
+	// Index is the placement index at which the change was staged: the
+	// floor an old home's fence raises its placement floor to.
+	Index uint64
+	Moves []TransitionMove
+}
+
+// TransitionMove is one (old home, new home) pair of a Transition.
+type TransitionMove struct {
+	From, To string
+	// Frozen is set once From has fenced itself; FrozenSeq is From's own
+	// origin sequence at the fence.
+	Frozen    bool
+	FrozenSeq uint64
+	// DrainedSeq is how far To reported having applied From's log.
+	DrainedSeq uint64
+}
+
+// TransitionAckKind says what a TransitionAck reports.
+type TransitionAckKind int
+
+const (
+	// AckFrozen: the region (an old home) fenced itself at Seq.
+	AckFrozen TransitionAckKind = iota + 1
+	// AckDrained: the region (a new home) applied Origin's log up to Seq.
+	AckDrained
+)
+
+// TransitionAck is a region's report on a Transition.
+type TransitionAck struct {
+	Transition uint64
+	Kind       TransitionAckKind
+	Region     string
+	Origin     string
+	Seq        uint64
 }
 
 // Home is an entity's placement as Ownership reports it.
@@ -38,6 +98,20 @@ type Home struct {
 	// ActiveActive is true for entities every region may write (not served
 	// yet: ARCHITECTURE.md section 8).
 	ActiveActive bool
+	// Index is the placement index of the local copy, read before the
+	// lookup: appends carry it, and apply refuses them below the region's
+	// placement floor.
+	Index uint64
+	// Moving is set while a placement change moves the entity's home:
+	// Region is still the old home, which stops ordering its writes.
+	Moving *Moving
+}
+
+// Moving describes a change in progress that moves an entity's home.
+type Moving struct {
+	Transition uint64
+	From, To   string
+	Reason     string
 }
 
 // Routing limits and headers of requests routed between regions.
@@ -61,6 +135,8 @@ const (
 	kindRoutingLoop  = "routing-loop"
 	kindNoPlacement  = "no-placement"
 	kindActiveActive = "active-active"
+	kindMoving       = "moving"
+	kindStale        = "stale-placement"
 )
 
 // Routing errors.
@@ -79,6 +155,10 @@ var (
 	// ErrActiveActive: the entity's placement is active-active, whose writes
 	// (merged across regions) are not served yet.
 	ErrActiveActive = errors.New("region: active-active writes are not served yet")
+	// ErrMoving: a placement change is moving the entity's home and did not
+	// complete within MoveWaitMax (or the caller's deadline). Not served;
+	// retry (Unavailable).
+	ErrMoving = errors.New("region: the entity's home is moving")
 )
 
 // NotHomeError says where an entity's home is, for a client to go there.
@@ -135,8 +215,10 @@ func setRoute(h interface{ Set(string, string) }, r route) {
 }
 
 // home looks up entity's home; ok is true when this region is the home
-// (always, without an Ownership). It fails with ErrNoPlacement,
-// ErrActiveActive or the lookup's error.
+// (always, without an Ownership). While a placement change moves the
+// entity it waits, at most MoveWaitMax, for the change to complete. It
+// fails with ErrNoPlacement, ErrActiveActive, ErrMoving or the lookup's
+// error.
 func (n *Node) home(ctx context.Context, entity string) (Home, bool, error) {
 	if n.cfg.Ownership == nil {
 		return Home{Region: n.cfg.Region}, true, nil
@@ -144,6 +226,11 @@ func (n *Node) home(ctx context.Context, entity string) (Home, bool, error) {
 	h, err := n.cfg.Ownership.Home(ctx, entity, routeOf(ctx).epoch)
 	if err != nil {
 		return Home{}, false, err
+	}
+	if h.Moving != nil {
+		if h, err = n.waitSettled(ctx, entity, h); err != nil {
+			return h, false, err
+		}
 	}
 	switch {
 	case h.Region == "":
@@ -192,4 +279,34 @@ func setNotHomeDetail(ce *connect.Error, e *NotHomeError) {
 	}); err == nil {
 		ce.AddDetail(d)
 	}
+}
+
+// waitSettled waits, at most MoveWaitMax and ctx, until no placement change
+// moves entity, and returns its home then.
+func (n *Node) waitSettled(ctx context.Context, entity string, h Home) (Home, error) {
+	own := n.cfg.Ownership
+	wctx, cancel := context.WithTimeout(ctx, n.cfg.MoveWaitMax)
+	defer cancel()
+	for h.Moving != nil {
+		ch := own.Changed()
+		var err error
+		if h, err = own.Home(ctx, entity, 0); err != nil {
+			return h, err
+		}
+		if h.Moving == nil {
+			break
+		}
+		select {
+		case <-ch:
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return h, ctx.Err()
+			}
+			return h, fmt.Errorf("%w: entity %q is moving from %s to %s (%s, placement change %d) and the move did not complete within %s; retry",
+				ErrMoving, entity, h.Moving.From, h.Moving.To, h.Moving.Reason, h.Moving.Transition, n.cfg.MoveWaitMax)
+		case <-n.closing:
+			return h, ErrNodeClosed
+		}
+	}
+	return h, nil
 }

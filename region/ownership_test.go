@@ -10,6 +10,7 @@ import (
 
 	"connectrpc.com/connect"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/internal/signal"
 	"github.com/meridiandb/meridian/tests/faultnet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,14 +19,105 @@ import (
 // fakeOwnership is a hand-set placement table, for routing tests of the
 // layer above placement.
 type fakeOwnership struct {
-	mu        sync.Mutex
-	homes     map[string]Home // by entity prefix (first matching key wins; keys are disjoint in tests)
-	endpoints map[string][]string
-	minEpochs []uint64 // every non-zero minEpoch asked for
+	mu         sync.Mutex
+	homes      map[string]Home // by entity prefix (first matching key wins; keys are disjoint in tests)
+	endpoints  map[string][]string
+	minEpochs  []uint64 // every non-zero minEpoch asked for
+	index      uint64
+	transition *Transition
+	acks       []TransitionAck
+	leaseErr   error // RenewLease fails with it when set
+	renewals   int
+	required   uint64 // the grant's Required
+	changed    signal.Signal
 }
 
 func newFakeOwnership() *fakeOwnership {
 	return &fakeOwnership{homes: map[string]Home{}, endpoints: map[string][]string{}}
+}
+
+func (f *fakeOwnership) Index() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.index
+}
+
+func (f *fakeOwnership) WaitIndex(ctx context.Context, idx uint64) bool {
+	for {
+		ch := f.changed.C()
+		if f.Index() >= idx {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (f *fakeOwnership) Changed() <-chan struct{} { return f.changed.C() }
+
+func (f *fakeOwnership) Transition() (Transition, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.transition == nil {
+		return Transition{}, false
+	}
+	tr := *f.transition
+	tr.Moves = append([]TransitionMove(nil), tr.Moves...)
+	return tr, true
+}
+
+func (f *fakeOwnership) AckTransition(_ context.Context, ack TransitionAck) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.acks = append(f.acks, ack)
+	return nil
+}
+
+func (f *fakeOwnership) RenewLease(context.Context, LeaseRenewal) (LeaseGrant, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.leaseErr != nil {
+		return LeaseGrant{}, f.leaseErr
+	}
+	f.renewals++
+	return LeaseGrant{Index: f.index, Required: f.required, LeaderTime: time.Now()}, nil
+}
+
+func (f *fakeOwnership) Applied() map[string]map[string]uint64 { return nil }
+
+func (f *fakeOwnership) setRequired(idx uint64) {
+	f.mu.Lock()
+	f.required = idx
+	f.mu.Unlock()
+}
+
+func (f *fakeOwnership) setLeaseErr(err error) {
+	f.mu.Lock()
+	f.leaseErr = err
+	f.mu.Unlock()
+}
+
+func (f *fakeOwnership) setTransition(tr *Transition) {
+	f.mu.Lock()
+	f.transition = tr
+	f.mu.Unlock()
+	f.changed.Notify()
+}
+
+func (f *fakeOwnership) setIndex(idx uint64) {
+	f.mu.Lock()
+	f.index = idx
+	f.mu.Unlock()
+	f.changed.Notify()
+}
+
+func (f *fakeOwnership) reported() []TransitionAck {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]TransitionAck(nil), f.acks...)
 }
 
 func (f *fakeOwnership) Home(_ context.Context, entity string, minEpoch uint64) (Home, error) {
@@ -36,10 +128,11 @@ func (f *fakeOwnership) Home(_ context.Context, entity string, minEpoch uint64) 
 	}
 	for p, h := range f.homes {
 		if strings.HasPrefix(entity, p) {
+			h.Index = f.index
 			return h, nil
 		}
 	}
-	return Home{}, nil
+	return Home{Index: f.index}, nil
 }
 
 func (f *fakeOwnership) Endpoints(region string) []string {

@@ -130,7 +130,9 @@ func TestApplyAppendWaitsForItsTokenAndDependsOnThePreviousEvent(t *testing.T) {
 	// A stream whose last event came from another region (a home that
 	// moved): the next local event depends on it.
 	d.replicate(shipped("us-east", 3, "shared/s", 1, nil))
-	r = d.one(aop("shared/s", expExact(1), pev(2, "T", "b")))
+	moved := aop("shared/s", expExact(1), pev(2, "T", "b"))
+	moved.Epoch = 8 // the new home's epoch, above the shipped event's 7
+	r = d.one(moved)
 	require.NoError(t, r.Err)
 	events, _ = fsmReadAll(t, f, "shared/s")
 	require.Len(t, events, 2)

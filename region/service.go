@@ -147,6 +147,12 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeUnavailable, kindRoutingLoop
 	case errors.Is(err, ErrNoPlacement):
 		return connect.CodeUnavailable, kindNoPlacement
+	case errors.Is(err, ErrMoving):
+		return connect.CodeUnavailable, kindMoving
+	case errors.Is(err, ErrLeaseExpired):
+		return connect.CodeUnavailable, kindLeaseExpired
+	case errors.Is(err, ErrStalePlacement):
+		return connect.CodeUnavailable, kindStale
 	case errors.Is(err, ErrNotLeader):
 		return connect.CodeUnavailable, kindNotLeader
 	case errors.Is(err, ErrTimeout):

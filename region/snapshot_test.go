@@ -104,8 +104,10 @@ func TestSnapshotRestoreIntoAnotherFSM(t *testing.T) {
 	// including idempotency records carried by the snapshot.
 	retry := pev(1001+2, "T", "data-2-0") // stream-2's first event, as fsmPopulate wrote it
 	retry.Metadata = map[string]string{"k": "0"}
+	cont := aop("stream-1", expExact(8), pev(5000, "T", ""))
+	cont.Epoch = 3
 	next := d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall + 1},
-		Ops: []*meridianv1.AppendOp{aop("stream-1", expExact(8), pev(5000, "T", "")), aop("stream-2", nil, retry)}})
+		Ops: []*meridianv1.AppendOp{cont, aop("stream-2", nil, retry)}})
 	ra, rb := src.Apply(next).(*BatchResult), dst.Apply(next).(*BatchResult)
 	require.NoError(t, ra.Ops[0].Err)
 	assert.True(t, ra.Ops[1].Resp.GetDuplicate(), "%v", ra.Ops[1].Err)
@@ -190,6 +192,7 @@ func TestSnapshotIsAtItsReadTimestamp(t *testing.T) {
 	snap, err := f.Snapshot()
 	require.NoError(t, err)
 	populate2 := aop("stream-0", nil, pev(9999, "Late", ""))
+	populate2.Epoch = 3
 	d.mustAppend(populate2)
 	var sink fsmSink
 	require.NoError(t, snap.Persist(&sink))

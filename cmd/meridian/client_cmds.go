@@ -273,15 +273,15 @@ func newStatusCmd(r *rootCmd) *cobra.Command {
 				}
 			} else {
 				tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ENDPOINT\tREGION\tNODE\tSTATE\tLEADER\tAPPLIED INDEX\tLAST POSITION\tAPPLIED VECTOR")
+				fmt.Fprintln(tw, "ENDPOINT\tREGION\tNODE\tSTATE\tLEADER\tAPPLIED INDEX\tLAST POSITION\tAPPLIED VECTOR\tLEASE")
 				for i, st := range statuses {
 					if errs[i] != nil {
 						failed++
-						fmt.Fprintf(tw, "%s\t-\t-\tunreachable (%s)\t-\t-\t-\t-\n", c.Endpoints()[i], errorSummary(errs[i]))
+						fmt.Fprintf(tw, "%s\t-\t-\tunreachable (%s)\t-\t-\t-\t-\t-\n", c.Endpoints()[i], errorSummary(errs[i]))
 						continue
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", c.Endpoints()[i], st.GetRegion(), st.GetNode(),
-						st.GetRaftState(), st.GetLeader(), st.GetAppliedIndex(), st.GetLastPosition(), formatVector(st.GetApplied()))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", c.Endpoints()[i], st.GetRegion(), st.GetNode(),
+						st.GetRaftState(), st.GetLeader(), st.GetAppliedIndex(), st.GetLastPosition(), formatVector(st.GetApplied()), leaseColumn(st))
 				}
 				_ = tw.Flush()
 			}
@@ -410,4 +410,16 @@ func parseMetadata(kvs []string) (map[string]string, error) {
 		md[k] = v
 	}
 	return md, nil
+}
+
+// leaseColumn is how long a region leader's home lease still holds, or
+// why it holds none; "-" on followers and single-region deployments.
+func leaseColumn(st *meridianv1.StatusResponse) string {
+	switch {
+	case st.GetLeaseFenced() != "":
+		return "none (" + st.GetLeaseFenced() + ")"
+	case st.GetLeaseRemaining() != nil:
+		return st.GetLeaseRemaining().AsDuration().Round(time.Millisecond).String()
+	}
+	return "-"
 }

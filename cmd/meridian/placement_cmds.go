@@ -37,8 +37,72 @@ placement group's leader.`,
 		Args: exactArgs(0, ""),
 	}
 	cmd.AddCommand(newPlacementGetCmd(r), newPlacementRulesCmd(r), newPlacementSetRulesCmd(r),
-		newPlacementPinCmd(r), newPlacementUnpinCmd(r))
+		newPlacementPinCmd(r), newPlacementUnpinCmd(r), newPlacementMoveCmd(r))
 	return cmd
+}
+
+func newPlacementMoveCmd(r *rootCmd) *cobra.Command {
+	var asJSON, prefix bool
+	cmd := &cobra.Command{
+		Use:   "move ENTITY|PREFIX REGION",
+		Short: "Move an entity (or, with --prefix, a rule's entities) to another home region without losing a write",
+		Long: `Move changes a home safely: the old home stops ordering writes for the
+moved entities (it freezes), the new home applies everything the old home
+ordered (it drains), then the home flips with a new epoch. Writes to the
+moved entities wait meanwhile and resume at the new home; nothing
+acknowledged is lost or renumbered. Moving an entity pins it; --prefix moves
+the rule with exactly that prefix. Pins, unpins and set-rules that change a
+home take the same path.`,
+		Example: `  meridian placement move eu/order-9 ap-south
+  meridian placement move --prefix eu/ us-east`,
+		Args: exactArgs(2, "ENTITY|PREFIX REGION"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				var resp *meridianv1.MoveResponse
+				var err error
+				if prefix {
+					resp, err = c.MovePrefix(ctx, args[0], args[1])
+				} else {
+					resp, err = c.MoveEntity(ctx, args[0], args[1])
+				}
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				if resp.GetChange() == nil {
+					fmt.Fprintf(r.stdout, "%s is already homed in %s (epoch %d); nothing moved\n", args[0], args[1], resp.GetEpoch())
+					return nil
+				}
+				fmt.Fprintf(r.stdout, "moved %s to %s at epoch %d\n", args[0], args[1], resp.GetEpoch())
+				printChange(r.stdout, resp.GetChange())
+				return nil
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&prefix, "prefix", false, "move the rule with exactly this prefix instead of one entity")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the MoveResponse as JSON")
+	return cmd
+}
+
+// printChange describes a placement change that moved homes.
+func printChange(w io.Writer, c *meridianv1.PlacementChange) {
+	state := "in progress"
+	switch {
+	case c.GetAborted() != "":
+		state = "aborted: " + c.GetAborted()
+	case c.GetCompletedIndex() != 0:
+		state = fmt.Sprintf("completed at index %d in %s", c.GetCompletedIndex(), c.GetDuration().AsDuration().Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "  change %d (%s): %s\n", c.GetIndex(), c.GetReason(), state)
+	for _, m := range c.GetMoves() {
+		frozen := "not frozen yet"
+		if m.GetFrozen() {
+			frozen = fmt.Sprintf("froze at %s/%d", m.GetFrom(), m.GetFrozenSeq())
+		}
+		fmt.Fprintf(w, "    %s -> %s: %s, %s drained to %d\n", m.GetFrom(), m.GetTo(), frozen, m.GetTo(), m.GetDrainedSeq())
+	}
 }
 
 // withClient runs fn with a client from the global flags and the command's timeout.
@@ -77,6 +141,14 @@ func newPlacementGetCmd(r *rootCmd) *cobra.Command {
 				fmt.Fprintf(w, "%s  home %s  (%s)\n", p.GetEntity(), p.GetHomeRegion(), sourceOf(p))
 				fmt.Fprintf(w, "  epoch %d  mode %s  failover %s\n", p.GetEpoch(), modeName(p.GetMode()), listOrDash(p.GetFailover()))
 				fmt.Fprintf(w, "  home endpoints %s\n", listOrDash(p.GetHomeEndpoints()))
+				if ch := p.GetChange(); ch != nil {
+					fmt.Fprintf(w, "  moving: writes wait until the change completes\n")
+					printChange(w, ch)
+				}
+				if st := p.GetHomeLease(); st != nil {
+					fmt.Fprintf(w, "  home lease: holder %s/%s, renewed %s ago, %s\n", st.GetLease().GetRegion(), st.GetLease().GetHolder(),
+						st.GetAge().AsDuration().Round(time.Millisecond), leaseState(st))
+				}
 				printTableInfo(w, p.GetTable())
 				return nil
 			})
@@ -102,6 +174,10 @@ func newPlacementRulesCmd(r *rootCmd) *cobra.Command {
 					return printJSON(r.stdout, rules)
 				}
 				printRules(r.stdout, rules.GetRules())
+				if ch := rules.GetChange(); ch != nil {
+					fmt.Fprintf(r.stdout, "a change that moves homes is in progress:\n")
+					printChange(r.stdout, ch)
+				}
 				fmt.Fprintf(r.stdout, "default region %s (epoch %d); %d pins; rules index %d (for set-rules --expect-index)\n",
 					orDash(rules.GetDefaultRegion()), rules.GetDefaultEpoch(), rules.GetPins(), rules.GetRulesIndex())
 				printTableInfo(r.stdout, rules.GetTable())
@@ -182,6 +258,9 @@ for every entity's home and epoch.`,
 				fmt.Fprintf(r.stdout, "rules set at placement index %d: %d rules, default region %s (epoch %d)\n",
 					resp.GetIndex(), len(resp.GetRules()), req.GetDefaultRegion(), resp.GetDefaultEpoch())
 				printRules(r.stdout, resp.GetRules())
+				if ch := resp.GetChange(); ch != nil {
+					printChange(r.stdout, ch)
+				}
 				return nil
 			})
 		},
@@ -216,6 +295,9 @@ func newPlacementPinCmd(r *rootCmd) *cobra.Command {
 					return nil
 				}
 				fmt.Fprintf(r.stdout, "pinned %s to %s at epoch %d\n", args[0], args[1], resp.GetEpoch())
+				if ch := resp.GetChange(); ch != nil {
+					printChange(r.stdout, ch)
+				}
 				return nil
 			})
 		},
@@ -245,6 +327,9 @@ func newPlacementUnpinCmd(r *rootCmd) *cobra.Command {
 					return nil
 				}
 				fmt.Fprintf(r.stdout, "unpinned %s at placement index %d; the rules decide its home again\n", args[0], resp.GetIndex())
+				if ch := resp.GetChange(); ch != nil {
+					printChange(r.stdout, ch)
+				}
 				return nil
 			})
 		},
@@ -309,6 +394,11 @@ regions that did not answer.`,
 					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.GetName(), reach, listOrDash(g.GetVoters()), listOrDash(g.GetEndpoints()), last, applied)
 				}
 				_ = tw.Flush()
+				printLeases(r.stdout, resp.GetRegions())
+				if ch := resp.GetChange(); ch != nil {
+					fmt.Fprintf(r.stdout, "a change that moves homes is in progress:\n")
+					printChange(r.stdout, ch)
+				}
 				printTableInfo(r.stdout, resp.GetTable())
 				if selfErr != nil {
 					fmt.Fprintf(r.stdout, "replication: unknown (status: %s)\n", errorSummary(selfErr))
@@ -321,6 +411,46 @@ regions that did not answer.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the ListRegionsResponse, with every region leader's StatusResponse, as JSON")
 	return cmd
+}
+
+// printLeases prints every region's home lease and unreplicated tail.
+func printLeases(w io.Writer, regions []*meridianv1.RegionInfo) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LEASE	HOLDER	RENEWED	STATE	UNREPLICATED TAIL")
+	for _, g := range regions {
+		st := g.GetLease()
+		if st == nil {
+			fmt.Fprintf(tw, "%s	-	never	none	-\n", g.GetName())
+			continue
+		}
+		fmt.Fprintf(tw, "%s	%s	%s ago	%s	%s\n", g.GetName(), st.GetLease().GetHolder(),
+			st.GetAge().AsDuration().Round(time.Millisecond), leaseState(st), tailOf(st.GetLease()))
+	}
+	_ = tw.Flush()
+}
+
+// leaseState says whether a lease holds, as the answering node sees it.
+func leaseState(st *meridianv1.LeaseStatus) string {
+	l := st.GetLease()
+	switch {
+	case st.GetExpired():
+		return "EXPIRED"
+	case l.GetFenced() != "":
+		return "fenced: " + l.GetFenced()
+	}
+	return fmt.Sprintf("holds (%s)", l.GetDuration().AsDuration())
+}
+
+// tailOf describes a region's unreplicated tail at its last renewal.
+func tailOf(l *meridianv1.RegionLease) string {
+	if l.GetTailEvents() == 0 {
+		return "0 events"
+	}
+	s := fmt.Sprintf("%d events", l.GetTailEvents())
+	if t := l.GetTailOldest(); t != nil {
+		s += fmt.Sprintf(", oldest %s", time.Since(t.AsTime()).Round(time.Millisecond))
+	}
+	return s
 }
 
 // regionStatusTimeout bounds the status call to one region, so that an

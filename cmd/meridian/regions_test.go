@@ -153,8 +153,8 @@ func TestCLIRegionsShowsReplication(t *testing.T) {
 		code, out, errOut := runCLI(t, t.Context(), "status", "--endpoint", usFollower+","+usLeader)
 		require.Equal(t, 0, code, errOut)
 		assert.Contains(t, out, "APPLIED VECTOR")
-		assert.Regexp(t, `(?m)us-east\s+n1\s+\s+n2\s+0\s+0\s+us-east=6$`, out)
-		assert.Regexp(t, `(?m)us-east\s+n2\s+\s+n2\s+0\s+0\s+eu-west=3,us-east=7$`, out)
+		assert.Regexp(t, `(?m)us-east\s+n1\s+\s+n2\s+0\s+0\s+us-east=6\s+-$`, out)
+		assert.Regexp(t, `(?m)us-east\s+n2\s+\s+n2\s+0\s+0\s+eu-west=3,us-east=7\s+-$`, out)
 	})
 }
 

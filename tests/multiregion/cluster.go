@@ -92,6 +92,8 @@ func RegionTestConfig(c *region.Config) {
 	c.LeaderLeaseTimeout = 250 * time.Millisecond
 	c.CommitTimeout = 20 * time.Millisecond
 	c.LeaderWaitTimeout = 3 * time.Second
+	c.LeaseDuration = 2 * time.Second
+	c.LeaseRenewInterval = 500 * time.Millisecond
 }
 
 // PlacementTestConfig returns placement timers scaled down for tests: a

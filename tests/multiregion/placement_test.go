@@ -440,6 +440,11 @@ func TestPlacementChangeWaitsForALeaderAfterRestart(t *testing.T) {
 	assert.Equal(t, "ap-south", c.Node("us-east-1").Placement().Lookup("us/after-restart").Home)
 }
 
+// TestPlacementMinorityRegionPartitionedKeepsRoutingWithItsLastCopy: a
+// region cut off from the placement majority keeps its last copy of the
+// table and reports how stale it is; it stops ordering its own entities'
+// writes once its home lease runs out (fenced homes), and resumes after the
+// heal; the majority commits changes meanwhile.
 func TestPlacementMinorityRegionPartitionedKeepsRoutingWithItsLastCopy(t *testing.T) {
 	c := startCluster(t, 3)
 	ctx := ctxFor(t, 3*time.Minute)
@@ -488,10 +493,15 @@ func TestPlacementMinorityRegionPartitionedKeepsRoutingWithItsLastCopy(t *testin
 		assert.Equal(t, "us-east", got.Msg.GetHomeRegion(), "the minority's copy predates the change")
 		assert.Less(t, got.Msg.GetTable().GetIndex(), idx)
 		assert.Greater(t, got.Msg.GetTable().GetStaleness().AsDuration(), time.Second)
-		// Its own entities still take writes: routing needs no placement leader.
-		resp, err := c.EventStore(h).Append(ctx, connect.NewRequest(&meridianv1.AppendRequest{Entity: "ap/local-" + h, Events: []*meridianv1.ProposedEvent{event("X")}}))
-		require.NoError(t, err)
-		assert.Equal(t, "ap-south", resp.Msg.GetRegion())
+		// Its own entities took writes only while its home lease held: the
+		// lease has run out by now (it cannot be renewed without the
+		// placement majority), so they are refused, retryably, with nothing
+		// written.
+		_, err = c.EventStore(h).Append(ctx, connect.NewRequest(&meridianv1.AppendRequest{Entity: "ap/local-" + h, Events: []*meridianv1.ProposedEvent{event("X")}}))
+		var ce *connect.Error
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, connect.CodeUnavailable, ce.Code())
+		assert.Equal(t, "lease-expired", ce.Meta().Get("Meridian-Error"), ce.Message())
 	}
 	reach := map[string]bool{}
 	require.Eventually(t, func() bool {
@@ -507,11 +517,16 @@ func TestPlacementMinorityRegionPartitionedKeepsRoutingWithItsLastCopy(t *testin
 	}, 30*time.Second, 100*time.Millisecond, "ListRegions on the minority still reports the others reachable")
 	assert.Equal(t, map[string]bool{"ap-south": true, "eu-west": false, "us-east": false}, reach)
 
-	// After the heal the minority catches up.
+	// After the heal the minority catches up, renews its lease and takes
+	// its own writes again.
 	c.Net.HealAll()
 	waitIndex(t, c, minority, idx)
 	for _, h := range minority {
 		assert.Equal(t, "eu-west", c.Node(h).Placement().Lookup("us/x").Home)
+		resp, err := c.EventStore(h).Append(ctx, connect.NewRequest(&meridianv1.AppendRequest{Entity: "ap/local-" + h, Events: []*meridianv1.ProposedEvent{event("X")}}))
+		require.NoError(t, err)
+		assert.Equal(t, "ap-south", resp.Msg.GetRegion())
+		assert.Equal(t, uint64(1), resp.Msg.GetFirstVersion(), "nothing was written while the lease was out")
 	}
 }
 

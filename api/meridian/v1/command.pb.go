@@ -31,6 +31,9 @@ const (
 	// COMMAND_TYPE_REPLICATE_BATCH carries a ReplicateBatch (events shipped
 	// from other regions).
 	CommandType_COMMAND_TYPE_REPLICATE_BATCH CommandType = 2
+	// COMMAND_TYPE_PLACEMENT_FENCE carries a PlacementFence (fenced homes:
+	// refuse appends routed by an older copy of the placement table).
+	CommandType_COMMAND_TYPE_PLACEMENT_FENCE CommandType = 3
 )
 
 // Enum value maps for CommandType.
@@ -39,11 +42,13 @@ var (
 		0: "COMMAND_TYPE_UNSPECIFIED",
 		1: "COMMAND_TYPE_APPEND_BATCH",
 		2: "COMMAND_TYPE_REPLICATE_BATCH",
+		3: "COMMAND_TYPE_PLACEMENT_FENCE",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":     0,
 		"COMMAND_TYPE_APPEND_BATCH":    1,
 		"COMMAND_TYPE_REPLICATE_BATCH": 2,
+		"COMMAND_TYPE_PLACEMENT_FENCE": 3,
 	}
 )
 
@@ -210,10 +215,16 @@ type AppendOp struct {
 	Expected *ExpectedVersion       `protobuf:"bytes,2,opt,name=expected,proto3" json:"expected,omitempty"`
 	Events   []*ProposedEvent       `protobuf:"bytes,3,rep,name=events,proto3" json:"events,omitempty"`
 	// deps are the writer's causal dependencies (its session token's vector).
-	Deps          map[string]uint64 `protobuf:"bytes,4,rep,name=deps,proto3" json:"deps,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	Epoch         uint64            `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Deps  map[string]uint64 `protobuf:"bytes,4,rep,name=deps,proto3" json:"deps,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Epoch uint64            `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// placement_index is the index of the placement table copy the leader
+	// routed the op by (read before the lookup). Apply refuses the op when it
+	// is below ApplyState.placement_floor: a placement change this region has
+	// fenced may have moved the entity away. 0 in entries written before
+	// fenced homes existed, and in deployments without a placement table.
+	PlacementIndex uint64 `protobuf:"varint,6,opt,name=placement_index,json=placementIndex,proto3" json:"placement_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AppendOp) Reset() {
@@ -281,6 +292,72 @@ func (x *AppendOp) GetEpoch() uint64 {
 	return 0
 }
 
+func (x *AppendOp) GetPlacementIndex() uint64 {
+	if x != nil {
+		return x.PlacementIndex
+	}
+	return 0
+}
+
+// PlacementFence is a Raft entry that raises the region's placement floor
+// (ApplyState.placement_floor) to floor: from this entry on, apply refuses
+// every append routed by a placement copy older than floor. When transition
+// is not 0 the fence is this region's freeze for that placement change (it
+// is a source of one of its moves): apply records the transition and this
+// region's own origin sequence at that point, which is everything it ordered
+// for the moved entities, in ApplyState.freeze_transition and freeze_seq.
+type PlacementFence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Floor         uint64                 `protobuf:"varint,1,opt,name=floor,proto3" json:"floor,omitempty"`
+	Transition    uint64                 `protobuf:"varint,2,opt,name=transition,proto3" json:"transition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementFence) Reset() {
+	*x = PlacementFence{}
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementFence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementFence) ProtoMessage() {}
+
+func (x *PlacementFence) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementFence.ProtoReflect.Descriptor instead.
+func (*PlacementFence) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PlacementFence) GetFloor() uint64 {
+	if x != nil {
+		return x.Floor
+	}
+	return 0
+}
+
+func (x *PlacementFence) GetTransition() uint64 {
+	if x != nil {
+		return x.Transition
+	}
+	return 0
+}
+
 // ReplicateBatch is one Raft entry holding events of other origins, as their
 // home regions stored them (version, dot, HLC, epoch, deps), in origin-sequence
 // order per origin. Apply takes each event exactly once, only when it is the
@@ -296,7 +373,7 @@ type ReplicateBatch struct {
 
 func (x *ReplicateBatch) Reset() {
 	*x = ReplicateBatch{}
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +385,7 @@ func (x *ReplicateBatch) String() string {
 func (*ReplicateBatch) ProtoMessage() {}
 
 func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +398,7 @@ func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateBatch.ProtoReflect.Descriptor instead.
 func (*ReplicateBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReplicateBatch) GetEvents() []*Event {
@@ -344,7 +421,7 @@ type StreamHead struct {
 
 func (x *StreamHead) Reset() {
 	*x = StreamHead{}
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -356,7 +433,7 @@ func (x *StreamHead) String() string {
 func (*StreamHead) ProtoMessage() {}
 
 func (x *StreamHead) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -369,7 +446,7 @@ func (x *StreamHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHead.ProtoReflect.Descriptor instead.
 func (*StreamHead) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamHead) GetVersion() uint64 {
@@ -422,7 +499,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -434,7 +511,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -447,7 +524,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IdempotencyRecord) GetEntity() string {
@@ -524,14 +601,21 @@ type ApplyState struct {
 	LastPosition uint64 `protobuf:"varint,4,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
 	// last_hlc is the HLC of the last event applied; apply never stamps an
 	// event at or below it, so HLCs grow strictly along the apply log.
-	LastHlc       *Hlc `protobuf:"bytes,5,opt,name=last_hlc,json=lastHlc,proto3" json:"last_hlc,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastHlc *Hlc `protobuf:"bytes,5,opt,name=last_hlc,json=lastHlc,proto3" json:"last_hlc,omitempty"`
+	// placement_floor: appends whose placement_index is below it are refused
+	// (PlacementFence). Never decreases.
+	PlacementFloor uint64 `protobuf:"varint,6,opt,name=placement_floor,json=placementFloor,proto3" json:"placement_floor,omitempty"`
+	// freeze_transition and freeze_seq record the last freeze: the placement
+	// change it was for, and this region's own origin sequence at the freeze.
+	FreezeTransition uint64 `protobuf:"varint,7,opt,name=freeze_transition,json=freezeTransition,proto3" json:"freeze_transition,omitempty"`
+	FreezeSeq        uint64 `protobuf:"varint,8,opt,name=freeze_seq,json=freezeSeq,proto3" json:"freeze_seq,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ApplyState) Reset() {
 	*x = ApplyState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +627,7 @@ func (x *ApplyState) String() string {
 func (*ApplyState) ProtoMessage() {}
 
 func (x *ApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +640,7 @@ func (x *ApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyState.ProtoReflect.Descriptor instead.
 func (*ApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApplyState) GetAppliedIndex() uint64 {
@@ -594,6 +678,27 @@ func (x *ApplyState) GetLastHlc() *Hlc {
 	return nil
 }
 
+func (x *ApplyState) GetPlacementFloor() uint64 {
+	if x != nil {
+		return x.PlacementFloor
+	}
+	return 0
+}
+
+func (x *ApplyState) GetFreezeTransition() uint64 {
+	if x != nil {
+		return x.FreezeTransition
+	}
+	return 0
+}
+
+func (x *ApplyState) GetFreezeSeq() uint64 {
+	if x != nil {
+		return x.FreezeSeq
+	}
+	return 0
+}
+
 var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
@@ -606,16 +711,22 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\vAppendBatch\x12\"\n" +
 	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12'\n" +
 	"\x03ops\x18\x02 \x03(\v2\x15.meridian.v1.AppendOpR\x03ops\x12<\n" +
-	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\x94\x02\n" +
+	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\xbd\x02\n" +
 	"\bAppendOp\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x128\n" +
 	"\bexpected\x18\x02 \x01(\v2\x1c.meridian.v1.ExpectedVersionR\bexpected\x122\n" +
 	"\x06events\x18\x03 \x03(\v2\x1a.meridian.v1.ProposedEventR\x06events\x123\n" +
 	"\x04deps\x18\x04 \x03(\v2\x1f.meridian.v1.AppendOp.DepsEntryR\x04deps\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x1a7\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12'\n" +
+	"\x0fplacement_index\x18\x06 \x01(\x04R\x0eplacementIndex\x1a7\n" +
 	"\tDepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"<\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"F\n" +
+	"\x0ePlacementFence\x12\x14\n" +
+	"\x05floor\x18\x01 \x01(\x04R\x05floor\x12\x1e\n" +
+	"\n" +
+	"transition\x18\x02 \x01(\x04R\n" +
+	"transition\"<\n" +
 	"\x0eReplicateBatch\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\"\x9c\x01\n" +
 	"\n" +
@@ -634,21 +745,26 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\flast_version\x18\x06 \x01(\x04R\vlastVersion\x12\"\n" +
 	"\x03hlc\x18\a \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x123\n" +
-	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xa2\x02\n" +
+	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\x97\x03\n" +
 	"\n" +
 	"ApplyState\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
 	"\fapplied_term\x18\x02 \x01(\x04R\vappliedTerm\x12>\n" +
 	"\aapplied\x18\x03 \x03(\v2$.meridian.v1.ApplyState.AppliedEntryR\aapplied\x12#\n" +
 	"\rlast_position\x18\x04 \x01(\x04R\flastPosition\x12+\n" +
-	"\blast_hlc\x18\x05 \x01(\v2\x10.meridian.v1.HlcR\alastHlc\x1a:\n" +
+	"\blast_hlc\x18\x05 \x01(\v2\x10.meridian.v1.HlcR\alastHlc\x12'\n" +
+	"\x0fplacement_floor\x18\x06 \x01(\x04R\x0eplacementFloor\x12+\n" +
+	"\x11freeze_transition\x18\a \x01(\x04R\x10freezeTransition\x12\x1d\n" +
+	"\n" +
+	"freeze_seq\x18\b \x01(\x04R\tfreezeSeq\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*l\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\x8e\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01\x12 \n" +
-	"\x1cCOMMAND_TYPE_REPLICATE_BATCH\x10\x02B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x1cCOMMAND_TYPE_REPLICATE_BATCH\x10\x02\x12 \n" +
+	"\x1cCOMMAND_TYPE_PLACEMENT_FENCE\x10\x03B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_command_proto_rawDescOnce sync.Once
@@ -663,39 +779,40 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),          // 0: meridian.v1.CommandType
 	(*Command)(nil),           // 1: meridian.v1.Command
 	(*AppendBatch)(nil),       // 2: meridian.v1.AppendBatch
 	(*AppendOp)(nil),          // 3: meridian.v1.AppendOp
-	(*ReplicateBatch)(nil),    // 4: meridian.v1.ReplicateBatch
-	(*StreamHead)(nil),        // 5: meridian.v1.StreamHead
-	(*IdempotencyRecord)(nil), // 6: meridian.v1.IdempotencyRecord
-	(*ApplyState)(nil),        // 7: meridian.v1.ApplyState
-	nil,                       // 8: meridian.v1.AppendOp.DepsEntry
-	nil,                       // 9: meridian.v1.ApplyState.AppliedEntry
-	(*Hlc)(nil),               // 10: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),   // 11: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),     // 12: meridian.v1.ProposedEvent
-	(*Event)(nil),             // 13: meridian.v1.Event
-	(*Dot)(nil),               // 14: meridian.v1.Dot
+	(*PlacementFence)(nil),    // 4: meridian.v1.PlacementFence
+	(*ReplicateBatch)(nil),    // 5: meridian.v1.ReplicateBatch
+	(*StreamHead)(nil),        // 6: meridian.v1.StreamHead
+	(*IdempotencyRecord)(nil), // 7: meridian.v1.IdempotencyRecord
+	(*ApplyState)(nil),        // 8: meridian.v1.ApplyState
+	nil,                       // 9: meridian.v1.AppendOp.DepsEntry
+	nil,                       // 10: meridian.v1.ApplyState.AppliedEntry
+	(*Hlc)(nil),               // 11: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),   // 12: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),     // 13: meridian.v1.ProposedEvent
+	(*Event)(nil),             // 14: meridian.v1.Event
+	(*Dot)(nil),               // 15: meridian.v1.Dot
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	10, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	11, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
 	3,  // 2: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	11, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	12, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	8,  // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	13, // 6: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	14, // 7: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	10, // 8: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	14, // 9: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	10, // 10: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	14, // 11: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	9,  // 12: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	10, // 13: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	12, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	13, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	9,  // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	14, // 6: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	15, // 7: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	11, // 8: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	15, // 9: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	11, // 10: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	15, // 11: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	10, // 12: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	11, // 13: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
 	14, // [14:14] is the sub-list for method output_type
 	14, // [14:14] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
@@ -715,7 +832,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -708,7 +708,14 @@ type StatusResponse struct {
 	// replication is, per other origin, how far this region is behind the
 	// best copy of that origin's log it knows of (from the node that leads
 	// replication in this region; empty on others).
-	Replication   []*OriginLag `protobuf:"bytes,10,rep,name=replication,proto3" json:"replication,omitempty"`
+	Replication []*OriginLag `protobuf:"bytes,10,rep,name=replication,proto3" json:"replication,omitempty"`
+	// lease_remaining is how long the region's home lease still holds, on
+	// the region leader (unset elsewhere, and when it holds none); writes are
+	// ordered only while it holds.
+	LeaseRemaining *durationpb.Duration `protobuf:"bytes,11,opt,name=lease_remaining,json=leaseRemaining,proto3" json:"lease_remaining,omitempty"`
+	// lease_fenced says why the leader does not use its lease (clock offset
+	// beyond the bound, renewals failing), empty when it does.
+	LeaseFenced   string `protobuf:"bytes,12,opt,name=lease_fenced,json=leaseFenced,proto3" json:"lease_fenced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -811,6 +818,20 @@ func (x *StatusResponse) GetReplication() []*OriginLag {
 		return x.Replication
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetLeaseRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseRemaining
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetLeaseFenced() string {
+	if x != nil {
+		return x.LeaseFenced
+	}
+	return ""
 }
 
 // OriginLag is how far one region is behind on one origin's log.
@@ -979,7 +1000,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\rnext_position\x18\x01 \x01(\x04R\fnextPosition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\"\x0f\n" +
-	"\rStatusRequest\"\xbb\x03\n" +
+	"\rStatusRequest\"\xa2\x04\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
@@ -992,7 +1013,9 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\n" +
 	"raft_state\x18\t \x01(\tR\traftState\x128\n" +
 	"\vreplication\x18\n" +
-	" \x03(\v2\x16.meridian.v1.OriginLagR\vreplication\x1a:\n" +
+	" \x03(\v2\x16.meridian.v1.OriginLagR\vreplication\x12B\n" +
+	"\x0flease_remaining\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0eleaseRemaining\x12!\n" +
+	"\flease_fenced\x18\f \x01(\tR\vleaseFenced\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xf0\x01\n" +
@@ -1064,21 +1087,22 @@ var file_meridian_v1_eventstore_proto_depIdxs = []int32{
 	6,  // 12: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
 	10, // 13: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
 	9,  // 14: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
-	19, // 15: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
-	19, // 16: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
-	0,  // 17: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 18: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	4,  // 19: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	7,  // 20: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 21: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	3,  // 22: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	5,  // 23: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	8,  // 24: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	21, // [21:25] is the sub-list for method output_type
-	17, // [17:21] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	19, // 15: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
+	19, // 16: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
+	19, // 17: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
+	0,  // 18: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 19: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	4,  // 20: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	7,  // 21: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 22: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	3,  // 23: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	5,  // 24: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	8,  // 25: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }

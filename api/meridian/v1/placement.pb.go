@@ -133,6 +133,60 @@ func (PlacementSource) EnumDescriptor() ([]byte, []int) {
 	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{1}
 }
 
+// TransitionAckKind says what a region reports about a placement change.
+type TransitionAckKind int32
+
+const (
+	TransitionAckKind_TRANSITION_ACK_KIND_UNSPECIFIED TransitionAckKind = 0
+	// TRANSITION_ACK_KIND_FROZEN: the region, an old home, fenced itself; seq
+	// is its own origin sequence at the fence.
+	TransitionAckKind_TRANSITION_ACK_KIND_FROZEN TransitionAckKind = 1
+	// TRANSITION_ACK_KIND_DRAINED: the region, a new home, has applied
+	// origin's log up to seq.
+	TransitionAckKind_TRANSITION_ACK_KIND_DRAINED TransitionAckKind = 2
+)
+
+// Enum value maps for TransitionAckKind.
+var (
+	TransitionAckKind_name = map[int32]string{
+		0: "TRANSITION_ACK_KIND_UNSPECIFIED",
+		1: "TRANSITION_ACK_KIND_FROZEN",
+		2: "TRANSITION_ACK_KIND_DRAINED",
+	}
+	TransitionAckKind_value = map[string]int32{
+		"TRANSITION_ACK_KIND_UNSPECIFIED": 0,
+		"TRANSITION_ACK_KIND_FROZEN":      1,
+		"TRANSITION_ACK_KIND_DRAINED":     2,
+	}
+)
+
+func (x TransitionAckKind) Enum() *TransitionAckKind {
+	p := new(TransitionAckKind)
+	*p = x
+	return p
+}
+
+func (x TransitionAckKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TransitionAckKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_meridian_v1_placement_proto_enumTypes[2].Descriptor()
+}
+
+func (TransitionAckKind) Type() protoreflect.EnumType {
+	return &file_meridian_v1_placement_proto_enumTypes[2]
+}
+
+func (x TransitionAckKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TransitionAckKind.Descriptor instead.
+func (TransitionAckKind) EnumDescriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{2}
+}
+
 // PlacementRule maps every entity whose id starts with prefix to a home.
 type PlacementRule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -360,6 +414,13 @@ type GetPlacementResponse struct {
 	// home_endpoints are the API addresses of the home region's nodes.
 	HomeEndpoints []string   `protobuf:"bytes,8,rep,name=home_endpoints,json=homeEndpoints,proto3" json:"home_endpoints,omitempty"`
 	Table         *TableInfo `protobuf:"bytes,9,opt,name=table,proto3" json:"table,omitempty"`
+	// change is set while a placement change moves this entity's home: until
+	// it completes, writes to the entity wait (bounded) or fail Unavailable,
+	// and home_region is still the old home.
+	Change *PlacementChange `protobuf:"bytes,10,opt,name=change,proto3" json:"change,omitempty"`
+	// home_lease is the home region's lease as the answering node's copy has
+	// it (its holder orders the entity's writes only while it holds).
+	HomeLease     *LeaseStatus `protobuf:"bytes,11,opt,name=home_lease,json=homeLease,proto3" json:"home_lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -457,6 +518,340 @@ func (x *GetPlacementResponse) GetTable() *TableInfo {
 	return nil
 }
 
+func (x *GetPlacementResponse) GetChange() *PlacementChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+func (x *GetPlacementResponse) GetHomeLease() *LeaseStatus {
+	if x != nil {
+		return x.HomeLease
+	}
+	return nil
+}
+
+// RegionLease is a region's home lease, renewed by its region leader
+// through the placement group (stored at l/<region>). The holder counts it
+// from when it sent the renewal, on its monotonic clock; the placement
+// group treats it as expired only duration + the maximum clock offset
+// after it applied the renewal. Wall-clock fields are informational.
+type RegionLease struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Region string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// holder is the node id of the region leader that renewed it.
+	Holder string `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	// renewed_index is the placement index of the renewal (set by apply).
+	RenewedIndex uint64 `protobuf:"varint,3,opt,name=renewed_index,json=renewedIndex,proto3" json:"renewed_index,omitempty"`
+	// renewed_at is the holder's wall clock when it sent the renewal.
+	RenewedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=renewed_at,json=renewedAt,proto3" json:"renewed_at,omitempty"`
+	Duration  *durationpb.Duration   `protobuf:"bytes,5,opt,name=duration,proto3" json:"duration,omitempty"`
+	// applied is the holder's applied vector when it renewed.
+	Applied map[string]uint64 `protobuf:"bytes,6,rep,name=applied,proto3" json:"applied,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// tail_events is how many events of the holder's own log no other region
+	// had applied, as far as the holder knew (the others' last renewals):
+	// what losing the region now would leave behind; tail_oldest is the HLC
+	// wall time of the oldest of them.
+	TailEvents uint64                 `protobuf:"varint,7,opt,name=tail_events,json=tailEvents,proto3" json:"tail_events,omitempty"`
+	TailOldest *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=tail_oldest,json=tailOldest,proto3" json:"tail_oldest,omitempty"`
+	// fenced, when not empty, says why the holder does not use its lease
+	// (for example its clock is off the placement leader's by more than the
+	// bound): it orders no writes.
+	Fenced string `protobuf:"bytes,9,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// clock_offset is the holder's wall clock minus the placement leader's,
+	// as measured at its previous renewal.
+	ClockOffset *durationpb.Duration `protobuf:"bytes,10,opt,name=clock_offset,json=clockOffset,proto3" json:"clock_offset,omitempty"`
+	// moved_away_index is the last placement index at which a change moved
+	// homes away from the region (kept by apply, not sent by the holder):
+	// the holder's copy must have applied it before the lease counts.
+	MovedAwayIndex uint64 `protobuf:"varint,11,opt,name=moved_away_index,json=movedAwayIndex,proto3" json:"moved_away_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RegionLease) Reset() {
+	*x = RegionLease{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionLease) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionLease) ProtoMessage() {}
+
+func (x *RegionLease) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionLease.ProtoReflect.Descriptor instead.
+func (*RegionLease) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RegionLease) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *RegionLease) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *RegionLease) GetRenewedIndex() uint64 {
+	if x != nil {
+		return x.RenewedIndex
+	}
+	return 0
+}
+
+func (x *RegionLease) GetRenewedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RenewedAt
+	}
+	return nil
+}
+
+func (x *RegionLease) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *RegionLease) GetApplied() map[string]uint64 {
+	if x != nil {
+		return x.Applied
+	}
+	return nil
+}
+
+func (x *RegionLease) GetTailEvents() uint64 {
+	if x != nil {
+		return x.TailEvents
+	}
+	return 0
+}
+
+func (x *RegionLease) GetTailOldest() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TailOldest
+	}
+	return nil
+}
+
+func (x *RegionLease) GetFenced() string {
+	if x != nil {
+		return x.Fenced
+	}
+	return ""
+}
+
+func (x *RegionLease) GetClockOffset() *durationpb.Duration {
+	if x != nil {
+		return x.ClockOffset
+	}
+	return nil
+}
+
+func (x *RegionLease) GetMovedAwayIndex() uint64 {
+	if x != nil {
+		return x.MovedAwayIndex
+	}
+	return 0
+}
+
+// LeaseStatus is a region's lease as one node's copy sees it.
+type LeaseStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Lease *RegionLease           `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	// age is how long ago the answering node applied the last renewal (or
+	// started, if later).
+	Age *durationpb.Duration `protobuf:"bytes,2,opt,name=age,proto3" json:"age,omitempty"`
+	// expired is true once age exceeds the lease's duration plus the maximum
+	// clock offset: the holder has stopped ordering writes by then.
+	Expired       bool `protobuf:"varint,3,opt,name=expired,proto3" json:"expired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseStatus) Reset() {
+	*x = LeaseStatus{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseStatus) ProtoMessage() {}
+
+func (x *LeaseStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseStatus.ProtoReflect.Descriptor instead.
+func (*LeaseStatus) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *LeaseStatus) GetLease() *RegionLease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+func (x *LeaseStatus) GetAge() *durationpb.Duration {
+	if x != nil {
+		return x.Age
+	}
+	return nil
+}
+
+func (x *LeaseStatus) GetExpired() bool {
+	if x != nil {
+		return x.Expired
+	}
+	return false
+}
+
+type RenewLeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         *RegionLease           `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewLeaseRequest) Reset() {
+	*x = RenewLeaseRequest{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewLeaseRequest) ProtoMessage() {}
+
+func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
+func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RenewLeaseRequest) GetLease() *RegionLease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+type RenewLeaseResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the placement index of the renewal.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// leader_time is the placement leader's wall clock when it answered, for
+	// the holder's clock offset check.
+	LeaderTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=leader_time,json=leaderTime,proto3" json:"leader_time,omitempty"`
+	// required_index is the region's moved_away_index: the holder's copy must
+	// have applied it (it then knows every change that moved homes away from
+	// its region) before the lease counts.
+	RequiredIndex uint64 `protobuf:"varint,3,opt,name=required_index,json=requiredIndex,proto3" json:"required_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewLeaseResponse) Reset() {
+	*x = RenewLeaseResponse{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewLeaseResponse) ProtoMessage() {}
+
+func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
+func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RenewLeaseResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RenewLeaseResponse) GetLeaderTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LeaderTime
+	}
+	return nil
+}
+
+func (x *RenewLeaseResponse) GetRequiredIndex() uint64 {
+	if x != nil {
+		return x.RequiredIndex
+	}
+	return 0
+}
+
 type ListRulesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -465,7 +860,7 @@ type ListRulesRequest struct {
 
 func (x *ListRulesRequest) Reset() {
 	*x = ListRulesRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[4]
+	mi := &file_meridian_v1_placement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +872,7 @@ func (x *ListRulesRequest) String() string {
 func (*ListRulesRequest) ProtoMessage() {}
 
 func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[4]
+	mi := &file_meridian_v1_placement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +885,7 @@ func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListRulesRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{8}
 }
 
 type ListRulesResponse struct {
@@ -503,14 +898,16 @@ type ListRulesResponse struct {
 	Pins  uint64     `protobuf:"varint,4,opt,name=pins,proto3" json:"pins,omitempty"`
 	Table *TableInfo `protobuf:"bytes,5,opt,name=table,proto3" json:"table,omitempty"`
 	// rules_index is the table index of the last SetRules (for expected_index).
-	RulesIndex    uint64 `protobuf:"varint,6,opt,name=rules_index,json=rulesIndex,proto3" json:"rules_index,omitempty"`
+	RulesIndex uint64 `protobuf:"varint,6,opt,name=rules_index,json=rulesIndex,proto3" json:"rules_index,omitempty"`
+	// change is the placement change in progress, if any.
+	Change        *PlacementChange `protobuf:"bytes,7,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRulesResponse) Reset() {
 	*x = ListRulesResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	mi := &file_meridian_v1_placement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +919,7 @@ func (x *ListRulesResponse) String() string {
 func (*ListRulesResponse) ProtoMessage() {}
 
 func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	mi := &file_meridian_v1_placement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +932,7 @@ func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListRulesResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListRulesResponse) GetRules() []*PlacementRule {
@@ -580,6 +977,13 @@ func (x *ListRulesResponse) GetRulesIndex() uint64 {
 	return 0
 }
 
+func (x *ListRulesResponse) GetChange() *PlacementChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
 type SetRulesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// rules in match order; a rule may not be shadowed by an earlier one
@@ -596,7 +1000,7 @@ type SetRulesRequest struct {
 
 func (x *SetRulesRequest) Reset() {
 	*x = SetRulesRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[6]
+	mi := &file_meridian_v1_placement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +1012,7 @@ func (x *SetRulesRequest) String() string {
 func (*SetRulesRequest) ProtoMessage() {}
 
 func (x *SetRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[6]
+	mi := &file_meridian_v1_placement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +1025,7 @@ func (x *SetRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRulesRequest.ProtoReflect.Descriptor instead.
 func (*SetRulesRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetRulesRequest) GetRules() []*PlacementRule {
@@ -647,18 +1051,22 @@ func (x *SetRulesRequest) GetExpectedIndex() uint64 {
 
 type SetRulesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// index is the placement log index of the change.
+	// index is the placement log index at which the change took effect (for
+	// a change that moved homes, where the new homes took over).
 	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// rules as stored, with their epochs.
-	Rules         []*PlacementRule `protobuf:"bytes,2,rep,name=rules,proto3" json:"rules,omitempty"`
-	DefaultEpoch  uint64           `protobuf:"varint,3,opt,name=default_epoch,json=defaultEpoch,proto3" json:"default_epoch,omitempty"`
+	Rules        []*PlacementRule `protobuf:"bytes,2,rep,name=rules,proto3" json:"rules,omitempty"`
+	DefaultEpoch uint64           `protobuf:"varint,3,opt,name=default_epoch,json=defaultEpoch,proto3" json:"default_epoch,omitempty"`
+	// change describes how the change moved homes; unset when it moved none
+	// (it then took effect at once).
+	Change        *PlacementChange `protobuf:"bytes,4,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SetRulesResponse) Reset() {
 	*x = SetRulesResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -670,7 +1078,7 @@ func (x *SetRulesResponse) String() string {
 func (*SetRulesResponse) ProtoMessage() {}
 
 func (x *SetRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -683,7 +1091,7 @@ func (x *SetRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRulesResponse.ProtoReflect.Descriptor instead.
 func (*SetRulesResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetRulesResponse) GetIndex() uint64 {
@@ -707,6 +1115,13 @@ func (x *SetRulesResponse) GetDefaultEpoch() uint64 {
 	return 0
 }
 
+func (x *SetRulesResponse) GetChange() *PlacementChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
 type PinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// entity is an entity id (1 to 256 bytes of [A-Za-z0-9._:/-]).
@@ -719,7 +1134,7 @@ type PinRequest struct {
 
 func (x *PinRequest) Reset() {
 	*x = PinRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +1146,7 @@ func (x *PinRequest) String() string {
 func (*PinRequest) ProtoMessage() {}
 
 func (x *PinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +1159,7 @@ func (x *PinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinRequest.ProtoReflect.Descriptor instead.
 func (*PinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PinRequest) GetEntity() string {
@@ -762,16 +1177,19 @@ func (x *PinRequest) GetRegion() string {
 }
 
 type PinResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Epoch         uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	Index         uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Epoch uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Index uint64                 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// change describes the move of the entity's home; unset when the pin did
+	// not move it (it was already homed there).
+	Change        *PlacementChange `protobuf:"bytes,3,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PinResponse) Reset() {
 	*x = PinResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[9]
+	mi := &file_meridian_v1_placement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +1201,7 @@ func (x *PinResponse) String() string {
 func (*PinResponse) ProtoMessage() {}
 
 func (x *PinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[9]
+	mi := &file_meridian_v1_placement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +1214,7 @@ func (x *PinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinResponse.ProtoReflect.Descriptor instead.
 func (*PinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PinResponse) GetEpoch() uint64 {
@@ -813,6 +1231,13 @@ func (x *PinResponse) GetIndex() uint64 {
 	return 0
 }
 
+func (x *PinResponse) GetChange() *PlacementChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
 type UnpinRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
@@ -822,7 +1247,7 @@ type UnpinRequest struct {
 
 func (x *UnpinRequest) Reset() {
 	*x = UnpinRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[10]
+	mi := &file_meridian_v1_placement_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1259,7 @@ func (x *UnpinRequest) String() string {
 func (*UnpinRequest) ProtoMessage() {}
 
 func (x *UnpinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[10]
+	mi := &file_meridian_v1_placement_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1272,7 @@ func (x *UnpinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinRequest.ProtoReflect.Descriptor instead.
 func (*UnpinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UnpinRequest) GetEntity() string {
@@ -861,14 +1286,17 @@ type UnpinResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Index uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
 	// existed is false when the entity had no pin (nothing changed).
-	Existed       bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
+	Existed bool `protobuf:"varint,2,opt,name=existed,proto3" json:"existed,omitempty"`
+	// change describes the move of the entity's home; unset when removing
+	// the pin did not move it.
+	Change        *PlacementChange `protobuf:"bytes,3,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UnpinResponse) Reset() {
 	*x = UnpinResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[11]
+	mi := &file_meridian_v1_placement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1308,7 @@ func (x *UnpinResponse) String() string {
 func (*UnpinResponse) ProtoMessage() {}
 
 func (x *UnpinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[11]
+	mi := &file_meridian_v1_placement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1321,7 @@ func (x *UnpinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinResponse.ProtoReflect.Descriptor instead.
 func (*UnpinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnpinResponse) GetIndex() uint64 {
@@ -910,6 +1338,489 @@ func (x *UnpinResponse) GetExisted() bool {
 	return false
 }
 
+func (x *UnpinResponse) GetChange() *PlacementChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+// MoveRequest names what moves and where.
+type MoveRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Target:
+	//
+	//	*MoveRequest_Entity
+	//	*MoveRequest_Prefix
+	Target isMoveRequest_Target `protobuf_oneof:"target"`
+	// region is the new home; it must have joined the placement group.
+	Region        string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveRequest) Reset() {
+	*x = MoveRequest{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveRequest) ProtoMessage() {}
+
+func (x *MoveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
+func (*MoveRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MoveRequest) GetTarget() isMoveRequest_Target {
+	if x != nil {
+		return x.Target
+	}
+	return nil
+}
+
+func (x *MoveRequest) GetEntity() string {
+	if x != nil {
+		if x, ok := x.Target.(*MoveRequest_Entity); ok {
+			return x.Entity
+		}
+	}
+	return ""
+}
+
+func (x *MoveRequest) GetPrefix() string {
+	if x != nil {
+		if x, ok := x.Target.(*MoveRequest_Prefix); ok {
+			return x.Prefix
+		}
+	}
+	return ""
+}
+
+func (x *MoveRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+type isMoveRequest_Target interface {
+	isMoveRequest_Target()
+}
+
+type MoveRequest_Entity struct {
+	// entity moves one entity: the result is a pin to region.
+	Entity string `protobuf:"bytes,1,opt,name=entity,proto3,oneof"`
+}
+
+type MoveRequest_Prefix struct {
+	// prefix moves every entity of the rule with exactly this prefix: the
+	// rule's home becomes region (and region leaves its failover list).
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3,oneof"`
+}
+
+func (*MoveRequest_Entity) isMoveRequest_Target() {}
+
+func (*MoveRequest_Prefix) isMoveRequest_Target() {}
+
+type MoveResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the placement log index at which the new home took over.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// epoch is the moved mapping's epoch from then on.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// change describes the move; unset when the target was already homed in
+	// region (nothing moved).
+	Change        *PlacementChange `protobuf:"bytes,3,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveResponse) Reset() {
+	*x = MoveResponse{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveResponse) ProtoMessage() {}
+
+func (x *MoveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
+func (*MoveResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MoveResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *MoveResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *MoveResponse) GetChange() *PlacementChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
+// PlacementChange describes a placement change that moves homes: staged at
+// index, it completes (flips) once every old home has frozen and every new
+// home has applied what the old home ordered.
+type PlacementChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the placement log index at which the change was staged.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// reason says what asked for it, for example "pin eu/order-9 to ap-south".
+	Reason string      `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Moves  []*HomeMove `protobuf:"bytes,3,rep,name=moves,proto3" json:"moves,omitempty"`
+	// started_at is the proposing leader's wall clock when it was staged.
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// completed_index is where the new homes took over (0 while in progress).
+	CompletedIndex uint64 `protobuf:"varint,5,opt,name=completed_index,json=completedIndex,proto3" json:"completed_index,omitempty"`
+	// duration is how long it took, from staging to completion, by the
+	// proposing leaders' wall clocks (set on completion).
+	Duration *durationpb.Duration `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
+	// aborted says why the change was dropped without taking effect.
+	Aborted       string `protobuf:"bytes,7,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementChange) Reset() {
+	*x = PlacementChange{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementChange) ProtoMessage() {}
+
+func (x *PlacementChange) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementChange.ProtoReflect.Descriptor instead.
+func (*PlacementChange) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *PlacementChange) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PlacementChange) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PlacementChange) GetMoves() []*HomeMove {
+	if x != nil {
+		return x.Moves
+	}
+	return nil
+}
+
+func (x *PlacementChange) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *PlacementChange) GetCompletedIndex() uint64 {
+	if x != nil {
+		return x.CompletedIndex
+	}
+	return 0
+}
+
+func (x *PlacementChange) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *PlacementChange) GetAborted() string {
+	if x != nil {
+		return x.Aborted
+	}
+	return ""
+}
+
+// HomeMove is one (old home, new home) pair of a placement change, with its
+// progress.
+type HomeMove struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  string                 `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    string                 `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// frozen is true once the old home has fenced itself (it orders no more
+	// writes for the moved entities); frozen_seq is its own origin sequence at
+	// that point: what the new home must apply.
+	Frozen    bool   `protobuf:"varint,3,opt,name=frozen,proto3" json:"frozen,omitempty"`
+	FrozenSeq uint64 `protobuf:"varint,4,opt,name=frozen_seq,json=frozenSeq,proto3" json:"frozen_seq,omitempty"`
+	// drained_seq is how far the new home has applied the old home's log, as
+	// it last reported.
+	DrainedSeq    uint64 `protobuf:"varint,5,opt,name=drained_seq,json=drainedSeq,proto3" json:"drained_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HomeMove) Reset() {
+	*x = HomeMove{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HomeMove) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HomeMove) ProtoMessage() {}
+
+func (x *HomeMove) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HomeMove.ProtoReflect.Descriptor instead.
+func (*HomeMove) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *HomeMove) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
+}
+
+func (x *HomeMove) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+func (x *HomeMove) GetFrozen() bool {
+	if x != nil {
+		return x.Frozen
+	}
+	return false
+}
+
+func (x *HomeMove) GetFrozenSeq() uint64 {
+	if x != nil {
+		return x.FrozenSeq
+	}
+	return 0
+}
+
+func (x *HomeMove) GetDrainedSeq() uint64 {
+	if x != nil {
+		return x.DrainedSeq
+	}
+	return 0
+}
+
+type AckTransitionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// transition is the index at which the change was staged.
+	Transition uint64            `protobuf:"varint,1,opt,name=transition,proto3" json:"transition,omitempty"`
+	Kind       TransitionAckKind `protobuf:"varint,2,opt,name=kind,proto3,enum=meridian.v1.TransitionAckKind" json:"kind,omitempty"`
+	Region     string            `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	// origin is the old home whose log was drained (DRAINED only).
+	Origin        string `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq           uint64 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckTransitionRequest) Reset() {
+	*x = AckTransitionRequest{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckTransitionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckTransitionRequest) ProtoMessage() {}
+
+func (x *AckTransitionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckTransitionRequest.ProtoReflect.Descriptor instead.
+func (*AckTransitionRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AckTransitionRequest) GetTransition() uint64 {
+	if x != nil {
+		return x.Transition
+	}
+	return 0
+}
+
+func (x *AckTransitionRequest) GetKind() TransitionAckKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TransitionAckKind_TRANSITION_ACK_KIND_UNSPECIFIED
+}
+
+func (x *AckTransitionRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *AckTransitionRequest) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *AckTransitionRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type AckTransitionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the placement log index of the ack.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// completed is true when this ack completed the change.
+	Completed     bool `protobuf:"varint,2,opt,name=completed,proto3" json:"completed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckTransitionResponse) Reset() {
+	*x = AckTransitionResponse{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckTransitionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckTransitionResponse) ProtoMessage() {}
+
+func (x *AckTransitionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckTransitionResponse.ProtoReflect.Descriptor instead.
+func (*AckTransitionResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AckTransitionResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AckTransitionResponse) GetCompleted() bool {
+	if x != nil {
+		return x.Completed
+	}
+	return false
+}
+
 type ListRegionsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -918,7 +1829,7 @@ type ListRegionsRequest struct {
 
 func (x *ListRegionsRequest) Reset() {
 	*x = ListRegionsRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[12]
+	mi := &file_meridian_v1_placement_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -930,7 +1841,7 @@ func (x *ListRegionsRequest) String() string {
 func (*ListRegionsRequest) ProtoMessage() {}
 
 func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[12]
+	mi := &file_meridian_v1_placement_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -943,7 +1854,7 @@ func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegionsRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{22}
 }
 
 // RegionInfo describes one region as the answering node sees it.
@@ -957,14 +1868,16 @@ type RegionInfo struct {
 	Reachable   bool                   `protobuf:"varint,3,opt,name=reachable,proto3" json:"reachable,omitempty"`
 	LastReached *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_reached,json=lastReached,proto3" json:"last_reached,omitempty"`
 	// voters are the region's voting members of the placement group.
-	Voters        []string `protobuf:"bytes,5,rep,name=voters,proto3" json:"voters,omitempty"`
+	Voters []string `protobuf:"bytes,5,rep,name=voters,proto3" json:"voters,omitempty"`
+	// lease is the region's home lease as the answering node's copy has it.
+	Lease         *LeaseStatus `protobuf:"bytes,6,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegionInfo) Reset() {
 	*x = RegionInfo{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[13]
+	mi := &file_meridian_v1_placement_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1889,7 @@ func (x *RegionInfo) String() string {
 func (*RegionInfo) ProtoMessage() {}
 
 func (x *RegionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[13]
+	mi := &file_meridian_v1_placement_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1902,7 @@ func (x *RegionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionInfo.ProtoReflect.Descriptor instead.
 func (*RegionInfo) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RegionInfo) GetName() string {
@@ -1027,17 +1940,26 @@ func (x *RegionInfo) GetVoters() []string {
 	return nil
 }
 
+func (x *RegionInfo) GetLease() *LeaseStatus {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
 type ListRegionsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Regions       []*RegionInfo          `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
-	Table         *TableInfo             `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Regions []*RegionInfo          `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
+	Table   *TableInfo             `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// change is the placement change in progress (a move or a failover), if any.
+	Change        *PlacementChange `protobuf:"bytes,3,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListRegionsResponse) Reset() {
 	*x = ListRegionsResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[14]
+	mi := &file_meridian_v1_placement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1971,7 @@ func (x *ListRegionsResponse) String() string {
 func (*ListRegionsResponse) ProtoMessage() {}
 
 func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[14]
+	mi := &file_meridian_v1_placement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1984,7 @@ func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegionsResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListRegionsResponse) GetRegions() []*RegionInfo {
@@ -1075,6 +1997,13 @@ func (x *ListRegionsResponse) GetRegions() []*RegionInfo {
 func (x *ListRegionsResponse) GetTable() *TableInfo {
 	if x != nil {
 		return x.Table
+	}
+	return nil
+}
+
+func (x *ListRegionsResponse) GetChange() *PlacementChange {
+	if x != nil {
+		return x.Change
 	}
 	return nil
 }
@@ -1094,7 +2023,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[15]
+	mi := &file_meridian_v1_placement_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +2035,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[15]
+	mi := &file_meridian_v1_placement_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +2048,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Member) GetId() string {
@@ -1166,7 +2095,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[16]
+	mi := &file_meridian_v1_placement_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1178,7 +2107,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[16]
+	mi := &file_meridian_v1_placement_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1191,7 +2120,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{16}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JoinRequest) GetMember() *Member {
@@ -1210,7 +2139,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[17]
+	mi := &file_meridian_v1_placement_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1222,7 +2151,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[17]
+	mi := &file_meridian_v1_placement_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1235,7 +2164,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{17}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JoinResponse) GetIndex() uint64 {
@@ -1253,7 +2182,7 @@ type MemberStatsRequest struct {
 
 func (x *MemberStatsRequest) Reset() {
 	*x = MemberStatsRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[18]
+	mi := &file_meridian_v1_placement_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1265,7 +2194,7 @@ func (x *MemberStatsRequest) String() string {
 func (*MemberStatsRequest) ProtoMessage() {}
 
 func (x *MemberStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[18]
+	mi := &file_meridian_v1_placement_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1278,7 +2207,7 @@ func (x *MemberStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatsRequest.ProtoReflect.Descriptor instead.
 func (*MemberStatsRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{18}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{28}
 }
 
 type MemberStatsResponse struct {
@@ -1297,7 +2226,7 @@ type MemberStatsResponse struct {
 
 func (x *MemberStatsResponse) Reset() {
 	*x = MemberStatsResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[19]
+	mi := &file_meridian_v1_placement_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +2238,7 @@ func (x *MemberStatsResponse) String() string {
 func (*MemberStatsResponse) ProtoMessage() {}
 
 func (x *MemberStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[19]
+	mi := &file_meridian_v1_placement_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +2251,7 @@ func (x *MemberStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatsResponse.ProtoReflect.Descriptor instead.
 func (*MemberStatsResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{19}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MemberStatsResponse) GetId() string {
@@ -1374,7 +2303,7 @@ type HomeRedirect struct {
 
 func (x *HomeRedirect) Reset() {
 	*x = HomeRedirect{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[20]
+	mi := &file_meridian_v1_placement_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +2315,7 @@ func (x *HomeRedirect) String() string {
 func (*HomeRedirect) ProtoMessage() {}
 
 func (x *HomeRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[20]
+	mi := &file_meridian_v1_placement_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +2328,7 @@ func (x *HomeRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HomeRedirect.ProtoReflect.Descriptor instead.
 func (*HomeRedirect) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{20}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *HomeRedirect) GetEntity() string {
@@ -1450,7 +2379,7 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\vanswered_by\x18\x05 \x01(\tR\n" +
 	"answeredBy\"-\n" +
 	"\x13GetPlacementRequest\x12\x16\n" +
-	"\x06entity\x18\x01 \x01(\tR\x06entity\"\xdd\x02\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\"\xcc\x03\n" +
 	"\x14GetPlacementResponse\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x1f\n" +
 	"\vhome_region\x18\x02 \x01(\tR\n" +
@@ -1462,8 +2391,42 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\vrule_prefix\x18\a \x01(\tR\n" +
 	"rulePrefix\x12%\n" +
 	"\x0ehome_endpoints\x18\b \x03(\tR\rhomeEndpoints\x12,\n" +
-	"\x05table\x18\t \x01(\v2\x16.meridian.v1.TableInfoR\x05table\"\x12\n" +
-	"\x10ListRulesRequest\"\xf4\x01\n" +
+	"\x05table\x18\t \x01(\v2\x16.meridian.v1.TableInfoR\x05table\x124\n" +
+	"\x06change\x18\n" +
+	" \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\x127\n" +
+	"\n" +
+	"home_lease\x18\v \x01(\v2\x18.meridian.v1.LeaseStatusR\thomeLease\"\xaf\x04\n" +
+	"\vRegionLease\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\x12#\n" +
+	"\rrenewed_index\x18\x03 \x01(\x04R\frenewedIndex\x129\n" +
+	"\n" +
+	"renewed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\trenewedAt\x125\n" +
+	"\bduration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12?\n" +
+	"\aapplied\x18\x06 \x03(\v2%.meridian.v1.RegionLease.AppliedEntryR\aapplied\x12\x1f\n" +
+	"\vtail_events\x18\a \x01(\x04R\n" +
+	"tailEvents\x12;\n" +
+	"\vtail_oldest\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"tailOldest\x12\x16\n" +
+	"\x06fenced\x18\t \x01(\tR\x06fenced\x12<\n" +
+	"\fclock_offset\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\vclockOffset\x12(\n" +
+	"\x10moved_away_index\x18\v \x01(\x04R\x0emovedAwayIndex\x1a:\n" +
+	"\fAppliedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x84\x01\n" +
+	"\vLeaseStatus\x12.\n" +
+	"\x05lease\x18\x01 \x01(\v2\x18.meridian.v1.RegionLeaseR\x05lease\x12+\n" +
+	"\x03age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x18\n" +
+	"\aexpired\x18\x03 \x01(\bR\aexpired\"C\n" +
+	"\x11RenewLeaseRequest\x12.\n" +
+	"\x05lease\x18\x01 \x01(\v2\x18.meridian.v1.RegionLeaseR\x05lease\"\x8e\x01\n" +
+	"\x12RenewLeaseResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12;\n" +
+	"\vleader_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"leaderTime\x12%\n" +
+	"\x0erequired_index\x18\x03 \x01(\x04R\rrequiredIndex\"\x12\n" +
+	"\x10ListRulesRequest\"\xaa\x02\n" +
 	"\x11ListRulesResponse\x120\n" +
 	"\x05rules\x18\x01 \x03(\v2\x1a.meridian.v1.PlacementRuleR\x05rules\x12%\n" +
 	"\x0edefault_region\x18\x02 \x01(\tR\rdefaultRegion\x12#\n" +
@@ -1471,38 +2434,81 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\x04pins\x18\x04 \x01(\x04R\x04pins\x12,\n" +
 	"\x05table\x18\x05 \x01(\v2\x16.meridian.v1.TableInfoR\x05table\x12\x1f\n" +
 	"\vrules_index\x18\x06 \x01(\x04R\n" +
-	"rulesIndex\"\x91\x01\n" +
+	"rulesIndex\x124\n" +
+	"\x06change\x18\a \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"\x91\x01\n" +
 	"\x0fSetRulesRequest\x120\n" +
 	"\x05rules\x18\x01 \x03(\v2\x1a.meridian.v1.PlacementRuleR\x05rules\x12%\n" +
 	"\x0edefault_region\x18\x02 \x01(\tR\rdefaultRegion\x12%\n" +
-	"\x0eexpected_index\x18\x03 \x01(\x04R\rexpectedIndex\"\x7f\n" +
+	"\x0eexpected_index\x18\x03 \x01(\x04R\rexpectedIndex\"\xb5\x01\n" +
 	"\x10SetRulesResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x120\n" +
 	"\x05rules\x18\x02 \x03(\v2\x1a.meridian.v1.PlacementRuleR\x05rules\x12#\n" +
-	"\rdefault_epoch\x18\x03 \x01(\x04R\fdefaultEpoch\"<\n" +
+	"\rdefault_epoch\x18\x03 \x01(\x04R\fdefaultEpoch\x124\n" +
+	"\x06change\x18\x04 \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"<\n" +
 	"\n" +
 	"PinRequest\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x16\n" +
-	"\x06region\x18\x02 \x01(\tR\x06region\"9\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\"o\n" +
 	"\vPinResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"&\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x124\n" +
+	"\x06change\x18\x03 \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"&\n" +
 	"\fUnpinRequest\x12\x16\n" +
-	"\x06entity\x18\x01 \x01(\tR\x06entity\"?\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\"u\n" +
 	"\rUnpinResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x18\n" +
-	"\aexisted\x18\x02 \x01(\bR\aexisted\"\x14\n" +
-	"\x12ListRegionsRequest\"\xb3\x01\n" +
+	"\aexisted\x18\x02 \x01(\bR\aexisted\x124\n" +
+	"\x06change\x18\x03 \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"c\n" +
+	"\vMoveRequest\x12\x18\n" +
+	"\x06entity\x18\x01 \x01(\tH\x00R\x06entity\x12\x18\n" +
+	"\x06prefix\x18\x02 \x01(\tH\x00R\x06prefix\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06regionB\b\n" +
+	"\x06target\"p\n" +
+	"\fMoveResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x124\n" +
+	"\x06change\x18\x03 \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"\xa1\x02\n" +
+	"\x0fPlacementChange\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12+\n" +
+	"\x05moves\x18\x03 \x03(\v2\x15.meridian.v1.HomeMoveR\x05moves\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12'\n" +
+	"\x0fcompleted_index\x18\x05 \x01(\x04R\x0ecompletedIndex\x125\n" +
+	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x18\n" +
+	"\aaborted\x18\a \x01(\tR\aaborted\"\x86\x01\n" +
+	"\bHomeMove\x12\x12\n" +
+	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x16\n" +
+	"\x06frozen\x18\x03 \x01(\bR\x06frozen\x12\x1d\n" +
+	"\n" +
+	"frozen_seq\x18\x04 \x01(\x04R\tfrozenSeq\x12\x1f\n" +
+	"\vdrained_seq\x18\x05 \x01(\x04R\n" +
+	"drainedSeq\"\xac\x01\n" +
+	"\x14AckTransitionRequest\x12\x1e\n" +
+	"\n" +
+	"transition\x18\x01 \x01(\x04R\n" +
+	"transition\x122\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1e.meridian.v1.TransitionAckKindR\x04kind\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x16\n" +
+	"\x06origin\x18\x04 \x01(\tR\x06origin\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\"K\n" +
+	"\x15AckTransitionResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1c\n" +
+	"\tcompleted\x18\x02 \x01(\bR\tcompleted\"\x14\n" +
+	"\x12ListRegionsRequest\"\xe3\x01\n" +
 	"\n" +
 	"RegionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
 	"\tendpoints\x18\x02 \x03(\tR\tendpoints\x12\x1c\n" +
 	"\treachable\x18\x03 \x01(\bR\treachable\x12=\n" +
 	"\flast_reached\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vlastReached\x12\x16\n" +
-	"\x06voters\x18\x05 \x03(\tR\x06voters\"v\n" +
+	"\x06voters\x18\x05 \x03(\tR\x06voters\x12.\n" +
+	"\x05lease\x18\x06 \x01(\v2\x18.meridian.v1.LeaseStatusR\x05lease\"\xac\x01\n" +
 	"\x13ListRegionsResponse\x121\n" +
 	"\aregions\x18\x01 \x03(\v2\x17.meridian.v1.RegionInfoR\aregions\x12,\n" +
-	"\x05table\x18\x02 \x01(\v2\x16.meridian.v1.TableInfoR\x05table\"\x88\x01\n" +
+	"\x05table\x18\x02 \x01(\v2\x16.meridian.v1.TableInfoR\x05table\x124\n" +
+	"\x06change\x18\x03 \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"\x88\x01\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x12\n" +
@@ -1537,16 +2543,24 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\x1cPLACEMENT_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PLACEMENT_SOURCE_PIN\x10\x01\x12\x19\n" +
 	"\x15PLACEMENT_SOURCE_RULE\x10\x02\x12\x1c\n" +
-	"\x18PLACEMENT_SOURCE_DEFAULT\x10\x032\xec\x04\n" +
+	"\x18PLACEMENT_SOURCE_DEFAULT\x10\x03*y\n" +
+	"\x11TransitionAckKind\x12#\n" +
+	"\x1fTRANSITION_ACK_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aTRANSITION_ACK_KIND_FROZEN\x10\x01\x12\x1f\n" +
+	"\x1bTRANSITION_ACK_KIND_DRAINED\x10\x022\xd6\x06\n" +
 	"\tPlacement\x12X\n" +
 	"\fGetPlacement\x12 .meridian.v1.GetPlacementRequest\x1a!.meridian.v1.GetPlacementResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\tListRules\x12\x1d.meridian.v1.ListRulesRequest\x1a\x1e.meridian.v1.ListRulesResponse\"\x03\x90\x02\x01\x12I\n" +
 	"\bSetRules\x12\x1c.meridian.v1.SetRulesRequest\x1a\x1d.meridian.v1.SetRulesResponse\"\x00\x12:\n" +
 	"\x03Pin\x12\x17.meridian.v1.PinRequest\x1a\x18.meridian.v1.PinResponse\"\x00\x12@\n" +
-	"\x05Unpin\x12\x19.meridian.v1.UnpinRequest\x1a\x1a.meridian.v1.UnpinResponse\"\x00\x12U\n" +
+	"\x05Unpin\x12\x19.meridian.v1.UnpinRequest\x1a\x1a.meridian.v1.UnpinResponse\"\x00\x12=\n" +
+	"\x04Move\x12\x18.meridian.v1.MoveRequest\x1a\x19.meridian.v1.MoveResponse\"\x00\x12U\n" +
 	"\vListRegions\x12\x1f.meridian.v1.ListRegionsRequest\x1a .meridian.v1.ListRegionsResponse\"\x03\x90\x02\x01\x12=\n" +
 	"\x04Join\x12\x18.meridian.v1.JoinRequest\x1a\x19.meridian.v1.JoinResponse\"\x00\x12U\n" +
-	"\vMemberStats\x12\x1f.meridian.v1.MemberStatsRequest\x1a .meridian.v1.MemberStatsResponse\"\x03\x90\x02\x01B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\vMemberStats\x12\x1f.meridian.v1.MemberStatsRequest\x1a .meridian.v1.MemberStatsResponse\"\x03\x90\x02\x01\x12X\n" +
+	"\rAckTransition\x12!.meridian.v1.AckTransitionRequest\x1a\".meridian.v1.AckTransitionResponse\"\x00\x12O\n" +
+	"\n" +
+	"RenewLease\x12\x1e.meridian.v1.RenewLeaseRequest\x1a\x1f.meridian.v1.RenewLeaseResponse\"\x00B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_placement_proto_rawDescOnce sync.Once
@@ -1560,72 +2574,112 @@ func file_meridian_v1_placement_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_placement_proto_rawDescData
 }
 
-var file_meridian_v1_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_meridian_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_meridian_v1_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_meridian_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_meridian_v1_placement_proto_goTypes = []any{
 	(PlacementMode)(0),            // 0: meridian.v1.PlacementMode
 	(PlacementSource)(0),          // 1: meridian.v1.PlacementSource
-	(*PlacementRule)(nil),         // 2: meridian.v1.PlacementRule
-	(*TableInfo)(nil),             // 3: meridian.v1.TableInfo
-	(*GetPlacementRequest)(nil),   // 4: meridian.v1.GetPlacementRequest
-	(*GetPlacementResponse)(nil),  // 5: meridian.v1.GetPlacementResponse
-	(*ListRulesRequest)(nil),      // 6: meridian.v1.ListRulesRequest
-	(*ListRulesResponse)(nil),     // 7: meridian.v1.ListRulesResponse
-	(*SetRulesRequest)(nil),       // 8: meridian.v1.SetRulesRequest
-	(*SetRulesResponse)(nil),      // 9: meridian.v1.SetRulesResponse
-	(*PinRequest)(nil),            // 10: meridian.v1.PinRequest
-	(*PinResponse)(nil),           // 11: meridian.v1.PinResponse
-	(*UnpinRequest)(nil),          // 12: meridian.v1.UnpinRequest
-	(*UnpinResponse)(nil),         // 13: meridian.v1.UnpinResponse
-	(*ListRegionsRequest)(nil),    // 14: meridian.v1.ListRegionsRequest
-	(*RegionInfo)(nil),            // 15: meridian.v1.RegionInfo
-	(*ListRegionsResponse)(nil),   // 16: meridian.v1.ListRegionsResponse
-	(*Member)(nil),                // 17: meridian.v1.Member
-	(*JoinRequest)(nil),           // 18: meridian.v1.JoinRequest
-	(*JoinResponse)(nil),          // 19: meridian.v1.JoinResponse
-	(*MemberStatsRequest)(nil),    // 20: meridian.v1.MemberStatsRequest
-	(*MemberStatsResponse)(nil),   // 21: meridian.v1.MemberStatsResponse
-	(*HomeRedirect)(nil),          // 22: meridian.v1.HomeRedirect
-	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(TransitionAckKind)(0),        // 2: meridian.v1.TransitionAckKind
+	(*PlacementRule)(nil),         // 3: meridian.v1.PlacementRule
+	(*TableInfo)(nil),             // 4: meridian.v1.TableInfo
+	(*GetPlacementRequest)(nil),   // 5: meridian.v1.GetPlacementRequest
+	(*GetPlacementResponse)(nil),  // 6: meridian.v1.GetPlacementResponse
+	(*RegionLease)(nil),           // 7: meridian.v1.RegionLease
+	(*LeaseStatus)(nil),           // 8: meridian.v1.LeaseStatus
+	(*RenewLeaseRequest)(nil),     // 9: meridian.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),    // 10: meridian.v1.RenewLeaseResponse
+	(*ListRulesRequest)(nil),      // 11: meridian.v1.ListRulesRequest
+	(*ListRulesResponse)(nil),     // 12: meridian.v1.ListRulesResponse
+	(*SetRulesRequest)(nil),       // 13: meridian.v1.SetRulesRequest
+	(*SetRulesResponse)(nil),      // 14: meridian.v1.SetRulesResponse
+	(*PinRequest)(nil),            // 15: meridian.v1.PinRequest
+	(*PinResponse)(nil),           // 16: meridian.v1.PinResponse
+	(*UnpinRequest)(nil),          // 17: meridian.v1.UnpinRequest
+	(*UnpinResponse)(nil),         // 18: meridian.v1.UnpinResponse
+	(*MoveRequest)(nil),           // 19: meridian.v1.MoveRequest
+	(*MoveResponse)(nil),          // 20: meridian.v1.MoveResponse
+	(*PlacementChange)(nil),       // 21: meridian.v1.PlacementChange
+	(*HomeMove)(nil),              // 22: meridian.v1.HomeMove
+	(*AckTransitionRequest)(nil),  // 23: meridian.v1.AckTransitionRequest
+	(*AckTransitionResponse)(nil), // 24: meridian.v1.AckTransitionResponse
+	(*ListRegionsRequest)(nil),    // 25: meridian.v1.ListRegionsRequest
+	(*RegionInfo)(nil),            // 26: meridian.v1.RegionInfo
+	(*ListRegionsResponse)(nil),   // 27: meridian.v1.ListRegionsResponse
+	(*Member)(nil),                // 28: meridian.v1.Member
+	(*JoinRequest)(nil),           // 29: meridian.v1.JoinRequest
+	(*JoinResponse)(nil),          // 30: meridian.v1.JoinResponse
+	(*MemberStatsRequest)(nil),    // 31: meridian.v1.MemberStatsRequest
+	(*MemberStatsResponse)(nil),   // 32: meridian.v1.MemberStatsResponse
+	(*HomeRedirect)(nil),          // 33: meridian.v1.HomeRedirect
+	nil,                           // 34: meridian.v1.RegionLease.AppliedEntry
+	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
 }
 var file_meridian_v1_placement_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.PlacementRule.mode:type_name -> meridian.v1.PlacementMode
-	23, // 1: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
-	24, // 2: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
+	35, // 1: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
+	36, // 2: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
 	0,  // 3: meridian.v1.GetPlacementResponse.mode:type_name -> meridian.v1.PlacementMode
 	1,  // 4: meridian.v1.GetPlacementResponse.source:type_name -> meridian.v1.PlacementSource
-	3,  // 5: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
-	2,  // 6: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	3,  // 7: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
-	2,  // 8: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
-	2,  // 9: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	23, // 10: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
-	15, // 11: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
-	3,  // 12: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
-	17, // 13: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
-	24, // 14: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
-	4,  // 15: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
-	6,  // 16: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
-	8,  // 17: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
-	10, // 18: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
-	12, // 19: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
-	14, // 20: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
-	18, // 21: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
-	20, // 22: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
-	5,  // 23: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
-	7,  // 24: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
-	9,  // 25: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
-	11, // 26: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
-	13, // 27: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
-	16, // 28: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
-	19, // 29: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
-	21, // 30: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
-	23, // [23:31] is the sub-list for method output_type
-	15, // [15:23] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	4,  // 5: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
+	21, // 6: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
+	8,  // 7: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
+	35, // 8: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
+	36, // 9: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
+	34, // 10: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
+	35, // 11: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
+	36, // 12: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
+	7,  // 13: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
+	36, // 14: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
+	7,  // 15: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
+	35, // 16: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
+	3,  // 17: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	4,  // 18: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
+	21, // 19: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	3,  // 20: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
+	3,  // 21: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	21, // 22: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	21, // 23: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
+	21, // 24: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
+	21, // 25: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 26: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
+	35, // 27: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
+	36, // 28: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
+	2,  // 29: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
+	35, // 30: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
+	8,  // 31: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
+	26, // 32: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
+	4,  // 33: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
+	21, // 34: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
+	28, // 35: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
+	36, // 36: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
+	5,  // 37: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
+	11, // 38: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
+	13, // 39: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
+	15, // 40: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
+	17, // 41: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
+	19, // 42: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
+	25, // 43: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
+	29, // 44: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
+	31, // 45: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
+	23, // 46: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
+	9,  // 47: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
+	6,  // 48: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
+	12, // 49: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
+	14, // 50: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
+	16, // 51: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
+	18, // 52: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
+	20, // 53: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
+	27, // 54: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
+	30, // 55: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
+	32, // 56: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
+	24, // 57: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
+	10, // 58: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
+	48, // [48:59] is the sub-list for method output_type
+	37, // [37:48] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_placement_proto_init() }
@@ -1633,13 +2687,17 @@ func file_meridian_v1_placement_proto_init() {
 	if File_meridian_v1_placement_proto != nil {
 		return
 	}
+	file_meridian_v1_placement_proto_msgTypes[16].OneofWrappers = []any{
+		(*MoveRequest_Entity)(nil),
+		(*MoveRequest_Prefix)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_placement_proto_rawDesc), len(file_meridian_v1_placement_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   21,
+			NumEnums:      3,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

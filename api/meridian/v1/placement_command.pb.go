@@ -9,6 +9,7 @@ package meridianv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -34,6 +35,12 @@ const (
 	PlacementCommandType_PLACEMENT_COMMAND_TYPE_UNPIN PlacementCommandType = 3
 	// PLACEMENT_COMMAND_TYPE_JOIN carries a JoinCommand.
 	PlacementCommandType_PLACEMENT_COMMAND_TYPE_JOIN PlacementCommandType = 4
+	// PLACEMENT_COMMAND_TYPE_ACK_TRANSITION carries an AckTransitionCommand.
+	PlacementCommandType_PLACEMENT_COMMAND_TYPE_ACK_TRANSITION PlacementCommandType = 5
+	// PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION carries an AbortTransitionCommand.
+	PlacementCommandType_PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION PlacementCommandType = 6
+	// PLACEMENT_COMMAND_TYPE_RENEW_LEASE carries a RenewLeaseCommand.
+	PlacementCommandType_PLACEMENT_COMMAND_TYPE_RENEW_LEASE PlacementCommandType = 7
 )
 
 // Enum value maps for PlacementCommandType.
@@ -44,13 +51,19 @@ var (
 		2: "PLACEMENT_COMMAND_TYPE_PIN",
 		3: "PLACEMENT_COMMAND_TYPE_UNPIN",
 		4: "PLACEMENT_COMMAND_TYPE_JOIN",
+		5: "PLACEMENT_COMMAND_TYPE_ACK_TRANSITION",
+		6: "PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION",
+		7: "PLACEMENT_COMMAND_TYPE_RENEW_LEASE",
 	}
 	PlacementCommandType_value = map[string]int32{
-		"PLACEMENT_COMMAND_TYPE_UNSPECIFIED": 0,
-		"PLACEMENT_COMMAND_TYPE_SET_RULES":   1,
-		"PLACEMENT_COMMAND_TYPE_PIN":         2,
-		"PLACEMENT_COMMAND_TYPE_UNPIN":       3,
-		"PLACEMENT_COMMAND_TYPE_JOIN":        4,
+		"PLACEMENT_COMMAND_TYPE_UNSPECIFIED":      0,
+		"PLACEMENT_COMMAND_TYPE_SET_RULES":        1,
+		"PLACEMENT_COMMAND_TYPE_PIN":              2,
+		"PLACEMENT_COMMAND_TYPE_UNPIN":            3,
+		"PLACEMENT_COMMAND_TYPE_JOIN":             4,
+		"PLACEMENT_COMMAND_TYPE_ACK_TRANSITION":   5,
+		"PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION": 6,
+		"PLACEMENT_COMMAND_TYPE_RENEW_LEASE":      7,
 	}
 )
 
@@ -150,6 +163,15 @@ type SetRulesCommand struct {
 	DefaultRegion string                 `protobuf:"bytes,2,opt,name=default_region,json=defaultRegion,proto3" json:"default_region,omitempty"`
 	// expected_index: 0 = unconditional; otherwise the rules' index must match.
 	ExpectedIndex uint64 `protobuf:"varint,3,opt,name=expected_index,json=expectedIndex,proto3" json:"expected_index,omitempty"`
+	// stage, set by every leader since fenced homes, makes a change that moves
+	// some entity's home a transition (PlacementTransition) instead of taking
+	// effect at once; entries written before have it unset and replay as
+	// they applied then.
+	Stage bool `protobuf:"varint,4,opt,name=stage,proto3" json:"stage,omitempty"`
+	// proposed_at is the proposing leader's wall clock (informational).
+	ProposedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=proposed_at,json=proposedAt,proto3" json:"proposed_at,omitempty"`
+	// reason says what asked for the change (a Move names itself here).
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,10 +227,34 @@ func (x *SetRulesCommand) GetExpectedIndex() uint64 {
 	return 0
 }
 
+func (x *SetRulesCommand) GetStage() bool {
+	if x != nil {
+		return x.Stage
+	}
+	return false
+}
+
+func (x *SetRulesCommand) GetProposedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProposedAt
+	}
+	return nil
+}
+
+func (x *SetRulesCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type PinCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
-	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Entity string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	Region string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// stage and proposed_at: as in SetRulesCommand.
+	Stage         bool                   `protobuf:"varint,3,opt,name=stage,proto3" json:"stage,omitempty"`
+	ProposedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=proposed_at,json=proposedAt,proto3" json:"proposed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,9 +303,26 @@ func (x *PinCommand) GetRegion() string {
 	return ""
 }
 
+func (x *PinCommand) GetStage() bool {
+	if x != nil {
+		return x.Stage
+	}
+	return false
+}
+
+func (x *PinCommand) GetProposedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProposedAt
+	}
+	return nil
+}
+
 type UnpinCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Entity string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	// stage and proposed_at: as in SetRulesCommand.
+	Stage         bool                   `protobuf:"varint,2,opt,name=stage,proto3" json:"stage,omitempty"`
+	ProposedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=proposed_at,json=proposedAt,proto3" json:"proposed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,6 +364,323 @@ func (x *UnpinCommand) GetEntity() string {
 	return ""
 }
 
+func (x *UnpinCommand) GetStage() bool {
+	if x != nil {
+		return x.Stage
+	}
+	return false
+}
+
+func (x *UnpinCommand) GetProposedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProposedAt
+	}
+	return nil
+}
+
+// AckTransitionCommand records one region's report on a transition; the
+// entry that completes the transition also applies its change (the flip).
+type AckTransitionCommand struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Transition uint64                 `protobuf:"varint,1,opt,name=transition,proto3" json:"transition,omitempty"`
+	Kind       TransitionAckKind      `protobuf:"varint,2,opt,name=kind,proto3,enum=meridian.v1.TransitionAckKind" json:"kind,omitempty"`
+	Region     string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Origin     string                 `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq        uint64                 `protobuf:"varint,5,opt,name=seq,proto3" json:"seq,omitempty"`
+	// acked_at is the proposing leader's wall clock (the change's duration).
+	AckedAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=acked_at,json=ackedAt,proto3" json:"acked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckTransitionCommand) Reset() {
+	*x = AckTransitionCommand{}
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckTransitionCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckTransitionCommand) ProtoMessage() {}
+
+func (x *AckTransitionCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckTransitionCommand.ProtoReflect.Descriptor instead.
+func (*AckTransitionCommand) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AckTransitionCommand) GetTransition() uint64 {
+	if x != nil {
+		return x.Transition
+	}
+	return 0
+}
+
+func (x *AckTransitionCommand) GetKind() TransitionAckKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TransitionAckKind_TRANSITION_ACK_KIND_UNSPECIFIED
+}
+
+func (x *AckTransitionCommand) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *AckTransitionCommand) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *AckTransitionCommand) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AckTransitionCommand) GetAckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AckedAt
+	}
+	return nil
+}
+
+// AbortTransitionCommand drops a transition that did not complete in time:
+// the table stays as it was before it was staged.
+type AbortTransitionCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transition    uint64                 `protobuf:"varint,1,opt,name=transition,proto3" json:"transition,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AbortTransitionCommand) Reset() {
+	*x = AbortTransitionCommand{}
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AbortTransitionCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AbortTransitionCommand) ProtoMessage() {}
+
+func (x *AbortTransitionCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AbortTransitionCommand.ProtoReflect.Descriptor instead.
+func (*AbortTransitionCommand) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AbortTransitionCommand) GetTransition() uint64 {
+	if x != nil {
+		return x.Transition
+	}
+	return 0
+}
+
+func (x *AbortTransitionCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// RenewLeaseCommand renews a region's home lease; apply stores the record
+// at l/<region> with renewed_index set to the entry's index.
+type RenewLeaseCommand struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Lease         *RegionLease           `protobuf:"bytes,1,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewLeaseCommand) Reset() {
+	*x = RenewLeaseCommand{}
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewLeaseCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewLeaseCommand) ProtoMessage() {}
+
+func (x *RenewLeaseCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewLeaseCommand.ProtoReflect.Descriptor instead.
+func (*RenewLeaseCommand) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RenewLeaseCommand) GetLease() *RegionLease {
+	if x != nil {
+		return x.Lease
+	}
+	return nil
+}
+
+// PlacementTransition is stored at t/transition while a change that moves
+// homes is in progress (at most one at a time).
+type PlacementTransition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the entry that staged it; it is the change's id.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// command_type and command are the staged change, applied at the flip.
+	CommandType PlacementCommandType `protobuf:"varint,2,opt,name=command_type,json=commandType,proto3,enum=meridian.v1.PlacementCommandType" json:"command_type,omitempty"`
+	Command     []byte               `protobuf:"bytes,3,opt,name=command,proto3" json:"command,omitempty"`
+	// moves are the (old home, new home) pairs; acks fill in their progress.
+	Moves     []*HomeMove            `protobuf:"bytes,4,rep,name=moves,proto3" json:"moves,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Reason    string                 `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// completed_index is the entry that flipped it (0 while in progress);
+	// completed_at that entry's proposer's wall clock.
+	CompletedIndex uint64                 `protobuf:"varint,7,opt,name=completed_index,json=completedIndex,proto3" json:"completed_index,omitempty"`
+	CompletedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// aborted says why it was dropped without taking effect ("" if it was not).
+	Aborted       string `protobuf:"bytes,9,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementTransition) Reset() {
+	*x = PlacementTransition{}
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementTransition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementTransition) ProtoMessage() {}
+
+func (x *PlacementTransition) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementTransition.ProtoReflect.Descriptor instead.
+func (*PlacementTransition) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PlacementTransition) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *PlacementTransition) GetCommandType() PlacementCommandType {
+	if x != nil {
+		return x.CommandType
+	}
+	return PlacementCommandType_PLACEMENT_COMMAND_TYPE_UNSPECIFIED
+}
+
+func (x *PlacementTransition) GetCommand() []byte {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *PlacementTransition) GetMoves() []*HomeMove {
+	if x != nil {
+		return x.Moves
+	}
+	return nil
+}
+
+func (x *PlacementTransition) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *PlacementTransition) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PlacementTransition) GetCompletedIndex() uint64 {
+	if x != nil {
+		return x.CompletedIndex
+	}
+	return 0
+}
+
+func (x *PlacementTransition) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *PlacementTransition) GetAborted() string {
+	if x != nil {
+		return x.Aborted
+	}
+	return ""
+}
+
 type JoinCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
@@ -310,7 +690,7 @@ type JoinCommand struct {
 
 func (x *JoinCommand) Reset() {
 	*x = JoinCommand{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +702,7 @@ func (x *JoinCommand) String() string {
 func (*JoinCommand) ProtoMessage() {}
 
 func (x *JoinCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +715,7 @@ func (x *JoinCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinCommand.ProtoReflect.Descriptor instead.
 func (*JoinCommand) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JoinCommand) GetMember() *Member {
@@ -359,7 +739,7 @@ type PlacementRuleSet struct {
 
 func (x *PlacementRuleSet) Reset() {
 	*x = PlacementRuleSet{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -371,7 +751,7 @@ func (x *PlacementRuleSet) String() string {
 func (*PlacementRuleSet) ProtoMessage() {}
 
 func (x *PlacementRuleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -384,7 +764,7 @@ func (x *PlacementRuleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRuleSet.ProtoReflect.Descriptor instead.
 func (*PlacementRuleSet) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlacementRuleSet) GetRules() []*PlacementRule {
@@ -427,7 +807,7 @@ type PlacementPin struct {
 
 func (x *PlacementPin) Reset() {
 	*x = PlacementPin{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -439,7 +819,7 @@ func (x *PlacementPin) String() string {
 func (*PlacementPin) ProtoMessage() {}
 
 func (x *PlacementPin) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -452,7 +832,7 @@ func (x *PlacementPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPin.ProtoReflect.Descriptor instead.
 func (*PlacementPin) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlacementPin) GetEntity() string {
@@ -487,7 +867,7 @@ type PlacementApplyState struct {
 
 func (x *PlacementApplyState) Reset() {
 	*x = PlacementApplyState{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +879,7 @@ func (x *PlacementApplyState) String() string {
 func (*PlacementApplyState) ProtoMessage() {}
 
 func (x *PlacementApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +892,7 @@ func (x *PlacementApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementApplyState.ProtoReflect.Descriptor instead.
 func (*PlacementApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlacementApplyState) GetAppliedIndex() uint64 {
@@ -540,6 +920,8 @@ type PlacementSnapshotRecord struct {
 	//	*PlacementSnapshotRecord_Rules
 	//	*PlacementSnapshotRecord_Member
 	//	*PlacementSnapshotRecord_Pin
+	//	*PlacementSnapshotRecord_Transition
+	//	*PlacementSnapshotRecord_Lease
 	Record        isPlacementSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -547,7 +929,7 @@ type PlacementSnapshotRecord struct {
 
 func (x *PlacementSnapshotRecord) Reset() {
 	*x = PlacementSnapshotRecord{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +941,7 @@ func (x *PlacementSnapshotRecord) String() string {
 func (*PlacementSnapshotRecord) ProtoMessage() {}
 
 func (x *PlacementSnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +954,7 @@ func (x *PlacementSnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementSnapshotRecord.ProtoReflect.Descriptor instead.
 func (*PlacementSnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PlacementSnapshotRecord) GetRecord() isPlacementSnapshotRecord_Record {
@@ -618,6 +1000,24 @@ func (x *PlacementSnapshotRecord) GetPin() *PlacementPin {
 	return nil
 }
 
+func (x *PlacementSnapshotRecord) GetTransition() *PlacementTransition {
+	if x != nil {
+		if x, ok := x.Record.(*PlacementSnapshotRecord_Transition); ok {
+			return x.Transition
+		}
+	}
+	return nil
+}
+
+func (x *PlacementSnapshotRecord) GetLease() *RegionLease {
+	if x != nil {
+		if x, ok := x.Record.(*PlacementSnapshotRecord_Lease); ok {
+			return x.Lease
+		}
+	}
+	return nil
+}
+
 type isPlacementSnapshotRecord_Record interface {
 	isPlacementSnapshotRecord_Record()
 }
@@ -638,6 +1038,14 @@ type PlacementSnapshotRecord_Pin struct {
 	Pin *PlacementPin `protobuf:"bytes,4,opt,name=pin,proto3,oneof"`
 }
 
+type PlacementSnapshotRecord_Transition struct {
+	Transition *PlacementTransition `protobuf:"bytes,5,opt,name=transition,proto3,oneof"`
+}
+
+type PlacementSnapshotRecord_Lease struct {
+	Lease *RegionLease `protobuf:"bytes,6,opt,name=lease,proto3,oneof"`
+}
+
 func (*PlacementSnapshotRecord_State) isPlacementSnapshotRecord_Record() {}
 
 func (*PlacementSnapshotRecord_Rules) isPlacementSnapshotRecord_Record() {}
@@ -646,25 +1054,66 @@ func (*PlacementSnapshotRecord_Member) isPlacementSnapshotRecord_Record() {}
 
 func (*PlacementSnapshotRecord_Pin) isPlacementSnapshotRecord_Record() {}
 
+func (*PlacementSnapshotRecord_Transition) isPlacementSnapshotRecord_Record() {}
+
+func (*PlacementSnapshotRecord_Lease) isPlacementSnapshotRecord_Record() {}
+
 var File_meridian_v1_placement_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_placement_command_proto_rawDesc = "" +
 	"\n" +
-	"#meridian/v1/placement_command.proto\x12\vmeridian.v1\x1a\x1bmeridian/v1/placement.proto\"}\n" +
+	"#meridian/v1/placement_command.proto\x12\vmeridian.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bmeridian/v1/placement.proto\"}\n" +
 	"\x10PlacementCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x125\n" +
 	"\x04type\x18\x02 \x01(\x0e2!.meridian.v1.PlacementCommandTypeR\x04type\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\x91\x01\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\"\xfc\x01\n" +
 	"\x0fSetRulesCommand\x120\n" +
 	"\x05rules\x18\x01 \x03(\v2\x1a.meridian.v1.PlacementRuleR\x05rules\x12%\n" +
 	"\x0edefault_region\x18\x02 \x01(\tR\rdefaultRegion\x12%\n" +
-	"\x0eexpected_index\x18\x03 \x01(\x04R\rexpectedIndex\"<\n" +
+	"\x0eexpected_index\x18\x03 \x01(\x04R\rexpectedIndex\x12\x14\n" +
+	"\x05stage\x18\x04 \x01(\bR\x05stage\x12;\n" +
+	"\vproposed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"proposedAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\"\x8f\x01\n" +
 	"\n" +
 	"PinCommand\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x16\n" +
-	"\x06region\x18\x02 \x01(\tR\x06region\"&\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x14\n" +
+	"\x05stage\x18\x03 \x01(\bR\x05stage\x12;\n" +
+	"\vproposed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"proposedAt\"y\n" +
 	"\fUnpinCommand\x12\x16\n" +
-	"\x06entity\x18\x01 \x01(\tR\x06entity\":\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x14\n" +
+	"\x05stage\x18\x02 \x01(\bR\x05stage\x12;\n" +
+	"\vproposed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"proposedAt\"\xe3\x01\n" +
+	"\x14AckTransitionCommand\x12\x1e\n" +
+	"\n" +
+	"transition\x18\x01 \x01(\x04R\n" +
+	"transition\x122\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1e.meridian.v1.TransitionAckKindR\x04kind\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x16\n" +
+	"\x06origin\x18\x04 \x01(\tR\x06origin\x12\x10\n" +
+	"\x03seq\x18\x05 \x01(\x04R\x03seq\x125\n" +
+	"\backed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aackedAt\"P\n" +
+	"\x16AbortTransitionCommand\x12\x1e\n" +
+	"\n" +
+	"transition\x18\x01 \x01(\x04R\n" +
+	"transition\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"C\n" +
+	"\x11RenewLeaseCommand\x12.\n" +
+	"\x05lease\x18\x01 \x01(\v2\x18.meridian.v1.RegionLeaseR\x05lease\"\x8d\x03\n" +
+	"\x13PlacementTransition\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12D\n" +
+	"\fcommand_type\x18\x02 \x01(\x0e2!.meridian.v1.PlacementCommandTypeR\vcommandType\x12\x18\n" +
+	"\acommand\x18\x03 \x01(\fR\acommand\x12+\n" +
+	"\x05moves\x18\x04 \x03(\v2\x15.meridian.v1.HomeMoveR\x05moves\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x12'\n" +
+	"\x0fcompleted_index\x18\a \x01(\x04R\x0ecompletedIndex\x12=\n" +
+	"\fcompleted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
+	"\aaborted\x18\t \x01(\tR\aaborted\":\n" +
 	"\vJoinCommand\x12+\n" +
 	"\x06member\x18\x01 \x01(\v2\x13.meridian.v1.MemberR\x06member\"\xb1\x01\n" +
 	"\x10PlacementRuleSet\x120\n" +
@@ -679,19 +1128,26 @@ const file_meridian_v1_placement_command_proto_rawDesc = "" +
 	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\"]\n" +
 	"\x13PlacementApplyState\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
-	"\fapplied_term\x18\x02 \x01(\x04R\vappliedTerm\"\xf2\x01\n" +
+	"\fapplied_term\x18\x02 \x01(\x04R\vappliedTerm\"\xe8\x02\n" +
 	"\x17PlacementSnapshotRecord\x128\n" +
 	"\x05state\x18\x01 \x01(\v2 .meridian.v1.PlacementApplyStateH\x00R\x05state\x125\n" +
 	"\x05rules\x18\x02 \x01(\v2\x1d.meridian.v1.PlacementRuleSetH\x00R\x05rules\x12-\n" +
 	"\x06member\x18\x03 \x01(\v2\x13.meridian.v1.MemberH\x00R\x06member\x12-\n" +
-	"\x03pin\x18\x04 \x01(\v2\x19.meridian.v1.PlacementPinH\x00R\x03pinB\b\n" +
-	"\x06record*\xc7\x01\n" +
+	"\x03pin\x18\x04 \x01(\v2\x19.meridian.v1.PlacementPinH\x00R\x03pin\x12B\n" +
+	"\n" +
+	"transition\x18\x05 \x01(\v2 .meridian.v1.PlacementTransitionH\x00R\n" +
+	"transition\x120\n" +
+	"\x05lease\x18\x06 \x01(\v2\x18.meridian.v1.RegionLeaseH\x00R\x05leaseB\b\n" +
+	"\x06record*\xc7\x02\n" +
 	"\x14PlacementCommandType\x12&\n" +
 	"\"PLACEMENT_COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" PLACEMENT_COMMAND_TYPE_SET_RULES\x10\x01\x12\x1e\n" +
 	"\x1aPLACEMENT_COMMAND_TYPE_PIN\x10\x02\x12 \n" +
 	"\x1cPLACEMENT_COMMAND_TYPE_UNPIN\x10\x03\x12\x1f\n" +
-	"\x1bPLACEMENT_COMMAND_TYPE_JOIN\x10\x04B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x1bPLACEMENT_COMMAND_TYPE_JOIN\x10\x04\x12)\n" +
+	"%PLACEMENT_COMMAND_TYPE_ACK_TRANSITION\x10\x05\x12+\n" +
+	"'PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION\x10\x06\x12&\n" +
+	"\"PLACEMENT_COMMAND_TYPE_RENEW_LEASE\x10\aB;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_placement_command_proto_rawDescOnce sync.Once
@@ -706,35 +1162,55 @@ func file_meridian_v1_placement_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_placement_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_placement_command_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_meridian_v1_placement_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_meridian_v1_placement_command_proto_goTypes = []any{
 	(PlacementCommandType)(0),       // 0: meridian.v1.PlacementCommandType
 	(*PlacementCommand)(nil),        // 1: meridian.v1.PlacementCommand
 	(*SetRulesCommand)(nil),         // 2: meridian.v1.SetRulesCommand
 	(*PinCommand)(nil),              // 3: meridian.v1.PinCommand
 	(*UnpinCommand)(nil),            // 4: meridian.v1.UnpinCommand
-	(*JoinCommand)(nil),             // 5: meridian.v1.JoinCommand
-	(*PlacementRuleSet)(nil),        // 6: meridian.v1.PlacementRuleSet
-	(*PlacementPin)(nil),            // 7: meridian.v1.PlacementPin
-	(*PlacementApplyState)(nil),     // 8: meridian.v1.PlacementApplyState
-	(*PlacementSnapshotRecord)(nil), // 9: meridian.v1.PlacementSnapshotRecord
-	(*PlacementRule)(nil),           // 10: meridian.v1.PlacementRule
-	(*Member)(nil),                  // 11: meridian.v1.Member
+	(*AckTransitionCommand)(nil),    // 5: meridian.v1.AckTransitionCommand
+	(*AbortTransitionCommand)(nil),  // 6: meridian.v1.AbortTransitionCommand
+	(*RenewLeaseCommand)(nil),       // 7: meridian.v1.RenewLeaseCommand
+	(*PlacementTransition)(nil),     // 8: meridian.v1.PlacementTransition
+	(*JoinCommand)(nil),             // 9: meridian.v1.JoinCommand
+	(*PlacementRuleSet)(nil),        // 10: meridian.v1.PlacementRuleSet
+	(*PlacementPin)(nil),            // 11: meridian.v1.PlacementPin
+	(*PlacementApplyState)(nil),     // 12: meridian.v1.PlacementApplyState
+	(*PlacementSnapshotRecord)(nil), // 13: meridian.v1.PlacementSnapshotRecord
+	(*PlacementRule)(nil),           // 14: meridian.v1.PlacementRule
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(TransitionAckKind)(0),          // 16: meridian.v1.TransitionAckKind
+	(*RegionLease)(nil),             // 17: meridian.v1.RegionLease
+	(*HomeMove)(nil),                // 18: meridian.v1.HomeMove
+	(*Member)(nil),                  // 19: meridian.v1.Member
 }
 var file_meridian_v1_placement_command_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.PlacementCommand.type:type_name -> meridian.v1.PlacementCommandType
-	10, // 1: meridian.v1.SetRulesCommand.rules:type_name -> meridian.v1.PlacementRule
-	11, // 2: meridian.v1.JoinCommand.member:type_name -> meridian.v1.Member
-	10, // 3: meridian.v1.PlacementRuleSet.rules:type_name -> meridian.v1.PlacementRule
-	8,  // 4: meridian.v1.PlacementSnapshotRecord.state:type_name -> meridian.v1.PlacementApplyState
-	6,  // 5: meridian.v1.PlacementSnapshotRecord.rules:type_name -> meridian.v1.PlacementRuleSet
-	11, // 6: meridian.v1.PlacementSnapshotRecord.member:type_name -> meridian.v1.Member
-	7,  // 7: meridian.v1.PlacementSnapshotRecord.pin:type_name -> meridian.v1.PlacementPin
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	14, // 1: meridian.v1.SetRulesCommand.rules:type_name -> meridian.v1.PlacementRule
+	15, // 2: meridian.v1.SetRulesCommand.proposed_at:type_name -> google.protobuf.Timestamp
+	15, // 3: meridian.v1.PinCommand.proposed_at:type_name -> google.protobuf.Timestamp
+	15, // 4: meridian.v1.UnpinCommand.proposed_at:type_name -> google.protobuf.Timestamp
+	16, // 5: meridian.v1.AckTransitionCommand.kind:type_name -> meridian.v1.TransitionAckKind
+	15, // 6: meridian.v1.AckTransitionCommand.acked_at:type_name -> google.protobuf.Timestamp
+	17, // 7: meridian.v1.RenewLeaseCommand.lease:type_name -> meridian.v1.RegionLease
+	0,  // 8: meridian.v1.PlacementTransition.command_type:type_name -> meridian.v1.PlacementCommandType
+	18, // 9: meridian.v1.PlacementTransition.moves:type_name -> meridian.v1.HomeMove
+	15, // 10: meridian.v1.PlacementTransition.started_at:type_name -> google.protobuf.Timestamp
+	15, // 11: meridian.v1.PlacementTransition.completed_at:type_name -> google.protobuf.Timestamp
+	19, // 12: meridian.v1.JoinCommand.member:type_name -> meridian.v1.Member
+	14, // 13: meridian.v1.PlacementRuleSet.rules:type_name -> meridian.v1.PlacementRule
+	12, // 14: meridian.v1.PlacementSnapshotRecord.state:type_name -> meridian.v1.PlacementApplyState
+	10, // 15: meridian.v1.PlacementSnapshotRecord.rules:type_name -> meridian.v1.PlacementRuleSet
+	19, // 16: meridian.v1.PlacementSnapshotRecord.member:type_name -> meridian.v1.Member
+	11, // 17: meridian.v1.PlacementSnapshotRecord.pin:type_name -> meridian.v1.PlacementPin
+	8,  // 18: meridian.v1.PlacementSnapshotRecord.transition:type_name -> meridian.v1.PlacementTransition
+	17, // 19: meridian.v1.PlacementSnapshotRecord.lease:type_name -> meridian.v1.RegionLease
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_placement_command_proto_init() }
@@ -743,11 +1219,13 @@ func file_meridian_v1_placement_command_proto_init() {
 		return
 	}
 	file_meridian_v1_placement_proto_init()
-	file_meridian_v1_placement_command_proto_msgTypes[8].OneofWrappers = []any{
+	file_meridian_v1_placement_command_proto_msgTypes[12].OneofWrappers = []any{
 		(*PlacementSnapshotRecord_State)(nil),
 		(*PlacementSnapshotRecord_Rules)(nil),
 		(*PlacementSnapshotRecord_Member)(nil),
 		(*PlacementSnapshotRecord_Pin)(nil),
+		(*PlacementSnapshotRecord_Transition)(nil),
+		(*PlacementSnapshotRecord_Lease)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -755,7 +1233,7 @@ func file_meridian_v1_placement_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_placement_command_proto_rawDesc), len(file_meridian_v1_placement_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -43,12 +43,18 @@ const (
 	PlacementPinProcedure = "/meridian.v1.Placement/Pin"
 	// PlacementUnpinProcedure is the fully-qualified name of the Placement's Unpin RPC.
 	PlacementUnpinProcedure = "/meridian.v1.Placement/Unpin"
+	// PlacementMoveProcedure is the fully-qualified name of the Placement's Move RPC.
+	PlacementMoveProcedure = "/meridian.v1.Placement/Move"
 	// PlacementListRegionsProcedure is the fully-qualified name of the Placement's ListRegions RPC.
 	PlacementListRegionsProcedure = "/meridian.v1.Placement/ListRegions"
 	// PlacementJoinProcedure is the fully-qualified name of the Placement's Join RPC.
 	PlacementJoinProcedure = "/meridian.v1.Placement/Join"
 	// PlacementMemberStatsProcedure is the fully-qualified name of the Placement's MemberStats RPC.
 	PlacementMemberStatsProcedure = "/meridian.v1.Placement/MemberStats"
+	// PlacementAckTransitionProcedure is the fully-qualified name of the Placement's AckTransition RPC.
+	PlacementAckTransitionProcedure = "/meridian.v1.Placement/AckTransition"
+	// PlacementRenewLeaseProcedure is the fully-qualified name of the Placement's RenewLease RPC.
+	PlacementRenewLeaseProcedure = "/meridian.v1.Placement/RenewLease"
 )
 
 // PlacementClient is a client for the meridian.v1.Placement service.
@@ -64,6 +70,11 @@ type PlacementClient interface {
 	Pin(context.Context, *connect.Request[v1.PinRequest]) (*connect.Response[v1.PinResponse], error)
 	// Unpin removes an entity's pin; the rules decide its home again.
 	Unpin(context.Context, *connect.Request[v1.UnpinRequest]) (*connect.Response[v1.UnpinResponse], error)
+	// Move moves one entity (a pin) or every entity of one prefix rule to
+	// another home region: the old home freezes, the new home drains its log,
+	// then the home flips with a new epoch. It returns once the new home
+	// accepts writes.
+	Move(context.Context, *connect.Request[v1.MoveRequest]) (*connect.Response[v1.MoveResponse], error)
 	// ListRegions returns every region that has joined, with its endpoints and
 	// whether the answering node reaches it.
 	ListRegions(context.Context, *connect.Request[v1.ListRegionsRequest]) (*connect.Response[v1.ListRegionsResponse], error)
@@ -73,6 +84,12 @@ type PlacementClient interface {
 	// MemberStats reports the answering node's placement Raft state, for the
 	// placement leader's health checks. Internal.
 	MemberStats(context.Context, *connect.Request[v1.MemberStatsRequest]) (*connect.Response[v1.MemberStatsResponse], error)
+	// AckTransition records a region's part of a placement change in
+	// progress (frozen, drained). Internal: region leaders call it.
+	AckTransition(context.Context, *connect.Request[v1.AckTransitionRequest]) (*connect.Response[v1.AckTransitionResponse], error)
+	// RenewLease renews a region's home lease. Internal: region leaders call
+	// it every few seconds; a region orders writes only while its lease holds.
+	RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error)
 }
 
 // NewPlacementClient constructs a client for the meridian.v1.Placement service. By default, it uses
@@ -118,6 +135,12 @@ func NewPlacementClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithSchema(placementMethods.ByName("Unpin")),
 			connect.WithClientOptions(opts...),
 		),
+		move: connect.NewClient[v1.MoveRequest, v1.MoveResponse](
+			httpClient,
+			baseURL+PlacementMoveProcedure,
+			connect.WithSchema(placementMethods.ByName("Move")),
+			connect.WithClientOptions(opts...),
+		),
 		listRegions: connect.NewClient[v1.ListRegionsRequest, v1.ListRegionsResponse](
 			httpClient,
 			baseURL+PlacementListRegionsProcedure,
@@ -138,19 +161,34 @@ func NewPlacementClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		ackTransition: connect.NewClient[v1.AckTransitionRequest, v1.AckTransitionResponse](
+			httpClient,
+			baseURL+PlacementAckTransitionProcedure,
+			connect.WithSchema(placementMethods.ByName("AckTransition")),
+			connect.WithClientOptions(opts...),
+		),
+		renewLease: connect.NewClient[v1.RenewLeaseRequest, v1.RenewLeaseResponse](
+			httpClient,
+			baseURL+PlacementRenewLeaseProcedure,
+			connect.WithSchema(placementMethods.ByName("RenewLease")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // placementClient implements PlacementClient.
 type placementClient struct {
-	getPlacement *connect.Client[v1.GetPlacementRequest, v1.GetPlacementResponse]
-	listRules    *connect.Client[v1.ListRulesRequest, v1.ListRulesResponse]
-	setRules     *connect.Client[v1.SetRulesRequest, v1.SetRulesResponse]
-	pin          *connect.Client[v1.PinRequest, v1.PinResponse]
-	unpin        *connect.Client[v1.UnpinRequest, v1.UnpinResponse]
-	listRegions  *connect.Client[v1.ListRegionsRequest, v1.ListRegionsResponse]
-	join         *connect.Client[v1.JoinRequest, v1.JoinResponse]
-	memberStats  *connect.Client[v1.MemberStatsRequest, v1.MemberStatsResponse]
+	getPlacement  *connect.Client[v1.GetPlacementRequest, v1.GetPlacementResponse]
+	listRules     *connect.Client[v1.ListRulesRequest, v1.ListRulesResponse]
+	setRules      *connect.Client[v1.SetRulesRequest, v1.SetRulesResponse]
+	pin           *connect.Client[v1.PinRequest, v1.PinResponse]
+	unpin         *connect.Client[v1.UnpinRequest, v1.UnpinResponse]
+	move          *connect.Client[v1.MoveRequest, v1.MoveResponse]
+	listRegions   *connect.Client[v1.ListRegionsRequest, v1.ListRegionsResponse]
+	join          *connect.Client[v1.JoinRequest, v1.JoinResponse]
+	memberStats   *connect.Client[v1.MemberStatsRequest, v1.MemberStatsResponse]
+	ackTransition *connect.Client[v1.AckTransitionRequest, v1.AckTransitionResponse]
+	renewLease    *connect.Client[v1.RenewLeaseRequest, v1.RenewLeaseResponse]
 }
 
 // GetPlacement calls meridian.v1.Placement.GetPlacement.
@@ -178,6 +216,11 @@ func (c *placementClient) Unpin(ctx context.Context, req *connect.Request[v1.Unp
 	return c.unpin.CallUnary(ctx, req)
 }
 
+// Move calls meridian.v1.Placement.Move.
+func (c *placementClient) Move(ctx context.Context, req *connect.Request[v1.MoveRequest]) (*connect.Response[v1.MoveResponse], error) {
+	return c.move.CallUnary(ctx, req)
+}
+
 // ListRegions calls meridian.v1.Placement.ListRegions.
 func (c *placementClient) ListRegions(ctx context.Context, req *connect.Request[v1.ListRegionsRequest]) (*connect.Response[v1.ListRegionsResponse], error) {
 	return c.listRegions.CallUnary(ctx, req)
@@ -193,6 +236,16 @@ func (c *placementClient) MemberStats(ctx context.Context, req *connect.Request[
 	return c.memberStats.CallUnary(ctx, req)
 }
 
+// AckTransition calls meridian.v1.Placement.AckTransition.
+func (c *placementClient) AckTransition(ctx context.Context, req *connect.Request[v1.AckTransitionRequest]) (*connect.Response[v1.AckTransitionResponse], error) {
+	return c.ackTransition.CallUnary(ctx, req)
+}
+
+// RenewLease calls meridian.v1.Placement.RenewLease.
+func (c *placementClient) RenewLease(ctx context.Context, req *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error) {
+	return c.renewLease.CallUnary(ctx, req)
+}
+
 // PlacementHandler is an implementation of the meridian.v1.Placement service.
 type PlacementHandler interface {
 	// GetPlacement returns one entity's home region, mode and epoch, from the
@@ -206,6 +259,11 @@ type PlacementHandler interface {
 	Pin(context.Context, *connect.Request[v1.PinRequest]) (*connect.Response[v1.PinResponse], error)
 	// Unpin removes an entity's pin; the rules decide its home again.
 	Unpin(context.Context, *connect.Request[v1.UnpinRequest]) (*connect.Response[v1.UnpinResponse], error)
+	// Move moves one entity (a pin) or every entity of one prefix rule to
+	// another home region: the old home freezes, the new home drains its log,
+	// then the home flips with a new epoch. It returns once the new home
+	// accepts writes.
+	Move(context.Context, *connect.Request[v1.MoveRequest]) (*connect.Response[v1.MoveResponse], error)
 	// ListRegions returns every region that has joined, with its endpoints and
 	// whether the answering node reaches it.
 	ListRegions(context.Context, *connect.Request[v1.ListRegionsRequest]) (*connect.Response[v1.ListRegionsResponse], error)
@@ -215,6 +273,12 @@ type PlacementHandler interface {
 	// MemberStats reports the answering node's placement Raft state, for the
 	// placement leader's health checks. Internal.
 	MemberStats(context.Context, *connect.Request[v1.MemberStatsRequest]) (*connect.Response[v1.MemberStatsResponse], error)
+	// AckTransition records a region's part of a placement change in
+	// progress (frozen, drained). Internal: region leaders call it.
+	AckTransition(context.Context, *connect.Request[v1.AckTransitionRequest]) (*connect.Response[v1.AckTransitionResponse], error)
+	// RenewLease renews a region's home lease. Internal: region leaders call
+	// it every few seconds; a region orders writes only while its lease holds.
+	RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error)
 }
 
 // NewPlacementHandler builds an HTTP handler from the service implementation. It returns the path
@@ -256,6 +320,12 @@ func NewPlacementHandler(svc PlacementHandler, opts ...connect.HandlerOption) (s
 		connect.WithSchema(placementMethods.ByName("Unpin")),
 		connect.WithHandlerOptions(opts...),
 	)
+	placementMoveHandler := connect.NewUnaryHandler(
+		PlacementMoveProcedure,
+		svc.Move,
+		connect.WithSchema(placementMethods.ByName("Move")),
+		connect.WithHandlerOptions(opts...),
+	)
 	placementListRegionsHandler := connect.NewUnaryHandler(
 		PlacementListRegionsProcedure,
 		svc.ListRegions,
@@ -276,6 +346,18 @@ func NewPlacementHandler(svc PlacementHandler, opts ...connect.HandlerOption) (s
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	placementAckTransitionHandler := connect.NewUnaryHandler(
+		PlacementAckTransitionProcedure,
+		svc.AckTransition,
+		connect.WithSchema(placementMethods.ByName("AckTransition")),
+		connect.WithHandlerOptions(opts...),
+	)
+	placementRenewLeaseHandler := connect.NewUnaryHandler(
+		PlacementRenewLeaseProcedure,
+		svc.RenewLease,
+		connect.WithSchema(placementMethods.ByName("RenewLease")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/meridian.v1.Placement/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PlacementGetPlacementProcedure:
@@ -288,12 +370,18 @@ func NewPlacementHandler(svc PlacementHandler, opts ...connect.HandlerOption) (s
 			placementPinHandler.ServeHTTP(w, r)
 		case PlacementUnpinProcedure:
 			placementUnpinHandler.ServeHTTP(w, r)
+		case PlacementMoveProcedure:
+			placementMoveHandler.ServeHTTP(w, r)
 		case PlacementListRegionsProcedure:
 			placementListRegionsHandler.ServeHTTP(w, r)
 		case PlacementJoinProcedure:
 			placementJoinHandler.ServeHTTP(w, r)
 		case PlacementMemberStatsProcedure:
 			placementMemberStatsHandler.ServeHTTP(w, r)
+		case PlacementAckTransitionProcedure:
+			placementAckTransitionHandler.ServeHTTP(w, r)
+		case PlacementRenewLeaseProcedure:
+			placementRenewLeaseHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -323,6 +411,10 @@ func (UnimplementedPlacementHandler) Unpin(context.Context, *connect.Request[v1.
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.Placement.Unpin is not implemented"))
 }
 
+func (UnimplementedPlacementHandler) Move(context.Context, *connect.Request[v1.MoveRequest]) (*connect.Response[v1.MoveResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.Placement.Move is not implemented"))
+}
+
 func (UnimplementedPlacementHandler) ListRegions(context.Context, *connect.Request[v1.ListRegionsRequest]) (*connect.Response[v1.ListRegionsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.Placement.ListRegions is not implemented"))
 }
@@ -333,4 +425,12 @@ func (UnimplementedPlacementHandler) Join(context.Context, *connect.Request[v1.J
 
 func (UnimplementedPlacementHandler) MemberStats(context.Context, *connect.Request[v1.MemberStatsRequest]) (*connect.Response[v1.MemberStatsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.Placement.MemberStats is not implemented"))
+}
+
+func (UnimplementedPlacementHandler) AckTransition(context.Context, *connect.Request[v1.AckTransitionRequest]) (*connect.Response[v1.AckTransitionResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.Placement.AckTransition is not implemented"))
+}
+
+func (UnimplementedPlacementHandler) RenewLease(context.Context, *connect.Request[v1.RenewLeaseRequest]) (*connect.Response[v1.RenewLeaseResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.Placement.RenewLease is not implemented"))
 }

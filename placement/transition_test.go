@@ -1,0 +1,324 @@
+package placement
+
+import (
+	"bytes"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"pgregory.net/rapid"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+)
+
+func (d *driver) stagePin(entity, region string) *ApplyResult {
+	d.t.Helper()
+	return d.apply(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_PIN, &meridianv1.PinCommand{Entity: entity, Region: region, Stage: true})
+}
+
+func (d *driver) stageRules(def string, rules ...*meridianv1.PlacementRule) *ApplyResult {
+	d.t.Helper()
+	return d.apply(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_SET_RULES,
+		&meridianv1.SetRulesCommand{Rules: rules, DefaultRegion: def, Stage: true})
+}
+
+func (d *driver) ack(transition uint64, kind meridianv1.TransitionAckKind, region, origin string, seq uint64) *ApplyResult {
+	d.t.Helper()
+	return d.apply(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_ACK_TRANSITION, &meridianv1.AckTransitionCommand{
+		Transition: transition, Kind: kind, Region: region, Origin: origin, Seq: seq,
+	})
+}
+
+const (
+	frozen  = meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FROZEN
+	drained = meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_DRAINED
+)
+
+func TestStagedPinTakesEffectOnlyOnceTheOldHomeFrozeAndTheNewHomeDrained(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu"))
+
+	res := d.stagePin("eu/x", "ap")
+	require.NoError(t, res.Err)
+	require.True(t, res.Staged)
+	tr := res.Transition
+	assert.Equal(t, d.index, tr)
+
+	p := f.Lookup("eu/x")
+	assert.Equal(t, "eu", p.Home, "the old home stays the home until the flip")
+	require.NotNil(t, p.Moving)
+	assert.Equal(t, Moving{Transition: tr, From: "eu", To: "ap", Reason: "pin eu/x to ap", StartedAt: p.Moving.StartedAt}, *p.Moving)
+	assert.Nil(t, f.Lookup("eu/y").Moving, "other entities are not moving")
+	_, _, pinned := f.Pin("eu/x")
+	assert.False(t, pinned)
+
+	// At most one change in progress: the next is refused, naming it.
+	busy := d.stagePin("us/z", "eu")
+	require.ErrorIs(t, busy.Err, ErrBusy)
+	assert.Contains(t, busy.Err.Error(), "pin eu/x to ap, staged at index")
+
+	// Reports for another change, and a drain report before the freeze's
+	// sequence is known, do not complete it.
+	assert.False(t, d.ack(tr+100, frozen, "eu", "", 1).Completed)
+	assert.False(t, d.ack(tr, drained, "ap", "eu", 3).Completed)
+	assert.False(t, d.ack(tr, frozen, "eu", "", 5).Completed)
+	assert.NotNil(t, f.Lookup("eu/x").Moving)
+	assert.False(t, d.ack(tr, drained, "ap", "eu", 4).Completed, "ap applied eu's log to 4 of 5")
+	rec, active := f.Transition()
+	require.True(t, active)
+	assert.Equal(t, []*meridianv1.HomeMove{{From: "eu", To: "ap", Frozen: true, FrozenSeq: 5, DrainedSeq: 4}}, rec.GetMoves())
+
+	done := d.ack(tr, drained, "ap", "eu", 5)
+	require.NoError(t, done.Err)
+	require.True(t, done.Completed)
+	assert.Equal(t, tr, done.Transition)
+	p = f.Lookup("eu/x")
+	assert.Equal(t, "ap", p.Home)
+	assert.Nil(t, p.Moving)
+	assert.Equal(t, done.Index, p.Epoch, "the flip's index is the new epoch")
+	assert.Greater(t, p.Epoch, tr)
+	rec, active = f.Transition()
+	assert.False(t, active)
+	assert.Equal(t, done.Index, rec.GetCompletedIndex())
+	out, ok := f.outcomes.get(tr)
+	require.True(t, ok)
+	assert.Equal(t, done.Index, out.res.Index)
+
+	// The next change goes through.
+	require.True(t, d.stagePin("us/z", "eu").Staged)
+}
+
+func TestStagedChangeThatMovesNoHomeAppliesAtOnce(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu"))
+	for _, c := range []struct {
+		name  string
+		apply func() *ApplyResult
+	}{
+		{"pin to the current home", func() *ApplyResult { return d.stagePin("eu/x", "eu") }},
+		{"failover list only", func() *ApplyResult { return d.stageRules("us", rl("eu/", "eu", "ap")) }},
+		{"new rule to the default's home", func() *ApplyResult { return d.stageRules("us", rl("eu/", "eu", "ap"), rl("us/", "us")) }},
+		{"rule to active-active", func() *ApplyResult {
+			return d.stageRules("us", rl("eu/", "eu", "ap"), rl("us/", "us"), rlMode("aa/", "ap", meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE))
+		}},
+	} {
+		res := c.apply()
+		require.NoError(t, res.Err, c.name)
+		assert.False(t, res.Staged, c.name)
+		_, active := f.Transition()
+		assert.False(t, active, c.name)
+	}
+	_, _, pinned := f.Pin("eu/x")
+	assert.True(t, pinned)
+	assert.Equal(t, []string{"ap"}, f.Lookup("eu/1").Failover)
+}
+
+func TestRefusedStagedChangeIsNotStaged(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us")
+	res := d.stagePin("eu/x", "mars")
+	require.ErrorIs(t, res.Err, ErrInvalidArgument)
+	_, active := f.Transition()
+	assert.False(t, active)
+}
+
+func TestAbortedTransitionLeavesTheTableAsItWas(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu"), rl("ap/", "ap"))
+	before := f.Lookup("eu/1")
+	res := d.stageRules("us", rl("eu/", "ap"), rl("ap/", "ap"))
+	require.True(t, res.Staged)
+	assert.NotNil(t, f.Lookup("eu/1").Moving)
+	ab := d.apply(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION,
+		&meridianv1.AbortTransitionCommand{Transition: res.Transition, Reason: "eu did not freeze"})
+	require.NoError(t, ab.Err)
+	after := f.Lookup("eu/1")
+	assert.Equal(t, before, after)
+	rec, active := f.Transition()
+	assert.False(t, active)
+	assert.Equal(t, "eu did not freeze", rec.GetAborted())
+	out, ok := f.outcomes.get(res.Transition)
+	require.True(t, ok)
+	assert.Nil(t, out.res, "aborted: no result")
+	// Late reports change nothing.
+	assert.False(t, d.ack(res.Transition, frozen, "eu", "", 0).Completed)
+	assert.Equal(t, before, f.Lookup("eu/1"))
+}
+
+func TestTransitionInProgressSurvivesRestartAndSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	f := openTestFSM(t, dir)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu"))
+	res := d.stageRules("ap", rl("eu/", "us"))
+	require.True(t, res.Staged)
+	require.False(t, d.ack(res.Transition, frozen, "eu", "", 3).Completed)
+	want := f.Lookup("eu/1")
+	require.NotNil(t, want.Moving)
+	wantRec, _ := f.Transition()
+	snap := snapshotBytes(t, f)
+	require.NoError(t, f.Close())
+
+	f2 := openTestFSM(t, dir)
+	t.Cleanup(func() { _ = f2.Close() })
+	assert.Equal(t, want, f2.Lookup("eu/1"))
+	gotRec, active := f2.Transition()
+	assert.True(t, active)
+	assert.True(t, proto.Equal(wantRec, gotRec))
+
+	f3 := newTestFSM(t)
+	require.NoError(t, f3.Restore(io.NopCloser(bytes.NewReader(snap))))
+	assert.Equal(t, want, f3.Lookup("eu/1"))
+	assert.NotNil(t, f3.Lookup("x").Moving, "the default moves too (us to ap)")
+
+	// The reopened copy completes it like the original would have.
+	d2 := &driver{t: t, f: f2, index: f2.AppliedIndex()}
+	require.False(t, d2.ack(res.Transition, drained, "us", "eu", 3).Completed, "us (the old default) has not frozen")
+	assert.Equal(t, "eu", f2.Lookup("eu/1").Home, "nothing moves before the whole change completes")
+	// us froze with nothing ordered (sequence 0): ap has nothing to drain,
+	// so that report completes the change.
+	done := d2.ack(res.Transition, frozen, "us", "", 0)
+	require.True(t, done.Completed)
+	assert.Equal(t, "us", f2.Lookup("eu/1").Home)
+	assert.Equal(t, "ap", f2.Lookup("x").Home)
+}
+
+func TestRuleMoves(t *testing.T) {
+	aa := meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE
+	rs := func(def string, rules ...*meridianv1.PlacementRule) *ruleSet {
+		out := make([]rule, len(rules))
+		for i, r := range rules {
+			out[i] = ruleOf(r, 1)
+		}
+		return newRuleSet(out, def, 1, 1)
+	}
+	mv := func(from, to string) *meridianv1.HomeMove { return &meridianv1.HomeMove{From: from, To: to} }
+	for _, c := range []struct {
+		name      string
+		cur, next *ruleSet
+		want      []*meridianv1.HomeMove
+	}{
+		{"nothing changes", rs("us", rl("eu/", "eu")), rs("us", rl("eu/", "eu", "ap")), nil},
+		{"default moves", rs("us", rl("eu/", "eu")), rs("ap", rl("eu/", "eu")), []*meridianv1.HomeMove{mv("us", "ap")}},
+		{"rule moves", rs("us", rl("eu/", "eu")), rs("us", rl("eu/", "ap")), []*meridianv1.HomeMove{mv("eu", "ap")}},
+		{"new specific rule takes entities from its parent", rs("us", rl("eu/", "eu")),
+			rs("us", rl("eu/acct/", "ap"), rl("eu/", "eu")), []*meridianv1.HomeMove{mv("eu", "ap")}},
+		{"removed rule gives entities to the default", rs("us", rl("eu/", "eu")), rs("us"), []*meridianv1.HomeMove{mv("eu", "us")}},
+		{"swap", rs("us", rl("eu/", "eu"), rl("ap/", "ap")), rs("us", rl("eu/", "ap"), rl("ap/", "eu")),
+			[]*meridianv1.HomeMove{mv("ap", "eu"), mv("eu", "ap")}},
+		{"to or from active-active needs no handover", rs("us", rl("eu/", "eu"), rlMode("aa/", "ap", aa)),
+			rs("us", rlMode("eu/", "eu", aa), rl("aa/", "us")), nil},
+	} {
+		assert.Equal(t, c.want, ruleMoves(c.cur, c.next), c.name)
+	}
+}
+
+// TestRuleMovesCoverEveryMovedEntity is the cell argument of ruleMoves as
+// a law: for random rule sets before and after, every entity whose
+// (single) home differs has its (old home, new home) pair listed.
+func TestRuleMovesCoverEveryMovedEntity(t *testing.T) {
+	regions := []string{"r1", "r2", "r3"}
+	prefixes := []string{"a", "a/", "a/b", "a/b/", "ab", "b", "b/a", "c/"}
+	probes := []string{"a", "a/", "a/b", "a/b/c", "a/bc", "ab", "abc", "b", "b/a/1", "c/", "c/x", "d"}
+	rules := func(rt *rapid.T, name string) *ruleSet {
+		n := rapid.IntRange(0, 5).Draw(rt, name+"-n")
+		seen := map[string]bool{}
+		var out []rule
+		for range n {
+			p := rapid.SampledFrom(prefixes).Draw(rt, name+"-prefix")
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			mode := meridianv1.PlacementMode_PLACEMENT_MODE_SINGLE_HOME
+			if rapid.IntRange(0, 5).Draw(rt, name+"-aa") == 0 {
+				mode = meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE
+			}
+			out = append(out, rule{prefix: p, home: rapid.SampledFrom(regions).Draw(rt, name+"-home"), mode: mode, epoch: 1})
+		}
+		return newRuleSet(out, rapid.SampledFrom(regions).Draw(rt, name+"-default"), 1, 1)
+	}
+	rapid.Check(t, func(rt *rapid.T) {
+		cur, next := rules(rt, "cur"), rules(rt, "next")
+		moves := ruleMoves(cur, next)
+		for _, e := range probes {
+			from, fm := ruleHome(cur, e)
+			to, tm := ruleHome(next, e)
+			if from == to || !single(from, fm) || !single(to, tm) {
+				continue
+			}
+			found := false
+			for _, m := range moves {
+				found = found || (m.GetFrom() == from && m.GetTo() == to)
+			}
+			if !found {
+				rt.Fatalf("entity %q moves %s -> %s, not in %v", e, from, to, moves)
+			}
+		}
+	})
+}
+
+func (d *driver) renew(region string, dur time.Duration) *ApplyResult {
+	d.t.Helper()
+	return d.apply(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_RENEW_LEASE, &meridianv1.RenewLeaseCommand{
+		Lease: &meridianv1.RegionLease{Region: region, Holder: "n1", Duration: durationpb.New(dur)},
+	})
+}
+
+func TestLeaseRenewalsAndTheirExpiry(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu"))
+	_, ok := f.LeaseStatus("eu", 0, time.Time{})
+	assert.False(t, ok, "no renewal yet")
+
+	res := d.renew("eu", 50*time.Millisecond)
+	require.NoError(t, res.Err)
+	assert.Equal(t, uint64(0), res.Epoch, "nothing moved away from eu yet: no index to wait for")
+	st, ok := f.LeaseStatus("eu", 20*time.Millisecond, time.Time{})
+	require.True(t, ok)
+	assert.False(t, st.GetExpired())
+	assert.Equal(t, d.index, st.GetLease().GetRenewedIndex())
+	require.Eventually(t, func() bool {
+		st, _ := f.LeaseStatus("eu", 20*time.Millisecond, time.Time{})
+		return st.GetExpired()
+	}, 5*time.Second, 5*time.Millisecond, "expires duration + offset after the renewal")
+	// A later floor (a new placement leader's start) counts from there.
+	st, _ = f.LeaseStatus("eu", 20*time.Millisecond, time.Now())
+	assert.False(t, st.GetExpired())
+
+	bad := d.renew("mars", time.Second)
+	require.ErrorIs(t, bad.Err, ErrInvalidArgument)
+	bad = d.renew("eu", 2*time.Hour)
+	require.ErrorIs(t, bad.Err, ErrInvalidArgument)
+
+	// A change that moves homes away from eu records where, so that eu's
+	// next lease waits for its copy to have it.
+	staged := d.stagePin("eu/x", "ap")
+	require.True(t, d.ack(staged.Transition, frozen, "eu", "", 0).Completed, "eu froze with nothing to drain")
+	done := f.outcomesDone(t, staged.Transition)
+	again := d.renew("eu", time.Second)
+	assert.Equal(t, done, again.Epoch, "the renewal names the index eu's copy must reach")
+	assert.Equal(t, done, f.Leases()["eu"].GetMovedAwayIndex())
+}
+
+// outcomesDone returns the completion index of transition tr.
+func (f *FSM) outcomesDone(t *testing.T, tr uint64) uint64 {
+	t.Helper()
+	out, ok := f.outcomes.get(tr)
+	require.True(t, ok)
+	return out.rec.GetCompletedIndex()
+}
