@@ -301,20 +301,22 @@ func (o ownership) Transition() (region.Transition, bool) {
 	if !active {
 		return region.Transition{}, false
 	}
-	tr := region.Transition{Index: rec.GetIndex()}
+	tr := region.Transition{Index: rec.GetIndex(), Fencers: rec.GetFencers()}
 	for _, m := range rec.GetMoves() {
 		tr.Moves = append(tr.Moves, region.TransitionMove{
 			From: m.GetFrom(), To: m.GetTo(), Frozen: m.GetFrozen(), FrozenSeq: m.GetFrozenSeq(), DrainedSeq: m.GetDrainedSeq(),
+			Lost: m.GetLost(), Fenced: m.GetFenced(),
 		})
 	}
 	return tr, true
 }
 
 func (o ownership) AckTransition(ctx context.Context, ack region.TransitionAck) error {
-	kind := meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FROZEN
-	if ack.Kind == region.AckDrained {
-		kind = meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_DRAINED
-	}
+	kind := map[region.TransitionAckKind]meridianv1.TransitionAckKind{
+		region.AckFrozen:  meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FROZEN,
+		region.AckDrained: meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_DRAINED,
+		region.AckFenced:  meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FENCED,
+	}[ack.Kind]
 	_, err := o.svc.AckTransition(ctx, connect.NewRequest(&meridianv1.AckTransitionRequest{
 		Transition: ack.Transition, Kind: kind, Region: ack.Region, Origin: ack.Origin, Seq: ack.Seq,
 	}))
@@ -335,6 +337,8 @@ func (o ownership) RenewLease(ctx context.Context, r region.LeaseRenewal) (regio
 	}
 	return region.LeaseGrant{Index: resp.Msg.GetIndex(), Required: resp.Msg.GetRequiredIndex(), LeaderTime: resp.Msg.GetLeaderTime().AsTime()}, nil
 }
+
+func (o ownership) LeaseInfo(r string) string { return o.p.LeaseInfo(r) }
 
 func (o ownership) Applied() map[string]map[string]uint64 {
 	out := map[string]map[string]uint64{}

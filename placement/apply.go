@@ -83,6 +83,9 @@ var commandHandlers = map[meridianv1.PlacementCommandType]handler{
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_RENEW_LEASE: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
 		return applyRenewLease(t, m.(*meridianv1.RenewLeaseCommand), i)
 	},
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_FAILOVER: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
+		return applyFailover(t, m.(*meridianv1.FailoverCommand), i)
+	},
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_JOIN: func(t *table, m proto.Message, i uint64) (update, *ApplyResult) {
 		return applyJoin(t, m.(*meridianv1.JoinCommand), i)
 	},

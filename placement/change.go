@@ -34,6 +34,9 @@ func (n *Node) proposeChange(ctx context.Context, typ meridianv1.PlacementComman
 			busy := n.fsm.TransitionIndex()
 			return nil, nil, fmt.Errorf("%w: waiting for the change staged at index %d to complete: %w", ErrNotLeader, busy, err)
 		}
+		if err := n.checkReachable(typ, m, n.leaderSince()); err != nil {
+			return nil, nil, err
+		}
 		res, err := n.propose(typ, m)
 		if errors.Is(err, ErrBusy) {
 			continue
@@ -198,6 +201,20 @@ func (n *Node) runTransitionTimeouts(ctx context.Context) {
 func pendingParts(rec *meridianv1.PlacementTransition) string {
 	var parts []string
 	for _, m := range rec.GetMoves() {
+		if m.GetLost() {
+			var missing []string
+			for _, r := range rec.GetFencers() {
+				if _, ok := m.GetFenced()[r]; !ok {
+					missing = append(missing, r)
+				}
+			}
+			if len(missing) > 0 {
+				parts = append(parts, fmt.Sprintf("%s have not fenced lost %s's log", strings.Join(missing, ", "), m.GetFrom()))
+			} else if cut, _ := fencedCut(rec.GetFencers(), m); m.GetDrainedSeq() < cut {
+				parts = append(parts, fmt.Sprintf("%s (new home) applied %s's log to %d of the cut %d", m.GetTo(), m.GetFrom(), m.GetDrainedSeq(), cut))
+			}
+			continue
+		}
 		switch {
 		case !m.GetFrozen():
 			parts = append(parts, fmt.Sprintf("%s (old home) has not frozen", m.GetFrom()))

@@ -27,6 +27,9 @@ var commandPayloads = map[meridianv1.PlacementCommandType]func() proto.Message{
 	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_RENEW_LEASE: func() proto.Message {
 		return &meridianv1.RenewLeaseCommand{}
 	},
+	meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_FAILOVER: func() proto.Message {
+		return &meridianv1.FailoverCommand{}
+	},
 }
 
 // decodePayload decodes a payload of type t (a staged transition's command).

@@ -380,7 +380,8 @@ func ruleOf(r *meridianv1.PlacementRule, epoch uint64) rule {
 	if len(r.GetFailover()) > 0 {
 		fo = append([]string(nil), r.GetFailover()...)
 	}
-	return rule{prefix: r.GetPrefix(), home: r.GetHomeRegion(), mode: normaliseMode(r.GetMode()), failover: fo, epoch: epoch}
+	return rule{prefix: r.GetPrefix(), home: r.GetHomeRegion(), mode: normaliseMode(r.GetMode()), failover: fo,
+		policy: normalisePolicy(r.GetFailoverPolicy()), epoch: epoch}
 }
 
 // Close waits for Apply, Restore and unreleased snapshots, then closes

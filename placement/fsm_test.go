@@ -50,6 +50,10 @@ func rlMode(prefix, home string, mode meridianv1.PlacementMode) *meridianv1.Plac
 	return &meridianv1.PlacementRule{Prefix: prefix, HomeRegion: home, Mode: mode}
 }
 
+func rlPolicy(prefix, home string, policy meridianv1.FailoverPolicy, failover ...string) *meridianv1.PlacementRule {
+	return &meridianv1.PlacementRule{Prefix: prefix, HomeRegion: home, FailoverPolicy: policy, Failover: failover}
+}
+
 // driver feeds an FSM entries at consecutive indexes and keeps them for replay.
 type driver struct {
 	t       tb
@@ -218,8 +222,12 @@ func TestLookupPrecedence(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := f.Lookup(tc.entity)
+			var policy meridianv1.FailoverPolicy // pins and the default never fail over
+			if tc.source == meridianv1.PlacementSource_PLACEMENT_SOURCE_RULE {
+				policy = meridianv1.FailoverPolicy_FAILOVER_POLICY_SAFE // the default of a rule
+			}
 			assert.Equal(t, Placement{Entity: tc.entity, Home: tc.home, Mode: tc.mode, Epoch: tc.epoch,
-				Failover: tc.failover, Source: tc.source, RulePrefix: tc.prefix}, p)
+				Failover: tc.failover, FailoverPolicy: policy, Source: tc.source, RulePrefix: tc.prefix}, p)
 		})
 	}
 }

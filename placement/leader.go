@@ -47,9 +47,11 @@ func (n *Node) runLeadership() {
 	}
 }
 
-// establishLeadership starts the leader's voter reconciliation and the
-// timeout of placement changes in progress, and returns the function that
-// stops them (revokeLeadership).
+// establishLeadership starts the leader's voter reconciliation, the
+// timeout of placement changes in progress and the failover of regions
+// whose lease expired, and returns the function that stops them
+// (revokeLeadership). Leases count from no earlier than now: this leader
+// cannot know when its predecessor applied the last renewals.
 func (n *Node) establishLeadership() func() {
 	d := &delegate{n: n, health: newHealth(n.cfg.FailedAfter)}
 	ap := autopilot.New(n.raft, d,
@@ -60,15 +62,15 @@ func (n *Node) establishLeadership() func() {
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	ap.Start(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		n.runTransitionTimeouts(ctx)
-	}()
+	since := time.Now()
+	n.since.Store(&since)
+	var wg sync.WaitGroup
+	wg.Go(func() { n.runTransitionTimeouts(ctx) })
+	wg.Go(func() { n.runFailovers(ctx, since) })
 	return func() {
 		cancel()
 		<-ap.Stop()
-		<-done
+		wg.Wait()
 	}
 }
 
@@ -316,4 +318,13 @@ func (p *regionPromoter) FilterFailedServerRemovals(_ *autopilot.Config, s *auto
 	// Stale voters (in the configuration, unknown to the directory) are
 	// left alone: the directory records a member before it is added.
 	return out
+}
+
+// leaderSince is when this member last became leader (zero if never):
+// leases count from no earlier than that on the leader.
+func (n *Node) leaderSince() time.Time {
+	if t := n.since.Load(); t != nil {
+		return *t
+	}
+	return time.Time{}
 }

@@ -195,3 +195,12 @@ func movedAway(t *table, rec *meridianv1.PlacementTransition, index uint64) []*m
 	}
 	return out
 }
+
+// LeaseInfo describes region's lease as this member sees it.
+func (n *Node) LeaseInfo(region string) string {
+	st := n.leaseStatus(region)
+	if st == nil {
+		return ""
+	}
+	return describeLease(st)
+}

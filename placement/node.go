@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,6 +49,8 @@ type Node struct {
 	logs      *raftboltdb.BoltStore
 	peers     *peerClients
 	probe     *prober
+	// since is when this member last became leader (leader.go).
+	since atomic.Pointer[time.Time]
 
 	closing chan struct{}
 	// ctx ends when Close starts: calls to other members are cancelled.

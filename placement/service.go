@@ -251,6 +251,8 @@ func connectError(err error) *connect.Error {
 		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, ErrBusy), errors.Is(err, ErrAborted):
 		return connect.NewError(connect.CodeUnavailable, err)
+	case errors.Is(err, ErrHomeLost):
+		return connect.NewError(connect.CodeFailedPrecondition, err)
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrStoreClosed):
 		return connect.NewError(connect.CodeUnavailable, err)
 	case errors.Is(err, context.DeadlineExceeded):

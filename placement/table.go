@@ -27,6 +27,9 @@ type Placement struct {
 	// Failover is the matching rule's failover order; nil for pins and the
 	// default. Shared with the table: read-only.
 	Failover []string
+	// FailoverPolicy is the matching rule's policy, normalised (SAFE or
+	// NEVER); unset for pins and the default, which never fail over.
+	FailoverPolicy meridianv1.FailoverPolicy
 	// Source says whether a pin, a rule or the default decided;
 	// PLACEMENT_SOURCE_UNSPECIFIED when Home is "".
 	Source meridianv1.PlacementSource
@@ -110,19 +113,28 @@ type rule struct {
 	home     string
 	mode     meridianv1.PlacementMode
 	failover []string
+	policy   meridianv1.FailoverPolicy
 	epoch    uint64
 }
 
 func (r *rule) proto() *meridianv1.PlacementRule {
 	return &meridianv1.PlacementRule{
 		Prefix: r.prefix, HomeRegion: r.home, Mode: r.mode,
-		Failover: slices.Clone(r.failover), Epoch: r.epoch,
+		Failover: slices.Clone(r.failover), Epoch: r.epoch, FailoverPolicy: r.policy,
 	}
 }
 
 // sameMapping reports whether r and o map their prefix alike (epochs aside).
 func (r *rule) sameMapping(o *rule) bool {
-	return r.prefix == o.prefix && r.home == o.home && r.mode == o.mode && slices.Equal(r.failover, o.failover)
+	return r.prefix == o.prefix && r.home == o.home && r.mode == o.mode && slices.Equal(r.failover, o.failover) && r.policy == o.policy
+}
+
+// normalisePolicy stores UNSPECIFIED as SAFE.
+func normalisePolicy(p meridianv1.FailoverPolicy) meridianv1.FailoverPolicy {
+	if p == meridianv1.FailoverPolicy_FAILOVER_POLICY_UNSPECIFIED {
+		return meridianv1.FailoverPolicy_FAILOVER_POLICY_SAFE
+	}
+	return p
 }
 
 // normaliseMode stores UNSPECIFIED as SINGLE_HOME.
@@ -334,7 +346,7 @@ func (s *tableState) lookup(entity string) Placement {
 	if i := rs.match(entity); i >= 0 {
 		r := &rs.rules[i]
 		return Placement{
-			Entity: entity, Home: r.home, Mode: r.mode, Epoch: r.epoch, Failover: r.failover,
+			Entity: entity, Home: r.home, Mode: r.mode, Epoch: r.epoch, Failover: r.failover, FailoverPolicy: r.policy,
 			Source: meridianv1.PlacementSource_PLACEMENT_SOURCE_RULE, RulePrefix: r.prefix,
 		}
 	}

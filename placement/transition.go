@@ -238,12 +238,23 @@ func applyAckTransition(t *table, c *meridianv1.AckTransitionCommand, index uint
 	for _, mv := range rec.GetMoves() {
 		switch c.GetKind() {
 		case meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FROZEN:
-			if mv.GetFrom() == c.GetRegion() && !mv.GetFrozen() {
+			if mv.GetFrom() == c.GetRegion() && !mv.GetFrozen() && !mv.GetLost() {
 				mv.Frozen, mv.FrozenSeq, changed = true, c.GetSeq(), true
 			}
 		case meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_DRAINED:
 			if mv.GetTo() == c.GetRegion() && mv.GetFrom() == c.GetOrigin() && c.GetSeq() > mv.GetDrainedSeq() {
 				mv.DrainedSeq, changed = c.GetSeq(), true
+			}
+		case meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FENCED:
+			if _, done := mv.GetFenced()[c.GetRegion()]; mv.GetLost() && mv.GetFrom() == c.GetOrigin() && !done &&
+				slices.Contains(rec.GetFencers(), c.GetRegion()) {
+				if mv.Fenced == nil {
+					mv.Fenced = map[string]uint64{}
+				}
+				mv.Fenced[c.GetRegion()], changed = c.GetSeq(), true
+				if cut, ok := fencedCut(rec.GetFencers(), mv); ok {
+					mv.Cut = cut
+				}
 			}
 		}
 	}
@@ -262,6 +273,12 @@ func applyAckTransition(t *table, c *meridianv1.AckTransitionCommand, index uint
 // home applied the old home's log up to the freeze.
 func transitionComplete(rec *meridianv1.PlacementTransition) bool {
 	for _, mv := range rec.GetMoves() {
+		if mv.GetLost() {
+			if cut, ok := fencedCut(rec.GetFencers(), mv); !ok || mv.GetDrainedSeq() < cut {
+				return false
+			}
+			continue
+		}
 		if !mv.GetFrozen() || mv.GetDrainedSeq() < mv.GetFrozenSeq() {
 			return false
 		}
@@ -355,7 +372,7 @@ func ChangeOf(rec *meridianv1.PlacementTransition) *meridianv1.PlacementChange {
 	}
 	c := &meridianv1.PlacementChange{
 		Index: rec.GetIndex(), Reason: rec.GetReason(), StartedAt: rec.GetStartedAt(),
-		CompletedIndex: rec.GetCompletedIndex(), Aborted: rec.GetAborted(),
+		CompletedIndex: rec.GetCompletedIndex(), Aborted: rec.GetAborted(), Failover: rec.GetFailover(),
 	}
 	for _, m := range rec.GetMoves() {
 		c.Moves = append(c.Moves, proto.Clone(m).(*meridianv1.HomeMove))

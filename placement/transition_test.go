@@ -322,3 +322,54 @@ func (f *FSM) outcomesDone(t *testing.T, tr uint64) uint64 {
 	require.True(t, ok)
 	return out.rec.GetCompletedIndex()
 }
+
+func (d *driver) failover(region string, renewed uint64, targets map[string]string, fencers ...string) *ApplyResult {
+	d.t.Helper()
+	return d.apply(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_FAILOVER, &meridianv1.FailoverCommand{
+		Region: region, ExpectedRenewedIndex: renewed, Targets: targets, Fencers: fencers, Reason: "test",
+	})
+}
+
+func TestFailoverFencesTheLostLogAndFlipsOnceTheNewHomeHoldsTheCut(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu", "us", "ap"), rlPolicy("nv/", "eu", meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER, "us"))
+	require.NoError(t, d.renew("eu", time.Second).Err)
+	renewed := d.index
+
+	// Refused: a stale renewal index, a rule with policy never, a target
+	// outside the rule's list.
+	require.ErrorIs(t, d.failover("eu", renewed-1, map[string]string{"eu/": "us"}, "us", "ap").Err, ErrInvalidArgument)
+	require.ErrorIs(t, d.failover("eu", renewed, map[string]string{"nv/": "us"}, "us", "ap").Err, ErrInvalidArgument)
+	require.ErrorIs(t, d.failover("eu", renewed, map[string]string{"eu/": "mars"}, "us", "ap").Err, ErrInvalidArgument)
+
+	res := d.failover("eu", renewed, map[string]string{"eu/": "us"}, "ap", "us")
+	require.NoError(t, res.Err)
+	require.True(t, res.Staged)
+	tr := res.Transition
+	rec, active := f.Transition()
+	require.True(t, active)
+	assert.True(t, rec.GetFailover())
+	require.Len(t, rec.GetMoves(), 1)
+	assert.True(t, rec.GetMoves()[0].GetLost())
+	assert.Equal(t, "eu", f.Lookup("eu/1").Home)
+	assert.NotNil(t, f.Lookup("eu/1").Moving)
+	assert.Nil(t, f.Lookup("nv/1").Moving, "policy never: stays")
+
+	fenced := meridianv1.TransitionAckKind_TRANSITION_ACK_KIND_FENCED
+	assert.False(t, d.ack(tr, frozen, "eu", "", 9).Completed, "a lost home's freeze is not asked for")
+	assert.False(t, d.ack(tr, fenced, "us", "eu", 7).Completed)
+	assert.False(t, d.ack(tr, drained, "us", "eu", 7).Completed, "the cut is not known until every survivor fenced")
+	assert.False(t, d.ack(tr, fenced, "mars", "eu", 50).Completed, "not a fencer")
+	assert.False(t, d.ack(tr, fenced, "ap", "eu", 9).Completed)
+	rec, _ = f.Transition()
+	assert.Equal(t, uint64(9), rec.GetMoves()[0].GetCut(), "the longest prefix a survivor holds")
+	done := d.ack(tr, drained, "us", "eu", 9)
+	require.True(t, done.Completed)
+	p := f.Lookup("eu/1")
+	assert.Equal(t, "us", p.Home)
+	assert.Equal(t, done.Index, p.Epoch)
+	assert.Equal(t, []string{"ap", "eu"}, p.Failover, "the lost home goes to the end of the list")
+	assert.Equal(t, done.Index, f.Leases()["eu"].GetMovedAwayIndex())
+}

@@ -139,6 +139,9 @@ func validateRule(i int, r *meridianv1.PlacementRule, known map[string]bool) err
 	if _, ok := meridianv1.PlacementMode_name[int32(r.GetMode())]; !ok {
 		return invalidf(f(".mode"), "unknown mode %d; allowed are PLACEMENT_MODE_SINGLE_HOME and PLACEMENT_MODE_ACTIVE_ACTIVE", r.GetMode())
 	}
+	if _, ok := meridianv1.FailoverPolicy_name[int32(r.GetFailoverPolicy())]; !ok {
+		return invalidf(f(".failover_policy"), "unknown policy %d; allowed are FAILOVER_POLICY_SAFE and FAILOVER_POLICY_NEVER", r.GetFailoverPolicy())
+	}
 	fo := r.GetFailover()
 	if len(fo) > RuleFailoverMax {
 		return invalidf(f(".failover"), "must name at most %d regions, got %d", RuleFailoverMax, len(fo))

@@ -121,6 +121,39 @@ func (w *txnWriter) commit(st *meridianv1.ApplyState) {
 	}
 }
 
+func (w *txnWriter) del(key []byte) {
+	if err := w.txn.Delete(key); err != nil {
+		panic(fmt.Errorf("region: apply: delete %q: %w", key, err))
+	}
+	w.dirty = true
+}
+
+// stage makes room for writes and deletes (in this transaction or a new
+// one) and puts them in, deletes first.
+func (w *txnWriter) stage(st *meridianv1.ApplyState, writes []kv, deletes [][]byte) error {
+	var bytes, entries int64
+	for _, x := range writes {
+		bytes += int64(len(x.key) + len(x.value) + entryOverheadBytes)
+		entries++
+	}
+	for _, k := range deletes {
+		bytes += int64(len(k) + entryOverheadBytes)
+		entries++
+	}
+	if err := w.fit(st, bytes, entries); err != nil {
+		return err
+	}
+	w.bytes -= bytes
+	w.entries -= entries
+	for _, k := range deletes {
+		w.del(k)
+	}
+	for _, x := range writes {
+		w.set(x.key, x.value, x.expiresAt)
+	}
+	return nil
+}
+
 func (w *txnWriter) discard() { w.txn.Discard() }
 
 // kv is one staged write.
@@ -189,6 +222,9 @@ var commandHandlers = map[meridianv1.CommandType]func(a applier, w *txnWriter, s
 	},
 	meridianv1.CommandType_COMMAND_TYPE_PLACEMENT_FENCE: func(a applier, _ *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
 		return a.applyFence(st, m.(*meridianv1.PlacementFence))
+	},
+	meridianv1.CommandType_COMMAND_TYPE_ORIGIN_FENCE: func(a applier, _ *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
+		return a.applyOriginFence(st, m.(*meridianv1.OriginFence))
 	},
 }
 
@@ -262,7 +298,18 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		}
 	}
 	if known > 0 {
-		return a.retryResult(op, recs, hashes)
+		resp, err := a.retryResult(op, recs, hashes)
+		if err == nil && op.GetRecoveredFrom().GetSeq() != 0 {
+			// A superseded event whose id is already in the stream (the
+			// client retried it after the failover): recovered as it is.
+			from := op.GetRecoveredFrom()
+			if err := w.stage(st, []kv{{key: recoveredKey(from.GetRegion(), from.GetSeq()),
+				value: encodeRef(ref{Entity: entity, Version: resp.GetFirstVersion()})}},
+				[][]byte{recoveryKey(from.GetRegion(), from.GetSeq())}); err != nil {
+				return nil, err
+			}
+		}
+		return resp, err
 	}
 
 	head := getHead(w.txn, entity)
@@ -296,6 +343,7 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 	pos0 := st.GetLastPosition() + 1
 	firstOrigin := &meridianv1.Dot{Region: a.region, Seq: seq0}
 	writes := make([]kv, 0, 4*len(evs)+1)
+	var recoveryDone [][]byte
 	saved := *clk
 	var firstHLC, lastHLC hlc
 	for i, e := range evs {
@@ -310,6 +358,11 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 			Entity: entity, Version: v, Id: e.GetId(), Type: e.GetType(), Data: e.GetData(),
 			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
 			Hlc: stamp.proto(), Epoch: op.GetEpoch(), Deps: deps, Position: pos,
+		}
+		if from := op.GetRecoveredFrom(); from.GetSeq() != 0 {
+			ev.Recovered, ev.RecoveredFrom, ev.OriginalVersion = true, from, op.GetOriginalVersion()
+			writes = append(writes, kv{key: recoveredKey(from.GetRegion(), from.GetSeq()), value: encodeRef(ref{Entity: entity, Version: v})})
+			recoveryDone = append(recoveryDone, recoveryKey(from.GetRegion(), from.GetSeq()))
 		}
 		rec := &meridianv1.IdempotencyRecord{
 			Entity: entity, Version: v, ContentHash: hashes[i], Origin: origin,
@@ -329,19 +382,9 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		LastHlc: lastHLC.proto(), Epoch: op.GetEpoch(),
 	})})
 
-	var bytes, entries int64
-	for _, x := range writes {
-		bytes += int64(len(x.key) + len(x.value) + entryOverheadBytes)
-		entries++
-	}
-	if err := w.fit(st, bytes, entries); err != nil {
+	if err := w.stage(st, writes, recoveryDone); err != nil {
 		*clk = saved // stamps are consumed only by written events
 		return nil, err
-	}
-	w.bytes -= bytes
-	w.entries -= entries
-	for _, x := range writes {
-		w.set(x.key, x.value, x.expiresAt)
 	}
 	st.Applied[a.region] = seq0 + n - 1
 	st.LastPosition = pos0 + n - 1

@@ -124,3 +124,9 @@ func fsmReadLog(t testing.TB, f *FSM) []*meridianv1.Event {
 
 // exact is shared with the Raft node tests (cluster_test.go, node_test.go).
 func exact(v uint64) *meridianv1.ExpectedVersion { return expExact(v) }
+
+// entry0 wraps encoded command data as the entry at d.index (already
+// advanced by the caller).
+func (d *fsmDriver) entry0(data []byte) *raft.Log {
+	return &raft.Log{Index: d.index, Term: 1, Type: raft.LogCommand, Data: data}
+}

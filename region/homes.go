@@ -3,7 +3,10 @@ package region
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 )
@@ -59,15 +62,28 @@ func (n *Node) runHomes() {
 	}
 }
 
-// homesStep does this region's part of the transition in progress, if any.
+// homesStep does this region's part of the transition in progress, if
+// any, lifts the fences of failovers that are over, and appends again the
+// superseded events of entities homed here.
 func (n *Node) homesStep(sent map[ackKey]time.Time) {
 	tr, ok := n.cfg.Ownership.Transition()
-	if !ok {
+	n.releaseFences(tr, ok)
+	if ok {
+		n.transitionStep(tr, sent)
+	} else {
 		clear(sent)
-		return
 	}
+	n.recoverSuperseded()
+}
+
+// transitionStep is this region's part of transition tr.
+func (n *Node) transitionStep(tr Transition, sent map[ackKey]time.Time) {
 	me := n.cfg.Region
 	for _, m := range tr.Moves {
+		if m.Lost {
+			n.lostMoveStep(tr, m, sent)
+			continue
+		}
 		switch {
 		case m.From == me && !m.Frozen:
 			st := n.fsm.ApplyState()
@@ -87,6 +103,101 @@ func (n *Node) homesStep(sent map[ackKey]time.Time) {
 	}
 }
 
+// lostMoveStep is this region's part of a failover's move away from a lost
+// region: as a survivor, hold the lost region's log back at what this
+// region has of it and report that; once every survivor reported, let it
+// through up to the cut; as the new home, report once it holds the cut.
+func (n *Node) lostMoveStep(tr Transition, m TransitionMove, sent map[ackKey]time.Time) {
+	me := n.cfg.Region
+	if m.From == me {
+		return // this region is back and still in the failover's table: it takes no part
+	}
+	fencer := slices.Contains(tr.Fencers, me)
+	cut, known := tr.Cut(m)
+	if fencer {
+		f := n.fsm.ApplyState().GetOriginFences()[m.From]
+		if f == nil || f.GetTransition() != tr.Index {
+			if _, err := n.proposeOriginFence(&meridianv1.OriginFence{Origin: m.From, Transition: tr.Index}); err != nil {
+				n.logger.Warn("failover: fencing the lost region's log failed; retrying", "transition", tr.Index, "origin", m.From, "err", err)
+				return
+			}
+			f = n.fsm.ApplyState().GetOriginFences()[m.From]
+			n.logger.Info("failover: holding the lost region's log back", "transition", tr.Index, "origin", m.From, "at", f.GetLimit())
+		}
+		if _, ok := m.Fenced[me]; !ok {
+			n.report(sent, TransitionAck{Transition: tr.Index, Kind: AckFenced, Region: me, Origin: m.From, Seq: f.GetLimit()})
+		}
+		if known && f.GetLimit() < cut {
+			if _, err := n.proposeOriginFence(&meridianv1.OriginFence{Origin: m.From, Transition: tr.Index, Limit: cut}); err != nil {
+				n.logger.Warn("failover: raising the fence to the cut failed; retrying", "transition", tr.Index, "err", err)
+				return
+			}
+		}
+	}
+	if m.To == me && known && m.DrainedSeq < cut {
+		if applied := n.fsm.ApplyState().GetApplied()[m.From]; applied >= cut {
+			n.report(sent, TransitionAck{Transition: tr.Index, Kind: AckDrained, Region: me, Origin: m.From, Seq: applied})
+		}
+	}
+}
+
+// releaseFences lifts the fences of failovers no longer in progress.
+func (n *Node) releaseFences(tr Transition, active bool) {
+	for origin, f := range n.fsm.ApplyState().GetOriginFences() {
+		if active && f.GetTransition() == tr.Index {
+			continue
+		}
+		if _, err := n.proposeOriginFence(&meridianv1.OriginFence{Origin: origin, Transition: f.GetTransition(), Release: true}); err != nil {
+			n.logger.Warn("failover over: releasing the fence failed; retrying", "origin", origin, "err", err)
+			continue
+		}
+		n.logger.Info("failover over: the lost region's log flows again", "origin", origin, "transition", f.GetTransition())
+	}
+}
+
+// recoveriesPerStep bounds the superseded events appended again per step.
+const recoveriesPerStep = 32
+
+// recoverSuperseded appends again, marked recovered, the events a failover
+// superseded here whose entity this region is now the home of. Each is
+// one append of that one event, with its id: idempotency makes a repeat
+// (or a client's retry that got there first) a no-op.
+func (n *Node) recoverSuperseded() {
+	evs, err := n.fsm.Recoveries(recoveriesPerStep)
+	if err != nil || len(evs) == 0 || !n.leaseValid() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), homesCallTimeout)
+	defer cancel()
+	for _, ev := range evs {
+		h, err := n.cfg.Ownership.Home(ctx, ev.GetEntity(), 0)
+		if err != nil || h.Region != n.cfg.Region || h.Moving != nil || h.ActiveActive {
+			continue // its home does it
+		}
+		op := &meridianv1.AppendOp{
+			Entity: ev.GetEntity(), Events: []*meridianv1.ProposedEvent{proposedOf(ev)},
+			Deps:          map[string]uint64{ev.GetOrigin().GetRegion(): ev.GetOrigin().GetSeq()},
+			RecoveredFrom: ev.GetOrigin(), OriginalVersion: ev.GetVersion(), Epoch: h.Epoch, PlacementIndex: h.Index,
+		}
+		r, err := n.batcher.submit(ctx, op)
+		if err != nil {
+			n.logger.Warn("failover: re-appending a superseded event failed; retrying", "entity", ev.GetEntity(),
+				"dot", fmt.Sprintf("%s:%d", ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()), "err", err)
+			return
+		}
+		n.logger.Warn("failover: a superseded event of the lost home was appended again, marked recovered",
+			"entity", ev.GetEntity(), "original_version", ev.GetVersion(), "version", r.GetFirstVersion(),
+			"dot", fmt.Sprintf("%s:%d", ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()), "duplicate", r.GetDuplicate())
+	}
+}
+
+// proposeOriginFence proposes an OriginFence on this leader and waits.
+func (n *Node) proposeOriginFence(f *meridianv1.OriginFence) (*FenceResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), homesCallTimeout)
+	defer cancel()
+	return n.propose(ctx, meridianv1.CommandType_COMMAND_TYPE_ORIGIN_FENCE, f)
+}
+
 // freeze proposes this region's fence for transition index and waits for
 // it to apply.
 func (n *Node) freeze(index uint64) error {
@@ -103,10 +214,16 @@ func (n *Node) freeze(index uint64) error {
 // proposeFence proposes a PlacementFence on this node, which must lead the
 // region, and waits until it is applied.
 func (n *Node) proposeFence(ctx context.Context, f *meridianv1.PlacementFence) (*FenceResult, error) {
+	return n.propose(ctx, meridianv1.CommandType_COMMAND_TYPE_PLACEMENT_FENCE, f)
+}
+
+// propose proposes one fence command on this node, which must lead the
+// region, and waits until it is applied.
+func (n *Node) propose(ctx context.Context, t meridianv1.CommandType, m proto.Message) (*FenceResult, error) {
 	if !n.isLeader() {
-		return nil, fmt.Errorf("%w: fence on follower %s", ErrNotLeader, n.cfg.NodeID)
+		return nil, fmt.Errorf("%w: %v on follower %s", ErrNotLeader, t, n.cfg.NodeID)
 	}
-	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_PLACEMENT_FENCE, f)
+	data, err := EncodeCommand(t, m)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +241,7 @@ func (n *Node) proposeFence(ctx context.Context, f *meridianv1.PlacementFence) (
 	}
 	res, ok := fut.Response().(*FenceResult)
 	if !ok {
-		return nil, fmt.Errorf("%w: fence entry %d not applied here (%T)", ErrOutcomeUnknown, fut.Index(), fut.Response())
+		return nil, fmt.Errorf("%w: entry %d not applied here (%T)", ErrOutcomeUnknown, fut.Index(), fut.Response())
 	}
 	return res, nil
 }

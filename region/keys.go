@@ -19,13 +19,22 @@ import (
 //	o/<origin>\x00<seq u64>       ref (entity, version)         per-origin log
 //	i/<event id: 16 bytes>        IdempotencyRecord (proto)     TTL'd idempotency key
 //	x/<position u64>              ref (entity, version)         region apply log
+//	u/<origin>\x00<seq u64>       Event (proto)                 an event a failover superseded
+//	q/<origin>\x00<seq u64>       empty                         superseded, not yet re-appended
+//	r/<origin>\x00<seq u64>       ref (entity, version)         where a superseded event was re-appended
 //	s/apply                       ApplyState (proto)            applied index, vector, positions
+//
+// An o/ ref whose version is 0 says that the event was superseded: it is
+// at u/ under the same origin and seq.
 const (
 	prefixEvent       = "e/"
 	prefixHead        = "m/"
 	prefixOrigin      = "o/"
 	prefixIdempotency = "i/"
 	prefixLog         = "x/"
+	prefixSuperseded  = "u/"
+	prefixRecovery    = "q/"
+	prefixRecovered   = "r/"
 	keyApplyStateText = "s/apply"
 )
 
@@ -43,6 +52,9 @@ const (
 	KeyIdempotency
 	KeyLog
 	KeyApplyState
+	KeySuperseded
+	KeyRecovery
+	KeyRecovered
 )
 
 // Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead)
@@ -69,6 +81,12 @@ func (k Key) Encode() []byte {
 		return logKey(k.N)
 	case KeyApplyState:
 		return append([]byte(nil), keyApplyState...)
+	case KeySuperseded:
+		return nameNumKey(prefixSuperseded, k.Name, k.N)
+	case KeyRecovery:
+		return nameNumKey(prefixRecovery, k.Name, k.N)
+	case KeyRecovered:
+		return nameNumKey(prefixRecovered, k.Name, k.N)
 	}
 	return nil
 }
@@ -81,15 +99,13 @@ func ParseKey(b []byte) (Key, error) {
 	}
 	p, rest := string(b[:2]), b[2:]
 	switch p {
-	case prefixEvent, prefixOrigin:
+	case prefixEvent, prefixOrigin, prefixSuperseded, prefixRecovery, prefixRecovered:
 		name, n, err := parseNameNum(rest)
 		if err != nil {
 			return Key{}, fmt.Errorf("%w: key %q: %v", ErrCorruptState, b, err)
 		}
-		kind := KeyEvent
-		if p == prefixOrigin {
-			kind = KeyOrigin
-		}
+		kind := map[string]KeyKind{prefixEvent: KeyEvent, prefixOrigin: KeyOrigin, prefixSuperseded: KeySuperseded,
+			prefixRecovery: KeyRecovery, prefixRecovered: KeyRecovered}[p]
 		return Key{Kind: kind, Name: name, N: n}, nil
 	case prefixHead:
 		if len(rest) == 0 || bytes.IndexByte(rest, 0) >= 0 {
@@ -154,13 +170,25 @@ func originKey(origin string, seq uint64) []byte { return nameNumKey(prefixOrigi
 // idempotencyKey is i/<16 id bytes>.
 func idempotencyKey(id uuid.UUID) []byte { return append([]byte(prefixIdempotency), id[:]...) }
 
+// supersededKey is u/<origin>\x00<seq>.
+func supersededKey(origin string, seq uint64) []byte {
+	return nameNumKey(prefixSuperseded, origin, seq)
+}
+
+// recoveryKey is q/<origin>\x00<seq>.
+func recoveryKey(origin string, seq uint64) []byte { return nameNumKey(prefixRecovery, origin, seq) }
+
+// recoveredKey is r/<origin>\x00<seq>.
+func recoveredKey(origin string, seq uint64) []byte { return nameNumKey(prefixRecovered, origin, seq) }
+
 // logKey is x/<position>.
 func logKey(pos uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte(prefixLog), pos)
 }
 
-// ref is the value of o/ and x/ keys: it points at e/<entity>\x00<version>.
-// Encoding: version u64 big-endian, then the entity bytes.
+// ref is the value of o/, x/ and r/ keys: it points at
+// e/<entity>\x00<version>; version 0 (o/ only) means superseded (see the
+// schema). Encoding: version u64 big-endian, then the entity bytes.
 type ref struct {
 	Entity  string
 	Version uint64
@@ -179,9 +207,5 @@ func decodeRef(b []byte) (ref, error) {
 	if bytes.IndexByte(b[8:], 0) >= 0 {
 		return ref{}, fmt.Errorf("%w: ref entity contains 0x00", ErrCorruptState)
 	}
-	v := binary.BigEndian.Uint64(b)
-	if v == 0 {
-		return ref{}, fmt.Errorf("%w: ref version 0", ErrCorruptState)
-	}
-	return ref{Entity: string(b[8:]), Version: v}, nil
+	return ref{Entity: string(b[8:]), Version: binary.BigEndian.Uint64(b)}, nil
 }

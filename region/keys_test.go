@@ -22,6 +22,9 @@ func TestKeysRoundTrip(t *testing.T) {
 		{"idempotency", Key{Kind: KeyIdempotency, ID: u}, append([]byte("i/"), u[:]...)},
 		{"log", Key{Kind: KeyLog, N: 1 << 40}, []byte{'x', '/', 0, 0, 1, 0, 0, 0, 0, 0}},
 		{"apply state", Key{Kind: KeyApplyState}, []byte("s/apply")},
+		{"superseded", Key{Kind: KeySuperseded, Name: "eu-west", N: 2}, append([]byte("u/eu-west\x00"), 0, 0, 0, 0, 0, 0, 0, 2)},
+		{"recovery", Key{Kind: KeyRecovery, Name: "eu-west", N: 3}, append([]byte("q/eu-west\x00"), 0, 0, 0, 0, 0, 0, 0, 3)},
+		{"recovered", Key{Kind: KeyRecovered, Name: "eu-west", N: 4}, append([]byte("r/eu-west\x00"), 0, 0, 0, 0, 0, 0, 0, 4)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := tc.key.Encode()
@@ -71,7 +74,10 @@ func TestRefRoundTrip(t *testing.T) {
 	got, err := decodeRef(encodeRef(r))
 	require.NoError(t, err)
 	assert.Equal(t, r, got)
-	for _, bad := range [][]byte{nil, {0, 0, 0, 0, 0, 0, 0, 1}, append(make([]byte, 8), 'a'), append([]byte{0, 0, 0, 0, 0, 0, 0, 1}, 'a', 0)} {
+	sup, err := decodeRef(encodeRef(ref{Entity: "order/1"}))
+	require.NoError(t, err)
+	assert.Equal(t, ref{Entity: "order/1"}, sup, "version 0: a superseded event's o/ ref")
+	for _, bad := range [][]byte{nil, {0, 0, 0, 0, 0, 0, 0, 1}, append([]byte{0, 0, 0, 0, 0, 0, 0, 1}, 'a', 0)} {
 		_, err := decodeRef(bad)
 		require.ErrorIs(t, err, ErrCorruptState, "%q", bad)
 	}
@@ -81,6 +87,7 @@ func FuzzParseKey(f *testing.F) {
 	for _, k := range []Key{
 		{Kind: KeyEvent, Name: "order/1", N: 3}, {Kind: KeyHead, Name: "x"}, {Kind: KeyOrigin, Name: "r", N: 9},
 		{Kind: KeyIdempotency, ID: uuid.MustParse(eid(1))}, {Kind: KeyLog, N: 5}, {Kind: KeyApplyState},
+		{Kind: KeySuperseded, Name: "r", N: 1}, {Kind: KeyRecovery, Name: "r", N: 2}, {Kind: KeyRecovered, Name: "r", N: 3},
 	} {
 		f.Add(k.Encode())
 	}

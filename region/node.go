@@ -53,6 +53,8 @@ type Node struct {
 	lag lagReporter
 	// lease is the leader's hold on the region's home lease (lease.go).
 	lease leaseState
+	// stalls are replication stops that break an invariant (replication.go).
+	stalls stalls
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -661,16 +663,18 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 	st := n.fsm.ApplyState()
 	leaderID, leaderAddr, _ := n.leader()
 	resp := &meridianv1.StatusResponse{
-		Region:        n.cfg.Region,
-		Node:          n.cfg.NodeID,
-		Leader:        leaderID,
-		LeaderAddress: leaderAddr,
-		IsLeader:      n.isLeader(),
-		AppliedIndex:  st.GetAppliedIndex(),
-		Applied:       st.GetApplied(),
-		LastPosition:  st.GetLastPosition(),
-		RaftState:     n.raft.State().String(),
-		Replication:   n.replicationLag(),
+		Region:            n.cfg.Region,
+		Node:              n.cfg.NodeID,
+		Leader:            leaderID,
+		LeaderAddress:     leaderAddr,
+		IsLeader:          n.isLeader(),
+		AppliedIndex:      st.GetAppliedIndex(),
+		Applied:           st.GetApplied(),
+		LastPosition:      st.GetLastPosition(),
+		RaftState:         n.raft.State().String(),
+		Replication:       n.replicationLag(),
+		Superseded:        st.GetSuperseded(),
+		ReplicationStalls: n.replicationStalls(),
 	}
 	if n.cfg.Ownership != nil && n.isLeader() {
 		remaining, why := n.leaseRemaining()

@@ -45,6 +45,9 @@ type Ownership interface {
 	// Applied returns every region's applied vector as its last lease
 	// renewal reported it, by region.
 	Applied() map[string]map[string]uint64
+	// LeaseInfo describes a region's home lease as the local copy sees it,
+	// for errors ("" when unknown).
+	LeaseInfo(region string) string
 }
 
 // Transition is a placement change in progress that moves homes (ADR
@@ -56,6 +59,9 @@ type Transition struct {
 	// floor an old home's fence raises its placement floor to.
 	Index uint64
 	Moves []TransitionMove
+	// Fencers are, in a failover, the surviving regions that fence a lost
+	// old home's log and report how much of it they hold.
+	Fencers []string
 }
 
 // TransitionMove is one (old home, new home) pair of a Transition.
@@ -67,6 +73,25 @@ type TransitionMove struct {
 	FrozenSeq uint64
 	// DrainedSeq is how far To reported having applied From's log.
 	DrainedSeq uint64
+	// Lost is set in a failover: From does not freeze; every fencer
+	// reports (Fenced, by region) how much of From's log it holds, and the
+	// longest of those is the cut To drains to.
+	Lost   bool
+	Fenced map[string]uint64
+}
+
+// Cut returns the failover's cut of a lost move: the longest prefix of
+// From's log any fencer holds, once every fencer reported.
+func (tr Transition) Cut(m TransitionMove) (uint64, bool) {
+	var cut uint64
+	for _, r := range tr.Fencers {
+		s, ok := m.Fenced[r]
+		if !ok {
+			return 0, false
+		}
+		cut = max(cut, s)
+	}
+	return cut, true
 }
 
 // TransitionAckKind says what a TransitionAck reports.
@@ -77,6 +102,9 @@ const (
 	AckFrozen TransitionAckKind = iota + 1
 	// AckDrained: the region (a new home) applied Origin's log up to Seq.
 	AckDrained
+	// AckFenced: the region (a failover's survivor) holds Origin's log back
+	// beyond Seq, what it has of it.
+	AckFenced
 )
 
 // TransitionAck is a region's report on a Transition.
@@ -264,7 +292,12 @@ func (n *Node) toHome(ctx context.Context, entity string, h Home, call func(ctx 
 		}
 		errs = append(errs, err)
 	}
-	return fmt.Errorf("%w: no node of home region %q answers: %w", ErrNotLeader, h.Region, errors.Join(errs...))
+	lease := ""
+	if info := n.cfg.Ownership.LeaseInfo(h.Region); info != "" {
+		lease = " (" + info + ")"
+	}
+	return fmt.Errorf("%w: no node of home region %q of entity %q answers%s; writes wait for it to return, or for a failover if its rule allows one: %w",
+		ErrNotLeader, h.Region, entity, lease, errors.Join(errs...))
 }
 
 // notHome builds the redirect answer for entity.

@@ -88,6 +88,8 @@ func (f *fakeOwnership) RenewLease(context.Context, LeaseRenewal) (LeaseGrant, e
 
 func (f *fakeOwnership) Applied() map[string]map[string]uint64 { return nil }
 
+func (f *fakeOwnership) LeaseInfo(string) string { return "" }
+
 func (f *fakeOwnership) setRequired(idx uint64) {
 	f.mu.Lock()
 	f.required = idx

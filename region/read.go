@@ -143,7 +143,16 @@ func readRef(txn *badger.Txn, item *badger.Item) (*meridianv1.Event, error) {
 		return nil, fmt.Errorf("entry %q: %w", item.Key(), err)
 	}
 	ev := &meridianv1.Event{}
-	ok, err := readProto(txn, eventKey(r.Entity, r.Version), ev)
+	key := eventKey(r.Entity, r.Version)
+	if r.Version == 0 {
+		// A superseded event of an origin log (supersede.go).
+		k, err := ParseKey(item.KeyCopy(nil))
+		if err != nil || k.Kind != KeyOrigin {
+			return nil, fmt.Errorf("%w: entry %q: a superseded ref outside an origin log", ErrCorruptState, item.Key())
+		}
+		key = supersededKey(k.Name, k.N)
+	}
+	ok, err := readProto(txn, key, ev)
 	if err == nil && !ok {
 		err = fmt.Errorf("%w: entry %q points at missing event %q@%d", ErrCorruptState, item.Key(), r.Entity, r.Version)
 	}
@@ -186,4 +195,51 @@ func (f *FSM) ReadOrigin(origin string, fromSeq uint64, max int) ([]*meridianv1.
 		next++
 	}
 	return events, nil
+}
+
+// Recoveries returns up to max events that a failover superseded in this
+// region and that no region has appended again yet (q/ markers), in
+// origin order.
+func (f *FSM) Recoveries(max int) ([]*meridianv1.Event, error) {
+	n := clampCount(max)
+	h, err := f.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.refs.Done()
+	txn := h.db.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixRecovery)})
+	defer it.Close()
+	var out []*meridianv1.Event
+	for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
+		k, err := ParseKey(it.Item().KeyCopy(nil))
+		if err != nil {
+			return nil, err
+		}
+		ev := &meridianv1.Event{}
+		ok, err := readProto(txn, supersededKey(k.Name, k.N), ev)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: recovery marker %s:%d without its superseded event", ErrCorruptState, k.Name, k.N)
+		}
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// Superseded returns the event a failover superseded at origin:seq here.
+func (f *FSM) Superseded(origin string, seq uint64) (*meridianv1.Event, bool, error) {
+	h, err := f.acquire()
+	if err != nil {
+		return nil, false, err
+	}
+	defer h.refs.Done()
+	txn := h.db.NewTransaction(false)
+	defer txn.Discard()
+	ev := &meridianv1.Event{}
+	ok, err := readProto(txn, supersededKey(origin, seq), ev)
+	return ev, ok, err
 }

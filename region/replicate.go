@@ -16,11 +16,21 @@ type ReplicateResult struct {
 	// Duplicates counts events at or below the applied vector (skipped).
 	Duplicates int
 	// Stopped names, per origin whose remaining events were not applied, why
-	// the first of them was not: a gap in its sequence, deps not covered, or
-	// an event that does not continue its stream. The shipper re-reads the
-	// applied vector and proposes again from there.
+	// the first of them was not: a gap in its sequence, deps not covered, a
+	// failover's fence, or (never expected: stallInvariant) an event that
+	// does not continue its stream. The shipper re-reads the applied vector
+	// and proposes again from there.
 	Stopped map[string]string
+	// Superseded and RolledBack describe the events a failover's fork put
+	// out of their streams here: shipped ones taken as superseded, and
+	// earlier ones rolled back (supersede.go).
+	Superseded []string
+	RolledBack []string
 }
+
+// stallInvariant marks a stop that no correct history can cause; the node
+// logs it as an error (replication cannot go on for that origin).
+const stallInvariant = "invariant broken, replication of this origin is stalled"
 
 // applyReplicate applies events shipped from other regions (ARCHITECTURE.md
 // section 5). Each is taken exactly once, in its origin's order, and only
@@ -31,6 +41,7 @@ type ReplicateResult struct {
 // other origins go on. Nothing here reads a clock or configuration.
 func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meridianv1.ReplicateBatch) *ReplicateResult {
 	res := &ReplicateResult{}
+	rolledBefore := 0
 	stop := func(origin, format string, args ...any) {
 		if res.Stopped == nil {
 			res.Stopped = map[string]string{}
@@ -58,6 +69,10 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 			stop(origin, "gap: next is %d, got %d", st.Applied[origin]+1, seq)
 			continue
 		}
+		if f := st.GetOriginFences()[origin]; f != nil && seq > f.GetLimit() {
+			stop(origin, "seq %d: held back: the failover staged at placement index %d fences %s's log at %d", seq, f.GetTransition(), origin, f.GetLimit())
+			continue
+		}
 		if missing, ok := firstUncovered(st.Applied, ev.GetDeps()); ok {
 			stop(origin, "seq %d depends on %s", seq, missing)
 			continue
@@ -70,8 +85,54 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		}
 		entity := ev.GetEntity()
 		head := getHead(w.txn, entity)
-		if ev.GetVersion() != head.GetVersion()+1 {
-			stop(origin, "seq %d: %s v%d does not continue the stream here (head %d)", seq, entity, ev.GetVersion(), head.GetVersion())
+		v, epoch := ev.GetVersion(), ev.GetEpoch()
+		var pre []kv
+		var dels [][]byte
+		superseded := false
+		switch {
+		case v == head.GetVersion()+1 && !eraBefore(epoch, origin, head.GetEpoch(), head.GetLastOrigin().GetRegion()):
+			// The stream's next event: the common case.
+		case v <= head.GetVersion():
+			// Another event holds this version here: a fork, which only a
+			// failover makes (a lost home's unreplicated tail against its
+			// new home's writes). The later era wins, in every region.
+			at := &meridianv1.Event{}
+			getProto(w.txn, eventKey(entity, v), at)
+			if eraBefore(at.GetEpoch(), at.GetOrigin().GetRegion(), epoch, origin) {
+				var rolled []*meridianv1.Event
+				var ok bool
+				if pre, dels, rolled, ok = rollbackWrites(w.txn, entity, v, head, epoch, origin); ok {
+					for _, r := range rolled {
+						res.RolledBack = append(res.RolledBack, fmt.Sprintf("%s v%d (%s:%d, epoch %d)", entity, r.GetVersion(),
+							r.GetOrigin().GetRegion(), r.GetOrigin().GetSeq(), r.GetEpoch()))
+					}
+					break
+				}
+			}
+			superseded = true
+		case eraBefore(epoch, origin, head.GetEpoch(), head.GetLastOrigin().GetRegion()):
+			// Beyond the head, but the stream has moved on to a later era:
+			// the rest of a superseded tail.
+			superseded = true
+		default:
+			// A later version than the next with its predecessor missing:
+			// deps make this impossible (each event depends on the one
+			// before it in its stream). Stop loudly rather than leave a gap.
+			stop(origin, "seq %d: %s v%d does not continue the stream here (head %d, epoch %d): %s", seq, entity, v,
+				head.GetVersion(), head.GetEpoch(), stallInvariant)
+			continue
+		}
+		if superseded {
+			writes := supersedeWrites(w.txn, ev)
+			if err := w.stage(st, writes, nil); err != nil {
+				stop(origin, "seq %d: %v", seq, err)
+				continue
+			}
+			st.Applied[origin] = seq
+			st.LastHlc = maxHLC(hlcOf(st.GetLastHlc()), hlcOf(ev.GetHlc())).proto()
+			st.Superseded++
+			res.Superseded = append(res.Superseded, fmt.Sprintf("%s v%d (%s:%d, epoch %d)", entity, v, origin, seq, epoch))
+			res.Applied++
 			continue
 		}
 		id, _ := uuid.Parse(ev.GetId())
@@ -87,29 +148,23 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 			Hlc: ev.GetHlc(), Epoch: ev.GetEpoch(), FirstOrigin: ev.GetOrigin(),
 		}
 		r := encodeRef(ref{Entity: entity, Version: ev.GetVersion()})
-		writes := []kv{
-			{key: eventKey(entity, ev.GetVersion()), value: mustMarshal(stored)},
-			{key: originKey(origin, seq), value: r},
-			{key: logKey(pos), value: r},
-			{key: idempotencyKey(id), value: mustMarshal(rec), expiresAt: idempotencyExpiry(stamp, a.window)},
-			{key: headKey(entity), value: mustMarshal(&meridianv1.StreamHead{
+		writes := append(pre,
+			kv{key: eventKey(entity, ev.GetVersion()), value: mustMarshal(stored)},
+			kv{key: originKey(origin, seq), value: r},
+			kv{key: logKey(pos), value: r},
+			kv{key: idempotencyKey(id), value: mustMarshal(rec), expiresAt: idempotencyExpiry(stamp, a.window)},
+			kv{key: headKey(entity), value: mustMarshal(&meridianv1.StreamHead{
 				Version: ev.GetVersion(), LastOrigin: ev.GetOrigin(), LastHlc: ev.GetHlc(), Epoch: ev.GetEpoch(),
 			})},
-		}
-		var bytes, entries int64
-		for _, x := range writes {
-			bytes += int64(len(x.key) + len(x.value) + entryOverheadBytes)
-			entries++
-		}
-		if err := w.fit(st, bytes, entries); err != nil {
+		)
+		rw, rd := recoveredWrites(ev)
+		writes, dels = append(writes, rw...), append(dels, rd...)
+		if err := w.stage(st, writes, dels); err != nil {
 			stop(origin, "seq %d: %v", seq, err)
 			continue
 		}
-		w.bytes -= bytes
-		w.entries -= entries
-		for _, x := range writes {
-			w.set(x.key, x.value, x.expiresAt)
-		}
+		st.Superseded += uint64(len(res.RolledBack) - rolledBefore)
+		rolledBefore = len(res.RolledBack)
 		st.Applied[origin] = seq
 		st.LastPosition = pos
 		// Local stamps stay above every event applied here (HLC receive rule).

@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,10 +69,61 @@ func (n *Node) Replicate(ctx context.Context, events []*meridianv1.Event) (int, 
 		// A committed entry the closing state machine did not apply.
 		return 0, fmt.Errorf("%w: replicate entry %d not applied here (%T)", ErrOutcomeUnknown, f.Index(), f.Response())
 	}
+	n.noteReplicate(res)
+	return res.Applied, nil
+}
+
+// stalls remembers, per origin, a stop no correct history causes.
+type stalls struct {
+	mu      sync.Mutex
+	byOrgin map[string]string
+}
+
+// noteReplicate logs what a replicate entry did beyond applying: origins
+// stopped (debug: waiting is normal), events superseded or rolled back by
+// a failover (warn), and stops that break an invariant (error, kept for
+// Status until the origin moves again).
+func (n *Node) noteReplicate(res *ReplicateResult) {
 	if len(res.Stopped) > 0 {
 		n.logger.Debug("replicate: origins stopped", "stopped", res.Stopped, "applied", res.Applied)
 	}
-	return res.Applied, nil
+	if len(res.Superseded) > 0 || len(res.RolledBack) > 0 {
+		n.logger.Warn("replicate: a failover superseded events of a lost home (they are appended again by the new home, marked recovered)",
+			"superseded", res.Superseded, "rolled_back", res.RolledBack)
+	}
+	n.stalls.mu.Lock()
+	defer n.stalls.mu.Unlock()
+	for origin, why := range res.Stopped {
+		if strings.Contains(why, stallInvariant) {
+			if n.stalls.byOrgin == nil {
+				n.stalls.byOrgin = map[string]string{}
+			}
+			if n.stalls.byOrgin[origin] != why {
+				n.logger.Error("replication stalled: an event cannot be applied", "origin", origin, "why", why)
+			}
+			n.stalls.byOrgin[origin] = why
+		}
+	}
+	if res.Applied > 0 {
+		for origin := range n.stalls.byOrgin {
+			if _, still := res.Stopped[origin]; !still {
+				delete(n.stalls.byOrgin, origin)
+			}
+		}
+	}
+}
+
+func (n *Node) replicationStalls() map[string]string {
+	n.stalls.mu.Lock()
+	defer n.stalls.mu.Unlock()
+	if len(n.stalls.byOrgin) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(n.stalls.byOrgin))
+	for o, w := range n.stalls.byOrgin {
+		out[o] = w
+	}
+	return out
 }
 
 // lagReporter is what replication reports for Status.

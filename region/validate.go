@@ -181,6 +181,14 @@ func validateAppend(op *meridianv1.AppendOp, lim Limits) ([]uuid.UUID, error) {
 			return nil, err
 		}
 	}
+	if from := op.GetRecoveredFrom(); from != nil {
+		if err := validateRegionName("recovered_from.region", from.GetRegion()); err != nil {
+			return nil, err
+		}
+		if from.GetSeq() == 0 || op.GetOriginalVersion() == 0 || len(evs) != 1 {
+			return nil, invalidf("recovered_from", "a re-append of a superseded event holds exactly that event, with its dot and original version")
+		}
+	}
 	ids := make([]uuid.UUID, len(evs))
 	seen := make(map[uuid.UUID]int, len(evs))
 	total := 0

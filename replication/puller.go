@@ -298,7 +298,7 @@ func (p *puller) session(src, served string) (opened, progressed bool, err error
 		}
 
 		now := time.Now()
-		if inflight == nil && !now.Before(holdUntil) {
+		if inflight == nil && !now.Before(holdUntil) && !p.heldByKnob() {
 			n, blocked := nextBatch(p.origin, p.pend.events, p.pend.sizes, applied, cfg.BatchEventsMax, cfg.BatchBytesMax)
 			if n > 0 {
 				lastBlocked = ""
@@ -459,4 +459,10 @@ func eventsBytes(events []*meridianv1.Event) int {
 		n += proto.Size(ev)
 	}
 	return n
+}
+
+// heldByKnob reports whether a test holds this origin's proposals back.
+func (p *puller) heldByKnob() bool {
+	k := p.s.cfg.Knobs
+	return k != nil && k.HoldOrigin != nil && k.HoldOrigin(p.origin)
 }

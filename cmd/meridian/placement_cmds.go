@@ -198,7 +198,7 @@ func newPlacementSetRulesCmd(r *rootCmd) *cobra.Command {
 		asJSON      bool
 	)
 	cmd := &cobra.Command{
-		Use:   "set-rules --rule PREFIX=REGION[,failover=R1:R2][,mode=MODE]... --default REGION | --file FILE",
+		Use:   "set-rules --rule PREFIX=REGION[,failover=R1:R2][,policy=safe|never][,mode=MODE]... --default REGION | --file FILE",
 		Short: "Replace every prefix rule and the default region, atomically",
 		Long: `Replace every prefix rule and the default region in one change.
 
@@ -266,7 +266,7 @@ for every entity's home and epoch.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&rules, "rule", nil, "PREFIX=REGION[,failover=R1:R2][,mode=single_home|active_active] (repeatable, in match order)")
+	f.StringArrayVar(&rules, "rule", nil, "PREFIX=REGION[,failover=R1:R2][,policy=safe|never][,mode=single_home|active_active] (repeatable, in match order)")
 	f.StringVar(&defRegion, "default", "", "default region: the home of entities no pin or rule matches")
 	f.Uint64Var(&expectIndex, "expect-index", 0, "apply only if the rules were last changed at this index (placement rules shows it)")
 	f.StringVar(&file, "file", "", "read a SetRulesRequest as JSON from FILE (- for stdin) instead of --rule/--default")
@@ -598,7 +598,11 @@ func printRules(w io.Writer, rules []*meridianv1.PlacementRule) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tPREFIX\tHOME\tMODE\tFAILOVER\tEPOCH")
 	for i, r := range rules {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", i+1, r.GetPrefix(), r.GetHomeRegion(), modeName(r.GetMode()), listOrDash(r.GetFailover()), r.GetEpoch())
+		fo := listOrDash(r.GetFailover())
+		if r.GetFailoverPolicy() == meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER {
+			fo += " (policy never)"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", i+1, r.GetPrefix(), r.GetHomeRegion(), modeName(r.GetMode()), fo, r.GetEpoch())
 	}
 	_ = tw.Flush()
 }
@@ -637,7 +641,7 @@ func parseRule(s string) (*meridianv1.PlacementRule, error) {
 	parts := strings.Split(s, ",")
 	prefix, region, ok := strings.Cut(parts[0], "=")
 	if !ok || prefix == "" || region == "" {
-		return nil, usagef("--rule %q: want PREFIX=REGION[,failover=R1:R2][,mode=single_home|active_active]", s)
+		return nil, usagef("--rule %q: want PREFIX=REGION[,failover=R1:R2][,policy=safe|never][,mode=single_home|active_active]", s)
 	}
 	rule := &meridianv1.PlacementRule{Prefix: prefix, HomeRegion: region}
 	for _, opt := range parts[1:] {
@@ -658,8 +662,17 @@ func parseRule(s string) (*meridianv1.PlacementRule, error) {
 			default:
 				return nil, usagef("--rule %q: mode %q: want single_home or active_active", s, v)
 			}
+		case "policy":
+			switch v {
+			case "safe":
+				rule.FailoverPolicy = meridianv1.FailoverPolicy_FAILOVER_POLICY_SAFE
+			case "never":
+				rule.FailoverPolicy = meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER
+			default:
+				return nil, usagef("--rule %q: policy %q: want safe (fail over to the failover list once the home's lease expired) or never (writes wait for the home)", s, v)
+			}
 		default:
-			return nil, usagef("--rule %q: unknown option %q: want failover=R1:R2 or mode=single_home|active_active", s, opt)
+			return nil, usagef("--rule %q: unknown option %q: want failover=R1:R2, policy=safe|never or mode=single_home|active_active", s, opt)
 		}
 	}
 	return rule, nil

@@ -10,12 +10,30 @@ import (
 	"github.com/stretchr/testify/require"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/node"
+	"github.com/meridiandb/meridian/placement"
+	"github.com/meridiandb/meridian/region"
 )
 
 // An append acknowledged with DURABILITY_MULTI_REGION and min_regions = 1
 // survives the loss of its whole home region, killed right after the ack.
+//
+// The links out of the home get 300 ms of latency each way, so the
+// placement group runs with WAN timers (the production defaults) and the
+// regions with the production lease: a renewal crosses those links.
 func TestMultiRegionDurableAppendSurvivesLosingItsHomeRegion(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startClusterWith(t, 3, func(nc *node.Config) {
+		nc.PlacementConfig = func(pc *placement.Config) {
+			PlacementTestConfig(pc)
+			d := placement.DefaultConfig()
+			pc.HeartbeatTimeout, pc.ElectionTimeout, pc.LeaderLeaseTimeout = d.HeartbeatTimeout, d.ElectionTimeout, d.LeaderLeaseTimeout
+		}
+		nc.RegionConfig = func(rc *region.Config) {
+			RegionTestConfig(rc)
+			d := region.DefaultConfig()
+			rc.LeaseDuration, rc.LeaseRenewInterval = d.LeaseDuration, d.LeaseRenewInterval
+		}
+	})
 	setExampleRules(t, c)
 	ctx := ctxFor(t, time.Minute)
 

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/node"
 )
 
 var threeRegions = []string{"us-east", "eu-west", "ap-south"}
@@ -55,7 +56,13 @@ func (w tWriter) Write(p []byte) (int, error) {
 
 func startCluster(t *testing.T, nodesPerRegion int) *Cluster {
 	t.Helper()
-	c, err := Start(Config{Regions: threeRegions, NodesPerRegion: nodesPerRegion, Dir: t.TempDir(), Seed: 1, Logger: testLogger(t)})
+	return startClusterWith(t, nodesPerRegion, nil)
+}
+
+// startClusterWith is startCluster with a tweak of every node's config.
+func startClusterWith(t *testing.T, nodesPerRegion int, tweak func(*node.Config)) *Cluster {
+	t.Helper()
+	c, err := Start(Config{Regions: threeRegions, NodesPerRegion: nodesPerRegion, Dir: t.TempDir(), Seed: 1, Logger: testLogger(t), Tweak: tweak})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = c.Close() })
 	waitPlacementComplete(t, c, c.Hosts())

@@ -34,6 +34,9 @@ const (
 	// COMMAND_TYPE_PLACEMENT_FENCE carries a PlacementFence (fenced homes:
 	// refuse appends routed by an older copy of the placement table).
 	CommandType_COMMAND_TYPE_PLACEMENT_FENCE CommandType = 3
+	// COMMAND_TYPE_ORIGIN_FENCE carries an OriginFence (failover: stop
+	// applying a lost region's log beyond what this region holds).
+	CommandType_COMMAND_TYPE_ORIGIN_FENCE CommandType = 4
 )
 
 // Enum value maps for CommandType.
@@ -43,12 +46,14 @@ var (
 		1: "COMMAND_TYPE_APPEND_BATCH",
 		2: "COMMAND_TYPE_REPLICATE_BATCH",
 		3: "COMMAND_TYPE_PLACEMENT_FENCE",
+		4: "COMMAND_TYPE_ORIGIN_FENCE",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":     0,
 		"COMMAND_TYPE_APPEND_BATCH":    1,
 		"COMMAND_TYPE_REPLICATE_BATCH": 2,
 		"COMMAND_TYPE_PLACEMENT_FENCE": 3,
+		"COMMAND_TYPE_ORIGIN_FENCE":    4,
 	}
 )
 
@@ -223,8 +228,14 @@ type AppendOp struct {
 	// fenced may have moved the entity away. 0 in entries written before
 	// fenced homes existed, and in deployments without a placement table.
 	PlacementIndex uint64 `protobuf:"varint,6,opt,name=placement_index,json=placementIndex,proto3" json:"placement_index,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// recovered_from, when set, makes this op the re-append of an event that
+	// a failover superseded (its dot in the lost home's log; the op holds
+	// exactly that event, with its id and content): stored with recovered,
+	// recovered_from and original_version set, once in any region.
+	RecoveredFrom   *Dot   `protobuf:"bytes,7,opt,name=recovered_from,json=recoveredFrom,proto3" json:"recovered_from,omitempty"`
+	OriginalVersion uint64 `protobuf:"varint,8,opt,name=original_version,json=originalVersion,proto3" json:"original_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *AppendOp) Reset() {
@@ -299,6 +310,146 @@ func (x *AppendOp) GetPlacementIndex() uint64 {
 	return 0
 }
 
+func (x *AppendOp) GetRecoveredFrom() *Dot {
+	if x != nil {
+		return x.RecoveredFrom
+	}
+	return nil
+}
+
+func (x *AppendOp) GetOriginalVersion() uint64 {
+	if x != nil {
+		return x.OriginalVersion
+	}
+	return 0
+}
+
+// OriginFence fences (or releases) another region's log in a failover.
+// Without limit and release: stop applying origin's events beyond what is
+// applied now; with limit: let them through up to limit (the failover's
+// cut); with release: drop the fence (the failover is over).
+type OriginFence struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Transition    uint64                 `protobuf:"varint,2,opt,name=transition,proto3" json:"transition,omitempty"`
+	Limit         uint64                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Release       bool                   `protobuf:"varint,4,opt,name=release,proto3" json:"release,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OriginFence) Reset() {
+	*x = OriginFence{}
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OriginFence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OriginFence) ProtoMessage() {}
+
+func (x *OriginFence) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OriginFence.ProtoReflect.Descriptor instead.
+func (*OriginFence) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OriginFence) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *OriginFence) GetTransition() uint64 {
+	if x != nil {
+		return x.Transition
+	}
+	return 0
+}
+
+func (x *OriginFence) GetLimit() uint64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *OriginFence) GetRelease() bool {
+	if x != nil {
+		return x.Release
+	}
+	return false
+}
+
+// OriginFenceState is a fence in ApplyState: origin's events beyond limit
+// are held back until transition's failover is over.
+type OriginFenceState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transition    uint64                 `protobuf:"varint,1,opt,name=transition,proto3" json:"transition,omitempty"`
+	Limit         uint64                 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OriginFenceState) Reset() {
+	*x = OriginFenceState{}
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OriginFenceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OriginFenceState) ProtoMessage() {}
+
+func (x *OriginFenceState) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OriginFenceState.ProtoReflect.Descriptor instead.
+func (*OriginFenceState) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OriginFenceState) GetTransition() uint64 {
+	if x != nil {
+		return x.Transition
+	}
+	return 0
+}
+
+func (x *OriginFenceState) GetLimit() uint64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 // PlacementFence is a Raft entry that raises the region's placement floor
 // (ApplyState.placement_floor) to floor: from this entry on, apply refuses
 // every append routed by a placement copy older than floor. When transition
@@ -316,7 +467,7 @@ type PlacementFence struct {
 
 func (x *PlacementFence) Reset() {
 	*x = PlacementFence{}
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +479,7 @@ func (x *PlacementFence) String() string {
 func (*PlacementFence) ProtoMessage() {}
 
 func (x *PlacementFence) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +492,7 @@ func (x *PlacementFence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementFence.ProtoReflect.Descriptor instead.
 func (*PlacementFence) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PlacementFence) GetFloor() uint64 {
@@ -373,7 +524,7 @@ type ReplicateBatch struct {
 
 func (x *ReplicateBatch) Reset() {
 	*x = ReplicateBatch{}
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -385,7 +536,7 @@ func (x *ReplicateBatch) String() string {
 func (*ReplicateBatch) ProtoMessage() {}
 
 func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -398,7 +549,7 @@ func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateBatch.ProtoReflect.Descriptor instead.
 func (*ReplicateBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReplicateBatch) GetEvents() []*Event {
@@ -421,7 +572,7 @@ type StreamHead struct {
 
 func (x *StreamHead) Reset() {
 	*x = StreamHead{}
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +584,7 @@ func (x *StreamHead) String() string {
 func (*StreamHead) ProtoMessage() {}
 
 func (x *StreamHead) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +597,7 @@ func (x *StreamHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHead.ProtoReflect.Descriptor instead.
 func (*StreamHead) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamHead) GetVersion() uint64 {
@@ -499,7 +650,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -511,7 +662,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -524,7 +675,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *IdempotencyRecord) GetEntity() string {
@@ -609,13 +760,18 @@ type ApplyState struct {
 	// change it was for, and this region's own origin sequence at the freeze.
 	FreezeTransition uint64 `protobuf:"varint,7,opt,name=freeze_transition,json=freezeTransition,proto3" json:"freeze_transition,omitempty"`
 	FreezeSeq        uint64 `protobuf:"varint,8,opt,name=freeze_seq,json=freezeSeq,proto3" json:"freeze_seq,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// origin_fences are the lost regions' logs this region holds back, by
+	// origin (OriginFence).
+	OriginFences map[string]*OriginFenceState `protobuf:"bytes,9,rep,name=origin_fences,json=originFences,proto3" json:"origin_fences,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// superseded counts events that a failover superseded in this region.
+	Superseded    uint64 `protobuf:"varint,10,opt,name=superseded,proto3" json:"superseded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyState) Reset() {
 	*x = ApplyState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +783,7 @@ func (x *ApplyState) String() string {
 func (*ApplyState) ProtoMessage() {}
 
 func (x *ApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +796,7 @@ func (x *ApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyState.ProtoReflect.Descriptor instead.
 func (*ApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ApplyState) GetAppliedIndex() uint64 {
@@ -699,6 +855,20 @@ func (x *ApplyState) GetFreezeSeq() uint64 {
 	return 0
 }
 
+func (x *ApplyState) GetOriginFences() map[string]*OriginFenceState {
+	if x != nil {
+		return x.OriginFences
+	}
+	return nil
+}
+
+func (x *ApplyState) GetSuperseded() uint64 {
+	if x != nil {
+		return x.Superseded
+	}
+	return 0
+}
+
 var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
@@ -711,17 +881,31 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\vAppendBatch\x12\"\n" +
 	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12'\n" +
 	"\x03ops\x18\x02 \x03(\v2\x15.meridian.v1.AppendOpR\x03ops\x12<\n" +
-	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\xbd\x02\n" +
+	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\xa1\x03\n" +
 	"\bAppendOp\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x128\n" +
 	"\bexpected\x18\x02 \x01(\v2\x1c.meridian.v1.ExpectedVersionR\bexpected\x122\n" +
 	"\x06events\x18\x03 \x03(\v2\x1a.meridian.v1.ProposedEventR\x06events\x123\n" +
 	"\x04deps\x18\x04 \x03(\v2\x1f.meridian.v1.AppendOp.DepsEntryR\x04deps\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12'\n" +
-	"\x0fplacement_index\x18\x06 \x01(\x04R\x0eplacementIndex\x1a7\n" +
+	"\x0fplacement_index\x18\x06 \x01(\x04R\x0eplacementIndex\x127\n" +
+	"\x0erecovered_from\x18\a \x01(\v2\x10.meridian.v1.DotR\rrecoveredFrom\x12)\n" +
+	"\x10original_version\x18\b \x01(\x04R\x0foriginalVersion\x1a7\n" +
 	"\tDepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"F\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"u\n" +
+	"\vOriginFence\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x1e\n" +
+	"\n" +
+	"transition\x18\x02 \x01(\x04R\n" +
+	"transition\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x04R\x05limit\x12\x18\n" +
+	"\arelease\x18\x04 \x01(\bR\arelease\"H\n" +
+	"\x10OriginFenceState\x12\x1e\n" +
+	"\n" +
+	"transition\x18\x01 \x01(\x04R\n" +
+	"transition\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x04R\x05limit\"F\n" +
 	"\x0ePlacementFence\x12\x14\n" +
 	"\x05floor\x18\x01 \x01(\x04R\x05floor\x12\x1e\n" +
 	"\n" +
@@ -745,7 +929,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\flast_version\x18\x06 \x01(\x04R\vlastVersion\x12\"\n" +
 	"\x03hlc\x18\a \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x123\n" +
-	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\x97\x03\n" +
+	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xe7\x04\n" +
 	"\n" +
 	"ApplyState\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
@@ -756,15 +940,24 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x0fplacement_floor\x18\x06 \x01(\x04R\x0eplacementFloor\x12+\n" +
 	"\x11freeze_transition\x18\a \x01(\x04R\x10freezeTransition\x12\x1d\n" +
 	"\n" +
-	"freeze_seq\x18\b \x01(\x04R\tfreezeSeq\x1a:\n" +
+	"freeze_seq\x18\b \x01(\x04R\tfreezeSeq\x12N\n" +
+	"\rorigin_fences\x18\t \x03(\v2).meridian.v1.ApplyState.OriginFencesEntryR\foriginFences\x12\x1e\n" +
+	"\n" +
+	"superseded\x18\n" +
+	" \x01(\x04R\n" +
+	"superseded\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*\x8e\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a^\n" +
+	"\x11OriginFencesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x123\n" +
+	"\x05value\x18\x02 \x01(\v2\x1d.meridian.v1.OriginFenceStateR\x05value:\x028\x01*\xad\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01\x12 \n" +
 	"\x1cCOMMAND_TYPE_REPLICATE_BATCH\x10\x02\x12 \n" +
-	"\x1cCOMMAND_TYPE_PLACEMENT_FENCE\x10\x03B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x1cCOMMAND_TYPE_PLACEMENT_FENCE\x10\x03\x12\x1d\n" +
+	"\x19COMMAND_TYPE_ORIGIN_FENCE\x10\x04B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_command_proto_rawDescOnce sync.Once
@@ -779,45 +972,51 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),          // 0: meridian.v1.CommandType
 	(*Command)(nil),           // 1: meridian.v1.Command
 	(*AppendBatch)(nil),       // 2: meridian.v1.AppendBatch
 	(*AppendOp)(nil),          // 3: meridian.v1.AppendOp
-	(*PlacementFence)(nil),    // 4: meridian.v1.PlacementFence
-	(*ReplicateBatch)(nil),    // 5: meridian.v1.ReplicateBatch
-	(*StreamHead)(nil),        // 6: meridian.v1.StreamHead
-	(*IdempotencyRecord)(nil), // 7: meridian.v1.IdempotencyRecord
-	(*ApplyState)(nil),        // 8: meridian.v1.ApplyState
-	nil,                       // 9: meridian.v1.AppendOp.DepsEntry
-	nil,                       // 10: meridian.v1.ApplyState.AppliedEntry
-	(*Hlc)(nil),               // 11: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),   // 12: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),     // 13: meridian.v1.ProposedEvent
-	(*Event)(nil),             // 14: meridian.v1.Event
-	(*Dot)(nil),               // 15: meridian.v1.Dot
+	(*OriginFence)(nil),       // 4: meridian.v1.OriginFence
+	(*OriginFenceState)(nil),  // 5: meridian.v1.OriginFenceState
+	(*PlacementFence)(nil),    // 6: meridian.v1.PlacementFence
+	(*ReplicateBatch)(nil),    // 7: meridian.v1.ReplicateBatch
+	(*StreamHead)(nil),        // 8: meridian.v1.StreamHead
+	(*IdempotencyRecord)(nil), // 9: meridian.v1.IdempotencyRecord
+	(*ApplyState)(nil),        // 10: meridian.v1.ApplyState
+	nil,                       // 11: meridian.v1.AppendOp.DepsEntry
+	nil,                       // 12: meridian.v1.ApplyState.AppliedEntry
+	nil,                       // 13: meridian.v1.ApplyState.OriginFencesEntry
+	(*Hlc)(nil),               // 14: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),   // 15: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),     // 16: meridian.v1.ProposedEvent
+	(*Dot)(nil),               // 17: meridian.v1.Dot
+	(*Event)(nil),             // 18: meridian.v1.Event
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	11, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	14, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
 	3,  // 2: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	12, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	13, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	9,  // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	14, // 6: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	15, // 7: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	11, // 8: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	15, // 9: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	11, // 10: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	15, // 11: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	10, // 12: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	11, // 13: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	15, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	16, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	11, // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	17, // 6: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
+	18, // 7: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	17, // 8: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	14, // 9: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	17, // 10: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	14, // 11: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	17, // 12: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	12, // 13: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	14, // 14: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	13, // 15: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	5,  // 16: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
@@ -832,7 +1031,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

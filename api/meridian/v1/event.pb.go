@@ -453,10 +453,16 @@ type Event struct {
 	// position is the event's position in the region-local apply log, which a
 	// region-wide subscription reads. It differs between regions.
 	Position uint64 `protobuf:"varint,12,opt,name=position,proto3" json:"position,omitempty"`
-	// recovered marks an event re-appended after a failover (see ARCHITECTURE.md 7).
-	Recovered     bool `protobuf:"varint,13,opt,name=recovered,proto3" json:"recovered,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// recovered marks an event re-appended after a failover (see ARCHITECTURE.md 7):
+	// the lost home had acknowledged it at original_version, with the dot
+	// recovered_from, but a failover superseded that version before any
+	// surviving region had it; the new home appended it again, with the same
+	// id and content, at the head of the stream.
+	Recovered       bool   `protobuf:"varint,13,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	RecoveredFrom   *Dot   `protobuf:"bytes,14,opt,name=recovered_from,json=recoveredFrom,proto3" json:"recovered_from,omitempty"`
+	OriginalVersion uint64 `protobuf:"varint,15,opt,name=original_version,json=originalVersion,proto3" json:"original_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -578,6 +584,20 @@ func (x *Event) GetRecovered() bool {
 		return x.Recovered
 	}
 	return false
+}
+
+func (x *Event) GetRecoveredFrom() *Dot {
+	if x != nil {
+		return x.RecoveredFrom
+	}
+	return nil
+}
+
+func (x *Event) GetOriginalVersion() uint64 {
+	if x != nil {
+		return x.OriginalVersion
+	}
+	return 0
 }
 
 // ExpectedVersion is the optimistic-concurrency check of an append.
@@ -828,7 +848,7 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x04\n" +
 	"\x05Event\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x0e\n" +
@@ -843,7 +863,9 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	" \x01(\x04R\x05epoch\x120\n" +
 	"\x04deps\x18\v \x03(\v2\x1c.meridian.v1.Event.DepsEntryR\x04deps\x12\x1a\n" +
 	"\bposition\x18\f \x01(\x04R\bposition\x12\x1c\n" +
-	"\trecovered\x18\r \x01(\bR\trecovered\x1a;\n" +
+	"\trecovered\x18\r \x01(\bR\trecovered\x127\n" +
+	"\x0erecovered_from\x18\x0e \x01(\v2\x10.meridian.v1.DotR\rrecoveredFrom\x12)\n" +
+	"\x10original_version\x18\x0f \x01(\x04R\x0foriginalVersion\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
@@ -917,14 +939,15 @@ var file_meridian_v1_event_proto_depIdxs = []int32{
 	4,  // 2: meridian.v1.Event.origin:type_name -> meridian.v1.Dot
 	5,  // 3: meridian.v1.Event.hlc:type_name -> meridian.v1.Hlc
 	11, // 4: meridian.v1.Event.deps:type_name -> meridian.v1.Event.DepsEntry
-	12, // 5: meridian.v1.ExpectedVersion.any:type_name -> meridian.v1.ExpectedVersion.Any
-	13, // 6: meridian.v1.ExpectedVersion.no_stream:type_name -> meridian.v1.ExpectedVersion.NoStream
-	14, // 7: meridian.v1.ExpectedVersion.stream_exists:type_name -> meridian.v1.ExpectedVersion.StreamExists
-	8,  // [8:8] is the sub-list for method output_type
-	8,  // [8:8] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	4,  // 5: meridian.v1.Event.recovered_from:type_name -> meridian.v1.Dot
+	12, // 6: meridian.v1.ExpectedVersion.any:type_name -> meridian.v1.ExpectedVersion.Any
+	13, // 7: meridian.v1.ExpectedVersion.no_stream:type_name -> meridian.v1.ExpectedVersion.NoStream
+	14, // 8: meridian.v1.ExpectedVersion.stream_exists:type_name -> meridian.v1.ExpectedVersion.StreamExists
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_event_proto_init() }

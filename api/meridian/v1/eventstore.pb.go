@@ -715,7 +715,16 @@ type StatusResponse struct {
 	LeaseRemaining *durationpb.Duration `protobuf:"bytes,11,opt,name=lease_remaining,json=leaseRemaining,proto3" json:"lease_remaining,omitempty"`
 	// lease_fenced says why the leader does not use its lease (clock offset
 	// beyond the bound, renewals failing), empty when it does.
-	LeaseFenced   string `protobuf:"bytes,12,opt,name=lease_fenced,json=leaseFenced,proto3" json:"lease_fenced,omitempty"`
+	LeaseFenced string `protobuf:"bytes,12,opt,name=lease_fenced,json=leaseFenced,proto3" json:"lease_fenced,omitempty"`
+	// replication_stalls names, per origin, an event this region cannot
+	// apply for a reason no correct history causes (replication of that
+	// origin is stopped until an operator acts), with the entity, the dot and
+	// the reason; empty normally.
+	ReplicationStalls map[string]string `protobuf:"bytes,13,rep,name=replication_stalls,json=replicationStalls,proto3" json:"replication_stalls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// superseded counts the events a failover superseded in this region
+	// (out of their streams; the new home appends them again, marked
+	// recovered).
+	Superseded    uint64 `protobuf:"varint,14,opt,name=superseded,proto3" json:"superseded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -832,6 +841,20 @@ func (x *StatusResponse) GetLeaseFenced() string {
 		return x.LeaseFenced
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetReplicationStalls() map[string]string {
+	if x != nil {
+		return x.ReplicationStalls
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetSuperseded() uint64 {
+	if x != nil {
+		return x.Superseded
+	}
+	return 0
 }
 
 // OriginLag is how far one region is behind on one origin's log.
@@ -1000,7 +1023,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\rnext_position\x18\x01 \x01(\x04R\fnextPosition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\"\x0f\n" +
-	"\rStatusRequest\"\xa2\x04\n" +
+	"\rStatusRequest\"\xeb\x05\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
@@ -1015,10 +1038,17 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\vreplication\x18\n" +
 	" \x03(\v2\x16.meridian.v1.OriginLagR\vreplication\x12B\n" +
 	"\x0flease_remaining\x18\v \x01(\v2\x19.google.protobuf.DurationR\x0eleaseRemaining\x12!\n" +
-	"\flease_fenced\x18\f \x01(\tR\vleaseFenced\x1a:\n" +
+	"\flease_fenced\x18\f \x01(\tR\vleaseFenced\x12a\n" +
+	"\x12replication_stalls\x18\r \x03(\v22.meridian.v1.StatusResponse.ReplicationStallsEntryR\x11replicationStalls\x12\x1e\n" +
+	"\n" +
+	"superseded\x18\x0e \x01(\x04R\n" +
+	"superseded\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xf0\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aD\n" +
+	"\x16ReplicationStallsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf0\x01\n" +
 	"\tOriginLag\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\x04R\aapplied\x12\x14\n" +
@@ -1047,7 +1077,7 @@ func file_meridian_v1_eventstore_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_eventstore_proto_rawDescData
 }
 
-var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_meridian_v1_eventstore_proto_goTypes = []any{
 	(*AppendRequest)(nil),       // 0: meridian.v1.AppendRequest
 	(*AppendResponse)(nil),      // 1: meridian.v1.AppendResponse
@@ -1060,49 +1090,51 @@ var file_meridian_v1_eventstore_proto_goTypes = []any{
 	(*StatusResponse)(nil),      // 8: meridian.v1.StatusResponse
 	(*OriginLag)(nil),           // 9: meridian.v1.OriginLag
 	nil,                         // 10: meridian.v1.StatusResponse.AppliedEntry
-	(*ExpectedVersion)(nil),     // 11: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),       // 12: meridian.v1.ProposedEvent
-	(Durability)(0),             // 13: meridian.v1.Durability
-	(Routing)(0),                // 14: meridian.v1.Routing
-	(*Dot)(nil),                 // 15: meridian.v1.Dot
-	(*Hlc)(nil),                 // 16: meridian.v1.Hlc
-	(Direction)(0),              // 17: meridian.v1.Direction
-	(Consistency)(0),            // 18: meridian.v1.Consistency
-	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
-	(*Event)(nil),               // 20: meridian.v1.Event
+	nil,                         // 11: meridian.v1.StatusResponse.ReplicationStallsEntry
+	(*ExpectedVersion)(nil),     // 12: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),       // 13: meridian.v1.ProposedEvent
+	(Durability)(0),             // 14: meridian.v1.Durability
+	(Routing)(0),                // 15: meridian.v1.Routing
+	(*Dot)(nil),                 // 16: meridian.v1.Dot
+	(*Hlc)(nil),                 // 17: meridian.v1.Hlc
+	(Direction)(0),              // 18: meridian.v1.Direction
+	(Consistency)(0),            // 19: meridian.v1.Consistency
+	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
+	(*Event)(nil),               // 21: meridian.v1.Event
 }
 var file_meridian_v1_eventstore_proto_depIdxs = []int32{
-	11, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
-	12, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
-	13, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
-	14, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
-	15, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
-	16, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
-	17, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
-	18, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
-	19, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
-	20, // 9: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
-	19, // 10: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	20, // 11: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
+	12, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
+	13, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
+	14, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
+	15, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
+	16, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
+	17, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
+	18, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
+	19, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
+	20, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
+	21, // 9: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
+	20, // 10: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	21, // 11: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
 	6,  // 12: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
 	10, // 13: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
 	9,  // 14: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
-	19, // 15: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
-	19, // 16: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
-	19, // 17: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
-	0,  // 18: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 19: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	4,  // 20: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	7,  // 21: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 22: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	3,  // 23: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	5,  // 24: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	8,  // 25: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	20, // 15: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
+	11, // 16: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
+	20, // 17: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
+	20, // 18: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
+	0,  // 19: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 20: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	4,  // 21: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	7,  // 22: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 23: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	3,  // 24: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	5,  // 25: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	8,  // 26: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	23, // [23:27] is the sub-list for method output_type
+	19, // [19:23] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }
@@ -1125,7 +1157,7 @@ func file_meridian_v1_eventstore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_eventstore_proto_rawDesc), len(file_meridian_v1_eventstore_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

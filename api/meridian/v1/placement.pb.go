@@ -133,6 +133,63 @@ func (PlacementSource) EnumDescriptor() ([]byte, []int) {
 	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{1}
 }
 
+// FailoverPolicy is a rule's choice between availability and waiting when
+// its home region is lost (ARCHITECTURE.md section 7).
+type FailoverPolicy int32
+
+const (
+	// FAILOVER_POLICY_UNSPECIFIED means FAILOVER_POLICY_SAFE.
+	FailoverPolicy_FAILOVER_POLICY_UNSPECIFIED FailoverPolicy = 0
+	// FAILOVER_POLICY_SAFE: once the home's lease has expired (plus the
+	// maximum clock offset), the entities move to the first region of the
+	// failover list whose lease holds, after it caught up with the longest
+	// prefix of the lost home's log any surviving region holds.
+	FailoverPolicy_FAILOVER_POLICY_SAFE FailoverPolicy = 1
+	// FAILOVER_POLICY_NEVER: writes wait for the home to return (CP).
+	FailoverPolicy_FAILOVER_POLICY_NEVER FailoverPolicy = 2
+)
+
+// Enum value maps for FailoverPolicy.
+var (
+	FailoverPolicy_name = map[int32]string{
+		0: "FAILOVER_POLICY_UNSPECIFIED",
+		1: "FAILOVER_POLICY_SAFE",
+		2: "FAILOVER_POLICY_NEVER",
+	}
+	FailoverPolicy_value = map[string]int32{
+		"FAILOVER_POLICY_UNSPECIFIED": 0,
+		"FAILOVER_POLICY_SAFE":        1,
+		"FAILOVER_POLICY_NEVER":       2,
+	}
+)
+
+func (x FailoverPolicy) Enum() *FailoverPolicy {
+	p := new(FailoverPolicy)
+	*p = x
+	return p
+}
+
+func (x FailoverPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FailoverPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_meridian_v1_placement_proto_enumTypes[2].Descriptor()
+}
+
+func (FailoverPolicy) Type() protoreflect.EnumType {
+	return &file_meridian_v1_placement_proto_enumTypes[2]
+}
+
+func (x FailoverPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FailoverPolicy.Descriptor instead.
+func (FailoverPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{2}
+}
+
 // TransitionAckKind says what a region reports about a placement change.
 type TransitionAckKind int32
 
@@ -144,6 +201,9 @@ const (
 	// TRANSITION_ACK_KIND_DRAINED: the region, a new home, has applied
 	// origin's log up to seq.
 	TransitionAckKind_TRANSITION_ACK_KIND_DRAINED TransitionAckKind = 2
+	// TRANSITION_ACK_KIND_FENCED: the region, a survivor of a failover,
+	// stopped applying origin's log beyond seq (what it holds of it).
+	TransitionAckKind_TRANSITION_ACK_KIND_FENCED TransitionAckKind = 3
 )
 
 // Enum value maps for TransitionAckKind.
@@ -152,11 +212,13 @@ var (
 		0: "TRANSITION_ACK_KIND_UNSPECIFIED",
 		1: "TRANSITION_ACK_KIND_FROZEN",
 		2: "TRANSITION_ACK_KIND_DRAINED",
+		3: "TRANSITION_ACK_KIND_FENCED",
 	}
 	TransitionAckKind_value = map[string]int32{
 		"TRANSITION_ACK_KIND_UNSPECIFIED": 0,
 		"TRANSITION_ACK_KIND_FROZEN":      1,
 		"TRANSITION_ACK_KIND_DRAINED":     2,
+		"TRANSITION_ACK_KIND_FENCED":      3,
 	}
 )
 
@@ -171,11 +233,11 @@ func (x TransitionAckKind) String() string {
 }
 
 func (TransitionAckKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_meridian_v1_placement_proto_enumTypes[2].Descriptor()
+	return file_meridian_v1_placement_proto_enumTypes[3].Descriptor()
 }
 
 func (TransitionAckKind) Type() protoreflect.EnumType {
-	return &file_meridian_v1_placement_proto_enumTypes[2]
+	return &file_meridian_v1_placement_proto_enumTypes[3]
 }
 
 func (x TransitionAckKind) Number() protoreflect.EnumNumber {
@@ -184,7 +246,7 @@ func (x TransitionAckKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use TransitionAckKind.Descriptor instead.
 func (TransitionAckKind) EnumDescriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{3}
 }
 
 // PlacementRule maps every entity whose id starts with prefix to a home.
@@ -196,13 +258,16 @@ type PlacementRule struct {
 	HomeRegion string        `protobuf:"bytes,2,opt,name=home_region,json=homeRegion,proto3" json:"home_region,omitempty"`
 	Mode       PlacementMode `protobuf:"varint,3,opt,name=mode,proto3,enum=meridian.v1.PlacementMode" json:"mode,omitempty"`
 	// failover lists the regions that take over, in order, when the home is
-	// lost (used by failover, a later issue); distinct, known, not the home.
+	// lost: the first one whose lease holds; distinct, known, not the home.
 	Failover []string `protobuf:"bytes,4,rep,name=failover,proto3" json:"failover,omitempty"`
 	// epoch is the table index at which this rule's mapping last changed.
 	// Output only: ignored in SetRules.
-	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Epoch uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// failover_policy says whether the rule's entities fail over when their
+	// home is lost (its lease expired): SAFE (the default) or NEVER.
+	FailoverPolicy FailoverPolicy `protobuf:"varint,6,opt,name=failover_policy,json=failoverPolicy,proto3,enum=meridian.v1.FailoverPolicy" json:"failover_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PlacementRule) Reset() {
@@ -268,6 +333,13 @@ func (x *PlacementRule) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *PlacementRule) GetFailoverPolicy() FailoverPolicy {
+	if x != nil {
+		return x.FailoverPolicy
+	}
+	return FailoverPolicy_FAILOVER_POLICY_UNSPECIFIED
 }
 
 // TableInfo says how current the answering node's copy of the table is.
@@ -1522,7 +1594,9 @@ type PlacementChange struct {
 	// proposing leaders' wall clocks (set on completion).
 	Duration *durationpb.Duration `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
 	// aborted says why the change was dropped without taking effect.
-	Aborted       string `protobuf:"bytes,7,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	Aborted string `protobuf:"bytes,7,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	// failover is true when the change is a failover of a lost region.
+	Failover      bool `protobuf:"varint,8,opt,name=failover,proto3" json:"failover,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1606,6 +1680,13 @@ func (x *PlacementChange) GetAborted() string {
 	return ""
 }
 
+func (x *PlacementChange) GetFailover() bool {
+	if x != nil {
+		return x.Failover
+	}
+	return false
+}
+
 // HomeMove is one (old home, new home) pair of a placement change, with its
 // progress.
 type HomeMove struct {
@@ -1619,7 +1700,17 @@ type HomeMove struct {
 	FrozenSeq uint64 `protobuf:"varint,4,opt,name=frozen_seq,json=frozenSeq,proto3" json:"frozen_seq,omitempty"`
 	// drained_seq is how far the new home has applied the old home's log, as
 	// it last reported.
-	DrainedSeq    uint64 `protobuf:"varint,5,opt,name=drained_seq,json=drainedSeq,proto3" json:"drained_seq,omitempty"`
+	DrainedSeq uint64 `protobuf:"varint,5,opt,name=drained_seq,json=drainedSeq,proto3" json:"drained_seq,omitempty"`
+	// lost is true in a failover: the old home is unreachable and does not
+	// freeze; instead every surviving region fences the old home's log
+	// (stops applying it) and reports how much of it it holds, and cut, the
+	// longest of those prefixes, is what the new home drains to.
+	Lost bool `protobuf:"varint,6,opt,name=lost,proto3" json:"lost,omitempty"`
+	// fenced lists the surviving regions' reports, by region: how much of the
+	// lost home's log each held when it fenced it.
+	Fenced map[string]uint64 `protobuf:"bytes,7,rep,name=fenced,proto3" json:"fenced,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// cut is set once every surviving region reported (0 before).
+	Cut           uint64 `protobuf:"varint,8,opt,name=cut,proto3" json:"cut,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1685,6 +1776,27 @@ func (x *HomeMove) GetFrozenSeq() uint64 {
 func (x *HomeMove) GetDrainedSeq() uint64 {
 	if x != nil {
 		return x.DrainedSeq
+	}
+	return 0
+}
+
+func (x *HomeMove) GetLost() bool {
+	if x != nil {
+		return x.Lost
+	}
+	return false
+}
+
+func (x *HomeMove) GetFenced() map[string]uint64 {
+	if x != nil {
+		return x.Fenced
+	}
+	return nil
+}
+
+func (x *HomeMove) GetCut() uint64 {
+	if x != nil {
+		return x.Cut
 	}
 	return 0
 }
@@ -2363,14 +2475,15 @@ var File_meridian_v1_placement_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\n" +
-	"\x1bmeridian/v1/placement.proto\x12\vmeridian.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n" +
+	"\x1bmeridian/v1/placement.proto\x12\vmeridian.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n" +
 	"\rPlacementRule\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1f\n" +
 	"\vhome_region\x18\x02 \x01(\tR\n" +
 	"homeRegion\x12.\n" +
 	"\x04mode\x18\x03 \x01(\x0e2\x1a.meridian.v1.PlacementModeR\x04mode\x12\x1a\n" +
 	"\bfailover\x18\x04 \x03(\tR\bfailover\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"\xdf\x01\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12D\n" +
+	"\x0ffailover_policy\x18\x06 \x01(\x0e2\x1b.meridian.v1.FailoverPolicyR\x0efailoverPolicy\"\xdf\x01\n" +
 	"\tTableInfo\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12J\n" +
@@ -2467,7 +2580,7 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\fMoveResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x124\n" +
-	"\x06change\x18\x03 \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"\xa1\x02\n" +
+	"\x06change\x18\x03 \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\"\xbd\x02\n" +
 	"\x0fPlacementChange\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12+\n" +
@@ -2476,7 +2589,8 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12'\n" +
 	"\x0fcompleted_index\x18\x05 \x01(\x04R\x0ecompletedIndex\x125\n" +
 	"\bduration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x18\n" +
-	"\aaborted\x18\a \x01(\tR\aaborted\"\x86\x01\n" +
+	"\aaborted\x18\a \x01(\tR\aaborted\x12\x1a\n" +
+	"\bfailover\x18\b \x01(\bR\bfailover\"\xa2\x02\n" +
 	"\bHomeMove\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x12\x16\n" +
@@ -2484,7 +2598,13 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\n" +
 	"frozen_seq\x18\x04 \x01(\x04R\tfrozenSeq\x12\x1f\n" +
 	"\vdrained_seq\x18\x05 \x01(\x04R\n" +
-	"drainedSeq\"\xac\x01\n" +
+	"drainedSeq\x12\x12\n" +
+	"\x04lost\x18\x06 \x01(\bR\x04lost\x129\n" +
+	"\x06fenced\x18\a \x03(\v2!.meridian.v1.HomeMove.FencedEntryR\x06fenced\x12\x10\n" +
+	"\x03cut\x18\b \x01(\x04R\x03cut\x1a9\n" +
+	"\vFencedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xac\x01\n" +
 	"\x14AckTransitionRequest\x12\x1e\n" +
 	"\n" +
 	"transition\x18\x01 \x01(\x04R\n" +
@@ -2543,11 +2663,16 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\x1cPLACEMENT_SOURCE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PLACEMENT_SOURCE_PIN\x10\x01\x12\x19\n" +
 	"\x15PLACEMENT_SOURCE_RULE\x10\x02\x12\x1c\n" +
-	"\x18PLACEMENT_SOURCE_DEFAULT\x10\x03*y\n" +
+	"\x18PLACEMENT_SOURCE_DEFAULT\x10\x03*f\n" +
+	"\x0eFailoverPolicy\x12\x1f\n" +
+	"\x1bFAILOVER_POLICY_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14FAILOVER_POLICY_SAFE\x10\x01\x12\x19\n" +
+	"\x15FAILOVER_POLICY_NEVER\x10\x02*\x99\x01\n" +
 	"\x11TransitionAckKind\x12#\n" +
 	"\x1fTRANSITION_ACK_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aTRANSITION_ACK_KIND_FROZEN\x10\x01\x12\x1f\n" +
-	"\x1bTRANSITION_ACK_KIND_DRAINED\x10\x022\xd6\x06\n" +
+	"\x1bTRANSITION_ACK_KIND_DRAINED\x10\x02\x12\x1e\n" +
+	"\x1aTRANSITION_ACK_KIND_FENCED\x10\x032\xd6\x06\n" +
 	"\tPlacement\x12X\n" +
 	"\fGetPlacement\x12 .meridian.v1.GetPlacementRequest\x1a!.meridian.v1.GetPlacementResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\tListRules\x12\x1d.meridian.v1.ListRulesRequest\x1a\x1e.meridian.v1.ListRulesResponse\"\x03\x90\x02\x01\x12I\n" +
@@ -2574,112 +2699,116 @@ func file_meridian_v1_placement_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_placement_proto_rawDescData
 }
 
-var file_meridian_v1_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_meridian_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_meridian_v1_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_meridian_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_meridian_v1_placement_proto_goTypes = []any{
 	(PlacementMode)(0),            // 0: meridian.v1.PlacementMode
 	(PlacementSource)(0),          // 1: meridian.v1.PlacementSource
-	(TransitionAckKind)(0),        // 2: meridian.v1.TransitionAckKind
-	(*PlacementRule)(nil),         // 3: meridian.v1.PlacementRule
-	(*TableInfo)(nil),             // 4: meridian.v1.TableInfo
-	(*GetPlacementRequest)(nil),   // 5: meridian.v1.GetPlacementRequest
-	(*GetPlacementResponse)(nil),  // 6: meridian.v1.GetPlacementResponse
-	(*RegionLease)(nil),           // 7: meridian.v1.RegionLease
-	(*LeaseStatus)(nil),           // 8: meridian.v1.LeaseStatus
-	(*RenewLeaseRequest)(nil),     // 9: meridian.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),    // 10: meridian.v1.RenewLeaseResponse
-	(*ListRulesRequest)(nil),      // 11: meridian.v1.ListRulesRequest
-	(*ListRulesResponse)(nil),     // 12: meridian.v1.ListRulesResponse
-	(*SetRulesRequest)(nil),       // 13: meridian.v1.SetRulesRequest
-	(*SetRulesResponse)(nil),      // 14: meridian.v1.SetRulesResponse
-	(*PinRequest)(nil),            // 15: meridian.v1.PinRequest
-	(*PinResponse)(nil),           // 16: meridian.v1.PinResponse
-	(*UnpinRequest)(nil),          // 17: meridian.v1.UnpinRequest
-	(*UnpinResponse)(nil),         // 18: meridian.v1.UnpinResponse
-	(*MoveRequest)(nil),           // 19: meridian.v1.MoveRequest
-	(*MoveResponse)(nil),          // 20: meridian.v1.MoveResponse
-	(*PlacementChange)(nil),       // 21: meridian.v1.PlacementChange
-	(*HomeMove)(nil),              // 22: meridian.v1.HomeMove
-	(*AckTransitionRequest)(nil),  // 23: meridian.v1.AckTransitionRequest
-	(*AckTransitionResponse)(nil), // 24: meridian.v1.AckTransitionResponse
-	(*ListRegionsRequest)(nil),    // 25: meridian.v1.ListRegionsRequest
-	(*RegionInfo)(nil),            // 26: meridian.v1.RegionInfo
-	(*ListRegionsResponse)(nil),   // 27: meridian.v1.ListRegionsResponse
-	(*Member)(nil),                // 28: meridian.v1.Member
-	(*JoinRequest)(nil),           // 29: meridian.v1.JoinRequest
-	(*JoinResponse)(nil),          // 30: meridian.v1.JoinResponse
-	(*MemberStatsRequest)(nil),    // 31: meridian.v1.MemberStatsRequest
-	(*MemberStatsResponse)(nil),   // 32: meridian.v1.MemberStatsResponse
-	(*HomeRedirect)(nil),          // 33: meridian.v1.HomeRedirect
-	nil,                           // 34: meridian.v1.RegionLease.AppliedEntry
-	(*timestamppb.Timestamp)(nil), // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 36: google.protobuf.Duration
+	(FailoverPolicy)(0),           // 2: meridian.v1.FailoverPolicy
+	(TransitionAckKind)(0),        // 3: meridian.v1.TransitionAckKind
+	(*PlacementRule)(nil),         // 4: meridian.v1.PlacementRule
+	(*TableInfo)(nil),             // 5: meridian.v1.TableInfo
+	(*GetPlacementRequest)(nil),   // 6: meridian.v1.GetPlacementRequest
+	(*GetPlacementResponse)(nil),  // 7: meridian.v1.GetPlacementResponse
+	(*RegionLease)(nil),           // 8: meridian.v1.RegionLease
+	(*LeaseStatus)(nil),           // 9: meridian.v1.LeaseStatus
+	(*RenewLeaseRequest)(nil),     // 10: meridian.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),    // 11: meridian.v1.RenewLeaseResponse
+	(*ListRulesRequest)(nil),      // 12: meridian.v1.ListRulesRequest
+	(*ListRulesResponse)(nil),     // 13: meridian.v1.ListRulesResponse
+	(*SetRulesRequest)(nil),       // 14: meridian.v1.SetRulesRequest
+	(*SetRulesResponse)(nil),      // 15: meridian.v1.SetRulesResponse
+	(*PinRequest)(nil),            // 16: meridian.v1.PinRequest
+	(*PinResponse)(nil),           // 17: meridian.v1.PinResponse
+	(*UnpinRequest)(nil),          // 18: meridian.v1.UnpinRequest
+	(*UnpinResponse)(nil),         // 19: meridian.v1.UnpinResponse
+	(*MoveRequest)(nil),           // 20: meridian.v1.MoveRequest
+	(*MoveResponse)(nil),          // 21: meridian.v1.MoveResponse
+	(*PlacementChange)(nil),       // 22: meridian.v1.PlacementChange
+	(*HomeMove)(nil),              // 23: meridian.v1.HomeMove
+	(*AckTransitionRequest)(nil),  // 24: meridian.v1.AckTransitionRequest
+	(*AckTransitionResponse)(nil), // 25: meridian.v1.AckTransitionResponse
+	(*ListRegionsRequest)(nil),    // 26: meridian.v1.ListRegionsRequest
+	(*RegionInfo)(nil),            // 27: meridian.v1.RegionInfo
+	(*ListRegionsResponse)(nil),   // 28: meridian.v1.ListRegionsResponse
+	(*Member)(nil),                // 29: meridian.v1.Member
+	(*JoinRequest)(nil),           // 30: meridian.v1.JoinRequest
+	(*JoinResponse)(nil),          // 31: meridian.v1.JoinResponse
+	(*MemberStatsRequest)(nil),    // 32: meridian.v1.MemberStatsRequest
+	(*MemberStatsResponse)(nil),   // 33: meridian.v1.MemberStatsResponse
+	(*HomeRedirect)(nil),          // 34: meridian.v1.HomeRedirect
+	nil,                           // 35: meridian.v1.RegionLease.AppliedEntry
+	nil,                           // 36: meridian.v1.HomeMove.FencedEntry
+	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
 }
 var file_meridian_v1_placement_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.PlacementRule.mode:type_name -> meridian.v1.PlacementMode
-	35, // 1: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
-	36, // 2: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
-	0,  // 3: meridian.v1.GetPlacementResponse.mode:type_name -> meridian.v1.PlacementMode
-	1,  // 4: meridian.v1.GetPlacementResponse.source:type_name -> meridian.v1.PlacementSource
-	4,  // 5: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
-	21, // 6: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
-	8,  // 7: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
-	35, // 8: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
-	36, // 9: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
-	34, // 10: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
-	35, // 11: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
-	36, // 12: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
-	7,  // 13: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
-	36, // 14: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
-	7,  // 15: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
-	35, // 16: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
-	3,  // 17: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	4,  // 18: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
-	21, // 19: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	3,  // 20: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
-	3,  // 21: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	21, // 22: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	21, // 23: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
-	21, // 24: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
-	21, // 25: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 26: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
-	35, // 27: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
-	36, // 28: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
-	2,  // 29: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
-	35, // 30: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
-	8,  // 31: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
-	26, // 32: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
-	4,  // 33: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
-	21, // 34: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
-	28, // 35: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
-	36, // 36: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
-	5,  // 37: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
-	11, // 38: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
-	13, // 39: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
-	15, // 40: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
-	17, // 41: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
-	19, // 42: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
-	25, // 43: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
-	29, // 44: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
-	31, // 45: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
-	23, // 46: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
-	9,  // 47: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
-	6,  // 48: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
-	12, // 49: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
-	14, // 50: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
-	16, // 51: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
-	18, // 52: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
-	20, // 53: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
-	27, // 54: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
-	30, // 55: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
-	32, // 56: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
-	24, // 57: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
-	10, // 58: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
-	48, // [48:59] is the sub-list for method output_type
-	37, // [37:48] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	2,  // 1: meridian.v1.PlacementRule.failover_policy:type_name -> meridian.v1.FailoverPolicy
+	37, // 2: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
+	38, // 3: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
+	0,  // 4: meridian.v1.GetPlacementResponse.mode:type_name -> meridian.v1.PlacementMode
+	1,  // 5: meridian.v1.GetPlacementResponse.source:type_name -> meridian.v1.PlacementSource
+	5,  // 6: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 7: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
+	9,  // 8: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
+	37, // 9: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
+	38, // 10: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
+	35, // 11: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
+	37, // 12: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
+	38, // 13: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
+	8,  // 14: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
+	38, // 15: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
+	8,  // 16: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
+	37, // 17: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
+	4,  // 18: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	5,  // 19: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 20: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	4,  // 21: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
+	4,  // 22: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	22, // 23: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 24: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 25: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 26: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
+	23, // 27: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
+	37, // 28: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
+	38, // 29: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
+	36, // 30: meridian.v1.HomeMove.fenced:type_name -> meridian.v1.HomeMove.FencedEntry
+	3,  // 31: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
+	37, // 32: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
+	9,  // 33: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
+	27, // 34: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
+	5,  // 35: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 36: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
+	29, // 37: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
+	38, // 38: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
+	6,  // 39: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
+	12, // 40: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
+	14, // 41: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
+	16, // 42: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
+	18, // 43: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
+	20, // 44: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
+	26, // 45: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
+	30, // 46: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
+	32, // 47: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
+	24, // 48: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
+	10, // 49: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
+	7,  // 50: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
+	13, // 51: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
+	15, // 52: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
+	17, // 53: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
+	19, // 54: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
+	21, // 55: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
+	28, // 56: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
+	31, // 57: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
+	33, // 58: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
+	25, // 59: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
+	11, // 60: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
+	50, // [50:61] is the sub-list for method output_type
+	39, // [39:50] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_placement_proto_init() }
@@ -2696,8 +2825,8 @@ func file_meridian_v1_placement_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_placement_proto_rawDesc), len(file_meridian_v1_placement_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   32,
+			NumEnums:      4,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

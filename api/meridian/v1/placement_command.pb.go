@@ -41,6 +41,8 @@ const (
 	PlacementCommandType_PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION PlacementCommandType = 6
 	// PLACEMENT_COMMAND_TYPE_RENEW_LEASE carries a RenewLeaseCommand.
 	PlacementCommandType_PLACEMENT_COMMAND_TYPE_RENEW_LEASE PlacementCommandType = 7
+	// PLACEMENT_COMMAND_TYPE_FAILOVER carries a FailoverCommand.
+	PlacementCommandType_PLACEMENT_COMMAND_TYPE_FAILOVER PlacementCommandType = 8
 )
 
 // Enum value maps for PlacementCommandType.
@@ -54,6 +56,7 @@ var (
 		5: "PLACEMENT_COMMAND_TYPE_ACK_TRANSITION",
 		6: "PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION",
 		7: "PLACEMENT_COMMAND_TYPE_RENEW_LEASE",
+		8: "PLACEMENT_COMMAND_TYPE_FAILOVER",
 	}
 	PlacementCommandType_value = map[string]int32{
 		"PLACEMENT_COMMAND_TYPE_UNSPECIFIED":      0,
@@ -64,6 +67,7 @@ var (
 		"PLACEMENT_COMMAND_TYPE_ACK_TRANSITION":   5,
 		"PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION": 6,
 		"PLACEMENT_COMMAND_TYPE_RENEW_LEASE":      7,
+		"PLACEMENT_COMMAND_TYPE_FAILOVER":         8,
 	}
 )
 
@@ -565,6 +569,100 @@ func (x *RenewLeaseCommand) GetLease() *RegionLease {
 	return nil
 }
 
+// FailoverCommand stages the failover of a lost region's rules (policy
+// safe): the placement leader proposes it once the region's lease has
+// expired. Apply refuses it if the region renewed since (its lease record
+// is no longer at expected_renewed_index), if a change is in progress, or
+// if a target is not in its rule's failover list.
+type FailoverCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the lost home.
+	Region               string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	ExpectedRenewedIndex uint64 `protobuf:"varint,2,opt,name=expected_renewed_index,json=expectedRenewedIndex,proto3" json:"expected_renewed_index,omitempty"`
+	// targets maps each failed-over rule's prefix to its new home.
+	Targets map[string]string `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// fencers are the surviving regions that must fence the lost region's
+	// log before the cut is known: every region whose lease held.
+	Fencers    []string               `protobuf:"bytes,4,rep,name=fencers,proto3" json:"fencers,omitempty"`
+	ProposedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=proposed_at,json=proposedAt,proto3" json:"proposed_at,omitempty"`
+	// reason says why (lease expiry, as the leader saw it).
+	Reason        string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverCommand) Reset() {
+	*x = FailoverCommand{}
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverCommand) ProtoMessage() {}
+
+func (x *FailoverCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverCommand.ProtoReflect.Descriptor instead.
+func (*FailoverCommand) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *FailoverCommand) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FailoverCommand) GetExpectedRenewedIndex() uint64 {
+	if x != nil {
+		return x.ExpectedRenewedIndex
+	}
+	return 0
+}
+
+func (x *FailoverCommand) GetTargets() map[string]string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *FailoverCommand) GetFencers() []string {
+	if x != nil {
+		return x.Fencers
+	}
+	return nil
+}
+
+func (x *FailoverCommand) GetProposedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ProposedAt
+	}
+	return nil
+}
+
+func (x *FailoverCommand) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // PlacementTransition is stored at t/transition while a change that moves
 // homes is in progress (at most one at a time).
 type PlacementTransition struct {
@@ -583,14 +681,18 @@ type PlacementTransition struct {
 	CompletedIndex uint64                 `protobuf:"varint,7,opt,name=completed_index,json=completedIndex,proto3" json:"completed_index,omitempty"`
 	CompletedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
 	// aborted says why it was dropped without taking effect ("" if it was not).
-	Aborted       string `protobuf:"bytes,9,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	Aborted string `protobuf:"bytes,9,opt,name=aborted,proto3" json:"aborted,omitempty"`
+	// failover is set for a failover; fencers are then the regions whose
+	// FENCED reports make the cut of every lost move.
+	Failover      bool     `protobuf:"varint,10,opt,name=failover,proto3" json:"failover,omitempty"`
+	Fencers       []string `protobuf:"bytes,11,rep,name=fencers,proto3" json:"fencers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PlacementTransition) Reset() {
 	*x = PlacementTransition{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +704,7 @@ func (x *PlacementTransition) String() string {
 func (*PlacementTransition) ProtoMessage() {}
 
 func (x *PlacementTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +717,7 @@ func (x *PlacementTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementTransition.ProtoReflect.Descriptor instead.
 func (*PlacementTransition) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PlacementTransition) GetIndex() uint64 {
@@ -681,6 +783,20 @@ func (x *PlacementTransition) GetAborted() string {
 	return ""
 }
 
+func (x *PlacementTransition) GetFailover() bool {
+	if x != nil {
+		return x.Failover
+	}
+	return false
+}
+
+func (x *PlacementTransition) GetFencers() []string {
+	if x != nil {
+		return x.Fencers
+	}
+	return nil
+}
+
 type JoinCommand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"`
@@ -690,7 +806,7 @@ type JoinCommand struct {
 
 func (x *JoinCommand) Reset() {
 	*x = JoinCommand{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +818,7 @@ func (x *JoinCommand) String() string {
 func (*JoinCommand) ProtoMessage() {}
 
 func (x *JoinCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +831,7 @@ func (x *JoinCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinCommand.ProtoReflect.Descriptor instead.
 func (*JoinCommand) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JoinCommand) GetMember() *Member {
@@ -739,7 +855,7 @@ type PlacementRuleSet struct {
 
 func (x *PlacementRuleSet) Reset() {
 	*x = PlacementRuleSet{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +867,7 @@ func (x *PlacementRuleSet) String() string {
 func (*PlacementRuleSet) ProtoMessage() {}
 
 func (x *PlacementRuleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +880,7 @@ func (x *PlacementRuleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementRuleSet.ProtoReflect.Descriptor instead.
 func (*PlacementRuleSet) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PlacementRuleSet) GetRules() []*PlacementRule {
@@ -807,7 +923,7 @@ type PlacementPin struct {
 
 func (x *PlacementPin) Reset() {
 	*x = PlacementPin{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +935,7 @@ func (x *PlacementPin) String() string {
 func (*PlacementPin) ProtoMessage() {}
 
 func (x *PlacementPin) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +948,7 @@ func (x *PlacementPin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPin.ProtoReflect.Descriptor instead.
 func (*PlacementPin) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlacementPin) GetEntity() string {
@@ -867,7 +983,7 @@ type PlacementApplyState struct {
 
 func (x *PlacementApplyState) Reset() {
 	*x = PlacementApplyState{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +995,7 @@ func (x *PlacementApplyState) String() string {
 func (*PlacementApplyState) ProtoMessage() {}
 
 func (x *PlacementApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1008,7 @@ func (x *PlacementApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementApplyState.ProtoReflect.Descriptor instead.
 func (*PlacementApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PlacementApplyState) GetAppliedIndex() uint64 {
@@ -929,7 +1045,7 @@ type PlacementSnapshotRecord struct {
 
 func (x *PlacementSnapshotRecord) Reset() {
 	*x = PlacementSnapshotRecord{}
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1057,7 @@ func (x *PlacementSnapshotRecord) String() string {
 func (*PlacementSnapshotRecord) ProtoMessage() {}
 
 func (x *PlacementSnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_placement_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1070,7 @@ func (x *PlacementSnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementSnapshotRecord.ProtoReflect.Descriptor instead.
 func (*PlacementSnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_placement_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PlacementSnapshotRecord) GetRecord() isPlacementSnapshotRecord_Record {
@@ -1102,7 +1218,18 @@ const file_meridian_v1_placement_command_proto_rawDesc = "" +
 	"transition\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"C\n" +
 	"\x11RenewLeaseCommand\x12.\n" +
-	"\x05lease\x18\x01 \x01(\v2\x18.meridian.v1.RegionLeaseR\x05lease\"\x8d\x03\n" +
+	"\x05lease\x18\x01 \x01(\v2\x18.meridian.v1.RegionLeaseR\x05lease\"\xcf\x02\n" +
+	"\x0fFailoverCommand\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x124\n" +
+	"\x16expected_renewed_index\x18\x02 \x01(\x04R\x14expectedRenewedIndex\x12C\n" +
+	"\atargets\x18\x03 \x03(\v2).meridian.v1.FailoverCommand.TargetsEntryR\atargets\x12\x18\n" +
+	"\afencers\x18\x04 \x03(\tR\afencers\x12;\n" +
+	"\vproposed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"proposedAt\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x1a:\n" +
+	"\fTargetsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc3\x03\n" +
 	"\x13PlacementTransition\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12D\n" +
 	"\fcommand_type\x18\x02 \x01(\x0e2!.meridian.v1.PlacementCommandTypeR\vcommandType\x12\x18\n" +
@@ -1113,7 +1240,10 @@ const file_meridian_v1_placement_command_proto_rawDesc = "" +
 	"\x06reason\x18\x06 \x01(\tR\x06reason\x12'\n" +
 	"\x0fcompleted_index\x18\a \x01(\x04R\x0ecompletedIndex\x12=\n" +
 	"\fcompleted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12\x18\n" +
-	"\aaborted\x18\t \x01(\tR\aaborted\":\n" +
+	"\aaborted\x18\t \x01(\tR\aaborted\x12\x1a\n" +
+	"\bfailover\x18\n" +
+	" \x01(\bR\bfailover\x12\x18\n" +
+	"\afencers\x18\v \x03(\tR\afencers\":\n" +
 	"\vJoinCommand\x12+\n" +
 	"\x06member\x18\x01 \x01(\v2\x13.meridian.v1.MemberR\x06member\"\xb1\x01\n" +
 	"\x10PlacementRuleSet\x120\n" +
@@ -1138,7 +1268,7 @@ const file_meridian_v1_placement_command_proto_rawDesc = "" +
 	"transition\x18\x05 \x01(\v2 .meridian.v1.PlacementTransitionH\x00R\n" +
 	"transition\x120\n" +
 	"\x05lease\x18\x06 \x01(\v2\x18.meridian.v1.RegionLeaseH\x00R\x05leaseB\b\n" +
-	"\x06record*\xc7\x02\n" +
+	"\x06record*\xec\x02\n" +
 	"\x14PlacementCommandType\x12&\n" +
 	"\"PLACEMENT_COMMAND_TYPE_UNSPECIFIED\x10\x00\x12$\n" +
 	" PLACEMENT_COMMAND_TYPE_SET_RULES\x10\x01\x12\x1e\n" +
@@ -1147,7 +1277,8 @@ const file_meridian_v1_placement_command_proto_rawDesc = "" +
 	"\x1bPLACEMENT_COMMAND_TYPE_JOIN\x10\x04\x12)\n" +
 	"%PLACEMENT_COMMAND_TYPE_ACK_TRANSITION\x10\x05\x12+\n" +
 	"'PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION\x10\x06\x12&\n" +
-	"\"PLACEMENT_COMMAND_TYPE_RENEW_LEASE\x10\aB;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\"PLACEMENT_COMMAND_TYPE_RENEW_LEASE\x10\a\x12#\n" +
+	"\x1fPLACEMENT_COMMAND_TYPE_FAILOVER\x10\bB;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_placement_command_proto_rawDescOnce sync.Once
@@ -1162,7 +1293,7 @@ func file_meridian_v1_placement_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_placement_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_placement_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_meridian_v1_placement_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_meridian_v1_placement_command_proto_goTypes = []any{
 	(PlacementCommandType)(0),       // 0: meridian.v1.PlacementCommandType
 	(*PlacementCommand)(nil),        // 1: meridian.v1.PlacementCommand
@@ -1172,45 +1303,49 @@ var file_meridian_v1_placement_command_proto_goTypes = []any{
 	(*AckTransitionCommand)(nil),    // 5: meridian.v1.AckTransitionCommand
 	(*AbortTransitionCommand)(nil),  // 6: meridian.v1.AbortTransitionCommand
 	(*RenewLeaseCommand)(nil),       // 7: meridian.v1.RenewLeaseCommand
-	(*PlacementTransition)(nil),     // 8: meridian.v1.PlacementTransition
-	(*JoinCommand)(nil),             // 9: meridian.v1.JoinCommand
-	(*PlacementRuleSet)(nil),        // 10: meridian.v1.PlacementRuleSet
-	(*PlacementPin)(nil),            // 11: meridian.v1.PlacementPin
-	(*PlacementApplyState)(nil),     // 12: meridian.v1.PlacementApplyState
-	(*PlacementSnapshotRecord)(nil), // 13: meridian.v1.PlacementSnapshotRecord
-	(*PlacementRule)(nil),           // 14: meridian.v1.PlacementRule
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
-	(TransitionAckKind)(0),          // 16: meridian.v1.TransitionAckKind
-	(*RegionLease)(nil),             // 17: meridian.v1.RegionLease
-	(*HomeMove)(nil),                // 18: meridian.v1.HomeMove
-	(*Member)(nil),                  // 19: meridian.v1.Member
+	(*FailoverCommand)(nil),         // 8: meridian.v1.FailoverCommand
+	(*PlacementTransition)(nil),     // 9: meridian.v1.PlacementTransition
+	(*JoinCommand)(nil),             // 10: meridian.v1.JoinCommand
+	(*PlacementRuleSet)(nil),        // 11: meridian.v1.PlacementRuleSet
+	(*PlacementPin)(nil),            // 12: meridian.v1.PlacementPin
+	(*PlacementApplyState)(nil),     // 13: meridian.v1.PlacementApplyState
+	(*PlacementSnapshotRecord)(nil), // 14: meridian.v1.PlacementSnapshotRecord
+	nil,                             // 15: meridian.v1.FailoverCommand.TargetsEntry
+	(*PlacementRule)(nil),           // 16: meridian.v1.PlacementRule
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
+	(TransitionAckKind)(0),          // 18: meridian.v1.TransitionAckKind
+	(*RegionLease)(nil),             // 19: meridian.v1.RegionLease
+	(*HomeMove)(nil),                // 20: meridian.v1.HomeMove
+	(*Member)(nil),                  // 21: meridian.v1.Member
 }
 var file_meridian_v1_placement_command_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.PlacementCommand.type:type_name -> meridian.v1.PlacementCommandType
-	14, // 1: meridian.v1.SetRulesCommand.rules:type_name -> meridian.v1.PlacementRule
-	15, // 2: meridian.v1.SetRulesCommand.proposed_at:type_name -> google.protobuf.Timestamp
-	15, // 3: meridian.v1.PinCommand.proposed_at:type_name -> google.protobuf.Timestamp
-	15, // 4: meridian.v1.UnpinCommand.proposed_at:type_name -> google.protobuf.Timestamp
-	16, // 5: meridian.v1.AckTransitionCommand.kind:type_name -> meridian.v1.TransitionAckKind
-	15, // 6: meridian.v1.AckTransitionCommand.acked_at:type_name -> google.protobuf.Timestamp
-	17, // 7: meridian.v1.RenewLeaseCommand.lease:type_name -> meridian.v1.RegionLease
-	0,  // 8: meridian.v1.PlacementTransition.command_type:type_name -> meridian.v1.PlacementCommandType
-	18, // 9: meridian.v1.PlacementTransition.moves:type_name -> meridian.v1.HomeMove
-	15, // 10: meridian.v1.PlacementTransition.started_at:type_name -> google.protobuf.Timestamp
-	15, // 11: meridian.v1.PlacementTransition.completed_at:type_name -> google.protobuf.Timestamp
-	19, // 12: meridian.v1.JoinCommand.member:type_name -> meridian.v1.Member
-	14, // 13: meridian.v1.PlacementRuleSet.rules:type_name -> meridian.v1.PlacementRule
-	12, // 14: meridian.v1.PlacementSnapshotRecord.state:type_name -> meridian.v1.PlacementApplyState
-	10, // 15: meridian.v1.PlacementSnapshotRecord.rules:type_name -> meridian.v1.PlacementRuleSet
-	19, // 16: meridian.v1.PlacementSnapshotRecord.member:type_name -> meridian.v1.Member
-	11, // 17: meridian.v1.PlacementSnapshotRecord.pin:type_name -> meridian.v1.PlacementPin
-	8,  // 18: meridian.v1.PlacementSnapshotRecord.transition:type_name -> meridian.v1.PlacementTransition
-	17, // 19: meridian.v1.PlacementSnapshotRecord.lease:type_name -> meridian.v1.RegionLease
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	16, // 1: meridian.v1.SetRulesCommand.rules:type_name -> meridian.v1.PlacementRule
+	17, // 2: meridian.v1.SetRulesCommand.proposed_at:type_name -> google.protobuf.Timestamp
+	17, // 3: meridian.v1.PinCommand.proposed_at:type_name -> google.protobuf.Timestamp
+	17, // 4: meridian.v1.UnpinCommand.proposed_at:type_name -> google.protobuf.Timestamp
+	18, // 5: meridian.v1.AckTransitionCommand.kind:type_name -> meridian.v1.TransitionAckKind
+	17, // 6: meridian.v1.AckTransitionCommand.acked_at:type_name -> google.protobuf.Timestamp
+	19, // 7: meridian.v1.RenewLeaseCommand.lease:type_name -> meridian.v1.RegionLease
+	15, // 8: meridian.v1.FailoverCommand.targets:type_name -> meridian.v1.FailoverCommand.TargetsEntry
+	17, // 9: meridian.v1.FailoverCommand.proposed_at:type_name -> google.protobuf.Timestamp
+	0,  // 10: meridian.v1.PlacementTransition.command_type:type_name -> meridian.v1.PlacementCommandType
+	20, // 11: meridian.v1.PlacementTransition.moves:type_name -> meridian.v1.HomeMove
+	17, // 12: meridian.v1.PlacementTransition.started_at:type_name -> google.protobuf.Timestamp
+	17, // 13: meridian.v1.PlacementTransition.completed_at:type_name -> google.protobuf.Timestamp
+	21, // 14: meridian.v1.JoinCommand.member:type_name -> meridian.v1.Member
+	16, // 15: meridian.v1.PlacementRuleSet.rules:type_name -> meridian.v1.PlacementRule
+	13, // 16: meridian.v1.PlacementSnapshotRecord.state:type_name -> meridian.v1.PlacementApplyState
+	11, // 17: meridian.v1.PlacementSnapshotRecord.rules:type_name -> meridian.v1.PlacementRuleSet
+	21, // 18: meridian.v1.PlacementSnapshotRecord.member:type_name -> meridian.v1.Member
+	12, // 19: meridian.v1.PlacementSnapshotRecord.pin:type_name -> meridian.v1.PlacementPin
+	9,  // 20: meridian.v1.PlacementSnapshotRecord.transition:type_name -> meridian.v1.PlacementTransition
+	19, // 21: meridian.v1.PlacementSnapshotRecord.lease:type_name -> meridian.v1.RegionLease
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_placement_command_proto_init() }
@@ -1219,7 +1354,7 @@ func file_meridian_v1_placement_command_proto_init() {
 		return
 	}
 	file_meridian_v1_placement_proto_init()
-	file_meridian_v1_placement_command_proto_msgTypes[12].OneofWrappers = []any{
+	file_meridian_v1_placement_command_proto_msgTypes[13].OneofWrappers = []any{
 		(*PlacementSnapshotRecord_State)(nil),
 		(*PlacementSnapshotRecord_Rules)(nil),
 		(*PlacementSnapshotRecord_Member)(nil),
@@ -1233,7 +1368,7 @@ func file_meridian_v1_placement_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_placement_command_proto_rawDesc), len(file_meridian_v1_placement_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

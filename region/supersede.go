@@ -1,0 +1,166 @@
+package region
+
+import (
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Failover and the replication path (ADR 0004). A region that lost its
+// home lease may have ordered events the failover's new home never
+// received (its unreplicated tail); the new home then orders the same
+// versions under a newer epoch. Every region resolves such a fork alike,
+// whatever order the two histories reach it in: an entity's events belong
+// to eras, (epoch, origin region), ordered by epoch then region name, and
+// at any version the event of the later era wins. An event of an earlier
+// era that conflicts is superseded: kept under u/ with its dot (its origin
+// log stays whole for replication), out of the stream, and queued (q/) for
+// the entity's home to append again, marked recovered with its original
+// version. Events of the earlier era that were already in the stream at or
+// above the version where the later era begins are rolled back the same
+// way. The applied vector is not rolled back: every dot is still applied
+// exactly once, in the stream or as superseded.
+
+// eraBefore reports whether era (e1, o1) is earlier than (e2, o2).
+func eraBefore(e1 uint64, o1 string, e2 uint64, o2 string) bool {
+	return e1 < e2 || e1 == e2 && o1 < o2
+}
+
+// supersededRef is the o/ value of a superseded event.
+func supersededRef(entity string) []byte { return encodeRef(ref{Entity: entity}) }
+
+// supersedeWrites are the writes that record ev as superseded: the event
+// at u/, its o/ ref pointing there, and (unless it was re-appended already,
+// or its id is in this region's streams, a client's retry) the recovery
+// marker.
+func supersedeWrites(txn *badger.Txn, ev *meridianv1.Event) []kv {
+	o, seq := ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()
+	stored := proto.Clone(ev).(*meridianv1.Event)
+	stored.Position = 0
+	writes := []kv{
+		{key: supersededKey(o, seq), value: mustMarshal(stored)},
+		{key: originKey(o, seq), value: supersededRef(ev.GetEntity())},
+	}
+	if !exists(txn, recoveredKey(o, seq)) && !idInStream(txn, ev) {
+		writes = append(writes, kv{key: recoveryKey(o, seq)})
+	}
+	return writes
+}
+
+// idInStream reports whether ev's id is recorded here as another event of
+// ev's entity (a client retried the append after the failover, and it
+// was ordered again).
+func idInStream(txn *badger.Txn, ev *meridianv1.Event) bool {
+	id, err := uuid.Parse(ev.GetId())
+	if err != nil {
+		return false
+	}
+	rec := getIdempotency(txn, id)
+	return rec != nil && rec.GetEntity() == ev.GetEntity() && !sameDot(rec.GetOrigin(), ev.GetOrigin())
+}
+
+func sameDot(a, b *meridianv1.Dot) bool {
+	return a.GetRegion() == b.GetRegion() && a.GetSeq() == b.GetSeq()
+}
+
+// exists reports whether key is present (apply side: a read error panics).
+func exists(txn *badger.Txn, key []byte) bool {
+	_, err := txn.Get(key)
+	if err == nil {
+		return true
+	}
+	if err == badger.ErrKeyNotFound {
+		return false
+	}
+	panic(fmt.Errorf("region: apply: read %q: %w", key, err))
+}
+
+// rollbackWrites are the writes and deletes that take entity's events at
+// versions from..head out of the stream as superseded, and put the head
+// back at from-1. ok is false when one of them is not of an era before
+// (epoch, origin): then nothing may be rolled back (see applyReplicate).
+func rollbackWrites(txn *badger.Txn, entity string, from uint64, head *meridianv1.StreamHead, epoch uint64, origin string) (writes []kv, deletes [][]byte, rolled []*meridianv1.Event, ok bool) {
+	for v := head.GetVersion(); v >= from; v-- {
+		ev := &meridianv1.Event{}
+		if !getProto(txn, eventKey(entity, v), ev) {
+			panic(fmt.Errorf("region: apply: stream %q: version %d below head %d is missing", entity, v, head.GetVersion()))
+		}
+		if !eraBefore(ev.GetEpoch(), ev.GetOrigin().GetRegion(), epoch, origin) {
+			return nil, nil, nil, false
+		}
+		rolled = append(rolled, ev)
+		deletes = append(deletes, eventKey(entity, v), logKey(ev.GetPosition()))
+		if id, err := uuid.Parse(ev.GetId()); err == nil {
+			if rec := getIdempotency(txn, id); rec != nil && sameDot(rec.GetOrigin(), ev.GetOrigin()) {
+				deletes = append(deletes, idempotencyKey(id))
+			}
+		}
+	}
+	for _, ev := range rolled {
+		o, seq := ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()
+		stored := proto.Clone(ev).(*meridianv1.Event)
+		stored.Position = 0
+		writes = append(writes, kv{key: supersededKey(o, seq), value: mustMarshal(stored)},
+			kv{key: originKey(o, seq), value: supersededRef(entity)})
+		if !exists(txn, recoveredKey(o, seq)) && !idInStream(txn, ev) {
+			writes = append(writes, kv{key: recoveryKey(o, seq)})
+		}
+	}
+	if from == 1 {
+		deletes = append(deletes, headKey(entity))
+		return writes, deletes, rolled, true
+	}
+	prev := &meridianv1.Event{}
+	if !getProto(txn, eventKey(entity, from-1), prev) {
+		panic(fmt.Errorf("region: apply: stream %q: version %d below head %d is missing", entity, from-1, head.GetVersion()))
+	}
+	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(&meridianv1.StreamHead{
+		Version: from - 1, LastOrigin: prev.GetOrigin(), LastHlc: prev.GetHlc(), Epoch: prev.GetEpoch(),
+	})})
+	return writes, deletes, rolled, true
+}
+
+// recoveredWrites record, for an event that re-appends a superseded one
+// (recovered_from set), where it now is, and drop the recovery marker.
+func recoveredWrites(ev *meridianv1.Event) (writes []kv, deletes [][]byte) {
+	from := ev.GetRecoveredFrom()
+	if from.GetSeq() == 0 {
+		return nil, nil
+	}
+	return []kv{{key: recoveredKey(from.GetRegion(), from.GetSeq()), value: encodeRef(ref{Entity: ev.GetEntity(), Version: ev.GetVersion()})}},
+		[][]byte{recoveryKey(from.GetRegion(), from.GetSeq())}
+}
+
+// applyOriginFence fences, raises or releases the hold on another region's
+// log (a failover's survivors: see OriginFence). It returns the limit.
+func (a applier) applyOriginFence(st *meridianv1.ApplyState, f *meridianv1.OriginFence) *FenceResult {
+	o := f.GetOrigin()
+	if o == "" || o == a.region {
+		return &FenceResult{}
+	}
+	cur := st.GetOriginFences()[o]
+	switch {
+	case f.GetRelease():
+		if cur != nil && cur.GetTransition() <= f.GetTransition() {
+			delete(st.OriginFences, o)
+		}
+		return &FenceResult{Transition: f.GetTransition()}
+	case f.GetLimit() > 0:
+		if cur != nil && cur.GetTransition() == f.GetTransition() {
+			cur.Limit = max(cur.GetLimit(), f.GetLimit())
+			return &FenceResult{Transition: f.GetTransition(), Seq: cur.GetLimit()}
+		}
+		return &FenceResult{Transition: f.GetTransition()}
+	}
+	if cur == nil || cur.GetTransition() < f.GetTransition() {
+		if st.OriginFences == nil {
+			st.OriginFences = map[string]*meridianv1.OriginFenceState{}
+		}
+		cur = &meridianv1.OriginFenceState{Transition: f.GetTransition(), Limit: st.GetApplied()[o]}
+		st.OriginFences[o] = cur
+	}
+	return &FenceResult{Transition: cur.GetTransition(), Seq: cur.GetLimit()}
+}
