@@ -10,7 +10,7 @@ FUZZTIME  ?= 20000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e dev ci chaos clean
+.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e dev ci chaos soak-fenced clean
 
 build:
 	$(GO) build -o bin/meridian ./cmd/meridian
@@ -55,7 +55,15 @@ bench-e2e:
 
 ## chaos: real processes in network namespaces, iptables partitions, SIGKILL/SIGSTOP (root).
 chaos:
-	$(GO) test -tags chaos -count=1 -timeout 25m -v -run '^TestChaos$$' ./tests/chaos/
+	$(GO) test -tags chaos -count=1 -timeout 25m -v -run '^TestChaos' ./tests/chaos/
+
+## soak-fenced: the fenced-homes nemesis at soak size (SOAK_SCHEDULES of
+## SOAK_DURATION each; every schedule logs its replay command).
+SOAK_SCHEDULES ?= 100
+SOAK_DURATION ?= 60s
+soak-fenced:
+	MERIDIAN_FENCED_SCHEDULES=$(SOAK_SCHEDULES) MERIDIAN_FENCED_DURATION=$(SOAK_DURATION) \
+	  $(GO) test -count=1 -timeout 6h -v -run '^TestFencedHomesNemesis$$' ./tests/multiregion/
 
 dev: build
 	./bin/meridian dev

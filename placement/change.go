@@ -34,7 +34,7 @@ func (n *Node) proposeChange(ctx context.Context, typ meridianv1.PlacementComman
 			busy := n.fsm.TransitionIndex()
 			return nil, nil, fmt.Errorf("%w: waiting for the change staged at index %d to complete: %w", ErrNotLeader, busy, err)
 		}
-		if err := n.checkReachable(typ, m, n.leaderSince()); err != nil {
+		if err := n.checkReachable(typ, m); err != nil {
 			return nil, nil, err
 		}
 		res, err := n.propose(typ, m)
@@ -184,10 +184,17 @@ func (n *Node) runTransitionTimeouts(ctx context.Context) {
 			seen, since = rec.GetIndex(), time.Now()
 			continue
 		}
-		if time.Since(since) < n.cfg.TransitionTimeout {
+		reason := ""
+		if lost := n.lostInMove(rec); lost != "" {
+			// A home this change waits for will not report: drop the change
+			// now rather than hold writes (and a failover) for the timeout.
+			reason = fmt.Sprintf("region %s is lost (%s): %s", lost, n.LeaseInfo(lost), pendingParts(rec))
+		} else if time.Since(since) >= n.cfg.TransitionTimeout {
+			reason = fmt.Sprintf("not completed within %s: %s", n.cfg.TransitionTimeout, pendingParts(rec))
+		}
+		if reason == "" {
 			continue
 		}
-		reason := fmt.Sprintf("not completed within %s: %s", n.cfg.TransitionTimeout, pendingParts(rec))
 		if _, err := n.propose(meridianv1.PlacementCommandType_PLACEMENT_COMMAND_TYPE_ABORT_TRANSITION,
 			&meridianv1.AbortTransitionCommand{Transition: rec.GetIndex(), Reason: reason}); err != nil {
 			n.logger.Warn("abort of a stuck placement change failed; retrying", "transition", rec.GetIndex(), "err", err)
@@ -224,4 +231,25 @@ func pendingParts(rec *meridianv1.PlacementTransition) string {
 		}
 	}
 	return strings.Join(parts, "; ")
+}
+
+// lostInMove returns a region whose report rec still waits for and whose
+// lease has expired on this leader ("" if none): an old home that has not
+// frozen, a new home that has not drained, or a fencer that has not fenced.
+func (n *Node) lostInMove(rec *meridianv1.PlacementTransition) string {
+	for _, m := range rec.GetMoves() {
+		if m.GetLost() {
+			for _, r := range rec.GetFencers() {
+				if _, ok := m.GetFenced()[r]; !ok && n.leaseExpired(r) {
+					return r
+				}
+			}
+		} else if !m.GetFrozen() && n.leaseExpired(m.GetFrom()) {
+			return m.GetFrom()
+		}
+		if n.leaseExpired(m.GetTo()) {
+			return m.GetTo()
+		}
+	}
+	return ""
 }

@@ -17,8 +17,7 @@ import (
 
 // Failover (ADR 0004). Once a region's lease has expired on the placement
 // leader (duration + MaxClockOffset after the leader applied its last
-// renewal, or after the leader took over, whichever is later), the region
-// orders no more writes. Its rules with failover policy SAFE then move, in
+// renewal), the region orders no more writes. Its rules with failover policy SAFE then move, in
 // one transition, to the first region of each rule's failover list whose
 // lease holds. The lost home cannot freeze; instead every surviving region
 // (the fencers) holds the lost home's log back at what it has of it and
@@ -104,24 +103,26 @@ func fencedCut(fencers []string, m *meridianv1.HomeMove) (uint64, bool) {
 }
 
 // leaseExpired reports whether region's lease has expired as this leader
-// sees it: duration + MaxClockOffset after it applied the last renewal,
-// counted from no earlier than when it became leader. A region that never
+// sees it: duration + MaxClockOffset after this member applied the last
+// renewal (as a follower or as leader; establishLeadership runs after a
+// Barrier, so every renewal committed before is applied by then, at or
+// after its commit and so after the holder sent it). A region that never
 // renewed has no lease to expire (and has ordered no write).
-func (n *Node) leaseExpired(region string, since time.Time) bool {
-	st, ok := n.fsm.LeaseStatus(region, n.cfg.MaxClockOffset, since)
+func (n *Node) leaseExpired(region string) bool {
+	st, ok := n.fsm.LeaseStatus(region, n.cfg.MaxClockOffset)
 	return ok && st.GetExpired()
 }
 
 // leaseLive reports whether region holds a lease this leader can count
 // on: renewed, not expired, and not fenced by its holder.
-func (n *Node) leaseLive(region string, since time.Time) bool {
-	st, ok := n.fsm.LeaseStatus(region, n.cfg.MaxClockOffset, since)
+func (n *Node) leaseLive(region string) bool {
+	st, ok := n.fsm.LeaseStatus(region, n.cfg.MaxClockOffset)
 	return ok && !st.GetExpired() && st.GetLease().GetFenced() == ""
 }
 
 // runFailovers, on the leader, fails over the rules of regions whose lease
 // has expired.
-func (n *Node) runFailovers(ctx context.Context, since time.Time) {
+func (n *Node) runFailovers(ctx context.Context) {
 	t := time.NewTicker(failoverCheckInterval)
 	defer t.Stop()
 	for {
@@ -134,10 +135,10 @@ func (n *Node) runFailovers(ctx context.Context, since time.Time) {
 			continue
 		}
 		for _, lost := range n.fsm.leaseRegions() {
-			if !n.leaseExpired(lost, since) {
+			if !n.leaseExpired(lost) {
 				continue
 			}
-			cmd := n.failoverCommand(lost, since)
+			cmd := n.failoverCommand(lost)
 			if cmd == nil {
 				continue
 			}
@@ -155,15 +156,15 @@ func (n *Node) runFailovers(ctx context.Context, since time.Time) {
 
 // failoverCommand builds the failover of lost's SAFE rules to the first
 // live region of each one's failover list; nil when none can move.
-func (n *Node) failoverCommand(lost string, since time.Time) *meridianv1.FailoverCommand {
-	st, ok := n.fsm.LeaseStatus(lost, n.cfg.MaxClockOffset, since)
+func (n *Node) failoverCommand(lost string) *meridianv1.FailoverCommand {
+	st, ok := n.fsm.LeaseStatus(lost, n.cfg.MaxClockOffset)
 	if !ok {
 		return nil
 	}
 	live := map[string]bool{}
 	var fencers []string
 	for _, r := range n.fsm.Regions() {
-		if r != lost && n.leaseLive(r, since) {
+		if r != lost && n.leaseLive(r) {
 			live[r] = true
 			fencers = append(fencers, r)
 		}
@@ -197,7 +198,7 @@ func (n *Node) failoverCommand(lost string, since time.Time) *meridianv1.Failove
 // start or end in a region whose lease has expired: such a move cannot
 // complete (no freeze, no drain), and moving a lost home's entities is a
 // failover.
-func (n *Node) checkReachable(typ meridianv1.PlacementCommandType, m proto.Message, since time.Time) error {
+func (n *Node) checkReachable(typ meridianv1.PlacementCommandType, m proto.Message) error {
 	_, moves, err := pendingOf(&n.fsm.table, typ, m, n.fsm.AppliedIndex()+1)
 	if err != nil || len(moves) == 0 {
 		return nil // apply refuses it or applies it at once
@@ -205,7 +206,7 @@ func (n *Node) checkReachable(typ meridianv1.PlacementCommandType, m proto.Messa
 	var lost []string
 	for _, mv := range moves {
 		for _, r := range []string{mv.GetFrom(), mv.GetTo()} {
-			if n.leaseExpired(r, since) && !slices.Contains(lost, r) {
+			if n.leaseExpired(r) && !slices.Contains(lost, r) {
 				lost = append(lost, r)
 			}
 		}
@@ -215,7 +216,7 @@ func (n *Node) checkReachable(typ meridianv1.PlacementCommandType, m proto.Messa
 	}
 	var why []string
 	for _, r := range lost {
-		st, _ := n.fsm.LeaseStatus(r, n.cfg.MaxClockOffset, since)
+		st, _ := n.fsm.LeaseStatus(r, n.cfg.MaxClockOffset)
 		why = append(why, describeLease(st))
 	}
 	return fmt.Errorf("%w: %s; a move needs both homes reachable. Entities of rules with failover policy safe leave a lost home by themselves (failover); the others wait for it to return",

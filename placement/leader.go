@@ -50,8 +50,8 @@ func (n *Node) runLeadership() {
 // establishLeadership starts the leader's voter reconciliation, the
 // timeout of placement changes in progress and the failover of regions
 // whose lease expired, and returns the function that stops them
-// (revokeLeadership). Leases count from no earlier than now: this leader
-// cannot know when its predecessor applied the last renewals.
+// (revokeLeadership). It runs after a Barrier, so every lease renewal
+// committed before is applied and timed (lease.go).
 func (n *Node) establishLeadership() func() {
 	d := &delegate{n: n, health: newHealth(n.cfg.FailedAfter)}
 	ap := autopilot.New(n.raft, d,
@@ -62,11 +62,9 @@ func (n *Node) establishLeadership() func() {
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	ap.Start(ctx)
-	since := time.Now()
-	n.since.Store(&since)
 	var wg sync.WaitGroup
 	wg.Go(func() { n.runTransitionTimeouts(ctx) })
-	wg.Go(func() { n.runFailovers(ctx, since) })
+	wg.Go(func() { n.runFailovers(ctx) })
 	return func() {
 		cancel()
 		<-ap.Stop()
@@ -318,13 +316,4 @@ func (p *regionPromoter) FilterFailedServerRemovals(_ *autopilot.Config, s *auto
 	// Stale voters (in the configuration, unknown to the directory) are
 	// left alone: the directory records a member before it is added.
 	return out
-}
-
-// leaderSince is when this member last became leader (zero if never):
-// leases count from no earlier than that on the leader.
-func (n *Node) leaderSince() time.Time {
-	if t := n.since.Load(); t != nil {
-		return *t
-	}
-	return time.Time{}
 }

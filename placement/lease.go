@@ -54,16 +54,13 @@ func (c *leaseClock) reset() {
 }
 
 // since is how long ago the region's last renewal was applied here,
-// counting no earlier than floor (and than the member's start).
-func (c *leaseClock) since(region string, floor time.Time) time.Duration {
+// counting no earlier than the member's start.
+func (c *leaseClock) since(region string) time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	at := c.opened
 	if t, ok := c.seen[region]; ok && t.After(at) {
 		at = t
-	}
-	if floor.After(at) {
-		at = floor
 	}
 	return time.Since(at)
 }
@@ -107,17 +104,17 @@ func validateLease(l *meridianv1.RegionLease, known map[string]bool) error {
 }
 
 // LeaseStatus returns region's lease as this member sees it: expired once
-// duration + maxOffset have passed since it applied the last renewal, or
-// since floor if that is later (a new placement leader passes the moment it
-// took over). ok is false when the region never renewed.
-func (f *FSM) LeaseStatus(region string, maxOffset time.Duration, floor time.Time) (*meridianv1.LeaseStatus, bool) {
+// duration + maxOffset have passed since it applied the last renewal (or
+// since it opened or restored, if later). ok is false when the region never
+// renewed.
+func (f *FSM) LeaseStatus(region string, maxOffset time.Duration) (*meridianv1.LeaseStatus, bool) {
 	f.table.mu.RLock()
 	l, ok := f.table.s.leases[region]
 	f.table.mu.RUnlock()
 	if !ok {
 		return nil, false
 	}
-	age := f.leaseSeen.since(region, floor)
+	age := f.leaseSeen.since(region)
 	return &meridianv1.LeaseStatus{
 		Lease: proto.Clone(l).(*meridianv1.RegionLease), Age: durationpb.New(age),
 		Expired: age > l.GetDuration().AsDuration()+maxOffset,
@@ -158,7 +155,7 @@ func (n *Node) renewLease(l *meridianv1.RegionLease) (*meridianv1.RenewLeaseResp
 
 // leaseStatus is region's lease as this member sees it (nil if none).
 func (n *Node) leaseStatus(region string) *meridianv1.LeaseStatus {
-	st, _ := n.fsm.LeaseStatus(region, n.cfg.MaxClockOffset, time.Time{})
+	st, _ := n.fsm.LeaseStatus(region, n.cfg.MaxClockOffset)
 	return st
 }
 

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -49,8 +48,6 @@ type Node struct {
 	logs      *raftboltdb.BoltStore
 	peers     *peerClients
 	probe     *prober
-	// since is when this member last became leader (leader.go).
-	since atomic.Pointer[time.Time]
 
 	closing chan struct{}
 	// ctx ends when Close starts: calls to other members are cancelled.

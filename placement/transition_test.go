@@ -282,23 +282,20 @@ func TestLeaseRenewalsAndTheirExpiry(t *testing.T) {
 	d := newDriver(t, f)
 	d.joinRegions("eu", "us", "ap")
 	d.mustSetRules("us", rl("eu/", "eu"))
-	_, ok := f.LeaseStatus("eu", 0, time.Time{})
+	_, ok := f.LeaseStatus("eu", 0)
 	assert.False(t, ok, "no renewal yet")
 
 	res := d.renew("eu", 50*time.Millisecond)
 	require.NoError(t, res.Err)
 	assert.Equal(t, uint64(0), res.Epoch, "nothing moved away from eu yet: no index to wait for")
-	st, ok := f.LeaseStatus("eu", 20*time.Millisecond, time.Time{})
+	st, ok := f.LeaseStatus("eu", 20*time.Millisecond)
 	require.True(t, ok)
 	assert.False(t, st.GetExpired())
 	assert.Equal(t, d.index, st.GetLease().GetRenewedIndex())
 	require.Eventually(t, func() bool {
-		st, _ := f.LeaseStatus("eu", 20*time.Millisecond, time.Time{})
+		st, _ := f.LeaseStatus("eu", 20*time.Millisecond)
 		return st.GetExpired()
 	}, 5*time.Second, 5*time.Millisecond, "expires duration + offset after the renewal")
-	// A later floor (a new placement leader's start) counts from there.
-	st, _ = f.LeaseStatus("eu", 20*time.Millisecond, time.Now())
-	assert.False(t, st.GetExpired())
 
 	bad := d.renew("mars", time.Second)
 	require.ErrorIs(t, bad.Err, ErrInvalidArgument)

@@ -286,6 +286,15 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		hashes[i] = contentHash(entity, e)
 	}
 
+	// Fenced homes: an op routed by a placement copy older than a change
+	// this region has fenced may be for an entity that moved away. Not
+	// even a retry's original result is given then: the entity's current
+	// home answers it (a failover may have superseded the original).
+	if floor := st.GetPlacementFloor(); op.GetPlacementIndex() < floor {
+		return nil, fmt.Errorf("%w: entity %q was routed by placement index %d, below this region's placement floor %d",
+			ErrStalePlacement, entity, op.GetPlacementIndex(), floor)
+	}
+
 	// Idempotency first: a retry of a successful append must get the original
 	// result even though its expected version no longer holds.
 	recs := make([]*meridianv1.IdempotencyRecord, len(ids))
@@ -313,15 +322,9 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 	}
 
 	head := getHead(w.txn, entity)
-	// Fenced homes: an op routed by a placement copy older than a change
-	// this region has fenced may be for an entity that moved away, and an
-	// op under an older epoch than the stream's last event would write
-	// behind a newer home's history. Neither is written; the node routes
-	// it again with a current copy.
-	if floor := st.GetPlacementFloor(); op.GetPlacementIndex() < floor {
-		return nil, fmt.Errorf("%w: entity %q was routed by placement index %d, below this region's placement floor %d",
-			ErrStalePlacement, entity, op.GetPlacementIndex(), floor)
-	}
+	// An op under an older epoch than the stream's last event would write
+	// behind a newer home's history: not written; the node routes it again
+	// with a current copy.
 	if op.GetEpoch() < head.GetEpoch() {
 		return nil, fmt.Errorf("%w: entity %q: append under epoch %d, the stream's last event has epoch %d",
 			ErrStalePlacement, entity, op.GetEpoch(), head.GetEpoch())

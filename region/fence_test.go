@@ -47,9 +47,13 @@ func TestApplyFenceRefusesAppendsRoutedBelowTheFloor(t *testing.T) {
 	evs, _ := fsmReadAll(t, f, "a")
 	assert.Len(t, evs, 1)
 
-	// A retry of an append that committed before the fence still gets its
-	// original result: it writes nothing.
-	again := d.one(routed("a", 5, 2, pev(1, "T", "x")))
+	// A retry of an append that committed before the fence is refused too
+	// when routed by the old copy (the entity's current home answers it: a
+	// failover may have superseded the original); routed by a current copy
+	// it gets its original result and writes nothing.
+	stale := d.one(routed("a", 5, 2, pev(1, "T", "x")))
+	require.ErrorIs(t, stale.Err, ErrStalePlacement)
+	again := d.one(routed("a", 10, 2, pev(1, "T", "x")))
 	require.NoError(t, again.Err)
 	assert.True(t, again.Resp.GetDuplicate())
 	assert.Equal(t, first.GetFirstVersion(), again.Resp.GetFirstVersion())

@@ -224,7 +224,9 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 				r.SessionToken = appendToken(token, r)
 			}
 			resp = r
-			if err == nil && req.GetDurability() == meridianv1.Durability_DURABILITY_MULTI_REGION && !r.GetDuplicate() {
+			// A retry (duplicate) waits too: the first attempt may have
+			// failed that very wait.
+			if err == nil && req.GetDurability() == meridianv1.Durability_DURABILITY_MULTI_REGION {
 				err = n.awaitReplicated(ctx, r, int(req.GetMinRegions()))
 			}
 			return err
@@ -398,6 +400,13 @@ func (n *Node) readStrong(ctx context.Context, req *meridianv1.ReadRequest, toke
 		return nil, fmt.Errorf("%w: leader did not apply its read index %d within %s", ErrNotLeader, idx, n.cfg.LeaderWaitTimeout)
 	}
 	if own := n.cfg.Ownership; own != nil {
+		// Without the lease this region may have lost the entity to a
+		// failover, whose new home may already have written it; a lease
+		// held means the copy knows every change that moved homes away
+		// from this region without its freeze.
+		if err := n.waitLease(ctx); err != nil {
+			return nil, err
+		}
 		// The state now covers every freeze committed before this read
 		// began. A placement copy older than the region's floor may still
 		// take this region for the home of an entity that moved away (and
@@ -413,11 +422,6 @@ func (n *Node) readStrong(ctx context.Context, req *meridianv1.ReadRequest, toke
 		}
 		if !local {
 			return n.readAtHome(ctx, req, h)
-		}
-		// Without the lease this region may have lost the entity to a
-		// failover, whose new home may already have written it.
-		if err := n.waitLease(ctx); err != nil {
-			return nil, err
 		}
 	}
 	return n.readFSM(req, token)

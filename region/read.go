@@ -243,3 +243,27 @@ func (f *FSM) Superseded(origin string, seq uint64) (*meridianv1.Event, bool, er
 	ok, err := readProto(txn, supersededKey(origin, seq), ev)
 	return ev, ok, err
 }
+
+// SupersededEntities returns the entities that have events a failover
+// superseded in this region (tests and diagnostics: it reads the whole u/
+// family).
+func (f *FSM) SupersededEntities() (map[string]bool, error) {
+	h, err := f.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.refs.Done()
+	txn := h.db.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixSuperseded)})
+	defer it.Close()
+	out := map[string]bool{}
+	for it.Rewind(); it.Valid(); it.Next() {
+		ev := &meridianv1.Event{}
+		if err := it.Item().Value(func(b []byte) error { return proto.Unmarshal(b, ev) }); err != nil {
+			return nil, fmt.Errorf("%w: superseded event %q: %v", ErrCorruptState, it.Item().Key(), err)
+		}
+		out[ev.GetEntity()] = true
+	}
+	return out, nil
+}

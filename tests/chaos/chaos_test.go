@@ -53,12 +53,13 @@ type server struct {
 }
 
 type cluster struct {
-	t      *testing.T
-	topo   *Topology
-	bin    string
-	dir    string
-	nodes  []*server
-	client map[string]meridianv1connect.EventStoreClient
+	t         *testing.T
+	topo      *Topology
+	bin       string
+	dir       string
+	nodes     []*server
+	client    map[string]meridianv1connect.EventStoreClient
+	placement map[string]meridianv1connect.PlacementClient
 }
 
 func (c *cluster) start(s *server) {
@@ -151,35 +152,44 @@ func h2c(dial func(ctx context.Context, network, addr string) (net.Conn, error))
 }
 
 func newCluster(t *testing.T, topo *Topology, bin string) *cluster {
-	// Not t.TempDir: node logs and data must outlive a failed run.
-	dir, err := os.MkdirTemp("", "meridian-chaos-")
-	require.NoError(t, err)
-	c := &cluster{t: t, topo: topo, bin: bin, dir: dir, client: map[string]meridianv1connect.EventStoreClient{}}
 	var peers []string
 	for _, h := range topo.Hosts {
 		peers = append(peers, fmt.Sprintf("%s=%s:%d=%s:%d", h.Name, h.Addr, raftPort, h.Addr, apiPort))
 	}
-	for _, h := range topo.Hosts {
-		s := &server{host: h, dir: filepath.Join(c.dir, h.Name)}
-		s.args = []string{"server",
+	return newClusterWith(t, topo, bin, func(_ int, h Host, dir string) []string {
+		return []string{"server",
 			"--region", "chaos",
 			"--node-id", h.Name,
-			"--data-dir", s.dir,
+			"--data-dir", dir,
 			"--api-addr", fmt.Sprintf("%s:%d", h.Addr, apiPort),
 			"--raft-addr", fmt.Sprintf("%s:%d", h.Addr, raftPort),
 			"--peers", strings.Join(peers, ","),
 			"--bootstrap",
 		}
+	})
+}
+
+// newClusterWith starts one process per host with the arguments args gives
+// it (host index, host, data directory).
+func newClusterWith(t *testing.T, topo *Topology, bin string, args func(i int, h Host, dir string) []string) *cluster {
+	// Not t.TempDir: node logs and data must outlive a failed run.
+	dir, err := os.MkdirTemp("", "meridian-chaos-")
+	require.NoError(t, err)
+	c := &cluster{t: t, topo: topo, bin: bin, dir: dir, client: map[string]meridianv1connect.EventStoreClient{},
+		placement: map[string]meridianv1connect.PlacementClient{}}
+	for i, h := range topo.Hosts {
+		s := &server{host: h, dir: filepath.Join(c.dir, h.Name)}
+		s.args = args(i, h, s.dir)
 		c.nodes = append(c.nodes, s)
-		c.client[h.Name] = meridianv1connect.NewEventStoreClient(h2c(topo.DialContext), fmt.Sprintf("http://%s:%d", h.Addr, apiPort))
+		base := fmt.Sprintf("http://%s:%d", h.Addr, apiPort)
+		c.client[h.Name] = meridianv1connect.NewEventStoreClient(h2c(topo.DialContext), base)
+		c.placement[h.Name] = meridianv1connect.NewPlacementClient(h2c(topo.DialContext), base)
 	}
 	for _, s := range c.nodes {
 		c.start(s)
 	}
 	t.Cleanup(func() {
-		for _, s := range c.nodes {
-			c.kill(s)
-		}
+		c.killAll()
 		if t.Failed() {
 			t.Logf("node logs and data are kept in %s", c.dir)
 			return
@@ -187,6 +197,13 @@ func newCluster(t *testing.T, topo *Topology, bin string) *cluster {
 		_ = os.RemoveAll(c.dir)
 	})
 	return c
+}
+
+// killAll SIGKILLs every process still running.
+func (c *cluster) killAll() {
+	for _, s := range c.nodes {
+		c.kill(s)
+	}
 }
 
 func (c *cluster) workload(ctx context.Context, seed uint64, h *history, wg *sync.WaitGroup) {

@@ -36,6 +36,13 @@ func (h *history) add(o *op) {
 	h.mu.Unlock()
 }
 
+// snapshot returns the operations recorded so far.
+func (h *history) snapshot() []*op {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*op(nil), h.ops...)
+}
+
 func (h *history) count(outcome string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -166,3 +166,18 @@ func sessionRead(op *history.Op) bool {
 	return op.Kind == history.Read && op.Outcome == history.OK &&
 		(op.Consistency == history.Strong || op.Consistency == history.Session || op.Consistency == "")
 }
+
+// Without returns the replicas with the given entities' streams left out.
+func (rs Replicas) Without(entities map[string]bool) Replicas {
+	out := make(Replicas, len(rs))
+	for n, s := range rs {
+		kept := Streams{}
+		for e, evs := range s {
+			if !entities[e] {
+				kept[e] = evs
+			}
+		}
+		out[n] = kept
+	}
+	return out
+}

@@ -405,3 +405,15 @@ func Load(path string) (History, error) {
 	}
 	return h, nil
 }
+
+// Without returns a copy of h without the operations drop selects (their
+// ids are kept on the others).
+func (h History) Without(drop func(*Op) bool) History {
+	out := History{Seed: h.Seed, Schedule: h.Schedule}
+	for i := range h.Ops {
+		if !drop(&h.Ops[i]) {
+			out.Ops = append(out.Ops, h.Ops[i])
+		}
+	}
+	return out
+}

@@ -134,9 +134,23 @@ func (ch *Churn) Run(ctx context.Context) {
 				ev.Target = rs[i].GetPrefix()
 				next := make([]*meridianv1.PlacementRule, len(rs))
 				for k, r := range rs {
-					next[k] = &meridianv1.PlacementRule{Prefix: r.GetPrefix(), HomeRegion: r.GetHomeRegion(), Mode: r.GetMode()}
+					next[k] = &meridianv1.PlacementRule{Prefix: r.GetPrefix(), HomeRegion: r.GetHomeRegion(), Mode: r.GetMode(),
+						Failover: r.GetFailover(), FailoverPolicy: r.GetFailoverPolicy()}
 				}
+				// The new home leaves the failover list; the old one takes its
+				// place, so the rule keeps somewhere to fail over to.
+				old := next[i].GetHomeRegion()
 				next[i].HomeRegion = ev.Region
+				var fo []string
+				for _, f := range next[i].GetFailover() {
+					if f != ev.Region {
+						fo = append(fo, f)
+					}
+				}
+				if old != ev.Region && len(next[i].GetFailover()) > 0 {
+					fo = append(fo, old)
+				}
+				next[i].Failover = fo
 				_, err = pc.SetRules(rctx, connect.NewRequest(&meridianv1.SetRulesRequest{
 					Rules: next, DefaultRegion: rules.Msg.GetDefaultRegion(), ExpectedIndex: rules.Msg.GetRulesIndex(),
 				}))

@@ -34,6 +34,7 @@ import (
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 	"github.com/meridiandb/meridian/replication"
+	"github.com/meridiandb/meridian/tests/clock"
 	"github.com/meridiandb/meridian/tests/faultnet"
 )
 
@@ -71,6 +72,9 @@ type member struct {
 	node                         *node.Node // nil while killed
 	peers                        []region.Peer
 	bootstrapPlacement           bool
+	// clock is the node's wall clock (HLC, lease clock checks), kept
+	// across restarts so that a skew outlives a kill.
+	clock *clock.Clock
 }
 
 // Cluster is a running deployment.
@@ -142,7 +146,7 @@ func Start(cfg Config) (*Cluster, error) {
 		var peers []region.Peer
 		var ms []*member
 		for i := range cfg.NodesPerRegion {
-			m := &member{host: r + "-" + strconv.Itoa(i+1), region: r, id: "n" + strconv.Itoa(i+1)}
+			m := &member{host: r + "-" + strconv.Itoa(i+1), region: r, id: "n" + strconv.Itoa(i+1), clock: clock.New()}
 			for _, a := range []*string{&m.apiAddr, &m.raftAddr, &m.placeAddr} {
 				addr, err := testport.Addr()
 				if err != nil {
@@ -199,7 +203,11 @@ func (c *Cluster) Restart(host string) error {
 		nc.PlacementSeeds = []string{c.seed}
 	}
 	nc.VotersPerRegion = c.cfg.VotersPerRegion
-	nc.RegionConfig = RegionTestConfig
+	clk := m.clock
+	nc.RegionConfig = func(rc *region.Config) {
+		RegionTestConfig(rc)
+		rc.Clock = clk
+	}
 	nc.PlacementConfig = PlacementTestConfig
 	nc.ReplicationConfig = ReplicationTestConfig
 	if c.cfg.Tweak != nil {
@@ -225,6 +233,14 @@ func (c *Cluster) Restart(host string) error {
 	m.node = n
 	c.mu.Unlock()
 	return nil
+}
+
+// Clock returns host's wall clock (skew it to test clock faults; a Tweak
+// that replaces RegionConfig must set region.Config.Clock to it itself).
+func (c *Cluster) Clock(host string) *clock.Clock {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[host].clock
 }
 
 // Kill stops host: its connections are reset (as a crashed process's kernel

@@ -40,6 +40,8 @@ const (
 	// convergeWaitMax bounds the wait for convergence (a run that needs
 	// longer than convergeAfterHealMax still gets checked, then fails).
 	convergeWaitMax = 60 * time.Second
+	// finalAttemptsMax numbers the final writes' clients (one per attempt).
+	finalAttemptsMax = 1000
 	// finalWriteWithin bounds the final write to each entity after heal.
 	finalWriteWithin = 30 * time.Second
 	// nemesisLinTimeout bounds porcupine's search per entity.
@@ -122,7 +124,17 @@ func TestNemesisAcrossRegions(t *testing.T) {
 	c.Net.SetProfile(profile)
 	setupStart := time.Now()
 	waitPlacementComplete(t, c, c.Hosts())
-	setExampleRules(t, c)
+	// Failover policy never: a region isolated past its lease stops taking
+	// writes and nothing moves, so every acknowledged (REGION-durable)
+	// write keeps its version; failover has its own nemesis
+	// (TestFencedHomesNemesis).
+	rules := exampleRules()
+	for _, r := range rules.Rules {
+		r.FailoverPolicy = meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER
+	}
+	set, err := c.Placement(c.Hosts()[0]).SetRules(ctxFor(t, 30*time.Second), connect.NewRequest(rules))
+	require.NoError(t, err)
+	waitIndex(t, c, c.Hosts(), set.Msg.GetIndex())
 	waitRegionLeaders(t, c)
 	t.Logf("cluster ready in %s", time.Since(setupStart).Round(time.Millisecond))
 
@@ -275,21 +287,24 @@ func finalWrites(t *testing.T, c *Cluster, rec *history.Recorder, wl *HopWorkloa
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), finalWriteWithin)
 	defer cancel()
-	// Each final write is its own client (numbered after the sessions):
-	// they carry no token, so one client issuing them all would not be a
-	// session whose writes follow each other.
+	// Each attempt of a final write is its own client (numbered after the
+	// sessions): they carry no token, so one client issuing them would not
+	// be a session whose writes follow each other.
 	homes := map[string]string{"us": "us-east", "eu": "eu-west", "ap": "ap-south"}
 	errs := make([]error, len(wl.entities))
 	var wg sync.WaitGroup
 	for i, e := range wl.entities {
 		wg.Go(func() {
 			prefix, _, _ := strings.Cut(e, "/")
-			hosts := c.HostsOf(homes[prefix])
+			hosts := c.Hosts() // forwarded to the home from anywhere
+			if home, ok := homes[prefix]; ok {
+				hosts = c.HostsOf(home)
+			}
 			id := fmt.Sprintf("00000000-0000-4000-8000-%012d", i+1)
 			req := &meridianv1.AppendRequest{Entity: e, Events: []*meridianv1.ProposedEvent{{Id: id, Type: "Final"}}}
 			for attempt := 1; ; attempt++ {
 				host := hosts[attempt%len(hosts)]
-				op := rec.Invoke(wl.cfg.Sessions+i, "final", history.Append, e, history.Input{EventIDs: []string{id}, Attempt: attempt})
+				op := rec.Invoke(wl.cfg.Sessions+1+i*finalAttemptsMax+attempt%finalAttemptsMax, "", history.Append, e, history.Input{EventIDs: []string{id}, Attempt: attempt})
 				actx, acancel := context.WithTimeout(ctx, wl.cfg.RequestTimeout)
 				resp, err := c.EventStore(host).Append(actx, connect.NewRequest(req))
 				acancel()

@@ -38,6 +38,22 @@ const (
 	FaultKillNode FaultKind = "kill-node"
 	// FaultKillLeader kills a region's leader.
 	FaultKillLeader FaultKind = "kill-leader"
+	// FaultKillRegion kills every node of a region (the region is lost
+	// until the heal restarts them).
+	FaultKillRegion FaultKind = "kill-region"
+	// FaultOneWay cuts everything a region sends to the other regions; it
+	// still receives.
+	FaultOneWay FaultKind = "one-way"
+	// FaultSkewWithin skews a region's node clocks by skewWithin, inside
+	// the 500 ms bound; FaultSkewBeyond by skewBeyond, outside it.
+	FaultSkewWithin FaultKind = "skew-within"
+	FaultSkewBeyond FaultKind = "skew-beyond"
+)
+
+// Clock skews of the skew faults (the bound is 500 ms).
+const (
+	skewWithin = 300 * time.Millisecond
+	skewBeyond = 2 * time.Second
 )
 
 // faultKinds is the mix the schedule draws from, uniformly.
@@ -108,6 +124,12 @@ func (s FaultSchedule) Faults() int {
 
 // GenerateFaults plans faults over regions for a run of duration d.
 func GenerateFaults(seed int64, regions []string, d time.Duration) FaultSchedule {
+	return GenerateFaultsOf(seed, regions, d, faultKinds, faultHoldMin, faultHoldMax)
+}
+
+// GenerateFaultsOf plans faults of the given kinds (drawn uniformly), each
+// held holdMin to holdMax.
+func GenerateFaultsOf(seed int64, regions []string, d time.Duration, faultKinds []FaultKind, holdMin, holdMax time.Duration) FaultSchedule {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6d756c7469))
 	between := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo)+1)) }
 	s := FaultSchedule{Seed: seed, Duration: d}
@@ -124,7 +146,7 @@ func GenerateFaults(seed int64, regions []string, d time.Duration) FaultSchedule
 			rs = []string{regions[rng.IntN(len(regions))]}
 		}
 		step := FaultStep{At: at, Kind: kind, Regions: rs, Pick: rng.IntN(1 << 16)}
-		healAt := min(at+between(faultHoldMin, faultHoldMax), d)
+		healAt := min(at+between(holdMin, holdMax), d)
 		heal := step
 		heal.At, heal.Heal = healAt, true
 		s.Steps = append(s.Steps, step, heal)
@@ -162,9 +184,12 @@ type FaultRunner struct {
 
 	mu     sync.Mutex
 	killed []string
+	skewed []string
 	events []FaultEvent
 	// lastHeal is when the last heal step (or Recover) was applied.
 	lastHeal time.Time
+	// onFault, when set, is called after every step is applied.
+	onFault func(FaultStep)
 }
 
 // NewFaultRunner returns a runner over c logging through logf.
@@ -213,16 +238,23 @@ func (r *FaultRunner) Run(ctx context.Context, s FaultSchedule) {
 		r.events = append(r.events, ev)
 		r.mu.Unlock()
 		r.logf("nemesis: %s", ev)
+		if r.onFault != nil {
+			r.onFault(st)
+		}
 	}
 }
 
 func (r *FaultRunner) apply(st FaultStep) ([]string, error) {
 	c := r.c
 	switch {
-	case st.Heal && (st.Kind == FaultIsolate || st.Kind == FaultNonTransitive):
+	case st.Heal && (st.Kind == FaultIsolate || st.Kind == FaultNonTransitive || st.Kind == FaultOneWay):
 		c.Net.HealAll()
 		r.markHeal()
 		return nil, nil
+	case st.Heal && (st.Kind == FaultSkewWithin || st.Kind == FaultSkewBeyond):
+		hosts := r.unskew()
+		r.markHeal()
+		return hosts, nil
 	case st.Heal:
 		r.mu.Lock()
 		killed := r.killed
@@ -238,6 +270,43 @@ func (r *FaultRunner) apply(st FaultStep) ([]string, error) {
 			}
 		}
 		r.markHeal()
+		return killed, errors.Join(errs...)
+	case st.Kind == FaultSkewWithin || st.Kind == FaultSkewBeyond:
+		d := skewWithin
+		if st.Kind == FaultSkewBeyond {
+			d = skewBeyond
+		}
+		hosts := c.HostsOf(st.Regions[0])
+		for _, h := range hosts {
+			c.Clock(h).Skew(d)
+		}
+		r.mu.Lock()
+		r.skewed = append(r.skewed, hosts...)
+		r.mu.Unlock()
+		return hosts, nil
+	case st.Kind == FaultOneWay:
+		in := c.HostsOf(st.Regions[0])
+		for _, h := range c.Hosts() {
+			if c.RegionOf(h) != st.Regions[0] {
+				for _, x := range in {
+					c.Net.Block(x, h)
+				}
+			}
+		}
+		return in, nil
+	case st.Kind == FaultKillRegion:
+		var killed []string
+		var errs []error
+		for _, h := range c.HostsOf(st.Regions[0]) {
+			if c.Node(h) == nil {
+				continue
+			}
+			errs = append(errs, c.Kill(h))
+			killed = append(killed, h)
+		}
+		r.mu.Lock()
+		r.killed = append(r.killed, killed...)
+		r.mu.Unlock()
 		return killed, errors.Join(errs...)
 	case st.Kind == FaultIsolate:
 		in := c.HostsOf(st.Regions[0])
@@ -283,6 +352,18 @@ func (r *FaultRunner) apply(st FaultStep) ([]string, error) {
 	return []string{victim}, err
 }
 
+// unskew sets every skewed clock back and returns the hosts.
+func (r *FaultRunner) unskew() []string {
+	r.mu.Lock()
+	hosts := r.skewed
+	r.skewed = nil
+	r.mu.Unlock()
+	for _, h := range hosts {
+		r.c.Clock(h).Skew(0)
+	}
+	return hosts
+}
+
 func (r *FaultRunner) markHeal() {
 	r.mu.Lock()
 	r.lastHeal = time.Now()
@@ -293,6 +374,7 @@ func (r *FaultRunner) markHeal() {
 // run's last heal, and returns when it was applied.
 func (r *FaultRunner) Recover() (time.Time, error) {
 	r.c.Net.HealAll()
+	r.unskew()
 	r.mu.Lock()
 	killed := r.killed
 	r.killed = nil
@@ -334,6 +416,12 @@ type HopConfig struct {
 	AttemptsMax int
 	// RetryBackoff is the pause before a retry.
 	RetryBackoff time.Duration
+	// Prefixes are the entity prefixes (entities are "<prefix>/nemesis-<i>");
+	// nil means us, eu and ap.
+	Prefixes []string
+	// MultiRegion maps a prefix to the min_regions its appends ask for
+	// (DURABILITY_MULTI_REGION); absent means DURABILITY_REGION.
+	MultiRegion map[string]uint32
 }
 
 // DefaultHop is the acceptance workload: 6 sessions over 3 entities per
@@ -357,7 +445,11 @@ type HopWorkload struct {
 // NewHopWorkload prepares the sessions over c, recording into rec.
 func NewHopWorkload(c *Cluster, cfg HopConfig, rec *history.Recorder) *HopWorkload {
 	w := &HopWorkload{cfg: cfg, c: c, rec: rec}
-	for _, p := range []string{"us", "eu", "ap"} {
+	prefixes := cfg.Prefixes
+	if len(prefixes) == 0 {
+		prefixes = []string{"us", "eu", "ap"}
+	}
+	for _, p := range prefixes {
 		for i := range cfg.EntitiesPerHome {
 			w.entities = append(w.entities, fmt.Sprintf("%s/nemesis-%d", p, i))
 		}
@@ -462,6 +554,10 @@ func (w *HopWorkload) append(ctx context.Context, s *hopSession, entity string) 
 	}
 	s.seq++
 	req := &meridianv1.AppendRequest{Entity: entity, Events: evs}
+	prefix, _, _ := strings.Cut(entity, "/")
+	if k := w.cfg.MultiRegion[prefix]; k > 0 {
+		req.Durability, req.MinRegions = meridianv1.Durability_DURABILITY_MULTI_REGION, k
+	}
 	exp := history.Expected{}
 	if s.rng.Float64() < w.cfg.ExactShare {
 		exp = history.Expected{Kind: history.ExpectExact, Version: s.heads[entity]}
@@ -545,6 +641,7 @@ func (w *HopWorkload) read(ctx context.Context, s *hopSession, entity string) {
 var appendFailures = map[string]bool{ // kind -> retry
 	"version-conflict": false, "invalid-argument": false, "idempotency-conflict": false,
 	"overloaded": true, "not-leader": true, "deps-not-applied": true, "no-placement": true, "routing-loop": true,
+	"moving": true, "lease-expired": true, "stale-placement": true,
 }
 
 // classifyAppend decides whether err proves the append had no effect, and
