@@ -44,7 +44,7 @@ func TestKeysOrder(t *testing.T) {
 }
 
 func FuzzParseKey(f *testing.F) {
-	for _, k := range [][]byte{keyRules, keyApplyState, keyRestoring, pinKey("e"), memberKey("eu/n1"), []byte("q/")} {
+	for _, k := range [][]byte{keyRules, keyApplyState, keyRestoring, pinKey("e"), memberKey("eu/n1"), leaseKey("eu"), keyTransition, []byte("q/")} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -58,6 +58,10 @@ func FuzzParseKey(f *testing.F) {
 			again = pinKey(name)
 		case keyKindMember:
 			again = memberKey(name)
+		case keyKindLease:
+			again = leaseKey(name)
+		case keyKindTransition:
+			again = keyTransition
 		case keyKindRules:
 			again = keyRules
 		case keyKindApplyState:
