@@ -354,6 +354,12 @@ func (o ownership) Applied() map[string]map[string]uint64 {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.logger.Info("node stopping")
+		if n.placement != nil {
+			// Every region renews its home lease through the placement
+			// leader's API, which stops below: hand leadership over first,
+			// or every region's lease would lapse while this node drains.
+			n.placement.HandOff()
+		}
 		n.cancelStream()
 		if n.shipper != nil {
 			// Stop pulling first: its proposals go through the region member.

@@ -51,14 +51,27 @@
 //     once) and reach every node's copy; the table survives a restart of every
 //     node; a partitioned minority keeps answering lookups and reports how
 //     stale its copy is (tests/multiregion TestPlacement*).
+//   - A change that moves homes is staged: lookups report the moved
+//     entities as moving until every old home froze and every new home
+//     drained, and the entry that completes it applies the change at its own
+//     index; one at a time; an aborted one changes nothing; it survives
+//     restarts and snapshots (TestStagedPinTakesEffectOnlyOnceTheOldHomeFrozeAndTheNewHomeDrained,
+//     TestAbortedTransitionLeavesTheTableAsItWas,
+//     TestTransitionInProgressSurvivesRestartAndSnapshot). The moves listed
+//     for a rule change are every pair of homes an entity can move between
+//     (TestRuleMovesCoverEveryMovedEntity, a property test).
+//   - A lease renewal is stored with its index; a member counts it expired
+//     duration + MaxClockOffset after it applied it (TestLeaseRenewalsAndTheirExpiry).
+//     A failover stages only with the lost region's current renewal, moves
+//     only SAFE rules to a region of their list, and completes once every
+//     survivor fenced the lost log and the new home holds the cut
+//     (TestFailoverFencesTheLostLogAndFlipsOnceTheNewHomeHoldsTheCut).
 //
 // # What it does not guarantee
 //
-//   - No home leases yet: a change of an entity's home while the old home is
-//     cut off can leave both regions accepting its writes until the old home
-//     learns of the change (the moves and failover issue).
-//   - Changing a rule moves where new writes go; existing events stay where
-//     they were written (no planned moves yet).
+//   - Leases assume clocks whose rates differ by less than MaxClockOffset
+//     over one lease duration; offsets between wall clocks do not matter to
+//     them (regions fence themselves beyond ClockOffsetMax anyway).
 //   - Liveness comes from the leader's stats fetches, not from gossip: a
 //     member the leader cannot reach counts as failed even if others reach it.
 package placement

@@ -17,15 +17,17 @@ import (
 
 // Failover (ADR 0004). Once a region's lease has expired on the placement
 // leader (duration + MaxClockOffset after the leader applied its last
-// renewal), the region orders no more writes. Its rules with failover policy SAFE then move, in
-// one transition, to the first region of each rule's failover list whose
-// lease holds. The lost home cannot freeze; instead every surviving region
-// (the fencers) holds the lost home's log back at what it has of it and
-// reports that; the longest of those prefixes is the cut, which the new
-// home applies before the flip. So every event of the lost home that any
-// survivor held, and every MULTI_REGION write among them, keeps its
-// version; the rest (its unreplicated tail) is superseded when it arrives
-// and appended again by the new home, marked recovered (region/supersede.go).
+// renewal), the region orders no more writes. Its rules with failover
+// policy SAFE then move, in one transition, to the first region of each
+// rule's failover list whose lease holds. The lost home cannot freeze;
+// instead every other region (the fencers: all of them, so a failover
+// waits while two regions are lost at once) holds the lost home's log back
+// at what it has of it and reports that; the longest of those prefixes is
+// the cut, which the new home applies before the flip. So every event of
+// the lost home that any other region held, and every MULTI_REGION write
+// among them, keeps its version; the rest (its unreplicated tail) is
+// superseded when it arrives and appended again by the new home, marked
+// recovered (region/supersede.go).
 
 // ErrHomeLost: a planned change would move homes away from (or to) a region
 // whose lease has expired. Moving a lost home's entities is a failover,
@@ -161,13 +163,23 @@ func (n *Node) failoverCommand(lost string) *meridianv1.FailoverCommand {
 	if !ok {
 		return nil
 	}
+	// Every other region fences: any of them may hold events of the lost
+	// home that a MULTI_REGION append was acknowledged for, and the cut must
+	// include them. So a failover needs every other region's lease to hold
+	// (and so its report to be able to arrive); with two regions lost at
+	// once, the entities wait for one to return.
 	live := map[string]bool{}
 	var fencers []string
 	for _, r := range n.fsm.Regions() {
-		if r != lost && n.leaseLive(r) {
-			live[r] = true
-			fencers = append(fencers, r)
+		if r == lost {
+			continue
 		}
+		if !n.leaseLive(r) {
+			n.logger.Debug("failover waits: another region's lease does not hold either", "lost", lost, "region", r)
+			return nil
+		}
+		live[r] = true
+		fencers = append(fencers, r)
 	}
 	rules, _, _, _ := n.fsm.Rules()
 	targets := map[string]string{}

@@ -317,3 +317,29 @@ func (p *regionPromoter) FilterFailedServerRemovals(_ *autopilot.Config, s *auto
 	// left alone: the directory records a member before it is added.
 	return out
 }
+
+// handOffTimeout bounds a leadership transfer at shutdown.
+const handOffTimeout = 5 * time.Second
+
+// HandOff transfers leadership of the placement group to another voter if
+// this member leads it (before the node stops serving its API, through
+// which regions renew their leases). Best effort: without another voter,
+// or if the transfer fails, the group elects a leader once this one stops.
+func (n *Node) HandOff() {
+	if !n.isLeader() || len(n.voters()) < 2 {
+		return
+	}
+	f := n.raft.LeadershipTransfer()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			n.logger.Warn("placement leadership transfer at shutdown failed", "err", err)
+			return
+		}
+		n.logger.Info("placement leadership handed over at shutdown")
+	case <-time.After(handOffTimeout):
+		n.logger.Warn("placement leadership transfer at shutdown timed out", "after", handOffTimeout)
+	}
+}

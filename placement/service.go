@@ -43,7 +43,7 @@ func (s *Service) GetPlacement(_ context.Context, req *connect.Request[meridianv
 	p := s.node.Lookup(req.Msg.GetEntity())
 	resp := &meridianv1.GetPlacementResponse{
 		Entity: req.Msg.GetEntity(), HomeRegion: p.Home, Mode: p.Mode, Epoch: p.Epoch,
-		Failover: p.Failover, Source: p.Source, RulePrefix: p.RulePrefix,
+		Failover: p.Failover, Source: p.Source, RulePrefix: p.RulePrefix, FailoverPolicy: p.FailoverPolicy,
 		HomeEndpoints: s.node.Endpoints(p.Home), Table: s.node.Info(),
 	}
 	if p.Moving != nil {

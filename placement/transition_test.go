@@ -370,3 +370,30 @@ func TestFailoverFencesTheLostLogAndFlipsOnceTheNewHomeHoldsTheCut(t *testing.T)
 	assert.Equal(t, []string{"ap", "eu"}, p.Failover, "the lost home goes to the end of the list")
 	assert.Equal(t, done.Index, f.Leases()["eu"].GetMovedAwayIndex())
 }
+
+// TestFailoverWaitsWhileAnotherRegionIsLost: the leader's failover of a
+// lost region needs every other region to fence (any of them may hold a
+// MULTI_REGION write of the lost home), so it waits while a second
+// region's lease has expired too, and moves each rule to the first live
+// region of its list once only one region is lost.
+func TestFailoverWaitsWhileAnotherRegionIsLost(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu", "ap", "us"), rlPolicy("nv/", "eu", meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER, "us"))
+	cfg := DefaultConfig()
+	cfg.MaxClockOffset = 10 * time.Millisecond
+	n := &Node{cfg: cfg, fsm: f, logger: testLogger()}
+	short, long := 30*time.Millisecond, time.Hour
+	require.NoError(t, d.renew("eu", short).Err)
+	require.NoError(t, d.renew("ap", short).Err)
+	require.NoError(t, d.renew("us", long).Err)
+	require.Eventually(t, func() bool { return n.leaseExpired("eu") && n.leaseExpired("ap") }, 5*time.Second, 5*time.Millisecond)
+	assert.Nil(t, n.failoverCommand("eu"), "ap is lost too: ap could hold eu's MULTI_REGION writes")
+
+	require.NoError(t, d.renew("ap", long).Err)
+	cmd := n.failoverCommand("eu")
+	require.NotNil(t, cmd)
+	assert.Equal(t, map[string]string{"eu/": "ap"}, cmd.GetTargets(), "the first live region of the list; nv/ never fails over")
+	assert.Equal(t, []string{"ap", "us"}, cmd.GetFencers(), "every other region")
+}

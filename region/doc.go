@@ -78,6 +78,21 @@
 //   - Close and reopen keep events, heads, the apply log, idempotency records
 //     and ApplyState; reads after Close return ErrStoreClosed
 //     (TestCloseReopenKeepsEverything).
+//   - Fenced homes: after a PlacementFence, apply refuses (writing nothing)
+//     every append routed by a placement copy below the floor, a retry
+//     included, and every append under an older epoch than the stream's
+//     last event; a freeze records the region's own origin sequence
+//     (TestApplyFenceRefusesAppendsRoutedBelowTheFloor,
+//     TestApplyRefusesAnEpochOlderThanTheStream).
+//   - Forks a failover makes resolve alike in every arrival order: at a
+//     version two eras claim, the later era (epoch, then origin) wins; the
+//     earlier era's events leave the stream as superseded, stay readable in
+//     their origin log, and are queued for recovery; the applied vector
+//     still takes every dot once. A recovered re-append is marked and clears
+//     the queue everywhere (TestApplyReplicateResolvesAFailoverForkAlikeInEveryOrder,
+//     TestRecoveredAppendMarksTheEventAndClearsItsMarker). An origin fence
+//     holds a lost region's log back until the cut
+//     (TestApplyOriginFenceHoldsALostRegionsLogBack).
 //   - Every read is one consistent Badger snapshot: ReadStream's events and
 //     head agree (TestReadStream, TestReadStreamClampsCount); ReadLog walks
 //     the apply log in position order (TestReadLog). Changed is closed after

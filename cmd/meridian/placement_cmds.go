@@ -139,7 +139,11 @@ func newPlacementGetCmd(r *rootCmd) *cobra.Command {
 				}
 				w := r.stdout
 				fmt.Fprintf(w, "%s  home %s  (%s)\n", p.GetEntity(), p.GetHomeRegion(), sourceOf(p))
-				fmt.Fprintf(w, "  epoch %d  mode %s  failover %s\n", p.GetEpoch(), modeName(p.GetMode()), listOrDash(p.GetFailover()))
+				fo := listOrDash(p.GetFailover())
+				if p.GetSource() == meridianv1.PlacementSource_PLACEMENT_SOURCE_RULE && len(p.GetFailover()) > 0 {
+					fo += " (policy " + policyName(p.GetFailoverPolicy()) + ")"
+				}
+				fmt.Fprintf(w, "  epoch %d  mode %s  failover %s\n", p.GetEpoch(), modeName(p.GetMode()), fo)
 				fmt.Fprintf(w, "  home endpoints %s\n", listOrDash(p.GetHomeEndpoints()))
 				if ch := p.GetChange(); ch != nil {
 					fmt.Fprintf(w, "  moving: writes wait until the change completes\n")
@@ -429,6 +433,14 @@ func printLeases(w io.Writer, regions []*meridianv1.RegionInfo) {
 	_ = tw.Flush()
 }
 
+// policyName is a failover policy as the CLI writes it.
+func policyName(p meridianv1.FailoverPolicy) string {
+	if p == meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER {
+		return "never"
+	}
+	return "safe"
+}
+
 // leaseState says whether a lease holds, as the answering node sees it.
 func leaseState(st *meridianv1.LeaseStatus) string {
 	l := st.GetLease()
@@ -438,7 +450,11 @@ func leaseState(st *meridianv1.LeaseStatus) string {
 	case l.GetFenced() != "":
 		return "fenced: " + l.GetFenced()
 	}
-	return fmt.Sprintf("holds (%s)", l.GetDuration().AsDuration())
+	left := l.GetDuration().AsDuration() - st.GetAge().AsDuration()
+	if left <= 0 {
+		return fmt.Sprintf("renewal overdue (%s leases)", l.GetDuration().AsDuration())
+	}
+	return fmt.Sprintf("holds (%s), expires in %s", l.GetDuration().AsDuration(), left.Round(time.Millisecond))
 }
 
 // tailOf describes a region's unreplicated tail at its last renewal.

@@ -207,6 +207,15 @@ func (c *cluster) killAll() {
 }
 
 func (c *cluster) workload(ctx context.Context, seed uint64, h *history, wg *sync.WaitGroup) {
+	c.clients(ctx, seed, h, wg, func(rng *rand.Rand) (*meridianv1.AppendRequest, int) {
+		return &meridianv1.AppendRequest{Entity: entityName(rng.IntN(entitiesN))}, 1 + rng.IntN(3)
+	})
+}
+
+// clients runs clientsN clients that append, each to a random node, until
+// ctx ends, recording every append in h. shape draws a request's entity
+// (and durability) and how many events it holds; the events get fresh ids.
+func (c *cluster) clients(ctx context.Context, seed uint64, h *history, wg *sync.WaitGroup, shape func(*rand.Rand) (*meridianv1.AppendRequest, int)) {
 	for cl := range clientsN {
 		wg.Add(1)
 		go func() {
@@ -214,9 +223,9 @@ func (c *cluster) workload(ctx context.Context, seed uint64, h *history, wg *syn
 			rng := rand.New(rand.NewPCG(seed, uint64(cl)))
 			for ctx.Err() == nil {
 				s := c.nodes[rng.IntN(len(c.nodes))]
-				o := &op{client: cl, node: s.host.Name, entity: entityName(rng.IntN(entitiesN)), expected: -1}
-				req := &meridianv1.AppendRequest{Entity: o.entity}
-				for range 1 + rng.IntN(3) {
+				req, n := shape(rng)
+				o := &op{client: cl, node: s.host.Name, entity: req.GetEntity(), expected: -1}
+				for range n {
 					id := uuid.Must(uuid.NewV7()).String()
 					o.ids = append(o.ids, id)
 					req.Events = append(req.Events, &meridianv1.ProposedEvent{Id: id, Type: "ChaosEvent", Data: []byte(id)})

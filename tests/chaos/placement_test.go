@@ -176,43 +176,14 @@ func newRegionsCluster(t *testing.T, topo *Topology, bin string) *cluster {
 }
 
 func (c *cluster) regionsWorkload(ctx context.Context, seed uint64, h *history, wg *sync.WaitGroup) {
-	for cl := range clientsN {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, uint64(cl)))
-			for ctx.Err() == nil {
-				s := c.nodes[rng.IntN(len(c.nodes))]
-				e := rng.IntN(mrEntities + 5)
-				o := &op{client: cl, node: s.host.Name, entity: placementEntity(e), expected: -1}
-				req := &meridianv1.AppendRequest{Entity: o.entity}
-				if e < mrEntities {
-					req.Durability, req.MinRegions = meridianv1.Durability_DURABILITY_MULTI_REGION, 1
-				}
-				for range 1 + rng.IntN(2) {
-					id := uuid.Must(uuid.NewV7()).String()
-					o.ids = append(o.ids, id)
-					req.Events = append(req.Events, &meridianv1.ProposedEvent{Id: id, Type: "ChaosEvent", Data: []byte(id)})
-				}
-				rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-				o.start = time.Now()
-				resp, err := c.client[s.host.Name].Append(rctx, connect.NewRequest(req))
-				o.end = time.Now()
-				cancel()
-				if err != nil {
-					o.outcome, o.errText = classify(err), err.Error()
-					h.add(o)
-					select {
-					case <-ctx.Done():
-					case <-time.After(50 * time.Millisecond):
-					}
-					continue
-				}
-				o.outcome, o.first, o.last = "ok", resp.Msg.GetFirstVersion(), resp.Msg.GetLastVersion()
-				h.add(o)
-			}
-		}()
-	}
+	c.clients(ctx, seed, h, wg, func(rng *rand.Rand) (*meridianv1.AppendRequest, int) {
+		e := rng.IntN(mrEntities + 5)
+		req := &meridianv1.AppendRequest{Entity: placementEntity(e)}
+		if e < mrEntities {
+			req.Durability, req.MinRegions = meridianv1.Durability_DURABILITY_MULTI_REGION, 1
+		}
+		return req, 1 + rng.IntN(2)
+	})
 }
 
 // churn pins and unpins random entities through random regions every

@@ -19,7 +19,6 @@ import (
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
-	"github.com/meridiandb/meridian/tests/check"
 	"github.com/meridiandb/meridian/tests/history"
 	"github.com/meridiandb/meridian/tests/nemesis"
 )
@@ -196,10 +195,6 @@ func runFencedSchedule(t *testing.T, seed int64, dur time.Duration) []time.Durat
 		assert.Empty(t, c.Node(h).Region().Status().GetReplicationStalls(), "replication stalled on %s", h)
 	}
 
-	replicas, err := c.Replicas(entities)
-	require.NoError(t, err)
-	h := rec.History()
-	resolved, res := check.ResolveUnknown(h, replicas)
 	superseded := map[string]bool{}
 	for _, host := range c.Hosts() {
 		se, err := c.Node(host).Region().FSM().SupersededEntities()
@@ -208,23 +203,9 @@ func runFencedSchedule(t *testing.T, seed int64, dur time.Duration) []time.Durat
 			superseded[e] = true
 		}
 	}
-	kept := resolved.Without(func(op *history.Op) bool { return superseded[op.Entity] })
-	keptReplicas := replicas.Without(superseded)
-	reports := []check.Report{
-		res,
-		check.NoLostWrites(resolved, replicas),
-		check.Convergence(replicas),
-		check.Idempotency(resolved, replicas),
-		check.Linearizability(kept, check.LinOptions{Timeout: nemesisLinTimeout, VisualizationDir: artefacts}),
-		check.SessionsAcrossRegions(kept, keptReplicas),
-	}
 	t.Logf("%d faults, %d placement changes (%d ok); regions converged %s after the last heal; %d entities had events superseded by a failover (left out of the linearizability and session checks)",
 		sched.Faults(), len(churn.Events()), churn.OK(), regionsIn.Round(time.Millisecond), len(superseded))
-	logRunFigures(t, h, resolved, dur)
-	for _, r := range reports {
-		t.Log(r.String())
-	}
-	require.Empty(t, check.Failed(reports), "checkers found violations")
+	checkRun(t, c, rec, entities, artefacts, dur, superseded)
 	require.LessOrEqual(t, regionsIn, fencedConvergeMax, "regions converged %s after the last heal, over the bound", regionsIn)
 	return probe.results()
 }

@@ -84,24 +84,7 @@ func TestPlacementChangesUnderLoadKeepOneChainPerEntity(t *testing.T) {
 	t.Logf("%d placement changes (%d ok); regions converged %s after the load stopped",
 		len(churn.Events()), churn.OK(), regionsIn.Round(time.Millisecond))
 
-	replicas, err := c.Replicas(entities)
-	require.NoError(t, err)
-	h := rec.History()
-	resolved, res := check.ResolveUnknown(h, replicas)
-	reports := []check.Report{
-		res,
-		check.Linearizability(resolved, check.LinOptions{Timeout: nemesisLinTimeout, VisualizationDir: artefacts}),
-		check.NoLostWrites(resolved, replicas),
-		check.Convergence(replicas),
-		check.Idempotency(resolved, replicas),
-		check.SessionsAcrossRegions(resolved, replicas),
-	}
-	logRunFigures(t, h, resolved, dur)
-	logFailures(t, h)
-	for _, r := range reports {
-		t.Log(r.String())
-	}
-	require.Empty(t, check.Failed(reports), "checkers found violations")
+	checkRun(t, c, rec, entities, artefacts, dur, nil)
 }
 
 // errShape matches what varies between errors of one kind: quoted names

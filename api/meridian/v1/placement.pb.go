@@ -492,9 +492,12 @@ type GetPlacementResponse struct {
 	Change *PlacementChange `protobuf:"bytes,10,opt,name=change,proto3" json:"change,omitempty"`
 	// home_lease is the home region's lease as the answering node's copy has
 	// it (its holder orders the entity's writes only while it holds).
-	HomeLease     *LeaseStatus `protobuf:"bytes,11,opt,name=home_lease,json=homeLease,proto3" json:"home_lease,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	HomeLease *LeaseStatus `protobuf:"bytes,11,opt,name=home_lease,json=homeLease,proto3" json:"home_lease,omitempty"`
+	// failover_policy is the matching rule's (SAFE or NEVER); unset for pins
+	// and the default, which never fail over.
+	FailoverPolicy FailoverPolicy `protobuf:"varint,12,opt,name=failover_policy,json=failoverPolicy,proto3,enum=meridian.v1.FailoverPolicy" json:"failover_policy,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetPlacementResponse) Reset() {
@@ -602,6 +605,13 @@ func (x *GetPlacementResponse) GetHomeLease() *LeaseStatus {
 		return x.HomeLease
 	}
 	return nil
+}
+
+func (x *GetPlacementResponse) GetFailoverPolicy() FailoverPolicy {
+	if x != nil {
+		return x.FailoverPolicy
+	}
+	return FailoverPolicy_FAILOVER_POLICY_UNSPECIFIED
 }
 
 // RegionLease is a region's home lease, renewed by its region leader
@@ -2492,7 +2502,7 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\vanswered_by\x18\x05 \x01(\tR\n" +
 	"answeredBy\"-\n" +
 	"\x13GetPlacementRequest\x12\x16\n" +
-	"\x06entity\x18\x01 \x01(\tR\x06entity\"\xcc\x03\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\"\x92\x04\n" +
 	"\x14GetPlacementResponse\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x1f\n" +
 	"\vhome_region\x18\x02 \x01(\tR\n" +
@@ -2508,7 +2518,8 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\x06change\x18\n" +
 	" \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\x127\n" +
 	"\n" +
-	"home_lease\x18\v \x01(\v2\x18.meridian.v1.LeaseStatusR\thomeLease\"\xaf\x04\n" +
+	"home_lease\x18\v \x01(\v2\x18.meridian.v1.LeaseStatusR\thomeLease\x12D\n" +
+	"\x0ffailover_policy\x18\f \x01(\x0e2\x1b.meridian.v1.FailoverPolicyR\x0efailoverPolicy\"\xaf\x04\n" +
 	"\vRegionLease\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\x12#\n" +
@@ -2752,63 +2763,64 @@ var file_meridian_v1_placement_proto_depIdxs = []int32{
 	5,  // 6: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
 	22, // 7: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
 	9,  // 8: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
-	37, // 9: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
-	38, // 10: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
-	35, // 11: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
-	37, // 12: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
-	38, // 13: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
-	8,  // 14: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
-	38, // 15: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
-	8,  // 16: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
-	37, // 17: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
-	4,  // 18: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	5,  // 19: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 20: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	4,  // 21: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
-	4,  // 22: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	22, // 23: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 24: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 25: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 26: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
-	23, // 27: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
-	37, // 28: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
-	38, // 29: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
-	36, // 30: meridian.v1.HomeMove.fenced:type_name -> meridian.v1.HomeMove.FencedEntry
-	3,  // 31: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
-	37, // 32: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
-	9,  // 33: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
-	27, // 34: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
-	5,  // 35: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 36: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
-	29, // 37: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
-	38, // 38: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
-	6,  // 39: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
-	12, // 40: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
-	14, // 41: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
-	16, // 42: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
-	18, // 43: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
-	20, // 44: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
-	26, // 45: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
-	30, // 46: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
-	32, // 47: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
-	24, // 48: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
-	10, // 49: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
-	7,  // 50: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
-	13, // 51: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
-	15, // 52: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
-	17, // 53: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
-	19, // 54: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
-	21, // 55: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
-	28, // 56: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
-	31, // 57: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
-	33, // 58: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
-	25, // 59: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
-	11, // 60: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
-	50, // [50:61] is the sub-list for method output_type
-	39, // [39:50] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	2,  // 9: meridian.v1.GetPlacementResponse.failover_policy:type_name -> meridian.v1.FailoverPolicy
+	37, // 10: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
+	38, // 11: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
+	35, // 12: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
+	37, // 13: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
+	38, // 14: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
+	8,  // 15: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
+	38, // 16: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
+	8,  // 17: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
+	37, // 18: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
+	4,  // 19: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	5,  // 20: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 21: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	4,  // 22: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
+	4,  // 23: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	22, // 24: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 25: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 26: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 27: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
+	23, // 28: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
+	37, // 29: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
+	38, // 30: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
+	36, // 31: meridian.v1.HomeMove.fenced:type_name -> meridian.v1.HomeMove.FencedEntry
+	3,  // 32: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
+	37, // 33: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
+	9,  // 34: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
+	27, // 35: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
+	5,  // 36: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 37: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
+	29, // 38: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
+	38, // 39: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
+	6,  // 40: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
+	12, // 41: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
+	14, // 42: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
+	16, // 43: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
+	18, // 44: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
+	20, // 45: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
+	26, // 46: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
+	30, // 47: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
+	32, // 48: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
+	24, // 49: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
+	10, // 50: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
+	7,  // 51: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
+	13, // 52: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
+	15, // 53: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
+	17, // 54: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
+	19, // 55: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
+	21, // 56: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
+	28, // 57: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
+	31, // 58: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
+	33, // 59: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
+	25, // 60: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
+	11, // 61: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
+	51, // [51:62] is the sub-list for method output_type
+	40, // [40:51] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_placement_proto_init() }
