@@ -340,6 +340,8 @@ func (o ownership) RenewLease(ctx context.Context, r region.LeaseRenewal) (regio
 
 func (o ownership) LeaseInfo(r string) string { return o.p.LeaseInfo(r) }
 
+func (o ownership) Regions() []string { return o.p.FSM().Regions() }
+
 func (o ownership) Applied() map[string]map[string]uint64 {
 	out := map[string]map[string]uint64{}
 	for r, l := range o.p.FSM().Leases() {

@@ -86,13 +86,43 @@ func single(home string, mode meridianv1.PlacementMode) bool {
 
 // moveSet collects distinct (from, to) pairs in a fixed order.
 type moveSet struct {
-	moves []*meridianv1.HomeMove
+	// regions are the deployment's regions: a switch between single-home
+	// and active-active hands over between the home and every other one.
+	regions []string
+	moves   []*meridianv1.HomeMove
 }
 
+// add records the handovers of entities going from (from, fromMode) to
+// (to, toMode):
+//   - single home to another single home: from freezes, to drains from;
+//   - single home to active-active: from freezes and every other region
+//     drains it, so that each region's first active-active write to an
+//     entity follows every single-home event of it (ADR 0005);
+//   - active-active to single home: every other region freezes and to
+//     drains each, so that the new home's first write follows every
+//     region's active-active events;
+//   - active-active to active-active: nothing (every region writes before
+//     and after).
 func (ms *moveSet) add(from string, fromMode meridianv1.PlacementMode, to string, toMode meridianv1.PlacementMode) {
-	// Only a move between two single homes needs a handover: an
-	// active-active mapping has no home whose writes could fork.
-	if from == to || !single(from, fromMode) || !single(to, toMode) {
+	fromAA := from != "" && fromMode == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE
+	toAA := to != "" && toMode == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE
+	switch {
+	case single(from, fromMode) && single(to, toMode):
+		ms.pair(from, to)
+	case single(from, fromMode) && toAA:
+		for _, r := range ms.regions {
+			ms.pair(from, r)
+		}
+	case fromAA && single(to, toMode):
+		for _, r := range ms.regions {
+			ms.pair(r, to)
+		}
+	}
+}
+
+// pair records one handover from -> to (none when they are one region).
+func (ms *moveSet) pair(from, to string) {
+	if from == to {
 		return
 	}
 	for _, m := range ms.moves {
@@ -120,8 +150,8 @@ func (ms *moveSet) sorted() []*meridianv1.HomeMove {
 // the cells' homes are the exact set of moves (pinned entities do not move
 // with the rules: at worst a pair is listed that only pinned entities
 // share, which costs a freeze and no correctness).
-func ruleMoves(cur, next *ruleSet) []*meridianv1.HomeMove {
-	ms := &moveSet{}
+func ruleMoves(cur, next *ruleSet, regions []string) []*meridianv1.HomeMove {
+	ms := &moveSet{regions: regions}
 	from, fm := cur.defaultRegion, meridianv1.PlacementMode_PLACEMENT_MODE_SINGLE_HOME
 	to, tm := next.defaultRegion, meridianv1.PlacementMode_PLACEMENT_MODE_SINGLE_HOME
 	ms.add(from, fm, to, tm)
@@ -144,7 +174,7 @@ func pendingOf(t *table, typ meridianv1.PlacementCommandType, m proto.Message, i
 	s := t.s
 	t.mu.RUnlock()
 	tr := &transition{}
-	ms := &moveSet{}
+	ms := &moveSet{regions: s.members.regions}
 	switch c := m.(type) {
 	case *meridianv1.SetRulesCommand:
 		now := proto.Clone(c).(*meridianv1.SetRulesCommand)
@@ -154,7 +184,7 @@ func pendingOf(t *table, typ meridianv1.PlacementCommandType, m proto.Message, i
 			return nil, nil, res.Err
 		}
 		tr.pendingRules = u.rules
-		return tr, ruleMoves(s.rules, u.rules), nil
+		return tr, ruleMoves(s.rules, u.rules, s.members.regions), nil
 	case *meridianv1.PinCommand:
 		now := proto.Clone(c).(*meridianv1.PinCommand)
 		now.Stage = false

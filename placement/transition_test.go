@@ -106,9 +106,6 @@ func TestStagedChangeThatMovesNoHomeAppliesAtOnce(t *testing.T) {
 		{"pin to the current home", func() *ApplyResult { return d.stagePin("eu/x", "eu") }},
 		{"failover list only", func() *ApplyResult { return d.stageRules("us", rl("eu/", "eu", "ap")) }},
 		{"new rule to the default's home", func() *ApplyResult { return d.stageRules("us", rl("eu/", "eu", "ap"), rl("us/", "us")) }},
-		{"rule to active-active", func() *ApplyResult {
-			return d.stageRules("us", rl("eu/", "eu", "ap"), rl("us/", "us"), rlMode("aa/", "ap", meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE))
-		}},
 	} {
 		res := c.apply()
 		require.NoError(t, res.Err, c.name)
@@ -119,6 +116,29 @@ func TestStagedChangeThatMovesNoHomeAppliesAtOnce(t *testing.T) {
 	_, _, pinned := f.Pin("eu/x")
 	assert.True(t, pinned)
 	assert.Equal(t, []string{"ap"}, f.Lookup("eu/1").Failover)
+}
+
+// TestSwitchToActiveActiveIsAHandover: a rule that makes a single home's
+// entities active-active stages a change in which the old home freezes and
+// every other region drains it; nothing changes until then.
+func TestSwitchToActiveActiveIsAHandover(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us", "ap")
+	d.mustSetRules("us", rl("eu/", "eu"))
+	res := d.stageRules("us", rl("eu/", "eu"), rlMode("aa/", "ap", meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE))
+	require.NoError(t, res.Err)
+	require.True(t, res.Staged)
+	tr, active := f.Transition()
+	require.True(t, active)
+	var pairs []string
+	for _, m := range tr.GetMoves() {
+		pairs = append(pairs, m.GetFrom()+">"+m.GetTo())
+	}
+	assert.Equal(t, []string{"us>ap", "us>eu"}, pairs, "the old home (the default) hands over to every other region")
+	p := f.Lookup("aa/1")
+	assert.Equal(t, meridianv1.PlacementMode_PLACEMENT_MODE_SINGLE_HOME, p.Mode, "nothing changes before the flip")
+	require.NotNil(t, p.Moving, "writes wait during the handover")
 }
 
 func TestRefusedStagedChangeIsNotStaged(t *testing.T) {
@@ -218,16 +238,22 @@ func TestRuleMoves(t *testing.T) {
 		{"removed rule gives entities to the default", rs("us", rl("eu/", "eu")), rs("us"), []*meridianv1.HomeMove{mv("eu", "us")}},
 		{"swap", rs("us", rl("eu/", "eu"), rl("ap/", "ap")), rs("us", rl("eu/", "ap"), rl("ap/", "eu")),
 			[]*meridianv1.HomeMove{mv("ap", "eu"), mv("eu", "ap")}},
-		{"to or from active-active needs no handover", rs("us", rl("eu/", "eu"), rlMode("aa/", "ap", aa)),
-			rs("us", rlMode("eu/", "eu", aa), rl("aa/", "us")), nil},
+		{"active-active to active-active needs no handover", rs("us", rlMode("aa/", "ap", aa)),
+			rs("us", rlMode("aa/", "eu", aa)), nil},
+		{"to active-active: every other region drains the old home", rs("us", rl("eu/", "eu")),
+			rs("us", rlMode("eu/", "eu", aa)), []*meridianv1.HomeMove{mv("eu", "ap"), mv("eu", "us")}},
+		{"from active-active: the new home drains every other region", rs("us", rlMode("aa/", "ap", aa)),
+			rs("us", rl("aa/", "us")), []*meridianv1.HomeMove{mv("ap", "us"), mv("eu", "us")}},
 	} {
-		assert.Equal(t, c.want, ruleMoves(c.cur, c.next), c.name)
+		assert.Equal(t, c.want, ruleMoves(c.cur, c.next, []string{"ap", "eu", "us"}), c.name)
 	}
 }
 
 // TestRuleMovesCoverEveryMovedEntity is the cell argument of ruleMoves as
 // a law: for random rule sets before and after, every entity whose
-// (single) home differs has its (old home, new home) pair listed.
+// (single) home differs has its (old home, new home) pair listed, and every
+// entity switching between single-home and active-active has its handover
+// between the single home and every other region listed.
 func TestRuleMovesCoverEveryMovedEntity(t *testing.T) {
 	regions := []string{"r1", "r2", "r3"}
 	prefixes := []string{"a", "a/", "a/b", "a/b/", "ab", "b", "b/a", "c/"}
@@ -252,19 +278,36 @@ func TestRuleMovesCoverEveryMovedEntity(t *testing.T) {
 	}
 	rapid.Check(t, func(rt *rapid.T) {
 		cur, next := rules(rt, "cur"), rules(rt, "next")
-		moves := ruleMoves(cur, next)
+		moves := ruleMoves(cur, next, regions)
+		listed := func(from, to string) bool {
+			for _, m := range moves {
+				if m.GetFrom() == from && m.GetTo() == to {
+					return true
+				}
+			}
+			return false
+		}
 		for _, e := range probes {
 			from, fm := ruleHome(cur, e)
 			to, tm := ruleHome(next, e)
-			if from == to || !single(from, fm) || !single(to, tm) {
-				continue
-			}
-			found := false
-			for _, m := range moves {
-				found = found || (m.GetFrom() == from && m.GetTo() == to)
-			}
-			if !found {
-				rt.Fatalf("entity %q moves %s -> %s, not in %v", e, from, to, moves)
+			switch {
+			case single(from, fm) && single(to, tm):
+				if from != to && !listed(from, to) {
+					rt.Fatalf("entity %q moves %s -> %s, not in %v", e, from, to, moves)
+				}
+			case single(from, fm) != single(to, tm):
+				home := from
+				if !single(from, fm) {
+					home = to
+				}
+				for _, r := range regions {
+					if r == home {
+						continue
+					}
+					if single(from, fm) && !listed(home, r) || !single(from, fm) && !listed(r, home) {
+						rt.Fatalf("entity %q switches mode (%s %v -> %s %v): handover with %s not in %v", e, from, fm, to, tm, r, moves)
+					}
+				}
 			}
 		}
 	})

@@ -329,6 +329,9 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		return nil, fmt.Errorf("%w: entity %q: append under epoch %d, the stream's last event has epoch %d",
 			ErrStalePlacement, entity, op.GetEpoch(), head.GetEpoch())
 	}
+	if op.GetActiveActive() || head.GetMerged() {
+		return a.applyMergedAppend(w, st, op, head, ids, hashes, clk, window)
+	}
 	if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
 		return nil, err
 	}

@@ -78,6 +78,16 @@
 //   - Close and reopen keep events, heads, the apply log, idempotency records
 //     and ApplyState; reads after Close return ErrStoreClosed
 //     (TestCloseReopenKeepsEverything).
+//   - Merged (active-active) streams: regions that applied the same events
+//     read the same stream, in crdt.Order, whatever the delivery order,
+//     duplicates or clock skew; a version read as stable never changes
+//     (TestMergedStreamsConvergeInEveryDeliveryOrder,
+//     TestMergedEventsAreStableOnceEveryRegionStampedPastThem); expected
+//     versions other than "any" are InvalidArgument
+//     (TestMergedAppendRefusesExpectedVersionsButAny); a stream keeps its
+//     single-home prefix and windows agree with the whole
+//     (TestMergedStreamKeepsItsSingleHomePrefix); retries are idempotent
+//     (TestMergedAppendRetryIsIdempotent). ADR 0005.
 //   - Fenced homes: after a PlacementFence, apply refuses (writing nothing)
 //     every append routed by a placement copy below the floor, a retry
 //     included, and every append under an older epoch than the stream's

@@ -106,4 +106,8 @@ var (
 	ErrNotReplicated = errors.New("region: not replicated to enough regions")
 	// ErrNodeClosed: the node was closed.
 	ErrNodeClosed = errors.New("region: node closed")
+	// ErrTooStale: a BOUNDED read of an active-active entity found this
+	// region further behind some other region's writes than max_staleness
+	// allows (Unavailable: retry, here or in another region).
+	ErrTooStale = errors.New("region: further behind than max_staleness")
 )

@@ -32,6 +32,7 @@ const (
 	kindOutcomeUnknown      = "outcome-unknown"
 	kindOverloaded          = "overloaded"
 	kindTimeout             = "timeout"
+	kindTooStale            = "too-stale"
 	kindInvalidArgument     = "invalid-argument"
 	kindVersionConflict     = "version-conflict"
 	kindIdempotencyConflict = "idempotency-conflict"
@@ -175,6 +176,7 @@ var kindSentinels = map[string]error{
 	kindStale:               ErrStalePlacement,
 	kindDepsNotApplied:      ErrDepsNotApplied,
 	kindNotReplicated:       ErrNotReplicated,
+	kindTooStale:            ErrTooStale,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure

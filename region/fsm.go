@@ -111,6 +111,8 @@ type FSM struct {
 	applied atomic.Uint64 // state.AppliedIndex, for lock-free reads
 
 	changed signal.Signal // notified after every apply, Restore and Close
+
+	regions atomic.Pointer[func() []string] // SetRegions
 }
 
 // dbHandle is one open Badger directory. Readers hold refs while they use it;

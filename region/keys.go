@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 )
 
 // The Badger key schema of the region state machine, in one place.
@@ -22,10 +23,21 @@ import (
 //	u/<origin>\x00<seq u64>       Event (proto)                 an event a failover superseded
 //	q/<origin>\x00<seq u64>       empty                         superseded, not yet re-appended
 //	r/<origin>\x00<seq u64>       ref (entity, version)         where a superseded event was re-appended
+//	a/<entity>\x00<hlc 12><origin>\x00<seq u64>
+//	                              Event (proto)                 a merged stream's events, in merged order
 //	s/apply                       ApplyState (proto)            applied index, vector, positions
 //
 // An o/ ref whose version is 0 says that the event was superseded: it is
-// at u/ under the same origin and seq.
+// at u/ under the same origin and seq. A ref whose version is refMerged
+// points at an a/ key, which follows it in full.
+//
+// a/ keys sort a merged (active-active) stream in its merged order: HLC
+// (wall nanos as u64 with the sign bit flipped, then logical u32), then
+// origin region, then seq. That is crdt.Order's tiebreak, and because
+// every stored event's HLC is above the HLC of everything it depends on
+// (apply stamps above last_hlc, which covers every applied event), sorting
+// by it extends causal order: it is crdt.Order of the stream's events
+// (TestMergedKeysSortInCrdtOrder, TestMergedStreamsConvergeInEveryDeliveryOrder).
 const (
 	prefixEvent       = "e/"
 	prefixHead        = "m/"
@@ -35,6 +47,7 @@ const (
 	prefixSuperseded  = "u/"
 	prefixRecovery    = "q/"
 	prefixRecovered   = "r/"
+	prefixMerged      = "a/"
 	keyApplyStateText = "s/apply"
 )
 
@@ -55,15 +68,20 @@ const (
 	KeySuperseded
 	KeyRecovery
 	KeyRecovered
+	KeyMerged
 )
 
-// Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead)
-// or the origin region (KeyOrigin); N is the version, seq or position.
+// Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead,
+// KeyMerged) or the origin region (KeyOrigin); N is the version, seq or
+// position. A KeyMerged key also has the event's HLC and origin region.
 type Key struct {
-	Kind KeyKind
-	Name string
-	N    uint64
-	ID   uuid.UUID
+	Kind    KeyKind
+	Name    string
+	N       uint64
+	ID      uuid.UUID
+	Wall    int64
+	Logical uint32
+	Origin  string
 }
 
 // Encode returns the key's bytes.
@@ -87,6 +105,8 @@ func (k Key) Encode() []byte {
 		return nameNumKey(prefixRecovery, k.Name, k.N)
 	case KeyRecovered:
 		return nameNumKey(prefixRecovered, k.Name, k.N)
+	case KeyMerged:
+		return mergedKey(k.Name, hlc{wall: k.Wall, logical: k.Logical}, k.Origin, k.N)
 	}
 	return nil
 }
@@ -119,6 +139,8 @@ func ParseKey(b []byte) (Key, error) {
 		var id uuid.UUID
 		copy(id[:], rest)
 		return Key{Kind: KeyIdempotency, ID: id}, nil
+	case prefixMerged:
+		return parseMergedKey(b, rest)
 	case prefixLog:
 		if len(rest) != 8 {
 			return Key{}, fmt.Errorf("%w: log key %q: want 8 position bytes", ErrCorruptState, b)
@@ -140,6 +162,50 @@ func parseNameNum(rest []byte) (string, uint64, error) {
 		return "", 0, fmt.Errorf("want 8 number bytes after the name, got %d", len(rest)-i-1)
 	}
 	return string(rest[:i]), binary.BigEndian.Uint64(rest[i+1:]), nil
+}
+
+// parseMergedKey decodes the rest of an a/ key: entity, 0x00, 12 HLC
+// bytes, origin, 0x00, 8 seq bytes.
+func parseMergedKey(b, rest []byte) (Key, error) {
+	i := bytes.IndexByte(rest, 0)
+	if i <= 0 || len(rest) < i+1+12+2+8 {
+		return Key{}, fmt.Errorf("%w: merged key %q: want entity, 0x00, 12 HLC bytes, origin, 0x00, 8 seq bytes", ErrCorruptState, b)
+	}
+	entity, tail := string(rest[:i]), rest[i+1:]
+	wall := int64(binary.BigEndian.Uint64(tail) ^ 1<<63)
+	logical := binary.BigEndian.Uint32(tail[8:])
+	origin, seq, err := parseNameNum(tail[12:])
+	if err != nil {
+		return Key{}, fmt.Errorf("%w: merged key %q: %v", ErrCorruptState, b, err)
+	}
+	return Key{Kind: KeyMerged, Name: entity, N: seq, Wall: wall, Logical: logical, Origin: origin}, nil
+}
+
+// mergedKey is a/<entity>\x00<hlc><origin>\x00<seq>: the event's place in
+// its merged stream.
+func mergedKey(entity string, h hlc, origin string, seq uint64) []byte {
+	b := make([]byte, 0, 2+len(entity)+1+12+len(origin)+1+8)
+	b = append(b, prefixMerged...)
+	b = append(b, entity...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.wall)^1<<63)
+	b = binary.BigEndian.AppendUint32(b, h.logical)
+	b = append(b, origin...)
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+// mergedKeyOf is ev's a/ key.
+func mergedKeyOf(ev *meridianv1.Event) []byte {
+	return mergedKey(ev.GetEntity(), hlcOf(ev.GetHlc()), ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq())
+}
+
+// mergedPrefix is the prefix of every a/ key of one stream.
+func mergedPrefix(entity string) []byte {
+	b := make([]byte, 0, 2+len(entity)+1)
+	b = append(b, prefixMerged...)
+	b = append(b, entity...)
+	return append(b, 0)
 }
 
 func nameNumKey(prefix, name string, n uint64) []byte {
@@ -188,24 +254,45 @@ func logKey(pos uint64) []byte {
 
 // ref is the value of o/, x/ and r/ keys: it points at
 // e/<entity>\x00<version>; version 0 (o/ only) means superseded (see the
-// schema). Encoding: version u64 big-endian, then the entity bytes.
+// schema); version refMerged points at the a/ key Merged. Encoding:
+// version u64 big-endian, then the entity bytes (refMerged: the a/ key).
 type ref struct {
 	Entity  string
 	Version uint64
+	Merged  []byte
 }
 
+// refMerged is the version of a ref to an event of a merged stream.
+const refMerged = ^uint64(0)
+
 func encodeRef(r ref) []byte {
+	if r.Version == refMerged {
+		b := make([]byte, 8, 8+len(r.Merged))
+		binary.BigEndian.PutUint64(b, r.Version)
+		return append(b, r.Merged...)
+	}
 	b := make([]byte, 8, 8+len(r.Entity))
 	binary.BigEndian.PutUint64(b, r.Version)
 	return append(b, r.Entity...)
 }
 
+// mergedRef is the ref to a merged stream's event at a/ key k.
+func mergedRef(k []byte) []byte { return encodeRef(ref{Version: refMerged, Merged: k}) }
+
 func decodeRef(b []byte) (ref, error) {
 	if len(b) < 9 {
 		return ref{}, fmt.Errorf("%w: ref of %d bytes, want at least 9", ErrCorruptState, len(b))
 	}
+	v := binary.BigEndian.Uint64(b)
+	if v == refMerged {
+		k, err := ParseKey(b[8:])
+		if err != nil || k.Kind != KeyMerged {
+			return ref{}, fmt.Errorf("%w: merged ref to %q, not an a/ key", ErrCorruptState, b[8:])
+		}
+		return ref{Entity: k.Name, Version: v, Merged: append([]byte(nil), b[8:]...)}, nil
+	}
 	if bytes.IndexByte(b[8:], 0) >= 0 {
 		return ref{}, fmt.Errorf("%w: ref entity contains 0x00", ErrCorruptState)
 	}
-	return ref{Entity: string(b[8:]), Version: binary.BigEndian.Uint64(b)}, nil
+	return ref{Entity: string(b[8:]), Version: v}, nil
 }

@@ -88,6 +88,7 @@ func FuzzParseKey(f *testing.F) {
 		{Kind: KeyEvent, Name: "order/1", N: 3}, {Kind: KeyHead, Name: "x"}, {Kind: KeyOrigin, Name: "r", N: 9},
 		{Kind: KeyIdempotency, ID: uuid.MustParse(eid(1))}, {Kind: KeyLog, N: 5}, {Kind: KeyApplyState},
 		{Kind: KeySuperseded, Name: "r", N: 1}, {Kind: KeyRecovery, Name: "r", N: 2}, {Kind: KeyRecovered, Name: "r", N: 3},
+		{Kind: KeyMerged, Name: "cart/1", Wall: 1e18, Logical: 2, Origin: "eu", N: 4},
 	} {
 		f.Add(k.Encode())
 	}

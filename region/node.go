@@ -116,6 +116,9 @@ func Open(cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go n.runLeadership()
 	if cfg.Ownership != nil {
+		// Active-active events are stable once every region of the
+		// deployment has stamped past them.
+		fsm.SetRegions(cfg.Ownership.Regions)
 		n.wg.Add(2)
 		go n.runHomes()
 		go n.runLease()
@@ -193,6 +196,16 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 	if err != nil {
 		return nil, err
 	}
+	if h.ActiveActive {
+		// Every region orders the entity's appends itself; a global
+		// compare-and-set does not exist in this mode.
+		op.ActiveActive = true
+		if err := checkMergedExpected(op); err != nil {
+			return nil, err
+		}
+	} else {
+		op.ActiveActive = false
+	}
 	var resp *meridianv1.AppendResponse
 	if !local {
 		if req.GetRouting() == meridianv1.Routing_ROUTING_REDIRECT {
@@ -216,8 +229,12 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 			if err := n.waitCovers(ctx, token); err != nil {
 				return err
 			}
-			if err := n.waitLease(ctx); err != nil {
-				return err
+			// A home lease bounds single-home writers; an active-active
+			// entity has none, and takes writes through partitions.
+			if !op.GetActiveActive() {
+				if err := n.waitLease(ctx); err != nil {
+					return err
+				}
 			}
 			r, err := n.batcher.submit(ctx, op)
 			if err == nil {
@@ -321,6 +338,10 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 		h, local, err := n.home(ctx, req.GetEntity())
 		if err != nil {
 			return nil, err
+		}
+		if h.ActiveActive {
+			return nil, fmt.Errorf("%w: entity %q: every region writes it, so no read is linearizable; use CONSISTENCY_SESSION, CONSISTENCY_BOUNDED or CONSISTENCY_EVENTUAL",
+				ErrActiveActive, req.GetEntity())
 		}
 		if !local {
 			return n.readAtHome(ctx, req, h)

@@ -48,6 +48,9 @@ type Ownership interface {
 	// LeaseInfo describes a region's home lease as the local copy sees it,
 	// for errors ("" when unknown).
 	LeaseInfo(region string) string
+	// Regions returns the deployment's regions (those with a member),
+	// sorted.
+	Regions() []string
 }
 
 // Transition is a placement change in progress that moves homes (ADR
@@ -180,9 +183,10 @@ var (
 	// ErrNoPlacement: the placement table has no home for the entity yet
 	// (no region has joined the placement group). Not served; retry later.
 	ErrNoPlacement = errors.New("region: no placement for the entity yet")
-	// ErrActiveActive: the entity's placement is active-active, whose writes
-	// (merged across regions) are not served yet.
-	ErrActiveActive = errors.New("region: active-active writes are not served yet")
+	// ErrActiveActive: a request that needs one region to hold an entity's
+	// whole history (a STRONG read) for an active-active entity, which
+	// every region writes (FailedPrecondition).
+	ErrActiveActive = errors.New("region: the entity is active-active: no region holds its whole history")
 	// ErrMoving: a placement change is moving the entity's home and did not
 	// complete within MoveWaitMax (or the caller's deadline). Not served;
 	// retry (Unavailable).
@@ -243,10 +247,10 @@ func setRoute(h interface{ Set(string, string) }, r route) {
 }
 
 // home looks up entity's home; ok is true when this region is the home
-// (always, without an Ownership). While a placement change moves the
-// entity it waits, at most MoveWaitMax, for the change to complete. It
-// fails with ErrNoPlacement, ErrActiveActive, ErrMoving or the lookup's
-// error.
+// (always, without an Ownership), and for an active-active entity, which
+// every region orders itself (h.ActiveActive). While a placement change
+// moves the entity it waits, at most MoveWaitMax, for the change to
+// complete. It fails with ErrNoPlacement, ErrMoving or the lookup's error.
 func (n *Node) home(ctx context.Context, entity string) (Home, bool, error) {
 	if n.cfg.Ownership == nil {
 		return Home{Region: n.cfg.Region}, true, nil
@@ -261,10 +265,10 @@ func (n *Node) home(ctx context.Context, entity string) (Home, bool, error) {
 		}
 	}
 	switch {
+	case h.ActiveActive:
+		return h, true, nil
 	case h.Region == "":
 		return h, false, fmt.Errorf("%w: entity %q", ErrNoPlacement, entity)
-	case h.ActiveActive:
-		return h, false, fmt.Errorf("%w: entity %q is active-active (ARCHITECTURE.md section 8)", ErrActiveActive, entity)
 	}
 	return h, h.Region == n.cfg.Region, nil
 }

@@ -3,6 +3,8 @@ package region
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +91,22 @@ func (f *fakeOwnership) RenewLease(context.Context, LeaseRenewal) (LeaseGrant, e
 func (f *fakeOwnership) Applied() map[string]map[string]uint64 { return nil }
 
 func (f *fakeOwnership) LeaseInfo(string) string { return "" }
+
+// Regions are the regions of the homes set, and of the endpoints.
+func (f *fakeOwnership) Regions() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	set := map[string]bool{}
+	for _, h := range f.homes {
+		if h.Region != "" {
+			set[h.Region] = true
+		}
+	}
+	for r := range f.endpoints {
+		set[r] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
 
 func (f *fakeOwnership) setRequired(idx uint64) {
 	f.mu.Lock()
@@ -309,27 +327,59 @@ func TestRoutingTriesTheNextEndpointWhenOneIsDown(t *testing.T) {
 	assert.Equal(t, "r2", resp.Msg.GetRegion())
 }
 
-func TestNoPlacementAndActiveActiveAreClearErrors(t *testing.T) {
-	r1, _, o1, _ := twoRegions(t)
-	o1.set("aa/", Home{Region: "r1", Epoch: 2, ActiveActive: true})
+func TestNoPlacementIsAClearError(t *testing.T) {
+	r1, _, _, _ := twoRegions(t)
 	ctx := testContext(t, 20*time.Second)
-	for _, tc := range []struct {
-		name   string
-		entity string
-		code   connect.Code
-		kind   string
-	}{
-		{"no home yet", "none/1", connect.CodeUnavailable, kindNoPlacement},
-		{"active-active", "aa/1", connect.CodeUnimplemented, kindActiveActive},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := r1.client(0).Append(ctx, connect.NewRequest(appendRequest(tc.entity, newTestEvent())))
-			var ce *connect.Error
-			require.True(t, errors.As(err, &ce), "%v", err)
-			assert.Equal(t, tc.code, ce.Code(), ce.Message())
-			assert.Equal(t, tc.kind, ce.Meta().Get(errorKindHeader))
-			assert.Contains(t, ce.Message(), tc.entity)
-			assert.Empty(t, readStreamAll(t, r1.node(0), tc.entity))
-		})
+	_, err := r1.client(0).Append(ctx, connect.NewRequest(appendRequest("none/1", newTestEvent())))
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce), "%v", err)
+	assert.Equal(t, connect.CodeUnavailable, ce.Code(), ce.Message())
+	assert.Equal(t, kindNoPlacement, ce.Meta().Get(errorKindHeader))
+	assert.Contains(t, ce.Message(), "none/1")
+	assert.Empty(t, readStreamAll(t, r1.node(0), "none/1"))
+}
+
+// TestActiveActiveEntityIsOrderedInEveryRegion: each region orders its own
+// appends to an active-active entity (no forwarding, no redirect, no home
+// lease), refuses expected versions other than "any" with
+// InvalidArgument and STRONG reads with FailedPrecondition, and serves
+// SESSION reads of what it holds.
+func TestActiveActiveEntityIsOrderedInEveryRegion(t *testing.T) {
+	r1, r2, o1, o2 := twoRegions(t)
+	o1.set("aa/", Home{Region: "r1", Epoch: 2, ActiveActive: true})
+	o2.set("aa/", Home{Region: "r1", Epoch: 2, ActiveActive: true})
+	o2.setLeaseErr(errors.New("no placement majority"))
+	ctx := testContext(t, 20*time.Second)
+	for name, r := range map[string]*raftRegion{"r1": r1, "r2": r2} {
+		req := appendRequest("aa/1", newTestEvent())
+		req.Routing = meridianv1.Routing_ROUTING_REDIRECT
+		resp, err := r.client(0).Append(ctx, connect.NewRequest(req))
+		require.NoError(t, err)
+		assert.Equal(t, name, resp.Msg.GetRegion(), "ordered where it was sent")
+		assert.Equal(t, name, resp.Msg.GetOrigin().GetRegion())
+		assert.Equal(t, uint64(2), resp.Msg.GetEpoch())
+		evs := readStreamAll(t, r.node(0), "aa/1")
+		require.Len(t, evs, 1, "stored where it was ordered")
+		assert.True(t, evs[0].GetActiveActive())
+
+		rd, err := r.client(0).Read(ctx, connect.NewRequest(&meridianv1.ReadRequest{Entity: "aa/1", SessionToken: resp.Msg.GetSessionToken()}))
+		require.NoError(t, err)
+		require.Len(t, rd.Msg.GetEvents(), 1)
+		assert.Equal(t, uint64(1), rd.Msg.GetEvents()[0].GetVersion())
 	}
+	bad := appendRequest("aa/1", newTestEvent())
+	bad.Expected = expExact(1)
+	_, err := r1.client(0).Append(ctx, connect.NewRequest(bad))
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce), "%v", err)
+	assert.Equal(t, connect.CodeInvalidArgument, ce.Code(), ce.Message())
+	assert.Contains(t, ce.Message(), "active-active")
+	assert.Contains(t, ce.Message(), "expected")
+
+	_, err = r1.client(0).Read(ctx, connect.NewRequest(&meridianv1.ReadRequest{Entity: "aa/1", Consistency: meridianv1.Consistency_CONSISTENCY_STRONG}))
+	require.True(t, errors.As(err, &ce), "%v", err)
+	assert.Equal(t, connect.CodeFailedPrecondition, ce.Code(), ce.Message())
+	assert.Equal(t, kindActiveActive, ce.Meta().Get(errorKindHeader))
+	assert.Contains(t, ce.Message(), "CONSISTENCY_SESSION")
+	assert.Len(t, readStreamAll(t, r1.node(0), "aa/1"), 1, "the refused append wrote nothing")
 }

@@ -41,6 +41,10 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 		return nil, nil, err
 	}
 	n := clampCount(max)
+	// The apply state is read before the snapshot, so that the stability
+	// watermark it gives is at most the snapshot's (a lower watermark only
+	// reports fewer events stable).
+	stableAt := f.stableWatermark()
 	h, err := f.acquire()
 	if err != nil {
 		return nil, nil, err
@@ -77,6 +81,73 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 		want = int(min(uint64(n), last-start+1))
 	}
 	events := make([]*meridianv1.Event, 0, want)
+	// The single-home part: every version of an unmerged stream, the
+	// versions below merged_from of a merged one.
+	singleEnd := last
+	if head.GetMerged() {
+		singleEnd = head.GetMergedFrom() - 1
+	}
+	readSingle := func(start uint64, want int) error {
+		if want <= 0 {
+			return nil
+		}
+		evs, err := readSingleRange(txn, entity, start, want, backward)
+		if err != nil {
+			return err
+		}
+		if head.GetMerged() {
+			for _, ev := range evs {
+				ev.Stable = true
+			}
+		}
+		events = append(events, evs...)
+		return nil
+	}
+	readMerged := func(start uint64, want int) error {
+		if want <= 0 {
+			return nil
+		}
+		evs, err := readMergedRange(txn, entity, head, start, want, backward, stableAt)
+		events = append(events, evs...)
+		return err
+	}
+	switch {
+	case !backward && start <= singleEnd:
+		k := int(min(uint64(want), singleEnd-start+1))
+		if err := readSingle(start, k); err != nil {
+			return nil, nil, err
+		}
+		if err := readMerged(singleEnd+1, want-k); err != nil {
+			return nil, nil, err
+		}
+	case !backward:
+		if err := readMerged(start, want); err != nil {
+			return nil, nil, err
+		}
+	case start > singleEnd:
+		k := int(min(uint64(want), start-singleEnd))
+		if err := readMerged(start, k); err != nil {
+			return nil, nil, err
+		}
+		if err := readSingle(singleEnd, want-k); err != nil {
+			return nil, nil, err
+		}
+	default:
+		if err := readSingle(start, want); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(events) != want {
+		return nil, nil, fmt.Errorf("%w: stream %q head %d but %d of %d events found from version %d",
+			ErrCorruptState, entity, last, len(events), want, start)
+	}
+	return events, head, nil
+}
+
+// readSingleRange reads want consecutive versions of a single-home stream
+// (e/ keys) from start, up or down.
+func readSingleRange(txn *badger.Txn, entity string, start uint64, want int, backward bool) ([]*meridianv1.Event, error) {
+	events := make([]*meridianv1.Event, 0, want)
 	// One iterator pass over the window. Versions are contiguous, so point
 	// reads would also do, but each Txn.Get looks the key up from the top
 	// of the LSM tree again and copies the value once more than
@@ -94,18 +165,60 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 		}
 		ev := &meridianv1.Event{}
 		if err := it.Item().Value(func(b []byte) error { return proto.Unmarshal(b, ev) }); err != nil {
-			return nil, nil, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
+			return nil, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
 		}
 		if ev.GetVersion() != v {
-			return nil, nil, fmt.Errorf("%w: stream %q: found version %d where %d belongs", ErrCorruptState, entity, ev.GetVersion(), v)
+			return nil, fmt.Errorf("%w: stream %q: found version %d where %d belongs", ErrCorruptState, entity, ev.GetVersion(), v)
 		}
 		events = append(events, ev)
 	}
-	if len(events) != want {
-		return nil, nil, fmt.Errorf("%w: stream %q head %d but %d of %d events found from version %d",
-			ErrCorruptState, entity, last, len(events), want, start)
+	return events, nil
+}
+
+// readMergedRange reads want consecutive versions of a merged stream's a/
+// part (versions merged_from..head) from start, up or down. Each event's
+// version is its position in merged order here, and it is stable when its
+// HLC is at or below stableAt.
+func readMergedRange(txn *badger.Txn, entity string, head *meridianv1.StreamHead, start uint64, want int, backward bool, stableAt hlc) ([]*meridianv1.Event, error) {
+	base, last := head.GetMergedFrom(), head.GetVersion()
+	if start < base || start > last {
+		return nil, fmt.Errorf("%w: stream %q: merged version %d outside %d..%d", ErrCorruptState, entity, start, base, last)
 	}
-	return events, head, nil
+	// Skip to start by keys alone (no values are read for them).
+	skip := start - base
+	if backward {
+		skip = last - start
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: backward, Prefix: mergedPrefix(entity)})
+	defer it.Close()
+	seek := mergedPrefix(entity)
+	if backward {
+		// Just above every key of the stream: its prefix with the
+		// terminator raised.
+		seek[len(seek)-1] = 1
+	}
+	it.Seek(seek)
+	for ; skip > 0 && it.Valid(); skip-- {
+		it.Next()
+	}
+	events := make([]*meridianv1.Event, 0, want)
+	for ; it.Valid() && len(events) < want; it.Next() {
+		v := start + uint64(len(events))
+		if backward {
+			v = start - uint64(len(events))
+		}
+		ev := &meridianv1.Event{}
+		if err := it.Item().Value(func(b []byte) error { return proto.Unmarshal(b, ev) }); err != nil {
+			return nil, fmt.Errorf("%w: event %q: %v", ErrCorruptState, it.Item().Key(), err)
+		}
+		ev.Version = v
+		ev.Stable = !stableAt.less(hlcOf(ev.GetHlc()))
+		events = append(events, ev)
+	}
+	if len(events) != want {
+		return nil, fmt.Errorf("%w: merged stream %q holds fewer events than its head %d", ErrCorruptState, entity, last)
+	}
+	return events, nil
 }
 
 // ReadLog returns up to max events of the region apply log, in position
@@ -144,7 +257,9 @@ func readRef(txn *badger.Txn, item *badger.Item) (*meridianv1.Event, error) {
 	}
 	ev := &meridianv1.Event{}
 	key := eventKey(r.Entity, r.Version)
-	if r.Version == 0 {
+	if r.Version == refMerged {
+		key = r.Merged
+	} else if r.Version == 0 {
 		// A superseded event of an origin log (supersede.go).
 		k, err := ParseKey(item.KeyCopy(nil))
 		if err != nil || k.Kind != KeyOrigin {

@@ -85,6 +85,20 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		}
 		entity := ev.GetEntity()
 		head := getHead(w.txn, entity)
+		if ev.GetActiveActive() || head.GetMerged() {
+			// A merged stream's event goes to its place in merged order.
+			pos := st.GetLastPosition() + 1
+			if err := w.stage(st, a.mergedReplicateWrites(ev, head, pos), nil); err != nil {
+				stop(origin, "seq %d: %v", seq, err)
+				continue
+			}
+			st.Applied[origin] = seq
+			st.LastPosition = pos
+			st.LastHlc = maxHLC(hlcOf(st.GetLastHlc()), hlcOf(ev.GetHlc())).proto()
+			noteOrigin(st, origin, ev.GetHlc())
+			res.Applied++
+			continue
+		}
 		v, epoch := ev.GetVersion(), ev.GetEpoch()
 		var pre []kv
 		var dels [][]byte
@@ -130,6 +144,7 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 			}
 			st.Applied[origin] = seq
 			st.LastHlc = maxHLC(hlcOf(st.GetLastHlc()), hlcOf(ev.GetHlc())).proto()
+			noteOrigin(st, origin, ev.GetHlc())
 			st.Superseded++
 			res.Superseded = append(res.Superseded, fmt.Sprintf("%s v%d (%s:%d, epoch %d)", entity, v, origin, seq, epoch))
 			res.Applied++
@@ -169,6 +184,7 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		st.LastPosition = pos
 		// Local stamps stay above every event applied here (HLC receive rule).
 		st.LastHlc = maxHLC(hlcOf(st.GetLastHlc()), stamp).proto()
+		noteOrigin(st, origin, ev.GetHlc())
 		res.Applied++
 	}
 	return res

@@ -238,6 +238,9 @@ func (n *Node) readBounded(ctx context.Context, req *meridianv1.ReadRequest, tok
 	if err != nil {
 		return nil, err
 	}
+	if h.ActiveActive {
+		return n.readBoundedMerged(ctx, req, token, d)
+	}
 	if local || n.cfg.Ownership == nil {
 		return n.readLocalOrForward(ctx, req, token, token)
 	}
@@ -263,6 +266,42 @@ func (n *Node) readBounded(ctx context.Context, req *meridianv1.ReadRequest, tok
 
 // staleness is how old this region's view of origin's log may be, from
 // the shipper's report; false when unknown.
+// readBoundedMerged serves a BOUNDED read of an active-active entity:
+// every region writes it, so the read is served here once this region is
+// at most d behind every other region's writes (staleness is known on the
+// leader, so followers forward to it); otherwise it fails Unavailable
+// naming the region that is behind, since no region holds more than its
+// own writes fresh.
+func (n *Node) readBoundedMerged(ctx context.Context, req *meridianv1.ReadRequest, token causal.Vector, d time.Duration) (*meridianv1.ReadResponse, error) {
+	var resp *meridianv1.ReadResponse
+	err := n.routeToLeader(ctx, false,
+		func() error {
+			for _, r := range n.cfg.Ownership.Regions() {
+				if r == n.cfg.Region {
+					continue
+				}
+				st, ok := n.staleness(r)
+				switch {
+				case !ok:
+					return fmt.Errorf("%w: entity %q is active-active and this region (%s) does not know how far behind region %s's writes it is",
+						ErrTooStale, req.GetEntity(), n.cfg.Region, r)
+				case st > d:
+					return fmt.Errorf("%w: entity %q is active-active and this region (%s) is %s behind region %s's writes, more than max_staleness %s",
+						ErrTooStale, req.GetEntity(), n.cfg.Region, st.Round(time.Millisecond), r, d)
+				}
+			}
+			r, err := n.readLocalOrForward(WithForwarded(ctx, n.cfg.NodeID), req, token, token)
+			resp = r
+			return err
+		},
+		func(addr string) error {
+			r, err := n.fwd.read(ctx, addr, req, routeOf(ctx), true)
+			resp = r
+			return err
+		})
+	return resp, err
+}
+
 func (n *Node) staleness(origin string) (time.Duration, bool) {
 	for _, l := range n.replicationLag() {
 		if l.GetOrigin() == origin && l.GetStaleness() != nil {

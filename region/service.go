@@ -26,7 +26,7 @@ import (
 //	ErrNotHome (ROUTING_REDIRECT)         FailedPrecondition; detail meridian.v1.HomeRedirect
 //	                                      {home_region, epoch, endpoints}
 //	ErrRoutingLoop, ErrNoPlacement        Unavailable (placement copies disagree / no table yet)
-//	ErrActiveActive                       Unimplemented
+//	ErrActiveActive                       FailedPrecondition (a STRONG read of an active-active entity)
 //	context deadline / cancel             DeadlineExceeded / Canceled
 //
 // Every error carries the header Meridian-Error naming its kind, which a
@@ -142,7 +142,7 @@ func classify(err error) (connect.Code, string) {
 	case errors.Is(err, ErrNotHome):
 		return connect.CodeFailedPrecondition, kindNotHome
 	case errors.Is(err, ErrActiveActive):
-		return connect.CodeUnimplemented, kindActiveActive
+		return connect.CodeFailedPrecondition, kindActiveActive
 	case errors.Is(err, ErrRoutingLoop):
 		return connect.CodeUnavailable, kindRoutingLoop
 	case errors.Is(err, ErrNoPlacement):
@@ -157,6 +157,8 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeUnavailable, kindNotLeader
 	case errors.Is(err, ErrTimeout):
 		return connect.CodeUnavailable, kindTimeout
+	case errors.Is(err, ErrTooStale):
+		return connect.CodeUnavailable, kindTooStale
 	case errors.Is(err, ErrNotReplicated):
 		if errors.Is(err, context.DeadlineExceeded) {
 			return connect.CodeDeadlineExceeded, kindNotReplicated

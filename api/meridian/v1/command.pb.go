@@ -234,8 +234,12 @@ type AppendOp struct {
 	// recovered_from and original_version set, once in any region.
 	RecoveredFrom   *Dot   `protobuf:"bytes,7,opt,name=recovered_from,json=recoveredFrom,proto3" json:"recovered_from,omitempty"`
 	OriginalVersion uint64 `protobuf:"varint,8,opt,name=original_version,json=originalVersion,proto3" json:"original_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// active_active: the entity's placement is active-active, so this region
+	// orders the op itself (no home) and apply stores its events in the
+	// stream's merged order.
+	ActiveActive  bool `protobuf:"varint,9,opt,name=active_active,json=activeActive,proto3" json:"active_active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AppendOp) Reset() {
@@ -322,6 +326,13 @@ func (x *AppendOp) GetOriginalVersion() uint64 {
 		return x.OriginalVersion
 	}
 	return 0
+}
+
+func (x *AppendOp) GetActiveActive() bool {
+	if x != nil {
+		return x.ActiveActive
+	}
+	return false
 }
 
 // OriginFence fences (or releases) another region's log in a failover.
@@ -561,11 +572,20 @@ func (x *ReplicateBatch) GetEvents() []*Event {
 
 // StreamHead is stored at m/<entity>.
 type StreamHead struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       uint64                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	LastOrigin    *Dot                   `protobuf:"bytes,2,opt,name=last_origin,json=lastOrigin,proto3" json:"last_origin,omitempty"`
-	LastHlc       *Hlc                   `protobuf:"bytes,3,opt,name=last_hlc,json=lastHlc,proto3" json:"last_hlc,omitempty"`
-	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the number of events in the stream here.
+	Version    uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	LastOrigin *Dot   `protobuf:"bytes,2,opt,name=last_origin,json=lastOrigin,proto3" json:"last_origin,omitempty"`
+	LastHlc    *Hlc   `protobuf:"bytes,3,opt,name=last_hlc,json=lastHlc,proto3" json:"last_hlc,omitempty"`
+	Epoch      uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// merged is set once the stream holds an active-active event: from
+	// merged_from on (a version), its events are kept in merged order under
+	// a/ keys; versions below it stay single-home events under e/.
+	Merged     bool   `protobuf:"varint,5,opt,name=merged,proto3" json:"merged,omitempty"`
+	MergedFrom uint64 `protobuf:"varint,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
+	// vector is, for a merged stream, the latest seq per origin among the
+	// stream's events here: what a new event of the stream depends on.
+	Vector        map[string]uint64 `protobuf:"bytes,7,rep,name=vector,proto3" json:"vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +646,27 @@ func (x *StreamHead) GetEpoch() uint64 {
 		return x.Epoch
 	}
 	return 0
+}
+
+func (x *StreamHead) GetMerged() bool {
+	if x != nil {
+		return x.Merged
+	}
+	return false
+}
+
+func (x *StreamHead) GetMergedFrom() uint64 {
+	if x != nil {
+		return x.MergedFrom
+	}
+	return 0
+}
+
+func (x *StreamHead) GetVector() map[string]uint64 {
+	if x != nil {
+		return x.Vector
+	}
+	return nil
 }
 
 // IdempotencyRecord is stored at i/<event id> with a TTL.
@@ -764,7 +805,11 @@ type ApplyState struct {
 	// origin (OriginFence).
 	OriginFences map[string]*OriginFenceState `protobuf:"bytes,9,rep,name=origin_fences,json=originFences,proto3" json:"origin_fences,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// superseded counts events that a failover superseded in this region.
-	Superseded    uint64 `protobuf:"varint,10,opt,name=superseded,proto3" json:"superseded,omitempty"`
+	Superseded uint64 `protobuf:"varint,10,opt,name=superseded,proto3" json:"superseded,omitempty"`
+	// origin_hlc is, per other origin, the greatest HLC of its events applied
+	// here; with last_hlc for this region's own, it says which active-active
+	// events are stable (no origin can still send one that sorts before them).
+	OriginHlc     map[string]*Hlc `protobuf:"bytes,11,rep,name=origin_hlc,json=originHlc,proto3" json:"origin_hlc,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -869,6 +914,13 @@ func (x *ApplyState) GetSuperseded() uint64 {
 	return 0
 }
 
+func (x *ApplyState) GetOriginHlc() map[string]*Hlc {
+	if x != nil {
+		return x.OriginHlc
+	}
+	return nil
+}
+
 var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
@@ -881,7 +933,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\vAppendBatch\x12\"\n" +
 	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12'\n" +
 	"\x03ops\x18\x02 \x03(\v2\x15.meridian.v1.AppendOpR\x03ops\x12<\n" +
-	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\xa1\x03\n" +
+	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\xc6\x03\n" +
 	"\bAppendOp\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x128\n" +
 	"\bexpected\x18\x02 \x01(\v2\x1c.meridian.v1.ExpectedVersionR\bexpected\x122\n" +
@@ -890,7 +942,8 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12'\n" +
 	"\x0fplacement_index\x18\x06 \x01(\x04R\x0eplacementIndex\x127\n" +
 	"\x0erecovered_from\x18\a \x01(\v2\x10.meridian.v1.DotR\rrecoveredFrom\x12)\n" +
-	"\x10original_version\x18\b \x01(\x04R\x0foriginalVersion\x1a7\n" +
+	"\x10original_version\x18\b \x01(\x04R\x0foriginalVersion\x12#\n" +
+	"\ractive_active\x18\t \x01(\bR\factiveActive\x1a7\n" +
 	"\tDepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"u\n" +
@@ -912,14 +965,21 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"transition\x18\x02 \x01(\x04R\n" +
 	"transition\"<\n" +
 	"\x0eReplicateBatch\x12*\n" +
-	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\"\x9c\x01\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\"\xcd\x02\n" +
 	"\n" +
 	"StreamHead\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x121\n" +
 	"\vlast_origin\x18\x02 \x01(\v2\x10.meridian.v1.DotR\n" +
 	"lastOrigin\x12+\n" +
 	"\blast_hlc\x18\x03 \x01(\v2\x10.meridian.v1.HlcR\alastHlc\x12\x14\n" +
-	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"\xc9\x02\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06merged\x18\x05 \x01(\bR\x06merged\x12\x1f\n" +
+	"\vmerged_from\x18\x06 \x01(\x04R\n" +
+	"mergedFrom\x12;\n" +
+	"\x06vector\x18\a \x03(\v2#.meridian.v1.StreamHead.VectorEntryR\x06vector\x1a9\n" +
+	"\vVectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xc9\x02\n" +
 	"\x11IdempotencyRecord\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12!\n" +
@@ -929,7 +989,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\flast_version\x18\x06 \x01(\x04R\vlastVersion\x12\"\n" +
 	"\x03hlc\x18\a \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x123\n" +
-	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xe7\x04\n" +
+	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xfe\x05\n" +
 	"\n" +
 	"ApplyState\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
@@ -945,13 +1005,18 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"superseded\x18\n" +
 	" \x01(\x04R\n" +
-	"superseded\x1a:\n" +
+	"superseded\x12E\n" +
+	"\n" +
+	"origin_hlc\x18\v \x03(\v2&.meridian.v1.ApplyState.OriginHlcEntryR\toriginHlc\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a^\n" +
 	"\x11OriginFencesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x123\n" +
-	"\x05value\x18\x02 \x01(\v2\x1d.meridian.v1.OriginFenceStateR\x05value:\x028\x01*\xad\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1d.meridian.v1.OriginFenceStateR\x05value:\x028\x01\x1aN\n" +
+	"\x0eOriginHlcEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01*\xad\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01\x12 \n" +
@@ -972,7 +1037,7 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),          // 0: meridian.v1.CommandType
 	(*Command)(nil),           // 1: meridian.v1.Command
@@ -986,37 +1051,42 @@ var file_meridian_v1_command_proto_goTypes = []any{
 	(*IdempotencyRecord)(nil), // 9: meridian.v1.IdempotencyRecord
 	(*ApplyState)(nil),        // 10: meridian.v1.ApplyState
 	nil,                       // 11: meridian.v1.AppendOp.DepsEntry
-	nil,                       // 12: meridian.v1.ApplyState.AppliedEntry
-	nil,                       // 13: meridian.v1.ApplyState.OriginFencesEntry
-	(*Hlc)(nil),               // 14: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),   // 15: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),     // 16: meridian.v1.ProposedEvent
-	(*Dot)(nil),               // 17: meridian.v1.Dot
-	(*Event)(nil),             // 18: meridian.v1.Event
+	nil,                       // 12: meridian.v1.StreamHead.VectorEntry
+	nil,                       // 13: meridian.v1.ApplyState.AppliedEntry
+	nil,                       // 14: meridian.v1.ApplyState.OriginFencesEntry
+	nil,                       // 15: meridian.v1.ApplyState.OriginHlcEntry
+	(*Hlc)(nil),               // 16: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),   // 17: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),     // 18: meridian.v1.ProposedEvent
+	(*Dot)(nil),               // 19: meridian.v1.Dot
+	(*Event)(nil),             // 20: meridian.v1.Event
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	14, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	16, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
 	3,  // 2: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	15, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	16, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	17, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	18, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
 	11, // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	17, // 6: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
-	18, // 7: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	17, // 8: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	14, // 9: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	17, // 10: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	14, // 11: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	17, // 12: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	12, // 13: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	14, // 14: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	13, // 15: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
-	5,  // 16: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	19, // 6: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
+	20, // 7: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	19, // 8: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	16, // 9: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	12, // 10: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
+	19, // 11: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	16, // 12: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	19, // 13: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	13, // 14: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	16, // 15: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	14, // 16: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	15, // 17: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
+	5,  // 18: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
+	16, // 19: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
@@ -1031,7 +1101,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -435,6 +435,9 @@ type Event struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Entity string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
 	// version is the event's 1-based, gap-free position in its entity's stream.
+	// In an active-active stream it is the position in the region's merged
+	// order, which a late concurrent event can still shift until the event is
+	// stable (docs/CONSISTENCY.md, "Active-active entities").
 	Version     uint64            `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Id          string            `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
 	Type        string            `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
@@ -461,8 +464,17 @@ type Event struct {
 	Recovered       bool   `protobuf:"varint,13,opt,name=recovered,proto3" json:"recovered,omitempty"`
 	RecoveredFrom   *Dot   `protobuf:"bytes,14,opt,name=recovered_from,json=recoveredFrom,proto3" json:"recovered_from,omitempty"`
 	OriginalVersion uint64 `protobuf:"varint,15,opt,name=original_version,json=originalVersion,proto3" json:"original_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// active_active marks an event written in active-active mode: ordered by
+	// the region that took it, merged with the other regions' concurrent
+	// events by causal order, then HLC, then origin.
+	ActiveActive bool `protobuf:"varint,16,opt,name=active_active,json=activeActive,proto3" json:"active_active,omitempty"`
+	// stable is set on events read from an active-active (merged) stream when
+	// the reading region has applied every event that could sort before
+	// this one: its version never changes again. Events of a stream that was
+	// never active-active leave it unset; their versions never change.
+	Stable        bool `protobuf:"varint,17,opt,name=stable,proto3" json:"stable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -598,6 +610,20 @@ func (x *Event) GetOriginalVersion() uint64 {
 		return x.OriginalVersion
 	}
 	return 0
+}
+
+func (x *Event) GetActiveActive() bool {
+	if x != nil {
+		return x.ActiveActive
+	}
+	return false
+}
+
+func (x *Event) GetStable() bool {
+	if x != nil {
+		return x.Stable
+	}
+	return false
 }
 
 // ExpectedVersion is the optimistic-concurrency check of an append.
@@ -848,7 +874,7 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x05\n" +
 	"\x05Event\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x0e\n" +
@@ -865,7 +891,9 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\bposition\x18\f \x01(\x04R\bposition\x12\x1c\n" +
 	"\trecovered\x18\r \x01(\bR\trecovered\x127\n" +
 	"\x0erecovered_from\x18\x0e \x01(\v2\x10.meridian.v1.DotR\rrecoveredFrom\x12)\n" +
-	"\x10original_version\x18\x0f \x01(\x04R\x0foriginalVersion\x1a;\n" +
+	"\x10original_version\x18\x0f \x01(\x04R\x0foriginalVersion\x12#\n" +
+	"\ractive_active\x18\x10 \x01(\bR\factiveActive\x12\x16\n" +
+	"\x06stable\x18\x11 \x01(\bR\x06stable\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +

@@ -1,0 +1,230 @@
+package region
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"google.golang.org/protobuf/proto"
+)
+
+// Merged streams (active-active entities, ARCHITECTURE.md section 8, ADR
+// 0005). Every region orders appends to an active-active entity itself;
+// each region stores the stream's events under a/ keys, which sort them in
+// the deterministic merged order (keys.go), so any two regions that have
+// applied the same events hold the same sequence. A stream becomes merged
+// with its first active-active event: its earlier single-home events stay
+// where they are (e/, versions below merged_from) and every later event,
+// of either mode, is kept under a/. A version of a merged event is its
+// position in the region's merged order when read; it is final once the
+// event is stable (Stability).
+
+// checkMergedExpected refuses every expected version but "any" for an
+// active-active append: each region orders its own appends to the entity,
+// so no region could check a global compare-and-set, and a check against
+// the region's own view would let a client believe it got one.
+func checkMergedExpected(op *meridianv1.AppendOp) error {
+	switch k := op.GetExpected().GetKind().(type) {
+	case nil, *meridianv1.ExpectedVersion_Any_:
+		return nil
+	default:
+		return invalidf("expected", "entity %q is active-active: every region accepts its appends concurrently, so only expected version \"any\" (unset) is allowed, got %s",
+			op.GetEntity(), expectedText(k))
+	}
+}
+
+func expectedText(k any) string {
+	switch k := k.(type) {
+	case *meridianv1.ExpectedVersion_NoStream_:
+		return "no_stream"
+	case *meridianv1.ExpectedVersion_StreamExists_:
+		return "stream_exists"
+	case *meridianv1.ExpectedVersion_Exact:
+		return fmt.Sprintf("exact %d", k.Exact)
+	}
+	return fmt.Sprintf("%T", k)
+}
+
+// mergedDeps is what an event appended to a merged stream depends on: the
+// writer's token, every origin's latest event of the stream here, and the
+// stream's last event (for a stream becoming merged with this append).
+func mergedDeps(token map[string]uint64, head *meridianv1.StreamHead) map[string]uint64 {
+	deps := make(map[string]uint64, len(token)+len(head.GetVector())+1)
+	for r, s := range token {
+		deps[r] = s
+	}
+	for r, s := range head.GetVector() {
+		deps[r] = max(deps[r], s)
+	}
+	if p := head.GetLastOrigin(); p.GetSeq() != 0 {
+		deps[p.GetRegion()] = max(deps[p.GetRegion()], p.GetSeq())
+	}
+	if len(deps) == 0 {
+		return nil
+	}
+	return deps
+}
+
+// mergeHead is head after ev was stored in the merged stream.
+func mergeHead(head *meridianv1.StreamHead, ev *meridianv1.Event) *meridianv1.StreamHead {
+	next := proto.Clone(head).(*meridianv1.StreamHead)
+	if !next.GetMerged() {
+		next.Merged, next.MergedFrom = true, head.GetVersion()+1
+	}
+	next.Version++
+	if next.Vector == nil {
+		next.Vector = map[string]uint64{}
+	}
+	o := ev.GetOrigin()
+	next.Vector[o.GetRegion()] = max(next.Vector[o.GetRegion()], o.GetSeq())
+	if hlcOf(next.GetLastHlc()).less(hlcOf(ev.GetHlc())) {
+		next.LastHlc, next.LastOrigin = ev.GetHlc(), o
+	}
+	next.Epoch = max(next.GetEpoch(), ev.GetEpoch())
+	return next
+}
+
+// applyMergedAppend orders op's events in this region and stores them in
+// the entity's merged stream. Their stamps are above every HLC applied
+// here, so they sort after every event of the stream this region holds:
+// their versions are head+1.. here, at apply time.
+func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1.AppendOp,
+	head *meridianv1.StreamHead, ids []uuid.UUID, hashes [][]byte, clk *stamper, window time.Duration) (*meridianv1.AppendResponse, error) {
+	entity := op.GetEntity()
+	if op.GetActiveActive() {
+		if err := checkMergedExpected(op); err != nil {
+			return nil, err
+		}
+	} else if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
+		return nil, err
+	}
+	deps := mergedDeps(op.GetDeps(), head)
+	if missing, ok := firstUncovered(st.Applied, deps); ok {
+		return nil, fmt.Errorf("%w: entity %q: the session token covers %s, which this region has not applied yet",
+			ErrDepsNotApplied, entity, missing)
+	}
+	evs := op.GetEvents()
+	n := uint64(len(evs))
+	first := head.GetVersion() + 1
+	seq0 := st.Applied[a.region] + 1
+	pos0 := st.GetLastPosition() + 1
+	firstOrigin := &meridianv1.Dot{Region: a.region, Seq: seq0}
+	epoch := max(op.GetEpoch(), head.GetEpoch())
+	writes := make([]kv, 0, 4*len(evs)+1)
+	saved := *clk
+	var firstHLC, lastHLC hlc
+	next := head
+	for i, e := range evs {
+		v, seq, pos := first+uint64(i), seq0+uint64(i), pos0+uint64(i)
+		stamp := clk.take()
+		if i == 0 {
+			firstHLC = stamp
+		}
+		lastHLC = stamp
+		origin := &meridianv1.Dot{Region: a.region, Seq: seq}
+		ev := &meridianv1.Event{
+			Entity: entity, Version: v, Id: e.GetId(), Type: e.GetType(), Data: e.GetData(),
+			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
+			Hlc: stamp.proto(), Epoch: epoch, Deps: deps, Position: pos, ActiveActive: op.GetActiveActive(),
+		}
+		rec := &meridianv1.IdempotencyRecord{
+			Entity: entity, Version: v, ContentHash: hashes[i], Origin: origin,
+			FirstVersion: first, LastVersion: first + n - 1, Hlc: stamp.proto(),
+			Epoch: epoch, FirstOrigin: firstOrigin,
+		}
+		k := mergedKeyOf(ev)
+		r := mergedRef(k)
+		writes = append(writes,
+			kv{key: k, value: mustMarshal(ev)},
+			kv{key: originKey(a.region, seq), value: r},
+			kv{key: logKey(pos), value: r},
+			kv{key: idempotencyKey(ids[i]), value: mustMarshal(rec), expiresAt: idempotencyExpiry(stamp, window)},
+		)
+		next = mergeHead(next, ev)
+	}
+	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})
+	if err := w.stage(st, writes, nil); err != nil {
+		*clk = saved // stamps are consumed only by written events
+		return nil, err
+	}
+	st.Applied[a.region] = seq0 + n - 1
+	st.LastPosition = pos0 + n - 1
+	st.LastHlc = lastHLC.proto()
+	return &meridianv1.AppendResponse{
+		FirstVersion: first, LastVersion: first + n - 1, Origin: firstOrigin,
+		Hlc: firstHLC.proto(), Epoch: epoch, Region: a.region,
+	}, nil
+}
+
+// mergedReplicateWrites are the writes that store a shipped event in its
+// merged stream here (head is the stream's head before it), and the head
+// after it. Nothing about versions is checked: the event's place is its
+// key, and deps (checked by the caller) guarantee that everything it
+// follows is here already.
+func (a applier) mergedReplicateWrites(ev *meridianv1.Event, head *meridianv1.StreamHead, pos uint64) []kv {
+	entity := ev.GetEntity()
+	id, _ := uuid.Parse(ev.GetId())
+	stored := proto.Clone(ev).(*meridianv1.Event)
+	stored.Position = pos
+	stored.Stable = false
+	next := mergeHead(head, ev)
+	k := mergedKeyOf(ev)
+	r := mergedRef(k)
+	rec := &meridianv1.IdempotencyRecord{
+		Entity: entity, Version: ev.GetVersion(), ContentHash: contentHash(entity, proposedOf(ev)),
+		Origin: ev.GetOrigin(), FirstVersion: ev.GetVersion(), LastVersion: ev.GetVersion(),
+		Hlc: ev.GetHlc(), Epoch: ev.GetEpoch(), FirstOrigin: ev.GetOrigin(),
+	}
+	return []kv{
+		{key: k, value: mustMarshal(stored)},
+		{key: originKey(ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()), value: r},
+		{key: logKey(pos), value: r},
+		{key: idempotencyKey(id), value: mustMarshal(rec), expiresAt: idempotencyExpiry(hlcOf(ev.GetHlc()), a.window)},
+		{key: headKey(entity), value: mustMarshal(next)},
+	}
+}
+
+// noteOrigin records that this region applied origin's event with HLC h
+// (for stability: origin's later events all stamp above it).
+func noteOrigin(st *meridianv1.ApplyState, origin string, h *meridianv1.Hlc) {
+	if st.OriginHlc == nil {
+		st.OriginHlc = map[string]*meridianv1.Hlc{}
+	}
+	if cur := st.OriginHlc[origin]; cur == nil || hlcOf(cur).less(hlcOf(h)) {
+		st.OriginHlc[origin] = h
+	}
+}
+
+// SetRegions tells the state machine which regions the deployment has
+// (node/ wires it to the placement table), for stability: an event of a
+// merged stream is stable once every one of them has sent this region
+// something stamped at or above it. Unset, the region is alone.
+func (f *FSM) SetRegions(regions func() []string) { f.regions.Store(&regions) }
+
+// stableWatermark is the HLC at or below which every event of a merged
+// stream is stable here: the least, over the deployment's regions, of the
+// greatest HLC this region has applied from it (its own: last_hlc, since
+// its next stamp is above it). A region never heard from gives zero:
+// nothing is stable.
+func (f *FSM) stableWatermark() hlc {
+	st := f.ApplyState()
+	w := hlcOf(st.GetLastHlc())
+	fn := f.regions.Load()
+	if fn == nil || *fn == nil {
+		return w
+	}
+	for _, r := range (*fn)() {
+		if r == f.ap.region {
+			continue
+		}
+		h, ok := st.GetOriginHlc()[r]
+		if !ok {
+			return hlc{}
+		}
+		if hlcOf(h).less(w) {
+			w = hlcOf(h)
+		}
+	}
+	return w
+}

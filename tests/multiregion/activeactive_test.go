@@ -1,0 +1,172 @@
+package multiregion
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+)
+
+// activeActiveRules are the example rules plus cart/ in active-active mode.
+func activeActiveRules() *meridianv1.SetRulesRequest {
+	r := exampleRules()
+	r.Rules = append(r.Rules, &meridianv1.PlacementRule{
+		Prefix: "cart/", HomeRegion: "us-east", Mode: meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE,
+	})
+	return r
+}
+
+// setRulesAndWait sets rules and waits until every host's copy has them in
+// effect (a change that switches entities to active-active is a handover:
+// it takes effect once every region drained the old home).
+func setRulesAndWait(t *testing.T, c *Cluster, req *meridianv1.SetRulesRequest, probe string, mode meridianv1.PlacementMode) {
+	t.Helper()
+	_, err := c.Placement(c.Hosts()[0]).SetRules(ctxFor(t, 30*time.Second), connect.NewRequest(req))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		for _, h := range c.Running() {
+			p := c.Node(h).Placement().Lookup(probe)
+			if p.Mode != mode || p.Moving != nil {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "%s not %v on every host", probe, mode)
+}
+
+// TestActiveActiveWritesInEveryRegionThroughAPartition: with cart/
+// active-active, three regions append to the same carts concurrently, and
+// keep doing so while one region is cut off from the others (its lease
+// runs out: single-home writes there stop, active-active ones do not).
+// After the heal every region holds the same streams (same events, same
+// order, versions 1..n), each acknowledged event exactly once, and a
+// session that wrote in one region reads its writes in another.
+func TestActiveActiveWritesInEveryRegionThroughAPartition(t *testing.T) {
+	c := startCluster(t, 1)
+	setRulesAndWait(t, c, activeActiveRules(), "cart/1", meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE)
+	carts := []string{"cart/1", "cart/2"}
+
+	var mu sync.Mutex
+	acked := map[string]string{}  // event id -> region that ordered it
+	tokens := map[string]string{} // host -> its writer's session token
+	write := func(host string, i int) error {
+		ev := event("ItemAdded")
+		mu.Lock()
+		token := tokens[host]
+		mu.Unlock()
+		resp, err := c.EventStore(host).Append(ctxFor(t, 20*time.Second), connect.NewRequest(&meridianv1.AppendRequest{
+			Entity: carts[i%len(carts)], Events: []*meridianv1.ProposedEvent{ev}, SessionToken: token,
+		}))
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		acked[ev.GetId()] = resp.Msg.GetRegion()
+		tokens[host] = resp.Msg.GetSessionToken()
+		if resp.Msg.GetRegion() != c.RegionOf(host) {
+			return fmt.Errorf("append via %s ordered by %s, not locally", host, resp.Msg.GetRegion())
+		}
+		return nil
+	}
+	burst := func(n int) {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(c.Hosts())*n)
+		for _, h := range c.Hosts() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range n {
+					if err := write(h, i); err != nil {
+						errs <- fmt.Errorf("%s: %w", h, err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+	}
+
+	burst(20)
+	c.Net.Isolate("ap-south-1")
+	cut := time.Now()
+	// Long enough for ap-south's home lease to run out (test leases).
+	for time.Since(cut) < 4*time.Second {
+		burst(2)
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Single-home writes in the isolated region have stopped; its
+	// active-active writes have not (burst above).
+	_, err := c.EventStore("ap-south-1").Append(ctxFor(t, 20*time.Second), connect.NewRequest(&meridianv1.AppendRequest{
+		Entity: "ap/x", Events: []*meridianv1.ProposedEvent{event("E")},
+	}))
+	require.Error(t, err, "single-home writes stop once the isolated region's lease ran out")
+	c.Net.HealAll()
+	burst(5)
+
+	digests := waitConverged(t, c, carts, 30*time.Second)
+	seen := map[string]int{}
+	for _, e := range carts {
+		evs := readAllVia(t, c, "us-east-1", e, "")
+		for i, ev := range evs {
+			assert.Equal(t, uint64(i+1), ev.GetVersion(), "%s: versions are positions 1..n", e)
+			assert.True(t, ev.GetActiveActive())
+			seen[ev.GetId()]++
+		}
+		assert.NotEmpty(t, digests[e])
+	}
+	byRegion := map[string]int{}
+	for id, region := range acked {
+		if seen[id] != 1 {
+			t.Errorf("acknowledged event %s (ordered by %s) held %d times", id, region, seen[id])
+		}
+		byRegion[region]++
+	}
+	assert.Equal(t, len(acked), len(seen), "no event beyond the acknowledged ones")
+	t.Logf("%d acknowledged appends, by ordering region %v", len(acked), byRegion)
+	assert.Len(t, byRegion, 3, "every region ordered appends")
+
+	// A session that wrote in eu-west reads its writes in ap-south.
+	mu.Lock()
+	token := tokens["eu-west-1"]
+	mu.Unlock()
+	for _, e := range carts {
+		want := strings.Count(digests[e], "@eu-west/")
+		got := 0
+		for _, ev := range readAllVia(t, c, "ap-south-1", e, token) {
+			if ev.GetOrigin().GetRegion() == "eu-west" {
+				got++
+			}
+		}
+		assert.Equal(t, want, got, "%s: eu-west's writes read in ap-south", e)
+	}
+}
+
+// readAllVia reads entity's whole stream through host's API (SESSION with
+// token), page by page, checking that host's region served every page.
+func readAllVia(t *testing.T, c *Cluster, host, entity, token string) []*meridianv1.Event {
+	t.Helper()
+	var out []*meridianv1.Event
+	for {
+		read, err := c.EventStore(host).Read(ctxFor(t, 20*time.Second), connect.NewRequest(&meridianv1.ReadRequest{
+			Entity: entity, SessionToken: token, FromVersion: uint64(len(out) + 1), MaxCount: 1000,
+		}))
+		require.NoError(t, err)
+		require.Equal(t, c.RegionOf(host), read.Msg.GetRegion())
+		out = append(out, read.Msg.GetEvents()...)
+		if len(read.Msg.GetEvents()) == 0 || uint64(len(out)) >= read.Msg.GetHeadVersion() {
+			return out
+		}
+	}
+}
