@@ -365,6 +365,53 @@ func (c *Client) Read(ctx context.Context, entity string, opts ...ReadOption) (*
 	return resp, nil
 }
 
+// ReadState returns an active-active entity's merged state (JSON in
+// ReadStateResponse.state), at the consistency the options give (SESSION
+// by default, with the client's session; STRONG is refused by the server).
+// An entity that is not active-active fails with FailedPrecondition.
+func (c *Client) ReadState(ctx context.Context, entity string, opts ...ReadOption) (*meridianv1.ReadStateResponse, error) {
+	base := &meridianv1.ReadRequest{Entity: entity}
+	for _, o := range opts {
+		o(base)
+	}
+	resp, err := call(ctx, c, c.own, "read state", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadStateResponse, error) {
+		req := &meridianv1.ReadStateRequest{Entity: entity, Consistency: base.GetConsistency(), MaxStaleness: base.GetMaxStaleness(), SessionToken: c.session.get()}
+		res, err := ep.store.ReadState(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.session.observe(resp.GetSessionToken())
+	return resp, nil
+}
+
+// ReadConflicts returns a page of an active-active entity's conflict feed
+// after the page token after ("" for the first page); Limit bounds it.
+func (c *Client) ReadConflicts(ctx context.Context, entity, after string, opts ...ReadOption) (*meridianv1.ReadConflictsResponse, error) {
+	base := &meridianv1.ReadRequest{Entity: entity}
+	for _, o := range opts {
+		o(base)
+	}
+	resp, err := call(ctx, c, c.own, "read conflicts", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadConflictsResponse, error) {
+		req := &meridianv1.ReadConflictsRequest{Entity: entity, Consistency: base.GetConsistency(), MaxStaleness: base.GetMaxStaleness(),
+			SessionToken: c.session.get(), MaxCount: base.GetMaxCount(), After: after}
+		res, err := ep.store.ReadConflicts(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.session.observe(resp.GetSessionToken())
+	return resp, nil
+}
+
 // Status describes the node behind the current endpoint (or the next one
 // that answers).
 func (c *Client) Status(ctx context.Context) (*meridianv1.StatusResponse, error) {

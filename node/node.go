@@ -281,7 +281,7 @@ func (o ownership) Home(ctx context.Context, entity string, minEpoch uint64) (re
 	// The index is read before the lookup, so the lookup saw at least it.
 	idx := o.p.FSM().AppliedIndex()
 	p := o.p.Lookup(entity)
-	h := region.Home{Region: p.Home, Epoch: p.Epoch, Index: idx, ActiveActive: p.Mode == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE}
+	h := region.Home{Region: p.Home, Epoch: p.Epoch, Index: idx, ActiveActive: p.Mode == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE, Merge: p.Merge}
 	if m := p.Moving; m != nil {
 		h.Moving = &region.Moving{Transition: m.Transition, From: m.From, To: m.To, Reason: m.Reason}
 	}

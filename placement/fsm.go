@@ -381,7 +381,18 @@ func ruleOf(r *meridianv1.PlacementRule, epoch uint64) rule {
 		fo = append([]string(nil), r.GetFailover()...)
 	}
 	return rule{prefix: r.GetPrefix(), home: r.GetHomeRegion(), mode: normaliseMode(r.GetMode()), failover: fo,
-		policy: normalisePolicy(r.GetFailoverPolicy()), epoch: epoch}
+		policy: normalisePolicy(r.GetFailoverPolicy()), epoch: epoch, merge: cloneMerge(r.GetMerge())}
+}
+
+func cloneMerge(ms []*meridianv1.MergeRule) []*meridianv1.MergeRule {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]*meridianv1.MergeRule, len(ms))
+	for i, m := range ms {
+		out[i] = proto.Clone(m).(*meridianv1.MergeRule)
+	}
+	return out
 }
 
 // Close waits for Apply, Restore and unreleased snapshots, then closes

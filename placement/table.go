@@ -35,6 +35,9 @@ type Placement struct {
 	Source meridianv1.PlacementSource
 	// RulePrefix is the matching rule's prefix when Source is RULE.
 	RulePrefix string
+	// Merge are the matching active-active rule's merge declarations;
+	// shared with the table: read-only.
+	Merge []*meridianv1.MergeRule
 	// Moving is set while a placement change in progress moves the
 	// entity's home: Home is still the old home, which no longer orders
 	// its writes (or will not once it has frozen); nil otherwise.
@@ -115,12 +118,15 @@ type rule struct {
 	failover []string
 	policy   meridianv1.FailoverPolicy
 	epoch    uint64
+	// merge are an active-active rule's merge declarations (read-only).
+	merge []*meridianv1.MergeRule
 }
 
 func (r *rule) proto() *meridianv1.PlacementRule {
 	return &meridianv1.PlacementRule{
 		Prefix: r.prefix, HomeRegion: r.home, Mode: r.mode,
 		Failover: slices.Clone(r.failover), Epoch: r.epoch, FailoverPolicy: r.policy,
+		Merge: cloneMerge(r.merge),
 	}
 }
 
@@ -347,7 +353,7 @@ func (s *tableState) lookup(entity string) Placement {
 		r := &rs.rules[i]
 		return Placement{
 			Entity: entity, Home: r.home, Mode: r.mode, Epoch: r.epoch, Failover: r.failover, FailoverPolicy: r.policy,
-			Source: meridianv1.PlacementSource_PLACEMENT_SOURCE_RULE, RulePrefix: r.prefix,
+			Source: meridianv1.PlacementSource_PLACEMENT_SOURCE_RULE, RulePrefix: r.prefix, Merge: r.merge,
 		}
 	}
 	if rs.defaultRegion == "" {

@@ -158,6 +158,81 @@ func validateRule(i int, r *meridianv1.PlacementRule, known map[string]bool) err
 			return invalidf(field, "region %q repeats failover[%d]; the list must be distinct", reg, j)
 		}
 	}
+	return validateMerge(f, r)
+}
+
+// RuleMergeMax bounds the merge rules of one placement rule.
+const RuleMergeMax = 64
+
+// validateMerge checks a rule's merge declarations: only on active-active
+// rules; each event type once; each target one kind of op.
+func validateMerge(f func(string) string, r *meridianv1.PlacementRule) error {
+	ms := r.GetMerge()
+	if len(ms) == 0 {
+		return nil
+	}
+	if r.GetMode() != meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE {
+		return invalidf(f(".merge"), "merge rules need mode PLACEMENT_MODE_ACTIVE_ACTIVE (a single home's events are one ordered stream)")
+	}
+	if len(ms) > RuleMergeMax {
+		return invalidf(f(".merge"), "must hold at most %d merge rules, got %d", RuleMergeMax, len(ms))
+	}
+	types := map[string]int{}
+	kinds := map[string]meridianv1.MergeOp{}
+	for k, m := range ms {
+		field := f(fmt.Sprintf(".merge[%d]", k))
+		if t := m.GetEventType(); t == "" || len(t) > 256 {
+			return invalidf(field+".event_type", "must be 1 to 256 bytes, got %d", len(t))
+		}
+		if j, dup := types[m.GetEventType()]; dup {
+			return invalidf(field+".event_type", "%q is declared by merge[%d] already; one rule per event type", m.GetEventType(), j)
+		}
+		types[m.GetEventType()] = k
+		if err := validateTarget(m.GetTarget()); err != nil {
+			return invalidf(field+".target", "%v", err)
+		}
+		op := m.GetOp()
+		if _, ok := meridianv1.MergeOp_name[int32(op)]; !ok || op == meridianv1.MergeOp_MERGE_OP_UNSPECIFIED {
+			return invalidf(field+".op", "must be one of COUNTER_ADD, SET_ADD, SET_REMOVE, LWW_WRITE, MV_WRITE, MAP_PUT, MAP_DELETE, got %v", op)
+		}
+		kind := mergeKind(op)
+		if prev, ok := kinds[m.GetTarget()]; ok && prev != kind {
+			return invalidf(field+".op", "target %q is a %s (by an earlier merge rule); %v needs a %s", m.GetTarget(), mergeKindName(prev), op, mergeKindName(kind))
+		}
+		kinds[m.GetTarget()] = kind
+	}
+	return nil
+}
+
+// mergeKind is the target kind an op needs (region.targetKind's rule).
+func mergeKind(op meridianv1.MergeOp) meridianv1.MergeOp {
+	switch op {
+	case meridianv1.MergeOp_MERGE_OP_SET_REMOVE:
+		return meridianv1.MergeOp_MERGE_OP_SET_ADD
+	case meridianv1.MergeOp_MERGE_OP_MAP_DELETE:
+		return meridianv1.MergeOp_MERGE_OP_MAP_PUT
+	}
+	return op
+}
+
+func mergeKindName(op meridianv1.MergeOp) string {
+	return map[meridianv1.MergeOp]string{
+		meridianv1.MergeOp_MERGE_OP_COUNTER_ADD: "counter", meridianv1.MergeOp_MERGE_OP_SET_ADD: "set",
+		meridianv1.MergeOp_MERGE_OP_LWW_WRITE: "lww register", meridianv1.MergeOp_MERGE_OP_MV_WRITE: "mv register",
+		meridianv1.MergeOp_MERGE_OP_MAP_PUT: "map",
+	}[op]
+}
+
+// validateTarget: 1 to 64 bytes of [A-Za-z0-9_.-].
+func validateTarget(t string) error {
+	if t == "" || len(t) > 64 {
+		return fmt.Errorf("must be 1 to 64 bytes, got %d", len(t))
+	}
+	for _, c := range []byte(t) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return fmt.Errorf("%q: allowed are [A-Za-z0-9_.-]", t)
+		}
+	}
 	return nil
 }
 

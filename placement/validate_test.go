@@ -58,6 +58,19 @@ func TestValidateRules(t *testing.T) {
 		{"failover unknown", []*meridianv1.PlacementRule{rl("p", "a", "b", "zz")}, "a", "rules[0].failover[1]", []string{`unknown region "zz"`}},
 		{"failover is the home", []*meridianv1.PlacementRule{rl("p", "a", "a")}, "a", "rules[0].failover[0]", []string{"home_region"}},
 		{"failover repeats", []*meridianv1.PlacementRule{rl("p", "a", "b", "c", "b")}, "a", "rules[0].failover[2]", []string{"repeats failover[0]"}},
+		{"merge rules", []*meridianv1.PlacementRule{withMerge(rlMode("c/", "a", aaMode), mr("Added", addOp, "items"), mr("Removed", removeOp, "items"), mr("N", counterOp, "n"))}, "a", "", nil},
+		{"merge on a single-home rule", []*meridianv1.PlacementRule{withMerge(rl("c/", "a"), mr("Added", addOp, "items"))}, "a",
+			"rules[0].merge", []string{"PLACEMENT_MODE_ACTIVE_ACTIVE"}},
+		{"merge type twice", []*meridianv1.PlacementRule{withMerge(rlMode("c/", "a", aaMode), mr("Added", addOp, "items"), mr("Added", counterOp, "n"))}, "a",
+			"rules[0].merge[1].event_type", []string{`"Added" is declared by merge[0]`}},
+		{"merge target of two kinds", []*meridianv1.PlacementRule{withMerge(rlMode("c/", "a", aaMode), mr("Added", addOp, "x"), mr("N", counterOp, "x"))}, "a",
+			"rules[0].merge[1].op", []string{`target "x" is a set`, "needs a counter"}},
+		{"merge target charset", []*meridianv1.PlacementRule{withMerge(rlMode("c/", "a", aaMode), mr("Added", addOp, "it ems"))}, "a",
+			"rules[0].merge[0].target", []string{"[A-Za-z0-9_.-]"}},
+		{"merge op unset", []*meridianv1.PlacementRule{withMerge(rlMode("c/", "a", aaMode), mr("Added", 0, "items"))}, "a",
+			"rules[0].merge[0].op", []string{"COUNTER_ADD"}},
+		{"merge type empty", []*meridianv1.PlacementRule{withMerge(rlMode("c/", "a", aaMode), mr("", addOp, "items"))}, "a",
+			"rules[0].merge[0].event_type", []string{"1 to 256 bytes"}},
 		{"missing default", []*meridianv1.PlacementRule{rl("p", "a")}, "", "default_region", []string{"required"}},
 		{"unknown default", nil, "zz", "default_region", []string{`unknown region "zz"`}},
 	} {
@@ -153,4 +166,20 @@ func TestValidateMember(t *testing.T) {
 			requireInvalid(t, err, tc.field, tc.texts...)
 		})
 	}
+}
+
+const (
+	aaMode    = meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE
+	addOp     = meridianv1.MergeOp_MERGE_OP_SET_ADD
+	removeOp  = meridianv1.MergeOp_MERGE_OP_SET_REMOVE
+	counterOp = meridianv1.MergeOp_MERGE_OP_COUNTER_ADD
+)
+
+func mr(typ string, op meridianv1.MergeOp, target string) *meridianv1.MergeRule {
+	return &meridianv1.MergeRule{EventType: typ, Op: op, Target: target}
+}
+
+func withMerge(r *meridianv1.PlacementRule, ms ...*meridianv1.MergeRule) *meridianv1.PlacementRule {
+	r.Merge = ms
+	return r
 }

@@ -130,6 +130,11 @@ type Config struct {
 	// lease (after an election, or while a renewal is late) before failing
 	// with ErrLeaseExpired. 3s.
 	LeaseWaitMax time.Duration
+	// ClockTickInterval is how often an idle leader records its clock in
+	// the region log (ClockTick), so that other regions' active-active
+	// events become stable here while this region writes nothing
+	// (with a placement table only). 1s.
+	ClockTickInterval time.Duration
 	// CheckpointInterval is the default idle checkpoint period of Subscribe. 1s.
 	CheckpointInterval time.Duration
 	// SubscribePageMax bounds events read per page by Subscribe; a subscriber
@@ -166,6 +171,7 @@ func DefaultConfig() Config {
 		LeaseDuration:       6 * time.Second,
 		LeaseRenewInterval:  2 * time.Second,
 		LeaseWaitMax:        3 * time.Second,
+		ClockTickInterval:   time.Second,
 		CheckpointInterval:  time.Second,
 		SubscribePageMax:    256,
 	}
@@ -213,7 +219,7 @@ func (c Config) Validate() error {
 		{"ForwardDialTimeout", c.ForwardDialTimeout}, {"ForwardTimeout", c.ForwardTimeout},
 		{"ReadWaitMax", c.ReadWaitMax}, {"MoveWaitMax", c.MoveWaitMax},
 		{"LeaseDuration", c.LeaseDuration}, {"LeaseRenewInterval", c.LeaseRenewInterval}, {"LeaseWaitMax", c.LeaseWaitMax},
-		{"CheckpointInterval", c.CheckpointInterval},
+		{"CheckpointInterval", c.CheckpointInterval}, {"ClockTickInterval", c.ClockTickInterval},
 	}
 	for _, d := range durations {
 		if d.d <= 0 {

@@ -33,6 +33,7 @@ const (
 	kindOverloaded          = "overloaded"
 	kindTimeout             = "timeout"
 	kindTooStale            = "too-stale"
+	kindNotActiveActive     = "not-active-active"
 	kindInvalidArgument     = "invalid-argument"
 	kindVersionConflict     = "version-conflict"
 	kindIdempotencyConflict = "idempotency-conflict"
@@ -177,6 +178,7 @@ var kindSentinels = map[string]error{
 	kindDepsNotApplied:      ErrDepsNotApplied,
 	kindNotReplicated:       ErrNotReplicated,
 	kindTooStale:            ErrTooStale,
+	kindNotActiveActive:     ErrNotActiveActive,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure

@@ -25,6 +25,11 @@ import (
 //	r/<origin>\x00<seq u64>       ref (entity, version)         where a superseded event was re-appended
 //	a/<entity>\x00<hlc 12><origin>\x00<seq u64>
 //	                              Event (proto)                 a merged stream's events, in merged order
+//	c/<entity>                    EntityState (proto)           an active-active entity's merged state
+//	k/<entity>\x00<target>\x00<key>\x00<origin>\x00<seq u64>
+//	                              StateWrite (proto)            a register's write history (state.go)
+//	f/<entity>\x00<loser place><winner place>
+//	                              Conflict (proto)              the conflict feed (state.go)
 //	s/apply                       ApplyState (proto)            applied index, vector, positions
 //
 // An o/ ref whose version is 0 says that the event was superseded: it is
@@ -48,6 +53,9 @@ const (
 	prefixRecovery    = "q/"
 	prefixRecovered   = "r/"
 	prefixMerged      = "a/"
+	prefixState       = "c/"
+	prefixHistory     = "k/"
+	prefixConflict    = "f/"
 	keyApplyStateText = "s/apply"
 )
 
@@ -69,6 +77,9 @@ const (
 	KeyRecovery
 	KeyRecovered
 	KeyMerged
+	KeyState
+	KeyHistory
+	KeyConflict
 )
 
 // Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead,
@@ -82,6 +93,9 @@ type Key struct {
 	Wall    int64
 	Logical uint32
 	Origin  string
+	// Rest is what follows the entity and its 0x00 in a KeyHistory or
+	// KeyConflict key (not decoded further).
+	Rest string
 }
 
 // Encode returns the key's bytes.
@@ -107,6 +121,14 @@ func (k Key) Encode() []byte {
 		return nameNumKey(prefixRecovered, k.Name, k.N)
 	case KeyMerged:
 		return mergedKey(k.Name, hlc{wall: k.Wall, logical: k.Logical}, k.Origin, k.N)
+	case KeyState:
+		return stateKey(k.Name)
+	case KeyHistory, KeyConflict:
+		p := prefixHistory
+		if k.Kind == KeyConflict {
+			p = prefixConflict
+		}
+		return append(append(append([]byte(p), k.Name...), 0), k.Rest...)
 	}
 	return nil
 }
@@ -141,6 +163,21 @@ func ParseKey(b []byte) (Key, error) {
 		return Key{Kind: KeyIdempotency, ID: id}, nil
 	case prefixMerged:
 		return parseMergedKey(b, rest)
+	case prefixState:
+		if len(rest) == 0 || bytes.IndexByte(rest, 0) >= 0 {
+			return Key{}, fmt.Errorf("%w: state key %q: empty entity or 0x00 in it", ErrCorruptState, b)
+		}
+		return Key{Kind: KeyState, Name: string(rest)}, nil
+	case prefixHistory, prefixConflict:
+		i := bytes.IndexByte(rest, 0)
+		if i <= 0 || i == len(rest)-1 {
+			return Key{}, fmt.Errorf("%w: key %q: want entity, 0x00 and more", ErrCorruptState, b)
+		}
+		kind := KeyHistory
+		if p == prefixConflict {
+			kind = KeyConflict
+		}
+		return Key{Kind: kind, Name: string(rest[:i]), Rest: string(rest[i+1:])}, nil
 	case prefixLog:
 		if len(rest) != 8 {
 			return Key{}, fmt.Errorf("%w: log key %q: want 8 position bytes", ErrCorruptState, b)

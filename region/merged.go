@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/google/uuid"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"google.golang.org/protobuf/proto"
@@ -111,6 +113,27 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 	pos0 := st.GetLastPosition() + 1
 	firstOrigin := &meridianv1.Dot{Region: a.region, Seq: seq0}
 	epoch := max(op.GetEpoch(), head.GetEpoch())
+	if len(op.GetMerge()) > len(evs) {
+		return nil, invalidf("merge", "%d merge rules for %d events", len(op.GetMerge()), len(evs))
+	}
+	merges := make([]*meridianv1.MergeRule, len(evs))
+	for i, r := range op.GetMerge() {
+		if r.GetOp() == meridianv1.MergeOp_MERGE_OP_UNSPECIFIED {
+			continue
+		}
+		field := fmt.Sprintf("events[%d]", i)
+		if err := ValidateMergeRule(field+".merge", r); err != nil {
+			return nil, err
+		}
+		if r.GetEventType() != evs[i].GetType() {
+			return nil, invalidf(field+".merge.event_type", "rule for %q on an event of type %q", r.GetEventType(), evs[i].GetType())
+		}
+		if _, err := parseMerge(field, r, evs[i].GetData()); err != nil {
+			return nil, err
+		}
+		merges[i] = r
+	}
+	sw := newStateWriter(w.txn, entity)
 	writes := make([]kv, 0, 4*len(evs)+1)
 	saved := *clk
 	var firstHLC, lastHLC hlc
@@ -127,7 +150,9 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 			Entity: entity, Version: v, Id: e.GetId(), Type: e.GetType(), Data: e.GetData(),
 			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
 			Hlc: stamp.proto(), Epoch: epoch, Deps: deps, Position: pos, ActiveActive: op.GetActiveActive(),
+			Merge: merges[i],
 		}
+		sw.apply(ev)
 		rec := &meridianv1.IdempotencyRecord{
 			Entity: entity, Version: v, ContentHash: hashes[i], Origin: origin,
 			FirstVersion: first, LastVersion: first + n - 1, Hlc: stamp.proto(),
@@ -144,6 +169,7 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 		next = mergeHead(next, ev)
 	}
 	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})
+	writes = append(writes, sw.kvs()...)
 	if err := w.stage(st, writes, nil); err != nil {
 		*clk = saved // stamps are consumed only by written events
 		return nil, err
@@ -162,7 +188,7 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 // after it. Nothing about versions is checked: the event's place is its
 // key, and deps (checked by the caller) guarantee that everything it
 // follows is here already.
-func (a applier) mergedReplicateWrites(ev *meridianv1.Event, head *meridianv1.StreamHead, pos uint64) []kv {
+func (a applier) mergedReplicateWrites(txn *badger.Txn, ev *meridianv1.Event, head *meridianv1.StreamHead, pos uint64) []kv {
 	entity := ev.GetEntity()
 	id, _ := uuid.Parse(ev.GetId())
 	stored := proto.Clone(ev).(*meridianv1.Event)
@@ -176,13 +202,15 @@ func (a applier) mergedReplicateWrites(ev *meridianv1.Event, head *meridianv1.St
 		Origin: ev.GetOrigin(), FirstVersion: ev.GetVersion(), LastVersion: ev.GetVersion(),
 		Hlc: ev.GetHlc(), Epoch: ev.GetEpoch(), FirstOrigin: ev.GetOrigin(),
 	}
-	return []kv{
+	sw := newStateWriter(txn, entity)
+	sw.apply(stored)
+	return append([]kv{
 		{key: k, value: mustMarshal(stored)},
 		{key: originKey(ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()), value: r},
 		{key: logKey(pos), value: r},
 		{key: idempotencyKey(id), value: mustMarshal(rec), expiresAt: idempotencyExpiry(hlcOf(ev.GetHlc()), a.window)},
 		{key: headKey(entity), value: mustMarshal(next)},
-	}
+	}, sw.kvs()...)
 }
 
 // noteOrigin records that this region applied origin's event with HLC h
@@ -227,4 +255,59 @@ func (f *FSM) stableWatermark() hlc {
 		}
 	}
 	return w
+}
+
+// Clock is this region's OriginClock for origin: for its own log, the
+// applied seq and last_hlc (every later event of this region is stamped
+// above it); for another origin, how far this region has applied its log
+// and the greatest HLC among those events.
+func (f *FSM) Clock(origin string) *meridianv1.OriginClock {
+	st := f.ApplyState()
+	c := &meridianv1.OriginClock{Origin: origin, Seq: st.GetApplied()[origin]}
+	if origin == f.ap.region {
+		c.Hlc = st.GetLastHlc()
+	} else {
+		c.Hlc = st.GetOriginHlc()[origin]
+	}
+	if c.Hlc != nil {
+		c.Hlc = proto.Clone(c.Hlc).(*meridianv1.Hlc)
+	}
+	return c
+}
+
+// runClockTick records, while this node leads, the leader's clock in the
+// region log when nothing was stamped for ClockTickInterval. Other regions
+// learn it from replication heartbeats (FSM.Clock) and can then call their
+// active-active events up to it stable: this region's next event stamps
+// above it. A region that writes needs no tick (its events carry its
+// clock).
+func (n *Node) runClockTick() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ClockTickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.closing:
+			return
+		case <-t.C:
+		}
+		if !n.isLeader() {
+			continue
+		}
+		now := n.hlc.Now()
+		last := n.fsm.ApplyState().GetLastHlc()
+		if time.Duration(now.WallNanos-last.GetWallNanos()) < n.cfg.ClockTickInterval {
+			continue
+		}
+		data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_CLOCK_TICK,
+			&meridianv1.ClockTick{Hlc: &meridianv1.Hlc{WallNanos: now.WallNanos, Logical: now.Logical}})
+		if err != nil {
+			panic(err) // a constant message: cannot fail
+		}
+		fut := n.raft.Apply(data, n.cfg.ApplyEnqueueTimeout)
+		watchShutdown(fut, n.closing)
+		if err := fut.Error(); err != nil {
+			n.logger.Debug("clock tick not applied", "err", err)
+		}
+	}
 }

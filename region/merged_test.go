@@ -1,11 +1,14 @@
 package region
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,7 +173,16 @@ func mergedHistory(t *testing.T, rng *rand.Rand) {
 			if rng.IntN(8) == 0 {
 				at -= int64(50 * time.Millisecond)
 			}
-			res := r.d.batchAt(at, aaop(entities[rng.IntN(len(entities))], evs...))
+			op := aaop(entities[rng.IntN(len(entities))], evs...)
+			for i := range evs {
+				m, data := randomMerge(rng)
+				evs[i].Data = data
+				if m.GetEventType() != "" {
+					evs[i].Type = m.GetEventType()
+				}
+				op.Merge = append(op.Merge, m)
+			}
+			res := r.d.batchAt(at, op)
 			require.NoError(t, res[0].Err)
 		case k < 9:
 			from := reps[rng.IntN(len(reps))]
@@ -219,7 +231,163 @@ func mergedHistory(t *testing.T, rng *rand.Rand) {
 		for v, id := range stableSeen[e] {
 			require.Equal(t, id, all[v-1].GetId(), "%s: v%d was reported stable with another event", e, v)
 		}
+		// The merged state and the conflict feed: the same everywhere, and
+		// what crdt's types and the definition of a conflict give.
+		wantState, wantConflicts := stateOracle(t, all)
+		for _, r := range reps {
+			state, _, err := r.f.ReadMergedState(e)
+			require.NoError(t, err)
+			require.Equal(t, wantState, state, "%s: state in %s", e, r.name)
+			require.Equal(t, wantConflicts, conflictSet(t, r.f, e), "%s: conflicts in %s", e, r.name)
+		}
+		t.Logf("%s: state %s, %d conflicts", e, wantState, len(wantConflicts))
 	}
+}
+
+// randomMerge picks an event type with its merge rule and data: every op
+// kind, on few elements and keys so that writes collide.
+func randomMerge(rng *rand.Rand) (*meridianv1.MergeRule, []byte) {
+	rule := func(typ string, op meridianv1.MergeOp, target string) *meridianv1.MergeRule {
+		return &meridianv1.MergeRule{EventType: typ, Op: op, Target: target}
+	}
+	elem := []string{"a", "b", "c"}[rng.IntN(3)]
+	switch rng.IntN(9) {
+	case 0:
+		return rule("Counted", meridianv1.MergeOp_MERGE_OP_COUNTER_ADD, "n"), fmt.Appendf(nil, `{"amount": %d}`, rng.IntN(11)-5)
+	case 1, 2:
+		return rule("Added", meridianv1.MergeOp_MERGE_OP_SET_ADD, "items"), fmt.Appendf(nil, `{"element": %q}`, elem)
+	case 3:
+		return rule("Removed", meridianv1.MergeOp_MERGE_OP_SET_REMOVE, "items"), fmt.Appendf(nil, `{"element": %q}`, elem)
+	case 4:
+		return rule("AddrSet", meridianv1.MergeOp_MERGE_OP_LWW_WRITE, "addr"), fmt.Appendf(nil, `{"value": "%s-%d"}`, elem, rng.IntN(100))
+	case 5:
+		return rule("StatusSet", meridianv1.MergeOp_MERGE_OP_MV_WRITE, "status"), fmt.Appendf(nil, `{"value": %d}`, rng.IntN(100))
+	case 6:
+		return rule("AttrPut", meridianv1.MergeOp_MERGE_OP_MAP_PUT, "attrs"), fmt.Appendf(nil, `{"key": %q, "value": %d}`, elem, rng.IntN(100))
+	case 7:
+		return rule("AttrDeleted", meridianv1.MergeOp_MERGE_OP_MAP_DELETE, "attrs"), fmt.Appendf(nil, `{"key": %q}`, elem)
+	}
+	return &meridianv1.MergeRule{}, []byte(`{"note": 1}`)
+}
+
+// conflictSet reads a region's whole conflict feed, a page of 7 at a
+// time (pages must join up), as "target/key loser<winner" lines.
+func conflictSet(t *testing.T, f *FSM, entity string) []string {
+	var out []string
+	after := ""
+	for {
+		page, next, _, err := f.ReadConflicts(entity, after, 7)
+		require.NoError(t, err)
+		for _, c := range page {
+			out = append(out, fmt.Sprintf("%s/%s %s<%s", c.GetTarget(), c.GetKey(), c.GetLoser().GetEventId(), c.GetWinner().GetEventId()))
+		}
+		if next == "" {
+			slices.Sort(out)
+			return out
+		}
+		after = next
+	}
+}
+
+// stateOracle computes the state JSON and the conflict set of a stream
+// with crdt's own types, applying the events in the stream's order (a
+// causal order), each op with its writer's context, and finds conflicts
+// by their definition: two writes of one register or map key, neither of
+// whose writers had seen the other.
+func stateOracle(t *testing.T, evs []*meridianv1.Event) (string, []string) {
+	counter := crdt.NewPNCounter()
+	set := crdt.NewORSet[string]()
+	lww := crdt.NewLWWRegister[string]()
+	mv := crdt.NewMVRegister[string]()
+	attrs := crdt.NewORMap[string, string]()
+	touched := map[string]bool{}
+	type write struct {
+		reg string
+		ev  *meridianv1.Event
+		ctx causal.Vector
+	}
+	var writes []write
+	for _, ev := range evs {
+		m := ev.GetMerge()
+		if m.GetOp() == meridianv1.MergeOp_MERGE_OP_UNSPECIFIED {
+			continue
+		}
+		meta := crdt.Meta{Dot: causal.Dot{Region: ev.GetOrigin().GetRegion(), Seq: ev.GetOrigin().GetSeq()},
+			HLC: causal.Timestamp{WallNanos: ev.GetHlc().GetWallNanos(), Logical: ev.GetHlc().GetLogical()}}
+		ctx := causal.Vector(opContext(ev))
+		var d struct {
+			Amount  int64
+			Element string
+			Key     string
+			Value   json.RawMessage
+		}
+		require.NoError(t, json.Unmarshal(ev.GetData(), &d))
+		touched[m.GetTarget()] = true
+		switch m.GetOp() {
+		case meridianv1.MergeOp_MERGE_OP_COUNTER_ADD:
+			counter.Apply(crdt.CounterOp{Meta: meta, Delta: d.Amount})
+		case meridianv1.MergeOp_MERGE_OP_SET_ADD:
+			set.Apply(crdt.SetOp[string]{Meta: meta, Context: ctx, Elem: d.Element})
+		case meridianv1.MergeOp_MERGE_OP_SET_REMOVE:
+			set.Apply(crdt.SetOp[string]{Meta: meta, Context: ctx, Elem: d.Element, Remove: true})
+		case meridianv1.MergeOp_MERGE_OP_LWW_WRITE:
+			lww.Apply(crdt.RegisterOp[string]{Meta: meta, Context: ctx, Value: string(d.Value)})
+			writes = append(writes, write{"addr/", ev, ctx})
+		case meridianv1.MergeOp_MERGE_OP_MV_WRITE:
+			mv.Apply(crdt.RegisterOp[string]{Meta: meta, Context: ctx, Value: string(d.Value)})
+			writes = append(writes, write{"status/", ev, ctx})
+		case meridianv1.MergeOp_MERGE_OP_MAP_PUT:
+			attrs.Apply(crdt.MapOp[string, string]{Meta: meta, Context: ctx, Key: d.Key, Value: string(d.Value)})
+			writes = append(writes, write{"attrs/" + d.Key, ev, ctx})
+		case meridianv1.MergeOp_MERGE_OP_MAP_DELETE:
+			attrs.Apply(crdt.MapOp[string, string]{Meta: meta, Context: ctx, Key: d.Key, Delete: true})
+		}
+	}
+	var parts []string
+	if touched["addr"] {
+		v := lww.Value()
+		if v == "" {
+			v = "null"
+		}
+		parts = append(parts, `"addr":`+v)
+	}
+	if touched["attrs"] {
+		var kv []string
+		for _, k := range attrs.Keys() {
+			v, _ := attrs.Get(k)
+			kv = append(kv, fmt.Sprintf("%q:%s", k, v))
+		}
+		parts = append(parts, `"attrs":{`+strings.Join(kv, ",")+`}`)
+	}
+	if touched["items"] {
+		var es []string
+		for _, e := range set.Elements() {
+			es = append(es, strconv.Quote(e))
+		}
+		parts = append(parts, `"items":[`+strings.Join(es, ",")+`]`)
+	}
+	if touched["n"] {
+		parts = append(parts, fmt.Sprintf(`"n":%d`, counter.Value()))
+	}
+	if touched["status"] {
+		parts = append(parts, `"status":[`+strings.Join(mv.Values(), ",")+`]`)
+	}
+	var conflicts []string
+	for i, a := range writes {
+		for _, b := range writes[:i] {
+			if a.reg != b.reg || a.ctx.CoversDot(dotOfEv(b.ev)) || b.ctx.CoversDot(dotOfEv(a.ev)) {
+				continue
+			}
+			// b is earlier in merged order (evs is sorted), so it loses.
+			conflicts = append(conflicts, fmt.Sprintf("%s %s<%s", a.reg, b.ev.GetId(), a.ev.GetId()))
+		}
+	}
+	slices.Sort(conflicts)
+	return "{" + strings.Join(parts, ",") + "}", conflicts
+}
+
+func dotOfEv(ev *meridianv1.Event) causal.Dot {
+	return causal.Dot{Region: ev.GetOrigin().GetRegion(), Seq: ev.GetOrigin().GetSeq()}
 }
 
 func TestMergedAppendRefusesExpectedVersionsButAny(t *testing.T) {
@@ -385,4 +553,98 @@ func TestMergedKeysSortInCrdtOrder(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "c", r.Entity)
 	assert.Equal(t, ks[2].Encode(), r.Merged)
+}
+
+// TestClocksMoveTheStabilityWatermark: an idle origin's ClockTick and the
+// clocks its heartbeats carry make earlier events stable; a clock whose seq
+// this region has not applied yet says nothing and is ignored.
+func TestClocksMoveTheStabilityWatermark(t *testing.T) {
+	regions := []string{"eu", "us"}
+	eu := openMergedReplica(t, "eu", regions)
+	us := openMergedReplica(t, "us", regions)
+	us.d.batchAt(testBase+1000, aaop("cart/1", pev(1, "Added", "us-1")))
+	eu.d.batchAt(testBase+2000, aaop("cart/1", pev(2, "Added", "eu-1")))
+	eu.ship(t, us, 0, 10)
+	stableOf := func() []bool {
+		evs, _ := fsmReadAll(t, eu.f, "cart/1")
+		out := make([]bool, len(evs))
+		for i, ev := range evs {
+			out[i] = ev.GetStable()
+		}
+		return out
+	}
+	require.Equal(t, []bool{true, false}, stableOf(), "us has stamped up to its own event only")
+
+	// us idles: its leader ticks, raising its last HLC without an event.
+	us.d.index++
+	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_CLOCK_TICK, &meridianv1.ClockTick{Hlc: &meridianv1.Hlc{WallNanos: testBase + 5000}})
+	require.NoError(t, err)
+	us.f.Apply(us.d.entry0(data))
+	c := us.f.Clock("us")
+	assert.Equal(t, uint64(1), c.GetSeq())
+	assert.Equal(t, testBase+5000, c.GetHlc().GetWallNanos(), "a tick raises the region's own clock")
+
+	// A clock ahead of what eu applied of us is ignored.
+	ahead := &meridianv1.OriginClock{Origin: "us", Seq: 2, Hlc: c.GetHlc()}
+	eu.d.replicateClocks(ahead)
+	assert.Equal(t, []bool{true, false}, stableOf())
+	// The heartbeat's clock, at a seq eu has applied, moves the watermark.
+	eu.d.replicateClocks(c)
+	assert.Equal(t, []bool{true, true}, stableOf())
+	assert.Equal(t, testBase+5000, eu.f.Clock("us").GetHlc().GetWallNanos())
+}
+
+func (d *fsmDriver) replicateClocks(clocks ...*meridianv1.OriginClock) {
+	d.t.Helper()
+	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_REPLICATE_BATCH, &meridianv1.ReplicateBatch{Clocks: clocks})
+	require.NoError(d.t, err)
+	d.index++
+	d.f.Apply(d.entry0(data))
+}
+
+// TestMergePayloadsThatDoNotFitTheirOpAreRefused: each op's data shape is
+// checked at apply (as at the node's edge): InvalidArgument naming the
+// data field and the shape wanted, and nothing of the append is written.
+func TestMergePayloadsThatDoNotFitTheirOpAreRefused(t *testing.T) {
+	d := newFSMDriver(t, newTestFSM(t))
+	rule := func(op meridianv1.MergeOp) *meridianv1.MergeRule {
+		return &meridianv1.MergeRule{EventType: "T", Op: op, Target: "x"}
+	}
+	for _, tc := range []struct {
+		op    meridianv1.MergeOp
+		data  string
+		field string
+	}{
+		{meridianv1.MergeOp_MERGE_OP_COUNTER_ADD, `{"amount": 1.5}`, "events[1].data.amount"},
+		{meridianv1.MergeOp_MERGE_OP_COUNTER_ADD, `{"amount": 99999999999999999999}`, "events[1].data.amount"},
+		{meridianv1.MergeOp_MERGE_OP_COUNTER_ADD, `{"n": 1}`, "events[1].data.amount"},
+		{meridianv1.MergeOp_MERGE_OP_SET_ADD, `{"element": 3}`, "events[1].data.element"},
+		{meridianv1.MergeOp_MERGE_OP_SET_REMOVE, `{"element": ""}`, "events[1].data.element"},
+		{meridianv1.MergeOp_MERGE_OP_LWW_WRITE, `{"val": 1}`, "events[1].data.value"},
+		{meridianv1.MergeOp_MERGE_OP_MV_WRITE, `[1, 2]`, "events[1].data"},
+		{meridianv1.MergeOp_MERGE_OP_MAP_PUT, `{"key": "k"}`, "events[1].data.value"},
+		{meridianv1.MergeOp_MERGE_OP_MAP_DELETE, `not json`, "events[1].data"},
+		{meridianv1.MergeOp_MERGE_OP_MAP_PUT, `{"key": "k", "value": 1} {}`, "events[1].data"},
+	} {
+		ok := &meridianv1.ProposedEvent{Id: eid(1), Type: "T", Data: []byte(`{"amount": 1, "element": "e", "value": 1, "key": "k"}`)}
+		bad := &meridianv1.ProposedEvent{Id: eid(2), Type: "T", Data: []byte(tc.data)}
+		op := aaop("cart/1", ok, bad)
+		op.Merge = []*meridianv1.MergeRule{rule(tc.op), rule(tc.op)}
+		r := d.one(op)
+		var inv *InvalidArgumentError
+		require.ErrorAs(t, r.Err, &inv, "%v %s", tc.op, tc.data)
+		assert.Equal(t, tc.field, inv.Field, "%v %s", tc.op, tc.data)
+		assert.Contains(t, inv.Reason, payloadShape(tc.op))
+	}
+	evs, _ := fsmReadAll(t, d.f, "cart/1")
+	assert.Empty(t, evs, "nothing of a refused append is written")
+	state, _, err := d.f.ReadMergedState("cart/1")
+	require.NoError(t, err)
+	assert.Equal(t, "{}", state)
+	// A merge rule for another type than its event's is refused too.
+	op := aaop("cart/1", &meridianv1.ProposedEvent{Id: eid(3), Type: "Other", Data: []byte(`{"amount": 1}`)})
+	op.Merge = []*meridianv1.MergeRule{rule(meridianv1.MergeOp_MERGE_OP_COUNTER_ADD)}
+	var inv *InvalidArgumentError
+	require.ErrorAs(t, d.one(op).Err, &inv)
+	assert.Equal(t, "events[0].merge.event_type", inv.Field)
 }

@@ -119,9 +119,10 @@ func Open(cfg Config) (*Node, error) {
 		// Active-active events are stable once every region of the
 		// deployment has stamped past them.
 		fsm.SetRegions(cfg.Ownership.Regions)
-		n.wg.Add(2)
+		n.wg.Add(3)
 		go n.runHomes()
 		go n.runLease()
+		go n.runClockTick()
 	}
 	logger.Info("node open", "raft_addr", parts.transport.LocalAddr(), "applied", fsm.AppliedIndex(), "last_log_index", n.readFloor)
 	return n, nil
@@ -203,8 +204,27 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 		if err := checkMergedExpected(op); err != nil {
 			return nil, err
 		}
+		// Each event's merge rule, by type, checked against its data here
+		// (apply checks again).
+		op.Merge = nil
+		for i, e := range op.GetEvents() {
+			r := MergeRuleFor(h.Merge, e.GetType())
+			if r == nil {
+				continue
+			}
+			if _, err := parseMerge(fmt.Sprintf("events[%d]", i), r, e.GetData()); err != nil {
+				return nil, err
+			}
+			if op.Merge == nil {
+				op.Merge = make([]*meridianv1.MergeRule, len(op.GetEvents()))
+				for j := range op.Merge {
+					op.Merge[j] = &meridianv1.MergeRule{}
+				}
+			}
+			op.Merge[i] = r
+		}
 	} else {
-		op.ActiveActive = false
+		op.ActiveActive, op.Merge = false, nil
 	}
 	var resp *meridianv1.AppendResponse
 	if !local {
@@ -329,6 +349,11 @@ func (n *Node) Read(ctx context.Context, req *meridianv1.ReadRequest) (*meridian
 	token, err := causal.ParseToken(req.GetSessionToken())
 	if err != nil {
 		return nil, &InvalidArgumentError{Field: "session_token", Reason: err.Error()}
+	}
+	if x := req.GetExtra(); x != nil {
+		if err := n.checkExtra(ctx, req.GetEntity(), x); err != nil {
+			return nil, err
+		}
 	}
 	// STRONG reads are linearizable per entity, so only the home region's
 	// leader serves them; every other level is served here (the stream is
@@ -508,6 +533,9 @@ func (n *Node) readLocalOrForward(ctx context.Context, req *meridianv1.ReadReque
 
 // readFSM reads from the local state machine and builds the response.
 func (n *Node) readFSM(req *meridianv1.ReadRequest, token causal.Vector) (*meridianv1.ReadResponse, error) {
+	if req.GetExtra() != nil {
+		return n.readExtra(req, token)
+	}
 	backward := req.GetDirection() == meridianv1.Direction_DIRECTION_BACKWARD
 	events, head, err := n.fsm.ReadStreamWithHead(req.GetEntity(), req.GetFromVersion(), int(req.GetMaxCount()), backward)
 	if err != nil {

@@ -126,9 +126,11 @@ type Home struct {
 	// Epoch is the placement index at which the entity's mapping last
 	// changed; events appended under it carry it.
 	Epoch uint64
-	// ActiveActive is true for entities every region may write (not served
-	// yet: ARCHITECTURE.md section 8).
+	// ActiveActive is true for entities every region orders writes to
+	// (ADR 0005); Merge are then their rule's merge declarations
+	// (read-only).
 	ActiveActive bool
+	Merge        []*meridianv1.MergeRule
 	// Index is the placement index of the local copy, read before the
 	// lookup: appends carry it, and apply refuses them below the region's
 	// placement floor.

@@ -88,7 +88,7 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		if ev.GetActiveActive() || head.GetMerged() {
 			// A merged stream's event goes to its place in merged order.
 			pos := st.GetLastPosition() + 1
-			if err := w.stage(st, a.mergedReplicateWrites(ev, head, pos), nil); err != nil {
+			if err := w.stage(st, a.mergedReplicateWrites(w.txn, ev, head, pos), nil); err != nil {
 				stop(origin, "seq %d: %v", seq, err)
 				continue
 			}
@@ -186,6 +186,13 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		st.LastHlc = maxHLC(hlcOf(st.GetLastHlc()), stamp).proto()
 		noteOrigin(st, origin, ev.GetHlc())
 		res.Applied++
+	}
+	for _, c := range b.GetClocks() {
+		// The origin's events after c.seq all stamp above c.hlc; those up
+		// to it must be here for c to say anything about this region.
+		if o := c.GetOrigin(); o != "" && o != a.region && c.GetHlc() != nil && st.Applied[o] >= c.GetSeq() {
+			noteOrigin(st, o, c.GetHlc())
+		}
 	}
 	return res
 }

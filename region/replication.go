@@ -45,10 +45,29 @@ func (n *Node) Replicate(ctx context.Context, events []*meridianv1.Event) (int, 
 	if len(events) == 0 {
 		return 0, nil
 	}
+	return n.replicate(ctx, &meridianv1.ReplicateBatch{Events: events})
+}
+
+// Clock returns this region's clock of origin (FSM.Clock): what its
+// replication heartbeats tell other regions.
+func (n *Node) Clock(origin string) *meridianv1.OriginClock { return n.fsm.Clock(origin) }
+
+// AdvanceClocks records other origins' clocks through the region's Raft
+// group (a ReplicateBatch without events), for the stability of
+// active-active events.
+func (n *Node) AdvanceClocks(ctx context.Context, clocks []*meridianv1.OriginClock) error {
+	if len(clocks) == 0 {
+		return nil
+	}
+	_, err := n.replicate(ctx, &meridianv1.ReplicateBatch{Clocks: clocks})
+	return err
+}
+
+func (n *Node) replicate(ctx context.Context, b *meridianv1.ReplicateBatch) (int, error) {
 	if !n.isLeader() {
 		return 0, fmt.Errorf("%w: replicate on follower %s", ErrNotLeader, n.cfg.NodeID)
 	}
-	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_REPLICATE_BATCH, &meridianv1.ReplicateBatch{Events: events})
+	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_REPLICATE_BATCH, b)
 	if err != nil {
 		return 0, err
 	}

@@ -66,6 +66,41 @@ func (s *Service) Read(ctx context.Context, req *connect.Request[meridianv1.Read
 	return connect.NewResponse(resp), nil
 }
 
+// ReadState implements meridianv1connect.EventStoreHandler: a read with
+// ReadExtra.state, routed like any read at its consistency level.
+func (s *Service) ReadState(ctx context.Context, req *connect.Request[meridianv1.ReadStateRequest]) (*connect.Response[meridianv1.ReadStateResponse], error) {
+	m := req.Msg
+	resp, err := s.node.Read(forwardedContext(ctx, req.Header()), &meridianv1.ReadRequest{
+		Entity: m.GetEntity(), Consistency: m.GetConsistency(), MaxStaleness: m.GetMaxStaleness(),
+		SessionToken: m.GetSessionToken(), Extra: &meridianv1.ReadExtra{State: true},
+	})
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(&meridianv1.ReadStateResponse{
+		State: resp.GetState(), Vector: resp.GetVector(), Events: resp.GetHeadVersion(),
+		SessionToken: resp.GetSessionToken(), Region: resp.GetRegion(), Node: resp.GetNode(),
+	}), nil
+}
+
+// ReadConflicts implements meridianv1connect.EventStoreHandler: a read
+// with ReadExtra.conflicts.
+func (s *Service) ReadConflicts(ctx context.Context, req *connect.Request[meridianv1.ReadConflictsRequest]) (*connect.Response[meridianv1.ReadConflictsResponse], error) {
+	m := req.Msg
+	resp, err := s.node.Read(forwardedContext(ctx, req.Header()), &meridianv1.ReadRequest{
+		Entity: m.GetEntity(), Consistency: m.GetConsistency(), MaxStaleness: m.GetMaxStaleness(),
+		SessionToken: m.GetSessionToken(),
+		Extra:        &meridianv1.ReadExtra{Conflicts: true, ConflictsMax: m.GetMaxCount(), ConflictsAfter: m.GetAfter()},
+	})
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(&meridianv1.ReadConflictsResponse{
+		Conflicts: resp.GetConflicts(), NextPageToken: resp.GetConflictsNext(),
+		SessionToken: resp.GetSessionToken(), Region: resp.GetRegion(), Node: resp.GetNode(),
+	}), nil
+}
+
 // Subscribe implements meridianv1connect.EventStoreHandler.
 func (s *Service) Subscribe(ctx context.Context, req *connect.Request[meridianv1.SubscribeRequest], stream *connect.ServerStream[meridianv1.SubscribeResponse]) error {
 	err := s.node.Subscribe(ctx, req.Msg, stream.Send)
@@ -143,6 +178,8 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeFailedPrecondition, kindNotHome
 	case errors.Is(err, ErrActiveActive):
 		return connect.CodeFailedPrecondition, kindActiveActive
+	case errors.Is(err, ErrNotActiveActive):
+		return connect.CodeFailedPrecondition, kindNotActiveActive
 	case errors.Is(err, ErrRoutingLoop):
 		return connect.CodeUnavailable, kindRoutingLoop
 	case errors.Is(err, ErrNoPlacement):

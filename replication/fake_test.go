@@ -39,6 +39,12 @@ type fakeRegion struct {
 	// refuse, when set, makes ReadOrigin fail for these origins (a source
 	// that cannot serve them).
 	refuse map[string]bool
+	// ownClock is this region's own clock (Clock of its own name); clocks
+	// are the other origins' clocks AdvanceClocks recorded, and
+	// clockCalls counts AdvanceClocks calls.
+	ownClock   *meridianv1.Hlc
+	clocks     map[string]*meridianv1.Hlc
+	clockCalls int
 }
 
 func newFakeRegion(name string) *fakeRegion {
@@ -120,6 +126,48 @@ func (r *fakeRegion) Changed() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.changed
+}
+
+// Clock is the region's rule: its own clock for its own log, else the
+// greatest of the recorded clock and the origin's last event here.
+func (r *fakeRegion) Clock(origin string) *meridianv1.OriginClock {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := r.logs[origin]
+	c := &meridianv1.OriginClock{Origin: origin, Seq: uint64(len(l))}
+	if len(l) > 0 {
+		c.Hlc = l[len(l)-1].GetHlc()
+	}
+	h := r.clocks[origin]
+	if origin == r.name {
+		h = r.ownClock
+	}
+	if h != nil && (c.Hlc == nil || hlcLess(c.Hlc, h)) {
+		c.Hlc = h
+	}
+	return c
+}
+
+func (r *fakeRegion) AdvanceClocks(_ context.Context, clocks []*meridianv1.OriginClock) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.notLeader {
+		return errFakeNotLeader
+	}
+	r.clockCalls++
+	if r.clocks == nil {
+		r.clocks = map[string]*meridianv1.Hlc{}
+	}
+	for _, c := range clocks {
+		if uint64(len(r.logs[c.GetOrigin()])) < c.GetSeq() {
+			r.violations = append(r.violations, fmt.Sprintf("clock of %s at seq %d recorded with %d applied", c.GetOrigin(), c.GetSeq(), len(r.logs[c.GetOrigin()])))
+			continue
+		}
+		if cur := r.clocks[c.GetOrigin()]; cur == nil || hlcLess(cur, c.GetHlc()) {
+			r.clocks[c.GetOrigin()] = c.GetHlc()
+		}
+	}
+	return nil
 }
 
 func (r *fakeRegion) Replicate(ctx context.Context, events []*meridianv1.Event) (int, error) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 )
 
 // term is one stretch of leadership: the pullers started in it and what
@@ -58,7 +60,53 @@ func (s *Shipper) runLeadership() {
 func (s *Shipper) establishLeadership() *term {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.logger.Info("replication started: leading the region", "applied", s.deps.Log.Applied())
-	return &term{ctx: ctx, cancel: cancel}
+	t := &term{ctx: ctx, cancel: cancel}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		s.runClocks(t)
+	}()
+	return t
+}
+
+// runClocks records, every HeartbeatInterval, the origin clocks the
+// pullers heard that say more than this region knows: one Raft entry for
+// all of them, only when one moves. A clock counts only once the region
+// has applied the origin's log as far as the clock's seq.
+func (s *Shipper) runClocks(t *term) {
+	tick := time.NewTicker(s.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		heard := make([]*meridianv1.OriginClock, 0, len(s.pullers))
+		for _, p := range s.pullers {
+			if c := p.status().clock; c != nil {
+				heard = append(heard, c)
+			}
+		}
+		s.mu.Unlock()
+		applied := s.deps.Log.Applied()
+		var moved []*meridianv1.OriginClock
+		for _, c := range heard {
+			if applied[c.GetOrigin()] < c.GetSeq() {
+				continue
+			}
+			if mine := s.deps.Log.Clock(c.GetOrigin()).GetHlc(); mine == nil || hlcLess(mine, c.GetHlc()) {
+				moved = append(moved, c)
+			}
+		}
+		if len(moved) == 0 {
+			continue
+		}
+		if err := s.deps.Applier.AdvanceClocks(t.ctx, moved); err != nil {
+			s.logger.Debug("recording origin clocks failed; retrying at the next heartbeat", "err", err)
+		}
+	}
 }
 
 // revokeLeadership stops every puller of the term and waits for them: a

@@ -20,6 +20,10 @@ type LogSource interface {
 	// Changed returns a channel closed after the next apply (a wake-up, not
 	// a queue).
 	Changed() <-chan struct{}
+	// Clock returns what this region knows of origin's clock: how far it
+	// applied origin's log and an HLC every later event of origin stamps
+	// above (for its own log, its last HLC). Nil Hlc when unknown.
+	Clock(origin string) *meridianv1.OriginClock
 }
 
 // Applier applies shipped events through this region's Raft group; only the
@@ -30,6 +34,10 @@ type Applier interface {
 	// how many were newly applied. Errors: not leader (retry after
 	// leadership settles), outcome unknown, ctx.
 	Replicate(ctx context.Context, events []*meridianv1.Event) (int, error)
+	// AdvanceClocks records other origins' clocks (as their heartbeats
+	// carried them) through this region's Raft group, for the stability of
+	// active-active events (ADR 0005).
+	AdvanceClocks(ctx context.Context, clocks []*meridianv1.OriginClock) error
 }
 
 // Leadership says whether this node leads its region (replication runs on

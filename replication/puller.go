@@ -51,6 +51,8 @@ type pullerStatus struct {
 	heardAt          time.Time
 	sourceStale      time.Duration
 	sourceStaleKnown bool
+	// clock is the greatest origin clock the streams carried.
+	clock *meridianv1.OriginClock
 }
 
 // staleness bounds how old this region's view of the origin's log may be
@@ -89,7 +91,14 @@ func (p *puller) heard(m *meridianv1.PullResponse) {
 	p.mu.Lock()
 	p.st.heardAt = time.Now()
 	p.st.sourceStale, p.st.sourceStaleKnown = m.GetOriginStaleness().AsDuration(), m.GetOriginStaleness() != nil
+	if c := m.GetOriginClock(); c.GetOrigin() == p.origin && c.GetHlc() != nil && (p.st.clock == nil || hlcLess(p.st.clock.GetHlc(), c.GetHlc())) {
+		p.st.clock = c
+	}
 	p.mu.Unlock()
+}
+
+func hlcLess(a, b *meridianv1.Hlc) bool {
+	return a.GetWallNanos() < b.GetWallNanos() || a.GetWallNanos() == b.GetWallNanos() && a.GetLogical() < b.GetLogical()
 }
 
 func (p *puller) setSource(source string) {

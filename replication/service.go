@@ -164,7 +164,8 @@ func (s *Service) Pull(ctx context.Context, req *connect.Request[meridianv1.Pull
 		}
 		if len(events) > 0 || !sent {
 			// Read the vector after the events: it then covers them.
-			msg := &meridianv1.PullResponse{Events: events, Applied: s.source.Applied(), SourceRegion: s.region, OriginStaleness: s.originStaleness(lim.origin)}
+			msg := &meridianv1.PullResponse{Events: events, Applied: s.source.Applied(), SourceRegion: s.region,
+				OriginStaleness: s.originStaleness(lim.origin), OriginClock: s.source.Clock(lim.origin)}
 			if err := stream.Send(msg); err != nil {
 				return err
 			}
@@ -178,7 +179,8 @@ func (s *Service) Pull(ctx context.Context, req *connect.Request[meridianv1.Pull
 		select {
 		case <-changed:
 		case <-heartbeat.C:
-			msg := &meridianv1.PullResponse{Applied: s.source.Applied(), SourceRegion: s.region, OriginStaleness: s.originStaleness(lim.origin)}
+			msg := &meridianv1.PullResponse{Applied: s.source.Applied(), SourceRegion: s.region,
+				OriginStaleness: s.originStaleness(lim.origin), OriginClock: s.source.Clock(lim.origin)}
 			if err := stream.Send(msg); err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -429,4 +430,32 @@ func TestShipperStalenessIncludesTheSourcesOwn(t *testing.T) {
 	a.fake.AppendSeen(0)
 	eventually(t, 10*time.Second, "convergence after heal", w.converged)
 	w.checkReplicas()
+}
+
+// TestShipperRecordsOriginClocksFromHeartbeats: an idle origin's clock
+// reaches the other region through heartbeats and is recorded once the
+// region has applied the origin's log as far as the clock says, and again
+// only when it moves (ADR 0005: stability of active-active events).
+func TestShipperRecordsOriginClocksFromHeartbeats(t *testing.T) {
+	w := newWorld(t, []string{"a", "b"}, worldOptions{})
+	a, b := w.rs["a"], w.rs["b"]
+	a.fake.Append(nil, 0)
+	a.fake.Append(nil, 0)
+	idle := &meridianv1.Hlc{WallNanos: time.Now().Add(time.Hour).UnixNano()}
+	a.fake.mu.Lock()
+	a.fake.ownClock = idle
+	a.fake.mu.Unlock()
+	eventually(t, 10*time.Second, "b to record a's idle clock", func() bool {
+		c := b.fake.Clock("a")
+		return c.GetSeq() == 2 && c.GetHlc().GetWallNanos() == idle.GetWallNanos()
+	})
+	b.fake.mu.Lock()
+	calls, violations := b.fake.clockCalls, slices.Clone(b.fake.violations)
+	b.fake.mu.Unlock()
+	assert.Empty(t, violations, "a clock is recorded only once its seq is applied")
+	// Nothing moves: no more Raft entries for it.
+	time.Sleep(10 * a.cfg.HeartbeatInterval)
+	b.fake.mu.Lock()
+	assert.Equal(t, calls, b.fake.clockCalls, "an unchanged clock is not recorded again")
+	b.fake.mu.Unlock()
 }

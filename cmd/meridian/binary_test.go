@@ -186,7 +186,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 		assert.Regexp(t, fmt.Sprintf(`(?m)^  region %s\n    n1  api http://127.0.0.1:%d  raft 127.0.0.1:%d  placement 127.0.0.1:%d  \(region leader`, r, apiPort+i, raftPort+i, placePort+i), banner)
 	}
 	assert.Contains(t, banner, "(region leader, placement leader)", "the bootstrapping node leads placement")
-	assert.Contains(t, banner, "Placement rules: us/ -> us-east, eu/ -> eu-west, ap/ -> ap-south; anything else -> us-east")
+	assert.Contains(t, banner, "Placement rules: us/ -> us-east, eu/ -> eu-west, ap/ -> ap-south, cart/ -> every region (active-active: ItemAdded:set_add:items+ItemRemoved:set_remove:items+QuantityChanged:counter_add:quantity+AddressSet:lww_write:address); anything else -> us-east")
 	assert.Contains(t, banner, "WAN latency: none")
 	assert.Contains(t, banner, "Try, in another terminal (eu/order-1 is homed in eu-west)")
 
@@ -240,8 +240,10 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 
 	code, out, errOut = runBin(t, bin, "placement", "rules", "--endpoint", ap)
 	require.Equal(t, 0, code, errOut)
-	assert.Regexp(t, `(?m)^1  us/     us-east   single_home  -         \d+$`, out)
-	assert.Regexp(t, `(?m)^3  ap/     ap-south  single_home  -         \d+$`, out)
+	assert.Regexp(t, `(?m)^1  us/     us-east   single_home    -         \d+$`, out)
+	assert.Regexp(t, `(?m)^3  ap/     ap-south  single_home    -         \d+$`, out)
+	assert.Regexp(t, `(?m)^4  cart/   us-east   active_active  -         \d+$`, out)
+	assert.Contains(t, out, "rule 4 (cart/) merges ItemAdded:set_add:items+ItemRemoved:set_remove:items+QuantityChanged:counter_add:quantity+AddressSet:lww_write:address")
 
 	code, out, errOut = runBin(t, bin, "regions", "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
@@ -314,6 +316,29 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, stored, rep.Appends.OK)
 	assert.LessOrEqual(t, stored, rep.Appends.OK+4)
+
+	// Active-active: a cart written through two regions; a third region
+	// reads the merged state; data that does not fit its merge op is
+	// refused naming the field; a single-home entity has no merged state.
+	for _, w := range []struct{ ep, data string }{{us, `{"element":"book"}`}, {"http://" + eu, `{"element":"pen"}`}} {
+		code, out, errOut = runBin(t, bin, "append", "cart/alice", "--type", "ItemAdded", "--data", w.data, "--endpoint", w.ep)
+		require.Equal(t, 0, code, errOut)
+	}
+	code, _, errOut = runBin(t, bin, "append", "cart/alice", "--type", "QuantityChanged", "--data", `{"amount":"two"}`, "--endpoint", us)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "error: invalid_argument:")
+	assert.Contains(t, errOut, "events[0].data.amount")
+	require.Eventually(t, func() bool {
+		code, out, _ := runBin(t, bin, "state", "cart/alice", "--consistency", "eventual", "--endpoint", ap)
+		return code == 0 && strings.Contains(out, `{"items":["book","pen"]}`)
+	}, 10*time.Second, 50*time.Millisecond, "the merged cart in ap-south")
+	code, out, errOut = runBin(t, bin, "conflicts", "cart/alice", "--endpoint", ap)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "(0 conflicts, served by ap-south/n1)")
+	code, _, errOut = runBin(t, bin, "state", "eu/order-1", "--endpoint", ap)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "error: failed_precondition:")
+	assert.Contains(t, errOut, "is single-home")
 
 	require.Eventually(t, func() bool { return strings.Contains(tail.out.String(), "eu/order-1 v2  OrderPaid") },
 		20*time.Second, 50*time.Millisecond, "tail saw:\n%s\nstderr:\n%s", tail.out, tail.err)

@@ -423,3 +423,121 @@ func leaseColumn(st *meridianv1.StatusResponse) string {
 	}
 	return "-"
 }
+
+// readExtraFlags are the consistency flags of state and conflicts.
+type readExtraFlags struct {
+	consistency string
+	staleness   time.Duration
+	asJSON      bool
+}
+
+func (x *readExtraFlags) register(f interface {
+	StringVar(*string, string, string, string)
+	DurationVar(*time.Duration, string, time.Duration, string)
+	BoolVar(*bool, string, bool, string)
+}, what string) {
+	f.StringVar(&x.consistency, "consistency", "session", "session, bounded or eventual (strong is refused: every region writes an active-active entity)")
+	f.DurationVar(&x.staleness, "max-staleness", 0, "with --consistency bounded: how far behind every other region this one may be (e.g. 2s)")
+	f.BoolVar(&x.asJSON, "json", false, "print the "+what+" as JSON")
+}
+
+func (x *readExtraFlags) options() ([]client.ReadOption, error) {
+	level, err := parseConsistency(x.consistency)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case level == meridianv1.Consistency_CONSISTENCY_BOUNDED && x.staleness <= 0:
+		return nil, usagef("--consistency bounded needs --max-staleness (for example 2s)")
+	case level != meridianv1.Consistency_CONSISTENCY_BOUNDED && x.staleness != 0:
+		return nil, usagef("--max-staleness applies only to --consistency bounded")
+	}
+	opts := []client.ReadOption{client.WithConsistency(level)}
+	if x.staleness > 0 {
+		opts = append(opts, client.MaxStaleness(x.staleness))
+	}
+	return opts, nil
+}
+
+func newStateCmd(r *rootCmd) *cobra.Command {
+	var x readExtraFlags
+	cmd := &cobra.Command{
+		Use:   "state ENTITY",
+		Short: "Show an active-active entity's merged state (counters, sets, registers, maps)",
+		Example: `  meridian state cart/alice
+  meridian state cart/alice --consistency eventual --json`,
+		Args: exactArgs(1, "ENTITY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := x.options()
+			if err != nil {
+				return err
+			}
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ReadState(ctx, args[0], opts...)
+				if err != nil {
+					return err
+				}
+				if x.asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				fmt.Fprintln(r.stdout, resp.GetState())
+				fmt.Fprintf(r.stdout, "(%d events, vector %s, served by %s/%s)\n", resp.GetEvents(), formatVector(resp.GetVector()), resp.GetRegion(), resp.GetNode())
+				printToken(r.stdout, resp.GetSessionToken())
+				return nil
+			})
+		},
+	}
+	x.register(cmd.Flags(), "ReadStateResponse")
+	return cmd
+}
+
+func newConflictsCmd(r *rootCmd) *cobra.Command {
+	var (
+		x     readExtraFlags
+		after string
+		limit uint32
+	)
+	cmd := &cobra.Command{
+		Use:   "conflicts ENTITY",
+		Short: "List an active-active entity's conflicts: concurrent register writes, loser beside winner",
+		Example: `  meridian conflicts cart/alice
+  meridian conflicts cart/alice --limit 10 --after TOKEN`,
+		Args: exactArgs(1, "ENTITY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts, err := x.options()
+			if err != nil {
+				return err
+			}
+			opts = append(opts, client.Limit(limit))
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ReadConflicts(ctx, args[0], after, opts...)
+				if err != nil {
+					return err
+				}
+				if x.asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				side := func(w *meridianv1.ConflictWrite) string {
+					return fmt.Sprintf("%s (%s:%d, hlc %s, event %s)", w.GetValue(), w.GetOrigin().GetRegion(), w.GetOrigin().GetSeq(),
+						time.Unix(0, w.GetHlc().GetWallNanos()).UTC().Format("15:04:05.000"), w.GetEventId())
+				}
+				for _, cf := range resp.GetConflicts() {
+					field := cf.GetTarget()
+					if cf.GetKey() != "" {
+						field += "[" + strconv.Quote(cf.GetKey()) + "]"
+					}
+					fmt.Fprintf(r.stdout, "%s  %s\n    winner %s\n    loser  %s\n", field, strings.ToLower(strings.TrimPrefix(cf.GetOp().String(), "MERGE_OP_")), side(cf.GetWinner()), side(cf.GetLoser()))
+				}
+				fmt.Fprintf(r.stdout, "(%d conflicts, served by %s/%s)\n", len(resp.GetConflicts()), resp.GetRegion(), resp.GetNode())
+				if next := resp.GetNextPageToken(); next != "" {
+					fmt.Fprintf(r.stdout, "more: --after %s\n", next)
+				}
+				return nil
+			})
+		},
+	}
+	x.register(cmd.Flags(), "ReadConflictsResponse")
+	cmd.Flags().StringVar(&after, "after", "", "page token from a previous page (more: --after ...)")
+	cmd.Flags().Uint32Var(&limit, "limit", 0, "maximum conflicts returned; 0: the server's default (100)")
+	return cmd
+}

@@ -192,6 +192,27 @@ func exampleRules(regions []string) []*meridianv1.PlacementRule {
 	return rules
 }
 
+// cartRule is dev's active-active example: carts are written in every
+// region, items merge as an add-wins set, quantities as a counter and the
+// shipping address as a last-writer-wins register (ADR 0005). Nil when a
+// region's rule already uses the prefix.
+func cartRule(rules []*meridianv1.PlacementRule, home string) *meridianv1.PlacementRule {
+	for _, r := range rules {
+		if r.GetPrefix() == "cart/" {
+			return nil
+		}
+	}
+	return &meridianv1.PlacementRule{
+		Prefix: "cart/", HomeRegion: home, Mode: meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE,
+		Merge: []*meridianv1.MergeRule{
+			{EventType: "ItemAdded", Op: meridianv1.MergeOp_MERGE_OP_SET_ADD, Target: "items"},
+			{EventType: "ItemRemoved", Op: meridianv1.MergeOp_MERGE_OP_SET_REMOVE, Target: "items"},
+			{EventType: "QuantityChanged", Op: meridianv1.MergeOp_MERGE_OP_COUNTER_ADD, Target: "quantity"},
+			{EventType: "AddressSet", Op: meridianv1.MergeOp_MERGE_OP_LWW_WRITE, Target: "address"},
+		},
+	}
+}
+
 // startDev starts every node of every region; on error, what started is
 // stopped. The first node of the first region bootstraps the placement
 // group; every other node joins through it.
@@ -200,6 +221,9 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 		return nil, err
 	}
 	c := &devCluster{opts: o, dataDir: o.dataDir, rules: exampleRules(o.regions)}
+	if cart := cartRule(c.rules, o.regions[0]); cart != nil {
+		c.rules = append(c.rules, cart)
+	}
 	if c.dataDir == "" {
 		dir, err := os.MkdirTemp("", "meridian-dev-")
 		if err != nil {
@@ -494,6 +518,10 @@ func (c *devCluster) printBanner(w io.Writer) {
 	}
 	var rules []string
 	for _, r := range c.rules {
+		if r.GetMode() == meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE {
+			rules = append(rules, r.GetPrefix()+" -> every region (active-active: "+formatMerge(r.GetMerge())+")")
+			continue
+		}
 		rules = append(rules, r.GetPrefix()+" -> "+r.GetHomeRegion())
 	}
 	fmt.Fprintf(w, "Placement rules: %s; anything else -> %s\n", strings.Join(rules, ", "), c.opts.regions[0])
@@ -514,6 +542,12 @@ func (c *devCluster) printBanner(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  meridian placement get %s%s\n", entity, ep)
 	fmt.Fprintf(w, "  meridian regions%s\n", ep)
+	if c.prefixOf(c.opts.regions[0]) != "" && len(c.opts.regions) > 1 {
+		fmt.Fprintf(w, "Active-active carts, written in two regions at once:\n")
+		fmt.Fprintf(w, "  meridian append cart/alice --type ItemAdded --data '{\"element\":\"book\"}' --endpoint %s\n", c.endpointsOf(writer)[0])
+		fmt.Fprintf(w, "  meridian append cart/alice --type ItemAdded --data '{\"element\":\"pen\"}' --endpoint %s\n", c.endpointsOf(home)[0])
+		fmt.Fprintf(w, "  meridian state cart/alice --endpoint %s\n", c.endpointsOf(reader)[0])
+	}
 	fmt.Fprintf(w, "\nCtrl-C stops every region.\n")
 }
 

@@ -270,7 +270,7 @@ for every entity's home and epoch.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringArrayVar(&rules, "rule", nil, "PREFIX=REGION[,failover=R1:R2][,policy=safe|never][,mode=single_home|active_active] (repeatable, in match order)")
+	f.StringArrayVar(&rules, "rule", nil, "PREFIX=REGION[,failover=R1:R2][,policy=safe|never][,mode=single_home|active_active][,merge=TYPE:OP:TARGET+...] (repeatable, in match order)")
 	f.StringVar(&defRegion, "default", "", "default region: the home of entities no pin or rule matches")
 	f.Uint64Var(&expectIndex, "expect-index", 0, "apply only if the rules were last changed at this index (placement rules shows it)")
 	f.StringVar(&file, "file", "", "read a SetRulesRequest as JSON from FILE (- for stdin) instead of --rule/--default")
@@ -621,6 +621,11 @@ func printRules(w io.Writer, rules []*meridianv1.PlacementRule) {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\n", i+1, r.GetPrefix(), r.GetHomeRegion(), modeName(r.GetMode()), fo, r.GetEpoch())
 	}
 	_ = tw.Flush()
+	for i, r := range rules {
+		if len(r.GetMerge()) > 0 {
+			fmt.Fprintf(w, "rule %d (%s) merges %s\n", i+1, r.GetPrefix(), formatMerge(r.GetMerge()))
+		}
+	}
 }
 
 // printTableInfo says whose copy of the table answered and how current it is.
@@ -657,7 +662,7 @@ func parseRule(s string) (*meridianv1.PlacementRule, error) {
 	parts := strings.Split(s, ",")
 	prefix, region, ok := strings.Cut(parts[0], "=")
 	if !ok || prefix == "" || region == "" {
-		return nil, usagef("--rule %q: want PREFIX=REGION[,failover=R1:R2][,policy=safe|never][,mode=single_home|active_active]", s)
+		return nil, usagef("--rule %q: want PREFIX=REGION[,failover=R1:R2][,policy=safe|never][,mode=single_home|active_active][,merge=TYPE:OP:TARGET+...]", s)
 	}
 	rule := &meridianv1.PlacementRule{Prefix: prefix, HomeRegion: region}
 	for _, opt := range parts[1:] {
@@ -687,11 +692,61 @@ func parseRule(s string) (*meridianv1.PlacementRule, error) {
 			default:
 				return nil, usagef("--rule %q: policy %q: want safe (fail over to the failover list once the home's lease expired) or never (writes wait for the home)", s, v)
 			}
+		case "merge":
+			for _, m := range strings.Split(v, "+") {
+				mr, err := parseMergeRule(m)
+				if err != nil {
+					return nil, usagef("--rule %q: merge %q: %v", s, m, err)
+				}
+				rule.Merge = append(rule.Merge, mr)
+			}
 		default:
-			return nil, usagef("--rule %q: unknown option %q: want failover=R1:R2, policy=safe|never or mode=single_home|active_active", s, opt)
+			return nil, usagef("--rule %q: unknown option %q: want failover=R1:R2, policy=safe|never, mode=single_home|active_active or merge=TYPE:OP:TARGET+...", s, opt)
 		}
 	}
 	return rule, nil
+}
+
+// mergeOps names the merge ops as --rule's merge= option spells them.
+var mergeOps = map[string]meridianv1.MergeOp{
+	"counter_add": meridianv1.MergeOp_MERGE_OP_COUNTER_ADD,
+	"set_add":     meridianv1.MergeOp_MERGE_OP_SET_ADD,
+	"set_remove":  meridianv1.MergeOp_MERGE_OP_SET_REMOVE,
+	"lww_write":   meridianv1.MergeOp_MERGE_OP_LWW_WRITE,
+	"mv_write":    meridianv1.MergeOp_MERGE_OP_MV_WRITE,
+	"map_put":     meridianv1.MergeOp_MERGE_OP_MAP_PUT,
+	"map_delete":  meridianv1.MergeOp_MERGE_OP_MAP_DELETE,
+}
+
+// parseMergeRule parses TYPE:OP:TARGET, for example ItemAdded:set_add:items.
+func parseMergeRule(s string) (*meridianv1.MergeRule, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 || parts[0] == "" || parts[2] == "" {
+		return nil, fmt.Errorf("want TYPE:OP:TARGET (for example ItemAdded:set_add:items)")
+	}
+	op, ok := mergeOps[strings.ReplaceAll(parts[1], "-", "_")]
+	if !ok {
+		return nil, fmt.Errorf("op %q: want counter_add, set_add, set_remove, lww_write, mv_write, map_put or map_delete", parts[1])
+	}
+	return &meridianv1.MergeRule{EventType: parts[0], Op: op, Target: parts[2]}, nil
+}
+
+func mergeOpName(op meridianv1.MergeOp) string {
+	for name, o := range mergeOps {
+		if o == op {
+			return name
+		}
+	}
+	return op.String()
+}
+
+// formatMerge is a rule's merge declarations as --rule spells them.
+func formatMerge(ms []*meridianv1.MergeRule) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.GetEventType() + ":" + mergeOpName(m.GetOp()) + ":" + m.GetTarget()
+	}
+	return strings.Join(parts, "+")
 }
 
 // readRulesFile reads a SetRulesRequest in protojson from path (- for stdin).

@@ -149,6 +149,16 @@ func TestCLISetRules(t *testing.T) {
 			wantErr: "error: failed_precondition: placement: conflict"},
 		{name: "no default", args: []string{"--rule", "us/=us-east"}, wantCode: 2, wantErr: "--default REGION is required"},
 		{name: "rule without region", args: []string{"--rule", "us/", "--default", "us-east"}, wantCode: 2, wantErr: `--rule "us/": want PREFIX=REGION`},
+		{name: "merge rules", args: []string{"--rule", "cart/=us-east,mode=active_active,merge=ItemAdded:set_add:items+Paid:lww-write:paid", "--default", "us-east"},
+			wantOut: "rules set at placement index 16: 1 rules",
+			wantReq: &meridianv1.SetRulesRequest{DefaultRegion: "us-east", Rules: []*meridianv1.PlacementRule{
+				{Prefix: "cart/", HomeRegion: "us-east", Mode: meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE, Merge: []*meridianv1.MergeRule{
+					{EventType: "ItemAdded", Op: meridianv1.MergeOp_MERGE_OP_SET_ADD, Target: "items"},
+					{EventType: "Paid", Op: meridianv1.MergeOp_MERGE_OP_LWW_WRITE, Target: "paid"},
+				}},
+			}}},
+		{name: "bad merge op", args: []string{"--rule", "cart/=us-east,mode=active_active,merge=ItemAdded:append:items", "--default", "us-east"}, wantCode: 2, wantErr: `op "append": want counter_add, set_add`},
+		{name: "bad merge shape", args: []string{"--rule", "cart/=us-east,merge=ItemAdded", "--default", "us-east"}, wantCode: 2, wantErr: `want TYPE:OP:TARGET`},
 		{name: "bad mode", args: []string{"--rule", "us/=us-east,mode=fast", "--default", "us-east"}, wantCode: 2, wantErr: `mode "fast"`},
 		{name: "unknown option", args: []string{"--rule", "us/=us-east,color=red", "--default", "us-east"}, wantCode: 2, wantErr: `unknown option "color=red"`},
 		{name: "file and rule", args: []string{"--file", file, "--rule", "us/=us-east"}, wantCode: 2, wantErr: "--file excludes --rule and --default"},

@@ -1,6 +1,7 @@
 package multiregion
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -19,6 +20,11 @@ func activeActiveRules() *meridianv1.SetRulesRequest {
 	r := exampleRules()
 	r.Rules = append(r.Rules, &meridianv1.PlacementRule{
 		Prefix: "cart/", HomeRegion: "us-east", Mode: meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE,
+		Merge: []*meridianv1.MergeRule{
+			{EventType: "ItemAdded", Op: meridianv1.MergeOp_MERGE_OP_SET_ADD, Target: "items"},
+			{EventType: "QuantityChanged", Op: meridianv1.MergeOp_MERGE_OP_COUNTER_ADD, Target: "quantity"},
+			{EventType: "AddressSet", Op: meridianv1.MergeOp_MERGE_OP_LWW_WRITE, Target: "address"},
+		},
 	})
 	return r
 }
@@ -56,13 +62,23 @@ func TestActiveActiveWritesInEveryRegionThroughAPartition(t *testing.T) {
 	var mu sync.Mutex
 	acked := map[string]string{}  // event id -> region that ordered it
 	tokens := map[string]string{} // host -> its writer's session token
+	added := map[string]int64{}   // cart -> acknowledged quantity increments
 	write := func(host string, i int) error {
+		cart := carts[i%len(carts)]
 		ev := event("ItemAdded")
+		switch i % 3 {
+		case 0:
+			ev.Data = fmt.Appendf(nil, `{"element": "item-%s-%d"}`, host, i)
+		case 1:
+			ev.Type, ev.Data = "QuantityChanged", fmt.Appendf(nil, `{"amount": %d}`, 1+i%4)
+		case 2:
+			ev.Type, ev.Data = "AddressSet", fmt.Appendf(nil, `{"value": "%s street %d"}`, host, i)
+		}
 		mu.Lock()
 		token := tokens[host]
 		mu.Unlock()
 		resp, err := c.EventStore(host).Append(ctxFor(t, 20*time.Second), connect.NewRequest(&meridianv1.AppendRequest{
-			Entity: carts[i%len(carts)], Events: []*meridianv1.ProposedEvent{ev}, SessionToken: token,
+			Entity: cart, Events: []*meridianv1.ProposedEvent{ev}, SessionToken: token,
 		}))
 		if err != nil {
 			return err
@@ -71,6 +87,9 @@ func TestActiveActiveWritesInEveryRegionThroughAPartition(t *testing.T) {
 		defer mu.Unlock()
 		acked[ev.GetId()] = resp.Msg.GetRegion()
 		tokens[host] = resp.Msg.GetSessionToken()
+		if ev.GetType() == "QuantityChanged" {
+			added[cart] += int64(1 + i%4)
+		}
 		if resp.Msg.GetRegion() != c.RegionOf(host) {
 			return fmt.Errorf("append via %s ordered by %s, not locally", host, resp.Msg.GetRegion())
 		}
@@ -137,6 +156,48 @@ func TestActiveActiveWritesInEveryRegionThroughAPartition(t *testing.T) {
 	t.Logf("%d acknowledged appends, by ordering region %v", len(acked), byRegion)
 	assert.Len(t, byRegion, 3, "every region ordered appends")
 
+	// Once writes stop, idle regions' clock ticks reach the others through
+	// replication heartbeats, and every event becomes stable everywhere.
+	require.Eventually(t, func() bool {
+		for _, h := range c.Hosts() {
+			for _, e := range carts {
+				evs, _, err := c.Node(h).Region().FSM().ReadStream(e, 0, 1000, false)
+				if err != nil || len(evs) == 0 || !evs[len(evs)-1].GetStable() {
+					return false
+				}
+			}
+		}
+		return true
+	}, 15*time.Second, 100*time.Millisecond, "events did not all become stable after writes stopped")
+
+	// Every region returns the same merged state and conflict feed, and
+	// each cart's quantity is exactly the sum of its acknowledged
+	// increments.
+	for _, e := range carts {
+		var want, wantConflicts string
+		for i, h := range c.Hosts() {
+			st, err := c.EventStore(h).ReadState(ctxFor(t, 20*time.Second), connect.NewRequest(&meridianv1.ReadStateRequest{Entity: e}))
+			require.NoError(t, err)
+			cf := conflictFeedVia(t, c, h, e)
+			if i == 0 {
+				want, wantConflicts = st.Msg.GetState(), cf
+				var state struct {
+					Quantity int64    `json:"quantity"`
+					Items    []string `json:"items"`
+				}
+				require.NoError(t, json.Unmarshal([]byte(want), &state), want)
+				mu.Lock()
+				assert.Equal(t, added[e], state.Quantity, "%s: quantity is the sum of the acknowledged increments", e)
+				mu.Unlock()
+				assert.NotEmpty(t, state.Items)
+				t.Logf("%s: %d items, quantity %d, %d conflicts", e, len(state.Items), state.Quantity, strings.Count(cf, "\n"))
+				continue
+			}
+			assert.Equal(t, want, st.Msg.GetState(), "%s: state in %s", e, h)
+			assert.Equal(t, wantConflicts, cf, "%s: conflicts in %s", e, h)
+		}
+	}
+
 	// A session that wrote in eu-west reads its writes in ap-south.
 	mu.Lock()
 	token := tokens["eu-west-1"]
@@ -167,6 +228,26 @@ func readAllVia(t *testing.T, c *Cluster, host, entity, token string) []*meridia
 		out = append(out, read.Msg.GetEvents()...)
 		if len(read.Msg.GetEvents()) == 0 || uint64(len(out)) >= read.Msg.GetHeadVersion() {
 			return out
+		}
+	}
+}
+
+// conflictFeedVia reads entity's whole conflict feed through host, page by
+// page, one line per conflict.
+func conflictFeedVia(t *testing.T, c *Cluster, host, entity string) string {
+	t.Helper()
+	var b strings.Builder
+	after := ""
+	for {
+		resp, err := c.EventStore(host).ReadConflicts(ctxFor(t, 20*time.Second), connect.NewRequest(&meridianv1.ReadConflictsRequest{
+			Entity: entity, After: after, MaxCount: 50,
+		}))
+		require.NoError(t, err)
+		for _, cf := range resp.Msg.GetConflicts() {
+			fmt.Fprintf(&b, "%s[%s] %s<%s\n", cf.GetTarget(), cf.GetKey(), cf.GetLoser().GetEventId(), cf.GetWinner().GetEventId())
+		}
+		if after = resp.Msg.GetNextPageToken(); after == "" {
+			return b.String()
 		}
 	}
 }

@@ -37,6 +37,9 @@ const (
 	// COMMAND_TYPE_ORIGIN_FENCE carries an OriginFence (failover: stop
 	// applying a lost region's log beyond what this region holds).
 	CommandType_COMMAND_TYPE_ORIGIN_FENCE CommandType = 4
+	// COMMAND_TYPE_CLOCK_TICK carries a ClockTick (an idle leader's clock,
+	// recorded so that other regions learn how far this one has stamped).
+	CommandType_COMMAND_TYPE_CLOCK_TICK CommandType = 5
 )
 
 // Enum value maps for CommandType.
@@ -47,6 +50,7 @@ var (
 		2: "COMMAND_TYPE_REPLICATE_BATCH",
 		3: "COMMAND_TYPE_PLACEMENT_FENCE",
 		4: "COMMAND_TYPE_ORIGIN_FENCE",
+		5: "COMMAND_TYPE_CLOCK_TICK",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":     0,
@@ -54,6 +58,7 @@ var (
 		"COMMAND_TYPE_REPLICATE_BATCH": 2,
 		"COMMAND_TYPE_PLACEMENT_FENCE": 3,
 		"COMMAND_TYPE_ORIGIN_FENCE":    4,
+		"COMMAND_TYPE_CLOCK_TICK":      5,
 	}
 )
 
@@ -237,7 +242,12 @@ type AppendOp struct {
 	// active_active: the entity's placement is active-active, so this region
 	// orders the op itself (no home) and apply stores its events in the
 	// stream's merged order.
-	ActiveActive  bool `protobuf:"varint,9,opt,name=active_active,json=activeActive,proto3" json:"active_active,omitempty"`
+	ActiveActive bool `protobuf:"varint,9,opt,name=active_active,json=activeActive,proto3" json:"active_active,omitempty"`
+	// merge holds, for an active-active op, each event's merge rule (index
+	// aligned with events; an unset op means none), from the ordering
+	// region's placement rule; apply checks each event's data against it
+	// and stamps it into the stored event.
+	Merge         []*MergeRule `protobuf:"bytes,10,rep,name=merge,proto3" json:"merge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -333,6 +343,13 @@ func (x *AppendOp) GetActiveActive() bool {
 		return x.ActiveActive
 	}
 	return false
+}
+
+func (x *AppendOp) GetMerge() []*MergeRule {
+	if x != nil {
+		return x.Merge
+	}
+	return nil
 }
 
 // OriginFence fences (or releases) another region's log in a failover.
@@ -527,8 +544,11 @@ func (x *PlacementFence) GetTransition() uint64 {
 // its deps; it skips duplicates and stops an origin at its first event that
 // does not qualify.
 type ReplicateBatch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// clocks, applied after the events, raise ApplyState.origin_hlc for
+	// origins whose log this region has applied through clock.seq.
+	Clocks        []*OriginClock `protobuf:"bytes,2,rep,name=clocks,proto3" json:"clocks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +590,59 @@ func (x *ReplicateBatch) GetEvents() []*Event {
 	return nil
 }
 
+func (x *ReplicateBatch) GetClocks() []*OriginClock {
+	if x != nil {
+		return x.Clocks
+	}
+	return nil
+}
+
+// ClockTick raises ApplyState.last_hlc to hlc (never lowers it): every
+// later event of this region is stamped above it.
+type ClockTick struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hlc           *Hlc                   `protobuf:"bytes,1,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClockTick) Reset() {
+	*x = ClockTick{}
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClockTick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClockTick) ProtoMessage() {}
+
+func (x *ClockTick) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClockTick.ProtoReflect.Descriptor instead.
+func (*ClockTick) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ClockTick) GetHlc() *Hlc {
+	if x != nil {
+		return x.Hlc
+	}
+	return nil
+}
+
 // StreamHead is stored at m/<entity>.
 type StreamHead struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -592,7 +665,7 @@ type StreamHead struct {
 
 func (x *StreamHead) Reset() {
 	*x = StreamHead{}
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +677,7 @@ func (x *StreamHead) String() string {
 func (*StreamHead) ProtoMessage() {}
 
 func (x *StreamHead) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +690,7 @@ func (x *StreamHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHead.ProtoReflect.Descriptor instead.
 func (*StreamHead) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamHead) GetVersion() uint64 {
@@ -669,6 +742,240 @@ func (x *StreamHead) GetVector() map[string]uint64 {
 	return nil
 }
 
+// EntityState is an active-active entity's merged state, stored at
+// c/<entity> and updated as each of its events with a merge rule applies.
+type EntityState struct {
+	state   protoimpl.MessageState  `protogen:"open.v1"`
+	Targets map[string]*TargetState `protobuf:"bytes,1,rep,name=targets,proto3" json:"targets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// ignored counts events whose op did not fit their target's kind (a rule
+	// changed a target's kind): they stay in the stream only.
+	Ignored       uint64 `protobuf:"varint,2,opt,name=ignored,proto3" json:"ignored,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntityState) Reset() {
+	*x = EntityState{}
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntityState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntityState) ProtoMessage() {}
+
+func (x *EntityState) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntityState.ProtoReflect.Descriptor instead.
+func (*EntityState) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *EntityState) GetTargets() map[string]*TargetState {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
+func (x *EntityState) GetIgnored() uint64 {
+	if x != nil {
+		return x.Ignored
+	}
+	return 0
+}
+
+// TargetState is one field of an EntityState. kind is the op family of
+// its first op (COUNTER_ADD, SET_ADD, LWW_WRITE, MV_WRITE or MAP_PUT).
+type TargetState struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Kind    MergeOp                `protobuf:"varint,1,opt,name=kind,proto3,enum=meridian.v1.MergeOp" json:"kind,omitempty"`
+	Counter int64                  `protobuf:"varint,2,opt,name=counter,proto3" json:"counter,omitempty"`
+	// live holds, per set element or map key ("" for a register), the
+	// writes no later write has seen: add-wins set adds, register values.
+	Live          map[string]*LiveWrites `protobuf:"bytes,3,rep,name=live,proto3" json:"live,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TargetState) Reset() {
+	*x = TargetState{}
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TargetState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TargetState) ProtoMessage() {}
+
+func (x *TargetState) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TargetState.ProtoReflect.Descriptor instead.
+func (*TargetState) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TargetState) GetKind() MergeOp {
+	if x != nil {
+		return x.Kind
+	}
+	return MergeOp_MERGE_OP_UNSPECIFIED
+}
+
+func (x *TargetState) GetCounter() int64 {
+	if x != nil {
+		return x.Counter
+	}
+	return 0
+}
+
+func (x *TargetState) GetLive() map[string]*LiveWrites {
+	if x != nil {
+		return x.Live
+	}
+	return nil
+}
+
+type LiveWrites struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Writes        []*StateWrite          `protobuf:"bytes,1,rep,name=writes,proto3" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LiveWrites) Reset() {
+	*x = LiveWrites{}
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LiveWrites) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LiveWrites) ProtoMessage() {}
+
+func (x *LiveWrites) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LiveWrites.ProtoReflect.Descriptor instead.
+func (*LiveWrites) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LiveWrites) GetWrites() []*StateWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+// StateWrite is one write of a register, map key or set element, as kept
+// in the state and in the write history (k/ keys) conflicts are found in.
+type StateWrite struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        *Dot                   `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Hlc           *Hlc                   `protobuf:"bytes,2,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	EventId       string                 `protobuf:"bytes,4,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateWrite) Reset() {
+	*x = StateWrite{}
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateWrite) ProtoMessage() {}
+
+func (x *StateWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateWrite.ProtoReflect.Descriptor instead.
+func (*StateWrite) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StateWrite) GetOrigin() *Dot {
+	if x != nil {
+		return x.Origin
+	}
+	return nil
+}
+
+func (x *StateWrite) GetHlc() *Hlc {
+	if x != nil {
+		return x.Hlc
+	}
+	return nil
+}
+
+func (x *StateWrite) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *StateWrite) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
 // IdempotencyRecord is stored at i/<event id> with a TTL.
 type IdempotencyRecord struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -691,7 +998,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +1010,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +1023,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *IdempotencyRecord) GetEntity() string {
@@ -816,7 +1123,7 @@ type ApplyState struct {
 
 func (x *ApplyState) Reset() {
 	*x = ApplyState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +1135,7 @@ func (x *ApplyState) String() string {
 func (*ApplyState) ProtoMessage() {}
 
 func (x *ApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,7 +1148,7 @@ func (x *ApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyState.ProtoReflect.Descriptor instead.
 func (*ApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ApplyState) GetAppliedIndex() uint64 {
@@ -933,7 +1240,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\vAppendBatch\x12\"\n" +
 	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12'\n" +
 	"\x03ops\x18\x02 \x03(\v2\x15.meridian.v1.AppendOpR\x03ops\x12<\n" +
-	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\xc6\x03\n" +
+	"\x1aidempotency_window_seconds\x18\x03 \x01(\x04R\x18idempotencyWindowSeconds\"\xf4\x03\n" +
 	"\bAppendOp\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x128\n" +
 	"\bexpected\x18\x02 \x01(\v2\x1c.meridian.v1.ExpectedVersionR\bexpected\x122\n" +
@@ -943,7 +1250,9 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x0fplacement_index\x18\x06 \x01(\x04R\x0eplacementIndex\x127\n" +
 	"\x0erecovered_from\x18\a \x01(\v2\x10.meridian.v1.DotR\rrecoveredFrom\x12)\n" +
 	"\x10original_version\x18\b \x01(\x04R\x0foriginalVersion\x12#\n" +
-	"\ractive_active\x18\t \x01(\bR\factiveActive\x1a7\n" +
+	"\ractive_active\x18\t \x01(\bR\factiveActive\x12,\n" +
+	"\x05merge\x18\n" +
+	" \x03(\v2\x16.meridian.v1.MergeRuleR\x05merge\x1a7\n" +
 	"\tDepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"u\n" +
@@ -963,9 +1272,12 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x05floor\x18\x01 \x01(\x04R\x05floor\x12\x1e\n" +
 	"\n" +
 	"transition\x18\x02 \x01(\x04R\n" +
-	"transition\"<\n" +
+	"transition\"n\n" +
 	"\x0eReplicateBatch\x12*\n" +
-	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\"\xcd\x02\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x120\n" +
+	"\x06clocks\x18\x02 \x03(\v2\x18.meridian.v1.OriginClockR\x06clocks\"/\n" +
+	"\tClockTick\x12\"\n" +
+	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\"\xcd\x02\n" +
 	"\n" +
 	"StreamHead\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x121\n" +
@@ -979,7 +1291,29 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x06vector\x18\a \x03(\v2#.meridian.v1.StreamHead.VectorEntryR\x06vector\x1a9\n" +
 	"\vVectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xc9\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xbe\x01\n" +
+	"\vEntityState\x12?\n" +
+	"\atargets\x18\x01 \x03(\v2%.meridian.v1.EntityState.TargetsEntryR\atargets\x12\x18\n" +
+	"\aignored\x18\x02 \x01(\x04R\aignored\x1aT\n" +
+	"\fTargetsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x05value\x18\x02 \x01(\v2\x18.meridian.v1.TargetStateR\x05value:\x028\x01\"\xdb\x01\n" +
+	"\vTargetState\x12(\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x14.meridian.v1.MergeOpR\x04kind\x12\x18\n" +
+	"\acounter\x18\x02 \x01(\x03R\acounter\x126\n" +
+	"\x04live\x18\x03 \x03(\v2\".meridian.v1.TargetState.LiveEntryR\x04live\x1aP\n" +
+	"\tLiveEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12-\n" +
+	"\x05value\x18\x02 \x01(\v2\x17.meridian.v1.LiveWritesR\x05value:\x028\x01\"=\n" +
+	"\n" +
+	"LiveWrites\x12/\n" +
+	"\x06writes\x18\x01 \x03(\v2\x17.meridian.v1.StateWriteR\x06writes\"\x8b\x01\n" +
+	"\n" +
+	"StateWrite\x12(\n" +
+	"\x06origin\x18\x01 \x01(\v2\x10.meridian.v1.DotR\x06origin\x12\"\n" +
+	"\x03hlc\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x19\n" +
+	"\bevent_id\x18\x04 \x01(\tR\aeventId\"\xc9\x02\n" +
 	"\x11IdempotencyRecord\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12!\n" +
@@ -1016,13 +1350,14 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1d.meridian.v1.OriginFenceStateR\x05value:\x028\x01\x1aN\n" +
 	"\x0eOriginHlcEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01*\xad\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01*\xca\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01\x12 \n" +
 	"\x1cCOMMAND_TYPE_REPLICATE_BATCH\x10\x02\x12 \n" +
 	"\x1cCOMMAND_TYPE_PLACEMENT_FENCE\x10\x03\x12\x1d\n" +
-	"\x19COMMAND_TYPE_ORIGIN_FENCE\x10\x04B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x19COMMAND_TYPE_ORIGIN_FENCE\x10\x04\x12\x1b\n" +
+	"\x17COMMAND_TYPE_CLOCK_TICK\x10\x05B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_command_proto_rawDescOnce sync.Once
@@ -1037,7 +1372,7 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),          // 0: meridian.v1.CommandType
 	(*Command)(nil),           // 1: meridian.v1.Command
@@ -1047,46 +1382,67 @@ var file_meridian_v1_command_proto_goTypes = []any{
 	(*OriginFenceState)(nil),  // 5: meridian.v1.OriginFenceState
 	(*PlacementFence)(nil),    // 6: meridian.v1.PlacementFence
 	(*ReplicateBatch)(nil),    // 7: meridian.v1.ReplicateBatch
-	(*StreamHead)(nil),        // 8: meridian.v1.StreamHead
-	(*IdempotencyRecord)(nil), // 9: meridian.v1.IdempotencyRecord
-	(*ApplyState)(nil),        // 10: meridian.v1.ApplyState
-	nil,                       // 11: meridian.v1.AppendOp.DepsEntry
-	nil,                       // 12: meridian.v1.StreamHead.VectorEntry
-	nil,                       // 13: meridian.v1.ApplyState.AppliedEntry
-	nil,                       // 14: meridian.v1.ApplyState.OriginFencesEntry
-	nil,                       // 15: meridian.v1.ApplyState.OriginHlcEntry
-	(*Hlc)(nil),               // 16: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),   // 17: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),     // 18: meridian.v1.ProposedEvent
-	(*Dot)(nil),               // 19: meridian.v1.Dot
-	(*Event)(nil),             // 20: meridian.v1.Event
+	(*ClockTick)(nil),         // 8: meridian.v1.ClockTick
+	(*StreamHead)(nil),        // 9: meridian.v1.StreamHead
+	(*EntityState)(nil),       // 10: meridian.v1.EntityState
+	(*TargetState)(nil),       // 11: meridian.v1.TargetState
+	(*LiveWrites)(nil),        // 12: meridian.v1.LiveWrites
+	(*StateWrite)(nil),        // 13: meridian.v1.StateWrite
+	(*IdempotencyRecord)(nil), // 14: meridian.v1.IdempotencyRecord
+	(*ApplyState)(nil),        // 15: meridian.v1.ApplyState
+	nil,                       // 16: meridian.v1.AppendOp.DepsEntry
+	nil,                       // 17: meridian.v1.StreamHead.VectorEntry
+	nil,                       // 18: meridian.v1.EntityState.TargetsEntry
+	nil,                       // 19: meridian.v1.TargetState.LiveEntry
+	nil,                       // 20: meridian.v1.ApplyState.AppliedEntry
+	nil,                       // 21: meridian.v1.ApplyState.OriginFencesEntry
+	nil,                       // 22: meridian.v1.ApplyState.OriginHlcEntry
+	(*Hlc)(nil),               // 23: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),   // 24: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),     // 25: meridian.v1.ProposedEvent
+	(*Dot)(nil),               // 26: meridian.v1.Dot
+	(*MergeRule)(nil),         // 27: meridian.v1.MergeRule
+	(*Event)(nil),             // 28: meridian.v1.Event
+	(*OriginClock)(nil),       // 29: meridian.v1.OriginClock
+	(MergeOp)(0),              // 30: meridian.v1.MergeOp
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	16, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	23, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
 	3,  // 2: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	17, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	18, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	11, // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	19, // 6: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
-	20, // 7: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	19, // 8: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	16, // 9: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	12, // 10: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
-	19, // 11: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	16, // 12: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	19, // 13: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	13, // 14: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	16, // 15: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	14, // 16: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
-	15, // 17: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
-	5,  // 18: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
-	16, // 19: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	24, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	25, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	16, // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	26, // 6: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
+	27, // 7: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
+	28, // 8: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	29, // 9: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
+	23, // 10: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
+	26, // 11: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	23, // 12: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	17, // 13: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
+	18, // 14: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
+	30, // 15: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
+	19, // 16: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
+	13, // 17: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
+	26, // 18: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
+	23, // 19: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
+	26, // 20: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	23, // 21: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	26, // 22: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	20, // 23: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	23, // 24: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	21, // 25: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	22, // 26: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
+	11, // 27: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
+	12, // 28: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
+	5,  // 29: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
+	23, // 30: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
@@ -1101,7 +1457,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -21,6 +21,84 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// MergeOp is a CRDT operation on one field (target) of an active-active
+// entity's state. The event's data is a JSON object whose shape the op
+// fixes; anything else is refused with InvalidArgument naming the field.
+type MergeOp int32
+
+const (
+	MergeOp_MERGE_OP_UNSPECIFIED MergeOp = 0
+	// COUNTER_ADD: {"amount": integer} added to a counter (negative to
+	// decrement).
+	MergeOp_MERGE_OP_COUNTER_ADD MergeOp = 1
+	// SET_ADD, SET_REMOVE: {"element": string} added to or removed from an
+	// add-wins set (a remove takes away only the adds its writer had seen).
+	MergeOp_MERGE_OP_SET_ADD    MergeOp = 2
+	MergeOp_MERGE_OP_SET_REMOVE MergeOp = 3
+	// LWW_WRITE: {"value": any JSON} written to a last-writer-wins register;
+	// the concurrent writes it beats are kept in the conflict feed.
+	MergeOp_MERGE_OP_LWW_WRITE MergeOp = 4
+	// MV_WRITE: {"value": any JSON} written to a multi-value register, which
+	// keeps every concurrent write.
+	MergeOp_MERGE_OP_MV_WRITE MergeOp = 5
+	// MAP_PUT: {"key": string, "value": any JSON}; MAP_DELETE: {"key":
+	// string}. A map of last-writer-wins registers; a put wins over a
+	// concurrent delete.
+	MergeOp_MERGE_OP_MAP_PUT    MergeOp = 6
+	MergeOp_MERGE_OP_MAP_DELETE MergeOp = 7
+)
+
+// Enum value maps for MergeOp.
+var (
+	MergeOp_name = map[int32]string{
+		0: "MERGE_OP_UNSPECIFIED",
+		1: "MERGE_OP_COUNTER_ADD",
+		2: "MERGE_OP_SET_ADD",
+		3: "MERGE_OP_SET_REMOVE",
+		4: "MERGE_OP_LWW_WRITE",
+		5: "MERGE_OP_MV_WRITE",
+		6: "MERGE_OP_MAP_PUT",
+		7: "MERGE_OP_MAP_DELETE",
+	}
+	MergeOp_value = map[string]int32{
+		"MERGE_OP_UNSPECIFIED": 0,
+		"MERGE_OP_COUNTER_ADD": 1,
+		"MERGE_OP_SET_ADD":     2,
+		"MERGE_OP_SET_REMOVE":  3,
+		"MERGE_OP_LWW_WRITE":   4,
+		"MERGE_OP_MV_WRITE":    5,
+		"MERGE_OP_MAP_PUT":     6,
+		"MERGE_OP_MAP_DELETE":  7,
+	}
+)
+
+func (x MergeOp) Enum() *MergeOp {
+	p := new(MergeOp)
+	*p = x
+	return p
+}
+
+func (x MergeOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (MergeOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_meridian_v1_event_proto_enumTypes[0].Descriptor()
+}
+
+func (MergeOp) Type() protoreflect.EnumType {
+	return &file_meridian_v1_event_proto_enumTypes[0]
+}
+
+func (x MergeOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use MergeOp.Descriptor instead.
+func (MergeOp) EnumDescriptor() ([]byte, []int) {
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{0}
+}
+
 // Durability says when an append is acknowledged.
 type Durability int32
 
@@ -59,11 +137,11 @@ func (x Durability) String() string {
 }
 
 func (Durability) Descriptor() protoreflect.EnumDescriptor {
-	return file_meridian_v1_event_proto_enumTypes[0].Descriptor()
+	return file_meridian_v1_event_proto_enumTypes[1].Descriptor()
 }
 
 func (Durability) Type() protoreflect.EnumType {
-	return &file_meridian_v1_event_proto_enumTypes[0]
+	return &file_meridian_v1_event_proto_enumTypes[1]
 }
 
 func (x Durability) Number() protoreflect.EnumNumber {
@@ -72,7 +150,7 @@ func (x Durability) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Durability.Descriptor instead.
 func (Durability) EnumDescriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{0}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{1}
 }
 
 // Consistency says what a read may return.
@@ -120,11 +198,11 @@ func (x Consistency) String() string {
 }
 
 func (Consistency) Descriptor() protoreflect.EnumDescriptor {
-	return file_meridian_v1_event_proto_enumTypes[1].Descriptor()
+	return file_meridian_v1_event_proto_enumTypes[2].Descriptor()
 }
 
 func (Consistency) Type() protoreflect.EnumType {
-	return &file_meridian_v1_event_proto_enumTypes[1]
+	return &file_meridian_v1_event_proto_enumTypes[2]
 }
 
 func (x Consistency) Number() protoreflect.EnumNumber {
@@ -133,7 +211,7 @@ func (x Consistency) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Consistency.Descriptor instead.
 func (Consistency) EnumDescriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{1}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{2}
 }
 
 // Direction is the order in which a read walks a stream.
@@ -171,11 +249,11 @@ func (x Direction) String() string {
 }
 
 func (Direction) Descriptor() protoreflect.EnumDescriptor {
-	return file_meridian_v1_event_proto_enumTypes[2].Descriptor()
+	return file_meridian_v1_event_proto_enumTypes[3].Descriptor()
 }
 
 func (Direction) Type() protoreflect.EnumType {
-	return &file_meridian_v1_event_proto_enumTypes[2]
+	return &file_meridian_v1_event_proto_enumTypes[3]
 }
 
 func (x Direction) Number() protoreflect.EnumNumber {
@@ -184,7 +262,7 @@ func (x Direction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Direction.Descriptor instead.
 func (Direction) EnumDescriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 // Routing says what a node does with a write for an entity homed elsewhere.
@@ -224,11 +302,11 @@ func (x Routing) String() string {
 }
 
 func (Routing) Descriptor() protoreflect.EnumDescriptor {
-	return file_meridian_v1_event_proto_enumTypes[3].Descriptor()
+	return file_meridian_v1_event_proto_enumTypes[4].Descriptor()
 }
 
 func (Routing) Type() protoreflect.EnumType {
-	return &file_meridian_v1_event_proto_enumTypes[3]
+	return &file_meridian_v1_event_proto_enumTypes[4]
 }
 
 func (x Routing) Number() protoreflect.EnumNumber {
@@ -237,7 +315,7 @@ func (x Routing) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Routing.Descriptor instead.
 func (Routing) EnumDescriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 // Dot is the identity of an event in its origin region's log:
@@ -348,6 +426,70 @@ func (x *Hlc) GetLogical() uint32 {
 	return 0
 }
 
+// OriginClock is what a region knows of an origin's clock: it has applied
+// the origin's log through seq, and every later event of the origin is
+// stamped above hlc. It moves the stability watermark of active-active
+// streams while the origin writes nothing (ADR 0005).
+type OriginClock struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Origin        string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Hlc           *Hlc                   `protobuf:"bytes,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OriginClock) Reset() {
+	*x = OriginClock{}
+	mi := &file_meridian_v1_event_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OriginClock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OriginClock) ProtoMessage() {}
+
+func (x *OriginClock) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_event_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OriginClock.ProtoReflect.Descriptor instead.
+func (*OriginClock) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *OriginClock) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
+func (x *OriginClock) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *OriginClock) GetHlc() *Hlc {
+	if x != nil {
+		return x.Hlc
+	}
+	return nil
+}
+
 // ProposedEvent is an event as a client submits it.
 type ProposedEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -367,7 +509,7 @@ type ProposedEvent struct {
 
 func (x *ProposedEvent) Reset() {
 	*x = ProposedEvent{}
-	mi := &file_meridian_v1_event_proto_msgTypes[2]
+	mi := &file_meridian_v1_event_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +521,7 @@ func (x *ProposedEvent) String() string {
 func (*ProposedEvent) ProtoMessage() {}
 
 func (x *ProposedEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[2]
+	mi := &file_meridian_v1_event_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +534,7 @@ func (x *ProposedEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposedEvent.ProtoReflect.Descriptor instead.
 func (*ProposedEvent) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ProposedEvent) GetId() string {
@@ -472,14 +614,19 @@ type Event struct {
 	// the reading region has applied every event that could sort before
 	// this one: its version never changes again. Events of a stream that was
 	// never active-active leave it unset; their versions never change.
-	Stable        bool `protobuf:"varint,17,opt,name=stable,proto3" json:"stable,omitempty"`
+	Stable bool `protobuf:"varint,17,opt,name=stable,proto3" json:"stable,omitempty"`
+	// merge is how the event changes its active-active entity's state, as
+	// the ordering region's rule declared it for the event's type (stamped
+	// there, so every region merges it alike). Unset: the event is in the
+	// stream only.
+	Merge         *MergeRule `protobuf:"bytes,18,opt,name=merge,proto3" json:"merge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_meridian_v1_event_proto_msgTypes[3]
+	mi := &file_meridian_v1_event_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +638,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[3]
+	mi := &file_meridian_v1_event_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +651,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Event) GetEntity() string {
@@ -626,6 +773,77 @@ func (x *Event) GetStable() bool {
 	return false
 }
 
+func (x *Event) GetMerge() *MergeRule {
+	if x != nil {
+		return x.Merge
+	}
+	return nil
+}
+
+// MergeRule declares how events of one type merge into an active-active
+// entity's state.
+type MergeRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event_type is the event type it applies to (1 to 256 bytes).
+	EventType string  `protobuf:"bytes,1,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	Op        MergeOp `protobuf:"varint,2,opt,name=op,proto3,enum=meridian.v1.MergeOp" json:"op,omitempty"`
+	// target names the state field: 1 to 64 bytes of [A-Za-z0-9_.-].
+	Target        string `protobuf:"bytes,3,opt,name=target,proto3" json:"target,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MergeRule) Reset() {
+	*x = MergeRule{}
+	mi := &file_meridian_v1_event_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MergeRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MergeRule) ProtoMessage() {}
+
+func (x *MergeRule) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_event_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MergeRule.ProtoReflect.Descriptor instead.
+func (*MergeRule) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *MergeRule) GetEventType() string {
+	if x != nil {
+		return x.EventType
+	}
+	return ""
+}
+
+func (x *MergeRule) GetOp() MergeOp {
+	if x != nil {
+		return x.Op
+	}
+	return MergeOp_MERGE_OP_UNSPECIFIED
+}
+
+func (x *MergeRule) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
 // ExpectedVersion is the optimistic-concurrency check of an append.
 // Unset means any.
 type ExpectedVersion struct {
@@ -643,7 +861,7 @@ type ExpectedVersion struct {
 
 func (x *ExpectedVersion) Reset() {
 	*x = ExpectedVersion{}
-	mi := &file_meridian_v1_event_proto_msgTypes[4]
+	mi := &file_meridian_v1_event_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +873,7 @@ func (x *ExpectedVersion) String() string {
 func (*ExpectedVersion) ProtoMessage() {}
 
 func (x *ExpectedVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[4]
+	mi := &file_meridian_v1_event_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +886,7 @@ func (x *ExpectedVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectedVersion.ProtoReflect.Descriptor instead.
 func (*ExpectedVersion) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ExpectedVersion) GetKind() isExpectedVersion_Kind {
@@ -752,7 +970,7 @@ type ExpectedVersion_Any struct {
 
 func (x *ExpectedVersion_Any) Reset() {
 	*x = ExpectedVersion_Any{}
-	mi := &file_meridian_v1_event_proto_msgTypes[8]
+	mi := &file_meridian_v1_event_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +982,7 @@ func (x *ExpectedVersion_Any) String() string {
 func (*ExpectedVersion_Any) ProtoMessage() {}
 
 func (x *ExpectedVersion_Any) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[8]
+	mi := &file_meridian_v1_event_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +995,7 @@ func (x *ExpectedVersion_Any) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectedVersion_Any.ProtoReflect.Descriptor instead.
 func (*ExpectedVersion_Any) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{4, 0}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{6, 0}
 }
 
 // NoStream accepts the append only when the stream has no events.
@@ -789,7 +1007,7 @@ type ExpectedVersion_NoStream struct {
 
 func (x *ExpectedVersion_NoStream) Reset() {
 	*x = ExpectedVersion_NoStream{}
-	mi := &file_meridian_v1_event_proto_msgTypes[9]
+	mi := &file_meridian_v1_event_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +1019,7 @@ func (x *ExpectedVersion_NoStream) String() string {
 func (*ExpectedVersion_NoStream) ProtoMessage() {}
 
 func (x *ExpectedVersion_NoStream) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[9]
+	mi := &file_meridian_v1_event_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +1032,7 @@ func (x *ExpectedVersion_NoStream) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectedVersion_NoStream.ProtoReflect.Descriptor instead.
 func (*ExpectedVersion_NoStream) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{4, 1}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{6, 1}
 }
 
 // StreamExists accepts the append only when the stream has at least one event.
@@ -826,7 +1044,7 @@ type ExpectedVersion_StreamExists struct {
 
 func (x *ExpectedVersion_StreamExists) Reset() {
 	*x = ExpectedVersion_StreamExists{}
-	mi := &file_meridian_v1_event_proto_msgTypes[10]
+	mi := &file_meridian_v1_event_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1056,7 @@ func (x *ExpectedVersion_StreamExists) String() string {
 func (*ExpectedVersion_StreamExists) ProtoMessage() {}
 
 func (x *ExpectedVersion_StreamExists) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[10]
+	mi := &file_meridian_v1_event_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1069,7 @@ func (x *ExpectedVersion_StreamExists) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpectedVersion_StreamExists.ProtoReflect.Descriptor instead.
 func (*ExpectedVersion_StreamExists) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_event_proto_rawDescGZIP(), []int{4, 2}
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{6, 2}
 }
 
 var File_meridian_v1_event_proto protoreflect.FileDescriptor
@@ -865,7 +1083,11 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\x03Hlc\x12\x1d\n" +
 	"\n" +
 	"wall_nanos\x18\x01 \x01(\x03R\twallNanos\x12\x18\n" +
-	"\alogical\x18\x02 \x01(\rR\alogical\"\xed\x01\n" +
+	"\alogical\x18\x02 \x01(\rR\alogical\"[\n" +
+	"\vOriginClock\x12\x16\n" +
+	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12\"\n" +
+	"\x03hlc\x18\x03 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\"\xed\x01\n" +
 	"\rProposedEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x12\n" +
@@ -874,7 +1096,7 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb9\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe7\x05\n" +
 	"\x05Event\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x0e\n" +
@@ -893,13 +1115,19 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\x0erecovered_from\x18\x0e \x01(\v2\x10.meridian.v1.DotR\rrecoveredFrom\x12)\n" +
 	"\x10original_version\x18\x0f \x01(\x04R\x0foriginalVersion\x12#\n" +
 	"\ractive_active\x18\x10 \x01(\bR\factiveActive\x12\x16\n" +
-	"\x06stable\x18\x11 \x01(\bR\x06stable\x1a;\n" +
+	"\x06stable\x18\x11 \x01(\bR\x06stable\x12,\n" +
+	"\x05merge\x18\x12 \x01(\v2\x16.meridian.v1.MergeRuleR\x05merge\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +
 	"\tDepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xa2\x02\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"h\n" +
+	"\tMergeRule\x12\x1d\n" +
+	"\n" +
+	"event_type\x18\x01 \x01(\tR\teventType\x12$\n" +
+	"\x02op\x18\x02 \x01(\x0e2\x14.meridian.v1.MergeOpR\x02op\x12\x16\n" +
+	"\x06target\x18\x03 \x01(\tR\x06target\"\xa2\x02\n" +
 	"\x0fExpectedVersion\x124\n" +
 	"\x03any\x18\x01 \x01(\v2 .meridian.v1.ExpectedVersion.AnyH\x00R\x03any\x12D\n" +
 	"\tno_stream\x18\x02 \x01(\v2%.meridian.v1.ExpectedVersion.NoStreamH\x00R\bnoStream\x12\x16\n" +
@@ -909,7 +1137,16 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\bNoStream\x1a\x0e\n" +
 	"\fStreamExistsB\x06\n" +
-	"\x04kind*\\\n" +
+	"\x04kind*\xca\x01\n" +
+	"\aMergeOp\x12\x18\n" +
+	"\x14MERGE_OP_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14MERGE_OP_COUNTER_ADD\x10\x01\x12\x14\n" +
+	"\x10MERGE_OP_SET_ADD\x10\x02\x12\x17\n" +
+	"\x13MERGE_OP_SET_REMOVE\x10\x03\x12\x16\n" +
+	"\x12MERGE_OP_LWW_WRITE\x10\x04\x12\x15\n" +
+	"\x11MERGE_OP_MV_WRITE\x10\x05\x12\x14\n" +
+	"\x10MERGE_OP_MAP_PUT\x10\x06\x12\x17\n" +
+	"\x13MERGE_OP_MAP_DELETE\x10\a*\\\n" +
 	"\n" +
 	"Durability\x12\x1a\n" +
 	"\x16DURABILITY_UNSPECIFIED\x10\x00\x12\x15\n" +
@@ -942,40 +1179,46 @@ func file_meridian_v1_event_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_event_proto_rawDescData
 }
 
-var file_meridian_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_meridian_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_meridian_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_meridian_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_meridian_v1_event_proto_goTypes = []any{
-	(Durability)(0),                      // 0: meridian.v1.Durability
-	(Consistency)(0),                     // 1: meridian.v1.Consistency
-	(Direction)(0),                       // 2: meridian.v1.Direction
-	(Routing)(0),                         // 3: meridian.v1.Routing
-	(*Dot)(nil),                          // 4: meridian.v1.Dot
-	(*Hlc)(nil),                          // 5: meridian.v1.Hlc
-	(*ProposedEvent)(nil),                // 6: meridian.v1.ProposedEvent
-	(*Event)(nil),                        // 7: meridian.v1.Event
-	(*ExpectedVersion)(nil),              // 8: meridian.v1.ExpectedVersion
-	nil,                                  // 9: meridian.v1.ProposedEvent.MetadataEntry
-	nil,                                  // 10: meridian.v1.Event.MetadataEntry
-	nil,                                  // 11: meridian.v1.Event.DepsEntry
-	(*ExpectedVersion_Any)(nil),          // 12: meridian.v1.ExpectedVersion.Any
-	(*ExpectedVersion_NoStream)(nil),     // 13: meridian.v1.ExpectedVersion.NoStream
-	(*ExpectedVersion_StreamExists)(nil), // 14: meridian.v1.ExpectedVersion.StreamExists
+	(MergeOp)(0),                         // 0: meridian.v1.MergeOp
+	(Durability)(0),                      // 1: meridian.v1.Durability
+	(Consistency)(0),                     // 2: meridian.v1.Consistency
+	(Direction)(0),                       // 3: meridian.v1.Direction
+	(Routing)(0),                         // 4: meridian.v1.Routing
+	(*Dot)(nil),                          // 5: meridian.v1.Dot
+	(*Hlc)(nil),                          // 6: meridian.v1.Hlc
+	(*OriginClock)(nil),                  // 7: meridian.v1.OriginClock
+	(*ProposedEvent)(nil),                // 8: meridian.v1.ProposedEvent
+	(*Event)(nil),                        // 9: meridian.v1.Event
+	(*MergeRule)(nil),                    // 10: meridian.v1.MergeRule
+	(*ExpectedVersion)(nil),              // 11: meridian.v1.ExpectedVersion
+	nil,                                  // 12: meridian.v1.ProposedEvent.MetadataEntry
+	nil,                                  // 13: meridian.v1.Event.MetadataEntry
+	nil,                                  // 14: meridian.v1.Event.DepsEntry
+	(*ExpectedVersion_Any)(nil),          // 15: meridian.v1.ExpectedVersion.Any
+	(*ExpectedVersion_NoStream)(nil),     // 16: meridian.v1.ExpectedVersion.NoStream
+	(*ExpectedVersion_StreamExists)(nil), // 17: meridian.v1.ExpectedVersion.StreamExists
 }
 var file_meridian_v1_event_proto_depIdxs = []int32{
-	9,  // 0: meridian.v1.ProposedEvent.metadata:type_name -> meridian.v1.ProposedEvent.MetadataEntry
-	10, // 1: meridian.v1.Event.metadata:type_name -> meridian.v1.Event.MetadataEntry
-	4,  // 2: meridian.v1.Event.origin:type_name -> meridian.v1.Dot
-	5,  // 3: meridian.v1.Event.hlc:type_name -> meridian.v1.Hlc
-	11, // 4: meridian.v1.Event.deps:type_name -> meridian.v1.Event.DepsEntry
-	4,  // 5: meridian.v1.Event.recovered_from:type_name -> meridian.v1.Dot
-	12, // 6: meridian.v1.ExpectedVersion.any:type_name -> meridian.v1.ExpectedVersion.Any
-	13, // 7: meridian.v1.ExpectedVersion.no_stream:type_name -> meridian.v1.ExpectedVersion.NoStream
-	14, // 8: meridian.v1.ExpectedVersion.stream_exists:type_name -> meridian.v1.ExpectedVersion.StreamExists
-	9,  // [9:9] is the sub-list for method output_type
-	9,  // [9:9] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 0: meridian.v1.OriginClock.hlc:type_name -> meridian.v1.Hlc
+	12, // 1: meridian.v1.ProposedEvent.metadata:type_name -> meridian.v1.ProposedEvent.MetadataEntry
+	13, // 2: meridian.v1.Event.metadata:type_name -> meridian.v1.Event.MetadataEntry
+	5,  // 3: meridian.v1.Event.origin:type_name -> meridian.v1.Dot
+	6,  // 4: meridian.v1.Event.hlc:type_name -> meridian.v1.Hlc
+	14, // 5: meridian.v1.Event.deps:type_name -> meridian.v1.Event.DepsEntry
+	5,  // 6: meridian.v1.Event.recovered_from:type_name -> meridian.v1.Dot
+	10, // 7: meridian.v1.Event.merge:type_name -> meridian.v1.MergeRule
+	0,  // 8: meridian.v1.MergeRule.op:type_name -> meridian.v1.MergeOp
+	15, // 9: meridian.v1.ExpectedVersion.any:type_name -> meridian.v1.ExpectedVersion.Any
+	16, // 10: meridian.v1.ExpectedVersion.no_stream:type_name -> meridian.v1.ExpectedVersion.NoStream
+	17, // 11: meridian.v1.ExpectedVersion.stream_exists:type_name -> meridian.v1.ExpectedVersion.StreamExists
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_event_proto_init() }
@@ -983,7 +1226,7 @@ func file_meridian_v1_event_proto_init() {
 	if File_meridian_v1_event_proto != nil {
 		return
 	}
-	file_meridian_v1_event_proto_msgTypes[4].OneofWrappers = []any{
+	file_meridian_v1_event_proto_msgTypes[6].OneofWrappers = []any{
 		(*ExpectedVersion_Any_)(nil),
 		(*ExpectedVersion_NoStream_)(nil),
 		(*ExpectedVersion_Exact)(nil),
@@ -994,8 +1237,8 @@ func file_meridian_v1_event_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_event_proto_rawDesc), len(file_meridian_v1_event_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   11,
+			NumEnums:      5,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -235,8 +235,12 @@ type ReadRequest struct {
 	Direction   Direction   `protobuf:"varint,4,opt,name=direction,proto3,enum=meridian.v1.Direction" json:"direction,omitempty"`
 	Consistency Consistency `protobuf:"varint,5,opt,name=consistency,proto3,enum=meridian.v1.Consistency" json:"consistency,omitempty"`
 	// max_staleness bounds the lag for CONSISTENCY_BOUNDED.
-	MaxStaleness  *durationpb.Duration `protobuf:"bytes,6,opt,name=max_staleness,json=maxStaleness,proto3" json:"max_staleness,omitempty"`
-	SessionToken  string               `protobuf:"bytes,7,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	MaxStaleness *durationpb.Duration `protobuf:"bytes,6,opt,name=max_staleness,json=maxStaleness,proto3" json:"max_staleness,omitempty"`
+	SessionToken string               `protobuf:"bytes,7,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// extra asks for an active-active entity's merged state or conflict feed
+	// instead of events (ReadState and ReadConflicts are served as reads
+	// with it, so every consistency level routes as for streams).
+	Extra         *ReadExtra `protobuf:"bytes,8,opt,name=extra,proto3" json:"extra,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +324,81 @@ func (x *ReadRequest) GetSessionToken() string {
 	return ""
 }
 
+func (x *ReadRequest) GetExtra() *ReadExtra {
+	if x != nil {
+		return x.Extra
+	}
+	return nil
+}
+
+type ReadExtra struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	State          bool                   `protobuf:"varint,1,opt,name=state,proto3" json:"state,omitempty"`
+	Conflicts      bool                   `protobuf:"varint,2,opt,name=conflicts,proto3" json:"conflicts,omitempty"`
+	ConflictsMax   uint32                 `protobuf:"varint,3,opt,name=conflicts_max,json=conflictsMax,proto3" json:"conflicts_max,omitempty"`
+	ConflictsAfter string                 `protobuf:"bytes,4,opt,name=conflicts_after,json=conflictsAfter,proto3" json:"conflicts_after,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ReadExtra) Reset() {
+	*x = ReadExtra{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadExtra) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadExtra) ProtoMessage() {}
+
+func (x *ReadExtra) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadExtra.ProtoReflect.Descriptor instead.
+func (*ReadExtra) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReadExtra) GetState() bool {
+	if x != nil {
+		return x.State
+	}
+	return false
+}
+
+func (x *ReadExtra) GetConflicts() bool {
+	if x != nil {
+		return x.Conflicts
+	}
+	return false
+}
+
+func (x *ReadExtra) GetConflictsMax() uint32 {
+	if x != nil {
+		return x.ConflictsMax
+	}
+	return 0
+}
+
+func (x *ReadExtra) GetConflictsAfter() string {
+	if x != nil {
+		return x.ConflictsAfter
+	}
+	return ""
+}
+
 type ReadResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Events []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -328,15 +407,21 @@ type ReadResponse struct {
 	// session_token is the request's token merged with what was returned.
 	SessionToken string `protobuf:"bytes,3,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	// region and node say who served the read.
-	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
-	Node          string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	Region string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	Node   string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	// With ReadRequest.extra: the merged state (JSON), the entity vector it
+	// reflects, or a page of the conflict feed.
+	State         string            `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	Vector        map[string]uint64 `protobuf:"bytes,7,rep,name=vector,proto3" json:"vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Conflicts     []*Conflict       `protobuf:"bytes,8,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	ConflictsNext string            `protobuf:"bytes,9,opt,name=conflicts_next,json=conflictsNext,proto3" json:"conflicts_next,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ReadResponse) Reset() {
 	*x = ReadResponse{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[3]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +433,7 @@ func (x *ReadResponse) String() string {
 func (*ReadResponse) ProtoMessage() {}
 
 func (x *ReadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[3]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +446,7 @@ func (x *ReadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
 func (*ReadResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ReadResponse) GetEvents() []*Event {
@@ -399,6 +484,34 @@ func (x *ReadResponse) GetNode() string {
 	return ""
 }
 
+func (x *ReadResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ReadResponse) GetVector() map[string]uint64 {
+	if x != nil {
+		return x.Vector
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetConflicts() []*Conflict {
+	if x != nil {
+		return x.Conflicts
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetConflictsNext() string {
+	if x != nil {
+		return x.ConflictsNext
+	}
+	return ""
+}
+
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Target:
@@ -418,7 +531,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[4]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +543,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[4]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +556,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SubscribeRequest) GetTarget() isSubscribeRequest_Target {
@@ -523,7 +636,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[5]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +648,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[5]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +661,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SubscribeResponse) GetMessage() isSubscribeResponse_Message {
@@ -605,7 +718,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +730,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +743,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Checkpoint) GetNextPosition() uint64 {
@@ -662,7 +775,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +787,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +800,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{8}
 }
 
 type StatusResponse struct {
@@ -731,7 +844,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +856,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +869,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusResponse) GetRegion() string {
@@ -889,7 +1002,7 @@ type OriginLag struct {
 
 func (x *OriginLag) Reset() {
 	*x = OriginLag{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1014,7 @@ func (x *OriginLag) String() string {
 func (*OriginLag) ProtoMessage() {}
 
 func (x *OriginLag) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1027,7 @@ func (x *OriginLag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginLag.ProtoReflect.Descriptor instead.
 func (*OriginLag) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OriginLag) GetOrigin() string {
@@ -966,6 +1079,482 @@ func (x *OriginLag) GetStaleness() *durationpb.Duration {
 	return nil
 }
 
+type ReadStateRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Entity string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	// consistency: SESSION (default), BOUNDED or EVENTUAL; STRONG is refused
+	// (no region holds an active-active entity's whole history).
+	Consistency   Consistency          `protobuf:"varint,2,opt,name=consistency,proto3,enum=meridian.v1.Consistency" json:"consistency,omitempty"`
+	MaxStaleness  *durationpb.Duration `protobuf:"bytes,3,opt,name=max_staleness,json=maxStaleness,proto3" json:"max_staleness,omitempty"`
+	SessionToken  string               `protobuf:"bytes,4,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadStateRequest) Reset() {
+	*x = ReadStateRequest{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadStateRequest) ProtoMessage() {}
+
+func (x *ReadStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadStateRequest.ProtoReflect.Descriptor instead.
+func (*ReadStateRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ReadStateRequest) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *ReadStateRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ReadStateRequest) GetMaxStaleness() *durationpb.Duration {
+	if x != nil {
+		return x.MaxStaleness
+	}
+	return nil
+}
+
+func (x *ReadStateRequest) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+type ReadStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// state is a JSON object, one member per target: a counter is a number,
+	// a set a sorted array of strings, an LWW register its winning value, an
+	// MV register an array of its concurrent values (in merged order), a map
+	// an object of each key's winning value. Targets nothing wrote yet are
+	// absent.
+	State string `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	// vector is, per origin, the latest seq of the entity's events the state
+	// reflects.
+	Vector map[string]uint64 `protobuf:"bytes,2,rep,name=vector,proto3" json:"vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// events is how many events of the entity the region holds.
+	Events        uint64 `protobuf:"varint,3,opt,name=events,proto3" json:"events,omitempty"`
+	SessionToken  string `protobuf:"bytes,4,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	Region        string `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
+	Node          string `protobuf:"bytes,6,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadStateResponse) Reset() {
+	*x = ReadStateResponse{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadStateResponse) ProtoMessage() {}
+
+func (x *ReadStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadStateResponse.ProtoReflect.Descriptor instead.
+func (*ReadStateResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReadStateResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *ReadStateResponse) GetVector() map[string]uint64 {
+	if x != nil {
+		return x.Vector
+	}
+	return nil
+}
+
+func (x *ReadStateResponse) GetEvents() uint64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *ReadStateResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *ReadStateResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReadStateResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type ReadConflictsRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Entity       string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	Consistency  Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=meridian.v1.Consistency" json:"consistency,omitempty"`
+	MaxStaleness *durationpb.Duration   `protobuf:"bytes,3,opt,name=max_staleness,json=maxStaleness,proto3" json:"max_staleness,omitempty"`
+	SessionToken string                 `protobuf:"bytes,4,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// max_count bounds the conflicts returned (0: 100, at most 1000).
+	MaxCount uint32 `protobuf:"varint,5,opt,name=max_count,json=maxCount,proto3" json:"max_count,omitempty"`
+	// after is next_page_token of a previous response; empty for the first page.
+	After         string `protobuf:"bytes,6,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadConflictsRequest) Reset() {
+	*x = ReadConflictsRequest{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadConflictsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadConflictsRequest) ProtoMessage() {}
+
+func (x *ReadConflictsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadConflictsRequest.ProtoReflect.Descriptor instead.
+func (*ReadConflictsRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReadConflictsRequest) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *ReadConflictsRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+func (x *ReadConflictsRequest) GetMaxStaleness() *durationpb.Duration {
+	if x != nil {
+		return x.MaxStaleness
+	}
+	return nil
+}
+
+func (x *ReadConflictsRequest) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *ReadConflictsRequest) GetMaxCount() uint32 {
+	if x != nil {
+		return x.MaxCount
+	}
+	return 0
+}
+
+func (x *ReadConflictsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+// ConflictWrite is one side of a conflict: the event that wrote.
+type ConflictWrite struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	EventId string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	Origin  *Dot                   `protobuf:"bytes,2,opt,name=origin,proto3" json:"origin,omitempty"`
+	Hlc     *Hlc                   `protobuf:"bytes,3,opt,name=hlc,proto3" json:"hlc,omitempty"`
+	// value is the JSON value written (an LWW or MV value, a map value).
+	Value         string `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConflictWrite) Reset() {
+	*x = ConflictWrite{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConflictWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConflictWrite) ProtoMessage() {}
+
+func (x *ConflictWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConflictWrite.ProtoReflect.Descriptor instead.
+func (*ConflictWrite) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ConflictWrite) GetEventId() string {
+	if x != nil {
+		return x.EventId
+	}
+	return ""
+}
+
+func (x *ConflictWrite) GetOrigin() *Dot {
+	if x != nil {
+		return x.Origin
+	}
+	return nil
+}
+
+func (x *ConflictWrite) GetHlc() *Hlc {
+	if x != nil {
+		return x.Hlc
+	}
+	return nil
+}
+
+func (x *ConflictWrite) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+// Conflict is a pair of concurrent writes to one register (an LWW or MV
+// register, or a map key): neither writer had seen the other. The loser
+// sorts first in merged order (HLC, region, seq); for an LWW register or a
+// map key it is the value the state no longer shows.
+type Conflict struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Target string                 `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	// key is the map key ("" for a register).
+	Key           string         `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Op            MergeOp        `protobuf:"varint,3,opt,name=op,proto3,enum=meridian.v1.MergeOp" json:"op,omitempty"`
+	Winner        *ConflictWrite `protobuf:"bytes,4,opt,name=winner,proto3" json:"winner,omitempty"`
+	Loser         *ConflictWrite `protobuf:"bytes,5,opt,name=loser,proto3" json:"loser,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Conflict) Reset() {
+	*x = Conflict{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Conflict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Conflict) ProtoMessage() {}
+
+func (x *Conflict) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
+func (*Conflict) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Conflict) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *Conflict) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Conflict) GetOp() MergeOp {
+	if x != nil {
+		return x.Op
+	}
+	return MergeOp_MERGE_OP_UNSPECIFIED
+}
+
+func (x *Conflict) GetWinner() *ConflictWrite {
+	if x != nil {
+		return x.Winner
+	}
+	return nil
+}
+
+func (x *Conflict) GetLoser() *ConflictWrite {
+	if x != nil {
+		return x.Loser
+	}
+	return nil
+}
+
+type ReadConflictsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Conflicts []*Conflict            `protobuf:"bytes,1,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
+	// next_page_token continues the feed; empty at its end.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	SessionToken  string `protobuf:"bytes,3,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	Node          string `protobuf:"bytes,5,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadConflictsResponse) Reset() {
+	*x = ReadConflictsResponse{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadConflictsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadConflictsResponse) ProtoMessage() {}
+
+func (x *ReadConflictsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadConflictsResponse.ProtoReflect.Descriptor instead.
+func (*ReadConflictsResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ReadConflictsResponse) GetConflicts() []*Conflict {
+	if x != nil {
+		return x.Conflicts
+	}
+	return nil
+}
+
+func (x *ReadConflictsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *ReadConflictsResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *ReadConflictsResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReadConflictsResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 var File_meridian_v1_eventstore_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_eventstore_proto_rawDesc = "" +
@@ -990,7 +1579,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\x03hlc\x18\x05 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
 	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06region\x18\a \x01(\tR\x06region\x12\x1c\n" +
-	"\tduplicate\x18\b \x01(\bR\tduplicate\"\xbc\x02\n" +
+	"\tduplicate\x18\b \x01(\bR\tduplicate\"\xea\x02\n" +
 	"\vReadRequest\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12!\n" +
 	"\ffrom_version\x18\x02 \x01(\x04R\vfromVersion\x12\x1b\n" +
@@ -998,13 +1587,26 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\tdirection\x18\x04 \x01(\x0e2\x16.meridian.v1.DirectionR\tdirection\x12:\n" +
 	"\vconsistency\x18\x05 \x01(\x0e2\x18.meridian.v1.ConsistencyR\vconsistency\x12>\n" +
 	"\rmax_staleness\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fmaxStaleness\x12#\n" +
-	"\rsession_token\x18\a \x01(\tR\fsessionToken\"\xae\x01\n" +
+	"\rsession_token\x18\a \x01(\tR\fsessionToken\x12,\n" +
+	"\x05extra\x18\b \x01(\v2\x16.meridian.v1.ReadExtraR\x05extra\"\x8d\x01\n" +
+	"\tReadExtra\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\bR\x05state\x12\x1c\n" +
+	"\tconflicts\x18\x02 \x01(\bR\tconflicts\x12#\n" +
+	"\rconflicts_max\x18\x03 \x01(\rR\fconflictsMax\x12'\n" +
+	"\x0fconflicts_after\x18\x04 \x01(\tR\x0econflictsAfter\"\x9a\x03\n" +
 	"\fReadResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x12!\n" +
 	"\fhead_version\x18\x02 \x01(\x04R\vheadVersion\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12\x16\n" +
 	"\x06region\x18\x04 \x01(\tR\x06region\x12\x12\n" +
-	"\x04node\x18\x05 \x01(\tR\x04node\"\xd6\x01\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x12=\n" +
+	"\x06vector\x18\a \x03(\v2%.meridian.v1.ReadResponse.VectorEntryR\x06vector\x123\n" +
+	"\tconflicts\x18\b \x03(\v2\x15.meridian.v1.ConflictR\tconflicts\x12%\n" +
+	"\x0econflicts_next\x18\t \x01(\tR\rconflictsNext\x1a9\n" +
+	"\vVectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xd6\x01\n" +
 	"\x10SubscribeRequest\x12\x18\n" +
 	"\x06entity\x18\x01 \x01(\tH\x00R\x06entity\x12\x12\n" +
 	"\x03all\x18\x02 \x01(\bH\x00R\x03all\x12#\n" +
@@ -1057,12 +1659,53 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"lag_events\x18\x04 \x01(\x04R\tlagEvents\x12+\n" +
 	"\x03lag\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03lag\x12\x16\n" +
 	"\x06source\x18\x06 \x01(\tR\x06source\x127\n" +
-	"\tstaleness\x18\a \x01(\v2\x19.google.protobuf.DurationR\tstaleness2\xab\x02\n" +
+	"\tstaleness\x18\a \x01(\v2\x19.google.protobuf.DurationR\tstaleness\"\xcb\x01\n" +
+	"\x10ReadStateRequest\x12\x16\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\x12:\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x18.meridian.v1.ConsistencyR\vconsistency\x12>\n" +
+	"\rmax_staleness\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fmaxStaleness\x12#\n" +
+	"\rsession_token\x18\x04 \x01(\tR\fsessionToken\"\x91\x02\n" +
+	"\x11ReadStateResponse\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12B\n" +
+	"\x06vector\x18\x02 \x03(\v2*.meridian.v1.ReadStateResponse.VectorEntryR\x06vector\x12\x16\n" +
+	"\x06events\x18\x03 \x01(\x04R\x06events\x12#\n" +
+	"\rsession_token\x18\x04 \x01(\tR\fsessionToken\x12\x16\n" +
+	"\x06region\x18\x05 \x01(\tR\x06region\x12\x12\n" +
+	"\x04node\x18\x06 \x01(\tR\x04node\x1a9\n" +
+	"\vVectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x82\x02\n" +
+	"\x14ReadConflictsRequest\x12\x16\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\x12:\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x18.meridian.v1.ConsistencyR\vconsistency\x12>\n" +
+	"\rmax_staleness\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\fmaxStaleness\x12#\n" +
+	"\rsession_token\x18\x04 \x01(\tR\fsessionToken\x12\x1b\n" +
+	"\tmax_count\x18\x05 \x01(\rR\bmaxCount\x12\x14\n" +
+	"\x05after\x18\x06 \x01(\tR\x05after\"\x8e\x01\n" +
+	"\rConflictWrite\x12\x19\n" +
+	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12(\n" +
+	"\x06origin\x18\x02 \x01(\v2\x10.meridian.v1.DotR\x06origin\x12\"\n" +
+	"\x03hlc\x18\x03 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
+	"\x05value\x18\x04 \x01(\tR\x05value\"\xc0\x01\n" +
+	"\bConflict\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12$\n" +
+	"\x02op\x18\x03 \x01(\x0e2\x14.meridian.v1.MergeOpR\x02op\x122\n" +
+	"\x06winner\x18\x04 \x01(\v2\x1a.meridian.v1.ConflictWriteR\x06winner\x120\n" +
+	"\x05loser\x18\x05 \x01(\v2\x1a.meridian.v1.ConflictWriteR\x05loser\"\xc5\x01\n" +
+	"\x15ReadConflictsResponse\x123\n" +
+	"\tconflicts\x18\x01 \x03(\v2\x15.meridian.v1.ConflictR\tconflicts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12#\n" +
+	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node2\xd9\x03\n" +
 	"\n" +
 	"EventStore\x12C\n" +
 	"\x06Append\x12\x1a.meridian.v1.AppendRequest\x1a\x1b.meridian.v1.AppendResponse\"\x00\x12@\n" +
 	"\x04Read\x12\x18.meridian.v1.ReadRequest\x1a\x19.meridian.v1.ReadResponse\"\x03\x90\x02\x01\x12N\n" +
-	"\tSubscribe\x12\x1d.meridian.v1.SubscribeRequest\x1a\x1e.meridian.v1.SubscribeResponse\"\x000\x01\x12F\n" +
+	"\tSubscribe\x12\x1d.meridian.v1.SubscribeRequest\x1a\x1e.meridian.v1.SubscribeResponse\"\x000\x01\x12O\n" +
+	"\tReadState\x12\x1d.meridian.v1.ReadStateRequest\x1a\x1e.meridian.v1.ReadStateResponse\"\x03\x90\x02\x01\x12[\n" +
+	"\rReadConflicts\x12!.meridian.v1.ReadConflictsRequest\x1a\".meridian.v1.ReadConflictsResponse\"\x03\x90\x02\x01\x12F\n" +
 	"\x06Status\x12\x1a.meridian.v1.StatusRequest\x1a\x1b.meridian.v1.StatusResponse\"\x03\x90\x02\x01B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
@@ -1077,64 +1720,92 @@ func file_meridian_v1_eventstore_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_eventstore_proto_rawDescData
 }
 
-var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_meridian_v1_eventstore_proto_goTypes = []any{
-	(*AppendRequest)(nil),       // 0: meridian.v1.AppendRequest
-	(*AppendResponse)(nil),      // 1: meridian.v1.AppendResponse
-	(*ReadRequest)(nil),         // 2: meridian.v1.ReadRequest
-	(*ReadResponse)(nil),        // 3: meridian.v1.ReadResponse
-	(*SubscribeRequest)(nil),    // 4: meridian.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),   // 5: meridian.v1.SubscribeResponse
-	(*Checkpoint)(nil),          // 6: meridian.v1.Checkpoint
-	(*StatusRequest)(nil),       // 7: meridian.v1.StatusRequest
-	(*StatusResponse)(nil),      // 8: meridian.v1.StatusResponse
-	(*OriginLag)(nil),           // 9: meridian.v1.OriginLag
-	nil,                         // 10: meridian.v1.StatusResponse.AppliedEntry
-	nil,                         // 11: meridian.v1.StatusResponse.ReplicationStallsEntry
-	(*ExpectedVersion)(nil),     // 12: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),       // 13: meridian.v1.ProposedEvent
-	(Durability)(0),             // 14: meridian.v1.Durability
-	(Routing)(0),                // 15: meridian.v1.Routing
-	(*Dot)(nil),                 // 16: meridian.v1.Dot
-	(*Hlc)(nil),                 // 17: meridian.v1.Hlc
-	(Direction)(0),              // 18: meridian.v1.Direction
-	(Consistency)(0),            // 19: meridian.v1.Consistency
-	(*durationpb.Duration)(nil), // 20: google.protobuf.Duration
-	(*Event)(nil),               // 21: meridian.v1.Event
+	(*AppendRequest)(nil),         // 0: meridian.v1.AppendRequest
+	(*AppendResponse)(nil),        // 1: meridian.v1.AppendResponse
+	(*ReadRequest)(nil),           // 2: meridian.v1.ReadRequest
+	(*ReadExtra)(nil),             // 3: meridian.v1.ReadExtra
+	(*ReadResponse)(nil),          // 4: meridian.v1.ReadResponse
+	(*SubscribeRequest)(nil),      // 5: meridian.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 6: meridian.v1.SubscribeResponse
+	(*Checkpoint)(nil),            // 7: meridian.v1.Checkpoint
+	(*StatusRequest)(nil),         // 8: meridian.v1.StatusRequest
+	(*StatusResponse)(nil),        // 9: meridian.v1.StatusResponse
+	(*OriginLag)(nil),             // 10: meridian.v1.OriginLag
+	(*ReadStateRequest)(nil),      // 11: meridian.v1.ReadStateRequest
+	(*ReadStateResponse)(nil),     // 12: meridian.v1.ReadStateResponse
+	(*ReadConflictsRequest)(nil),  // 13: meridian.v1.ReadConflictsRequest
+	(*ConflictWrite)(nil),         // 14: meridian.v1.ConflictWrite
+	(*Conflict)(nil),              // 15: meridian.v1.Conflict
+	(*ReadConflictsResponse)(nil), // 16: meridian.v1.ReadConflictsResponse
+	nil,                           // 17: meridian.v1.ReadResponse.VectorEntry
+	nil,                           // 18: meridian.v1.StatusResponse.AppliedEntry
+	nil,                           // 19: meridian.v1.StatusResponse.ReplicationStallsEntry
+	nil,                           // 20: meridian.v1.ReadStateResponse.VectorEntry
+	(*ExpectedVersion)(nil),       // 21: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),         // 22: meridian.v1.ProposedEvent
+	(Durability)(0),               // 23: meridian.v1.Durability
+	(Routing)(0),                  // 24: meridian.v1.Routing
+	(*Dot)(nil),                   // 25: meridian.v1.Dot
+	(*Hlc)(nil),                   // 26: meridian.v1.Hlc
+	(Direction)(0),                // 27: meridian.v1.Direction
+	(Consistency)(0),              // 28: meridian.v1.Consistency
+	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
+	(*Event)(nil),                 // 30: meridian.v1.Event
+	(MergeOp)(0),                  // 31: meridian.v1.MergeOp
 }
 var file_meridian_v1_eventstore_proto_depIdxs = []int32{
-	12, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
-	13, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
-	14, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
-	15, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
-	16, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
-	17, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
-	18, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
-	19, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
-	20, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
-	21, // 9: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
-	20, // 10: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	21, // 11: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
-	6,  // 12: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
-	10, // 13: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
-	9,  // 14: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
-	20, // 15: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
-	11, // 16: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
-	20, // 17: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
-	20, // 18: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
-	0,  // 19: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 20: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	4,  // 21: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	7,  // 22: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 23: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	3,  // 24: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	5,  // 25: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	8,  // 26: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	23, // [23:27] is the sub-list for method output_type
-	19, // [19:23] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	21, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
+	22, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
+	23, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
+	24, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
+	25, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
+	26, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
+	27, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
+	28, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
+	29, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
+	3,  // 9: meridian.v1.ReadRequest.extra:type_name -> meridian.v1.ReadExtra
+	30, // 10: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
+	17, // 11: meridian.v1.ReadResponse.vector:type_name -> meridian.v1.ReadResponse.VectorEntry
+	15, // 12: meridian.v1.ReadResponse.conflicts:type_name -> meridian.v1.Conflict
+	29, // 13: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	30, // 14: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
+	7,  // 15: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
+	18, // 16: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
+	10, // 17: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
+	29, // 18: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
+	19, // 19: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
+	29, // 20: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
+	29, // 21: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
+	28, // 22: meridian.v1.ReadStateRequest.consistency:type_name -> meridian.v1.Consistency
+	29, // 23: meridian.v1.ReadStateRequest.max_staleness:type_name -> google.protobuf.Duration
+	20, // 24: meridian.v1.ReadStateResponse.vector:type_name -> meridian.v1.ReadStateResponse.VectorEntry
+	28, // 25: meridian.v1.ReadConflictsRequest.consistency:type_name -> meridian.v1.Consistency
+	29, // 26: meridian.v1.ReadConflictsRequest.max_staleness:type_name -> google.protobuf.Duration
+	25, // 27: meridian.v1.ConflictWrite.origin:type_name -> meridian.v1.Dot
+	26, // 28: meridian.v1.ConflictWrite.hlc:type_name -> meridian.v1.Hlc
+	31, // 29: meridian.v1.Conflict.op:type_name -> meridian.v1.MergeOp
+	14, // 30: meridian.v1.Conflict.winner:type_name -> meridian.v1.ConflictWrite
+	14, // 31: meridian.v1.Conflict.loser:type_name -> meridian.v1.ConflictWrite
+	15, // 32: meridian.v1.ReadConflictsResponse.conflicts:type_name -> meridian.v1.Conflict
+	0,  // 33: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 34: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	5,  // 35: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	11, // 36: meridian.v1.EventStore.ReadState:input_type -> meridian.v1.ReadStateRequest
+	13, // 37: meridian.v1.EventStore.ReadConflicts:input_type -> meridian.v1.ReadConflictsRequest
+	8,  // 38: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 39: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	4,  // 40: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	6,  // 41: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	12, // 42: meridian.v1.EventStore.ReadState:output_type -> meridian.v1.ReadStateResponse
+	16, // 43: meridian.v1.EventStore.ReadConflicts:output_type -> meridian.v1.ReadConflictsResponse
+	9,  // 44: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	39, // [39:45] is the sub-list for method output_type
+	33, // [33:39] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }
@@ -1143,11 +1814,11 @@ func file_meridian_v1_eventstore_proto_init() {
 		return
 	}
 	file_meridian_v1_event_proto_init()
-	file_meridian_v1_eventstore_proto_msgTypes[4].OneofWrappers = []any{
+	file_meridian_v1_eventstore_proto_msgTypes[5].OneofWrappers = []any{
 		(*SubscribeRequest_Entity)(nil),
 		(*SubscribeRequest_All)(nil),
 	}
-	file_meridian_v1_eventstore_proto_msgTypes[5].OneofWrappers = []any{
+	file_meridian_v1_eventstore_proto_msgTypes[6].OneofWrappers = []any{
 		(*SubscribeResponse_Event)(nil),
 		(*SubscribeResponse_Checkpoint)(nil),
 	}
@@ -1157,7 +1828,7 @@ func file_meridian_v1_eventstore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_eventstore_proto_rawDesc), len(file_meridian_v1_eventstore_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

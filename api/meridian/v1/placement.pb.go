@@ -266,8 +266,13 @@ type PlacementRule struct {
 	// failover_policy says whether the rule's entities fail over when their
 	// home is lost (its lease expired): SAFE (the default) or NEVER.
 	FailoverPolicy FailoverPolicy `protobuf:"varint,6,opt,name=failover_policy,json=failoverPolicy,proto3,enum=meridian.v1.FailoverPolicy" json:"failover_policy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// merge declares, for an active-active rule, how event types merge into
+	// the entities' state (ReadState). One rule per event type; a target
+	// takes one kind of op (counter, set, lww, mv or map). Refused on
+	// single-home rules.
+	Merge         []*MergeRule `protobuf:"bytes,7,rep,name=merge,proto3" json:"merge,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PlacementRule) Reset() {
@@ -340,6 +345,13 @@ func (x *PlacementRule) GetFailoverPolicy() FailoverPolicy {
 		return x.FailoverPolicy
 	}
 	return FailoverPolicy_FAILOVER_POLICY_UNSPECIFIED
+}
+
+func (x *PlacementRule) GetMerge() []*MergeRule {
+	if x != nil {
+		return x.Merge
+	}
+	return nil
 }
 
 // TableInfo says how current the answering node's copy of the table is.
@@ -2485,7 +2497,7 @@ var File_meridian_v1_placement_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\n" +
-	"\x1bmeridian/v1/placement.proto\x12\vmeridian.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x01\n" +
+	"\x1bmeridian/v1/placement.proto\x12\vmeridian.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17meridian/v1/event.proto\"\x9e\x02\n" +
 	"\rPlacementRule\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1f\n" +
 	"\vhome_region\x18\x02 \x01(\tR\n" +
@@ -2493,7 +2505,8 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\x04mode\x18\x03 \x01(\x0e2\x1a.meridian.v1.PlacementModeR\x04mode\x12\x1a\n" +
 	"\bfailover\x18\x04 \x03(\tR\bfailover\x12\x14\n" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12D\n" +
-	"\x0ffailover_policy\x18\x06 \x01(\x0e2\x1b.meridian.v1.FailoverPolicyR\x0efailoverPolicy\"\xdf\x01\n" +
+	"\x0ffailover_policy\x18\x06 \x01(\x0e2\x1b.meridian.v1.FailoverPolicyR\x0efailoverPolicy\x12,\n" +
+	"\x05merge\x18\a \x03(\v2\x16.meridian.v1.MergeRuleR\x05merge\"\xdf\x01\n" +
 	"\tTableInfo\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x16\n" +
 	"\x06leader\x18\x02 \x01(\tR\x06leader\x12J\n" +
@@ -2750,77 +2763,79 @@ var file_meridian_v1_placement_proto_goTypes = []any{
 	(*HomeRedirect)(nil),          // 34: meridian.v1.HomeRedirect
 	nil,                           // 35: meridian.v1.RegionLease.AppliedEntry
 	nil,                           // 36: meridian.v1.HomeMove.FencedEntry
-	(*timestamppb.Timestamp)(nil), // 37: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 38: google.protobuf.Duration
+	(*MergeRule)(nil),             // 37: meridian.v1.MergeRule
+	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
 }
 var file_meridian_v1_placement_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.PlacementRule.mode:type_name -> meridian.v1.PlacementMode
 	2,  // 1: meridian.v1.PlacementRule.failover_policy:type_name -> meridian.v1.FailoverPolicy
-	37, // 2: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
-	38, // 3: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
-	0,  // 4: meridian.v1.GetPlacementResponse.mode:type_name -> meridian.v1.PlacementMode
-	1,  // 5: meridian.v1.GetPlacementResponse.source:type_name -> meridian.v1.PlacementSource
-	5,  // 6: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 7: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
-	9,  // 8: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
-	2,  // 9: meridian.v1.GetPlacementResponse.failover_policy:type_name -> meridian.v1.FailoverPolicy
-	37, // 10: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
-	38, // 11: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
-	35, // 12: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
-	37, // 13: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
-	38, // 14: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
-	8,  // 15: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
-	38, // 16: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
-	8,  // 17: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
-	37, // 18: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
-	4,  // 19: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	5,  // 20: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 21: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	4,  // 22: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
-	4,  // 23: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	22, // 24: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 25: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 26: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 27: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
-	23, // 28: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
-	37, // 29: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
-	38, // 30: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
-	36, // 31: meridian.v1.HomeMove.fenced:type_name -> meridian.v1.HomeMove.FencedEntry
-	3,  // 32: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
-	37, // 33: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
-	9,  // 34: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
-	27, // 35: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
-	5,  // 36: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 37: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
-	29, // 38: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
-	38, // 39: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
-	6,  // 40: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
-	12, // 41: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
-	14, // 42: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
-	16, // 43: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
-	18, // 44: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
-	20, // 45: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
-	26, // 46: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
-	30, // 47: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
-	32, // 48: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
-	24, // 49: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
-	10, // 50: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
-	7,  // 51: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
-	13, // 52: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
-	15, // 53: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
-	17, // 54: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
-	19, // 55: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
-	21, // 56: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
-	28, // 57: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
-	31, // 58: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
-	33, // 59: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
-	25, // 60: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
-	11, // 61: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
-	51, // [51:62] is the sub-list for method output_type
-	40, // [40:51] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	37, // 2: meridian.v1.PlacementRule.merge:type_name -> meridian.v1.MergeRule
+	38, // 3: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
+	39, // 4: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
+	0,  // 5: meridian.v1.GetPlacementResponse.mode:type_name -> meridian.v1.PlacementMode
+	1,  // 6: meridian.v1.GetPlacementResponse.source:type_name -> meridian.v1.PlacementSource
+	5,  // 7: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 8: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
+	9,  // 9: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
+	2,  // 10: meridian.v1.GetPlacementResponse.failover_policy:type_name -> meridian.v1.FailoverPolicy
+	38, // 11: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
+	39, // 12: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
+	35, // 13: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
+	38, // 14: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
+	39, // 15: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
+	8,  // 16: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
+	39, // 17: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
+	8,  // 18: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
+	38, // 19: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
+	4,  // 20: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	5,  // 21: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 22: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	4,  // 23: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
+	4,  // 24: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	22, // 25: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 26: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 27: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
+	22, // 28: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
+	23, // 29: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
+	38, // 30: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
+	39, // 31: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
+	36, // 32: meridian.v1.HomeMove.fenced:type_name -> meridian.v1.HomeMove.FencedEntry
+	3,  // 33: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
+	38, // 34: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
+	9,  // 35: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
+	27, // 36: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
+	5,  // 37: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
+	22, // 38: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
+	29, // 39: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
+	39, // 40: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
+	6,  // 41: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
+	12, // 42: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
+	14, // 43: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
+	16, // 44: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
+	18, // 45: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
+	20, // 46: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
+	26, // 47: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
+	30, // 48: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
+	32, // 49: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
+	24, // 50: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
+	10, // 51: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
+	7,  // 52: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
+	13, // 53: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
+	15, // 54: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
+	17, // 55: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
+	19, // 56: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
+	21, // 57: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
+	28, // 58: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
+	31, // 59: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
+	33, // 60: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
+	25, // 61: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
+	11, // 62: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
+	52, // [52:63] is the sub-list for method output_type
+	41, // [41:52] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_placement_proto_init() }
@@ -2828,6 +2843,7 @@ func file_meridian_v1_placement_proto_init() {
 	if File_meridian_v1_placement_proto != nil {
 		return
 	}
+	file_meridian_v1_event_proto_init()
 	file_meridian_v1_placement_proto_msgTypes[16].OneofWrappers = []any{
 		(*MoveRequest_Entity)(nil),
 		(*MoveRequest_Prefix)(nil),

@@ -115,8 +115,11 @@ type PullResponse struct {
 	// other's. Unset when the answering node does not know (a follower of
 	// another region, which does not run its region's replication).
 	OriginStaleness *durationpb.Duration `protobuf:"bytes,4,opt,name=origin_staleness,json=originStaleness,proto3" json:"origin_staleness,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// origin_clock is the answering region's OriginClock for the origin (on
+	// heartbeats): from the origin itself, its applied seq and last_hlc.
+	OriginClock   *OriginClock `protobuf:"bytes,5,opt,name=origin_clock,json=originClock,proto3" json:"origin_clock,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PullResponse) Reset() {
@@ -177,6 +180,13 @@ func (x *PullResponse) GetOriginStaleness() *durationpb.Duration {
 	return nil
 }
 
+func (x *PullResponse) GetOriginClock() *OriginClock {
+	if x != nil {
+		return x.OriginClock
+	}
+	return nil
+}
+
 var File_meridian_v1_replication_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_replication_proto_rawDesc = "" +
@@ -187,12 +197,13 @@ const file_meridian_v1_replication_proto_rawDesc = "" +
 	"\bfrom_seq\x18\x02 \x01(\x04R\afromSeq\x12)\n" +
 	"\x10requester_region\x18\x03 \x01(\tR\x0frequesterRegion\x12\x1d\n" +
 	"\n" +
-	"max_events\x18\x04 \x01(\rR\tmaxEvents\"\xa3\x02\n" +
+	"max_events\x18\x04 \x01(\rR\tmaxEvents\"\xe0\x02\n" +
 	"\fPullResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x12@\n" +
 	"\aapplied\x18\x02 \x03(\v2&.meridian.v1.PullResponse.AppliedEntryR\aapplied\x12#\n" +
 	"\rsource_region\x18\x03 \x01(\tR\fsourceRegion\x12D\n" +
-	"\x10origin_staleness\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0foriginStaleness\x1a:\n" +
+	"\x10origin_staleness\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x0foriginStaleness\x12;\n" +
+	"\forigin_clock\x18\x05 \x01(\v2\x18.meridian.v1.OriginClockR\voriginClock\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x012N\n" +
@@ -218,18 +229,20 @@ var file_meridian_v1_replication_proto_goTypes = []any{
 	nil,                         // 2: meridian.v1.PullResponse.AppliedEntry
 	(*Event)(nil),               // 3: meridian.v1.Event
 	(*durationpb.Duration)(nil), // 4: google.protobuf.Duration
+	(*OriginClock)(nil),         // 5: meridian.v1.OriginClock
 }
 var file_meridian_v1_replication_proto_depIdxs = []int32{
 	3, // 0: meridian.v1.PullResponse.events:type_name -> meridian.v1.Event
 	2, // 1: meridian.v1.PullResponse.applied:type_name -> meridian.v1.PullResponse.AppliedEntry
 	4, // 2: meridian.v1.PullResponse.origin_staleness:type_name -> google.protobuf.Duration
-	0, // 3: meridian.v1.Replication.Pull:input_type -> meridian.v1.PullRequest
-	1, // 4: meridian.v1.Replication.Pull:output_type -> meridian.v1.PullResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 3: meridian.v1.PullResponse.origin_clock:type_name -> meridian.v1.OriginClock
+	0, // 4: meridian.v1.Replication.Pull:input_type -> meridian.v1.PullRequest
+	1, // 5: meridian.v1.Replication.Pull:output_type -> meridian.v1.PullResponse
+	5, // [5:6] is the sub-list for method output_type
+	4, // [4:5] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_replication_proto_init() }

@@ -39,6 +39,11 @@ const (
 	EventStoreReadProcedure = "/meridian.v1.EventStore/Read"
 	// EventStoreSubscribeProcedure is the fully-qualified name of the EventStore's Subscribe RPC.
 	EventStoreSubscribeProcedure = "/meridian.v1.EventStore/Subscribe"
+	// EventStoreReadStateProcedure is the fully-qualified name of the EventStore's ReadState RPC.
+	EventStoreReadStateProcedure = "/meridian.v1.EventStore/ReadState"
+	// EventStoreReadConflictsProcedure is the fully-qualified name of the EventStore's ReadConflicts
+	// RPC.
+	EventStoreReadConflictsProcedure = "/meridian.v1.EventStore/ReadConflicts"
 	// EventStoreStatusProcedure is the fully-qualified name of the EventStore's Status RPC.
 	EventStoreStatusProcedure = "/meridian.v1.EventStore/Status"
 )
@@ -52,6 +57,11 @@ type EventStoreClient interface {
 	// Subscribe streams one entity's events, or the whole region log, from a
 	// position: catch-up first, then live, with periodic checkpoints.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
+	// ReadState returns an active-active entity's merged state.
+	ReadState(context.Context, *connect.Request[v1.ReadStateRequest]) (*connect.Response[v1.ReadStateResponse], error)
+	// ReadConflicts returns an active-active entity's conflict feed: every
+	// pair of concurrent register writes, the loser beside the winner.
+	ReadConflicts(context.Context, *connect.Request[v1.ReadConflictsRequest]) (*connect.Response[v1.ReadConflictsResponse], error)
 	// Status describes the node that answers: its region, role and applied state.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 }
@@ -86,6 +96,20 @@ func NewEventStoreClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(eventStoreMethods.ByName("Subscribe")),
 			connect.WithClientOptions(opts...),
 		),
+		readState: connect.NewClient[v1.ReadStateRequest, v1.ReadStateResponse](
+			httpClient,
+			baseURL+EventStoreReadStateProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("ReadState")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		readConflicts: connect.NewClient[v1.ReadConflictsRequest, v1.ReadConflictsResponse](
+			httpClient,
+			baseURL+EventStoreReadConflictsProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("ReadConflicts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		status: connect.NewClient[v1.StatusRequest, v1.StatusResponse](
 			httpClient,
 			baseURL+EventStoreStatusProcedure,
@@ -98,10 +122,12 @@ func NewEventStoreClient(httpClient connect.HTTPClient, baseURL string, opts ...
 
 // eventStoreClient implements EventStoreClient.
 type eventStoreClient struct {
-	append    *connect.Client[v1.AppendRequest, v1.AppendResponse]
-	read      *connect.Client[v1.ReadRequest, v1.ReadResponse]
-	subscribe *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
-	status    *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	append        *connect.Client[v1.AppendRequest, v1.AppendResponse]
+	read          *connect.Client[v1.ReadRequest, v1.ReadResponse]
+	subscribe     *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
+	readState     *connect.Client[v1.ReadStateRequest, v1.ReadStateResponse]
+	readConflicts *connect.Client[v1.ReadConflictsRequest, v1.ReadConflictsResponse]
+	status        *connect.Client[v1.StatusRequest, v1.StatusResponse]
 }
 
 // Append calls meridian.v1.EventStore.Append.
@@ -119,6 +145,16 @@ func (c *eventStoreClient) Subscribe(ctx context.Context, req *connect.Request[v
 	return c.subscribe.CallServerStream(ctx, req)
 }
 
+// ReadState calls meridian.v1.EventStore.ReadState.
+func (c *eventStoreClient) ReadState(ctx context.Context, req *connect.Request[v1.ReadStateRequest]) (*connect.Response[v1.ReadStateResponse], error) {
+	return c.readState.CallUnary(ctx, req)
+}
+
+// ReadConflicts calls meridian.v1.EventStore.ReadConflicts.
+func (c *eventStoreClient) ReadConflicts(ctx context.Context, req *connect.Request[v1.ReadConflictsRequest]) (*connect.Response[v1.ReadConflictsResponse], error) {
+	return c.readConflicts.CallUnary(ctx, req)
+}
+
 // Status calls meridian.v1.EventStore.Status.
 func (c *eventStoreClient) Status(ctx context.Context, req *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error) {
 	return c.status.CallUnary(ctx, req)
@@ -133,6 +169,11 @@ type EventStoreHandler interface {
 	// Subscribe streams one entity's events, or the whole region log, from a
 	// position: catch-up first, then live, with periodic checkpoints.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error
+	// ReadState returns an active-active entity's merged state.
+	ReadState(context.Context, *connect.Request[v1.ReadStateRequest]) (*connect.Response[v1.ReadStateResponse], error)
+	// ReadConflicts returns an active-active entity's conflict feed: every
+	// pair of concurrent register writes, the loser beside the winner.
+	ReadConflicts(context.Context, *connect.Request[v1.ReadConflictsRequest]) (*connect.Response[v1.ReadConflictsResponse], error)
 	// Status describes the node that answers: its region, role and applied state.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 }
@@ -163,6 +204,20 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(eventStoreMethods.ByName("Subscribe")),
 		connect.WithHandlerOptions(opts...),
 	)
+	eventStoreReadStateHandler := connect.NewUnaryHandler(
+		EventStoreReadStateProcedure,
+		svc.ReadState,
+		connect.WithSchema(eventStoreMethods.ByName("ReadState")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	eventStoreReadConflictsHandler := connect.NewUnaryHandler(
+		EventStoreReadConflictsProcedure,
+		svc.ReadConflicts,
+		connect.WithSchema(eventStoreMethods.ByName("ReadConflicts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	eventStoreStatusHandler := connect.NewUnaryHandler(
 		EventStoreStatusProcedure,
 		svc.Status,
@@ -178,6 +233,10 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 			eventStoreReadHandler.ServeHTTP(w, r)
 		case EventStoreSubscribeProcedure:
 			eventStoreSubscribeHandler.ServeHTTP(w, r)
+		case EventStoreReadStateProcedure:
+			eventStoreReadStateHandler.ServeHTTP(w, r)
+		case EventStoreReadConflictsProcedure:
+			eventStoreReadConflictsHandler.ServeHTTP(w, r)
 		case EventStoreStatusProcedure:
 			eventStoreStatusHandler.ServeHTTP(w, r)
 		default:
@@ -199,6 +258,14 @@ func (UnimplementedEventStoreHandler) Read(context.Context, *connect.Request[v1.
 
 func (UnimplementedEventStoreHandler) Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.EventStore.Subscribe is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) ReadState(context.Context, *connect.Request[v1.ReadStateRequest]) (*connect.Response[v1.ReadStateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.EventStore.ReadState is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) ReadConflicts(context.Context, *connect.Request[v1.ReadConflictsRequest]) (*connect.Response[v1.ReadConflictsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.EventStore.ReadConflicts is not implemented"))
 }
 
 func (UnimplementedEventStoreHandler) Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error) {
