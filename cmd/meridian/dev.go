@@ -124,6 +124,8 @@ type devCluster struct {
 	dataDir string
 	tempDir bool
 	members []*devMember
+	// cutter partitions the last region from the others on SIGUSR1.
+	cutter *devCutter
 	// rules are the example rules set at start, in match order.
 	rules []*meridianv1.PlacementRule
 }
@@ -220,7 +222,7 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	c := &devCluster{opts: o, dataDir: o.dataDir, rules: exampleRules(o.regions)}
+	c := &devCluster{opts: o, dataDir: o.dataDir, rules: exampleRules(o.regions), cutter: newDevCutter()}
 	if cart := cartRule(c.rules, o.regions[0]); cart != nil {
 		c.rules = append(c.rules, cart)
 	}
@@ -255,9 +257,9 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 				PlacementConfig:   devPlacementConfig(o.wanLatency),
 				ReplicationConfig: devReplicationConfig,
 			}
-			if o.wanLatency > 0 {
-				cfg.Network = newWANNetwork(region.TCP, r, layout, o.wanLatency)
-			}
+			wan := newWANNetwork(region.TCP, r, layout, o.wanLatency)
+			wan.cutter = c.cutter
+			cfg.Network = wan
 			if m.k == 0 {
 				cfg.PlacementBootstrap = true
 			} else {
@@ -547,6 +549,7 @@ func (c *devCluster) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "  meridian append cart/alice --type ItemAdded --data '{\"element\":\"book\"}' --endpoint %s\n", c.endpointsOf(writer)[0])
 		fmt.Fprintf(w, "  meridian append cart/alice --type ItemAdded --data '{\"element\":\"pen\"}' --endpoint %s\n", c.endpointsOf(home)[0])
 		fmt.Fprintf(w, "  meridian state cart/alice --endpoint %s\n", c.endpointsOf(reader)[0])
+		fmt.Fprintf(w, "  kill -USR1 %d    # cuts %s off from the other regions; again to heal\n", os.Getpid(), c.opts.regions[len(c.opts.regions)-1])
 	}
 	fmt.Fprintf(w, "\nCtrl-C stops every region.\n")
 }
@@ -629,6 +632,11 @@ latency D between nodes of different regions (a round trip costs 2D;
 nodes of one region stay at loopback speed), to see what replication and
 forwarding cost over a WAN.
 
+kill -USR1 on the dev process cuts the last region off from the others
+(connections between them closed, dials refused; clients still reach
+every node) and the next one heals it: enough to watch active-active
+writes go on on both sides of a partition and merge after it.
+
 Data goes to a temporary directory (removed on exit) or to --data-dir (kept).
 With --smoke it appends to an entity homed in the second region through a
 node of the first, reads it with the append's session token through a node
@@ -664,7 +672,10 @@ region served the read from its replica, and stops: exit 0 means it works.`,
 					err = c.smoke(ctx, r.stdout)
 				} else {
 					c.printBanner(r.stdout)
+					stop := make(chan struct{})
+					go c.cutter.toggleOnSignal(o.regions[len(o.regions)-1], r.stdout, stop)
 					<-ctx.Done()
+					close(stop)
 				}
 			}
 			if ctx.Err() != nil {

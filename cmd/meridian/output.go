@@ -66,6 +66,11 @@ func formatEvent(e *meridianv1.Event, withPosition bool) string {
 	if e.GetRecovered() {
 		b.WriteString(" (recovered)")
 	}
+	if e.GetActiveActive() && !e.GetStable() {
+		// Reads of a merged stream: a concurrent event may still sort
+		// before this one and shift its version.
+		b.WriteString(" (not stable yet)")
+	}
 	return b.String()
 }
 

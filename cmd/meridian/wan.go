@@ -39,6 +39,8 @@ type wanNetwork struct {
 	region  string
 	regions map[string]string // host:port -> region, every address of the dev layout
 	latency time.Duration
+	// cutter, when set, can cut regions off from each other (devcut.go).
+	cutter *devCutter
 }
 
 // newWANNetwork returns the network of a node of region self.
@@ -60,7 +62,14 @@ func (w *wanNetwork) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		case <-t.C:
 		}
 	}
-	c, err := w.base.Dial(ctx, addr)
+	dial := func() (net.Conn, error) { return w.base.Dial(ctx, addr) }
+	var c net.Conn
+	var err error
+	if far && w.cutter != nil {
+		c, err = w.cutter.dial(w.region, w.regions[addr], dial)
+	} else {
+		c, err = dial()
+	}
 	if err != nil || !far || w.latency <= 0 {
 		return c, err
 	}
