@@ -1,6 +1,7 @@
 package region
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -8,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -308,6 +310,109 @@ func (n *Node) runClockTick() {
 		watchShutdown(fut, n.closing)
 		if err := fut.Error(); err != nil {
 			n.logger.Debug("clock tick not applied", "err", err)
+		}
+	}
+}
+
+// subscribeEntity serves an entity subscription. It delivers every event
+// of the stream once, in the stream's order, whether the stream is
+// single-home (events only ever come at its end) or merged (a late
+// concurrent event may sort before events already delivered): each pass
+// scans the stream from the first version that may still change (the end
+// of the prefix delivered and fixed: single-home, or stable) and sends the
+// events whose dots it has not delivered (an origin's events of one entity
+// are applied in seq order, so a per-origin maximum is the delivered set).
+// Events carry their version at delivery and, in a merged stream, whether
+// it is final (stable). from_position is the version to start at;
+// checkpoints' next_position is the first version that may still change.
+func (n *Node) subscribeEntity(ctx context.Context, entity string, req *meridianv1.SubscribeRequest, interval time.Duration,
+	send func(*meridianv1.SubscribeResponse) error) error {
+	delivered := causal.Vector{}
+	scanFrom := uint64(1)
+	start := max(req.GetFromPosition(), 1)
+	if req.GetFromEnd() {
+		_, head, err := n.fsm.ReadStreamWithHead(entity, 0, 1, true)
+		if err != nil {
+			return err
+		}
+		start = head.GetVersion() + 1
+	}
+	// pass scans the stream from scanFrom once; events below skipBelow (the
+	// start position) are marked delivered without being sent. It reports
+	// whether the stream is merged.
+	pass := func(skipBelow uint64) (merged bool, err error) {
+		from, fixedRun := scanFrom, true
+		for {
+			events, head, err := n.fsm.ReadStreamWithHead(entity, from, n.cfg.SubscribePageMax, false)
+			if err != nil {
+				return false, err
+			}
+			merged = head.GetMerged()
+			for _, e := range events {
+				o := e.GetOrigin()
+				dot := causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()}
+				if !delivered.CoversDot(dot) {
+					if e.GetVersion() >= skipBelow {
+						if err := send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Event{Event: e}}); err != nil {
+							return merged, err
+						}
+					}
+					delivered.AddDot(dot)
+				}
+				fixed := !head.GetMerged() || e.GetStable()
+				if fixedRun && fixed {
+					scanFrom = e.GetVersion() + 1
+				} else {
+					fixedRun = false
+				}
+			}
+			if len(events) < n.cfg.SubscribePageMax {
+				return merged, nil
+			}
+			from = events[len(events)-1].GetVersion() + 1
+			if err := ctx.Err(); err != nil {
+				return merged, err
+			}
+		}
+	}
+	checkpoint := func() error {
+		return send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Checkpoint{
+			Checkpoint: &meridianv1.Checkpoint{NextPosition: scanFrom, CaughtUp: true, SessionToken: causal.FormatToken(delivered)},
+		}})
+	}
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	skipBelow := start
+	for first := true; ; first = false {
+		changed := n.fsm.Changed()
+		merged, err := pass(skipBelow)
+		if err != nil {
+			return err
+		}
+		if merged {
+			// A merged stream's versions shift: the start applied to the
+			// events present when the subscription began.
+			skipBelow = 0
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if first {
+			if err := checkpoint(); err != nil {
+				return err
+			}
+			ticker.Reset(interval)
+		}
+		select {
+		case <-changed:
+		case <-ticker.C:
+			if err := checkpoint(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.closing:
+			return ErrNodeClosed
 		}
 	}
 }

@@ -632,16 +632,7 @@ func (n *Node) Subscribe(ctx context.Context, req *meridianv1.SubscribeRequest, 
 		if err := ValidateEntity(entity, n.cfg.Limits.EntityBytesMax); err != nil {
 			return err
 		}
-
-		page = func(from uint64) ([]*meridianv1.Event, error) {
-			ev, _, err := n.fsm.ReadStream(entity, from, n.cfg.SubscribePageMax, false)
-			return ev, err
-		}
-		next = func(e *meridianv1.Event) uint64 { return e.GetVersion() + 1 }
-		end = func() (uint64, error) {
-			_, head, err := n.fsm.ReadStream(entity, 0, 1, true)
-			return head + 1, err
-		}
+		return n.subscribeEntity(ctx, entity, req, interval, send)
 	case *meridianv1.SubscribeRequest_All:
 		if !t.All {
 			return &InvalidArgumentError{Field: "target", Reason: "must be an entity or all=true"}
