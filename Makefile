@@ -10,7 +10,7 @@ FUZZTIME  ?= 20000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e dev ci chaos soak-fenced clean
+.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e bench-peers dev ci chaos soak-fenced clean
 
 build:
 	$(GO) build -o bin/meridian ./cmd/meridian
@@ -52,6 +52,22 @@ bench:
 E2E_OPS ?= 3000x
 bench-e2e:
 	$(GO) test -run '^$$' -bench . -benchtime $(E2E_OPS) -count $(BENCHCOUNT) -timeout 60m ./tests/perf/
+
+## bench-peers: a 3-process Meridian region beside NATS JetStream and etcd,
+## through each system's own client, in one run (issue 14). Needs the peers
+## installed as $(PEERBENCH)/README.md says; says so when they are not.
+PEERBENCH     ?= ../shared/peerbench
+PEER_ROUNDS   ?= 3
+PEER_DURATION ?= 5s
+bench-peers: build
+	@gobin=$$($(GO) env GOPATH)/bin; missing=""; \
+	for b in nats-server etcd benchmark; do test -x "$$gobin/$$b" || missing="$$missing $$b"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "bench-peers: not installed in $$gobin:$$missing" >&2; \
+	  echo "install them once per machine as $(PEERBENCH)/README.md shows (nats-server v2.15.2 with go install; etcd v3.6.8 and its benchmark tool built from a tools module), then run make bench-peers again" >&2; \
+	  exit 2; fi; \
+	test -x $(PEERBENCH)/run.sh || { echo "bench-peers: $(PEERBENCH)/run.sh not found (PEERBENCH=path to peerbench)" >&2; exit 2; }; \
+	MERIDIAN_BIN=$(CURDIR)/bin/meridian $(PEERBENCH)/run.sh $(PEER_ROUNDS) $(PEER_DURATION)
 
 ## chaos: real processes in network namespaces, iptables partitions, SIGKILL/SIGSTOP (root).
 chaos:

@@ -3,6 +3,7 @@ package multiregion
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 )
@@ -151,8 +153,26 @@ func TestActiveActiveWritesInEveryRegionThroughAPartition(t *testing.T) {
 		Entity: "ap/x", Events: []*meridianv1.ProposedEvent{event("E")},
 	}))
 	require.Error(t, err, "single-home writes stop once the isolated region's lease ran out")
+	// BOUNDED reads of an active-active entity in the isolated region: it
+	// is seconds behind the others' writes, so a 1 s bound is refused
+	// (retryable), while EVENTUAL serves what it has.
+	bounded := &meridianv1.ReadStateRequest{Entity: "cart/1", Consistency: meridianv1.Consistency_CONSISTENCY_BOUNDED, MaxStaleness: durationpb.New(time.Second)}
+	_, err = c.EventStore("ap-south-1").ReadState(ctxFor(t, 20*time.Second), connect.NewRequest(bounded))
+	var ce *connect.Error
+	require.True(t, errors.As(err, &ce), "%v", err)
+	assert.Equal(t, connect.CodeUnavailable, ce.Code(), ce.Message())
+	assert.Equal(t, "too-stale", ce.Meta().Get("Meridian-Error"), ce.Message())
+	_, err = c.EventStore("ap-south-1").ReadState(ctxFor(t, 20*time.Second), connect.NewRequest(&meridianv1.ReadStateRequest{
+		Entity: "cart/1", Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
+	}))
+	require.NoError(t, err)
 	c.Net.HealAll()
 	burst(5)
+	// Healed and caught up, the same bound is served locally.
+	require.Eventually(t, func() bool {
+		r, err := c.EventStore("ap-south-1").ReadState(ctxFor(t, 20*time.Second), connect.NewRequest(bounded))
+		return err == nil && r.Msg.GetRegion() == "ap-south"
+	}, 20*time.Second, 100*time.Millisecond, "BOUNDED state read not served in ap-south after the heal")
 
 	digests := waitConverged(t, c, carts, 30*time.Second)
 	seen := map[string]int{}
