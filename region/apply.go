@@ -28,6 +28,8 @@ type applier struct {
 	window time.Duration
 	limits Limits
 	knobs  *TestingKnobs // nil in production
+	// heads caches stream heads across entries (headcache.go); nil: none.
+	heads *headCache
 }
 
 // Named budget of one apply transaction, below Badger's own limits
@@ -58,10 +60,11 @@ type txnWriter struct {
 	dirty               bool  // txn holds writes
 	prevIndex, prevTerm uint64
 	knobs               *TestingKnobs
+	heads               *headCache // nil: no cache
 }
 
-func newTxnWriter(db *badger.DB, prevIndex, prevTerm uint64, knobs *TestingKnobs) *txnWriter {
-	w := &txnWriter{db: db, prevIndex: prevIndex, prevTerm: prevTerm, knobs: knobs}
+func newTxnWriter(db *badger.DB, prevIndex, prevTerm uint64, knobs *TestingKnobs, heads *headCache) *txnWriter {
+	w := &txnWriter{db: db, prevIndex: prevIndex, prevTerm: prevTerm, knobs: knobs, heads: heads}
 	w.reset()
 	return w
 }
@@ -104,6 +107,9 @@ func (w *txnWriter) set(key, value []byte, expiresAt uint64) {
 		// fit() is meant to make this impossible; an op would be half-written.
 		panic(fmt.Errorf("region: apply: write %q: %w", key, err))
 	}
+	if w.heads != nil && isHeadKey(key) {
+		w.heads.put(key, value)
+	}
 	w.dirty = true
 }
 
@@ -124,6 +130,9 @@ func (w *txnWriter) commit(st *meridianv1.ApplyState) {
 func (w *txnWriter) del(key []byte) {
 	if err := w.txn.Delete(key); err != nil {
 		panic(fmt.Errorf("region: apply: delete %q: %w", key, err))
+	}
+	if w.heads != nil && isHeadKey(key) {
+		w.heads.del(key)
 	}
 	w.dirty = true
 }
@@ -181,7 +190,7 @@ func (a applier) applyLogs(db *badger.DB, cur *meridianv1.ApplyState, logs []*ra
 	if next.Applied == nil {
 		next.Applied = map[string]uint64{}
 	}
-	w := newTxnWriter(db, cur.GetAppliedIndex(), cur.GetAppliedTerm(), a.knobs)
+	w := newTxnWriter(db, cur.GetAppliedIndex(), cur.GetAppliedTerm(), a.knobs, a.heads)
 	defer func() { w.discard() }()
 
 	res := make([]any, len(logs))
@@ -325,7 +334,7 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		return resp, err
 	}
 
-	head := getHead(w.txn, entity)
+	head := w.head(entity)
 	// An op under an older epoch than the stream's last event would write
 	// behind a newer home's history: not written; the node routes it again
 	// with a current copy.

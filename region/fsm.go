@@ -167,7 +167,7 @@ func OpenFSM(cfg StoreConfig) (*FSM, error) {
 	f := &FSM{
 		cfg:    cfg,
 		logger: logger,
-		ap:     applier{region: cfg.Region, window: cfg.IdempotencyWindow, limits: HardLimits(), knobs: cfg.Knobs},
+		ap:     applier{region: cfg.Region, window: cfg.IdempotencyWindow, limits: HardLimits(), knobs: cfg.Knobs, heads: newHeadCache()},
 		h:      h,
 		state:  st,
 	}

@@ -84,7 +84,7 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 			continue
 		}
 		entity := ev.GetEntity()
-		head := getHead(w.txn, entity)
+		head := w.head(entity)
 		if ev.GetActiveActive() || head.GetMerged() {
 			// A merged stream's event goes to its place in merged order.
 			pos := st.GetLastPosition() + 1

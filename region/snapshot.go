@@ -199,6 +199,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	old := f.h
 	f.h, f.state = nh, st
+	// The restored database has other heads.
+	f.ap.heads.clear()
 	f.mu.Unlock()
 	f.applied.Store(st.GetAppliedIndex())
 	f.notify()
