@@ -58,8 +58,14 @@
 //     restarts and snapshots (TestStagedPinTakesEffectOnlyOnceTheOldHomeFrozeAndTheNewHomeDrained,
 //     TestAbortedTransitionLeavesTheTableAsItWas,
 //     TestTransitionInProgressSurvivesRestartAndSnapshot). The moves listed
-//     for a rule change are every pair of homes an entity can move between
-//     (TestRuleMovesCoverEveryMovedEntity, a property test).
+//     for a rule change are every pair of homes an entity can move between;
+//     a switch between single-home and active-active lists the single home
+//     with every other region (to active-active: the home freezes, the
+//     others drain it; back: the others freeze, the home drains them)
+//     (TestRuleMovesCoverEveryMovedEntity, a property test;
+//     TestSwitchToActiveActiveIsAHandover). Merge rules are allowed on
+//     active-active rules only, one per event type, one kind per target
+//     (TestValidateRules).
 //   - A lease renewal is stored with its index; a member counts it expired
 //     duration + MaxClockOffset after it applied it (TestLeaseRenewalsAndTheirExpiry).
 //     A failover stages only with the lost region's current renewal, moves
