@@ -166,6 +166,39 @@ func ruleMoves(cur, next *ruleSet, regions []string) []*meridianv1.HomeMove {
 	return ms.sorted()
 }
 
+// mergeKindsKept refuses a rule change after which entities that stay
+// active-active would merge some target as another kind of CRDT (a counter
+// becoming a set, say). Such a change takes effect with no handover
+// (active-active to active-active moves no home), so regions whose copies
+// lag would stamp events under the old declaration while others stamp
+// under the new one, and each region's state would take the kind of
+// whichever event reached it first. A target keeps its kind; another name
+// is always possible. Cells as in ruleMoves.
+func mergeKindsKept(cur, next *ruleSet) error {
+	aa := meridianv1.PlacementMode_PLACEMENT_MODE_ACTIVE_ACTIVE
+	for _, rs := range []*ruleSet{cur, next} {
+		for i := range rs.rules {
+			cell := rs.rules[i].prefix
+			ci, ni := cur.match(cell), next.match(cell)
+			if ci < 0 || ni < 0 || cur.rules[ci].mode != aa || next.rules[ni].mode != aa {
+				continue
+			}
+			was := map[string]meridianv1.MergeOp{}
+			for _, m := range cur.rules[ci].merge {
+				was[m.GetTarget()] = mergeKind(m.GetOp())
+			}
+			for k, m := range next.rules[ni].merge {
+				if old, ok := was[m.GetTarget()]; ok && old != mergeKind(m.GetOp()) {
+					return invalidf(fmt.Sprintf("rules[%d].merge[%d].op", ni, k),
+						"entities under %q stay active-active and their target %q is a %s under the current rules: a target keeps its kind (writes stamped under both rule versions would merge differently in different regions); name a new target for %v",
+						cell, m.GetTarget(), mergeKindName(old), m.GetOp())
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // pendingOf computes what a change would do at index: the transition view
 // (overlay) and its moves. A change the table refuses returns the refusal.
 // It writes nothing.
@@ -182,6 +215,9 @@ func pendingOf(t *table, typ meridianv1.PlacementCommandType, m proto.Message, i
 		u, res := applySetRules(t, now, index)
 		if res.Err != nil {
 			return nil, nil, res.Err
+		}
+		if err := mergeKindsKept(s.rules, u.rules); err != nil {
+			return nil, nil, err
 		}
 		tr.pendingRules = u.rules
 		return tr, ruleMoves(s.rules, u.rules, s.members.regions), nil

@@ -440,3 +440,39 @@ func TestFailoverWaitsWhileAnotherRegionIsLost(t *testing.T) {
 	assert.Equal(t, map[string]string{"eu/": "ap"}, cmd.GetTargets(), "the first live region of the list; nv/ never fails over")
 	assert.Equal(t, []string{"ap", "us"}, cmd.GetFencers(), "every other region")
 }
+
+// TestMergeTargetsKeepTheirKind: while entities stay active-active, a rule
+// change may add, drop or remap merge rules but not change a target's
+// kind (there is no handover between the two rule versions); after a
+// refusal nothing changed.
+func TestMergeTargetsKeepTheirKind(t *testing.T) {
+	f := newTestFSM(t)
+	d := newDriver(t, f)
+	d.joinRegions("eu", "us")
+	aaRule := func(prefix string, ms ...*meridianv1.MergeRule) *meridianv1.PlacementRule {
+		return withMerge(rlMode(prefix, "eu", aaMode), ms...)
+	}
+	d.mustSetRules("us", aaRule("c/", mr("Counted", counterOp, "n")))
+	before := f.Lookup("c/1").Merge
+	require.Len(t, before, 1)
+
+	for _, tc := range []struct {
+		name  string
+		rules []*meridianv1.PlacementRule
+	}{
+		{"same prefix", []*meridianv1.PlacementRule{aaRule("c/", mr("Tagged", addOp, "n"))}},
+		{"a more specific prefix takes the entities", []*meridianv1.PlacementRule{aaRule("c/x", mr("Tagged", addOp, "n")), aaRule("c/", mr("Counted", counterOp, "n"))}},
+	} {
+		res := d.stageRules("us", tc.rules...)
+		require.Error(t, res.Err, tc.name)
+		requireInvalid(t, res.Err, "rules[0].merge[0].op", `target "n" is a counter`, "name a new target")
+		assert.Equal(t, before, f.Lookup("c/1").Merge, "%s: nothing changed", tc.name)
+	}
+	// Another target, or the same kind from another event type, is fine.
+	res := d.stageRules("us", aaRule("c/", mr("Counted", counterOp, "n"), mr("Bumped", counterOp, "n"), mr("Tagged", addOp, "tags")))
+	require.NoError(t, res.Err)
+	require.False(t, res.Staged, "active-active to active-active moves no home")
+	assert.Len(t, f.Lookup("c/1").Merge, 3)
+	// Leaving active-active (a handover) may reuse the name afterwards.
+	require.NoError(t, d.stageRules("us", rl("c/", "eu")).Err)
+}

@@ -171,13 +171,14 @@ func (n *Node) recoverSuperseded() {
 	defer cancel()
 	for _, ev := range evs {
 		h, err := n.cfg.Ownership.Home(ctx, ev.GetEntity(), 0)
-		if err != nil || h.Region != n.cfg.Region || h.Moving != nil || h.ActiveActive {
-			continue // its home does it
+		if err != nil || h.Region != n.cfg.Region || h.Moving != nil {
+			continue // its home does it (for an active-active entity, its rule's home region)
 		}
 		op := &meridianv1.AppendOp{
 			Entity: ev.GetEntity(), Events: []*meridianv1.ProposedEvent{proposedOf(ev)},
 			Deps:          map[string]uint64{ev.GetOrigin().GetRegion(): ev.GetOrigin().GetSeq()},
 			RecoveredFrom: ev.GetOrigin(), OriginalVersion: ev.GetVersion(), Epoch: h.Epoch, PlacementIndex: h.Index,
+			ActiveActive: h.ActiveActive,
 		}
 		r, err := n.batcher.submit(ctx, op)
 		if err != nil {

@@ -137,6 +137,7 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 	}
 	sw := newStateWriter(w.txn, entity)
 	writes := make([]kv, 0, 4*len(evs)+1)
+	var recoveryDone [][]byte
 	saved := *clk
 	var firstHLC, lastHLC hlc
 	next := head
@@ -153,6 +154,12 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
 			Hlc: stamp.proto(), Epoch: epoch, Deps: deps, Position: pos, ActiveActive: op.GetActiveActive(),
 			Merge: merges[i],
+		}
+		if from := op.GetRecoveredFrom(); from.GetSeq() != 0 {
+			// The re-append of an event a failover superseded (homes.go).
+			ev.Recovered, ev.RecoveredFrom, ev.OriginalVersion = true, from, op.GetOriginalVersion()
+			writes = append(writes, kv{key: recoveredKey(from.GetRegion(), from.GetSeq()), value: mergedRef(mergedKeyOf(ev))})
+			recoveryDone = append(recoveryDone, recoveryKey(from.GetRegion(), from.GetSeq()))
 		}
 		sw.apply(ev)
 		rec := &meridianv1.IdempotencyRecord{
@@ -172,7 +179,7 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 	}
 	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})
 	writes = append(writes, sw.kvs()...)
-	if err := w.stage(st, writes, nil); err != nil {
+	if err := w.stage(st, writes, recoveryDone); err != nil {
 		*clk = saved // stamps are consumed only by written events
 		return nil, err
 	}
@@ -233,18 +240,27 @@ func noteOrigin(st *meridianv1.ApplyState, origin string, h *meridianv1.Hlc) {
 func (f *FSM) SetRegions(regions func() []string) { f.regions.Store(&regions) }
 
 // stableWatermark is the HLC at or below which every event of a merged
-// stream is stable here: the least, over the deployment's regions, of the
+// stream is stable here: the least, over the deployment's regions (and
+// every region this one applied events of), of the
 // greatest HLC this region has applied from it (its own: last_hlc, since
 // its next stamp is above it). A region never heard from gives zero:
 // nothing is stable.
 func (f *FSM) stableWatermark() hlc {
 	st := f.ApplyState()
 	w := hlcOf(st.GetLastHlc())
-	fn := f.regions.Load()
-	if fn == nil || *fn == nil {
-		return w
+	// The deployment's regions, and every region this one ever applied
+	// events of: a region that left the member list for a while may still
+	// send events stamped between its last known clock and the others'.
+	regions := map[string]bool{}
+	if fn := f.regions.Load(); fn != nil && *fn != nil {
+		for _, r := range (*fn)() {
+			regions[r] = true
+		}
 	}
-	for _, r := range (*fn)() {
+	for r := range st.GetApplied() {
+		regions[r] = true
+	}
+	for r := range regions {
 		if r == f.ap.region {
 			continue
 		}

@@ -648,3 +648,34 @@ func TestMergePayloadsThatDoNotFitTheirOpAreRefused(t *testing.T) {
 	require.ErrorAs(t, d.one(op).Err, &inv)
 	assert.Equal(t, "events[0].merge.event_type", inv.Field)
 }
+
+// TestStaleSingleHomeEventIsSupersededInAMergedStream: a single-home event
+// of an era before the stream became merged (a lost home's tail that
+// arrives late) is kept out of the merged stream, as superseded and queued
+// for recovery, in whichever order it meets the merged events.
+func TestStaleSingleHomeEventIsSupersededInAMergedStream(t *testing.T) {
+	regions := []string{"eu", "us"}
+	r := openMergedReplica(t, "eu", regions)
+	// us ordered v1 under epoch 3, then the prefix went active-active at
+	// epoch 9 and eu wrote merged events after having applied us:1.
+	v1 := &meridianv1.Event{Entity: "cart/1", Version: 1, Id: eid(1), Type: "T", Data: []byte("v1"),
+		Origin: &meridianv1.Dot{Region: "us", Seq: 1}, Hlc: &meridianv1.Hlc{WallNanos: testBase + 1}, Epoch: 3}
+	require.Equal(t, 1, r.d.replicate(v1).Applied)
+	op := aaop("cart/1", pev(2, "T", "aa"))
+	op.Epoch = 9
+	op.Deps = map[string]uint64{"us": 1}
+	r.d.mustAppend(op)
+	// us's tail, v2 under epoch 3, arrives afterwards.
+	tail := &meridianv1.Event{Entity: "cart/1", Version: 2, Id: eid(3), Type: "T", Data: []byte("tail"),
+		Origin: &meridianv1.Dot{Region: "us", Seq: 2}, Hlc: &meridianv1.Hlc{WallNanos: testBase + 2}, Epoch: 3, Deps: map[string]uint64{"us": 1}}
+	res := r.d.replicate(tail)
+	assert.Equal(t, 1, res.Applied)
+	require.Len(t, res.Superseded, 1, "%+v", res)
+	evs, head := fsmReadAll(t, r.f, "cart/1")
+	assert.Equal(t, uint64(2), head, "the tail is not in the stream")
+	assert.Equal(t, []string{"v1", "aa"}, []string{string(evs[0].GetData()), string(evs[1].GetData())})
+	rec, err := r.f.Recoveries(10)
+	require.NoError(t, err)
+	require.Len(t, rec, 1, "queued for its entity's home to append again")
+	assert.Equal(t, eid(3), rec[0].GetId())
+}

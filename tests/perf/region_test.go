@@ -176,6 +176,18 @@ func (c *regionCluster) waitLeader(timeout time.Duration) error {
 	return fmt.Errorf("no leader among %d meridian servers within %s (last error: %v; logs in %s)", len(c.procs), timeout, last, c.dir)
 }
 
+// serverCPU is the CPU time all of the region's server processes have used
+// so far (issue 14: CPU per appended event, every process together).
+func (c *regionCluster) serverCPU(tb testing.TB) time.Duration {
+	var total time.Duration
+	for _, p := range c.procs {
+		d, err := procCPU(p.cmd.Process.Pid)
+		require.NoError(tb, err)
+		total += d
+	}
+	return total
+}
+
 // leaderAppliedIndex is the Raft index of the last entry the leader's state
 // machine applied.
 func (c *regionCluster) leaderAppliedIndex(tb testing.TB) uint64 {
@@ -237,11 +249,15 @@ func BenchmarkRegionAppend(b *testing.B) {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
 			c := sharedRegion(b)
 			before := c.leaderAppliedIndex(b)
+			cpu0 := c.serverCPU(b)
 			runLoad(b, clients, func(ctx context.Context, client, _ int) error {
 				cl := c.clients[client%len(c.clients)]
 				_, err := cl.Append(ctx, connect.NewRequest(appendReq(fmt.Sprintf("bench-%d", client), 1)))
 				return err
 			})
+			// CPU of the three server processes per appended event (the
+			// clients' own CPU is not in it; 10 ms resolution).
+			b.ReportMetric(float64((c.serverCPU(b)-cpu0).Microseconds())/float64(b.N), "server-cpu-us/event")
 			// How well group commit works: appends per Raft entry.
 			if entries := c.leaderAppliedIndex(b) - before; entries > 0 {
 				b.ReportMetric(float64(b.N)/float64(entries), "appends/entry")
