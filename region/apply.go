@@ -342,13 +342,31 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		return nil, fmt.Errorf("%w: entity %q: append under epoch %d, the stream's last event has epoch %d",
 			ErrStalePlacement, entity, op.GetEpoch(), head.GetEpoch())
 	}
-	if op.GetActiveActive() || head.GetMerged() {
-		return a.applyMergedAppend(w, st, op, head, ids, hashes, clk, window)
+	// A merged stream (active-active, ADR 0005) has no global version to
+	// compare with and depends on every origin's latest event of it.
+	merged := op.GetActiveActive() || head.GetMerged()
+	var deps map[string]uint64
+	var merges []*meridianv1.MergeRule
+	switch {
+	case merged:
+		check := checkExpected(entity, op.GetExpected(), head.GetVersion()) // a single home writing a stream that was active-active
+		if op.GetActiveActive() {
+			check = checkMergedExpected(op)
+		}
+		if check != nil {
+			return nil, check
+		}
+		deps = mergedDeps(op.GetDeps(), head)
+		var err error
+		if merges, err = mergeRules(op); err != nil {
+			return nil, err
+		}
+	default:
+		if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
+			return nil, err
+		}
+		deps = appendDeps(op.GetDeps(), head.GetLastOrigin())
 	}
-	if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
-		return nil, err
-	}
-	deps := appendDeps(op.GetDeps(), head.GetLastOrigin())
 	// The applied vector stays causally closed (replicate.go): an event is
 	// written only after everything it depends on, here as in every replica.
 	if missing, ok := firstUncovered(st.Applied, deps); ok {
@@ -356,15 +374,25 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 			ErrDepsNotApplied, entity, missing)
 	}
 
+	// The events take this region's next dots, positions and stamps, and
+	// the versions after the head; in a merged stream they sort after every
+	// event this region holds (their stamps are above all of them), so
+	// head+1.. are their positions here, at apply time.
 	n := uint64(len(evs))
 	first := head.GetVersion() + 1
 	seq0 := st.Applied[a.region] + 1
 	pos0 := st.GetLastPosition() + 1
 	firstOrigin := &meridianv1.Dot{Region: a.region, Seq: seq0}
+	epoch := max(op.GetEpoch(), head.GetEpoch()) // op's: checked above
 	writes := make([]kv, 0, 4*len(evs)+1)
 	var recoveryDone [][]byte
+	var sw *stateWriter
+	if merged {
+		sw = newStateWriter(w.txn, entity)
+	}
 	saved := *clk
 	var firstHLC, lastHLC hlc
+	next := head
 	for i, e := range evs {
 		v, seq, pos := first+uint64(i), seq0+uint64(i), pos0+uint64(i)
 		stamp := clk.take()
@@ -376,30 +404,46 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		ev := &meridianv1.Event{
 			Entity: entity, Version: v, Id: e.GetId(), Type: e.GetType(), Data: e.GetData(),
 			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
-			Hlc: stamp.proto(), Epoch: op.GetEpoch(), Deps: deps, Position: pos,
+			Hlc: stamp.proto(), Epoch: epoch, Deps: deps, Position: pos, ActiveActive: op.GetActiveActive(),
+		}
+		key, r := eventKey(entity, v), encodeRef(ref{Entity: entity, Version: v})
+		if merged {
+			ev.Merge = merges[i]
+			key = mergedKeyOf(ev)
+			r = mergedRef(key)
 		}
 		if from := op.GetRecoveredFrom(); from.GetSeq() != 0 {
+			// The re-append of an event a failover superseded (homes.go).
 			ev.Recovered, ev.RecoveredFrom, ev.OriginalVersion = true, from, op.GetOriginalVersion()
-			writes = append(writes, kv{key: recoveredKey(from.GetRegion(), from.GetSeq()), value: encodeRef(ref{Entity: entity, Version: v})})
+			writes = append(writes, kv{key: recoveredKey(from.GetRegion(), from.GetSeq()), value: r})
 			recoveryDone = append(recoveryDone, recoveryKey(from.GetRegion(), from.GetSeq()))
 		}
 		rec := &meridianv1.IdempotencyRecord{
 			Entity: entity, Version: v, ContentHash: hashes[i], Origin: origin,
 			FirstVersion: first, LastVersion: first + n - 1, Hlc: stamp.proto(),
-			Epoch: op.GetEpoch(), FirstOrigin: firstOrigin,
+			Epoch: epoch, FirstOrigin: firstOrigin,
 		}
-		r := encodeRef(ref{Entity: entity, Version: v})
 		writes = append(writes,
-			kv{key: eventKey(entity, v), value: mustMarshal(ev)},
+			kv{key: key, value: mustMarshal(ev)},
 			kv{key: originKey(a.region, seq), value: r},
 			kv{key: logKey(pos), value: r},
 			kv{key: idempotencyKey(ids[i]), value: mustMarshal(rec), expiresAt: idempotencyExpiry(stamp, window)},
 		)
+		if merged {
+			sw.apply(ev)
+			next = mergeHead(next, ev)
+		}
 	}
-	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(&meridianv1.StreamHead{
-		Version: first + n - 1, LastOrigin: &meridianv1.Dot{Region: a.region, Seq: seq0 + n - 1},
-		LastHlc: lastHLC.proto(), Epoch: op.GetEpoch(),
-	})})
+	if !merged {
+		next = &meridianv1.StreamHead{
+			Version: first + n - 1, LastOrigin: &meridianv1.Dot{Region: a.region, Seq: seq0 + n - 1},
+			LastHlc: lastHLC.proto(), Epoch: epoch,
+		}
+	}
+	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})
+	if merged {
+		writes = append(writes, sw.kvs()...)
+	}
 
 	if err := w.stage(st, writes, recoveryDone); err != nil {
 		*clk = saved // stamps are consumed only by written events
@@ -410,7 +454,7 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 	st.LastHlc = lastHLC.proto()
 	return &meridianv1.AppendResponse{
 		FirstVersion: first, LastVersion: first + n - 1, Origin: firstOrigin,
-		Hlc: firstHLC.proto(), Epoch: op.GetEpoch(), Region: a.region,
+		Hlc: firstHLC.proto(), Epoch: epoch, Region: a.region,
 	}, nil
 }
 

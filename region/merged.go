@@ -89,32 +89,10 @@ func mergeHead(head *meridianv1.StreamHead, ev *meridianv1.Event) *meridianv1.St
 	return next
 }
 
-// applyMergedAppend orders op's events in this region and stores them in
-// the entity's merged stream. Their stamps are above every HLC applied
-// here, so they sort after every event of the stream this region holds:
-// their versions are head+1.. here, at apply time.
-func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1.AppendOp,
-	head *meridianv1.StreamHead, ids []uuid.UUID, hashes [][]byte, clk *stamper, window time.Duration) (*meridianv1.AppendResponse, error) {
-	entity := op.GetEntity()
-	if op.GetActiveActive() {
-		if err := checkMergedExpected(op); err != nil {
-			return nil, err
-		}
-	} else if err := checkExpected(entity, op.GetExpected(), head.GetVersion()); err != nil {
-		return nil, err
-	}
-	deps := mergedDeps(op.GetDeps(), head)
-	if missing, ok := firstUncovered(st.Applied, deps); ok {
-		return nil, fmt.Errorf("%w: entity %q: the session token covers %s, which this region has not applied yet",
-			ErrDepsNotApplied, entity, missing)
-	}
+// mergeRules checks op's merge rules (index-aligned with its events) and
+// each event's data against its rule; it returns one rule or nil per event.
+func mergeRules(op *meridianv1.AppendOp) ([]*meridianv1.MergeRule, error) {
 	evs := op.GetEvents()
-	n := uint64(len(evs))
-	first := head.GetVersion() + 1
-	seq0 := st.Applied[a.region] + 1
-	pos0 := st.GetLastPosition() + 1
-	firstOrigin := &meridianv1.Dot{Region: a.region, Seq: seq0}
-	epoch := max(op.GetEpoch(), head.GetEpoch())
 	if len(op.GetMerge()) > len(evs) {
 		return nil, invalidf("merge", "%d merge rules for %d events", len(op.GetMerge()), len(evs))
 	}
@@ -135,61 +113,7 @@ func (a applier) applyMergedAppend(w *txnWriter, st *meridianv1.ApplyState, op *
 		}
 		merges[i] = r
 	}
-	sw := newStateWriter(w.txn, entity)
-	writes := make([]kv, 0, 4*len(evs)+1)
-	var recoveryDone [][]byte
-	saved := *clk
-	var firstHLC, lastHLC hlc
-	next := head
-	for i, e := range evs {
-		v, seq, pos := first+uint64(i), seq0+uint64(i), pos0+uint64(i)
-		stamp := clk.take()
-		if i == 0 {
-			firstHLC = stamp
-		}
-		lastHLC = stamp
-		origin := &meridianv1.Dot{Region: a.region, Seq: seq}
-		ev := &meridianv1.Event{
-			Entity: entity, Version: v, Id: e.GetId(), Type: e.GetType(), Data: e.GetData(),
-			Metadata: e.GetMetadata(), ContentType: e.GetContentType(), Origin: origin,
-			Hlc: stamp.proto(), Epoch: epoch, Deps: deps, Position: pos, ActiveActive: op.GetActiveActive(),
-			Merge: merges[i],
-		}
-		if from := op.GetRecoveredFrom(); from.GetSeq() != 0 {
-			// The re-append of an event a failover superseded (homes.go).
-			ev.Recovered, ev.RecoveredFrom, ev.OriginalVersion = true, from, op.GetOriginalVersion()
-			writes = append(writes, kv{key: recoveredKey(from.GetRegion(), from.GetSeq()), value: mergedRef(mergedKeyOf(ev))})
-			recoveryDone = append(recoveryDone, recoveryKey(from.GetRegion(), from.GetSeq()))
-		}
-		sw.apply(ev)
-		rec := &meridianv1.IdempotencyRecord{
-			Entity: entity, Version: v, ContentHash: hashes[i], Origin: origin,
-			FirstVersion: first, LastVersion: first + n - 1, Hlc: stamp.proto(),
-			Epoch: epoch, FirstOrigin: firstOrigin,
-		}
-		k := mergedKeyOf(ev)
-		r := mergedRef(k)
-		writes = append(writes,
-			kv{key: k, value: mustMarshal(ev)},
-			kv{key: originKey(a.region, seq), value: r},
-			kv{key: logKey(pos), value: r},
-			kv{key: idempotencyKey(ids[i]), value: mustMarshal(rec), expiresAt: idempotencyExpiry(stamp, window)},
-		)
-		next = mergeHead(next, ev)
-	}
-	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})
-	writes = append(writes, sw.kvs()...)
-	if err := w.stage(st, writes, recoveryDone); err != nil {
-		*clk = saved // stamps are consumed only by written events
-		return nil, err
-	}
-	st.Applied[a.region] = seq0 + n - 1
-	st.LastPosition = pos0 + n - 1
-	st.LastHlc = lastHLC.proto()
-	return &meridianv1.AppendResponse{
-		FirstVersion: first, LastVersion: first + n - 1, Origin: firstOrigin,
-		Hlc: firstHLC.proto(), Epoch: epoch, Region: a.region,
-	}, nil
+	return merges, nil
 }
 
 // mergedReplicateWrites are the writes that store a shipped event in its
@@ -245,8 +169,7 @@ func (f *FSM) SetRegions(regions func() []string) { f.regions.Store(&regions) }
 // greatest HLC this region has applied from it (its own: last_hlc, since
 // its next stamp is above it). A region never heard from gives zero:
 // nothing is stable.
-func (f *FSM) stableWatermark() hlc {
-	st := f.ApplyState()
+func (f *FSM) stableWatermark(st *meridianv1.ApplyState) hlc {
 	w := hlcOf(st.GetLastHlc())
 	// The deployment's regions, and every region this one ever applied
 	// events of: a region that left the member list for a while may still

@@ -43,8 +43,9 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 	n := clampCount(max)
 	// The apply state is read before the snapshot, so that the stability
 	// watermark it gives is at most the snapshot's (a lower watermark only
-	// reports fewer events stable).
-	stableAt := f.stableWatermark()
+	// reports fewer events stable). The watermark itself is computed only
+	// for a merged stream.
+	applied := f.ApplyState()
 	h, err := f.acquire()
 	if err != nil {
 		return nil, nil, err
@@ -107,7 +108,7 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 		if want <= 0 {
 			return nil
 		}
-		evs, err := readMergedRange(txn, entity, head, start, want, backward, stableAt)
+		evs, err := readMergedRange(txn, entity, head, start, want, backward, f.stableWatermark(applied))
 		events = append(events, evs...)
 		return err
 	}

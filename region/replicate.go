@@ -85,25 +85,12 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		}
 		entity := ev.GetEntity()
 		head := w.head(entity)
-		if head.GetMerged() && !ev.GetActiveActive() && ev.GetEpoch() < head.GetEpoch() {
-			// A single-home event of an era before the stream became
-			// merged (a lost home's tail, cut off while a failover and a
-			// switch to active-active went by): superseded, as it is in
-			// every region that had merged events before it arrived.
-			if err := w.stage(st, supersedeWrites(w.txn, ev), nil); err != nil {
-				stop(origin, "seq %d: %v", seq, err)
-				continue
-			}
-			st.Applied[origin] = seq
-			st.LastHlc = maxHLC(hlcOf(st.GetLastHlc()), hlcOf(ev.GetHlc())).proto()
-			noteOrigin(st, origin, ev.GetHlc())
-			st.Superseded++
-			res.Superseded = append(res.Superseded, fmt.Sprintf("%s v%d (%s:%d, epoch %d, older than the merged stream's epoch %d)",
-				entity, ev.GetVersion(), origin, seq, ev.GetEpoch(), head.GetEpoch()))
-			res.Applied++
-			continue
-		}
-		if ev.GetActiveActive() || head.GetMerged() {
+		// A single-home event of an era before the stream became merged (a
+		// lost home's tail, cut off while a failover and a switch to
+		// active-active went by) is superseded, as in every region that had
+		// merged events before it arrived.
+		staleTail := head.GetMerged() && !ev.GetActiveActive() && ev.GetEpoch() < head.GetEpoch()
+		if !staleTail && (ev.GetActiveActive() || head.GetMerged()) {
 			// A merged stream's event goes to its place in merged order.
 			pos := st.GetLastPosition() + 1
 			rw, rd := recoveredWrites(ev)
@@ -121,8 +108,9 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		v, epoch := ev.GetVersion(), ev.GetEpoch()
 		var pre []kv
 		var dels [][]byte
-		superseded := false
+		superseded := staleTail
 		switch {
+		case staleTail:
 		case v == head.GetVersion()+1 && !eraBefore(epoch, origin, head.GetEpoch(), head.GetLastOrigin().GetRegion()):
 			// The stream's next event: the common case.
 		case v <= head.GetVersion():

@@ -14,6 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/causal"
+	"github.com/meridiandb/meridian/crdt"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -300,7 +301,7 @@ func liveWith(live map[string]*meridianv1.LiveWrites, key string, ctx map[string
 	}
 	if w != nil {
 		out = append(out, w)
-		slices.SortFunc(out, func(a, b *meridianv1.StateWrite) int { return compareDot(a.GetOrigin(), b.GetOrigin()) })
+		slices.SortFunc(out, func(a, b *meridianv1.StateWrite) int { return metaOf(a).Dot.Compare(metaOf(b).Dot) })
 	}
 	if len(out) == 0 {
 		delete(live, key)
@@ -310,34 +311,17 @@ func liveWith(live map[string]*meridianv1.LiveWrites, key string, ctx map[string
 	return live
 }
 
-func compareDot(a, b *meridianv1.Dot) int {
-	if c := strings.Compare(a.GetRegion(), b.GetRegion()); c != 0 {
-		return c
+// metaOf is a write's place as crdt orders concurrent writes.
+func metaOf(w *meridianv1.StateWrite) crdt.Meta {
+	return crdt.Meta{
+		Dot: causal.Dot{Region: w.GetOrigin().GetRegion(), Seq: w.GetOrigin().GetSeq()},
+		HLC: causal.Timestamp{WallNanos: w.GetHlc().GetWallNanos(), Logical: w.GetHlc().GetLogical()},
 	}
-	return cmpUint64(a.GetSeq(), b.GetSeq())
 }
 
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// compareWrites is the merged order of two writes: HLC, region, seq.
-func compareWrites(a, b *meridianv1.StateWrite) int {
-	ha, hb := hlcOf(a.GetHlc()), hlcOf(b.GetHlc())
-	switch {
-	case ha.less(hb):
-		return -1
-	case hb.less(ha):
-		return 1
-	}
-	return compareDot(a.GetOrigin(), b.GetOrigin())
-}
+// compareWrites is the merged order of two writes (crdt.Meta.Compare: HLC,
+// region, seq), so the LWW winner here is crdt's.
+func compareWrites(a, b *meridianv1.StateWrite) int { return metaOf(a).Compare(metaOf(b)) }
 
 // conflicts records w in the register's write history and a conflict with
 // every earlier-arrived write of the register its writer had not seen.
