@@ -63,15 +63,7 @@ func TestChaosActiveActive(t *testing.T) {
 			{EventType: "AddressSet", Op: meridianv1.MergeOp_MERGE_OP_LWW_WRITE, Target: "address"},
 		},
 	}}}
-	require.Eventually(t, func() bool {
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		defer cancel()
-		_, err := c.placement[c.nodes[0].host.Name].SetRules(rctx, connect.NewRequest(rules))
-		if err != nil {
-			t.Logf("set rules: %v", err)
-		}
-		return err == nil
-	}, 60*time.Second, time.Second, "rules could not be set (regions not joined?)")
+	c.setRules(t, rules)
 	require.Eventually(t, func() bool {
 		for _, s := range c.nodes {
 			rctx, cancel := context.WithTimeout(ctx, requestTimeout)

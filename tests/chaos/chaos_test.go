@@ -5,7 +5,6 @@ package chaos
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -460,29 +459,35 @@ func runSchedule(t *testing.T, bin string, seed uint64, sched []step) {
 // converge waits until every node serves identical streams of every entity
 // and returns them.
 func (c *cluster) converge(t *testing.T, ctx context.Context) map[string][]string {
-	var last map[string]map[string][]string
+	return c.convergeEntities(t, ctx, entitiesN, entityName)
+}
+
+// convergeEntities waits until every node serves identical streams of
+// entities 0..n-1 (named by name) and returns them.
+func (c *cluster) convergeEntities(t *testing.T, ctx context.Context, n int, name func(int) string) map[string][]string {
 	var lastErr error
 	deadline := time.Now().Add(convergeTimeout)
 	for time.Now().Before(deadline) {
-		last, lastErr = map[string]map[string][]string{}, nil
+		last := map[string]map[string][]string{}
+		lastErr = nil
 		for _, s := range c.nodes {
 			st := map[string][]string{}
-			for e := range entitiesN {
-				ids, err := c.readAll(ctx, s, entityName(e))
+			for e := range n {
+				ids, err := c.readAll(ctx, s, name(e))
 				if err != nil {
 					lastErr = err
 					break
 				}
-				st[entityName(e)] = ids
+				st[name(e)] = ids
 			}
 			last[s.host.Name] = st
 		}
 		if lastErr == nil {
-			if diff := compareStreams(last); diff == "" {
+			diff := compareStreams(last)
+			if diff == "" {
 				return last[c.nodes[0].host.Name]
-			} else {
-				lastErr = errors.New(diff)
 			}
+			lastErr = fmt.Errorf("%s", diff)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

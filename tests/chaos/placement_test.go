@@ -71,15 +71,7 @@ func TestChaosPlacement(t *testing.T) {
 		{Prefix: "ap/", HomeRegion: "ap-south", Failover: []string{"us-east", "eu-west"}},
 		{Prefix: "nv/", HomeRegion: "eu-west", FailoverPolicy: meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER},
 	}}
-	require.Eventually(t, func() bool {
-		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-		defer cancel()
-		_, err := c.placement[c.nodes[0].host.Name].SetRules(rctx, connect.NewRequest(rules))
-		if err != nil {
-			t.Logf("set rules: %v", err)
-		}
-		return err == nil
-	}, 60*time.Second, time.Second, "rules could not be set (regions not joined?)")
+	c.setRules(t, rules)
 
 	h := &history{}
 	wctx, stopLoad := context.WithCancel(ctx)
@@ -152,6 +144,20 @@ func TestChaosPlacement(t *testing.T) {
 		left, err = Processes(bin)
 		return err == nil && len(left) == 0
 	}, 10*time.Second, 100*time.Millisecond, "meridian processes left behind: %v", left)
+}
+
+// setRules sets the placement rules through the first process, retrying
+// until every region has joined the placement group (a minute at most).
+func (c *cluster) setRules(t *testing.T, rules *meridianv1.SetRulesRequest) {
+	require.Eventually(t, func() bool {
+		rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		_, err := c.placement[c.nodes[0].host.Name].SetRules(rctx, connect.NewRequest(rules))
+		if err != nil {
+			t.Logf("set rules: %v", err)
+		}
+		return err == nil
+	}, 60*time.Second, time.Second, "rules could not be set (regions not joined?)")
 }
 
 // newRegionsCluster starts one process per host, each its own region.
@@ -230,35 +236,3 @@ type counter struct {
 func (c *counter) add() { c.mu.Lock(); c.n++; c.mu.Unlock() }
 
 func (c *counter) Load() int { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
-
-// convergeEntities is converge over entities 0..n-1 named by name.
-func (c *cluster) convergeEntities(t *testing.T, ctx context.Context, n int, name func(int) string) map[string][]string {
-	var lastErr error
-	deadline := time.Now().Add(convergeTimeout)
-	for time.Now().Before(deadline) {
-		last := map[string]map[string][]string{}
-		lastErr = nil
-		for _, s := range c.nodes {
-			st := map[string][]string{}
-			for e := range n {
-				ids, err := c.readAll(ctx, s, name(e))
-				if err != nil {
-					lastErr = err
-					break
-				}
-				st[name(e)] = ids
-			}
-			last[s.host.Name] = st
-		}
-		if lastErr == nil {
-			diff := compareStreams(last)
-			if diff == "" {
-				return last[c.nodes[0].host.Name]
-			}
-			lastErr = fmt.Errorf("%s", diff)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Fatalf("streams did not converge within %s: %v", convergeTimeout, lastErr)
-	return nil
-}
