@@ -176,7 +176,9 @@ func call[T any](ctx context.Context, c *Client, set *endpointSet, method string
 		MaxInterval:         c.retry.MaxBackoff,
 	}
 	attempt := 0
-	var lastErr error // the last attempt's error, kept for when ctx ends first
+	// The error of the last attempt that ended while ctx was alive, kept for
+	// when ctx ends first: an attempt cut short by ctx only repeats ctx.Err().
+	var lastErr error
 	res, err := backoff.Retry(ctx, func() (T, error) {
 		attempt++
 		ep, idx := set.pick()
@@ -185,7 +187,9 @@ func call[T any](ctx context.Context, c *Client, set *endpointSet, method string
 			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)
 		}
 		res, err := op(actx, ep)
-		lastErr = err
+		if ctx.Err() == nil {
+			lastErr = err
+		}
 		// The attempt's own deadline may surface as any code (the server
 		// sees the propagated deadline and may answer Canceled first): it is
 		// outcome unknown, so retry whatever the code says.
@@ -207,11 +211,12 @@ func call[T any](ctx context.Context, c *Client, set *endpointSet, method string
 		backoff.WithMaxTries(uint(c.retry.MaxAttempts)),
 		backoff.WithMaxElapsedTime(c.retry.MaxElapsed),
 	)
-	// When the caller's context ends between attempts, backoff returns only
-	// the context's error; keep what the last attempt said (a refused
+	// When the caller's context ends between attempts or cuts one short,
+	// backoff returns only the context's error or the cut attempt's; keep
+	// what the last complete attempt said (a refused
 	// connection, outcome unknown, ...) so callers can still act on it.
 	if err != nil && lastErr != nil && ctx.Err() != nil && !errors.Is(err, lastErr) {
-		err = fmt.Errorf("%w; last attempt: %w", err, lastErr)
+		err = fmt.Errorf("%w; last attempt: %w", ctx.Err(), lastErr)
 	}
 	return res, err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -263,6 +264,33 @@ func TestDeadlineDuringRetriesKeepsLastError(t *testing.T) {
 	p := DefaultRetryPolicy()
 	p.InitialBackoff, p.MaxBackoff = 200*time.Millisecond, 200*time.Millisecond
 	c := newTestClient(t, []string{dead}, WithRetryPolicy(p))
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err = c.Read(ctx, "order-1")
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
+	assert.Contains(t, err.Error(), "connection refused")
+}
+
+// TestDeadlineDuringAttemptKeepsLastError: the caller's deadline ends while
+// an attempt is in flight (the second endpoint hangs); the error still names
+// what the previous, complete attempt hit.
+func TestDeadlineDuringAttemptKeepsLastError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() { close(release); hang.Close() })
+	c := newTestClient(t, []string{dead, hang.URL}, WithRetryPolicy(fastRetry(5)))
 	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
 	defer cancel()
 	_, err = c.Read(ctx, "order-1")
