@@ -25,7 +25,7 @@ type Config struct {
 	// NodeID is the node's id within its region; the member's Raft server
 	// id is "<Region>/<NodeID>".
 	NodeID string
-	// DataDir holds the placement log (raft.db), snapshots (snapshots/) and
+	// DataDir holds the placement log (raftlog/), snapshots (snapshots/) and
 	// the table (state/). Created if missing.
 	DataDir string
 	// RaftAddr is where the placement Raft transport listens (host:port).

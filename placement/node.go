@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb"
 	"google.golang.org/protobuf/proto"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/internal/logadapt"
 	"github.com/meridiandb/meridian/internal/raftnet"
+	"github.com/meridiandb/meridian/internal/raftstore"
 )
 
 // Raft transport limits of the placement group.
@@ -28,8 +28,6 @@ const (
 	transportPoolMax = 2
 	// transportTimeout bounds one Raft RPC's I/O.
 	transportTimeout = 10 * time.Second
-	// logStoreFile is the placement log and stable store in DataDir.
-	logStoreFile = "raft.db"
 	// indexPollInterval is how often a wait on the applied index rechecks.
 	indexPollInterval = 5 * time.Millisecond
 )
@@ -45,7 +43,7 @@ type Node struct {
 	fsm       *FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	logs      *raftboltdb.BoltStore
+	logs      raftstore.Store
 	peers     *peerClients
 	probe     *prober
 
@@ -58,8 +56,9 @@ type Node struct {
 	wg        sync.WaitGroup
 }
 
-// Open starts the member: the table in DataDir/state, Raft (raft-boltdb in
-// DataDir/raft.db, snapshots in DataDir/snapshots), then the loops that keep
+// Open starts the member: the table in DataDir/state, Raft (its log in
+// DataDir/raftlog, or DataDir/raft.db if the directory predates it;
+// snapshots in DataDir/snapshots), then the loops that keep
 // it in the group (join), lead it (voter reconciliation through
 // raft-autopilot, on the leader only) and probe other regions.
 func Open(cfg Config) (_ *Node, err error) {
@@ -88,8 +87,8 @@ func Open(cfg Config) (_ *Node, err error) {
 	if n.fsm, err = OpenFSM(StoreConfig{Dir: filepath.Join(cfg.DataDir, "state"), Logger: logger.With("component", "placement-fsm")}); err != nil {
 		return nil, err
 	}
-	if n.logs, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, logStoreFile)); err != nil {
-		return nil, fmt.Errorf("placement: open raft log store: %w", err)
+	if n.logs, _, err = raftstore.Open(cfg.DataDir, logger.With("component", "placement-log")); err != nil {
+		return nil, fmt.Errorf("placement: %w", err)
 	}
 	snapshots, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotsRetained,
 		logadapt.HCLog(logger.With("component", "placement-snapshots"), "snapshots"))

@@ -25,7 +25,7 @@ type Config struct {
 	Region string
 	// NodeID is this node's id; it must appear in Peers when bootstrapping.
 	NodeID string
-	// DataDir holds the Raft log (raft.db), snapshots (snapshots/) and the
+	// DataDir holds the Raft log (raftlog/), snapshots (snapshots/) and the
 	// Badger state (state/). Created if missing.
 	DataDir string
 	// RaftAddr is the address the Raft transport listens on (host:port).

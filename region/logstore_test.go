@@ -12,10 +12,11 @@ import (
 // uncommitted suffix is cut by a new leader (DeleteRange of the tail) must be
 // able to reopen its log. raft-wal v0.4.0 could not (hashicorp/raft-wal #31,
 // fixed upstream but in no release the module proxy serves), which is why
-// the region uses raft-boltdb (ADR 0001).
+// the region used raft-boltdb (ADR 0001) until it had a log of its own (ADR
+// 0006, whose crash tests are in internal/raftlog).
 func TestLogStoreTailTruncationSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
-	s, err := openLogStore(dir)
+	s, err := openLogStore(Config{DataDir: dir, Logger: fsmTestLogger()})
 	require.NoError(t, err)
 	for i := uint64(1); i <= 5; i++ {
 		require.NoError(t, s.StoreLog(&raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte("x")}))
@@ -25,7 +26,7 @@ func TestLogStoreTailTruncationSurvivesRestart(t *testing.T) {
 	require.NoError(t, s.StoreLog(&raft.Log{Index: 4, Term: 2, Type: raft.LogCommand, Data: []byte("y")}))
 	require.NoError(t, s.Close())
 
-	s, err = openLogStore(dir)
+	s, err = openLogStore(Config{DataDir: dir, Logger: fsmTestLogger()})
 	require.NoError(t, err)
 	defer s.Close()
 	var l raft.Log

@@ -62,8 +62,9 @@ type Node struct {
 	wg        sync.WaitGroup
 }
 
-// Open starts a node: the state machine in DataDir/state, Raft (raft-boltdb in
-// DataDir/raft.db, snapshots in DataDir/snapshots) and the batcher. With
+// Open starts a node: the state machine in DataDir/state, Raft (its log in
+// DataDir/raftlog, or DataDir/raft.db if the directory predates it;
+// snapshots in DataDir/snapshots) and the batcher. With
 // cfg.Bootstrap and no Raft state it bootstraps the group with cfg.Peers.
 // A nil Network, Clock or Logger means TCP, the system clock, discard.
 func Open(cfg Config) (*Node, error) {

@@ -3,15 +3,13 @@ package region
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb"
 
 	"github.com/meridiandb/meridian/internal/logadapt"
 	"github.com/meridiandb/meridian/internal/raftnet"
+	"github.com/meridiandb/meridian/internal/raftstore"
 )
 
 // Raft transport limits.
@@ -26,9 +24,9 @@ const (
 	// leader disk write carry (raft's group commit below ours).
 	maxAppendEntries = 256
 	// logCacheEntries is how many recent log entries Raft reads from memory
-	// instead of raft-boltdb: the leader reads every entry back to replicate
-	// it and followers read every committed entry back to apply it, each read
-	// a bolt transaction and a decode of the whole entry. 64 covers the
+	// instead of the log store: the leader reads every entry back to
+	// replicate it and followers read every committed entry back to apply
+	// it, each read a pread and a decode of the whole entry. 64 covers the
 	// entries in flight (InflightBatchesMax batches, and a few commit rounds
 	// of them on a follower) and bounds the memory to 64 entries of at most
 	// BatchBytesMax (4 MiB) each, typically a few KiB; a miss reads the store.
@@ -39,9 +37,9 @@ const (
 type raftParts struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	// logs is the Raft log and stable store (ADR 0001: raft-boltdb, after
-	// raft-wal v0.4.0 failed to reopen a log whose tail had been truncated).
-	logs *raftboltdb.BoltStore
+	// logs is the Raft log and stable store: raftlog (ADR 0006), or
+	// raft-boltdb in a data directory created before it (ADR 0001).
+	logs raftstore.Store
 	// logCache is logs behind an in-memory ring of the newest entries:
 	// what Raft uses as its log store. Writes go to logs first (fsynced)
 	// and are cached only once stored, so durability is the store's.
@@ -102,7 +100,7 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 			_ = p.close()
 		}
 	}()
-	if p.logs, err = openLogStore(cfg.DataDir); err != nil {
+	if p.logs, err = openLogStore(cfg); err != nil {
 		return nil, err
 	}
 	p.snapshots, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotsRetained,
@@ -163,19 +161,16 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 	return p, nil
 }
 
-// logStoreFile is the Raft log and stable store's file in the data dir.
-const logStoreFile = "raft.db"
-
-// openLogStore opens the Raft log and stable store. raft-boltdb fsyncs
-// every write (NoSync stays false): the log is the durability point of the
-// region (doc.go).
-func openLogStore(dataDir string) (*raftboltdb.BoltStore, error) {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("region: create data dir: %w", err)
-	}
-	s, err := raftboltdb.NewBoltStore(filepath.Join(dataDir, logStoreFile))
+// openLogStore opens the Raft log and stable store; every write is fsynced
+// before it is acknowledged: the log is the durability point of the region
+// (doc.go).
+func openLogStore(cfg Config) (raftstore.Store, error) {
+	s, kind, err := raftstore.Open(cfg.DataDir, cfg.Logger.With("component", "raft-log"))
 	if err != nil {
-		return nil, fmt.Errorf("region: open raft log store: %w", err)
+		return nil, fmt.Errorf("region: %w", err)
+	}
+	if kind != raftstore.KindRaftLog {
+		cfg.Logger.Info("raft log kept in its original store", "store", kind)
 	}
 	return s, nil
 }

@@ -1,5 +1,5 @@
 // Package cluster runs an in-process Meridian region for system tests: real
-// region.Nodes (Raft over raft-boltdb, Badger, the Connect API over h2c), each
+// region.Nodes (Raft over raftlog, Badger, the Connect API over h2c), each
 // with its own data directory, every connection (Raft, forwarding, clients)
 // through a faultnet host per node, every node on its own injectable clock.
 // It implements nemesis.Cluster, and Workload drives recorded client traffic

@@ -18,10 +18,12 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/stretchr/testify/require"
+
+	"github.com/meridiandb/meridian/internal/raftlog"
 )
 
 // Bare hashicorp/raft: the library's own ceiling on this machine. Same log
-// store (raft-boltdb, ADR 0001), same transport (TCP), same fsync behaviour as
+// store (raftlog, ADR 0006), same transport (TCP), same fsync behaviour as
 // a region; the state machine does nothing.
 
 const (
@@ -50,10 +52,11 @@ type bareNode struct {
 	store     logStore
 }
 
-// Log stores compared for ADR 0001.
+// Log stores compared for ADRs 0001 and 0006.
 const (
-	storeWAL    = "wal"
-	storeBoltDB = "boltdb"
+	storeWAL     = "wal"
+	storeBoltDB  = "boltdb"
+	storeRaftLog = "raftlog"
 )
 
 type logStore interface {
@@ -72,8 +75,10 @@ func openLogStore(kind, dir string) (logStore, error) {
 		return wal.Open(walDir)
 	case storeBoltDB:
 		return raftboltdb.NewBoltStore(filepath.Join(dir, "raft.db"))
+	case storeRaftLog:
+		return raftlog.Open(filepath.Join(dir, "raftlog"), raftlog.Options{})
 	default:
-		return nil, fmt.Errorf("unknown log store %q (want %s or %s)", kind, storeWAL, storeBoltDB)
+		return nil, fmt.Errorf("unknown log store %q (want %s, %s or %s)", kind, storeWAL, storeBoltDB, storeRaftLog)
 	}
 }
 
@@ -320,19 +325,20 @@ func runLoad(b *testing.B, clients int, op func(ctx context.Context, client, i i
 }
 
 // BenchmarkBareRaft is the library ceiling on the region's log store
-// (raft-boltdb): 1 KiB entries, fsync on every commit, 3 processes, load
+// (raftlog): 1 KiB entries, fsync on every commit, 3 processes, load
 // generated inside the leader process.
 func BenchmarkBareRaft(b *testing.B) {
 	for _, clients := range []int{1, 64, 256} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			benchBare(b, storeBoltDB, clients)
+			benchBare(b, storeRaftLog, clients)
 		})
 	}
 }
 
-// BenchmarkLogStore compares Raft log stores under bare raft (ADR 0001).
+// BenchmarkLogStore compares Raft log stores under bare raft (ADRs 0001
+// and 0006).
 func BenchmarkLogStore(b *testing.B) {
-	for _, store := range []string{storeWAL, storeBoltDB} {
+	for _, store := range []string{storeRaftLog, storeWAL, storeBoltDB} {
 		for _, clients := range []int{1, 64} {
 			b.Run(fmt.Sprintf("store=%s/clients=%d", store, clients), func(b *testing.B) {
 				benchBare(b, store, clients)

@@ -58,7 +58,7 @@ func runBareRaftAPILeader() int {
 		return fail(err)
 	}
 	defer os.RemoveAll(dir)
-	c, err := startBareClusterIn(dir, storeBoltDB)
+	c, err := startBareClusterIn(dir, storeRaftLog)
 	if err != nil {
 		return fail(err)
 	}

@@ -4,7 +4,7 @@
 //   - the physical floor: a 4 KiB write + fdatasync on the data disk, and a
 //     TCP round trip on loopback;
 //   - the library ceiling: bare hashicorp/raft with a no-op state machine, on
-//     the same log store (raft-boltdb) and transport (TCP), three processes,
+//     the same log store (raftlog) and transport (TCP), three processes,
 //     plus raft-wal as a second baseline (ADR 0001);
 //   - the same bare raft behind the region's API hop (BenchmarkBareRaftAPI):
 //     the leader in its own process answering Connect appends, loaded like

@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 // TestBareRaftClusterSmoke proves the baseline harness works: three processes
 // form a group and commit entries. The benchmarks rely on it.
 func TestBareRaftClusterSmoke(t *testing.T) {
-	c := sharedBareCluster(t, storeBoltDB)
+	c := sharedBareCluster(t, storeRaftLog)
 	for range 10 {
 		if err := c.apply(make([]byte, eventBytes)); err != nil {
 			t.Fatalf("apply on the bare raft leader: %v", err)
