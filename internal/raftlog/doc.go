@@ -22,7 +22,10 @@
 // body: index, term, type, appended-at (Unix ns), extensions length,
 // extensions, data. Records of one segment have consecutive indexes and the
 // segments of a log are contiguous; a batch is one write() and one
-// fdatasync(), and the store is acknowledged only after both.
+// fdatasync(), and the store is acknowledged only after both. Segments are
+// allocated (fallocate, zeros) in chunks ahead of the write position, so
+// most syncs need not record a new file size; zeros after the last record
+// are the unwritten rest, not a tear.
 //
 // # Recovery
 //

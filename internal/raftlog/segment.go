@@ -40,6 +40,8 @@ type segment struct {
 	offsets []int64
 	// size is where the valid records end: the next write's offset.
 	size int64
+	// alloc is the file's allocated length (records, then zeros).
+	alloc int64
 }
 
 // count is how many records the segment holds.
@@ -195,6 +197,7 @@ func scanSegment(path string, seq, first uint64) (s *segment, tornAt int64, err 
 		off += int64(n)
 	}
 	s.size = off
+	s.alloc = int64(len(data))
 	return s, tornAt, nil
 }
 

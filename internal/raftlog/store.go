@@ -21,6 +21,12 @@ import (
 // disk a compacted prefix can keep.
 const DefaultSegmentBytes = 64 << 20
 
+// DefaultPreallocBytes is how far ahead of the write position a segment is
+// allocated (zeros, fallocate): a sync that need not record a new file size
+// costs about 40 % less on ext4 here (ADR 0006), and the chunk bounds the
+// disk a node holds beyond its data.
+const DefaultPreallocBytes = 4 << 20
+
 // Meta keys: the head floor (see doc.go).
 const (
 	metaFloorIndex = "floor-index"
@@ -31,6 +37,8 @@ const (
 type Options struct {
 	// SegmentBytes: see DefaultSegmentBytes.
 	SegmentBytes int64
+	// PreallocBytes: see DefaultPreallocBytes.
+	PreallocBytes int64
 	// Logger receives recovery warnings (a torn tail cut back). Default:
 	// slog.Default().
 	Logger *slog.Logger
@@ -74,6 +82,9 @@ var ErrClosed = errors.New("raftlog: store closed")
 func Open(dir string, opts Options) (_ *Store, err error) {
 	if opts.SegmentBytes <= 0 {
 		opts.SegmentBytes = DefaultSegmentBytes
+	}
+	if opts.PreallocBytes <= 0 {
+		opts.PreallocBytes = DefaultPreallocBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -274,6 +285,7 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if err != nil {
 		return s.poison(err)
 	}
+	s.preallocate(seg, int64(len(buf)))
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
 		return s.poison(fmt.Errorf("raftlog: write: %w", err))
 	}
@@ -327,7 +339,6 @@ func (s *Store) activeSegment(next uint64, n int64) (*segment, error) {
 		return nil, fmt.Errorf("raftlog: new segment: %w", err)
 	}
 	if _, err = f.Write(segmentHeader(seq, next)); err == nil {
-		s.preallocate(f)
 		err = f.Sync()
 	}
 	if err == nil {
@@ -341,7 +352,7 @@ func (s *Store) activeSegment(next uint64, n int64) (*segment, error) {
 		_ = os.Remove(tmp)
 		return nil, fmt.Errorf("raftlog: new segment: %w", err)
 	}
-	seg := &segment{seq: seq, first: next, path: path, f: f, size: segHeaderLen}
+	seg := &segment{seq: seq, first: next, path: path, f: f, size: segHeaderLen, alloc: segHeaderLen}
 	s.nextSeq++
 	s.mu.Lock()
 	s.segs = append(s.segs, seg)
@@ -461,26 +472,33 @@ func (s *Store) deleteTail(lo uint64) error {
 	return nil
 }
 
-// cut drops everything in seg from offset on, durably, and preallocates
-// the segment again: what follows the last record must read as zeros, or a
-// stale record there would look like a torn or corrupt one at open.
+// cut drops everything in seg from offset on, durably: what follows the
+// last record must read as zeros (or not exist), or a stale record there
+// would look like a torn or corrupt one at open.
 func (s *Store) cut(seg *segment, offset int64) error {
 	if err := seg.f.Truncate(offset); err != nil {
 		return err
 	}
-	s.preallocate(seg.f)
+	seg.alloc = offset
 	return seg.f.Sync()
 }
 
-// preallocate gives f its full segment size in zeros up front: an
-// fdatasync that need not record a new file size costs about 40 % less
-// here (ADR 0006). Best effort: a file system without fallocate just
-// grows the file.
-func (s *Store) preallocate(f *os.File) {
-	if err := unix.Fallocate(int(f.Fd()), 0, 0, s.opts.SegmentBytes); err != nil && !s.noFallocate {
+// preallocate makes sure seg is allocated for n more bytes, extending it by
+// at least PreallocBytes of zeros when it is not (DefaultPreallocBytes).
+// The batch's fdatasync then records the new size once per chunk instead
+// of once per batch. Best effort: without fallocate the file just grows.
+// Called under wmu.
+func (s *Store) preallocate(seg *segment, n int64) {
+	if s.noFallocate || seg.size+n <= seg.alloc {
+		return
+	}
+	grow := max(n, min(s.opts.PreallocBytes, s.opts.SegmentBytes-seg.size))
+	if err := unix.Fallocate(int(seg.f.Fd()), 0, seg.size, grow); err != nil {
 		s.noFallocate = true
 		s.opts.Logger.Warn("raftlog: cannot preallocate segments; each sync also records the file's growth", "err", err)
+		return
 	}
+	seg.alloc = seg.size + grow
 }
 
 // writable reports why the store takes no writes. Called under wmu.

@@ -327,3 +327,28 @@ func TestRandomOpsAgainstModel(t *testing.T) {
 	s = reopen(t, s)
 	requireLog(t, s, first, last, termOf)
 }
+
+// TestPreallocatedTailIsNotATear: the zeros allocated ahead of the write
+// position are the segment's unwritten rest; a clean restart cuts nothing
+// and warns about nothing.
+func TestPreallocatedTailIsNotATear(t *testing.T) {
+	var logs bytes.Buffer
+	dir := t.TempDir()
+	opts := Options{PreallocBytes: 256 << 10, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	s, err := Open(dir, opts)
+	require.NoError(t, err)
+	require.NoError(t, s.StoreLogs(batch(1, 10, 1)))
+	seg := s.segs[0]
+	st, err := seg.f.Stat()
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, st.Size(), seg.size+200<<10, "the segment is allocated ahead of its data")
+	require.NoError(t, s.Close())
+
+	s, err = Open(dir, opts)
+	require.NoError(t, err)
+	defer s.Close()
+	requireLog(t, s, 1, 10, term(1))
+	assert.Empty(t, logs.String(), "a clean restart logs nothing")
+	require.NoError(t, s.StoreLogs(batch(11, 12, 1)))
+	requireLog(t, s, 1, 12, term(1))
+}
