@@ -54,7 +54,7 @@ const (
 // counters continue where they stopped, so the outcome is the same state as
 // an uninterrupted apply.
 type txnWriter struct {
-	db                  *badger.DB
+	h                   *dbHandle
 	txn                 *badger.Txn
 	bytes, entries      int64 // left in txn
 	dirty               bool  // txn holds writes
@@ -63,16 +63,16 @@ type txnWriter struct {
 	heads               *headCache // nil: no cache
 }
 
-func newTxnWriter(db *badger.DB, prevIndex, prevTerm uint64, knobs *TestingKnobs, heads *headCache) *txnWriter {
-	w := &txnWriter{db: db, prevIndex: prevIndex, prevTerm: prevTerm, knobs: knobs, heads: heads}
+func newTxnWriter(h *dbHandle, prevIndex, prevTerm uint64, knobs *TestingKnobs, heads *headCache) *txnWriter {
+	w := &txnWriter{h: h, prevIndex: prevIndex, prevTerm: prevTerm, knobs: knobs, heads: heads}
 	w.reset()
 	return w
 }
 
 func (w *txnWriter) reset() {
-	w.txn = w.db.NewTransaction(true)
-	w.bytes = w.db.MaxBatchSize() - txnReserveBytes
-	w.entries = w.db.MaxBatchCount() - txnReserveEntries
+	w.txn = w.h.beginWrite()
+	w.bytes = w.h.db.MaxBatchSize() - txnReserveBytes
+	w.entries = w.h.db.MaxBatchCount() - txnReserveEntries
 	w.dirty = false
 }
 
@@ -83,10 +83,10 @@ func (w *txnWriter) fit(st *meridianv1.ApplyState, bytes, entries int64) error {
 	if bytes <= w.bytes && entries <= w.entries {
 		return nil
 	}
-	empty := w.db.MaxBatchSize()-txnReserveBytes >= bytes && w.db.MaxBatchCount()-txnReserveEntries >= entries
+	empty := w.h.db.MaxBatchSize()-txnReserveBytes >= bytes && w.h.db.MaxBatchCount()-txnReserveEntries >= entries
 	if !empty {
 		return fmt.Errorf("%w: an append needs %d bytes in %d writes, one transaction holds %d bytes in %d writes",
-			ErrEntryTooLarge, bytes, entries, w.db.MaxBatchSize()-txnReserveBytes, w.db.MaxBatchCount()-txnReserveEntries)
+			ErrEntryTooLarge, bytes, entries, w.h.db.MaxBatchSize()-txnReserveBytes, w.h.db.MaxBatchCount()-txnReserveEntries)
 	}
 	if w.dirty {
 		partial := proto.Clone(st).(*meridianv1.ApplyState)
@@ -122,7 +122,7 @@ func (w *txnWriter) commit(st *meridianv1.ApplyState) {
 	if err := w.txn.Set(keyApplyState, val); err != nil {
 		panic(fmt.Errorf("region: apply entry %d: write apply state: %w", st.GetAppliedIndex(), err))
 	}
-	if err := w.txn.Commit(); err != nil {
+	if err := w.h.commitWrite(w.txn); err != nil {
 		panic(fmt.Errorf("region: apply entry %d: commit: %w", st.GetAppliedIndex(), err))
 	}
 }
@@ -173,8 +173,8 @@ type kv struct {
 
 // apply applies entry l on top of cur and returns the next apply state and,
 // for append batches, the per-op results (applyLogs of one entry).
-func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (*meridianv1.ApplyState, any) {
-	next, res := a.applyLogs(db, cur, []*raft.Log{l})
+func (a applier) apply(h *dbHandle, cur *meridianv1.ApplyState, l *raft.Log) (*meridianv1.ApplyState, any) {
+	next, res := a.applyLogs(h, cur, []*raft.Log{l})
 	return next, res[0]
 }
 
@@ -185,12 +185,12 @@ func (a applier) apply(db *badger.DB, cur *meridianv1.ApplyState, l *raft.Log) (
 // one result per entry. It panics on anything that would let replicas
 // diverge: an undecodable or unknown committed entry, a failed Badger read
 // or write.
-func (a applier) applyLogs(db *badger.DB, cur *meridianv1.ApplyState, logs []*raft.Log) (*meridianv1.ApplyState, []any) {
+func (a applier) applyLogs(h *dbHandle, cur *meridianv1.ApplyState, logs []*raft.Log) (*meridianv1.ApplyState, []any) {
 	next := proto.Clone(cur).(*meridianv1.ApplyState)
 	if next.Applied == nil {
 		next.Applied = map[string]uint64{}
 	}
-	w := newTxnWriter(db, cur.GetAppliedIndex(), cur.GetAppliedTerm(), a.knobs, a.heads)
+	w := newTxnWriter(h, cur.GetAppliedIndex(), cur.GetAppliedTerm(), a.knobs, a.heads)
 	defer func() { w.discard() }()
 
 	res := make([]any, len(logs))

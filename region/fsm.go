@@ -117,11 +117,73 @@ type FSM struct {
 
 // dbHandle is one open Badger directory. Readers hold refs while they use it;
 // Restore and Close wait for the refs before closing it.
+//
+// Badger runs in managed mode: the apply goroutine, the only writer,
+// commits each transaction at the next version, and a read opens at the
+// newest committed version. In Badger's own mode a new read transaction
+// waits until every commit in progress is written (its watermark), which
+// under a steady write load put milliseconds into the tail of every read
+// (docs/PERFORMANCE.md, issue 14). The handle tracks the versions open
+// readers use, so compaction keeps what they can see (SetDiscardTs).
 type dbHandle struct {
 	db   *badger.DB
 	dir  string
 	seq  int
 	refs sync.WaitGroup
+
+	mu        sync.Mutex
+	committed uint64         // the newest committed version
+	readers   map[uint64]int // versions open read transactions use, and how many
+	discardTs uint64         // the last SetDiscardTs
+}
+
+// beginRead opens a read-only transaction at the newest committed version;
+// endRead must close it.
+func (h *dbHandle) beginRead() *badger.Txn {
+	h.mu.Lock()
+	ts := h.committed
+	h.readers[ts]++
+	h.mu.Unlock()
+	return h.db.NewTransactionAt(ts, false)
+}
+
+func (h *dbHandle) endRead(txn *badger.Txn) {
+	txn.Discard()
+	ts := txn.ReadTs()
+	h.mu.Lock()
+	if h.readers[ts]--; h.readers[ts] <= 0 {
+		delete(h.readers, ts)
+	}
+	h.mu.Unlock()
+}
+
+// beginWrite opens the apply goroutine's read-write transaction; it sees
+// everything committed (there is no other writer).
+func (h *dbHandle) beginWrite() *badger.Txn {
+	h.mu.Lock()
+	ts := h.committed
+	h.mu.Unlock()
+	return h.db.NewTransactionAt(ts, true)
+}
+
+// commitWrite commits txn at the next version, publishes that version to
+// new readers and lets compaction drop versions no open reader can see.
+func (h *dbHandle) commitWrite(txn *badger.Txn) error {
+	h.mu.Lock()
+	ts := h.committed + 1
+	h.mu.Unlock()
+	if err := txn.CommitAt(ts, nil); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.committed = ts
+	h.discardTs = ts
+	for r := range h.readers {
+		h.discardTs = min(h.discardTs, r)
+	}
+	h.db.SetDiscardTs(h.discardTs)
+	return nil
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -192,11 +254,15 @@ func openHandle(dir string, seq int, logger *slog.Logger) (*dbHandle, error) {
 		WithNumCompactors(badgerNumCompactors).
 		WithDetectConflicts(false). // one writer: the apply goroutine
 		WithMetricsEnabled(false)
-	db, err := badger.Open(opts)
+	db, err := badger.OpenManaged(opts)
 	if err != nil {
 		return nil, fmt.Errorf("region: open badger %s: %w", path, err)
 	}
-	return &dbHandle{db: db, dir: path, seq: seq}, nil
+	// A directory written before managed mode carries Badger's own
+	// versions; new commits continue above the highest.
+	committed := db.MaxVersion()
+	db.SetDiscardTs(committed)
+	return &dbHandle{db: db, dir: path, seq: seq, committed: committed, discardTs: committed, readers: map[uint64]int{}}, nil
 }
 
 // readCurrent returns the sequence number of the Badger directory in use, 0 if none.
@@ -401,7 +467,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if skip == len(logs) {
 		return out
 	}
-	next, res := f.ap.applyLogs(h.db, cur, logs[skip:])
+	next, res := f.ap.applyLogs(h, cur, logs[skip:])
 	f.mu.Lock()
 	f.state = next
 	f.mu.Unlock()

@@ -51,8 +51,8 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 		return nil, nil, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 
 	head := &meridianv1.StreamHead{}
 	if _, err := readProto(txn, headKey(entity), head); err != nil {
@@ -234,8 +234,8 @@ func (f *FSM) ReadLog(fromPosition uint64, max int) ([]*meridianv1.Event, error)
 		return nil, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: min(n, 64), Prefix: []byte(prefixLog)})
 	defer it.Close()
@@ -290,8 +290,8 @@ func (f *FSM) ReadOrigin(origin string, fromSeq uint64, max int) ([]*meridianv1.
 		return nil, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 
 	prefix := originKey(origin, 0)
 	prefix = prefix[:len(prefix)-8] // "o/<origin>\x00": every seq of this origin
@@ -323,8 +323,8 @@ func (f *FSM) Recoveries(max int) ([]*meridianv1.Event, error) {
 		return nil, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixRecovery)})
 	defer it.Close()
 	var out []*meridianv1.Event
@@ -353,8 +353,8 @@ func (f *FSM) Superseded(origin string, seq uint64) (*meridianv1.Event, bool, er
 		return nil, false, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 	ev := &meridianv1.Event{}
 	ok, err := readProto(txn, supersededKey(origin, seq), ev)
 	return ev, ok, err
@@ -369,8 +369,8 @@ func (f *FSM) SupersededEntities() (map[string]bool, error) {
 		return nil, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixSuperseded)})
 	defer it.Close()
 	out := map[string]bool{}

@@ -49,7 +49,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	st := proto.Clone(f.state).(*meridianv1.ApplyState)
 	f.mu.RUnlock()
-	return &fsmSnapshot{h: h, txn: h.db.NewTransaction(false), state: st}, nil
+	return &fsmSnapshot{h: h, txn: h.beginRead(), state: st}, nil
 }
 
 type fsmSnapshot struct {
@@ -71,7 +71,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 // Release frees the pinned read timestamp and the database reference.
 func (s *fsmSnapshot) Release() {
 	s.once.Do(func() {
-		s.txn.Discard()
+		s.h.endRead(s.txn)
 		s.h.refs.Done()
 	})
 }

@@ -446,8 +446,8 @@ func (f *FSM) ReadMergedState(entity string) (string, *meridianv1.StreamHead, er
 		return "", nil, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 	head := &meridianv1.StreamHead{}
 	if _, err := readProto(txn, headKey(entity), head); err != nil {
 		return "", nil, fmt.Errorf("region: read %q: %w", entity, err)
@@ -569,8 +569,8 @@ func (f *FSM) ReadConflicts(entity, after string, max int) ([]*meridianv1.Confli
 		return nil, "", nil, err
 	}
 	defer h.refs.Done()
-	txn := h.db.NewTransaction(false)
-	defer txn.Discard()
+	txn := h.beginRead()
+	defer h.endRead(txn)
 	head := &meridianv1.StreamHead{}
 	if _, err := readProto(txn, headKey(entity), head); err != nil {
 		return nil, "", nil, fmt.Errorf("region: read %q: %w", entity, err)

@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,8 +11,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,6 +48,7 @@ type regionProc struct {
 
 type regionCluster struct {
 	dir     string
+	bin     string // the meridian binary the servers run
 	procs   []*regionProc
 	clients []meridianv1connect.EventStoreClient // to the leader, connsMax of them
 	leader  string                               // API address of the leader
@@ -91,6 +95,7 @@ func startRegionCluster() (*regionCluster, error) {
 		c.close()
 		return nil, err
 	}
+	c.bin = bin
 	type addrs struct{ id, raft, api string }
 	var nodes []addrs
 	var peers []string
@@ -310,4 +315,105 @@ func BenchmarkRegionReadLast10(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkRegionReadLast10UnderWrites is issue 14's read figure: the same
+// follower read as BenchmarkRegionReadLast10 (last 10 of a 100-event
+// stream, EVENTUAL, served locally, one reader) while 64 writers append
+// 1 KiB events to the leader as fast as they can. The writers run either as
+// goroutines of this process (writers=goroutines: the reader also waits
+// for them on this process's 2 Ps) or as a separate `meridian bench`
+// process (writers=process: what a reader meets when the writers are other
+// clients). Each reports the writers' rate beside the reads' latency, so a
+// run that starved the writers shows.
+func BenchmarkRegionReadLast10UnderWrites(b *testing.B) {
+	const writers = 64
+	c := sharedRegion(b)
+	ctx := context.Background()
+	entity := "bench-read-under-writes"
+	if _, err := c.clients[0].Append(ctx, connect.NewRequest(appendReq(entity, 100))); err != nil {
+		b.Fatal(err)
+	}
+	req := &meridianv1.ReadRequest{
+		Entity: entity, MaxCount: 10,
+		Direction:   meridianv1.Direction_DIRECTION_BACKWARD,
+		Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
+	}
+	require.Eventually(b, func() bool {
+		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
+		return err == nil && len(resp.Msg.GetEvents()) == 10
+	}, 10*time.Second, 10*time.Millisecond, "the follower should serve the stream")
+	read := func(ctx context.Context, _, _ int) error {
+		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
+		if err == nil && len(resp.Msg.GetEvents()) != 10 {
+			err = errors.New("read returned fewer than 10 events")
+		}
+		return err
+	}
+
+	b.Run("writers=goroutines", func(b *testing.B) {
+		wctx, stop := context.WithCancel(ctx)
+		var (
+			appended atomic.Int64
+			failed   atomic.Int64
+			wg       sync.WaitGroup
+		)
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				cl := c.clients[w%len(c.clients)]
+				for wctx.Err() == nil {
+					_, err := cl.Append(wctx, connect.NewRequest(appendReq(fmt.Sprintf("bench-writer-%d", w), 1)))
+					switch {
+					case err == nil:
+						appended.Add(1)
+					case wctx.Err() == nil:
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Second) // let the writers reach their steady rate
+		a0, t0 := appended.Load(), time.Now()
+		runLoad(b, 1, read)
+		rate := float64(appended.Load()-a0) / time.Since(t0).Seconds()
+		stop()
+		wg.Wait()
+		if n := failed.Load(); n > 0 {
+			b.Fatalf("%d appends failed while the reads ran", n)
+		}
+		b.ReportMetric(rate, "writer-appends/s")
+	})
+
+	b.Run("writers=process", func(b *testing.B) {
+		cmd := exec.Command(c.bin, "bench", "--endpoint", "http://"+c.leader,
+			"--clients", strconv.Itoa(writers), "--duration", "30m", "--prefix", "bench-proc-writer-", "--json")
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		require.NoError(b, cmd.Start())
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		time.Sleep(time.Second)
+		runLoad(b, 1, read)
+		require.NoError(b, cmd.Process.Signal(os.Interrupt))
+		select {
+		case err := <-done:
+			require.NoError(b, err, "meridian bench: %s", errOut.String())
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			b.Fatalf("meridian bench did not stop on SIGINT: %s", errOut.String())
+		}
+		var rep struct {
+			Appends struct {
+				OK     int64   `json:"ok"`
+				Failed int64   `json:"failed"`
+				PerS   float64 `json:"per_s"`
+			} `json:"appends"`
+		}
+		require.NoError(b, json.Unmarshal([]byte(out.String()), &rep), "report: %s", out.String())
+		require.Zero(b, rep.Appends.Failed, "appends failed while the reads ran")
+		require.Greater(b, rep.Appends.OK, int64(0), "the writers appended nothing")
+		b.ReportMetric(rep.Appends.PerS, "writer-appends/s")
+	})
 }
