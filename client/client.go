@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -179,6 +180,8 @@ func call[T any](ctx context.Context, c *Client, set *endpointSet, method string
 	// The error of the last attempt that ended while ctx was alive, kept for
 	// when ctx ends first: an attempt cut short by ctx only repeats ctx.Err().
 	var lastErr error
+	// unknown: some attempt may have taken effect (IsOutcomeUnknown).
+	unknown := false
 	res, err := backoff.Retry(ctx, func() (T, error) {
 		attempt++
 		ep, idx := set.pick()
@@ -189,6 +192,9 @@ func call[T any](ctx context.Context, c *Client, set *endpointSet, method string
 		res, err := op(actx, ep)
 		if ctx.Err() == nil {
 			lastErr = err
+		}
+		if err != nil && attemptOutcomeUnknown(err) {
+			unknown = true
 		}
 		// The attempt's own deadline may surface as any code (the server
 		// sees the propagated deadline and may answer Canceled first): it is
@@ -218,7 +224,57 @@ func call[T any](ctx context.Context, c *Client, set *endpointSet, method string
 	if err != nil && lastErr != nil && ctx.Err() != nil && !errors.Is(err, lastErr) {
 		err = fmt.Errorf("%w; last attempt: %w", ctx.Err(), lastErr)
 	}
+	if err != nil {
+		err = &callError{err: err, unknown: unknown}
+	}
 	return res, err
+}
+
+// callError is what call returns on failure: the error as it was, and
+// whether any attempt may have taken effect, which the last error alone
+// cannot say (an attempt that timed out, then one refused by a node that is
+// not the leader).
+type callError struct {
+	err     error
+	unknown bool
+}
+
+func (e *callError) Error() string { return e.err.Error() }
+func (e *callError) Unwrap() error { return e.err }
+
+// errorKindHeader names the kind of a server's error (region/service.go).
+const errorKindHeader = "Meridian-Error"
+
+// notAppliedKinds are the server's error kinds for a write that was refused
+// before it was proposed to Raft, so it provably took no effect (region:
+// ErrNotLeader, ErrMoving, ErrLeaseExpired, ErrStalePlacement,
+// ErrDepsNotApplied, ErrNoPlacement, ErrRoutingLoop, ErrOverloaded). Keep
+// in step with region/service.go.
+var notAppliedKinds = map[string]bool{
+	"not-leader": true, "moving": true, "lease-expired": true, "stale-placement": true,
+	"deps-not-applied": true, "no-placement": true, "routing-loop": true, "overloaded": true,
+}
+
+// attemptOutcomeUnknown reports whether one attempt's error leaves open
+// whether it took effect.
+func attemptOutcomeUnknown(err error) bool {
+	var ce *connect.Error
+	if errors.As(err, &ce) && notAppliedKinds[ce.Meta().Get(errorKindHeader)] {
+		return false
+	}
+	// A connection that was never made carried no request.
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled, connect.CodeUnknown:
+		return true
+	}
+	return false
 }
 
 // AppendOption configures one Append.
@@ -452,18 +508,18 @@ func (c *Client) StatusAll(ctx context.Context) ([]*meridianv1.StatusResponse, [
 }
 
 // IsOutcomeUnknown reports whether err leaves it open whether a write was
-// applied: the server said so, or the client lost the answer. Retrying the
-// same Append (same event ids) is then safe within the idempotency window.
+// applied: some attempt's answer said so or was lost. An Append whose every
+// attempt was refused before it reached Raft (no leader reachable, the home
+// region cut off, a move in progress, ...) took no effect and is not
+// unknown. Retrying the same Append (same event ids) is safe either way
+// within the idempotency window.
 func IsOutcomeUnknown(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return true
+	var ce *callError
+	if errors.As(err, &ce) {
+		return ce.unknown
 	}
-	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled, connect.CodeUnknown:
-		return true
-	}
-	return false
+	return attemptOutcomeUnknown(err)
 }

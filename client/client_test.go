@@ -300,6 +300,56 @@ func TestDeadlineDuringAttemptKeepsLastError(t *testing.T) {
 	assert.Contains(t, err.Error(), "connection refused")
 }
 
+func kindError(code connect.Code, kind, msg string) *connect.Error {
+	ce := connect.NewError(code, errors.New(msg))
+	ce.Meta().Set(errorKindHeader, kind)
+	return ce
+}
+
+// TestRefusedBeforeRaftIsNotOutcomeUnknown: an Append that every node
+// refused before proposing it (here: no leader reachable, as across a
+// partition from the home region) provably took no effect, although its
+// code is Unavailable like an outcome-unknown answer.
+func TestRefusedBeforeRaftIsNotOutcomeUnknown(t *testing.T) {
+	f := newFakeStore()
+	f.failWith = kindError(connect.CodeUnavailable, "not-leader", "no node of home region \"us-east\" answers")
+	c := newTestClient(t, []string{startFake(t, f)}, WithRetryPolicy(fastRetry(3)))
+	_, err := c.Append(testCtx(t), "order-1", []*meridianv1.ProposedEvent{{Type: "A"}})
+	require.Error(t, err)
+	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err))
+	assert.False(t, IsOutcomeUnknown(err), "%v", err)
+	assert.Len(t, f.appends, 3)
+}
+
+// TestUnreachableNodesAreNotOutcomeUnknown: no connection, no request.
+func TestUnreachableNodesAreNotOutcomeUnknown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := "http://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	c := newTestClient(t, []string{dead}, WithRetryPolicy(fastRetry(3)))
+	_, err = c.Append(testCtx(t), "order-1", []*meridianv1.ProposedEvent{{Type: "A"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "connection refused")
+	assert.False(t, IsOutcomeUnknown(err), "%v", err)
+}
+
+// TestOutcomeUnknownSurvivesLaterRefusals: one attempt whose outcome is
+// unknown makes the whole call's outcome unknown, whatever later attempts
+// answered.
+func TestOutcomeUnknownSurvivesLaterRefusals(t *testing.T) {
+	unknown, refusing := newFakeStore(), newFakeStore()
+	unknown.failWith = kindError(connect.CodeUnavailable, "outcome-unknown", "leadership lost")
+	refusing.failWith = kindError(connect.CodeUnavailable, "not-leader", "not leader")
+	c := newTestClient(t, []string{startFake(t, unknown), startFake(t, refusing)}, WithRetryPolicy(fastRetry(2)))
+	_, err := c.Append(testCtx(t), "order-1", []*meridianv1.ProposedEvent{{Type: "A"}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not leader", "the last attempt's error is the one returned")
+	assert.True(t, IsOutcomeUnknown(err))
+	assert.Len(t, unknown.appends, 1)
+	assert.Len(t, refusing.appends, 1)
+}
+
 func TestNoRetryOnFailedPrecondition(t *testing.T) {
 	f := newFakeStore()
 	c := newTestClient(t, []string{startFake(t, f)}, WithRetryPolicy(fastRetry(5)))

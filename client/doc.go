@@ -22,6 +22,18 @@
 //     counts as outcome unknown and is retried on the next endpoint with the
 //     same ids (TestAttemptTimeoutMovesToNextEndpoint). Other codes are
 //     returned at once (TestNoRetryOnFailedPrecondition).
+//   - IsOutcomeUnknown(err) is true when some attempt may have taken effect:
+//     it answered outcome unknown, timed out or lost its connection. When
+//     every attempt failed to connect or was refused before Raft (no node or
+//     leader reachable, the home
+//     region cut off, a move in progress, a stale placement copy, overload),
+//     the Append provably wrote nothing and it is false
+//     (TestRefusedBeforeRaftIsNotOutcomeUnknown,
+//     TestUnreachableNodesAreNotOutcomeUnknown,
+//     TestOutcomeUnknownSurvivesLaterRefusals). When the caller's deadline
+//     ends the retries, the error still names the last complete attempt's
+//     error (TestDeadlineDuringRetriesKeepsLastError,
+//     TestDeadlineDuringAttemptKeepsLastError).
 //   - The session token sent with every request covers every response the
 //     client has seen: tokens from responses are merged (TestSessionTokenTracking).
 //   - Subscribe resumes after an Unavailable error from the next position not

@@ -30,7 +30,9 @@ import (
 //	context deadline / cancel             DeadlineExceeded / Canceled
 //
 // Every error carries the header Meridian-Error naming its kind, which a
-// forwarding node uses to rebuild the region error.
+// forwarding node uses to rebuild the region error, and the SDK reads to
+// tell a write refused before Raft from one whose outcome is unknown
+// (client.notAppliedKinds: keep the two in step).
 type Service struct {
 	node *Node
 }
