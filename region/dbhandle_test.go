@@ -68,3 +68,27 @@ func TestHandleReadsAtCommittedVersions(t *testing.T) {
 	assert.Equal(t, "v6", handleRead(t, r, "k"))
 	h.endRead(r)
 }
+
+// TestHandleOpensBadgerWrittenInItsOwnMode: a state directory written
+// before managed mode (Badger's own versions) opens, reads what it holds,
+// and new commits land above it.
+func TestHandleOpensBadgerWrittenInItsOwnMode(t *testing.T) {
+	dir := t.TempDir()
+	old, err := badger.Open(badger.DefaultOptions(dbDir(dir, 1)).WithLogger(nil))
+	require.NoError(t, err)
+	for _, v := range []string{"a", "b", "c"} {
+		require.NoError(t, old.Update(func(txn *badger.Txn) error { return txn.Set([]byte("k"), []byte(v)) }))
+	}
+	require.NoError(t, old.Close())
+
+	h, err := openHandle(dir, 1, fsmTestLogger())
+	require.NoError(t, err)
+	defer h.db.Close()
+	r := h.beginRead()
+	assert.Equal(t, "c", handleRead(t, r, "k"))
+	h.endRead(r)
+	handleWrite(t, h, "k", "d")
+	r = h.beginRead()
+	assert.Equal(t, "d", handleRead(t, r, "k"))
+	h.endRead(r)
+}
