@@ -225,4 +225,22 @@ func TestNodeDownForTenThousandAppendsCatchesUpBySnapshot(t *testing.T) {
 		require.NoError(t, err)
 		requireSameEvents(t, readStreamAll(t, r.node(leader), e), resp.Msg.GetEvents())
 	}
+
+	// The node restarts on what the snapshot install left: a log that raft
+	// emptied and restarted above the snapshot (internal/raftlog) and a
+	// state machine loaded from the snapshot (Badger versions from the
+	// sender), then more appends.
+	for i := range 20 {
+		_, err := r.node(leader).Append(ctx, appendRequest(entities[i], newTestEvent()))
+		require.NoError(t, err)
+	}
+	r.waitConverged()
+	r.stop(down)
+	r.start(down)
+	for i := range 20 {
+		_, err := r.node(leader).Append(ctx, appendRequest(entities[i], newTestEvent()))
+		require.NoError(t, err)
+	}
+	r.waitConverged()
+	checkStreams(t, r, append(entities, "warmup"), nil)
 }
