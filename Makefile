@@ -20,9 +20,10 @@ test:
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 ## test-race: the pure packages and the client under the race detector
-## (HLC monotonicity under concurrency, session-token merging).
+## (HLC monotonicity under concurrency, session-token merging, the Raft log
+## store read by replication while it is written and compacted).
 test-race:
-	$(GO) test -race -count=1 -timeout 20m ./causal/... ./crdt/... ./client/...
+	$(GO) test -race -count=1 -timeout 20m ./causal/... ./crdt/... ./client/... ./internal/raftlog/...
 
 generate:
 	$(BUF) generate
