@@ -47,55 +47,25 @@ func crashChild(dir string) int {
 	fmt.Fprintln(os.Stdout, "O")
 	first, _ := s.FirstIndex()
 	last, _ := s.LastIndex()
-	say := func(format string, args ...any) { fmt.Fprintf(os.Stdout, format+"\n", args...) }
 	for {
-		var err error
-		switch op := rng.IntN(100); {
-		case op < 70 || last == 0:
-			from := last + 1
-			if last == 0 {
-				from = 1 + rng.Uint64N(1000)
-			}
-			to := from + rng.Uint64N(16)
-			say("B append %d %d %d", from, to, curTerm)
-			if err = s.StoreLogs(batch(from, to, curTerm)); err == nil {
-				if first == 0 {
-					first = from
-				}
-				last = to
-			}
-		case op < 85 && last > first:
-			lo := first + 1 + rng.Uint64N(last-first)
-			say("B tail %d", lo)
-			if err = s.DeleteRange(lo, last); err == nil {
-				last = lo - 1
-			}
-			curTerm++
-		case op < 97 && last > first:
-			hi := first + rng.Uint64N(last-first)
-			say("B head %d", hi+1)
-			if err = s.DeleteRange(first, hi); err == nil {
-				first = hi + 1
-			}
-		default:
-			say("B all")
-			if err = s.DeleteRange(first, last); err == nil {
-				first, last = 0, 0
-			}
-		}
-		if err != nil {
+		op := randomLogOp(rng, first, last, curTerm, crashOpOdds)
+		// Each line is one write(2) of less than PIPE_BUF bytes: the parent
+		// reads whole lines or none.
+		fmt.Fprintf(os.Stdout, "B %s\n", op)
+		if err := op.run(s, first, last); err != nil {
 			fmt.Fprintln(os.Stderr, "write:", err)
 			return 1
 		}
-		say("A")
+		first, last = op.after(first, last)
+		if op.kind == opTail {
+			curTerm++ // a new leader cut the tail
+		}
+		fmt.Fprintln(os.Stdout, "A")
 	}
 }
 
-// crashModel is the acknowledged log: its bounds and each entry's term.
-type crashModel struct {
-	first, last uint64
-	terms       map[uint64]uint64
-}
+// crashOpOdds: the writer mostly appends, which rolls 16 KiB segments.
+var crashOpOdds = logOpOdds{appendPct: 70, tailPct: 15, headPct: 12, startMax: 1000, batchMax: 16}
 
 func TestCrashDuringWrites(t *testing.T) {
 	rounds := 30
@@ -109,7 +79,7 @@ func TestCrashDuringWrites(t *testing.T) {
 		seed = s
 	}
 	rng := rand.New(rand.NewPCG(seed, 0))
-	m := crashModel{terms: map[uint64]uint64{}}
+	m := logModel{terms: map[uint64]uint64{}}
 	var acked, inFlightChecked int
 	for round := 1; round <= rounds; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -131,11 +101,11 @@ func TestCrashDuringWrites(t *testing.T) {
 		require.Error(t, err, "the child only ends when killed; stderr: %s", stderr.String())
 		require.Equal(t, "signal: killed", err.Error(), "stderr: %s", stderr.String())
 
-		inFlight := m.replay(t, lines, &acked)
-		if inFlight != "" {
+		inFlight := replay(t, &m, lines, &acked)
+		if inFlight != nil {
 			inFlightChecked++
 		}
-		m.check(t, dir, inFlight, round)
+		checkAfterKill(t, &m, dir, inFlight, round)
 	}
 	t.Logf("%d rounds, %d operations acknowledged, %d kills with an operation in flight", rounds, acked, inFlightChecked)
 	require.Greater(t, acked, rounds, "the children should have acknowledged operations")
@@ -151,100 +121,59 @@ func readLines(r io.Reader) []string {
 }
 
 // replay applies the acknowledged operations of lines to the model and
-// returns the operation in flight when the child died ("" if none). A line
-// cut by the kill is treated as never written: the child had not started
-// the operation it announces only after the announcement is complete.
-func (m *crashModel) replay(t *testing.T, lines []string, acked *int) string {
-	var pending string
+// returns the operation in flight when the child died (nil if none).
+func replay(t *testing.T, m *logModel, lines []string, acked *int) *logOp {
+	var pending *logOp
 	for _, line := range lines {
 		switch {
 		case line == "O":
 		case line == "A":
-			require.NotEmpty(t, pending, "acknowledgement without an operation")
-			m.apply(pending)
-			pending = ""
+			require.NotNil(t, pending, "acknowledgement without an operation")
+			m.apply(*pending)
+			pending = nil
 			*acked++
 		case strings.HasPrefix(line, "B "):
-			require.Empty(t, pending)
-			pending = strings.TrimPrefix(line, "B ")
+			require.Nil(t, pending)
+			op, err := parseLogOp(strings.TrimPrefix(line, "B "))
+			require.NoError(t, err)
+			pending = &op
 		}
 	}
 	return pending
 }
 
-func fields(op string) (string, []uint64) {
-	f := strings.Fields(op)
-	var nums []uint64
-	for _, s := range f[1:] {
-		n, _ := strconv.ParseUint(s, 10, 64)
-		nums = append(nums, n)
-	}
-	return f[0], nums
-}
-
-func (m *crashModel) apply(op string) {
-	kind, n := fields(op)
-	switch kind {
-	case "append":
-		for i := n[0]; i <= n[1]; i++ {
-			m.terms[i] = n[2]
-		}
-		if m.first == 0 {
-			m.first = n[0]
-		}
-		m.last = n[1]
-	case "tail":
-		for i := n[0]; i <= m.last; i++ {
-			delete(m.terms, i)
-		}
-		m.last = n[0] - 1
-	case "head":
-		for i := m.first; i < n[0]; i++ {
-			delete(m.terms, i)
-		}
-		m.first = n[0]
-	case "all":
-		m.first, m.last, m.terms = 0, 0, map[uint64]uint64{}
-	}
-}
-
-// check opens the log the killed child left and requires it to be the
-// acknowledged log, or what the operation in flight may have made of it;
-// then the model takes what the log holds.
-func (m *crashModel) check(t *testing.T, dir, inFlight string, round int) {
+// checkAfterKill opens the log the killed child left and requires it to be
+// the acknowledged log, or what the operation in flight may have made of
+// it; then the model takes what the log holds.
+func checkAfterKill(t *testing.T, m *logModel, dir string, inFlight *logOp, round int) {
 	t.Helper()
 	s, err := Open(dir, Options{SegmentBytes: 16 << 10, Logger: quiet})
 	require.NoError(t, err, "round %d: the log must reopen after a kill", round)
 	defer func() { require.NoError(t, s.Close()) }()
 	first, _ := s.FirstIndex()
 	last, _ := s.LastIndex()
-	ctx := fmt.Sprintf("round %d, acknowledged %d..%d, in flight %q, reopened %d..%d", round, m.first, m.last, inFlight, first, last)
-	var kind string
-	var n []uint64
-	if inFlight != "" {
-		kind, n = fields(inFlight)
-	}
+	ctx := fmt.Sprintf("round %d, acknowledged %d..%d, in flight %v, reopened %d..%d", round, m.first, m.last, inFlight, first, last)
 	inFlightTerm := uint64(0)
-	switch kind {
-	case "":
+	switch {
+	case inFlight == nil:
 		require.Equal(t, [2]uint64{m.first, m.last}, [2]uint64{first, last}, ctx)
-	case "append":
-		inFlightTerm = n[2]
+	case inFlight.kind == opAppend:
+		inFlightTerm = inFlight.term
 		if m.first == 0 {
-			require.Contains(t, []uint64{0, n[0]}, first, ctx)
+			require.Contains(t, []uint64{0, inFlight.from}, first, ctx)
 		} else {
 			require.Equal(t, m.first, first, ctx)
 		}
 		if first != 0 {
-			require.True(t, last >= max(m.last, n[0]-1) && last <= n[1], ctx)
+			require.True(t, last >= max(m.last, inFlight.from-1) && last <= inFlight.to, ctx)
 		}
-	case "tail":
+	case inFlight.kind == opTail:
 		require.Equal(t, m.first, first, ctx)
-		require.True(t, last >= n[0]-1 && last <= m.last, ctx)
-	case "head":
-		require.Contains(t, []uint64{m.first, n[0]}, first, ctx)
+		require.True(t, last >= inFlight.from-1 && last <= m.last, ctx)
+	case inFlight.kind == opHead:
+		require.Contains(t, []uint64{m.first, inFlight.from}, first, ctx)
 		require.Equal(t, m.last, last, ctx)
-	case "all":
+	case inFlight.kind == opAll:
 		if first != 0 {
 			require.Equal(t, [2]uint64{m.first, m.last}, [2]uint64{first, last}, ctx)
 		}

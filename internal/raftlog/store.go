@@ -374,7 +374,7 @@ func (s *Store) DeleteRange(lo, hi uint64) error {
 	}
 	switch {
 	case lo <= s.first && hi >= s.last:
-		return s.deleteAll()
+		return s.deleteHead(s.last + 1)
 	case lo <= s.first:
 		return s.deleteHead(hi + 1)
 	case hi >= s.last:
@@ -384,10 +384,12 @@ func (s *Store) DeleteRange(lo, hi uint64) error {
 	}
 }
 
-// deleteHead makes first the log's first index.
+// deleteHead makes first the log's first index; first = last+1 empties
+// the log, and the next StoreLogs may then start at any index.
 func (s *Store) deleteHead(first uint64) error {
+	// Segments before i hold only entries below first.
 	i := sort.Search(len(s.segs), func(i int) bool { return s.segs[i].end() > first })
-	floor := s.segs[i]
+	floor := s.segs[min(i, len(s.segs)-1)]
 	if err := s.meta.set(map[string][]byte{
 		metaFloorIndex: uint64Bytes(first), metaFloorSeq: uint64Bytes(floor.seq),
 	}); err != nil {
@@ -396,35 +398,27 @@ func (s *Store) deleteHead(first uint64) error {
 	gone := slices.Clone(s.segs[:i])
 	s.mu.Lock()
 	s.segs = slices.Delete(s.segs, 0, i)
-	s.first = first
+	if len(s.segs) == 0 {
+		s.first, s.last = 0, 0
+	} else {
+		s.first = first
+	}
 	s.mu.Unlock()
-	// Open removes what a crash leaves of these (seq below the floor's).
+	// Open removes what a crash leaves of these (seq below the floor's, or
+	// the floor's own segment when nothing in it is at or above the floor).
 	for _, seg := range gone {
-		_ = seg.f.Close()
-		if err := os.Remove(seg.path); err != nil {
-			return s.poison(fmt.Errorf("raftlog: remove compacted segment: %w", err))
+		if err := s.removeSegment(seg); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// deleteAll empties the log; the next StoreLogs may start at any index.
-func (s *Store) deleteAll() error {
-	newest := s.segs[len(s.segs)-1]
-	if err := s.meta.set(map[string][]byte{
-		metaFloorIndex: uint64Bytes(s.last + 1), metaFloorSeq: uint64Bytes(newest.seq),
-	}); err != nil {
-		return s.poison(err)
-	}
-	gone := s.segs
-	s.mu.Lock()
-	s.segs, s.first, s.last = nil, 0, 0
-	s.mu.Unlock()
-	for _, seg := range gone {
-		_ = seg.f.Close()
-		if err := os.Remove(seg.path); err != nil {
-			return s.poison(fmt.Errorf("raftlog: remove segment: %w", err))
-		}
+// removeSegment closes and deletes a segment already taken out of s.segs.
+func (s *Store) removeSegment(seg *segment) error {
+	_ = seg.f.Close()
+	if err := os.Remove(seg.path); err != nil {
+		return s.poison(fmt.Errorf("raftlog: remove segment: %w", err))
 	}
 	return nil
 }
@@ -445,9 +439,8 @@ func (s *Store) deleteTail(lo uint64) error {
 		s.segs = s.segs[:j]
 		s.last = seg.first - 1
 		s.mu.Unlock()
-		_ = seg.f.Close()
-		if err := os.Remove(seg.path); err != nil {
-			return s.poison(fmt.Errorf("raftlog: remove segment: %w", err))
+		if err := s.removeSegment(seg); err != nil {
+			return err
 		}
 	}
 	if len(s.segs) != i+1 {

@@ -282,50 +282,32 @@ func TestCorruptionIsNotATornTail(t *testing.T) {
 	assert.ErrorContains(t, err, "not the newest")
 }
 
-// TestRandomOpsAgainstModel runs random appends, tail and head truncations,
-// whole-log deletions and restarts against a model of the log.
+// TestRandomOpsAgainstModel runs random appends, tail and head truncations
+// (some reaching past the log's ends, which DeleteRange clips), whole-log
+// deletions and restarts against a model of the log.
 func TestRandomOpsAgainstModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, uint64(time.Now().UnixNano())))
 	s := open(t, t.TempDir(), 3<<10)
-	terms := map[uint64]uint64{}
-	var first, last, curTerm uint64 = 0, 0, 1
-	termOf := func(i uint64) uint64 { return terms[i] }
+	m := logModel{terms: map[uint64]uint64{}}
+	curTerm := uint64(1)
+	termOf := func(i uint64) uint64 { return m.terms[i] }
+	odds := logOpOdds{appendPct: 60, tailPct: 16, headPct: 16, startMax: 50, batchMax: 12, slackMax: 3}
 	for step := range 400 {
-		switch op := rng.IntN(100); {
-		case op < 60 || last == 0:
-			from := last + 1
-			if last == 0 {
-				from = 1 + rng.Uint64N(50)
-			}
-			to := from + rng.Uint64N(12)
-			require.NoError(t, s.StoreLogs(batch(from, to, curTerm)), "step %d", step)
-			for i := from; i <= to; i++ {
-				terms[i] = curTerm
-			}
-			if first == 0 {
-				first = from
-			}
-			last = to
-		case op < 75 && last > first:
-			lo := first + 1 + rng.Uint64N(last-first)
-			require.NoError(t, s.DeleteRange(lo, last+rng.Uint64N(3)), "step %d", step)
-			last = lo - 1
-			curTerm++
-		case op < 90 && last > first:
-			hi := first + rng.Uint64N(last-first)
-			require.NoError(t, s.DeleteRange(first-rng.Uint64N(2), hi), "step %d", step)
-			first = hi + 1
-		case op < 93:
-			require.NoError(t, s.DeleteRange(first, last), "step %d", step)
-			first, last = 0, 0
-			terms = map[uint64]uint64{}
-		default:
+		if rng.IntN(100) < 7 {
 			s = reopen(t, s)
+		} else {
+			op := randomLogOp(rng, m.first, m.last, curTerm, odds)
+			require.NoError(t, op.run(s, m.first, m.last), "step %d: %v", step, op)
+			m.apply(op)
+			if op.kind == opTail {
+				curTerm++
+			}
 		}
 		if step%25 == 0 {
-			requireLog(t, s, first, last, termOf)
+			requireLog(t, s, m.first, m.last, termOf)
 		}
 	}
+	first, last := m.first, m.last
 	requireLog(t, s, first, last, termOf)
 	s = reopen(t, s)
 	requireLog(t, s, first, last, termOf)
