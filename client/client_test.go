@@ -252,35 +252,46 @@ func TestRetryIsBounded(t *testing.T) {
 	assert.Len(t, f.appends, 3)
 }
 
-// TestDeadlineDuringRetriesKeepsLastError: when the caller's deadline ends
-// while the client waits to retry, the error still says what the last
-// attempt hit (here a refused connection), not only "deadline exceeded";
-// the CLI's "no node answers" hint depends on it.
-func TestDeadlineDuringRetriesKeepsLastError(t *testing.T) {
+// deadEndpoint is the URL of a loopback port nothing listens on: a dial
+// there is refused.
+func deadEndpoint(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	dead := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close()) // nothing listens: connection refused
-	p := DefaultRetryPolicy()
-	p.InitialBackoff, p.MaxBackoff = 200*time.Millisecond, 200*time.Millisecond
-	c := newTestClient(t, []string{dead}, WithRetryPolicy(p))
-	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
-	defer cancel()
-	_, err = c.Read(ctx, "order-1")
+	require.NoError(t, ln.Close())
+	return "http://" + ln.Addr().String()
+}
+
+// requireDeadlineAfterRefusal: the call ended on the caller's deadline and
+// still says what the last complete attempt hit, a refused connection.
+func requireDeadlineAfterRefusal(t *testing.T, err error) {
+	t.Helper()
 	require.Error(t, err)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
 	assert.Contains(t, err.Error(), "connection refused")
 }
 
+// TestDeadlineDuringRetriesKeepsLastError: when the caller's deadline ends
+// while the client waits to retry, the error still says what the last
+// attempt hit (here a refused connection), not only "deadline exceeded";
+// the CLI's "no node answers" hint depends on it.
+func TestDeadlineDuringRetriesKeepsLastError(t *testing.T) {
+	dead := deadEndpoint(t)
+	p := DefaultRetryPolicy()
+	p.InitialBackoff, p.MaxBackoff = 200*time.Millisecond, 200*time.Millisecond
+	c := newTestClient(t, []string{dead}, WithRetryPolicy(p))
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	_, err := c.Read(ctx, "order-1")
+	requireDeadlineAfterRefusal(t, err)
+}
+
 // TestDeadlineDuringAttemptKeepsLastError: the caller's deadline ends while
 // an attempt is in flight (the second endpoint hangs); the error still names
 // what the previous, complete attempt hit.
 func TestDeadlineDuringAttemptKeepsLastError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	dead := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	dead := deadEndpoint(t)
 	release := make(chan struct{})
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
@@ -293,11 +304,8 @@ func TestDeadlineDuringAttemptKeepsLastError(t *testing.T) {
 	c := newTestClient(t, []string{dead, hang.URL}, WithRetryPolicy(fastRetry(5)))
 	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
 	defer cancel()
-	_, err = c.Read(ctx, "order-1")
-	require.Error(t, err)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(err), "%v", err)
-	assert.Contains(t, err.Error(), "connection refused")
+	_, err := c.Read(ctx, "order-1")
+	requireDeadlineAfterRefusal(t, err)
 }
 
 func kindError(code connect.Code, kind, msg string) *connect.Error {
@@ -323,12 +331,9 @@ func TestRefusedBeforeRaftIsNotOutcomeUnknown(t *testing.T) {
 
 // TestUnreachableNodesAreNotOutcomeUnknown: no connection, no request.
 func TestUnreachableNodesAreNotOutcomeUnknown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	dead := "http://" + ln.Addr().String()
-	require.NoError(t, ln.Close())
+	dead := deadEndpoint(t)
 	c := newTestClient(t, []string{dead}, WithRetryPolicy(fastRetry(3)))
-	_, err = c.Append(testCtx(t), "order-1", []*meridianv1.ProposedEvent{{Type: "A"}})
+	_, err := c.Append(testCtx(t), "order-1", []*meridianv1.ProposedEvent{{Type: "A"}})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "connection refused")
 	assert.False(t, IsOutcomeUnknown(err), "%v", err)

@@ -15,6 +15,14 @@ func handleWrite(t *testing.T, h *dbHandle, key, val string) {
 	require.NoError(t, h.commitWrite(txn))
 }
 
+// readNewest reads key in a read transaction of its own.
+func readNewest(t *testing.T, h *dbHandle, key string) string {
+	t.Helper()
+	r := h.beginRead()
+	defer h.endRead(r)
+	return handleRead(t, r, key)
+}
+
 func handleRead(t *testing.T, txn *badger.Txn, key string) string {
 	t.Helper()
 	item, err := txn.Get([]byte(key))
@@ -60,13 +68,9 @@ func TestHandleReadsAtCommittedVersions(t *testing.T) {
 	require.NoError(t, err)
 	defer h.db.Close()
 	assert.Equal(t, last, h.committed)
-	r := h.beginRead()
-	assert.Equal(t, "v5", handleRead(t, r, "k"))
-	h.endRead(r)
+	assert.Equal(t, "v5", readNewest(t, h, "k"))
 	handleWrite(t, h, "k", "v6")
-	r = h.beginRead()
-	assert.Equal(t, "v6", handleRead(t, r, "k"))
-	h.endRead(r)
+	assert.Equal(t, "v6", readNewest(t, h, "k"))
 }
 
 // TestHandleOpensBadgerWrittenInItsOwnMode: a state directory written
@@ -84,11 +88,7 @@ func TestHandleOpensBadgerWrittenInItsOwnMode(t *testing.T) {
 	h, err := openHandle(dir, 1, fsmTestLogger())
 	require.NoError(t, err)
 	defer h.db.Close()
-	r := h.beginRead()
-	assert.Equal(t, "c", handleRead(t, r, "k"))
-	h.endRead(r)
+	assert.Equal(t, "c", readNewest(t, h, "k"))
 	handleWrite(t, h, "k", "d")
-	r = h.beginRead()
-	assert.Equal(t, "d", handleRead(t, r, "k"))
-	h.endRead(r)
+	assert.Equal(t, "d", readNewest(t, h, "k"))
 }

@@ -45,14 +45,7 @@ type aaOp struct {
 // every acknowledged append once, and each cart's quantity is exactly the
 // sum of the increments in its stream.
 func TestChaosActiveActive(t *testing.T) {
-	require.NoError(t, Requirements())
-	bin := buildBinary(t)
-	seed := seedFromEnv(t)
-	t.Logf("seed %d (replay: MERIDIAN_CHAOS_SEED=%d go test -tags chaos -run '^TestChaosActiveActive$' -v ./tests/chaos/)", seed, seed)
-	topo, err := Setup(aaPrefix, len(placementRegions))
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, topo.Teardown()) })
-	c := newRegionsCluster(t, topo, bin)
+	c, topo, seed := startRegionsChaos(t, aaPrefix)
 	ctx := context.Background()
 
 	rules := &meridianv1.SetRulesRequest{DefaultRegion: "us-east", Rules: []*meridianv1.PlacementRule{{
@@ -184,10 +177,5 @@ func TestChaosActiveActive(t *testing.T) {
 		}
 	}
 
-	c.killAll()
-	var left []int
-	require.Eventually(t, func() bool {
-		left, err = Processes(bin)
-		return err == nil && len(left) == 0
-	}, 10*time.Second, 100*time.Millisecond, "meridian processes left behind: %v", left)
+	c.stopAll(t)
 }

@@ -53,15 +53,7 @@ func placementEntity(i int) string {
 // cut one way. After the heal every region serves identical streams, and no
 // acknowledged append is lost, duplicated or renumbered.
 func TestChaosPlacement(t *testing.T) {
-	require.NoError(t, Requirements())
-	bin := buildBinary(t)
-	seed := seedFromEnv(t)
-	t.Logf("seed %d (replay: MERIDIAN_CHAOS_SEED=%d go test -tags chaos -run '^TestChaosPlacement$' -v ./tests/chaos/)", seed, seed)
-
-	topo, err := Setup(placementPrefix, len(placementRegions))
-	require.NoError(t, err)
-	t.Cleanup(func() { require.NoError(t, topo.Teardown()) })
-	c := newRegionsCluster(t, topo, bin)
+	c, topo, seed := startRegionsChaos(t, placementPrefix)
 	ctx := context.Background()
 
 	// Rules, once every region has joined the placement group.
@@ -138,10 +130,31 @@ func TestChaosPlacement(t *testing.T) {
 	streams := c.convergeEntities(t, ctx, mrEntities+5, placementEntity)
 	require.NoError(t, checkHistory(h.ops, streams))
 
+	c.stopAll(t)
+}
+
+// startRegionsChaos starts the multi-region chaos deployment of test t: one
+// process per region in network namespaces named prefix, torn down when t
+// ends. It logs the seed with its replay command.
+func startRegionsChaos(t *testing.T, prefix string) (*cluster, *Topology, uint64) {
+	require.NoError(t, Requirements())
+	bin := buildBinary(t)
+	seed := seedFromEnv(t)
+	t.Logf("seed %d (replay: MERIDIAN_CHAOS_SEED=%d go test -tags chaos -run '^%s$' -v ./tests/chaos/)", seed, seed, t.Name())
+	topo, err := Setup(prefix, len(placementRegions))
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, topo.Teardown()) })
+	return newRegionsCluster(t, topo, bin), topo, seed
+}
+
+// stopAll kills every process and requires that none of c's binary is
+// left running.
+func (c *cluster) stopAll(t *testing.T) {
 	c.killAll()
 	var left []int
+	var err error
 	require.Eventually(t, func() bool {
-		left, err = Processes(bin)
+		left, err = Processes(c.bin)
 		return err == nil && len(left) == 0
 	}, 10*time.Second, 100*time.Millisecond, "meridian processes left behind: %v", left)
 }

@@ -275,28 +275,7 @@ func BenchmarkRegionAppend(b *testing.B) {
 // from a follower, served locally (EVENTUAL), over the API.
 func BenchmarkRegionReadLast10(b *testing.B) {
 	c := sharedRegion(b)
-	ctx := context.Background()
-	entity := "bench-read"
-	if _, err := c.clients[0].Append(ctx, connect.NewRequest(appendReq(entity, 100))); err != nil {
-		b.Fatal(err)
-	}
-	req := &meridianv1.ReadRequest{
-		Entity: entity, MaxCount: 10,
-		Direction:   meridianv1.Direction_DIRECTION_BACKWARD,
-		Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
-	}
-	// Wait until the follower has the stream.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
-		if err == nil && len(resp.Msg.GetEvents()) == 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("follower did not serve the stream: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	read := c.followerLast10Reader(b, "bench-read")
 	// The load generator's own garbage collector shows in the tail: this
 	// process's heap is small, so at Go's default GOGC=100 it collects every
 	// few hundred reads, and a read that overlaps a collection on 2 cores
@@ -306,15 +285,34 @@ func BenchmarkRegionReadLast10(b *testing.B) {
 	for _, gogc := range []int{100, 400} {
 		b.Run(fmt.Sprintf("clientGOGC=%d", gogc), func(b *testing.B) {
 			defer debug.SetGCPercent(debug.SetGCPercent(gogc))
-			runLoad(b, 1, func(ctx context.Context, _, _ int) error {
-				resp, err := c.follow.Read(ctx, connect.NewRequest(req))
-				if err == nil && len(resp.Msg.GetEvents()) != 10 {
-					err = errors.New("read returned fewer than 10 events")
-				}
-				return err
-			})
+			runLoad(b, 1, read)
 		})
 	}
+}
+
+// followerLast10Reader appends a 100-event stream to entity, waits until
+// the follower serves it, and returns the benchmarks' read: its last 10
+// events from the follower, EVENTUAL (served locally).
+func (c *regionCluster) followerLast10Reader(b *testing.B, entity string) func(ctx context.Context, _, _ int) error {
+	ctx := context.Background()
+	if _, err := c.clients[0].Append(ctx, connect.NewRequest(appendReq(entity, 100))); err != nil {
+		b.Fatal(err)
+	}
+	req := &meridianv1.ReadRequest{
+		Entity: entity, MaxCount: 10,
+		Direction:   meridianv1.Direction_DIRECTION_BACKWARD,
+		Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
+	}
+	read := func(ctx context.Context, _, _ int) error {
+		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
+		if err == nil && len(resp.Msg.GetEvents()) != 10 {
+			err = errors.New("read returned fewer than 10 events")
+		}
+		return err
+	}
+	require.Eventually(b, func() bool { return read(ctx, 0, 0) == nil }, 10*time.Second, 10*time.Millisecond,
+		"the follower should serve %s", entity)
+	return read
 }
 
 // BenchmarkRegionReadLast10UnderWrites is issue 14's read figure: the same
@@ -330,26 +328,7 @@ func BenchmarkRegionReadLast10UnderWrites(b *testing.B) {
 	const writers = 64
 	c := sharedRegion(b)
 	ctx := context.Background()
-	entity := "bench-read-under-writes"
-	if _, err := c.clients[0].Append(ctx, connect.NewRequest(appendReq(entity, 100))); err != nil {
-		b.Fatal(err)
-	}
-	req := &meridianv1.ReadRequest{
-		Entity: entity, MaxCount: 10,
-		Direction:   meridianv1.Direction_DIRECTION_BACKWARD,
-		Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
-	}
-	require.Eventually(b, func() bool {
-		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
-		return err == nil && len(resp.Msg.GetEvents()) == 10
-	}, 10*time.Second, 10*time.Millisecond, "the follower should serve the stream")
-	read := func(ctx context.Context, _, _ int) error {
-		resp, err := c.follow.Read(ctx, connect.NewRequest(req))
-		if err == nil && len(resp.Msg.GetEvents()) != 10 {
-			err = errors.New("read returned fewer than 10 events")
-		}
-		return err
-	}
+	read := c.followerLast10Reader(b, "bench-read-under-writes")
 
 	b.Run("writers=goroutines", func(b *testing.B) {
 		wctx, stop := context.WithCancel(ctx)
