@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/causal"
+	"github.com/meridiandb/meridian/internal/fsutil"
 	"github.com/meridiandb/meridian/internal/logadapt"
 	"github.com/meridiandb/meridian/internal/signal"
 	"google.golang.org/protobuf/proto"
@@ -281,41 +282,12 @@ func readCurrent(dir string) (int, error) {
 	return n, nil
 }
 
-// writeCurrent atomically points CURRENT at badger-<seq> (write, fsync, rename, fsync dir).
+// writeCurrent atomically points CURRENT at badger-<seq>.
 func writeCurrent(dir string, seq int) error {
-	tmp := filepath.Join(dir, currentFile+".tmp")
-	if err := writeFileSync(tmp, []byte(strconv.Itoa(seq)+"\n")); err != nil {
-		return fmt.Errorf("region: write %s: %w", currentFile, err)
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, currentFile), []byte(strconv.Itoa(seq)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("region: %w", err)
 	}
-	if err := os.Rename(tmp, filepath.Join(dir, currentFile)); err != nil {
-		return fmt.Errorf("region: rename %s: %w", currentFile, err)
-	}
-	return syncDir(dir)
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // removeStaleDirs removes Badger directories other than the current one:

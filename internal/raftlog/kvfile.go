@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/meridiandb/meridian/internal/fsutil"
 )
 
 const kvMagic = "MRLGKV01"
@@ -68,8 +70,8 @@ func (kv *kvFile) set(pairs map[string][]byte) error {
 	for k, v := range pairs {
 		next[k] = slices.Clone(v)
 	}
-	if err := writeFileAtomic(kv.path, encodeKV(next)); err != nil {
-		return err
+	if err := fsutil.WriteFileAtomic(kv.path, encodeKV(next), 0o600); err != nil {
+		return fmt.Errorf("raftlog: %w", err)
 	}
 	kv.m = next
 	return nil
@@ -124,46 +126,4 @@ func decodeKV(data []byte, m map[string][]byte) error {
 		return errors.New("trailing bytes")
 	}
 	return nil
-}
-
-// writeFileAtomic replaces path with data so that a crash leaves either the
-// old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err == nil {
-		err = syncDir(filepath.Dir(path))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("raftlog: write %s: %w", filepath.Base(path), err)
-	}
-	return nil
-}
-
-// syncDir makes a directory's entries (created, renamed, removed files)
-// durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

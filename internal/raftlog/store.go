@@ -14,6 +14,8 @@ import (
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/sys/unix"
+
+	"github.com/meridiandb/meridian/internal/fsutil"
 )
 
 // DefaultSegmentBytes is the size after which the next batch starts a new
@@ -204,7 +206,7 @@ func (s *Store) recover() error {
 		}
 		s.last = s.segs[len(s.segs)-1].end() - 1
 	}
-	return syncDir(s.dir)
+	return fsutil.SyncDir(s.dir)
 }
 
 // FirstIndex implements raft.LogStore.
@@ -345,7 +347,7 @@ func (s *Store) activeSegment(next uint64, n int64) (*segment, error) {
 		err = os.Rename(tmp, path)
 	}
 	if err == nil {
-		err = syncDir(s.dir)
+		err = fsutil.SyncDir(s.dir)
 	}
 	if err != nil {
 		_ = f.Close()
@@ -446,7 +448,7 @@ func (s *Store) deleteTail(lo uint64) error {
 	if len(s.segs) != i+1 {
 		panic("raftlog: tail truncation lost its place")
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := fsutil.SyncDir(s.dir); err != nil {
 		return s.poison(fmt.Errorf("raftlog: sync dir: %w", err))
 	}
 	if lo >= keep.end() {
