@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
+
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 	"github.com/meridiandb/meridian/replication"
@@ -58,15 +60,41 @@ type Config struct {
 	// PlacementBootstrap forms a new placement group with this node as its
 	// only voter (one node of a new deployment); the others join.
 	PlacementBootstrap bool
-	// PlacementSeeds are API addresses of nodes already in the placement
-	// group (any region), to join through on first start.
-	PlacementSeeds []string
+	// Join are API addresses of nodes of the deployment (any region) to
+	// join through: the placement group's (with PlacementRaftAddr) and the
+	// gossip pool's (with GossipAddr).
+	Join []string
 	// VotersPerRegion is how many placement voters each region keeps (1 or
 	// 3); 0 means placement's default (1).
 	VotersPerRegion int
 	// PlacementConfig, when set, adjusts the placement configuration (timers
 	// in tests). Nil in production.
 	PlacementConfig func(*placement.Config)
+	// GossipAddr is where the node's gossip (serf) member listens, TCP and
+	// UDP (host:port). Empty: no gossip; the region's members are its
+	// static Peers.
+	GossipAddr string
+	// GossipAdvertise is the gossip address others use; empty means
+	// GossipAddr.
+	GossipAdvertise string
+	// GossipKeys encrypt gossip (AES-GCM; 16, 24 or 32 bytes each): the
+	// first encrypts, all decrypt, so keys can be rotated. Empty: plaintext.
+	GossipKeys [][]byte
+	// DeadNodeTimeout is how long a region member must have been failed in
+	// gossip before the region leader removes it from the Raft group.
+	DeadNodeTimeout time.Duration
+	// StabilizationTime is how long a joining node must stay healthy
+	// before the region leader makes it a voter.
+	StabilizationTime time.Duration
+	// LastContactThreshold: a follower that has not heard from the leader
+	// for longer is unhealthy (not promoted).
+	LastContactThreshold time.Duration
+	// MaxTrailingLogs: a follower more entries behind the leader is
+	// unhealthy (not promoted).
+	MaxTrailingLogs uint64
+	// GossipConfig, when set, adjusts serf's configuration (timers in
+	// tests). Nil in production.
+	GossipConfig func(*serf.Config)
 	// ReplicationConfig, when set, adjusts the replication configuration
 	// (timers in tests). Nil in production.
 	ReplicationConfig func(*replication.Config)
@@ -104,6 +132,11 @@ func DefaultConfig() Config {
 		APIAddr:         "127.0.0.1:7001",
 		RaftAddr:        "127.0.0.1:7101",
 		ShutdownTimeout: 5 * time.Second,
+
+		DeadNodeTimeout:      time.Minute,
+		StabilizationTime:    10 * time.Second,
+		LastContactThreshold: 2 * time.Second,
+		MaxTrailingLogs:      1000,
 	}
 }
 
@@ -125,7 +158,20 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %s %q: want host:port: %v", ErrInvalidConfig, name, addr, err)
 		}
 	}
-	for name, addr := range map[string]string{"APIAdvertise": c.APIAdvertise, "RaftAdvertise": c.RaftAdvertise} {
+	if c.GossipAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
+			return fmt.Errorf("%w: GossipAddr %q: want host:port: %v", ErrInvalidConfig, c.GossipAddr, err)
+		}
+	}
+	if c.DeadNodeTimeout < 0 || c.StabilizationTime < 0 || c.LastContactThreshold < 0 {
+		return fmt.Errorf("%w: DeadNodeTimeout, StabilizationTime and LastContactThreshold must not be negative", ErrInvalidConfig)
+	}
+	for i, k := range c.GossipKeys {
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return fmt.Errorf("%w: GossipKeys[%d] is %d bytes: want 16, 24 or 32 (AES-128, -192 or -256)", ErrInvalidConfig, i, n)
+		}
+	}
+	for name, addr := range map[string]string{"APIAdvertise": c.APIAdvertise, "RaftAdvertise": c.RaftAdvertise, "GossipAdvertise": c.GossipAdvertise} {
 		if addr == "" {
 			continue
 		}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -32,11 +33,15 @@ type Node struct {
 	// placement is the node's placement group member; nil without one.
 	placement *placement.Node
 	// shipper and pulls replicate between regions; nil without placement.
-	shipper  *replication.Shipper
-	pulls    *replication.Service
-	listener net.Listener
-	server   *http.Server
-	served   chan struct{} // closed when Serve returns
+	shipper *replication.Shipper
+	pulls   *replication.Service
+	// gossip and membership: the node's gossip member and the region
+	// membership it drives; nil without Config.GossipAddr.
+	gossip     *gossip
+	membership *membership
+	listener   net.Listener
+	server     *http.Server
+	served     chan struct{} // closed when Serve returns
 
 	// streams is cancelled when Close starts, so that long-lived
 	// subscriptions end and their clients resume on another node, instead of
@@ -52,8 +57,21 @@ type Node struct {
 // service (Connect, gRPC and gRPC-Web), gRPC health and server reflection,
 // over HTTP/1.1 and h2c. The node runs until Close; ctx only bounds Start.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
+	def := DefaultConfig()
 	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = DefaultConfig().ShutdownTimeout
+		cfg.ShutdownTimeout = def.ShutdownTimeout
+	}
+	if cfg.DeadNodeTimeout == 0 {
+		cfg.DeadNodeTimeout = def.DeadNodeTimeout
+	}
+	if cfg.StabilizationTime == 0 {
+		cfg.StabilizationTime = def.StabilizationTime
+	}
+	if cfg.LastContactThreshold == 0 {
+		cfg.LastContactThreshold = def.LastContactThreshold
+	}
+	if cfg.MaxTrailingLogs == 0 {
+		cfg.MaxTrailingLogs = def.MaxTrailingLogs
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -88,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		pc.RaftAdvertise = cfg.PlacementRaftAdvertise
 		pc.APIAdvertise = apiAdvertise
 		pc.Bootstrap = cfg.PlacementBootstrap
-		pc.Seeds = cfg.PlacementSeeds
+		pc.Seeds = cfg.Join
 		if cfg.VotersPerRegion != 0 {
 			pc.VotersPerRegion = cfg.VotersPerRegion
 		}
@@ -121,6 +139,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.RegionConfig != nil {
 		cfg.RegionConfig(&rc)
 	}
+	var gossipRef atomic.Pointer[gossip]
+	if cfg.GossipAddr != "" {
+		rc.Directory = func(id string) (string, bool) {
+			if g := gossipRef.Load(); g != nil {
+				return g.apiAddr(id)
+			}
+			return "", false
+		}
+	}
 	rn, err := region.Open(rc)
 	if err != nil {
 		_ = ln.Close()
@@ -139,6 +166,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	if cfg.GossipAddr != "" {
+		if err := n.startMembership(apiAdvertise, &gossipRef); err != nil {
+			n.closeReplication()
+			_ = rn.Close()
+			if pn != nil {
+				_ = pn.Close()
+			}
+			_ = ln.Close()
+			return nil, err
+		}
+	}
 	n.streams, n.cancelStream = context.WithCancel(context.Background())
 
 	handlerOpts := []connect.HandlerOption{
@@ -153,6 +191,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		mux.Handle(meridianv1connect.NewPlacementHandler(placement.NewService(pn), handlerOpts...))
 		mux.Handle(meridianv1connect.NewReplicationHandler(n.pulls, handlerOpts...))
 		services = append(services, meridianv1connect.PlacementName, meridianv1connect.ReplicationName)
+	}
+	if n.membership != nil {
+		mux.Handle(meridianv1connect.NewMembershipHandler(membershipService{n.membership}, handlerOpts...))
+		services = append(services, meridianv1connect.MembershipName)
 	}
 	// Health and reflection are listed too, so that grpcurl and buf curl can
 	// call them without local .proto files.
@@ -211,6 +253,52 @@ func (n *Node) Addr() string { return n.listener.Addr().String() }
 
 // URL returns the API's base URL, for clients: "http://" + Addr().
 func (n *Node) URL() string { return "http://" + n.Addr() }
+
+// closeReplication stops the shipper and the Pull service, if running.
+func (n *Node) closeReplication() {
+	if n.shipper == nil {
+		return
+	}
+	if err := n.shipper.Close(); err != nil {
+		n.logger.Warn("replication shipper close", "err", err)
+	}
+	n.pulls.Close()
+}
+
+// startMembership joins the deployment's gossip pool and starts driving the
+// region's Raft membership from it (ADR 0007).
+func (n *Node) startMembership(apiAdvertise string, ref *atomic.Pointer[gossip]) error {
+	tags := map[string]string{
+		tagRegion: n.cfg.Region, tagNode: n.cfg.NodeID, tagAPI: apiAdvertise, tagRaft: n.region.RaftAddr(),
+	}
+	if n.placement != nil {
+		tags[tagPlacement] = n.placement.RaftAddr()
+	}
+	g, err := startGossip(n.cfg, tags, n.cfg.Logger)
+	if err != nil {
+		return err
+	}
+	ref.Store(g)
+	n.gossip = g
+	n.membership = newMembership(n.cfg, g, n.region, n.logger)
+	seeds := append([]string(nil), n.cfg.Join...)
+	for _, p := range n.cfg.Peers {
+		if p.ID != n.cfg.NodeID && p.APIAddr != "" {
+			seeds = append(seeds, p.APIAddr)
+		}
+	}
+	n.membership.start(seeds)
+	return nil
+}
+
+// Left is closed once a Leave call has taken the node out of the
+// deployment (the process should then stop); nil without gossip.
+func (n *Node) Left() <-chan struct{} {
+	if n.membership == nil {
+		return nil
+	}
+	return n.membership.left
+}
 
 // Region returns the node's region member, for tests and status.
 func (n *Node) Region() *region.Node { return n.region }
@@ -363,13 +451,8 @@ func (n *Node) Close() error {
 			n.placement.HandOff()
 		}
 		n.cancelStream()
-		if n.shipper != nil {
-			// Stop pulling first: its proposals go through the region member.
-			if err := n.shipper.Close(); err != nil {
-				n.logger.Warn("replication shipper close", "err", err)
-			}
-			n.pulls.Close()
-		}
+		// Stop pulling first: its proposals go through the region member.
+		n.closeReplication()
 		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.ShutdownTimeout)
 		defer cancel()
 		var errs []error
@@ -378,6 +461,12 @@ func (n *Node) Close() error {
 			errs = append(errs, n.server.Close())
 		}
 		<-n.served
+		if n.membership != nil {
+			n.membership.close()
+			if err := n.gossip.close(); err != nil {
+				errs = append(errs, fmt.Errorf("node: close gossip: %w", err))
+			}
+		}
 		if err := n.region.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("node: close region member: %w", err))
 		}

@@ -275,6 +275,11 @@ func TestConfigValidate(t *testing.T) {
 			c.Peers = []region.Peer{{ID: "n2", RaftAddr: "a:1"}}
 		}, wantErr: "do not include"},
 		{name: "shutdown timeout", mutate: func(c *Config) { c.ShutdownTimeout = time.Hour }, wantErr: "ShutdownTimeout"},
+		{name: "bootstrap alone", mutate: func(c *Config) { c.Bootstrap = true; c.Peers = nil }},
+		{name: "bad gossip addr", mutate: func(c *Config) { c.GossipAddr = "7301" }, wantErr: "GossipAddr"},
+		{name: "gossip advertise port 0", mutate: func(c *Config) { c.GossipAdvertise = "10.0.0.1:0" }, wantErr: "GossipAdvertise"},
+		{name: "gossip key length", mutate: func(c *Config) { c.GossipKeys = [][]byte{[]byte("short")} }, wantErr: "16, 24 or 32"},
+		{name: "negative dead time", mutate: func(c *Config) { c.DeadNodeTimeout = -time.Second }, wantErr: "DeadNodeTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

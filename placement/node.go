@@ -198,6 +198,9 @@ func (n *Node) ID() string { return n.id }
 // Raft returns the member's Raft instance, for tests and metrics.
 func (n *Node) Raft() *raft.Raft { return n.raft }
 
+// RaftAddr is the address other members dial to reach this one.
+func (n *Node) RaftAddr() string { return string(n.transport.LocalAddr()) }
+
 // FSM returns the member's state machine (read-only use).
 func (n *Node) FSM() *FSM { return n.fsm }
 

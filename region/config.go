@@ -36,13 +36,19 @@ type Config struct {
 	// APIAdvertise is this node's Connect API address, reported by Status.
 	// Empty means Peers' APIAddr for NodeID.
 	APIAdvertise string
-	// Peers is the full static membership of the region, identical on every
-	// node. It maps server ids to API addresses for forwarding.
+	// Peers is the region's initial membership, identical on every node
+	// that bootstraps. It maps server ids to API addresses for forwarding;
+	// Directory covers members that joined later.
 	Peers []Peer
 	// Bootstrap bootstraps the group with all Peers when the node has no Raft
-	// state yet. Safe on every node (identical configuration); a node with
-	// existing state never re-bootstraps.
+	// state yet (with no Peers: with this node alone, the first node of a
+	// region whose other members join through gossip). Safe on every node
+	// (identical configuration); a node with existing state never
+	// re-bootstraps.
 	Bootstrap bool
+	// Directory returns the API address of a region member that Peers does
+	// not list (node/ wires the gossip pool's tags); nil: Peers only.
+	Directory func(id string) (apiAddr string, ok bool)
 	// Ownership says which region is each entity's home (node/ wires the
 	// placement table); nil means every entity is homed in this region.
 	Ownership Ownership
@@ -205,7 +211,7 @@ func (c Config) Validate() error {
 		seen[p.ID] = true
 		self = self || p.ID == c.NodeID
 	}
-	if c.Bootstrap && !self {
+	if c.Bootstrap && len(c.Peers) > 0 && !self {
 		return bad("Peers", "must contain NodeID %q to bootstrap", c.NodeID)
 	}
 	durations := []struct {

@@ -134,6 +134,9 @@ func (n *Node) leader() (id, apiAddr string, ok bool) {
 	if string(sid) == n.cfg.NodeID && n.cfg.APIAdvertise != "" {
 		p.APIAddr, found = n.cfg.APIAdvertise, true
 	}
+	if (!found || p.APIAddr == "") && n.cfg.Directory != nil {
+		p.APIAddr, found = n.cfg.Directory(string(sid))
+	}
 	if !found || p.APIAddr == "" {
 		return string(sid), "", false
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -721,6 +722,7 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 		Superseded:        st.GetSuperseded(),
 		ReplicationStalls: n.replicationStalls(),
 	}
+	resp.RaftLastIndex, resp.RaftLastTerm, resp.RaftLastContact = n.raftProgress()
 	if n.cfg.Ownership != nil && n.isLeader() {
 		remaining, why := n.leaseRemaining()
 		if why != "" {
@@ -730,4 +732,19 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 		}
 	}
 	return resp
+}
+
+// raftProgress returns the last entry of the local Raft log and how long ago
+// the node last heard from its leader (zero on the leader, nil if never).
+func (n *Node) raftProgress() (index, term uint64, contact *durationpb.Duration) {
+	st := n.raft.Stats()
+	index, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
+	term, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
+	switch {
+	case n.isLeader():
+		contact = durationpb.New(0)
+	case !n.raft.LastContact().IsZero():
+		contact = durationpb.New(max(0, time.Since(n.raft.LastContact())))
+	}
+	return index, term, contact
 }

@@ -142,7 +142,11 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 	}
 	if !existing && cfg.Bootstrap {
 		conf := raft.Configuration{}
-		for _, peer := range cfg.Peers {
+		peers := cfg.Peers
+		if len(peers) == 0 {
+			peers = []Peer{{ID: cfg.NodeID, RaftAddr: string(p.transport.LocalAddr())}}
+		}
+		for _, peer := range peers {
 			conf.Servers = append(conf.Servers, raft.Server{
 				Suffrage: raft.Voter, ID: raft.ServerID(peer.ID), Address: raft.ServerAddress(peer.RaftAddr),
 			})

@@ -263,7 +263,7 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 			if m.k == 0 {
 				cfg.PlacementBootstrap = true
 			} else {
-				cfg.PlacementSeeds = []string{seed}
+				cfg.Join = []string{seed}
 			}
 			n, err := node.Start(ctx, cfg)
 			if err != nil {

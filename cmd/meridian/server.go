@@ -61,7 +61,7 @@ before: every entity is homed in it.`,
 				return err
 			}
 			for _, s := range splitList(join) {
-				cfg.PlacementSeeds = append(cfg.PlacementSeeds, strings.TrimPrefix(s, "http://"))
+				cfg.Join = append(cfg.Join, strings.TrimPrefix(s, "http://"))
 			}
 			if err := checkPlacementFlags(cmd, cfg); err != nil {
 				return err
@@ -76,7 +76,7 @@ before: every entity is homed in it.`,
 			}
 			n, err := node.Start(cmd.Context(), cfg)
 			if errors.Is(err, placement.ErrInvalidConfig) {
-				if !cfg.PlacementBootstrap && len(cfg.PlacementSeeds) == 0 {
+				if !cfg.PlacementBootstrap && len(cfg.Join) == 0 {
 					return usagef("--placement-addr on a node without placement state needs --placement-bootstrap (the first node of a new deployment) or --join (every other node): %v", err)
 				}
 				return usageError{err}
@@ -148,13 +148,13 @@ func checkPlacementFlags(cmd *cobra.Command, cfg node.Config) error {
 	// A node with no placement state and --placement-bootstrap forms its own
 	// group and never asks the seeds: with --join as well it would split
 	// the deployment into two placement groups.
-	if cfg.PlacementBootstrap && len(cfg.PlacementSeeds) > 0 {
+	if cfg.PlacementBootstrap && len(cfg.Join) > 0 {
 		return usagef("--placement-bootstrap and --join exclude each other: bootstrap forms a new placement group, --join joins an existing one; start one node of a new deployment with --placement-bootstrap and every other with --join")
 	}
 	if v := cfg.VotersPerRegion; v != 1 && v != 3 {
 		return usagef("--voters-per-region %d: want 1 or 3", v)
 	}
-	for _, s := range cfg.PlacementSeeds {
+	for _, s := range cfg.Join {
 		if host, port, err := net.SplitHostPort(s); err != nil || host == "" || port == "" || port == "0" {
 			return usagef("--join item %q: want host:port", s)
 		}

@@ -200,7 +200,7 @@ func (c *Cluster) Restart(host string) error {
 	nc.PlacementRaftAddr = m.placeAddr
 	nc.PlacementBootstrap = m.bootstrapPlacement
 	if !m.bootstrapPlacement {
-		nc.PlacementSeeds = []string{c.seed}
+		nc.Join = []string{c.seed}
 	}
 	nc.VotersPerRegion = c.cfg.VotersPerRegion
 	clk := m.clock

@@ -837,9 +837,16 @@ type StatusResponse struct {
 	// superseded counts the events a failover superseded in this region
 	// (out of their streams; the new home appends them again, marked
 	// recovered).
-	Superseded    uint64 `protobuf:"varint,14,opt,name=superseded,proto3" json:"superseded,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Superseded uint64 `protobuf:"varint,14,opt,name=superseded,proto3" json:"superseded,omitempty"`
+	// raft_last_index and raft_last_term are the last entry of this node's
+	// copy of the region's Raft log; raft_last_contact is how long ago it
+	// last heard from the leader (zero on the leader, unset if never). The
+	// region leader reads them to decide when a joining node has caught up.
+	RaftLastIndex   uint64               `protobuf:"varint,15,opt,name=raft_last_index,json=raftLastIndex,proto3" json:"raft_last_index,omitempty"`
+	RaftLastTerm    uint64               `protobuf:"varint,16,opt,name=raft_last_term,json=raftLastTerm,proto3" json:"raft_last_term,omitempty"`
+	RaftLastContact *durationpb.Duration `protobuf:"bytes,17,opt,name=raft_last_contact,json=raftLastContact,proto3" json:"raft_last_contact,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -968,6 +975,27 @@ func (x *StatusResponse) GetSuperseded() uint64 {
 		return x.Superseded
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetRaftLastIndex() uint64 {
+	if x != nil {
+		return x.RaftLastIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetRaftLastTerm() uint64 {
+	if x != nil {
+		return x.RaftLastTerm
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetRaftLastContact() *durationpb.Duration {
+	if x != nil {
+		return x.RaftLastContact
+	}
+	return nil
 }
 
 // OriginLag is how far one region is behind on one origin's log.
@@ -1625,7 +1653,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\rnext_position\x18\x01 \x01(\x04R\fnextPosition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\"\x0f\n" +
-	"\rStatusRequest\"\xeb\x05\n" +
+	"\rStatusRequest\"\x80\a\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
@@ -1644,7 +1672,10 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\x12replication_stalls\x18\r \x03(\v22.meridian.v1.StatusResponse.ReplicationStallsEntryR\x11replicationStalls\x12\x1e\n" +
 	"\n" +
 	"superseded\x18\x0e \x01(\x04R\n" +
-	"superseded\x1a:\n" +
+	"superseded\x12&\n" +
+	"\x0fraft_last_index\x18\x0f \x01(\x04R\rraftLastIndex\x12$\n" +
+	"\x0eraft_last_term\x18\x10 \x01(\x04R\fraftLastTerm\x12E\n" +
+	"\x11raft_last_contact\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x0fraftLastContact\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aD\n" +
@@ -1776,36 +1807,37 @@ var file_meridian_v1_eventstore_proto_depIdxs = []int32{
 	10, // 17: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
 	29, // 18: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
 	19, // 19: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
-	29, // 20: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
-	29, // 21: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
-	28, // 22: meridian.v1.ReadStateRequest.consistency:type_name -> meridian.v1.Consistency
-	29, // 23: meridian.v1.ReadStateRequest.max_staleness:type_name -> google.protobuf.Duration
-	20, // 24: meridian.v1.ReadStateResponse.vector:type_name -> meridian.v1.ReadStateResponse.VectorEntry
-	28, // 25: meridian.v1.ReadConflictsRequest.consistency:type_name -> meridian.v1.Consistency
-	29, // 26: meridian.v1.ReadConflictsRequest.max_staleness:type_name -> google.protobuf.Duration
-	25, // 27: meridian.v1.ConflictWrite.origin:type_name -> meridian.v1.Dot
-	26, // 28: meridian.v1.ConflictWrite.hlc:type_name -> meridian.v1.Hlc
-	31, // 29: meridian.v1.Conflict.op:type_name -> meridian.v1.MergeOp
-	14, // 30: meridian.v1.Conflict.winner:type_name -> meridian.v1.ConflictWrite
-	14, // 31: meridian.v1.Conflict.loser:type_name -> meridian.v1.ConflictWrite
-	15, // 32: meridian.v1.ReadConflictsResponse.conflicts:type_name -> meridian.v1.Conflict
-	0,  // 33: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 34: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	5,  // 35: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	11, // 36: meridian.v1.EventStore.ReadState:input_type -> meridian.v1.ReadStateRequest
-	13, // 37: meridian.v1.EventStore.ReadConflicts:input_type -> meridian.v1.ReadConflictsRequest
-	8,  // 38: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 39: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	4,  // 40: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	6,  // 41: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	12, // 42: meridian.v1.EventStore.ReadState:output_type -> meridian.v1.ReadStateResponse
-	16, // 43: meridian.v1.EventStore.ReadConflicts:output_type -> meridian.v1.ReadConflictsResponse
-	9,  // 44: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	39, // [39:45] is the sub-list for method output_type
-	33, // [33:39] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	29, // 20: meridian.v1.StatusResponse.raft_last_contact:type_name -> google.protobuf.Duration
+	29, // 21: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
+	29, // 22: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
+	28, // 23: meridian.v1.ReadStateRequest.consistency:type_name -> meridian.v1.Consistency
+	29, // 24: meridian.v1.ReadStateRequest.max_staleness:type_name -> google.protobuf.Duration
+	20, // 25: meridian.v1.ReadStateResponse.vector:type_name -> meridian.v1.ReadStateResponse.VectorEntry
+	28, // 26: meridian.v1.ReadConflictsRequest.consistency:type_name -> meridian.v1.Consistency
+	29, // 27: meridian.v1.ReadConflictsRequest.max_staleness:type_name -> google.protobuf.Duration
+	25, // 28: meridian.v1.ConflictWrite.origin:type_name -> meridian.v1.Dot
+	26, // 29: meridian.v1.ConflictWrite.hlc:type_name -> meridian.v1.Hlc
+	31, // 30: meridian.v1.Conflict.op:type_name -> meridian.v1.MergeOp
+	14, // 31: meridian.v1.Conflict.winner:type_name -> meridian.v1.ConflictWrite
+	14, // 32: meridian.v1.Conflict.loser:type_name -> meridian.v1.ConflictWrite
+	15, // 33: meridian.v1.ReadConflictsResponse.conflicts:type_name -> meridian.v1.Conflict
+	0,  // 34: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 35: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	5,  // 36: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	11, // 37: meridian.v1.EventStore.ReadState:input_type -> meridian.v1.ReadStateRequest
+	13, // 38: meridian.v1.EventStore.ReadConflicts:input_type -> meridian.v1.ReadConflictsRequest
+	8,  // 39: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 40: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	4,  // 41: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	6,  // 42: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	12, // 43: meridian.v1.EventStore.ReadState:output_type -> meridian.v1.ReadStateResponse
+	16, // 44: meridian.v1.EventStore.ReadConflicts:output_type -> meridian.v1.ReadConflictsResponse
+	9,  // 45: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	40, // [40:46] is the sub-list for method output_type
+	34, // [34:40] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }
