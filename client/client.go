@@ -42,6 +42,7 @@ type endpoint struct {
 	base      string
 	store     meridianv1connect.EventStoreClient
 	placement meridianv1connect.PlacementClient
+	members   meridianv1connect.MembershipClient
 }
 
 // endpointSet is an ordered list of endpoints and the one tried first.
@@ -101,6 +102,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			base:      base,
 			store:     meridianv1connect.NewEventStoreClient(httpClient, base, connectOpts...),
 			placement: meridianv1connect.NewPlacementClient(httpClient, base, connectOpts...),
+			members:   meridianv1connect.NewMembershipClient(httpClient, base, connectOpts...),
 		}
 	}
 	for _, e := range endpoints {

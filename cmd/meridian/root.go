@@ -60,7 +60,7 @@ Start a local deployment of 3 regions with 'meridian dev', then try:
 	pf.DurationVar(&r.timeout, "timeout", 30*time.Second, "bound on one client command, retries included")
 	r.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newBenchCmd(r))
+	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newMembersCmd(r), newLeaveCmd(r), newBenchCmd(r))
 	r.AddCommand(serverCommands(r)...)
 	return r
 }

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -22,10 +27,11 @@ func serverCommands(r *rootCmd) []*cobra.Command {
 func newServerCmd(r *rootCmd) *cobra.Command {
 	def := node.DefaultConfig()
 	var (
-		cfg   node.Config
-		peers string
-		join  string
-		logs  logFlags
+		cfg     node.Config
+		peers   string
+		join    string
+		keyFile string
+		logs    logFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -42,7 +48,17 @@ table of entity homes) on --placement-addr. Exactly one node of a new
 deployment starts with --placement-bootstrap; every other node, in any
 region, starts with --join listing API addresses of nodes already in the
 group. Without --placement-addr the node is a deployment of one region, as
-before: every entity is homed in it.`,
+before: every entity is homed in it.
+
+Gossip (--gossip-addr, ADR 0007): nodes find each other through a serf
+pool. The first node of a region starts with --bootstrap alone (no
+--peers); every other node starts with --join naming the API address of
+any node of the deployment, and its region's leader adds it to the Raft
+group, first as a non-voter, then as a voter once it has caught up. A node
+failed in gossip for --dead-node-timeout is removed; 'meridian leave'
+takes a node out gracefully (the process exits once it is out). With
+--gossip-key-file gossip is encrypted; SIGHUP re-reads the file (rotation:
+docs/OPERATIONS.md).`,
 		Example: `  meridian server --region eu --node-id n1 --data-dir /var/lib/meridian \
     --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 \
     --api-advertise 10.0.0.1:7001 --raft-advertise 10.0.0.1:7101 \
@@ -53,7 +69,13 @@ before: every entity is homed in it.`,
   meridian server --region us-east --node-id n1 --data-dir /var/lib/meridian \
     --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 --placement-addr 0.0.0.0:7201 \
     --api-advertise 10.1.0.1:7001 --raft-advertise 10.1.0.1:7101 --placement-advertise 10.1.0.1:7201 \
-    --peers n1=10.1.0.1:7101=10.1.0.1:7001 --bootstrap --join 10.0.0.1:7001`,
+    --peers n1=10.1.0.1:7101=10.1.0.1:7001 --bootstrap --join 10.0.0.1:7001
+
+  # with gossip: any further node of any region joins by one address
+  meridian server --region us-east --node-id n2 --data-dir /var/lib/meridian \
+    --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 --placement-addr 0.0.0.0:7201 --gossip-addr 0.0.0.0:7301 \
+    --api-advertise 10.1.0.2:7001 --raft-advertise 10.1.0.2:7101 --placement-advertise 10.1.0.2:7201 --gossip-advertise 10.1.0.2:7301 \
+    --gossip-key-file /etc/meridian/gossip.keys --join 10.0.0.1:7001`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
@@ -65,6 +87,14 @@ before: every entity is homed in it.`,
 			}
 			if err := checkPlacementFlags(cmd, cfg); err != nil {
 				return err
+			}
+			if keyFile != "" {
+				if cfg.GossipAddr == "" {
+					return usagef("--gossip-key-file needs --gossip-addr")
+				}
+				if cfg.GossipKeys, err = readGossipKeys(keyFile); err != nil {
+					return usageError{err}
+				}
 			}
 			logger, err := logs.logger(r.stderr)
 			if err != nil {
@@ -84,9 +114,31 @@ before: every entity is homed in it.`,
 			if err != nil {
 				return err
 			}
-			<-cmd.Context().Done()
-			logger.Info("signal received; stopping")
-			return n.Close()
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			for {
+				select {
+				case <-cmd.Context().Done():
+					logger.Info("signal received; stopping")
+					return n.Close()
+				case <-n.Left():
+					logger.Info("left the deployment; stopping")
+					return n.Close()
+				case <-hup:
+					if keyFile == "" {
+						logger.Info("SIGHUP: nothing to reload (no --gossip-key-file)")
+						continue
+					}
+					keys, err := readGossipKeys(keyFile)
+					if err == nil {
+						err = n.SetGossipKeys(keys)
+					}
+					if err != nil {
+						logger.Error("SIGHUP: gossip keys not reloaded; the old keyring stays", "file", keyFile, "err", err)
+					}
+				}
+			}
 		},
 	}
 	f := cmd.Flags()
@@ -103,6 +155,11 @@ before: every entity is homed in it.`,
 	f.StringVar(&cfg.PlacementRaftAdvertise, "placement-advertise", os.Getenv("MERIDIAN_PLACEMENT_ADVERTISE"), "placement address other members use; default --placement-addr (env MERIDIAN_PLACEMENT_ADVERTISE)")
 	f.BoolVar(&cfg.PlacementBootstrap, "placement-bootstrap", envBool("MERIDIAN_PLACEMENT_BOOTSTRAP"), "form a new placement group with this node as its first voter, if it has no placement state; one node of a new deployment (env MERIDIAN_PLACEMENT_BOOTSTRAP)")
 	f.StringVar(&join, "join", os.Getenv("MERIDIAN_JOIN"), "API addresses (host:port, comma-separated) of nodes already in the placement group, any region, to join through on first start (env MERIDIAN_JOIN)")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", os.Getenv("MERIDIAN_GOSSIP_ADDR"), "gossip (serf) listen address, TCP and UDP; empty: no gossip, static --peers only (env MERIDIAN_GOSSIP_ADDR)")
+	f.StringVar(&cfg.GossipAdvertise, "gossip-advertise", os.Getenv("MERIDIAN_GOSSIP_ADVERTISE"), "gossip address others use; default --gossip-addr (env MERIDIAN_GOSSIP_ADVERTISE)")
+	f.StringVar(&keyFile, "gossip-key-file", os.Getenv("MERIDIAN_GOSSIP_KEY_FILE"), "file of base64 gossip keys (16, 24 or 32 bytes), one per line, the first encrypts; re-read on SIGHUP (env MERIDIAN_GOSSIP_KEY_FILE)")
+	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", envDuration("MERIDIAN_DEAD_NODE_TIMEOUT", def.DeadNodeTimeout), "remove a region member from the Raft group once gossip has reported it failed for this long (env MERIDIAN_DEAD_NODE_TIMEOUT)")
+	f.DurationVar(&cfg.StabilizationTime, "stabilization-time", envDuration("MERIDIAN_STABILIZATION_TIME", def.StabilizationTime), "how long a joining node must stay healthy before it becomes a voter (env MERIDIAN_STABILIZATION_TIME)")
 	f.IntVar(&cfg.VotersPerRegion, "voters-per-region", envInt("MERIDIAN_VOTERS_PER_REGION", 1), "placement voters each region keeps: 1 or 3 (env MERIDIAN_VOTERS_PER_REGION)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long in-flight calls may take to finish on shutdown")
 	logs.register(cmd, "info")
@@ -139,11 +196,14 @@ func checkPlacementFlags(cmd *cobra.Command, cfg node.Config) error {
 			{"join", "MERIDIAN_JOIN"},
 			{"voters-per-region", "MERIDIAN_VOTERS_PER_REGION"},
 		} {
+			if f.flag == "join" && cfg.GossipAddr != "" {
+				continue // a single-region deployment joins its gossip pool
+			}
 			if set(f.flag, f.env) {
 				return usagef("--%s needs --placement-addr (without it the node is a single-region deployment and runs no placement member)", f.flag)
 			}
 		}
-		return nil
+		return checkJoinAddrs(cfg.Join)
 	}
 	// A node with no placement state and --placement-bootstrap forms its own
 	// group and never asks the seeds: with --join as well it would split
@@ -154,12 +214,44 @@ func checkPlacementFlags(cmd *cobra.Command, cfg node.Config) error {
 	if v := cfg.VotersPerRegion; v != 1 && v != 3 {
 		return usagef("--voters-per-region %d: want 1 or 3", v)
 	}
-	for _, s := range cfg.Join {
+	return checkJoinAddrs(cfg.Join)
+}
+
+func checkJoinAddrs(addrs []string) error {
+	for _, s := range addrs {
 		if host, port, err := net.SplitHostPort(s); err != nil || host == "" || port == "" || port == "0" {
 			return usagef("--join item %q: want host:port", s)
 		}
 	}
 	return nil
+}
+
+// readGossipKeys reads a gossip key file: one base64 key per line (blank
+// lines and lines starting with # ignored), the first one encrypts.
+func readGossipKeys(path string) ([][]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("gossip key file: %w", err)
+	}
+	var keys [][]byte
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil {
+			return nil, fmt.Errorf("gossip key file %s line %d: not base64: %v", path, i+1, err)
+		}
+		if l := len(k); l != 16 && l != 24 && l != 32 {
+			return nil, fmt.Errorf("gossip key file %s line %d: key is %d bytes: want 16, 24 or 32 (for example: head -c 32 /dev/urandom | base64)", path, i+1, l)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("gossip key file %s holds no key", path)
+	}
+	return keys, nil
 }
 
 // splitList splits a comma-separated flag value, dropping empty items.
@@ -185,4 +277,13 @@ func envInt(key string, def int) int {
 func envBool(key string) bool {
 	b, err := strconv.ParseBool(os.Getenv(key))
 	return err == nil && b
+}
+
+// envDuration returns key's duration value, or def when unset or not a
+// duration (an unparsable value is ignored, as for envInt).
+func envDuration(key string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(key)); err == nil {
+		return v
+	}
+	return def
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -72,6 +76,12 @@ func TestServerConfigErrors(t *testing.T) {
 		{name: "placement addr on a new node without bootstrap or join", args: []string{"server", "--region", "eu-west", "--data-dir", "TEMP",
 			"--api-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--placement-addr", "127.0.0.1:0"},
 			wantErr: "needs --placement-bootstrap (the first node of a new deployment) or --join"},
+		{name: "key file without gossip", args: []string{"server", "--data-dir", "x", "--gossip-key-file", "/nonexistent"},
+			wantErr: "--gossip-key-file needs --gossip-addr"},
+		{name: "missing key file", args: []string{"server", "--data-dir", "x", "--gossip-addr", "127.0.0.1:0", "--gossip-key-file", "/nonexistent/keys"},
+			wantErr: "gossip key file: open /nonexistent/keys"},
+		{name: "bad join item with gossip", args: []string{"server", "--data-dir", "x", "--gossip-addr", "127.0.0.1:0", "--join", "7001"},
+			wantErr: `--join item "7001"`},
 		{name: "dev overlapping ports", args: []string{"dev", "--api-port", "7001", "--raft-port", "7002"}, wantErr: "overlap"},
 		{name: "dev too many nodes", args: []string{"dev", "--nodes", "9"}, wantErr: "--nodes 9"},
 		{name: "dev placement ports overlap raft ports", args: []string{"dev", "--nodes", "3", "--raft-port", "7101", "--placement-port", "7105"},
@@ -133,4 +143,96 @@ func TestBinaryServerSingleNode(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("server did not stop on SIGTERM\nstderr:\n%s", srv.err)
 	}
+}
+
+func TestReadGossipKeys(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	k32 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	k16 := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 16))
+	keys, err := readGossipKeys(write("ok", "# rotation in progress\n"+k32+"\n\n  "+k16+"  \n"))
+	require.NoError(t, err)
+	require.Len(t, keys, 2)
+	assert.Len(t, keys[0], 32, "the first key is the one that encrypts")
+
+	for name, tc := range map[string]struct{ body, want string }{
+		"empty":      {"# nothing\n", "holds no key"},
+		"not base64": {"not-base64!\n", "line 1: not base64"},
+		"short key":  {k32 + "\n" + base64.StdEncoding.EncodeToString([]byte("short")) + "\n", "line 2: key is 5 bytes"},
+	} {
+		_, err := readGossipKeys(write(name, tc.body))
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), tc.want, name)
+	}
+}
+
+// TestBinaryGossipJoinMembersLeave runs a region of three `meridian server`
+// processes formed through gossip: the first bootstraps alone, the others
+// join by its API address only. `meridian members` lists all three as
+// voters; SIGHUP reloads a rotated key file; `meridian leave` takes one
+// out and its process exits by itself.
+func TestBinaryGossipJoinMembersLeave(t *testing.T) {
+	bin := buildBinary(t)
+	base := freePortRange(t, 9, 0)
+	keyFile := filepath.Join(t.TempDir(), "gossip.keys")
+	keyA := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	keyB := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
+	require.NoError(t, os.WriteFile(keyFile, []byte(keyA+"\n"), 0o600))
+	addr := func(i int) string { return fmt.Sprintf("127.0.0.1:%d", base+i) }
+	start := func(i int, extra ...string) *proc {
+		args := append([]string{"server", "--region", "g", "--node-id", fmt.Sprintf("n%d", i+1), "--data-dir", t.TempDir(),
+			"--api-addr", addr(3 * i), "--raft-addr", addr(3*i + 1), "--gossip-addr", addr(3*i + 2),
+			"--gossip-key-file", keyFile, "--stabilization-time", "500ms", "--dead-node-timeout", "5s"}, extra...)
+		return startProc(t, bin, nil, args...)
+	}
+	procs := []*proc{start(0, "--bootstrap")}
+	ep := "http://" + addr(0)
+	require.Eventually(t, func() bool {
+		code, out, _ := runBin(t, bin, "status", "--endpoint", ep, "--timeout", "1s")
+		return code == 0 && strings.Contains(out, "Leader")
+	}, 30*time.Second, 100*time.Millisecond, "first node not leader\nstderr:\n%s", procs[0].err)
+	procs = append(procs, start(1, "--join", addr(0)), start(2, "--join", addr(0)))
+
+	require.Eventually(t, func() bool {
+		code, out, _ := runBin(t, bin, "members", "--endpoint", ep, "--timeout", "2s")
+		return code == 0 && strings.Count(out, "alive") == 3 && strings.Count(out, " voter ")+strings.Count(out, " leader ") == 3
+	}, 60*time.Second, 200*time.Millisecond, "three alive voters never listed\nn2 stderr:\n%s", procs[1].err)
+
+	// Rotation round 1 through SIGHUP: every node then decrypts with B too.
+	require.NoError(t, os.WriteFile(keyFile, []byte(keyA+"\n"+keyB+"\n"), 0o600))
+	for _, p := range procs {
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	}
+	require.Eventually(t, func() bool {
+		return strings.Count(procs[0].err.String()+procs[1].err.String()+procs[2].err.String(), "gossip keyring replaced") == 3
+	}, 10*time.Second, 50*time.Millisecond, "SIGHUP did not reload the key file on every node")
+
+	// A write through a joined node, then that node leaves; it exits 0.
+	code, _, errOut := runBin(t, bin, "append", "gossip-1", "--type", "Created", "--endpoint", "http://"+addr(6))
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut := runBin(t, bin, "leave", "--endpoint", "http://"+addr(6))
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "no longer lists the node")
+	select {
+	case err := <-procs[2].done:
+		require.NoError(t, err, "stderr:\n%s", procs[2].err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the node that left did not exit\nstderr:\n%s", procs[2].err)
+	}
+	code, out, errOut = runBin(t, bin, "members", "--endpoint", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "left")
+	code, out, errOut = runBin(t, bin, "read", "gossip-1", "--endpoint", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "Created")
+
+	code, _, errOut = runBin(t, bin, "leave", "--endpoint", ep+",http://"+addr(3))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "exactly one node")
+	procs[0].interrupt(t)
+	procs[1].interrupt(t)
 }
