@@ -10,7 +10,7 @@ FUZZTIME  ?= 20000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e bench-peers dev ci chaos soak-fenced clean
+.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e bench-peers dev ci chaos soak-fenced terraform-test clean
 
 build:
 	$(GO) build -o bin/meridian ./cmd/meridian
@@ -85,7 +85,13 @@ soak-fenced:
 dev: build
 	./bin/meridian dev
 
-ci: check-generate lint test test-race fuzz
+## terraform-test: fmt, init (AWS provider from the local mirror), validate and
+## terraform test of every module and example, then apply + destroy of
+## terraform/examples/local (real meridian server processes on 127.0.0.1).
+terraform-test:
+	bash terraform/test.sh
+
+ci: check-generate lint test test-race fuzz terraform-test
 
 clean:
 	rm -rf bin
