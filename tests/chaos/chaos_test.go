@@ -171,6 +171,12 @@ func newCluster(t *testing.T, topo *Topology, bin string) *cluster {
 // newClusterWith starts one process per host with the arguments args gives
 // it (host index, host, data directory).
 func newClusterWith(t *testing.T, topo *Topology, bin string, args func(i int, h Host, dir string) []string) *cluster {
+	return newClusterStarting(t, topo, bin, args, func(int) bool { return true })
+}
+
+// newClusterStarting is newClusterWith where only the hosts startNow picks
+// are started; the others wait for c.start.
+func newClusterStarting(t *testing.T, topo *Topology, bin string, args func(i int, h Host, dir string) []string, startNow func(i int) bool) *cluster {
 	// Not t.TempDir: node logs and data must outlive a failed run.
 	dir, err := os.MkdirTemp("", "meridian-chaos-")
 	require.NoError(t, err)
@@ -184,8 +190,10 @@ func newClusterWith(t *testing.T, topo *Topology, bin string, args func(i int, h
 		c.client[h.Name] = meridianv1connect.NewEventStoreClient(h2c(topo.DialContext), base)
 		c.placement[h.Name] = meridianv1connect.NewPlacementClient(h2c(topo.DialContext), base)
 	}
-	for _, s := range c.nodes {
-		c.start(s)
+	for i, s := range c.nodes {
+		if startNow(i) {
+			c.start(s)
+		}
 	}
 	t.Cleanup(func() {
 		c.killAll()
