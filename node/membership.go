@@ -279,28 +279,34 @@ func (m *membership) leave(ctx context.Context) (bool, error) {
 	}
 }
 
-// removedByPeer asks the region's leader (through the local view of who it
-// is) whether its configuration still lists this node.
+// removedByPeer asks the other alive members of the region (from gossip)
+// whether their copy of the Raft configuration still lists this node; one
+// that does not is enough. It does not go through the local view of the
+// leader: a node removed from the group stops hearing from the leader and
+// soon forgets who it is.
 func (m *membership) removedByPeer(ctx context.Context) bool {
-	if m.rn.IsLeader() {
-		return false
-	}
-	addr := m.rn.Status().GetLeaderAddress()
-	if addr == "" {
-		return false
-	}
-	cctx, cancel := context.WithTimeout(ctx, membershipCallTimeout)
-	defer cancel()
-	resp, err := m.lists.For(addr).ListMembers(cctx, connect.NewRequest(&meridianv1.ListMembersRequest{}))
-	if err != nil {
-		return false
-	}
-	for _, gm := range resp.Msg.GetMembers() {
-		if gm.GetRegion() == m.cfg.Region && gm.GetNode() == m.cfg.NodeID {
-			return gm.GetRaftRole() == meridianv1.RaftRole_RAFT_ROLE_NONE
+	for id, mem := range m.g.regionMembers(m.cfg.Region) {
+		addr := mem.Tags[tagAPI]
+		if id == m.cfg.NodeID || mem.Status != serf.StatusAlive || addr == "" {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, membershipCallTimeout)
+		resp, err := m.lists.For(addr).ListMembers(cctx, connect.NewRequest(&meridianv1.ListMembersRequest{}))
+		cancel()
+		if err != nil {
+			continue
+		}
+		listed := false
+		for _, gm := range resp.Msg.GetMembers() {
+			if gm.GetRegion() == m.cfg.Region && gm.GetNode() == m.cfg.NodeID {
+				listed = gm.GetRaftRole() != meridianv1.RaftRole_RAFT_ROLE_NONE
+			}
+		}
+		if !listed {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 // regionDelegate is raft-autopilot's view of the region: the Raft
