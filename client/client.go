@@ -25,8 +25,11 @@ const endpointsMax = 64
 
 // Client is a Meridian API client. It is safe for concurrent use.
 type Client struct {
-	// own are the endpoints the client was given; redirects add others.
-	own       *endpointSet
+	// ownSet holds the endpoints the client was given, and the ones
+	// DiscoverEndpoints added; redirects add others (homes).
+	ownSet atomic.Pointer[endpointSet]
+	// given are the endpoints New was given, normalized.
+	given     []string
 	session   session
 	retry     RetryPolicy
 	logger    *slog.Logger
@@ -82,7 +85,6 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		cfg.logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
-		own:    &endpointSet{},
 		retry:  cfg.retry,
 		logger: cfg.logger.With("component", "client"),
 	}
@@ -105,13 +107,16 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			members:   meridianv1connect.NewMembershipClient(httpClient, base, connectOpts...),
 		}
 	}
+	set := &endpointSet{}
 	for _, e := range endpoints {
 		base, err := normalizeEndpoint(e)
 		if err != nil {
 			return nil, err
 		}
-		c.own.eps = append(c.own.eps, c.dial(base))
+		c.given = append(c.given, base)
+		set.eps = append(set.eps, c.dial(base))
 	}
+	c.ownSet.Store(set)
 	return c, nil
 }
 
@@ -132,10 +137,14 @@ func normalizeEndpoint(e string) (string, error) {
 	return strings.TrimSuffix(u.String(), "/"), nil
 }
 
+// own returns the client's own endpoints.
+func (c *Client) own() *endpointSet { return c.ownSet.Load() }
+
 // Endpoints returns the normalized endpoints, in order.
 func (c *Client) Endpoints() []string {
-	out := make([]string, len(c.own.eps))
-	for i, ep := range c.own.eps {
+	eps := c.own().eps
+	out := make([]string, len(eps))
+	for i, ep := range eps {
 		out[i] = ep.base
 	}
 	return out
@@ -348,7 +357,7 @@ func (c *Client) Append(ctx context.Context, entity string, events []*meridianv1
 	for _, o := range opts {
 		o(req)
 	}
-	set := c.own
+	set := c.own()
 	var resp *meridianv1.AppendResponse
 	var err error
 	for redirects := 0; ; redirects++ {
@@ -413,7 +422,7 @@ func (c *Client) Read(ctx context.Context, entity string, opts ...ReadOption) (*
 	for _, o := range opts {
 		o(req)
 	}
-	resp, err := call(ctx, c, c.own, "read", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadResponse, error) {
+	resp, err := call(ctx, c, c.own(), "read", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadResponse, error) {
 		req.SessionToken = c.session.get()
 		res, err := ep.store.Read(ctx, connect.NewRequest(req))
 		if err != nil {
@@ -437,7 +446,7 @@ func (c *Client) ReadState(ctx context.Context, entity string, opts ...ReadOptio
 	for _, o := range opts {
 		o(base)
 	}
-	resp, err := call(ctx, c, c.own, "read state", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadStateResponse, error) {
+	resp, err := call(ctx, c, c.own(), "read state", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadStateResponse, error) {
 		req := &meridianv1.ReadStateRequest{Entity: entity, Consistency: base.GetConsistency(), MaxStaleness: base.GetMaxStaleness(), SessionToken: c.session.get()}
 		res, err := ep.store.ReadState(ctx, connect.NewRequest(req))
 		if err != nil {
@@ -459,7 +468,7 @@ func (c *Client) ReadConflicts(ctx context.Context, entity, after string, opts .
 	for _, o := range opts {
 		o(base)
 	}
-	resp, err := call(ctx, c, c.own, "read conflicts", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadConflictsResponse, error) {
+	resp, err := call(ctx, c, c.own(), "read conflicts", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadConflictsResponse, error) {
 		req := &meridianv1.ReadConflictsRequest{Entity: entity, Consistency: base.GetConsistency(), MaxStaleness: base.GetMaxStaleness(),
 			SessionToken: c.session.get(), MaxCount: base.GetMaxCount(), After: after}
 		res, err := ep.store.ReadConflicts(ctx, connect.NewRequest(req))
@@ -478,7 +487,7 @@ func (c *Client) ReadConflicts(ctx context.Context, entity, after string, opts .
 // Status describes the node behind the current endpoint (or the next one
 // that answers).
 func (c *Client) Status(ctx context.Context) (*meridianv1.StatusResponse, error) {
-	return call(ctx, c, c.own, "status", func(ctx context.Context, ep *endpoint) (*meridianv1.StatusResponse, error) {
+	return call(ctx, c, c.own(), "status", func(ctx context.Context, ep *endpoint) (*meridianv1.StatusResponse, error) {
 		res, err := ep.store.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
 		if err != nil {
 			return nil, err
@@ -491,9 +500,10 @@ func (c *Client) Status(ctx context.Context) (*meridianv1.StatusResponse, error)
 // has one entry per endpoint, in order; an endpoint that failed has a nil
 // response and its error.
 func (c *Client) StatusAll(ctx context.Context) ([]*meridianv1.StatusResponse, []error) {
-	out := make([]*meridianv1.StatusResponse, len(c.own.eps))
-	errs := make([]error, len(c.own.eps))
-	for i, ep := range c.own.eps {
+	eps := c.own().eps
+	out := make([]*meridianv1.StatusResponse, len(eps))
+	errs := make([]error, len(eps))
+	for i, ep := range eps {
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if c.retry.AttemptTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, c.retry.AttemptTimeout)

@@ -103,7 +103,7 @@ func (c *Client) ListRegions(ctx context.Context) (*meridianv1.ListRegionsRespon
 // placementCall runs one Placement call through call on the client's own
 // endpoints and unwraps the response.
 func placementCall[T any](ctx context.Context, c *Client, method string, op func(ctx context.Context, ep *endpoint) (*connect.Response[T], error)) (*T, error) {
-	return call(ctx, c, c.own, method, func(ctx context.Context, ep *endpoint) (*T, error) {
+	return call(ctx, c, c.own(), method, func(ctx context.Context, ep *endpoint) (*T, error) {
 		res, err := op(ctx, ep)
 		if err != nil {
 			return nil, err

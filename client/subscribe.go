@@ -69,7 +69,7 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*mer
 		var failingSince time.Time
 		// set is where the subscription connects: the client's own
 		// endpoints, or the home's after a redirect.
-		set := c.own
+		set := c.own()
 		redirects := 0    // redirects followed since the last message
 		homeFailures := 0 // failures on the home's endpoints since the redirect
 		for {
@@ -136,11 +136,11 @@ func (c *Client) Subscribe(ctx context.Context, sub Subscription) iter.Seq2[*mer
 				return
 			}
 			set.advance(idx)
-			if set != c.own {
+			if set != c.own() {
 				if homeFailures++; homeFailures >= len(set.eps) {
 					// Every home endpoint failed: ask the client's own
 					// endpoints where the home is now.
-					set, redirects = c.own, 0
+					set, redirects = c.own(), 0
 				}
 			}
 			c.logger.Debug("resubscribing", "next", next, "attempt", failures, "err", err)

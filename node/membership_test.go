@@ -296,3 +296,43 @@ func TestGossipKeyRotation(t *testing.T) {
 	plain := gossipNode(t, "n5", false, nil)
 	require.ErrorIs(t, plain.SetGossipKeys([][]byte{keyA}), ErrGossipPlaintext)
 }
+
+func TestClientDiscoversRegionEndpoints(t *testing.T) {
+	nodes := gossipRegion(t, 3)
+	given := nodes[0]
+	if given.Region().IsLeader() {
+		given = nodes[1]
+	}
+	c, err := client.New([]string{given.URL()})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+
+	eps, err := c.DiscoverEndpoints(ctx)
+	require.NoError(t, err)
+	want := []string{given.URL()} // the given endpoint stays first
+	for _, nd := range nodes {
+		if nd != given {
+			want = append(want, nd.URL())
+		}
+	}
+	assert.Equal(t, given.URL(), eps[0])
+	assert.ElementsMatch(t, want, eps)
+
+	// The only endpoint the client was given goes away; calls fail over to
+	// the discovered ones.
+	require.NoError(t, given.Close())
+	_, err = c.Append(ctx, "discovered-1", []*meridianv1.ProposedEvent{{Type: "Created"}})
+	require.NoError(t, err)
+
+	// A node without gossip answers Unimplemented; the endpoints stay.
+	plain := startRegion(t, 1)[0]
+	pc, err := client.New([]string{plain.URL()})
+	require.NoError(t, err)
+	defer pc.Close()
+	eps, err = pc.DiscoverEndpoints(ctx)
+	require.Error(t, err)
+	assert.Equal(t, connect.CodeUnimplemented, connect.CodeOf(err))
+	assert.Equal(t, []string{plain.URL()}, eps)
+}
