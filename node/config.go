@@ -70,13 +70,20 @@ type Config struct {
 	// PlacementConfig, when set, adjusts the placement configuration (timers
 	// in tests). Nil in production.
 	PlacementConfig func(*placement.Config)
-	// GossipAddr is where the node's gossip (serf) member listens, TCP and
-	// UDP (host:port). Empty: no gossip; the region's members are its
-	// static Peers.
+	// GossipAddr is where the node's member of its region's LAN gossip
+	// pool (serf) listens, TCP and UDP (host:port). Empty: no gossip; the
+	// region's members are its static Peers.
 	GossipAddr string
-	// GossipAdvertise is the gossip address others use; empty means
+	// GossipAdvertise is the LAN gossip address others use; empty means
 	// GossipAddr.
 	GossipAdvertise string
+	// GossipWANAddr is where the node's member of the deployment's WAN
+	// gossip pool listens (needs GossipAddr). Empty: no WAN pool; the node
+	// reports only its own region's members and health.
+	GossipWANAddr string
+	// GossipWANAdvertise is the WAN gossip address others use; empty means
+	// GossipWANAddr.
+	GossipWANAdvertise string
 	// GossipKeys encrypt gossip (AES-GCM; 16, 24 or 32 bytes each): the
 	// first encrypts, all decrypt, so keys can be rotated. Empty: plaintext.
 	GossipKeys [][]byte
@@ -92,9 +99,9 @@ type Config struct {
 	// MaxTrailingLogs: a follower more entries behind the leader is
 	// unhealthy (not promoted).
 	MaxTrailingLogs uint64
-	// GossipConfig, when set, adjusts serf's configuration (timers in
-	// tests). Nil in production.
-	GossipConfig func(*serf.Config)
+	// GossipConfig, when set, adjusts serf's configuration of each pool
+	// ("lan", "wan"): timers in tests. Nil in production.
+	GossipConfig func(pool string, c *serf.Config)
 	// ReplicationConfig, when set, adjusts the replication configuration
 	// (timers in tests). Nil in production.
 	ReplicationConfig func(*replication.Config)
@@ -158,10 +165,16 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: %s %q: want host:port: %v", ErrInvalidConfig, name, addr, err)
 		}
 	}
-	if c.GossipAddr != "" {
-		if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
-			return fmt.Errorf("%w: GossipAddr %q: want host:port: %v", ErrInvalidConfig, c.GossipAddr, err)
+	for name, addr := range map[string]string{"GossipAddr": c.GossipAddr, "GossipWANAddr": c.GossipWANAddr} {
+		if addr == "" {
+			continue
 		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%w: %s %q: want host:port: %v", ErrInvalidConfig, name, addr, err)
+		}
+	}
+	if c.GossipWANAddr != "" && c.GossipAddr == "" {
+		return fmt.Errorf("%w: GossipWANAddr needs GossipAddr (the region's LAN pool)", ErrInvalidConfig)
 	}
 	if c.DeadNodeTimeout < 0 || c.StabilizationTime < 0 || c.LastContactThreshold < 0 {
 		return fmt.Errorf("%w: DeadNodeTimeout, StabilizationTime and LastContactThreshold must not be negative", ErrInvalidConfig)
@@ -171,7 +184,7 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%w: GossipKeys[%d] is %d bytes: want 16, 24 or 32 (AES-128, -192 or -256)", ErrInvalidConfig, i, n)
 		}
 	}
-	for name, addr := range map[string]string{"APIAdvertise": c.APIAdvertise, "RaftAdvertise": c.RaftAdvertise, "GossipAdvertise": c.GossipAdvertise} {
+	for name, addr := range map[string]string{"APIAdvertise": c.APIAdvertise, "RaftAdvertise": c.RaftAdvertise, "GossipAdvertise": c.GossipAdvertise, "GossipWANAdvertise": c.GossipWANAdvertise} {
 		if addr == "" {
 			continue
 		}

@@ -2,10 +2,10 @@ package node
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,6 +30,10 @@ const (
 	tagAPI       = "api"
 	tagRaft      = "raft"
 	tagPlacement = "placement"
+	// tagLAN and tagWAN are the node's gossip addresses in each pool, so a
+	// member seen in one pool says how to reach it in the other.
+	tagLAN = "lan"
+	tagWAN = "wan"
 )
 
 // gossipEventsBuffer is how many serf events wait for the gossip loop; serf
@@ -37,107 +41,182 @@ const (
 // burst of a whole deployment's joins.
 const gossipEventsBuffer = 256
 
-// gossip is the node's member of the deployment's serf pool (ADR 0007): one
-// pool for every node of every region, each member tagged with its region,
-// id and addresses. Members of the node's own region drive its region's
-// Raft membership through the region leader (membership.go); members of
-// other regions give region health and endpoints.
+// gossip is the node's membership in two serf pools (ADR 0007): the LAN
+// pool of its region (fast failure detection; its members drive the
+// region's Raft membership through the region leader, membership.go) and,
+// when configured, the WAN pool of the whole deployment (WAN timers; region
+// health and the endpoints of other regions). Every member is tagged with
+// its region, id and addresses.
 type gossip struct {
-	serf    *serf.Serf
+	lan     *serf.Serf
+	wan     *serf.Serf // nil without Config.GossipWANAddr
 	keyring *memberlist.Keyring
 	region  string
 	name    string
 	logger  *slog.Logger
-	events  chan serf.Event
+	events  chan poolEvent
 
 	mu sync.Mutex
-	// since is when this node saw each member's status change, by member name.
+	// since is when this node saw each member's status change, by pool and
+	// member name.
 	since map[string]time.Time
 	// changed is closed and replaced whenever a member joins, leaves, fails
-	// or updates its tags.
+	// or updates its tags, in either pool.
 	changed chan struct{}
 
 	done chan struct{}
 	wg   sync.WaitGroup
 }
 
-// memberName is a node's name in the gossip pool, unique in the deployment.
+// poolEvent is a serf event and the pool it came from.
+type poolEvent struct {
+	pool string
+	e    serf.Event
+}
+
+// memberName is a node's name in the gossip pools, unique in the deployment.
 func memberName(region, node string) string { return region + "/" + node }
 
-// startGossip creates the node's serf member, listening on cfg.GossipAddr.
-// It does not join anyone yet (joinGossip does).
-func startGossip(cfg Config, tags map[string]string, logger *slog.Logger) (*gossip, error) {
-	host, portStr, err := net.SplitHostPort(cfg.GossipAddr)
-	if err != nil {
-		return nil, fmt.Errorf("%w: GossipAddr %q: %v", ErrInvalidConfig, cfg.GossipAddr, err)
+// regionOnly is the LAN pool's merge delegate: a member of another region
+// (a node given the wrong join address, or a pool of another region met by
+// accident) is refused, so one region's pool never absorbs another's.
+type regionOnly struct{ region string }
+
+func (r regionOnly) NotifyMerge(members []*serf.Member) error {
+	for _, m := range members {
+		if m.Tags[tagRegion] != r.region {
+			return fmt.Errorf("member %s of region %q refused by the LAN pool of region %q", m.Name, m.Tags[tagRegion], r.region)
+		}
 	}
-	port, _ := strconv.Atoi(portStr)
+	return nil
+}
+
+// startGossip creates the node's serf members (LAN on cfg.GossipAddr, WAN on
+// cfg.GossipWANAddr if set). It does not join anyone yet (membership does).
+func startGossip(cfg Config, tags map[string]string, logger *slog.Logger) (*gossip, error) {
 	g := &gossip{
 		region:  cfg.Region,
 		name:    memberName(cfg.Region, cfg.NodeID),
 		logger:  logger.With("component", "gossip"),
-		events:  make(chan serf.Event, gossipEventsBuffer),
+		events:  make(chan poolEvent, gossipEventsBuffer),
 		since:   map[string]time.Time{},
 		changed: make(chan struct{}),
 		done:    make(chan struct{}),
-	}
-	sc := serf.DefaultConfig()
-	sc.NodeName = g.name
-	sc.Tags = tags
-	sc.EventCh = g.events
-	sc.Logger = logadapt.HCLog(g.logger, "serf").StandardLogger(nil)
-	// A node that left and starts again under the same name is the same
-	// node coming back (its data directory says so), not an impostor.
-	sc.RejoinAfterLeave = true
-	// The snapshot lists the members this node knew: a restarted node
-	// rejoins them without seeds.
-	dir := filepath.Join(cfg.DataDir, "gossip")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("node: gossip directory: %w", err)
-	}
-	sc.SnapshotPath = filepath.Join(dir, "members")
-	sc.ReconnectTimeout = max(sc.ReconnectTimeout, 2*cfg.DeadNodeTimeout)
-	mc := memberlist.DefaultLANConfig()
-	mc.Name = g.name
-	mc.BindAddr, mc.BindPort = host, port
-	mc.Logger = sc.Logger
-	if cfg.GossipAdvertise != "" {
-		ahost, aport, err := net.SplitHostPort(cfg.GossipAdvertise)
-		if err != nil {
-			return nil, fmt.Errorf("%w: GossipAdvertise %q: %v", ErrInvalidConfig, cfg.GossipAdvertise, err)
-		}
-		mc.AdvertiseAddr = ahost
-		mc.AdvertisePort, _ = strconv.Atoi(aport)
 	}
 	if len(cfg.GossipKeys) > 0 {
 		kr, err := memberlist.NewKeyring(cfg.GossipKeys, cfg.GossipKeys[0])
 		if err != nil {
 			return nil, fmt.Errorf("%w: gossip keys: %v", ErrInvalidConfig, err)
 		}
-		mc.Keyring = kr
-		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 		g.keyring = kr
 	}
-	sc.MemberlistConfig = mc
-	if cfg.GossipConfig != nil {
-		cfg.GossipConfig(sc)
+	dir := filepath.Join(cfg.DataDir, "gossip")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("node: gossip directory: %w", err)
 	}
-	if g.serf, err = serf.Create(sc); err != nil {
-		return nil, fmt.Errorf("node: start gossip on %s: %w", cfg.GossipAddr, err)
+	var err error
+	if g.lan, err = g.create(cfg, "lan", cfg.GossipAddr, cfg.GossipAdvertise, tags, filepath.Join(dir, "lan")); err != nil {
+		return nil, err
 	}
-	g.wg.Add(1)
-	go g.run()
+	if cfg.GossipWANAddr != "" {
+		if g.wan, err = g.create(cfg, "wan", cfg.GossipWANAddr, cfg.GossipWANAdvertise, tags, filepath.Join(dir, "wan")); err != nil {
+			_ = g.lan.Shutdown()
+			return nil, err
+		}
+	}
+	// Both pools' members carry both addresses (known only now: a port 0
+	// was chosen at bind).
+	all := maps.Clone(tags)
+	all[tagLAN] = poolAddr(g.lan)
+	if g.wan != nil {
+		all[tagWAN] = poolAddr(g.wan)
+	}
+	for _, s := range g.pools() {
+		if err := s.SetTags(all); err != nil {
+			_ = g.close()
+			return nil, fmt.Errorf("node: gossip tags: %w", err)
+		}
+	}
 	return g, nil
 }
 
-// run records when each member's status changed and wakes the watchers.
-func (g *gossip) run() {
+// create starts one pool's serf member and its event forwarder.
+func (g *gossip) create(cfg Config, pool, addr, advertise string, tags map[string]string, snapshot string) (*serf.Serf, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: gossip %s address %q: %v", ErrInvalidConfig, pool, addr, err)
+	}
+	port, _ := strconv.Atoi(portStr)
+	events := make(chan serf.Event, gossipEventsBuffer)
+	sc := serf.DefaultConfig()
+	sc.NodeName = g.name
+	sc.Tags = tags
+	sc.EventCh = events
+	sc.Logger = logadapt.HCLog(g.logger.With("pool", pool), "serf").StandardLogger(nil)
+	// A node that left and starts again under the same name is the same
+	// node coming back (its data directory says so), not an impostor.
+	sc.RejoinAfterLeave = true
+	// The snapshot lists the members this node knew: a restarted node
+	// rejoins them without seeds.
+	sc.SnapshotPath = snapshot
+	sc.ReconnectTimeout = max(sc.ReconnectTimeout, 2*cfg.DeadNodeTimeout)
+	mc := memberlist.DefaultLANConfig()
+	if pool == "wan" {
+		mc = memberlist.DefaultWANConfig()
+	} else {
+		sc.Merge = regionOnly{region: g.region}
+	}
+	mc.Name = g.name
+	mc.BindAddr, mc.BindPort = host, port
+	mc.Logger = sc.Logger
+	if advertise != "" {
+		ahost, aport, err := net.SplitHostPort(advertise)
+		if err != nil {
+			return nil, fmt.Errorf("%w: gossip %s advertise address %q: %v", ErrInvalidConfig, pool, advertise, err)
+		}
+		mc.AdvertiseAddr = ahost
+		mc.AdvertisePort, _ = strconv.Atoi(aport)
+	}
+	if g.keyring != nil {
+		// One keyring for both pools: a key change applies to both.
+		mc.Keyring = g.keyring
+		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
+	}
+	sc.MemberlistConfig = mc
+	if cfg.GossipConfig != nil {
+		cfg.GossipConfig(pool, sc)
+	}
+	s, err := serf.Create(sc)
+	if err != nil {
+		return nil, fmt.Errorf("node: start %s gossip on %s: %w", pool, addr, err)
+	}
+	g.wg.Add(1)
+	go g.forward(pool, events)
+	return s, nil
+}
+
+// poolAddr is a serf member's own gossip address.
+func poolAddr(s *serf.Serf) string {
+	m := s.LocalMember()
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+}
+
+// pools returns the running serf members.
+func (g *gossip) pools() []*serf.Serf {
+	if g.wan == nil {
+		return []*serf.Serf{g.lan}
+	}
+	return []*serf.Serf{g.lan, g.wan}
+}
+
+// forward records when each member's status changed and wakes the watchers.
+func (g *gossip) forward(pool string, events <-chan serf.Event) {
 	defer g.wg.Done()
 	for {
 		select {
 		case <-g.done:
 			return
-		case e := <-g.events:
+		case e := <-events:
 			me, ok := e.(serf.MemberEvent)
 			if !ok {
 				continue
@@ -145,8 +224,8 @@ func (g *gossip) run() {
 			now := time.Now()
 			g.mu.Lock()
 			for _, m := range me.Members {
-				g.since[m.Name] = now
-				g.logger.Info("gossip member "+me.Type.String(), "member", m.Name, "addr", net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
+				g.since[pool+"/"+m.Name] = now
+				g.logger.Info("gossip member "+me.Type.String(), "pool", pool, "member", m.Name, "addr", net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))))
 			}
 			close(g.changed)
 			g.changed = make(chan struct{})
@@ -162,34 +241,44 @@ func (g *gossip) Changed() <-chan struct{} {
 	return g.changed
 }
 
-// statusFor is how long member has had its current status as seen here;
-// false when it has had it since this node joined.
-func (g *gossip) statusFor(name string) (time.Duration, bool) {
+// statusFor is how long member has had its current status in pool as seen
+// here; false when it has had it since this node joined.
+func (g *gossip) statusFor(pool, name string) (time.Duration, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	t, ok := g.since[name]
+	t, ok := g.since[pool+"/"+name]
 	if !ok {
 		return 0, false
 	}
 	return time.Since(t), true
 }
 
-// join contacts the given gossip addresses; one answer is enough.
-func (g *gossip) join(addrs []string) error {
+// joinLAN and joinWAN contact the given gossip addresses of one pool; one
+// answer is enough.
+func (g *gossip) joinLAN(addrs []string) error { return joinPool(g.lan, addrs) }
+
+func (g *gossip) joinWAN(addrs []string) error {
+	if g.wan == nil {
+		return nil
+	}
+	return joinPool(g.wan, addrs)
+}
+
+func joinPool(s *serf.Serf, addrs []string) error {
 	if len(addrs) == 0 {
 		return errors.New("no gossip address to join")
 	}
-	n, err := g.serf.Join(addrs, true)
+	n, err := s.Join(addrs, true)
 	if n > 0 {
 		return nil
 	}
 	return err
 }
 
-// regionMembers returns the members of region, by node id.
+// regionMembers returns the LAN pool's members of region, by node id.
 func (g *gossip) regionMembers(region string) map[string]serf.Member {
 	out := map[string]serf.Member{}
-	for _, m := range g.serf.Members() {
+	for _, m := range g.lan.Members() {
 		if m.Tags[tagRegion] == region && m.Tags[tagNode] != "" {
 			out[m.Tags[tagNode]] = m
 		}
@@ -206,14 +295,23 @@ func (g *gossip) apiAddr(node string) (string, bool) {
 	return m.Tags[tagAPI], true
 }
 
-// leave announces a graceful leave and waits for it to spread.
-func (g *gossip) leave() error { return g.serf.Leave() }
+// leave announces a graceful leave in both pools and waits for it to spread.
+func (g *gossip) leave() error {
+	var errs []error
+	for _, s := range g.pools() {
+		errs = append(errs, s.Leave())
+	}
+	return errors.Join(errs...)
+}
 
 func (g *gossip) close() error {
-	err := g.serf.Shutdown()
+	var errs []error
+	for _, s := range g.pools() {
+		errs = append(errs, s.Shutdown())
+	}
 	close(g.done)
 	g.wg.Wait()
-	return err
+	return errors.Join(errs...)
 }
 
 // memberStatus maps serf's status to the API's.
@@ -231,16 +329,18 @@ func memberStatus(s serf.MemberStatus) meridianv1.MemberStatus {
 	return meridianv1.MemberStatus_MEMBER_STATUS_UNSPECIFIED
 }
 
-// list describes every member and every region's health; roles gives the
-// Raft role of members of the node's own region.
+// list describes every member and every region's health: the node's own
+// region as its LAN pool sees it, the other regions as the WAN pool does.
+// roles gives the Raft role of members of the node's own region.
 func (g *gossip) list(roles map[string]meridianv1.RaftRole) *meridianv1.ListMembersResponse {
 	resp := &meridianv1.ListMembersResponse{AnsweredBy: g.name}
 	health := map[string]*meridianv1.RegionHealth{}
-	for _, m := range g.serf.Members() {
+	add := func(pool string, m serf.Member) {
 		gm := &meridianv1.GossipMember{
 			Region:           m.Tags[tagRegion],
 			Node:             m.Tags[tagNode],
-			GossipAddress:    net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+			GossipAddress:    m.Tags[tagLAN],
+			GossipWanAddress: m.Tags[tagWAN],
 			ApiAddress:       m.Tags[tagAPI],
 			RaftAddress:      m.Tags[tagRaft],
 			PlacementAddress: m.Tags[tagPlacement],
@@ -252,7 +352,7 @@ func (g *gossip) list(roles map[string]meridianv1.RaftRole) *meridianv1.ListMemb
 				gm.RaftRole = meridianv1.RaftRole_RAFT_ROLE_NONE
 			}
 		}
-		if d, ok := g.statusFor(m.Name); ok {
+		if d, ok := g.statusFor(pool, m.Name); ok {
 			gm.StatusFor = durationpb.New(d)
 		}
 		resp.Members = append(resp.Members, gm)
@@ -262,12 +362,24 @@ func (g *gossip) list(roles map[string]meridianv1.RaftRole) *meridianv1.ListMemb
 			health[gm.Region] = h
 		}
 		if m.Status == serf.StatusLeft {
-			continue
+			return
 		}
 		h.Members++
 		if m.Status == serf.StatusAlive {
 			h.Alive++
 			h.Reachable = true
+		}
+	}
+	for _, m := range g.lan.Members() {
+		if m.Tags[tagRegion] == g.region {
+			add("lan", m)
+		}
+	}
+	if g.wan != nil {
+		for _, m := range g.wan.Members() {
+			if m.Tags[tagRegion] != g.region {
+				add("wan", m)
+			}
 		}
 	}
 	sort.Slice(resp.Members, func(i, j int) bool {
@@ -282,20 +394,6 @@ func (g *gossip) list(roles map[string]meridianv1.RaftRole) *meridianv1.ListMemb
 	}
 	sort.Slice(resp.Regions, func(i, j int) bool { return resp.Regions[i].Region < resp.Regions[j].Region })
 	return resp
-}
-
-// waitFor waits until cond holds, re-checking at every membership change and
-// every poll interval, or until ctx ends.
-func (g *gossip) waitFor(ctx context.Context, poll time.Duration, cond func() bool) error {
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-g.Changed():
-		case <-time.After(poll):
-		}
-	}
-	return nil
 }
 
 // ErrNoGossip is returned by operations that need Config.GossipAddr.

@@ -109,7 +109,7 @@ func (m *membership) joinPool(seeds []string) {
 }
 
 func (m *membership) joinOnce(seeds []string) error {
-	var addrs []string
+	var lan, wan []string
 	var errs []error
 	for _, seed := range seeds {
 		ctx, cancel := context.WithTimeout(m.ctx, membershipCallTimeout)
@@ -120,18 +120,40 @@ func (m *membership) joinOnce(seeds []string) error {
 			continue
 		}
 		for _, gm := range resp.Msg.GetMembers() {
-			if gm.GetStatus() == meridianv1.MemberStatus_MEMBER_STATUS_ALIVE && memberName(gm.GetRegion(), gm.GetNode()) != m.g.name {
-				addrs = append(addrs, gm.GetGossipAddress())
+			if gm.GetStatus() != meridianv1.MemberStatus_MEMBER_STATUS_ALIVE || memberName(gm.GetRegion(), gm.GetNode()) == m.g.name {
+				continue
+			}
+			if gm.GetRegion() == m.cfg.Region && gm.GetGossipAddress() != "" {
+				lan = append(lan, gm.GetGossipAddress())
+			}
+			if gm.GetGossipWanAddress() != "" {
+				wan = append(wan, gm.GetGossipWanAddress())
 			}
 		}
 	}
-	if len(addrs) == 0 {
-		return fmt.Errorf("no seed listed an alive gossip member: %w", errors.Join(errs...))
+	// The WAN pool first: through it the seeds' answers come to include
+	// this region's members even when the seed is in another region.
+	wanDone := m.g.wan == nil
+	if !wanDone && len(wan) > 0 {
+		if err := m.g.joinWAN(wan); err != nil {
+			errs = append(errs, fmt.Errorf("wan pool: %w", err))
+		} else {
+			wanDone = true
+		}
 	}
-	if err := m.g.join(addrs); err != nil {
-		return err
+	// The region's first node has nobody to meet in its LAN pool.
+	lanDone := m.cfg.Bootstrap && len(lan) == 0
+	if len(lan) > 0 {
+		if err := m.g.joinLAN(lan); err != nil {
+			errs = append(errs, fmt.Errorf("lan pool: %w", err))
+		} else {
+			lanDone = true
+		}
 	}
-	m.logger.Info("joined the gossip pool", "through", addrs)
+	if !lanDone || !wanDone {
+		return fmt.Errorf("not in both gossip pools yet (lan %v, wan %v): no alive member of this region or of the deployment listed by the seeds: %w", lanDone, wanDone, errors.Join(errs...))
+	}
+	m.logger.Info("joined the gossip pools", "lan", lan, "wan", wan)
 	return nil
 }
 
@@ -353,7 +375,7 @@ func (d *regionDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 		case serf.StatusLeft:
 			status = autopilot.NodeLeft
 		case serf.StatusFailed:
-			if since, ok := d.m.g.statusFor(mem.Name); ok && since >= d.m.cfg.DeadNodeTimeout {
+			if since, ok := d.m.g.statusFor("lan", mem.Name); ok && since >= d.m.cfg.DeadNodeTimeout {
 				status = autopilot.NodeFailed
 			}
 		}

@@ -22,7 +22,7 @@ import (
 
 // fastGossip shortens serf's and memberlist's timers so that a failure is
 // detected in about a second on loopback.
-func fastGossip(c *serf.Config) {
+func fastGossip(_ string, c *serf.Config) {
 	mc := c.MemberlistConfig
 	mc.ProbeInterval = 200 * time.Millisecond
 	mc.ProbeTimeout = 100 * time.Millisecond
@@ -32,17 +32,25 @@ func fastGossip(c *serf.Config) {
 	c.ReapInterval = time.Second
 }
 
-// gossipNode starts one node of region "test" with gossip; bootstrap forms
-// the region with this node alone, join lists API addresses to join through.
+// gossipNode starts one node of region "test" with a LAN gossip pool;
+// bootstrap forms the region with this node alone, join lists API
+// addresses to join through.
 func gossipNode(t *testing.T, id string, bootstrap bool, join []string, keys ...[]byte) *Node {
 	t.Helper()
-	nd, err := Start(t.Context(), Config{
-		Region: "test", NodeID: id, DataDir: t.TempDir(),
-		APIAddr: "127.0.0.1:0", RaftAddr: "127.0.0.1:0", GossipAddr: "127.0.0.1:0",
-		Bootstrap: bootstrap, Join: join, GossipKeys: keys,
-		DeadNodeTimeout: time.Second, StabilizationTime: 300 * time.Millisecond,
-		GossipConfig: fastGossip, Logger: testLogger(t),
+	return startGossipNode(t, Config{
+		Region: "test", NodeID: id, Bootstrap: bootstrap, Join: join, GossipKeys: keys,
 	})
+}
+
+// startGossipNode starts a node of cfg's region and id on loopback with
+// gossip (the WAN pool too when cfg.GossipWANAddr is set) and fast timers.
+func startGossipNode(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	cfg.DataDir = t.TempDir()
+	cfg.APIAddr, cfg.RaftAddr, cfg.GossipAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DeadNodeTimeout, cfg.StabilizationTime = time.Second, 300*time.Millisecond
+	cfg.GossipConfig, cfg.Logger = fastGossip, testLogger(t)
+	nd, err := Start(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = nd.Close() })
 	return nd
@@ -256,13 +264,13 @@ func TestWrongGossipKeyNeverJoins(t *testing.T) {
 	assert.Empty(t, nonvoters)
 	for _, nd := range []*Node{first, good} {
 		names := map[string]bool{}
-		for _, m := range nd.gossip.serf.Members() {
+		for _, m := range nd.gossip.lan.Members() {
 			names[m.Name] = true
 		}
 		assert.Equal(t, map[string]bool{"test/n1": true, "test/n2": true}, names, "members seen by %s", nd.cfg.NodeID)
 	}
 	for _, nd := range []*Node{bad, plain} {
-		assert.Equal(t, 1, nd.gossip.serf.NumNodes(), "%s sees only itself", nd.cfg.NodeID)
+		assert.Equal(t, 1, nd.gossip.lan.NumNodes(), "%s sees only itself", nd.cfg.NodeID)
 	}
 }
 
@@ -272,7 +280,7 @@ func TestGossipKeyRotation(t *testing.T) {
 	first := gossipNode(t, "n1", true, nil, keyA)
 	require.Eventually(t, first.Region().IsLeader, 10*time.Second, 20*time.Millisecond)
 	second := gossipNode(t, "n2", false, []string{first.Addr()}, keyA)
-	require.Eventually(t, func() bool { return first.gossip.serf.NumNodes() == 2 }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return first.gossip.lan.NumNodes() == 2 }, 10*time.Second, 20*time.Millisecond)
 
 	// Round 1: B decrypts everywhere; round 2: B encrypts everywhere;
 	// round 3: A is gone.
@@ -285,11 +293,11 @@ func TestGossipKeyRotation(t *testing.T) {
 	// with only B joins; one with only A does not.
 	withB := gossipNode(t, "n3", false, []string{first.Addr()}, keyB)
 	withA := gossipNode(t, "n4", false, []string{first.Addr()}, keyA)
-	require.Eventually(t, func() bool { return first.gossip.serf.NumNodes() == 3 }, 10*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return first.gossip.lan.NumNodes() == 3 }, 10*time.Second, 20*time.Millisecond)
 	time.Sleep(3 * gossipJoinRetry)
-	assert.Equal(t, 3, second.gossip.serf.NumNodes())
-	assert.Equal(t, 3, withB.gossip.serf.NumNodes())
-	assert.Equal(t, 1, withA.gossip.serf.NumNodes(), "a node with the retired key joined")
+	assert.Equal(t, 3, second.gossip.lan.NumNodes())
+	assert.Equal(t, 3, withB.gossip.lan.NumNodes())
+	assert.Equal(t, 1, withA.gossip.lan.NumNodes(), "a node with the retired key joined")
 
 	require.ErrorIs(t, first.SetGossipKeys([][]byte{[]byte("short")}), ErrInvalidConfig)
 	require.ErrorIs(t, first.SetGossipKeys(nil), ErrInvalidConfig)
@@ -335,4 +343,68 @@ func TestClientDiscoversRegionEndpoints(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, connect.CodeUnimplemented, connect.CodeOf(err))
 	assert.Equal(t, []string{plain.URL()}, eps)
+}
+
+// TestRegionsMeetInTheWANPoolOnly runs two regions with LAN and WAN pools
+// (no placement group: gossip alone). A node of the second region joins
+// through the first region's node: it enters its own region's LAN pool
+// (through the WAN listing) and the WAN pool, never the first region's LAN
+// pool; every node lists both regions with their health.
+func TestRegionsMeetInTheWANPoolOnly(t *testing.T) {
+	wan := func(c Config) Config { c.GossipWANAddr = "127.0.0.1:0"; return c }
+	a1 := startGossipNode(t, wan(Config{Region: "a", NodeID: "n1", Bootstrap: true}))
+	b1 := startGossipNode(t, wan(Config{Region: "b", NodeID: "n1", Bootstrap: true, Join: []string{a1.Addr()}}))
+	require.Eventually(t, func() bool { return b1.Region().IsLeader() && a1.gossip.wan.NumNodes() == 2 }, 20*time.Second, 20*time.Millisecond)
+	b2 := startGossipNode(t, wan(Config{Region: "b", NodeID: "n2", Join: []string{a1.Addr()}}))
+	require.Eventually(t, func() bool {
+		voters, _ := suffrages(b1)
+		return len(voters) == 2
+	}, 20*time.Second, 50*time.Millisecond, "b/n2 did not join region b through region a's node")
+
+	assert.Equal(t, 1, a1.gossip.lan.NumNodes(), "region a's LAN pool holds only region a")
+	assert.Equal(t, 2, b1.gossip.lan.NumNodes())
+	assert.Equal(t, 3, b2.gossip.wan.NumNodes())
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	resp, err := membershipClient(a1).ListMembers(ctx, connect.NewRequest(&meridianv1.ListMembersRequest{}))
+	require.NoError(t, err)
+	require.Len(t, resp.Msg.GetMembers(), 3)
+	require.Len(t, resp.Msg.GetRegions(), 2)
+	for _, h := range resp.Msg.GetRegions() {
+		assert.True(t, h.GetReachable(), h.GetRegion())
+	}
+	for _, m := range resp.Msg.GetMembers() {
+		assert.NotEmpty(t, m.GetGossipAddress(), "%s/%s", m.GetRegion(), m.GetNode())
+		assert.NotEmpty(t, m.GetGossipWanAddress(), "%s/%s", m.GetRegion(), m.GetNode())
+		if m.GetRegion() == "b" {
+			assert.Equal(t, meridianv1.RaftRole_RAFT_ROLE_UNSPECIFIED, m.GetRaftRole(), "another region's Raft roles are not a's to report")
+		}
+	}
+
+	// A LAN join across regions is refused by the region's pool.
+	var bLAN string
+	for _, m := range resp.Msg.GetMembers() {
+		if m.GetRegion() == "b" && m.GetNode() == "n1" {
+			bLAN = m.GetGossipAddress()
+		}
+	}
+	require.Error(t, a1.gossip.joinLAN([]string{bLAN}))
+	assert.Equal(t, 1, a1.gossip.lan.NumNodes())
+	assert.Equal(t, 2, b1.gossip.lan.NumNodes())
+
+	// Region b's nodes stop: region a reports b unreachable.
+	require.NoError(t, b2.Close())
+	require.NoError(t, b1.Close())
+	require.Eventually(t, func() bool {
+		resp, err := membershipClient(a1).ListMembers(ctx, connect.NewRequest(&meridianv1.ListMembersRequest{}))
+		if err != nil {
+			return false
+		}
+		for _, h := range resp.Msg.GetRegions() {
+			if h.GetRegion() == "b" {
+				return !h.GetReachable() && h.GetAlive() == 0
+			}
+		}
+		return false
+	}, 30*time.Second, 100*time.Millisecond, "region b never reported unreachable")
 }

@@ -50,8 +50,9 @@ region, starts with --join listing API addresses of nodes already in the
 group. Without --placement-addr the node is a deployment of one region, as
 before: every entity is homed in it.
 
-Gossip (--gossip-addr, ADR 0007): nodes find each other through a serf
-pool. The first node of a region starts with --bootstrap alone (no
+Gossip (--gossip-addr, ADR 0007): nodes find each other through serf
+pools, one per region (LAN) and, with --gossip-wan-addr, one for the
+whole deployment (WAN). The first node of a region starts with --bootstrap alone (no
 --peers); every other node starts with --join naming the API address of
 any node of the deployment, and its region's leader adds it to the Raft
 group, first as a non-voter, then as a voter once it has caught up. A node
@@ -73,8 +74,10 @@ docs/OPERATIONS.md).`,
 
   # with gossip: any further node of any region joins by one address
   meridian server --region us-east --node-id n2 --data-dir /var/lib/meridian \
-    --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 --placement-addr 0.0.0.0:7201 --gossip-addr 0.0.0.0:7301 \
-    --api-advertise 10.1.0.2:7001 --raft-advertise 10.1.0.2:7101 --placement-advertise 10.1.0.2:7201 --gossip-advertise 10.1.0.2:7301 \
+    --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 --placement-addr 0.0.0.0:7201 \
+    --gossip-addr 0.0.0.0:7301 --gossip-wan-addr 0.0.0.0:7302 \
+    --api-advertise 10.1.0.2:7001 --raft-advertise 10.1.0.2:7101 --placement-advertise 10.1.0.2:7201 \
+    --gossip-advertise 10.1.0.2:7301 --gossip-wan-advertise 10.1.0.2:7302 \
     --gossip-key-file /etc/meridian/gossip.keys --join 10.0.0.1:7001`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -155,8 +158,10 @@ docs/OPERATIONS.md).`,
 	f.StringVar(&cfg.PlacementRaftAdvertise, "placement-advertise", os.Getenv("MERIDIAN_PLACEMENT_ADVERTISE"), "placement address other members use; default --placement-addr (env MERIDIAN_PLACEMENT_ADVERTISE)")
 	f.BoolVar(&cfg.PlacementBootstrap, "placement-bootstrap", envBool("MERIDIAN_PLACEMENT_BOOTSTRAP"), "form a new placement group with this node as its first voter, if it has no placement state; one node of a new deployment (env MERIDIAN_PLACEMENT_BOOTSTRAP)")
 	f.StringVar(&join, "join", os.Getenv("MERIDIAN_JOIN"), "API addresses (host:port, comma-separated) of nodes already in the placement group, any region, to join through on first start (env MERIDIAN_JOIN)")
-	f.StringVar(&cfg.GossipAddr, "gossip-addr", os.Getenv("MERIDIAN_GOSSIP_ADDR"), "gossip (serf) listen address, TCP and UDP; empty: no gossip, static --peers only (env MERIDIAN_GOSSIP_ADDR)")
-	f.StringVar(&cfg.GossipAdvertise, "gossip-advertise", os.Getenv("MERIDIAN_GOSSIP_ADVERTISE"), "gossip address others use; default --gossip-addr (env MERIDIAN_GOSSIP_ADVERTISE)")
+	f.StringVar(&cfg.GossipAddr, "gossip-addr", os.Getenv("MERIDIAN_GOSSIP_ADDR"), "listen address in the region's LAN gossip pool (serf), TCP and UDP; empty: no gossip, static --peers only (env MERIDIAN_GOSSIP_ADDR)")
+	f.StringVar(&cfg.GossipAdvertise, "gossip-advertise", os.Getenv("MERIDIAN_GOSSIP_ADVERTISE"), "LAN gossip address the region's nodes use; default --gossip-addr (env MERIDIAN_GOSSIP_ADVERTISE)")
+	f.StringVar(&cfg.GossipWANAddr, "gossip-wan-addr", os.Getenv("MERIDIAN_GOSSIP_WAN_ADDR"), "listen address in the deployment's WAN gossip pool (region health, other regions' members), TCP and UDP; needs --gossip-addr (env MERIDIAN_GOSSIP_WAN_ADDR)")
+	f.StringVar(&cfg.GossipWANAdvertise, "gossip-wan-advertise", os.Getenv("MERIDIAN_GOSSIP_WAN_ADVERTISE"), "WAN gossip address other regions use; default --gossip-wan-addr (env MERIDIAN_GOSSIP_WAN_ADVERTISE)")
 	f.StringVar(&keyFile, "gossip-key-file", os.Getenv("MERIDIAN_GOSSIP_KEY_FILE"), "file of base64 gossip keys (16, 24 or 32 bytes), one per line, the first encrypts; re-read on SIGHUP (env MERIDIAN_GOSSIP_KEY_FILE)")
 	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", envDuration("MERIDIAN_DEAD_NODE_TIMEOUT", def.DeadNodeTimeout), "remove a region member from the Raft group once gossip has reported it failed for this long (env MERIDIAN_DEAD_NODE_TIMEOUT)")
 	f.DurationVar(&cfg.StabilizationTime, "stabilization-time", envDuration("MERIDIAN_STABILIZATION_TIME", def.StabilizationTime), "how long a joining node must stay healthy before it becomes a voter (env MERIDIAN_STABILIZATION_TIME)")

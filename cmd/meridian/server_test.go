@@ -82,6 +82,8 @@ func TestServerConfigErrors(t *testing.T) {
 			wantErr: "gossip key file: open /nonexistent/keys"},
 		{name: "bad join item with gossip", args: []string{"server", "--data-dir", "x", "--gossip-addr", "127.0.0.1:0", "--join", "7001"},
 			wantErr: `--join item "7001"`},
+		{name: "wan gossip without lan gossip", args: []string{"server", "--data-dir", "x", "--gossip-wan-addr", "127.0.0.1:0"},
+			wantErr: "GossipWANAddr needs GossipAddr"},
 		{name: "dev overlapping ports", args: []string{"dev", "--api-port", "7001", "--raft-port", "7002"}, wantErr: "overlap"},
 		{name: "dev too many nodes", args: []string{"dev", "--nodes", "9"}, wantErr: "--nodes 9"},
 		{name: "dev placement ports overlap raft ports", args: []string{"dev", "--nodes", "3", "--raft-port", "7101", "--placement-port", "7105"},

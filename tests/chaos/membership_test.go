@@ -25,6 +25,7 @@ import (
 const (
 	membershipPrefix = "mrdm"
 	gossipPort       = 7301
+	gossipWANPort    = 7302
 	// membershipDeadTime is the servers' --dead-node-timeout.
 	membershipDeadTime = 5 * time.Second
 	// membershipWait bounds each membership change's visibility (a join
@@ -49,8 +50,8 @@ var membershipLayout = []struct {
 // network namespaces. While clients append to entities homed in eu-west,
 // a fourth eu-west node joins and is promoted, one leaves gracefully (its
 // process exits), one is SIGKILLed and removed after the dead time; then
-// ap-south is cut off and gossip reports it unreachable, then reachable
-// after the heal. No acknowledged append may be lost.
+// ap-south is cut off and the WAN gossip pool reports it unreachable, then
+// reachable after the heal. No acknowledged append may be lost.
 func TestChaosMembership(t *testing.T) {
 	require.NoError(t, Requirements())
 	bin := buildBinary(t)
@@ -69,6 +70,7 @@ func TestChaosMembership(t *testing.T) {
 			"--raft-addr", fmt.Sprintf("%s:%d", h.Addr, raftPort),
 			"--placement-addr", fmt.Sprintf("%s:%d", h.Addr, placementPort),
 			"--gossip-addr", fmt.Sprintf("%s:%d", h.Addr, gossipPort),
+			"--gossip-wan-addr", fmt.Sprintf("%s:%d", h.Addr, gossipWANPort),
 			"--gossip-key-file", keyFile,
 			"--dead-node-timeout", membershipDeadTime.String(), "--stabilization-time", "1s",
 		}

@@ -180,7 +180,9 @@ type GossipMember struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Region string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
 	Node   string                 `protobuf:"bytes,2,opt,name=node,proto3" json:"node,omitempty"`
-	// gossip_address is the node's gossip (serf) address, host:port.
+	// gossip_address is the node's address in its region's LAN gossip pool
+	// (serf), host:port; gossip_wan_address in the deployment's WAN pool
+	// (empty when the node runs none).
 	GossipAddress string `protobuf:"bytes,3,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
 	ApiAddress    string `protobuf:"bytes,4,opt,name=api_address,json=apiAddress,proto3" json:"api_address,omitempty"`
 	RaftAddress   string `protobuf:"bytes,5,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
@@ -194,9 +196,10 @@ type GossipMember struct {
 	// status_for is how long the member has had its status, as far as the
 	// answering node saw the change (unset when it has had it since the
 	// answering node joined).
-	StatusFor     *durationpb.Duration `protobuf:"bytes,9,opt,name=status_for,json=statusFor,proto3" json:"status_for,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StatusFor        *durationpb.Duration `protobuf:"bytes,9,opt,name=status_for,json=statusFor,proto3" json:"status_for,omitempty"`
+	GossipWanAddress string               `protobuf:"bytes,10,opt,name=gossip_wan_address,json=gossipWanAddress,proto3" json:"gossip_wan_address,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GossipMember) Reset() {
@@ -290,6 +293,13 @@ func (x *GossipMember) GetStatusFor() *durationpb.Duration {
 		return x.StatusFor
 	}
 	return nil
+}
+
+func (x *GossipMember) GetGossipWanAddress() string {
+	if x != nil {
+		return x.GossipWanAddress
+	}
+	return ""
 }
 
 // RegionHealth summarises one region as the gossip pool sees it.
@@ -509,7 +519,7 @@ var File_meridian_v1_membership_proto protoreflect.FileDescriptor
 const file_meridian_v1_membership_proto_rawDesc = "" +
 	"\n" +
 	"\x1cmeridian/v1/membership.proto\x12\vmeridian.v1\x1a\x1egoogle/protobuf/duration.proto\"\x14\n" +
-	"\x12ListMembersRequest\"\xf3\x02\n" +
+	"\x12ListMembersRequest\"\xa1\x03\n" +
 	"\fGossipMember\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12%\n" +
@@ -521,7 +531,9 @@ const file_meridian_v1_membership_proto_rawDesc = "" +
 	"\x06status\x18\a \x01(\x0e2\x19.meridian.v1.MemberStatusR\x06status\x122\n" +
 	"\traft_role\x18\b \x01(\x0e2\x15.meridian.v1.RaftRoleR\braftRole\x128\n" +
 	"\n" +
-	"status_for\x18\t \x01(\v2\x19.google.protobuf.DurationR\tstatusFor\"t\n" +
+	"status_for\x18\t \x01(\v2\x19.google.protobuf.DurationR\tstatusFor\x12,\n" +
+	"\x12gossip_wan_address\x18\n" +
+	" \x01(\tR\x10gossipWanAddress\"t\n" +
 	"\fRegionHealth\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
 	"\x05alive\x18\x02 \x01(\rR\x05alive\x12\x18\n" +

@@ -13,8 +13,11 @@ locals {
     k      = r * var.nodes_per_region + i
   }]])
   ports = { for n in local.nodes : n.key => {
-    api       = var.base_port + 10 * n.k, raft = var.base_port + 10 * n.k + 1,
-    placement = var.base_port + 10 * n.k + 2, gossip = var.base_port + 10 * n.k + 3
+    api        = var.base_port + 10 * n.k
+    raft       = var.base_port + 10 * n.k + 1
+    placement  = var.base_port + 10 * n.k + 2
+    gossip     = var.base_port + 10 * n.k + 3
+    gossip_wan = var.base_port + 10 * n.k + 4
   } }
   seed_key  = local.nodes[0].key
   seed_addr = "127.0.0.1:${local.ports[local.seed_key].api}"

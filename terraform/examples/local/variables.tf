@@ -37,7 +37,7 @@ variable "nodes_per_region" {
 }
 
 variable "base_port" {
-  description = "First port; node k (in region order) uses base_port + 10k .. + 10k + 3 (API, Raft, placement, gossip)."
+  description = "First port; node k (in region order) uses base_port + 10k .. + 10k + 4 (API, Raft, placement, LAN and WAN gossip)."
   type        = number
   default     = 27001
   validation {

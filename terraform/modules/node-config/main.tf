@@ -11,29 +11,33 @@ locals {
     raft      = "${var.listen_host}:${var.ports.raft}"
     placement = "${var.listen_host}:${var.ports.placement}"
     gossip    = "${var.listen_host}:${var.ports.gossip}"
+    wan       = "${var.listen_host}:${var.ports.gossip_wan}"
   }
   advertise = {
     api       = "${var.advertise_host}:${var.ports.api}"
     raft      = "${local.raft_host}:${var.ports.raft}"
     placement = "${var.advertise_host}:${var.ports.placement}"
-    gossip    = "${var.advertise_host}:${var.ports.gossip}"
+    gossip    = "${local.raft_host}:${var.ports.gossip}"
+    wan       = "${var.advertise_host}:${var.ports.gossip_wan}"
   }
 
   env = merge(
     {
-      MERIDIAN_REGION              = var.region
-      MERIDIAN_NODE_ID             = var.node_id
-      MERIDIAN_DATA_DIR            = var.data_dir
-      MERIDIAN_API_ADDR            = local.listen.api
-      MERIDIAN_RAFT_ADDR           = local.listen.raft
-      MERIDIAN_PLACEMENT_ADDR      = local.listen.placement
-      MERIDIAN_GOSSIP_ADDR         = local.listen.gossip
-      MERIDIAN_API_ADVERTISE       = local.advertise.api
-      MERIDIAN_RAFT_ADVERTISE      = local.advertise.raft
-      MERIDIAN_PLACEMENT_ADVERTISE = local.advertise.placement
-      MERIDIAN_GOSSIP_ADVERTISE    = local.advertise.gossip
-      MERIDIAN_DEAD_NODE_TIMEOUT   = var.dead_node_timeout
-      MERIDIAN_STABILIZATION_TIME  = var.stabilization_time
+      MERIDIAN_REGION               = var.region
+      MERIDIAN_NODE_ID              = var.node_id
+      MERIDIAN_DATA_DIR             = var.data_dir
+      MERIDIAN_API_ADDR             = local.listen.api
+      MERIDIAN_RAFT_ADDR            = local.listen.raft
+      MERIDIAN_PLACEMENT_ADDR       = local.listen.placement
+      MERIDIAN_GOSSIP_ADDR          = local.listen.gossip
+      MERIDIAN_GOSSIP_WAN_ADDR      = local.listen.wan
+      MERIDIAN_API_ADVERTISE        = local.advertise.api
+      MERIDIAN_RAFT_ADVERTISE       = local.advertise.raft
+      MERIDIAN_PLACEMENT_ADVERTISE  = local.advertise.placement
+      MERIDIAN_GOSSIP_ADVERTISE     = local.advertise.gossip
+      MERIDIAN_GOSSIP_WAN_ADVERTISE = local.advertise.wan
+      MERIDIAN_DEAD_NODE_TIMEOUT    = var.dead_node_timeout
+      MERIDIAN_STABILIZATION_TIME   = var.stabilization_time
     },
     var.bootstrap_region ? { MERIDIAN_BOOTSTRAP = "true" } : {},
     var.bootstrap_placement ? { MERIDIAN_PLACEMENT_BOOTSTRAP = "true" } : {},

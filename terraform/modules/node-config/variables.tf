@@ -33,23 +33,24 @@ variable "advertise_host" {
 }
 
 variable "raft_advertise_host" {
-  description = "Address the region's own members use for Raft; empty means advertise_host."
+  description = "Address the region's own members use for Raft and LAN gossip; empty means advertise_host."
   type        = string
   default     = ""
 }
 
 variable "ports" {
-  description = "Ports of the node's listeners."
+  description = "Ports of the node's listeners: API, Raft, placement, the region's LAN gossip pool and the deployment's WAN gossip pool."
   type = object({
-    api       = number
-    raft      = number
-    placement = number
-    gossip    = number
+    api        = number
+    raft       = number
+    placement  = number
+    gossip     = number
+    gossip_wan = number
   })
-  default = { api = 7001, raft = 7101, placement = 7201, gossip = 7301 }
+  default = { api = 7001, raft = 7101, placement = 7201, gossip = 7301, gossip_wan = 7302 }
   validation {
-    condition     = length(distinct([var.ports.api, var.ports.raft, var.ports.placement, var.ports.gossip])) == 4 && alltrue([for p in [var.ports.api, var.ports.raft, var.ports.placement, var.ports.gossip] : p > 0 && p < 65536])
-    error_message = "ports must be four distinct ports in 1-65535."
+    condition     = length(distinct(values(var.ports))) == 5 && alltrue([for p in values(var.ports) : p > 0 && p < 65536])
+    error_message = "ports must be five distinct ports in 1-65535."
   }
 }
 

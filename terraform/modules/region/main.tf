@@ -6,7 +6,7 @@
 # the systemd unit; node 0 forms the region, the others join it.
 
 locals {
-  ports = { api = 7001, raft = 7101, placement = 7201, gossip = 7301 }
+  ports = { api = 7001, raft = 7101, placement = 7201, gossip = 7301, gossip_wan = 7302 }
   name  = "meridian-${var.region}"
   tags  = merge(var.tags, { "meridian:region" = var.region })
 
@@ -64,19 +64,20 @@ resource "aws_security_group" "node" {
 }
 
 locals {
-  # Who reaches which port: Raft stays inside the region's VPC; API,
-  # placement and gossip are open to the region's own nodes and to the
-  # other regions' nodes; the API also to clients. Nothing else (no SSH:
+  # Who reaches which port: Raft and the region's LAN gossip pool stay
+  # inside the region's VPC; API, placement and the WAN gossip pool are
+  # open to the region's own nodes and to the other regions' nodes; the
+  # API also to clients. Nothing else (no SSH:
   # use SSM Session Manager).
   # Keys are static (peer addresses are known only after apply).
   ingress = merge(
-    { for p in ["api", "raft", "placement", "gossip"] : "${p}-vpc" => { port = local.ports[p], protocol = "tcp", cidr = var.vpc_cidr } },
-    { "gossip-udp-vpc" = { port = local.ports.gossip, protocol = "udp", cidr = var.vpc_cidr } },
+    { for p in ["api", "raft", "placement", "gossip", "gossip_wan"] : "${p}-vpc" => { port = local.ports[p], protocol = "tcp", cidr = var.vpc_cidr } },
+    { for p in ["gossip", "gossip_wan"] : "${p}-udp-vpc" => { port = local.ports[p], protocol = "udp", cidr = var.vpc_cidr } },
     merge([for i, c in var.peer_cidrs : {
-      "api-peer-${i}"        = { port = local.ports.api, protocol = "tcp", cidr = c }
-      "placement-peer-${i}"  = { port = local.ports.placement, protocol = "tcp", cidr = c }
-      "gossip-peer-${i}"     = { port = local.ports.gossip, protocol = "tcp", cidr = c }
-      "gossip-udp-peer-${i}" = { port = local.ports.gossip, protocol = "udp", cidr = c }
+      "api-peer-${i}"            = { port = local.ports.api, protocol = "tcp", cidr = c }
+      "placement-peer-${i}"      = { port = local.ports.placement, protocol = "tcp", cidr = c }
+      "gossip_wan-peer-${i}"     = { port = local.ports.gossip_wan, protocol = "tcp", cidr = c }
+      "gossip_wan-udp-peer-${i}" = { port = local.ports.gossip_wan, protocol = "udp", cidr = c }
     }]...),
     { for i, c in var.client_cidrs : "api-client-${i}" => { port = local.ports.api, protocol = "tcp", cidr = c } },
   )

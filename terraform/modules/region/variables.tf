@@ -58,7 +58,7 @@ variable "client_cidrs" {
 }
 
 variable "peer_cidrs" {
-  description = "CIDRs of the other regions' nodes (their public addresses as /32): they reach this region's API (replication, forwarding), placement and gossip ports."
+  description = "CIDRs of the other regions' nodes (their public addresses as /32): they reach this region's API (replication, forwarding), placement and WAN gossip ports."
   type        = list(string)
   default     = []
 }

@@ -41,8 +41,9 @@ const (
 
 // MembershipClient is a client for the meridian.v1.Membership service.
 type MembershipClient interface {
-	// ListMembers returns every node the answering node's gossip pool knows,
-	// in every region, with its addresses, its gossip status and, for nodes
+	// ListMembers returns every node the answering node's gossip pools know:
+	// its own region from the region's LAN pool, the others from the
+	// deployment's WAN pool, with its addresses, its gossip status and, for nodes
 	// of the answering node's region, its place in the region's Raft group.
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// Leave takes the answering node out of the deployment gracefully: it
@@ -97,8 +98,9 @@ func (c *membershipClient) Leave(ctx context.Context, req *connect.Request[v1.Le
 
 // MembershipHandler is an implementation of the meridian.v1.Membership service.
 type MembershipHandler interface {
-	// ListMembers returns every node the answering node's gossip pool knows,
-	// in every region, with its addresses, its gossip status and, for nodes
+	// ListMembers returns every node the answering node's gossip pools know:
+	// its own region from the region's LAN pool, the others from the
+	// deployment's WAN pool, with its addresses, its gossip status and, for nodes
 	// of the answering node's region, its place in the region's Raft group.
 	ListMembers(context.Context, *connect.Request[v1.ListMembersRequest]) (*connect.Response[v1.ListMembersResponse], error)
 	// Leave takes the answering node out of the deployment gracefully: it

@@ -77,16 +77,20 @@ run "three_regions_of_three" {
   # Security groups: only Meridian's ports; Raft only inside the VPC; the
   # other regions' nodes on API, placement and gossip; clients on the API.
   assert {
-    condition     = alltrue([for r in concat(module.r0.ingress_rules, module.r1.ingress_rules, module.r2.ingress_rules) : contains(["7001", "7101", "7201", "7301"], split("/", r)[1])])
-    error_message = "no port other than 7001, 7101, 7201 and 7301 may be open"
+    condition     = alltrue([for r in concat(module.r0.ingress_rules, module.r1.ingress_rules, module.r2.ingress_rules) : contains(["7001", "7101", "7201", "7301", "7302"], split("/", r)[1])])
+    error_message = "no port other than 7001, 7101, 7201, 7301 and 7302 may be open"
   }
   assert {
     condition     = length([for r in module.r1.ingress_rules : r if startswith(r, "tcp/7101/")]) == 1 && contains(module.r1.ingress_rules, "tcp/7101/10.41.0.0/16")
     error_message = "Raft must be open to the region's own VPC only"
   }
   assert {
-    condition     = contains(module.r1.ingress_rules, "tcp/7201/198.51.100.10/32") && contains(module.r1.ingress_rules, "udp/7301/198.51.100.30/32") && contains(module.r1.ingress_rules, "tcp/7001/198.51.100.30/32")
-    error_message = "the other regions' nodes must reach placement, gossip (UDP too) and the API"
+    condition     = length([for r in module.r1.ingress_rules : r if can(regex("^(tcp|udp)/7301/", r))]) == 2 && contains(module.r1.ingress_rules, "udp/7301/10.41.0.0/16")
+    error_message = "the region's LAN gossip pool must be open to its own VPC only (TCP and UDP)"
+  }
+  assert {
+    condition     = contains(module.r1.ingress_rules, "tcp/7201/198.51.100.10/32") && contains(module.r1.ingress_rules, "udp/7302/198.51.100.30/32") && contains(module.r1.ingress_rules, "tcp/7001/198.51.100.30/32")
+    error_message = "the other regions' nodes must reach placement, WAN gossip (UDP too) and the API"
   }
   assert {
     condition     = contains(module.r0.ingress_rules, "tcp/7001/192.0.2.0/24") && !contains(module.r0.ingress_rules, "tcp/7201/192.0.2.0/24")

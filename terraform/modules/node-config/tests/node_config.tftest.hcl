@@ -20,7 +20,7 @@ run "joining_node" {
     error_message = "a joining node must not bootstrap"
   }
   assert {
-    condition     = output.env["MERIDIAN_GOSSIP_ADVERTISE"] == "203.0.113.10:7301" && output.env["MERIDIAN_RAFT_ADVERTISE"] == "203.0.113.10:7101"
+    condition     = output.env["MERIDIAN_GOSSIP_WAN_ADVERTISE"] == "203.0.113.10:7302" && output.env["MERIDIAN_GOSSIP_ADVERTISE"] == "203.0.113.10:7301" && output.env["MERIDIAN_RAFT_ADVERTISE"] == "203.0.113.10:7101"
     error_message = "advertised addresses must use advertise_host and the default ports"
   }
   assert {
@@ -49,8 +49,8 @@ run "first_node_of_the_deployment" {
     error_message = "the first node bootstraps its region and the placement group"
   }
   assert {
-    condition     = output.env["MERIDIAN_RAFT_ADVERTISE"] == "10.0.1.10:7101"
-    error_message = "Raft is advertised on the private address"
+    condition     = output.env["MERIDIAN_RAFT_ADVERTISE"] == "10.0.1.10:7101" && output.env["MERIDIAN_GOSSIP_ADVERTISE"] == "10.0.1.10:7301" && output.env["MERIDIAN_GOSSIP_WAN_ADVERTISE"] == "203.0.113.10:7302"
+    error_message = "Raft and LAN gossip are advertised on the private address, WAN gossip on the public one"
   }
   assert {
     condition     = contains(output.args, "--bootstrap=true") && contains(output.args, "--gossip-key-file=/etc/meridian/gossip.keys")
@@ -69,7 +69,7 @@ run "rejects_bad_region_name" {
 run "rejects_clashing_ports" {
   command = plan
   variables {
-    ports = { api = 7001, raft = 7001, placement = 7201, gossip = 7301 }
+    ports = { api = 7001, raft = 7001, placement = 7201, gossip = 7301, gossip_wan = 7302 }
   }
   expect_failures = [var.ports]
 }
