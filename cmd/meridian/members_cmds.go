@@ -43,7 +43,7 @@ Nodes started without --gossip-addr do not serve it (Unimplemented).`,
 				}
 				fmt.Fprintf(r.stdout, "answered by %s\n", resp.GetAnsweredBy())
 				tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "REGION\tNODE\tSTATUS\tRAFT\tAPI\tRAFT ADDR\tGOSSIP ADDR")
+				fmt.Fprintln(tw, "REGION\tNODE\tSTATUS\tRAFT\tAPI\tRAFT ADDR\tLAN GOSSIP\tWAN GOSSIP")
 				for _, m := range resp.GetMembers() {
 					status := enumWord(m.GetStatus().String(), "MEMBER_STATUS_")
 					if d := m.GetStatusFor(); d != nil {
@@ -53,7 +53,7 @@ Nodes started without --gossip-addr do not serve it (Unimplemented).`,
 					if m.GetRaftRole() != meridianv1.RaftRole_RAFT_ROLE_UNSPECIFIED {
 						role = enumWord(m.GetRaftRole().String(), "RAFT_ROLE_")
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.GetRegion(), m.GetNode(), status, role, m.GetApiAddress(), m.GetRaftAddress(), m.GetGossipAddress())
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.GetRegion(), m.GetNode(), status, role, m.GetApiAddress(), m.GetRaftAddress(), m.GetGossipAddress(), orDash(m.GetGossipWanAddress()))
 				}
 				_ = tw.Flush()
 				tw = tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
