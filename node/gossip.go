@@ -52,6 +52,7 @@ type gossip struct {
 	wan     *serf.Serf // nil without Config.GossipWANAddr
 	keyring *memberlist.Keyring
 	region  string
+	node    string
 	name    string
 	logger  *slog.Logger
 	events  chan poolEvent
@@ -74,8 +75,13 @@ type poolEvent struct {
 	e    serf.Event
 }
 
-// memberName is a node's name in the gossip pools, unique in the deployment.
-func memberName(region, node string) string { return region + "/" + node }
+// memberName is a node's name in the gossip pools, unique in the
+// deployment. Not "<region>/<node>" as elsewhere: memberlist reads a join
+// address "name/host:port" up to the first slash, and serf reconnects to a
+// failed member by such an address, so a slash in the name made every
+// reconnect after a partition fail ("no such host"; found by
+// TestChaosMembership, where a healed region then stayed unreachable).
+func memberName(region, node string) string { return region + ":" + node }
 
 // regionOnly is the LAN pool's merge delegate: a member of another region
 // (a node given the wrong join address, or a pool of another region met by
@@ -96,6 +102,7 @@ func (r regionOnly) NotifyMerge(members []*serf.Member) error {
 func startGossip(cfg Config, tags map[string]string, logger *slog.Logger) (*gossip, error) {
 	g := &gossip{
 		region:  cfg.Region,
+		node:    cfg.NodeID,
 		name:    memberName(cfg.Region, cfg.NodeID),
 		logger:  logger.With("component", "gossip"),
 		events:  make(chan poolEvent, gossipEventsBuffer),
@@ -160,6 +167,10 @@ func (g *gossip) create(cfg Config, pool, addr, advertise string, tags map[strin
 	// rejoins them without seeds.
 	sc.SnapshotPath = snapshot
 	sc.ReconnectTimeout = max(sc.ReconnectTimeout, 2*cfg.DeadNodeTimeout)
+	// Failed members are retried every 10 s instead of serf's 30: after a
+	// partition heals, the sides usually find each other sooner by
+	// refutation, but when that gossip is lost this is the bound.
+	sc.ReconnectInterval = 10 * time.Second
 	mc := memberlist.DefaultLANConfig()
 	if pool == "wan" {
 		mc = wanConfig()
@@ -350,7 +361,7 @@ func memberStatus(s serf.MemberStatus) meridianv1.MemberStatus {
 // region as its LAN pool sees it, the other regions as the WAN pool does.
 // roles gives the Raft role of members of the node's own region.
 func (g *gossip) list(roles map[string]meridianv1.RaftRole) *meridianv1.ListMembersResponse {
-	resp := &meridianv1.ListMembersResponse{AnsweredBy: g.name}
+	resp := &meridianv1.ListMembersResponse{AnsweredBy: g.region + "/" + g.node}
 	health := map[string]*meridianv1.RegionHealth{}
 	add := func(pool string, m serf.Member) {
 		gm := &meridianv1.GossipMember{

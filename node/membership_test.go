@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -267,7 +269,7 @@ func TestWrongGossipKeyNeverJoins(t *testing.T) {
 		for _, m := range nd.gossip.lan.Members() {
 			names[m.Name] = true
 		}
-		assert.Equal(t, map[string]bool{"test/n1": true, "test/n2": true}, names, "members seen by %s", nd.cfg.NodeID)
+		assert.Equal(t, map[string]bool{memberName("test", "n1"): true, memberName("test", "n2"): true}, names, "members seen by %s", nd.cfg.NodeID)
 	}
 	for _, nd := range []*Node{bad, plain} {
 		assert.Equal(t, 1, nd.gossip.lan.NumNodes(), "%s sees only itself", nd.cfg.NodeID)
@@ -407,4 +409,19 @@ func TestRegionsMeetInTheWANPoolOnly(t *testing.T) {
 		}
 		return false
 	}, 30*time.Second, 100*time.Millisecond, "region b never reported unreachable")
+}
+
+// TestReconnectAddressOfAMember joins a member by "name/host:port", the
+// address serf uses to reconnect to a failed member after a partition.
+// memberlist reads the name up to the first slash: a slash in the member
+// name made every reconnect fail with "no such host".
+func TestReconnectAddressOfAMember(t *testing.T) {
+	first := gossipNode(t, "n1", true, nil)
+	second := gossipNode(t, "n2", true, nil) // its own region of one: not joined
+	require.Equal(t, 1, first.gossip.lan.NumNodes())
+	local := second.gossip.lan.LocalMember()
+	addr := local.Name + "/" + net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+	_, err := first.gossip.lan.Join([]string{addr}, true)
+	require.NoError(t, err, "join by %q", addr)
+	assert.Equal(t, 2, first.gossip.lan.NumNodes())
 }
