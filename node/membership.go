@@ -83,11 +83,11 @@ func (m *membership) close() {
 	m.wg.Wait()
 }
 
-// joinPool joins the gossip pool through the seeds (API addresses of any
+// joinPool joins the gossip pools through the seeds (API addresses of any
 // node of the deployment): it asks them for their members' gossip
-// addresses and joins those. It retries until one join succeeds; from then
-// on serf keeps the node in the pool (and its snapshot brings a restarted
-// node back without seeds).
+// addresses and joins those (joinOnce). It retries until the node is in
+// both pools; from then on serf keeps it there (and its snapshots bring a
+// restarted node back without seeds).
 func (m *membership) joinPool(seeds []string) {
 	if len(seeds) == 0 {
 		return
