@@ -314,13 +314,17 @@ func (g *gossip) regionMembers(region string) map[string]serf.Member {
 	return out
 }
 
-// apiAddr is the API address of an alive member of the node's region.
+// apiAddr is the API address of an alive member of the node's region. A
+// follower forwards every write through it (region.Config.Directory), so it
+// scans the member list instead of building a map.
 func (g *gossip) apiAddr(node string) (string, bool) {
-	m, ok := g.regionMembers(g.region)[node]
-	if !ok || m.Status != serf.StatusAlive || m.Tags[tagAPI] == "" {
-		return "", false
+	for _, m := range g.lan.Members() {
+		if m.Tags[tagNode] == node && m.Tags[tagRegion] == g.region {
+			api := m.Tags[tagAPI]
+			return api, m.Status == serf.StatusAlive && api != ""
+		}
 	}
-	return m.Tags[tagAPI], true
+	return "", false
 }
 
 // leave announces a graceful leave in both pools and waits for it to spread.

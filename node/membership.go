@@ -409,7 +409,11 @@ func (d *regionDelegate) FetchServerStats(ctx context.Context, servers map[raft.
 			} else {
 				return
 			}
-			stats := &autopilot.ServerStats{LastTerm: st.GetRaftLastTerm(), LastIndex: st.GetRaftLastIndex(), LastContact: -1}
+			// Autopilot wants the last entry's term; the current term
+			// (Status reads it without going through Raft's loop) serves
+			// its purpose: a server in the leader's term, few entries
+			// behind and in contact has caught up.
+			stats := &autopilot.ServerStats{LastTerm: st.GetRaftTerm(), LastIndex: st.GetRaftLastIndex(), LastContact: -1}
 			if c := st.GetRaftLastContact(); c != nil {
 				stats.LastContact = c.AsDuration()
 			}

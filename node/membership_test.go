@@ -141,6 +141,21 @@ func TestJoinByOneAddressThenPromoted(t *testing.T) {
 	assert.Equal(t, 1, leaders)
 	require.Len(t, resp.Msg.GetRegions(), 1)
 	assert.Equal(t, uint32(3), resp.Msg.GetRegions()[0].GetAlive())
+
+	// What the leader's autopilot reads of each node: its term (the
+	// leader's), its last log index (the append above is in every log) and
+	// when it last heard from the leader.
+	leader := leaderOf(t, nodes...).Region().Status()
+	require.Positive(t, leader.GetRaftTerm())
+	require.NotNil(t, leader.GetRaftLastContact())
+	assert.Zero(t, leader.GetRaftLastContact().AsDuration())
+	for _, nd := range nodes {
+		require.Eventually(t, func() bool {
+			st := nd.Region().Status()
+			return st.GetRaftTerm() == leader.GetRaftTerm() && st.GetRaftLastIndex() >= leader.GetRaftLastIndex() &&
+				st.GetRaftLastContact() != nil && st.GetRaftLastContact().AsDuration() < 5*time.Second
+		}, 10*time.Second, 20*time.Millisecond, "node %s reports no Raft progress", nd.cfg.NodeID)
+	}
 }
 
 func membershipClient(nd *Node) meridianv1connect.MembershipClient {

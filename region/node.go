@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
@@ -722,7 +721,7 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 		Superseded:        st.GetSuperseded(),
 		ReplicationStalls: n.replicationStalls(),
 	}
-	resp.RaftLastIndex, resp.RaftLastTerm, resp.RaftLastContact = n.raftProgress()
+	resp.RaftLastIndex, resp.RaftTerm, resp.RaftLastContact = n.raftProgress()
 	if n.cfg.Ownership != nil && n.isLeader() {
 		remaining, why := n.leaseRemaining()
 		if why != "" {
@@ -734,12 +733,14 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 	return resp
 }
 
-// raftProgress returns the last entry of the local Raft log and how long ago
-// the node last heard from its leader (zero on the leader, nil if never).
+// raftProgress returns the last index of the local Raft log, the current
+// term and how long ago the node last heard from its leader (zero on the
+// leader, nil if never). All three are atomic reads: Status is polled (by
+// MULTI_REGION waits every few milliseconds, by health checks), and
+// raft.Stats, which also has the last entry's term, goes through Raft's
+// main loop for the configuration and formats a dozen strings.
 func (n *Node) raftProgress() (index, term uint64, contact *durationpb.Duration) {
-	st := n.raft.Stats()
-	index, _ = strconv.ParseUint(st["last_log_index"], 10, 64)
-	term, _ = strconv.ParseUint(st["last_log_term"], 10, 64)
+	index, term = n.raft.LastIndex(), n.raft.CurrentTerm()
 	switch {
 	case n.isLeader():
 		contact = durationpb.New(0)

@@ -838,12 +838,13 @@ type StatusResponse struct {
 	// (out of their streams; the new home appends them again, marked
 	// recovered).
 	Superseded uint64 `protobuf:"varint,14,opt,name=superseded,proto3" json:"superseded,omitempty"`
-	// raft_last_index and raft_last_term are the last entry of this node's
-	// copy of the region's Raft log; raft_last_contact is how long ago it
-	// last heard from the leader (zero on the leader, unset if never). The
-	// region leader reads them to decide when a joining node has caught up.
+	// raft_last_index is the last entry of this node's copy of the region's
+	// Raft log, raft_term the node's current Raft term, raft_last_contact how
+	// long ago it last heard from the leader (zero on the leader, unset if
+	// never). The region leader reads them to decide when a joining node has
+	// caught up (same term as the leader, few entries behind, in contact).
 	RaftLastIndex   uint64               `protobuf:"varint,15,opt,name=raft_last_index,json=raftLastIndex,proto3" json:"raft_last_index,omitempty"`
-	RaftLastTerm    uint64               `protobuf:"varint,16,opt,name=raft_last_term,json=raftLastTerm,proto3" json:"raft_last_term,omitempty"`
+	RaftTerm        uint64               `protobuf:"varint,16,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
 	RaftLastContact *durationpb.Duration `protobuf:"bytes,17,opt,name=raft_last_contact,json=raftLastContact,proto3" json:"raft_last_contact,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
@@ -984,9 +985,9 @@ func (x *StatusResponse) GetRaftLastIndex() uint64 {
 	return 0
 }
 
-func (x *StatusResponse) GetRaftLastTerm() uint64 {
+func (x *StatusResponse) GetRaftTerm() uint64 {
 	if x != nil {
-		return x.RaftLastTerm
+		return x.RaftTerm
 	}
 	return 0
 }
@@ -1653,7 +1654,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\rnext_position\x18\x01 \x01(\x04R\fnextPosition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\"\x0f\n" +
-	"\rStatusRequest\"\x80\a\n" +
+	"\rStatusRequest\"\xf7\x06\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
@@ -1673,8 +1674,8 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\n" +
 	"superseded\x18\x0e \x01(\x04R\n" +
 	"superseded\x12&\n" +
-	"\x0fraft_last_index\x18\x0f \x01(\x04R\rraftLastIndex\x12$\n" +
-	"\x0eraft_last_term\x18\x10 \x01(\x04R\fraftLastTerm\x12E\n" +
+	"\x0fraft_last_index\x18\x0f \x01(\x04R\rraftLastIndex\x12\x1b\n" +
+	"\traft_term\x18\x10 \x01(\x04R\braftTerm\x12E\n" +
 	"\x11raft_last_contact\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x0fraftLastContact\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
