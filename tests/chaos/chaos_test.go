@@ -444,7 +444,21 @@ func runSchedule(t *testing.T, bin string, seed uint64, sched []step) {
 	resumeAll(ctx, c, rng)
 	restartAll(ctx, c, rng)
 	require.Positive(t, faults, "invalid run: no fault was injected")
-	final := &meridianv1.AppendRequest{Entity: "chaos/final", Events: []*meridianv1.ProposedEvent{{Id: uuid.Must(uuid.NewV7()).String(), Type: "Final"}}}
+	c.finalWrite(t, ctx, "chaos/final")
+
+	ok, unknown, failed := h.count("ok"), h.count("unknown"), h.count("failed")
+	t.Logf("history: %d ok, %d unknown, %d failed appends", ok, unknown, failed)
+
+	streams := c.converge(t, ctx)
+	require.NoError(t, checkHistory(h.ops, streams))
+}
+
+// finalWrite requires that one append to entity succeeds through some node
+// of c within finalWriteTimeout: after the faults, the cluster must take
+// writes again (a run where it cannot is invalid, not a pass).
+func (c *cluster) finalWrite(t *testing.T, ctx context.Context, entity string) {
+	t.Helper()
+	final := &meridianv1.AppendRequest{Entity: entity, Events: []*meridianv1.ProposedEvent{{Id: uuid.Must(uuid.NewV7()).String(), Type: "Final"}}}
 	require.Eventually(t, func() bool {
 		for _, s := range c.nodes {
 			rctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -455,13 +469,7 @@ func runSchedule(t *testing.T, bin string, seed uint64, sched []step) {
 			}
 		}
 		return false
-	}, finalWriteTimeout, 200*time.Millisecond, "invalid run: the final write after heal did not succeed")
-
-	ok, unknown, failed := h.count("ok"), h.count("unknown"), h.count("failed")
-	t.Logf("history: %d ok, %d unknown, %d failed appends", ok, unknown, failed)
-
-	streams := c.converge(t, ctx)
-	require.NoError(t, checkHistory(h.ops, streams))
+	}, finalWriteTimeout, 200*time.Millisecond, "invalid run: the final write to %s did not succeed", entity)
 }
 
 // converge waits until every node serves identical streams of every entity

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
@@ -193,18 +192,7 @@ func TestChaosMembership(t *testing.T) {
 		}
 	}
 	for e := range entitiesN {
-		final := &meridianv1.AppendRequest{Entity: entityName(e), Events: []*meridianv1.ProposedEvent{{Id: uuid.Must(uuid.NewV7()).String(), Type: "Final"}}}
-		require.Eventually(t, func() bool {
-			for _, s := range live.nodes {
-				rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
-				_, err := c.client[s.host.Name].Append(rctx, connect.NewRequest(final))
-				cancel()
-				if err == nil {
-					return true
-				}
-			}
-			return false
-		}, finalWriteTimeout, 200*time.Millisecond, "invalid run: the final write to %s did not succeed", final.Entity)
+		live.finalWrite(t, context.Background(), entityName(e))
 	}
 	ok, unknown, failed := h.count("ok"), h.count("unknown"), h.count("failed")
 	t.Logf("history: %d ok, %d unknown, %d failed appends", ok, unknown, failed)

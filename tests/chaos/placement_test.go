@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
@@ -112,18 +111,7 @@ func TestChaosPlacement(t *testing.T) {
 
 	// A final write to every entity, through any region, must succeed.
 	for e := range mrEntities + 5 {
-		final := &meridianv1.AppendRequest{Entity: placementEntity(e), Events: []*meridianv1.ProposedEvent{{Id: uuid.Must(uuid.NewV7()).String(), Type: "Final"}}}
-		require.Eventually(t, func() bool {
-			for _, s := range c.nodes {
-				rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-				_, err := c.client[s.host.Name].Append(rctx, connect.NewRequest(final))
-				cancel()
-				if err == nil {
-					return true
-				}
-			}
-			return false
-		}, finalWriteTimeout, 200*time.Millisecond, "invalid run: the final write to %s after heal did not succeed", final.Entity)
+		c.finalWrite(t, ctx, placementEntity(e))
 	}
 	ok, unknown, failed := h.count("ok"), h.count("unknown"), h.count("failed")
 	t.Logf("history: %d ok, %d unknown, %d failed appends", ok, unknown, failed)
