@@ -58,7 +58,17 @@ bin="$root/bin/meridian"
 state=$(mktemp -d)
 cleanup_dirs+=("$state")
 TF_DATA_DIR="$work/data-examples-local"
-local_args=(-no-color -var "meridian_bin=$bin" -var "state_dir=$state" -state="$work/local.tfstate")
+# A base port whose 30 ports nothing listens on (the example uses 3 x 10).
+base=""
+for try in 27001 28001 29001 30001 31001; do
+	busy=0
+	for p in $(seq "$try" $((try + 29))); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then busy=1; break; fi
+	done
+	if [[ $busy == 0 ]]; then base=$try; break; fi
+done
+[[ -n "$base" ]] || { echo "terraform-test: no free range of 30 ports from 27001 to 31030 on 127.0.0.1" >&2; exit 1; }
+local_args=(-no-color -var "meridian_bin=$bin" -var "state_dir=$state" -var "base_port=$base" -state="$work/local.tfstate")
 destroy() { (cd examples/local && terraform destroy -auto-approve "${local_args[@]}" >/dev/null) || echo "terraform-test: destroy failed; node pids are in $state/*/pid" >&2; }
 trap 'destroy; rm -rf "${cleanup_dirs[@]}"' EXIT
 (cd examples/local && terraform apply -auto-approve "${local_args[@]}")

@@ -1,8 +1,7 @@
 # A Meridian deployment on this machine, for trying the modules' wiring for
 # real: one `meridian server` process per node on 127.0.0.1, configured by
 # the same node-config module the AWS region module uses. `terraform
-# apply` starts them (the deployment's first node first), `terraform
-# destroy` stops them with SIGTERM.
+# apply` starts them, `terraform destroy` stops them with SIGTERM.
 
 locals {
   nodes = flatten([for r, region in var.regions : [for i in range(var.nodes_per_region) : {
@@ -40,32 +39,11 @@ module "node_config" {
   stabilization_time  = "2s"
 }
 
-# The deployment's first node: it forms the placement group.
-resource "terraform_data" "seed" {
-  input = {
-    dir = "${var.state_dir}/${replace(local.seed_key, "/", "-")}"
-    bin = var.meridian_bin
-    api = module.node_config[local.seed_key].api_address
-  }
-
-  provisioner "local-exec" {
-    command     = "${path.module}/scripts/start-node.sh"
-    environment = merge(module.node_config[local.seed_key].env, { NODE_DIR = self.input.dir, MERIDIAN_BIN = self.input.bin, NODE_API = self.input.api })
-  }
-
-  provisioner "local-exec" {
-    when    = destroy
-    command = "${path.module}/scripts/stop-node.sh"
-    environment = {
-      NODE_DIR = self.input.dir
-    }
-  }
-}
-
-# Every other node joins through the first one.
+# One process per node, all started at once: a node given a join address
+# retries until that node answers, and start-node.sh waits until each one's
+# region has a leader.
 resource "terraform_data" "node" {
-  for_each   = { for n in local.nodes : n.key => n if n.key != local.seed_key }
-  depends_on = [terraform_data.seed]
+  for_each = { for n in local.nodes : n.key => n }
 
   input = {
     dir = "${var.state_dir}/${replace(each.key, "/", "-")}"
