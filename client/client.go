@@ -36,6 +36,9 @@ type Client struct {
 	closeIdle func()
 	// dial builds the stubs of one endpoint (normalized base URL).
 	dial func(base string) *endpoint
+	// scheme ("http" or "https") completes host:port endpoints, given,
+	// discovered or redirected to.
+	scheme string
 	// homes caches the stubs of endpoints learnt from redirects.
 	homes endpointCache
 }
@@ -64,8 +67,9 @@ func (s *endpointSet) pick() (*endpoint, uint64) {
 // call already did.
 func (s *endpointSet) advance(idx uint64) { s.current.CompareAndSwap(idx, idx+1) }
 
-// New returns a client for the given endpoints ("http://host:port" or
-// "host:port"). Calls go to the first endpoint until it fails with a
+// New returns a client for the given endpoints ("http://host:port",
+// "https://host:port" or "host:port", which is https:// with WithTLS or
+// when the first endpoint is https://, else http://). Calls go to the first endpoint until it fails with a
 // retryable error, then move on to the next.
 func New(endpoints []string, opts ...Option) (*Client, error) {
 	cfg := config{retry: DefaultRetryPolicy()}
@@ -91,7 +95,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	c.session.token = cfg.sessionToken
 	httpClient := cfg.httpClient
 	if httpClient == nil {
-		hc := newHTTPClient(cfg.dial)
+		hc := newHTTPClient(cfg.dial, cfg.tls)
 		httpClient = hc
 		c.closeIdle = hc.CloseIdleConnections
 	}
@@ -107,9 +111,13 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			members:   meridianv1connect.NewMembershipClient(httpClient, base, connectOpts...),
 		}
 	}
+	c.scheme = "http"
+	if cfg.tls != nil || strings.HasPrefix(strings.TrimSpace(endpoints[0]), "https://") {
+		c.scheme = "https"
+	}
 	set := &endpointSet{}
 	for _, e := range endpoints {
-		base, err := normalizeEndpoint(e)
+		base, err := c.normalizeEndpoint(e)
 		if err != nil {
 			return nil, err
 		}
@@ -120,19 +128,19 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-// normalizeEndpoint turns "host:port" into "http://host:port" and rejects
-// anything that is not a plain http URL.
-func normalizeEndpoint(e string) (string, error) {
+// normalizeEndpoint turns "host:port" into "<c.scheme>://host:port" and
+// rejects anything that is not a plain http or https URL.
+func (c *Client) normalizeEndpoint(e string) (string, error) {
 	e = strings.TrimSpace(e)
 	if !strings.Contains(e, "://") {
-		e = "http://" + e
+		e = c.scheme + "://" + e
 	}
 	u, err := url.Parse(e)
 	if err != nil {
 		return "", fmt.Errorf("%w: %q: %v", ErrInvalidEndpoint, e, err)
 	}
-	if u.Scheme != "http" || u.Host == "" {
-		return "", fmt.Errorf("%w: %q: want http://host:port (no TLS)", ErrInvalidEndpoint, e)
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+		return "", fmt.Errorf("%w: %q: want http://host:port or https://host:port", ErrInvalidEndpoint, e)
 	}
 	return strings.TrimSuffix(u.String(), "/"), nil
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -499,7 +500,9 @@ func TestNew(t *testing.T) {
 		{name: "host port", endpoints: []string{"127.0.0.1:7001"}, want: []string{"http://127.0.0.1:7001"}},
 		{name: "url with slash", endpoints: []string{"http://127.0.0.1:7001/"}, want: []string{"http://127.0.0.1:7001"}},
 		{name: "none", wantErr: ErrNoEndpoints},
-		{name: "https", endpoints: []string{"https://x:1"}, wantErr: ErrInvalidEndpoint},
+		{name: "https", endpoints: []string{"https://x:1", "y:2"}, want: []string{"https://x:1", "https://y:2"}},
+		{name: "host port with TLS", endpoints: []string{"x:1", "http://y:2"}, opts: []Option{WithTLS(&tls.Config{})}, want: []string{"https://x:1", "http://y:2"}},
+		{name: "other scheme", endpoints: []string{"ftp://x:1"}, wantErr: ErrInvalidEndpoint},
 		{name: "zero attempts", endpoints: []string{"x:1"}, opts: []Option{WithRetryPolicy(RetryPolicy{MaxElapsed: time.Second, InitialBackoff: 1, MaxBackoff: 1})}, wantErr: ErrInvalidOption},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -73,6 +74,7 @@ func (p RetryPolicy) Validate() error {
 type config struct {
 	httpClient   connect.HTTPClient
 	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
+	tls          *tls.Config
 	grpc         bool
 	sessionToken string
 	retry        RetryPolicy
@@ -92,6 +94,13 @@ func WithHTTPClient(c connect.HTTPClient) Option { return func(cfg *config) { cf
 func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(cfg *config) { cfg.dial = dial }
 }
+
+// WithTLS sets how https:// endpoints are verified (RootCAs: the
+// deployment's CA bundle; Certificates: a client certificate, if the
+// deployment asks for one) and makes host:port endpoints, given or
+// discovered, https://. Without it, https:// endpoints are verified against
+// the system's roots.
+func WithTLS(c *tls.Config) Option { return func(cfg *config) { cfg.tls = c } }
 
 // WithGRPC speaks the gRPC protocol instead of Connect.
 func WithGRPC() Option { return func(cfg *config) { cfg.grpc = true } }
@@ -115,11 +124,11 @@ func WithConnectOptions(opts ...connect.ClientOption) Option {
 // gRPC) over HTTP/2 with prior knowledge (h2c), the protocols Meridian nodes
 // serve. Unary calls take HTTP/1.1 because Go serves them with fewer
 // goroutine hand-offs (internal/h2c explains and measures it).
-func newHTTPClient(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+func newHTTPClient(dial func(ctx context.Context, network, addr string) (net.Conn, error), tlsConfig *tls.Config) *http.Client {
 	if dial == nil {
 		dial = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
 	return h2c.NewClient(func(ctx context.Context, addr string) (net.Conn, error) {
 		return dial(ctx, "tcp", addr)
-	}, h2c.Options{UnaryOverHTTP1: true})
+	}, h2c.Options{UnaryOverHTTP1: true, TLS: tlsConfig})
 }

@@ -64,7 +64,7 @@ func (c *Client) DiscoverEndpoints(ctx context.Context) ([]string, error) {
 		if m.GetRegion() != region || m.GetStatus() != meridianv1.MemberStatus_MEMBER_STATUS_ALIVE || m.GetApiAddress() == "" {
 			continue
 		}
-		base, err := normalizeEndpoint(m.GetApiAddress())
+		base, err := c.normalizeEndpoint(m.GetApiAddress())
 		if err != nil || seen[base] || len(bases) >= endpointsMax {
 			continue
 		}

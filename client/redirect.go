@@ -51,7 +51,7 @@ func (c *Client) homeSet(hr *meridianv1.HomeRedirect) (*endpointSet, error) {
 	}
 	set := &endpointSet{}
 	for _, a := range addrs {
-		base, err := normalizeEndpoint(a)
+		base, err := c.normalizeEndpoint(a)
 		if err != nil {
 			continue
 		}

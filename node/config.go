@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/meridiandb/meridian/internal/nodetls"
+
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 	"github.com/meridiandb/meridian/replication"
@@ -40,6 +42,12 @@ type Config struct {
 	// Network is how every connection is made (listen and dial); nil means
 	// region.TCP. Tests pass a fault-injecting network.
 	Network region.Network
+	// TLS, when set, puts TLS on every listener and dialer of the node: the
+	// API (clients verify the node; client certificates optional) and
+	// mutual TLS with peers of the same deployment for Raft, placement,
+	// forwarding, replication and membership calls (internal/nodetls). The
+	// caller reloads it (Reload, Watch). Nil: plaintext everywhere.
+	TLS *nodetls.Credentials
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// ShutdownTimeout bounds how long Close waits for in-flight requests

@@ -87,7 +87,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	logger := cfg.Logger.With("component", "node", "region", cfg.Region, "node", cfg.NodeID)
 
-	ln, err := cfg.Network.Listen(cfg.APIAddr)
+	var ln net.Listener
+	var err error
+	if cfg.TLS != nil {
+		ln, err = cfg.TLS.ListenAPI(cfg.Network, cfg.APIAddr)
+		// Every other listener and dialer of the node: mutual TLS.
+		cfg.Network = cfg.TLS.Network(cfg.Network)
+	} else {
+		ln, err = cfg.Network.Listen(cfg.APIAddr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("node: listen api on %s: %w", cfg.APIAddr, err)
 	}
@@ -206,6 +214,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	protocols.SetHTTP2(true) // over TLS, negotiated by ALPN
 	n.server = &http.Server{
 		Handler:           n.endStreamsOnClose(mux),
 		Protocols:         protocols,
@@ -251,8 +260,14 @@ func (n *Node) endStreamsOnClose(next http.Handler) http.Handler {
 // Addr returns the address the API listener is bound to (host:port).
 func (n *Node) Addr() string { return n.listener.Addr().String() }
 
-// URL returns the API's base URL, for clients: "http://" + Addr().
-func (n *Node) URL() string { return "http://" + n.Addr() }
+// URL returns the API's base URL, for clients: "https://" + Addr() with
+// TLS, else "http://" + Addr().
+func (n *Node) URL() string {
+	if n.cfg.TLS != nil {
+		return "https://" + n.Addr()
+	}
+	return "http://" + n.Addr()
+}
 
 // closeReplication stops the shipper and the Pull service, if running.
 func (n *Node) closeReplication() {

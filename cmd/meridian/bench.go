@@ -218,7 +218,7 @@ func (c *benchConfig) validate() error {
 func runBench(ctx context.Context, r *rootCmd, cfg benchConfig) (*benchReport, error) {
 	clients := make([]*client.Client, cfg.clients)
 	for i := range clients {
-		c, err := client.New(r.endpoints())
+		c, err := r.newClient()
 		if err != nil {
 			for _, o := range clients[:i] {
 				o.Close()

@@ -183,22 +183,32 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	dataDir := m[1]
 	require.DirExists(t, dataDir)
 	for i, r := range []string{"us-east", "eu-west", "ap-south"} {
-		assert.Regexp(t, fmt.Sprintf(`(?m)^  region %s\n    n1  api http://127.0.0.1:%d  raft 127.0.0.1:%d  placement 127.0.0.1:%d  \(region leader`, r, apiPort+i, raftPort+i, placePort+i), banner)
+		assert.Regexp(t, fmt.Sprintf(`(?m)^  region %s\n    n1  api https://127.0.0.1:%d  raft 127.0.0.1:%d  placement 127.0.0.1:%d  \(region leader`, r, apiPort+i, raftPort+i, placePort+i), banner)
 	}
 	assert.Contains(t, banner, "(region leader, placement leader)", "the bootstrapping node leads placement")
 	assert.Contains(t, banner, "Placement rules: us/ -> us-east, eu/ -> eu-west, ap/ -> ap-south, cart/ -> every region (active-active: ItemAdded:set_add:items+ItemRemoved:set_remove:items+QuantityChanged:counter_add:quantity+AddressSet:lww_write:address); anything else -> us-east")
 	assert.Contains(t, banner, "WAN latency: none")
 	assert.Contains(t, banner, "Try, in another terminal (eu/order-1 is homed in eu-west)")
+	// TLS is on by default; the banner's export points the CLI at dev's CA.
+	assert.Contains(t, banner, "TLS: on every port")
+	ca := regexp.MustCompile(`(?m)^  export MERIDIAN_TLS_CA=(\S+)$`).FindStringSubmatch(banner)
+	require.Len(t, ca, 2, banner)
+	require.FileExists(t, ca[1])
+	t.Setenv("MERIDIAN_TLS_CA", ca[1]) // the commands below inherit it, as the README's export does
 
-	us := fmt.Sprintf("http://127.0.0.1:%d", apiPort)
+	us := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	eu := fmt.Sprintf("127.0.0.1:%d", apiPort+1)
-	ap := fmt.Sprintf("http://127.0.0.1:%d", apiPort+2)
+	ap := fmt.Sprintf("https://127.0.0.1:%d", apiPort+2)
+
+	// A plaintext client is refused: the API speaks only TLS.
+	code, out, errOut := runBin(t, bin, "status", "--endpoint", fmt.Sprintf("http://127.0.0.1:%d", apiPort), "--timeout", "3s")
+	assert.Equal(t, 1, code, errOut)
 
 	// A tail through the third region follows the redirect to the home.
 	tail := startProc(t, bin, nil, "tail", "eu/order-1", "--endpoint", ap)
 
 	// Written through us-east, ordered by eu-west, read through ap-south.
-	code, out, errOut := runBin(t, bin, "append", "eu/order-1", "--type", "OrderPlaced", "--data", `{"total":10}`, "--endpoint", us)
+	code, out, errOut = runBin(t, bin, "append", "eu/order-1", "--type", "OrderPlaced", "--data", `{"total":10}`, "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
 	t.Logf("append:\n%s", out)
 	assert.Regexp(t, `^appended eu/order-1 v1  id=[0-9a-f-]{36} origin=eu-west/\d+\nsession token: \S+\n$`, out)
@@ -269,10 +279,10 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "pinned eu/order-7 to ap-south at epoch")
 	require.Eventually(t, func() bool {
-		code, out, _ := runBin(t, bin, "placement", "get", "eu/order-7", "--endpoint", "http://"+eu)
+		code, out, _ := runBin(t, bin, "placement", "get", "eu/order-7", "--endpoint", "https://"+eu)
 		return code == 0 && strings.Contains(out, "home ap-south  (pinned)")
 	}, 10*time.Second, 50*time.Millisecond)
-	code, out, errOut = runBin(t, bin, "append", "eu/order-7", "--type", "OrderPlaced", "--direct", "--endpoint", "http://"+eu)
+	code, out, errOut = runBin(t, bin, "append", "eu/order-7", "--type", "OrderPlaced", "--direct", "--endpoint", "https://"+eu)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "origin=ap-south/")
 
@@ -320,7 +330,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	// Active-active: a cart written through two regions; a third region
 	// reads the merged state; data that does not fit its merge op is
 	// refused naming the field; a single-home entity has no merged state.
-	for _, w := range []struct{ ep, data string }{{us, `{"element":"book"}`}, {"http://" + eu, `{"element":"pen"}`}} {
+	for _, w := range []struct{ ep, data string }{{us, `{"element":"book"}`}, {"https://" + eu, `{"element":"pen"}`}} {
 		code, out, errOut = runBin(t, bin, "append", "cart/alice", "--type", "ItemAdded", "--data", w.data, "--endpoint", w.ep)
 		require.Equal(t, 0, code, errOut)
 	}
@@ -358,7 +368,9 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 		}
 	}
 
-	// No node running: the client says so, with a hint, and exits 1.
+	// No node running: the client says so, with a hint, and exits 1 (dev
+	// removed its temporary CA with its data).
+	t.Setenv("MERIDIAN_TLS_CA", "")
 	code, _, errOut = runBin(t, bin, "read", "eu/order-1", "--endpoint", us, "--timeout", "2s")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "hint: no Meridian node answers")
@@ -372,9 +384,10 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	assert.DirExists(t, filepath.Join(keep, "eu-west", "n1"))
 
 	// With an emulated WAN the deployment still forms, replicates and
-	// serves read-your-writes from the reading region.
-	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--wan-latency", "50ms"}, ports...)...)
+	// serves read-your-writes from the reading region; plaintext here.
+	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--insecure", "--wan-latency", "50ms"}, ports...)...)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	t.Logf("smoke with WAN:\n%s", out)
 	assert.Regexp(t, `served by ap-south/n1 in \S+: ok`, out)
+	assert.Contains(t, out, "via http://127.0.0.1:")
 }

@@ -192,7 +192,9 @@ func TestCLIErrors(t *testing.T) {
 		{name: "tail both", args: []string{"tail", "x", "--all", ep}, wantCode: 2, wantErr: "either ENTITY or --all"},
 		{name: "unknown flag", args: []string{"read", "x", "--nope", ep}, wantCode: 2, wantErr: "unknown flag"},
 		{name: "bad id", args: []string{"append", "x", "--id", "123", ep}, wantCode: 2, wantErr: "invalid event id"},
-		{name: "https endpoint", args: []string{"read", "x", "--endpoint", "https://127.0.0.1:1"}, wantCode: 2, wantErr: "want http://host:port"},
+		{name: "other scheme", args: []string{"read", "x", "--endpoint", "ftp://127.0.0.1:1"}, wantCode: 2, wantErr: "want http://host:port or https://host:port"},
+		{name: "unreadable CA", args: []string{"read", "x", "--tls-ca", "/nonexistent/ca.pem"}, wantCode: 2, wantErr: "--tls-ca"},
+		{name: "client cert without key", args: []string{"read", "x", "--tls-client-cert", "c.pem"}, wantCode: 2, wantErr: "--tls-client-cert and --tls-client-key go together"},
 		{name: "no endpoint", args: []string{"status", "--endpoint", " , "}, wantCode: 2, wantErr: "no endpoints"},
 	}
 	for _, tt := range tests {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +21,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/internal/nodetls"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
@@ -108,7 +111,9 @@ type devOptions struct {
 	// wanLatency is the one-way latency emulated between nodes of
 	// different regions (0: none, loopback speed everywhere).
 	wanLatency time.Duration
-	logger     *slog.Logger
+	// insecure turns TLS off: plaintext on every port.
+	insecure bool
+	logger   *slog.Logger
 }
 
 // devMember is one node of the dev deployment.
@@ -128,6 +133,55 @@ type devCluster struct {
 	cutter *devCutter
 	// rules are the example rules set at start, in match order.
 	rules []*meridianv1.PlacementRule
+	// ca is the deployment's throwaway CA (nil with --insecure); its
+	// certificate is caFile, for clients.
+	ca     *nodetls.CA
+	caFile string
+}
+
+// devDeployment is the deployment name in dev's certificates.
+const devDeployment = "dev"
+
+// devCertValidity: dev's certificates outlive any dev session.
+const devCertValidity = 30 * 24 * time.Hour
+
+// credentials makes (or, in a kept data directory, reuses) the dev CA in
+// <data>/tls and returns a node's credentials, issued afresh each start
+// with the dev host and localhost as SANs.
+func (c *devCluster) credentials(regionName, id string) (*nodetls.Credentials, error) {
+	dir := filepath.Join(c.dataDir, "tls")
+	if c.ca == nil {
+		ca, err := nodetls.LoadCA(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca-key.pem"))
+		if err != nil {
+			if ca, err = nodetls.NewCA(devDeployment, devCertValidity); err != nil {
+				return nil, err
+			}
+			if err := ca.WriteCA(dir); err != nil {
+				return nil, err
+			}
+		}
+		c.ca, c.caFile = ca, filepath.Join(dir, "ca.pem")
+	}
+	is, err := c.ca.Issue(nodetls.Identity{Deployment: devDeployment, Region: regionName, Node: id}, []string{c.opts.host, "localhost"}, devCertValidity)
+	if err != nil {
+		return nil, err
+	}
+	files, err := is.Write(filepath.Join(dir, regionName+"-"+id), "node")
+	if err != nil {
+		return nil, err
+	}
+	files.CA = c.caFile
+	return nodetls.Load(files)
+}
+
+// clientOptions are what dev's own clients need to reach its nodes.
+func (c *devCluster) clientOptions() []client.Option {
+	if c.ca == nil {
+		return nil
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(c.ca.Cert)
+	return []client.Option{client.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})}
 }
 
 func (o devOptions) total() int { return len(o.regions) * o.nodes }
@@ -260,6 +314,14 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 			wan := newWANNetwork(region.TCP, r, layout, o.wanLatency)
 			wan.cutter = c.cutter
 			cfg.Network = wan
+			if !o.insecure {
+				creds, err := c.credentials(r, m.id)
+				if err != nil {
+					_ = c.Close()
+					return nil, fmt.Errorf("dev: tls for %s/%s: %w", r, m.id, err)
+				}
+				cfg.TLS = creds
+			}
 			if m.k == 0 {
 				cfg.PlacementBootstrap = true
 			} else {
@@ -388,7 +450,7 @@ func (c *devCluster) waitReady(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cl, err := client.New([]string{c.members[0].node.URL()})
+	cl, err := client.New([]string{c.members[0].node.URL()}, c.clientOptions()...)
 	if err != nil {
 		return err
 	}
@@ -533,13 +595,22 @@ func (c *devCluster) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "WAN latency: none (--wan-latency 75ms emulates one between regions)\n")
 	}
 
+	if c.ca != nil {
+		fmt.Fprintf(w, "TLS: on every port, certificates from a throwaway CA in %s (--insecure: plaintext)\n", filepath.Dir(c.caFile))
+	} else {
+		fmt.Fprintf(w, "TLS: off (--insecure): every port is plaintext\n")
+	}
+
 	writer, home, reader := c.walkRegions()
 	entity := c.prefixOf(home) + "order-1"
 	fmt.Fprintf(w, "\nTry, in another terminal (%s is homed in %s):\n", entity, home)
+	if c.ca != nil {
+		fmt.Fprintf(w, "  export %s=%s\n", envTLSCA, c.caFile)
+	}
 	fmt.Fprintf(w, "  meridian append %s --type OrderPlaced --data '{\"total\":10}' --endpoint %s\n", entity, c.endpointsOf(writer)[0])
 	fmt.Fprintf(w, "  meridian read %s --token TOKEN --endpoint %s    # TOKEN: the append's session token\n", entity, c.endpointsOf(reader)[0])
 	ep := ""
-	if first := c.members[0].node.URL(); first != defaultEndpoint {
+	if first := c.members[0].node.URL(); !strings.HasSuffix(first, "://"+defaultEndpoint) {
 		ep = " --endpoint " + first
 	}
 	fmt.Fprintf(w, "  meridian placement get %s%s\n", entity, ep)
@@ -564,7 +635,7 @@ func (c *devCluster) smoke(ctx context.Context, w io.Writer) error {
 	defer cancel()
 	writerRegion, home, readerRegion := c.walkRegions()
 	via, readVia := c.endpointsOf(writerRegion)[0], c.endpointsOf(readerRegion)[0]
-	writer, err := client.New([]string{via})
+	writer, err := client.New([]string{via}, c.clientOptions()...)
 	if err != nil {
 		return err
 	}
@@ -576,7 +647,7 @@ func (c *devCluster) smoke(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("smoke: append: %w", err)
 	}
-	reader, err := client.New([]string{readVia}, client.WithSessionToken(writer.SessionToken()))
+	reader, err := client.New([]string{readVia}, append(c.clientOptions(), client.WithSessionToken(writer.SessionToken()))...)
 	if err != nil {
 		return err
 	}
@@ -636,6 +707,10 @@ kill -USR1 on the dev process cuts the last region off from the others
 (connections between them closed, dials refused; clients still reach
 every node) and the next one heals it: enough to watch active-active
 writes go on on both sides of a partition and merge after it.
+
+TLS is on by default: dev makes a throwaway CA in <data>/tls, gives every
+node a certificate from it, and prints the export that points the CLI at
+the CA (MERIDIAN_TLS_CA). --insecure turns TLS off.
 
 Data goes to a temporary directory (removed on exit) or to --data-dir (kept).
 With --smoke it appends to an entity homed in the second region through a
@@ -701,6 +776,7 @@ region served the read from its replica, and stops: exit 0 means it works.`,
 	f.IntVar(&o.raftPort, "raft-port", o.raftPort, "region Raft port of the first node; the others use the next ones")
 	f.IntVar(&o.placementPort, "placement-port", o.placementPort, "placement Raft port of the first node; the others use the next ones")
 	f.DurationVar(&o.wanLatency, "wan-latency", 0, "emulated one-way latency between nodes of different regions, e.g. 75ms (0: none; at most 1s)")
+	f.BoolVar(&o.insecure, "insecure", false, "no TLS: every port plaintext (default: TLS everywhere, from a throwaway CA in the data directory)")
 	f.BoolVar(&smoke, "smoke", false, "append in one region, read it with the token through another, check that region served it, then stop (exit 0 when it works)")
 	logs.register(cmd, "warn")
 	return cmd

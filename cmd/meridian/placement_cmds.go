@@ -368,11 +368,15 @@ regions that did not answer.`,
 				if err != nil {
 					return err
 				}
+				tlsOpts, err := r.tlsOptions()
+				if err != nil {
+					return err
+				}
 				self, selfErr := c.Status(ctx)
 				if selfErr == nil {
-					self = leaderStatus(ctx, self)
+					self = leaderStatus(ctx, self, tlsOpts...)
 				}
-				statuses, errs := regionStatuses(ctx, resp.GetRegions(), self)
+				statuses, errs := regionStatuses(ctx, resp.GetRegions(), self, tlsOpts...)
 				if asJSON {
 					return printRegionsJSON(r.stdout, resp, statuses, errs)
 				}
@@ -475,11 +479,11 @@ const regionStatusTimeout = 3 * time.Second
 
 // leaderStatus returns the status of st's region leader: st itself when
 // it leads or its leader is unknown (then st has no replication lag).
-func leaderStatus(ctx context.Context, st *meridianv1.StatusResponse) *meridianv1.StatusResponse {
+func leaderStatus(ctx context.Context, st *meridianv1.StatusResponse, opts ...client.Option) *meridianv1.StatusResponse {
 	if st.GetIsLeader() || st.GetLeaderAddress() == "" {
 		return st
 	}
-	if lst, err := statusAt(ctx, []string{st.GetLeaderAddress()}); err == nil && lst.GetRegion() == st.GetRegion() {
+	if lst, err := statusAt(ctx, []string{st.GetLeaderAddress()}, opts...); err == nil && lst.GetRegion() == st.GetRegion() {
 		return lst
 	}
 	return st
@@ -487,12 +491,12 @@ func leaderStatus(ctx context.Context, st *meridianv1.StatusResponse) *meridianv
 
 // statusAt asks the first of endpoints that answers for its status, within
 // regionStatusTimeout and without the default retry policy's patience.
-func statusAt(ctx context.Context, endpoints []string) (*meridianv1.StatusResponse, error) {
+func statusAt(ctx context.Context, endpoints []string, opts ...client.Option) (*meridianv1.StatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, regionStatusTimeout)
 	defer cancel()
 	p := client.DefaultRetryPolicy()
 	p.MaxAttempts, p.MaxElapsed, p.AttemptTimeout = max(2, len(endpoints)), regionStatusTimeout, regionStatusTimeout
-	c, err := client.New(endpoints, client.WithRetryPolicy(p))
+	c, err := client.New(endpoints, append(opts, client.WithRetryPolicy(p))...)
 	if err != nil {
 		return nil, err
 	}
@@ -502,7 +506,7 @@ func statusAt(ctx context.Context, endpoints []string) (*meridianv1.StatusRespon
 
 // regionStatuses asks every region's leader for its status, concurrently;
 // self is the contacted region's, already known.
-func regionStatuses(ctx context.Context, regions []*meridianv1.RegionInfo, self *meridianv1.StatusResponse) (map[string]*meridianv1.StatusResponse, map[string]error) {
+func regionStatuses(ctx context.Context, regions []*meridianv1.RegionInfo, self *meridianv1.StatusResponse, opts ...client.Option) (map[string]*meridianv1.StatusResponse, map[string]error) {
 	var mu sync.Mutex
 	statuses, errs := map[string]*meridianv1.StatusResponse{}, map[string]error{}
 	var wg sync.WaitGroup
@@ -517,10 +521,10 @@ func regionStatuses(ctx context.Context, regions []*meridianv1.RegionInfo, self 
 			var st *meridianv1.StatusResponse
 			err := fmt.Errorf("no endpoints")
 			if len(g.GetEndpoints()) > 0 {
-				st, err = statusAt(ctx, g.GetEndpoints())
+				st, err = statusAt(ctx, g.GetEndpoints(), opts...)
 			}
 			if err == nil {
-				st = leaderStatus(ctx, st)
+				st = leaderStatus(ctx, st, opts...)
 			}
 			mu.Lock()
 			defer mu.Unlock()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,14 +12,19 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/internal/nodetls"
 )
 
 // Environment variables read by the client commands.
 const (
 	envEndpoint = "MERIDIAN_ENDPOINT"
 	envToken    = "MERIDIAN_SESSION_TOKEN"
-	// defaultEndpoint is the first node of `meridian dev`.
-	defaultEndpoint = "http://127.0.0.1:7001"
+	envTLSCA    = "MERIDIAN_TLS_CA"
+	envTLSCert  = "MERIDIAN_TLS_CLIENT_CERT"
+	envTLSKey   = "MERIDIAN_TLS_CLIENT_KEY"
+	// defaultEndpoint is the first node of `meridian dev`; https:// with
+	// --tls-ca, else http://.
+	defaultEndpoint = "127.0.0.1:7001"
 )
 
 // rootCmd is the `meridian` command with the global client flags.
@@ -30,6 +36,9 @@ type rootCmd struct {
 	endpoint string
 	token    string
 	timeout  time.Duration
+	tlsCA    string
+	tlsCert  string
+	tlsKey   string
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *rootCmd {
@@ -58,9 +67,12 @@ Start a local deployment of 3 regions with 'meridian dev', then try:
 	pf.StringVar(&r.token, "token", os.Getenv(envToken),
 		"session token from an earlier command, for read-your-writes across commands (env "+envToken+")")
 	pf.DurationVar(&r.timeout, "timeout", 30*time.Second, "bound on one client command, retries included")
+	pf.StringVar(&r.tlsCA, "tls-ca", os.Getenv(envTLSCA), "PEM CA bundle to verify nodes by; makes host:port endpoints https:// (env "+envTLSCA+"; 'meridian dev' prints its own)")
+	pf.StringVar(&r.tlsCert, "tls-client-cert", os.Getenv(envTLSCert), "PEM client certificate, for deployments that ask for one (env "+envTLSCert+")")
+	pf.StringVar(&r.tlsKey, "tls-client-key", os.Getenv(envTLSKey), "PEM key of --tls-client-cert (env "+envTLSKey+")")
 	r.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newMembersCmd(r), newLeaveCmd(r), newBenchCmd(r))
+	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newMembersCmd(r), newLeaveCmd(r), newBenchCmd(r), newTLSCmd(r))
 	r.AddCommand(serverCommands(r)...)
 	return r
 }
@@ -77,8 +89,39 @@ func (r *rootCmd) endpoints() []string {
 }
 
 // newClient builds a client from the global flags.
-func (r *rootCmd) newClient() (*client.Client, error) {
-	return client.New(r.endpoints(), client.WithSessionToken(r.token))
+func (r *rootCmd) newClient(opts ...client.Option) (*client.Client, error) {
+	tlsOpts, err := r.tlsOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(r.endpoints(), append(append(tlsOpts, client.WithSessionToken(r.token)), opts...)...)
+}
+
+// tlsOptions returns the client options of the --tls-* flags: none without
+// --tls-ca, --tls-client-cert or --tls-client-key.
+func (r *rootCmd) tlsOptions() ([]client.Option, error) {
+	if r.tlsCA == "" && r.tlsCert == "" && r.tlsKey == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if r.tlsCA != "" {
+		pool, err := nodetls.LoadPool(r.tlsCA)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--tls-ca: %w", err)}
+		}
+		cfg.RootCAs = pool
+	}
+	if (r.tlsCert == "") != (r.tlsKey == "") {
+		return nil, usagef("--tls-client-cert and --tls-client-key go together")
+	}
+	if r.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(r.tlsCert, r.tlsKey)
+		if err != nil {
+			return nil, usagef("--tls-client-cert %s with --tls-client-key %s: %v", r.tlsCert, r.tlsKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return []client.Option{client.WithTLS(cfg)}, nil
 }
 
 func envOr(key, def string) string {

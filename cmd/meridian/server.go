@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meridiandb/meridian/internal/nodetls"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
@@ -31,6 +32,7 @@ func newServerCmd(r *rootCmd) *cobra.Command {
 		peers   string
 		join    string
 		keyFile string
+		tlsf    nodetls.Files
 		logs    logFlags
 	)
 	cmd := &cobra.Command{
@@ -59,7 +61,15 @@ group, first as a non-voter, then as a voter once it has caught up. A node
 failed in gossip for --dead-node-timeout is removed; 'meridian leave'
 takes a node out gracefully (the process exits once it is out). With
 --gossip-key-file gossip is encrypted; SIGHUP re-reads the file (rotation:
-docs/OPERATIONS.md).`,
+docs/OPERATIONS.md).
+
+TLS (--tls-cert, --tls-key, --tls-ca; docs/SECURITY.md): the API serves
+TLS, and every connection between nodes (Raft, placement, forwarding,
+replication, joins) is mutual TLS, accepted only from a certificate the CA
+bundle verifies that names a node of the same deployment
+(spiffe://<deployment>/region/<region>/node/<node>; 'meridian tls' makes
+them). The files are re-read when they change and on SIGHUP. Without them
+every port is plaintext and the node says so in its log.`,
 		Example: `  meridian server --region eu --node-id n1 --data-dir /var/lib/meridian \
     --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 \
     --api-advertise 10.0.0.1:7001 --raft-advertise 10.0.0.1:7101 \
@@ -86,7 +96,8 @@ docs/OPERATIONS.md).`,
 				return err
 			}
 			for _, s := range splitList(join) {
-				cfg.Join = append(cfg.Join, strings.TrimPrefix(s, "http://"))
+				s = strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://")
+				cfg.Join = append(cfg.Join, s)
 			}
 			if err := checkPlacementFlags(cmd, cfg); err != nil {
 				return err
@@ -104,6 +115,23 @@ docs/OPERATIONS.md).`,
 				return err
 			}
 			cfg.Logger = logger
+			switch {
+			case tlsf == (nodetls.Files{}):
+				logger.Warn("tls off: every port of this node is plaintext and unauthenticated; pass --tls-cert, --tls-key and --tls-ca (docs/SECURITY.md)")
+			case tlsf.Cert == "" || tlsf.Key == "" || tlsf.CA == "":
+				return usagef("TLS needs all of --tls-cert, --tls-key and --tls-ca (got cert %q, key %q, ca %q)", tlsf.Cert, tlsf.Key, tlsf.CA)
+			default:
+				if cfg.TLS, err = nodetls.Load(tlsf); err != nil {
+					return usageError{err}
+				}
+				if want := (nodetls.Identity{Deployment: cfg.TLS.Identity().Deployment, Region: cfg.Region, Node: cfg.NodeID}); cfg.TLS.Identity() != want {
+					return usagef("--tls-cert %s names %s, but this node is %s", tlsf.Cert, cfg.TLS.Identity(), want)
+				}
+				go cfg.TLS.Watch(cmd.Context(), 0, logger)
+				if cfg.GossipAddr != "" && keyFile == "" {
+					logger.Warn("tls on but gossip unencrypted: anyone who reaches the gossip ports can join the pools; pass --gossip-key-file (docs/SECURITY.md)")
+				}
+			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -129,8 +157,17 @@ docs/OPERATIONS.md).`,
 					logger.Info("left the deployment; stopping")
 					return n.Close()
 				case <-hup:
+					if cfg.TLS != nil {
+						if err := cfg.TLS.Reload(); err != nil {
+							logger.Error("SIGHUP: tls credentials not reloaded; the old ones stay", "err", err)
+						} else {
+							logger.Info("SIGHUP: tls credentials reloaded", "not_after", cfg.TLS.Leaf().NotAfter.UTC().Format(time.RFC3339))
+						}
+					}
 					if keyFile == "" {
-						logger.Info("SIGHUP: nothing to reload (no --gossip-key-file)")
+						if cfg.TLS == nil {
+							logger.Info("SIGHUP: nothing to reload (no --gossip-key-file, no --tls-cert)")
+						}
 						continue
 					}
 					keys, err := readGossipKeys(keyFile)
@@ -163,6 +200,9 @@ docs/OPERATIONS.md).`,
 	f.StringVar(&cfg.GossipWANAddr, "gossip-wan-addr", os.Getenv("MERIDIAN_GOSSIP_WAN_ADDR"), "listen address in the deployment's WAN gossip pool (region health, other regions' members), TCP and UDP; needs --gossip-addr (env MERIDIAN_GOSSIP_WAN_ADDR)")
 	f.StringVar(&cfg.GossipWANAdvertise, "gossip-wan-advertise", os.Getenv("MERIDIAN_GOSSIP_WAN_ADVERTISE"), "WAN gossip address other regions use; default --gossip-wan-addr (env MERIDIAN_GOSSIP_WAN_ADVERTISE)")
 	f.StringVar(&keyFile, "gossip-key-file", os.Getenv("MERIDIAN_GOSSIP_KEY_FILE"), "file of base64 gossip keys (16, 24 or 32 bytes), one per line, the first encrypts; re-read on SIGHUP (env MERIDIAN_GOSSIP_KEY_FILE)")
+	f.StringVar(&tlsf.Cert, "tls-cert", os.Getenv("MERIDIAN_TLS_CERT"), "PEM certificate chain of this node (its URI SAN names the node: see 'meridian tls'); with --tls-key and --tls-ca turns TLS on for every port (env MERIDIAN_TLS_CERT)")
+	f.StringVar(&tlsf.Key, "tls-key", os.Getenv("MERIDIAN_TLS_KEY"), "PEM private key of --tls-cert (env MERIDIAN_TLS_KEY)")
+	f.StringVar(&tlsf.CA, "tls-ca", os.Getenv("MERIDIAN_TLS_CA"), "PEM CA bundle that peers' and clients' certificates must chain to (env MERIDIAN_TLS_CA)")
 	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", envDuration("MERIDIAN_DEAD_NODE_TIMEOUT", def.DeadNodeTimeout), "remove a region member from the Raft group once gossip has reported it failed for this long (env MERIDIAN_DEAD_NODE_TIMEOUT)")
 	f.DurationVar(&cfg.StabilizationTime, "stabilization-time", envDuration("MERIDIAN_STABILIZATION_TIME", def.StabilizationTime), "how long a joining node must stay healthy before it becomes a voter (env MERIDIAN_STABILIZATION_TIME)")
 	f.IntVar(&cfg.VotersPerRegion, "voters-per-region", envInt("MERIDIAN_VOTERS_PER_REGION", 1), "placement voters each region keeps: 1 or 3 (env MERIDIAN_VOTERS_PER_REGION)")

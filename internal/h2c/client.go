@@ -26,6 +26,7 @@ package h2c
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"strings"
@@ -58,6 +59,12 @@ type Options struct {
 	PingInterval, PingTimeout time.Duration
 	// IdleTimeout closes idle connections. Default 90 s.
 	IdleTimeout time.Duration
+	// TLS configures https:// URLs: HTTP/2 negotiated by ALPN for streams,
+	// HTTP/1.1 for unary calls with UnaryOverHTTP1. Nil: the standard
+	// library's defaults (system roots). http:// URLs stay plaintext at
+	// this layer; nodes put mutual TLS under them in the dial function
+	// (internal/nodetls), which the server sees as TLS with ALPN h2.
+	TLS *tls.Config
 }
 
 // Defaults of Options.
@@ -98,8 +105,10 @@ func NewClient(dial func(ctx context.Context, addr string) (net.Conn, error), o 
 	h1.SetHTTP1(true)
 	h2 := new(http.Protocols)
 	h2.SetUnencryptedHTTP2(true)
+	h2.SetHTTP2(true)
 	stream := &http.Transport{
 		Protocols:           h2,
+		TLSClientConfig:     o.TLS,
 		DialContext:         dialContext,
 		MaxIdleConnsPerHost: o.IdleConnsPerHost,
 		IdleConnTimeout:     o.IdleTimeout,
@@ -111,6 +120,7 @@ func NewClient(dial func(ctx context.Context, addr string) (net.Conn, error), o 
 	return &http.Client{Transport: &Transport{
 		Unary: &http.Transport{
 			Protocols:           h1,
+			TLSClientConfig:     o.TLS,
 			DialContext:         dialContext,
 			MaxConnsPerHost:     o.UnaryConnsPerHost,
 			MaxIdleConnsPerHost: o.UnaryIdleConnsPerHost,
