@@ -5,6 +5,7 @@ package chaos
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -25,6 +26,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/nodetls"
 )
 
 // Bounds of a run, named so that the whole suite stays inside CI's budget.
@@ -59,7 +61,15 @@ type cluster struct {
 	nodes     []*server
 	client    map[string]meridianv1connect.EventStoreClient
 	placement map[string]meridianv1connect.PlacementClient
+	// ca issues every node's certificate: the suites run with TLS on every
+	// port, as a deployment should (docs/SECURITY.md).
+	ca *nodetls.CA
+	// http reaches the nodes' APIs over TLS, through the topology.
+	http *http.Client
 }
+
+// url returns a host's API base URL.
+func (c *cluster) url(h Host) string { return fmt.Sprintf("https://%s:%d", h.Addr, apiPort) }
 
 func (c *cluster) start(s *server) {
 	cmd := c.topo.Command(s.host, c.bin, s.args...)
@@ -140,15 +150,44 @@ func (c *cluster) leader(ctx context.Context) *server {
 	return nil
 }
 
-func h2c(dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+// httpsClient speaks HTTP/2 over TLS to the nodes, verifying them against
+// ca by their IP SANs.
+func httpsClient(dial func(ctx context.Context, network, addr string) (net.Conn, error), ca *nodetls.CA) *http.Client {
 	var p http.Protocols
-	p.SetUnencryptedHTTP2(true)
+	p.SetHTTP2(true)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
 	return &http.Client{Transport: &http.Transport{
 		Protocols:       &p,
-		TLSClientConfig: &tls.Config{},
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		DialContext:     dial,
 	}}
 }
+
+// tlsArgs issues a certificate for the node that args start (its
+// --region and --node-id) with h's address as IP SAN, into dir/tls, and
+// returns args with the flags that turn TLS on.
+func (c *cluster) tlsArgs(h Host, dir string, args []string) []string {
+	flag := func(name string) string {
+		for i, a := range args {
+			if a == name && i+1 < len(args) {
+				return args[i+1]
+			}
+		}
+		c.t.Fatalf("node arguments %v lack %s", args, name)
+		return ""
+	}
+	id := nodetls.Identity{Deployment: chaosDeployment, Region: flag("--region"), Node: flag("--node-id")}
+	is, err := c.ca.Issue(id, []string{h.Addr}, time.Hour)
+	require.NoError(c.t, err)
+	files, err := is.Write(filepath.Join(dir+"-tls"), "node")
+	require.NoError(c.t, err)
+	require.NoError(c.t, os.WriteFile(files.CA, c.ca.CertPEM, 0o644))
+	return append(args, "--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA)
+}
+
+// chaosDeployment names the suites' deployment in certificates.
+const chaosDeployment = "chaos"
 
 func newCluster(t *testing.T, topo *Topology, bin string) *cluster {
 	var peers []string
@@ -180,15 +219,16 @@ func newClusterStarting(t *testing.T, topo *Topology, bin string, args func(i in
 	// Not t.TempDir: node logs and data must outlive a failed run.
 	dir, err := os.MkdirTemp("", "meridian-chaos-")
 	require.NoError(t, err)
+	ca, err := nodetls.NewCA(chaosDeployment, time.Hour)
+	require.NoError(t, err)
 	c := &cluster{t: t, topo: topo, bin: bin, dir: dir, client: map[string]meridianv1connect.EventStoreClient{},
-		placement: map[string]meridianv1connect.PlacementClient{}}
+		placement: map[string]meridianv1connect.PlacementClient{}, ca: ca, http: httpsClient(topo.DialContext, ca)}
 	for i, h := range topo.Hosts {
 		s := &server{host: h, dir: filepath.Join(c.dir, h.Name)}
-		s.args = args(i, h, s.dir)
+		s.args = c.tlsArgs(h, s.dir, args(i, h, s.dir))
 		c.nodes = append(c.nodes, s)
-		base := fmt.Sprintf("http://%s:%d", h.Addr, apiPort)
-		c.client[h.Name] = meridianv1connect.NewEventStoreClient(h2c(topo.DialContext), base)
-		c.placement[h.Name] = meridianv1connect.NewPlacementClient(h2c(topo.DialContext), base)
+		c.client[h.Name] = meridianv1connect.NewEventStoreClient(c.http, c.url(h))
+		c.placement[h.Name] = meridianv1connect.NewPlacementClient(c.http, c.url(h))
 	}
 	for i, s := range c.nodes {
 		if startNow(i) {

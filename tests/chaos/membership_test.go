@@ -87,7 +87,7 @@ func TestChaosMembership(t *testing.T) {
 	}, func(i int) bool { return i < 5 })
 	members := map[string]meridianv1connect.MembershipClient{}
 	for _, h := range topo.Hosts {
-		members[h.Name] = meridianv1connect.NewMembershipClient(h2c(topo.DialContext), fmt.Sprintf("http://%s:%d", h.Addr, apiPort))
+		members[h.Name] = meridianv1connect.NewMembershipClient(c.http, c.url(h))
 	}
 	eu1, ap1, eu2, eu3, eu4 := c.nodes[0], c.nodes[2], c.nodes[3], c.nodes[4], c.nodes[5]
 
