@@ -100,6 +100,9 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 		c.closeIdle = hc.CloseIdleConnections
 	}
 	connectOpts := append([]connect.ClientOption(nil), cfg.connectOpts...)
+	if cfg.bearer != "" {
+		connectOpts = append(connectOpts, connect.WithInterceptors(bearerInterceptor{header: "Bearer " + cfg.bearer}))
+	}
 	if cfg.grpc {
 		connectOpts = append(connectOpts, connect.WithGRPC())
 	}

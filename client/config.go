@@ -75,6 +75,7 @@ type config struct {
 	httpClient   connect.HTTPClient
 	dial         func(ctx context.Context, network, addr string) (net.Conn, error)
 	tls          *tls.Config
+	bearer       string
 	grpc         bool
 	sessionToken string
 	retry        RetryPolicy
@@ -101,6 +102,33 @@ func WithDialer(dial func(ctx context.Context, network, addr string) (net.Conn, 
 // discovered, https://. Without it, https:// endpoints are verified against
 // the system's roots.
 func WithTLS(c *tls.Config) Option { return func(cfg *config) { cfg.tls = c } }
+
+// WithBearerToken sends token (from 'meridian token new') with every call,
+// as "Authorization: Bearer <token>", for deployments that require tokens.
+// Use it with TLS: the token is a secret.
+func WithBearerToken(token string) Option { return func(cfg *config) { cfg.bearer = token } }
+
+// bearerInterceptor adds the Authorization header to every call.
+type bearerInterceptor struct{ header string }
+
+func (b bearerInterceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", b.header)
+		return next(ctx, req)
+	}
+}
+
+func (b bearerInterceptor) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", b.header)
+		return conn
+	}
+}
+
+func (b bearerInterceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
 
 // WithGRPC speaks the gRPC protocol instead of Connect.
 func WithGRPC() Option { return func(cfg *config) { cfg.grpc = true } }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/hashicorp/serf/serf"
 
+	"github.com/meridiandb/meridian/internal/auth"
 	"github.com/meridiandb/meridian/internal/nodetls"
 
 	"github.com/meridiandb/meridian/placement"
@@ -48,6 +49,13 @@ type Config struct {
 	// forwarding, replication and membership calls (internal/nodetls). The
 	// caller reloads it (Reload, Watch). Nil: plaintext everywhere.
 	TLS *nodetls.Credentials
+	// Tokens, when set, make every API call except health (and reflection,
+	// unless DisableReflection) need a bearer token of the right role, or a
+	// node certificate of the deployment (internal/auth). Needs TLS: a token
+	// sent in plaintext is a token given away. The caller reloads it.
+	Tokens *auth.Tokens
+	// DisableReflection stops serving gRPC server reflection.
+	DisableReflection bool
 	// Logger receives the node's logs; nil means slog.Default().
 	Logger *slog.Logger
 	// ShutdownTimeout bounds how long Close waits for in-flight requests
@@ -180,6 +188,9 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("%w: %s %q: want host:port: %v", ErrInvalidConfig, name, addr, err)
 		}
+	}
+	if c.Tokens != nil && c.TLS == nil {
+		return fmt.Errorf("%w: Tokens need TLS (bearer tokens must not cross the network in plaintext)", ErrInvalidConfig)
 	}
 	if c.GossipWANAddr != "" && c.GossipAddr == "" {
 		return fmt.Errorf("%w: GossipWANAddr needs GossipAddr (the region's LAN pool)", ErrInvalidConfig)

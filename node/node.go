@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/auth"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 	"github.com/meridiandb/meridian/replication"
@@ -191,6 +193,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		connect.WithReadMaxBytes(requestBytesMax),
 		connect.WithCompressMinBytes(compressMinBytes),
 	}
+	var authorizer *auth.Authorizer
+	if cfg.Tokens != nil {
+		authorizer = auth.NewAuthorizer(cfg.Tokens, func(cs *tls.ConnectionState) (string, bool) {
+			id, ok := cfg.TLS.PeerNode(cs)
+			return id.Region + "/" + id.Node, ok
+		})
+		handlerOpts = append(handlerOpts, connect.WithInterceptors(authorizer.Interceptor()))
+	}
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(region.NewService(rn), handlerOpts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{region: rn}))
@@ -206,17 +216,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	// Health and reflection are listed too, so that grpcurl and buf curl can
 	// call them without local .proto files.
-	reflector := grpcreflect.NewStaticReflector(append(services,
-		grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName)...)
-	mux.Handle(grpcreflect.NewHandlerV1(reflector))
-	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	if !cfg.DisableReflection {
+		reflector := grpcreflect.NewStaticReflector(append(services,
+			grpchealth.HealthV1ServiceName, grpcreflect.ReflectV1ServiceName)...)
+		mux.Handle(grpcreflect.NewHandlerV1(reflector))
+		mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	}
+	var handler http.Handler = mux
+	if authorizer != nil {
+		// Health and reflection have no interceptor: they stay open.
+		handler = authorizer.Authenticate(mux)
+	}
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	protocols.SetHTTP2(true) // over TLS, negotiated by ALPN
 	n.server = &http.Server{
-		Handler:           n.endStreamsOnClose(mux),
+		Handler:           n.endStreamsOnClose(handler),
 		Protocols:         protocols,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,

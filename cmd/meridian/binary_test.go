@@ -191,17 +191,24 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	assert.Contains(t, banner, "Try, in another terminal (eu/order-1 is homed in eu-west)")
 	// TLS is on by default; the banner's export points the CLI at dev's CA.
 	assert.Contains(t, banner, "TLS: on every port")
-	ca := regexp.MustCompile(`(?m)^  export MERIDIAN_TLS_CA=(\S+)$`).FindStringSubmatch(banner)
-	require.Len(t, ca, 2, banner)
+	ca := regexp.MustCompile(`(?m)^  export MERIDIAN_TLS_CA=(\S+) MERIDIAN_AUTH_TOKEN=(\S+) `).FindStringSubmatch(banner)
+	require.Len(t, ca, 3, banner)
 	require.FileExists(t, ca[1])
-	t.Setenv("MERIDIAN_TLS_CA", ca[1]) // the commands below inherit it, as the README's export does
+	// The commands below inherit both, as after the README's export.
+	t.Setenv("MERIDIAN_TLS_CA", ca[1])
+	t.Setenv("MERIDIAN_AUTH_TOKEN", "")
+	// Without the token a call is refused, saying what is missing.
+	code, out, errOut := runBin(t, bin, "status", "--endpoint", fmt.Sprintf("https://127.0.0.1:%d", apiPort), "--timeout", "3s")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "error: unauthenticated: auth: unauthenticated: /meridian.v1.EventStore/Status needs a bearer token")
+	t.Setenv("MERIDIAN_AUTH_TOKEN", ca[2])
 
 	us := fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	eu := fmt.Sprintf("127.0.0.1:%d", apiPort+1)
 	ap := fmt.Sprintf("https://127.0.0.1:%d", apiPort+2)
 
 	// A plaintext client is refused: the API speaks only TLS.
-	code, out, errOut := runBin(t, bin, "status", "--endpoint", fmt.Sprintf("http://127.0.0.1:%d", apiPort), "--timeout", "3s")
+	code, out, errOut = runBin(t, bin, "status", "--endpoint", fmt.Sprintf("http://127.0.0.1:%d", apiPort), "--timeout", "3s")
 	assert.Equal(t, 1, code, errOut)
 
 	// A tail through the third region follows the redirect to the home.
@@ -371,6 +378,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	// No node running: the client says so, with a hint, and exits 1 (dev
 	// removed its temporary CA with its data).
 	t.Setenv("MERIDIAN_TLS_CA", "")
+	t.Setenv("MERIDIAN_AUTH_TOKEN", "")
 	code, _, errOut = runBin(t, bin, "read", "eu/order-1", "--endpoint", us, "--timeout", "2s")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "hint: no Meridian node answers")

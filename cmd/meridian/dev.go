@@ -21,6 +21,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/internal/auth"
 	"github.com/meridiandb/meridian/internal/nodetls"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
@@ -137,6 +138,29 @@ type devCluster struct {
 	// certificate is caFile, for clients.
 	ca     *nodetls.CA
 	caFile string
+	// tokens is the token file every node loads (with TLS): one admin
+	// token, secret, for the CLI and dev's own clients.
+	tokens *auth.Tokens
+	secret string
+}
+
+// devTokens writes <data>/tls/tokens with one new admin token and loads it.
+func (c *devCluster) devTokens() error {
+	secret, err := auth.NewSecret()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(c.dataDir, "tls", "tokens")
+	line := auth.Line(auth.Token{Name: "dev-admin", Role: auth.RoleAdmin}, secret)
+	if err := os.WriteFile(path, []byte("# written by meridian dev at start; 'meridian token new' makes more\n"+line+"\n"), 0o600); err != nil {
+		return err
+	}
+	toks, err := auth.LoadTokens(path)
+	if err != nil {
+		return err
+	}
+	c.tokens, c.secret = toks, secret
+	return nil
 }
 
 // devDeployment is the deployment name in dev's certificates.
@@ -181,7 +205,7 @@ func (c *devCluster) clientOptions() []client.Option {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(c.ca.Cert)
-	return []client.Option{client.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})}
+	return []client.Option{client.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), client.WithBearerToken(c.secret)}
 }
 
 func (o devOptions) total() int { return len(o.regions) * o.nodes }
@@ -321,6 +345,13 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 					return nil, fmt.Errorf("dev: tls for %s/%s: %w", r, m.id, err)
 				}
 				cfg.TLS = creds
+				if c.tokens == nil {
+					if err := c.devTokens(); err != nil {
+						_ = c.Close()
+						return nil, fmt.Errorf("dev: tokens: %w", err)
+					}
+				}
+				cfg.Tokens = c.tokens
 			}
 			if m.k == 0 {
 				cfg.PlacementBootstrap = true
@@ -596,16 +627,16 @@ func (c *devCluster) printBanner(w io.Writer) {
 	}
 
 	if c.ca != nil {
-		fmt.Fprintf(w, "TLS: on every port, certificates from a throwaway CA in %s (--insecure: plaintext)\n", filepath.Dir(c.caFile))
+		fmt.Fprintf(w, "TLS: on every port, certificates from a throwaway CA in %s; API calls need a bearer token (--insecure: plaintext, no tokens)\n", filepath.Dir(c.caFile))
 	} else {
-		fmt.Fprintf(w, "TLS: off (--insecure): every port is plaintext\n")
+		fmt.Fprintf(w, "TLS: off (--insecure): every port is plaintext and the API takes calls from anyone\n")
 	}
 
 	writer, home, reader := c.walkRegions()
 	entity := c.prefixOf(home) + "order-1"
 	fmt.Fprintf(w, "\nTry, in another terminal (%s is homed in %s):\n", entity, home)
 	if c.ca != nil {
-		fmt.Fprintf(w, "  export %s=%s\n", envTLSCA, c.caFile)
+		fmt.Fprintf(w, "  export %s=%s %s=%s    # an admin token\n", envTLSCA, c.caFile, envAuth, c.secret)
 	}
 	fmt.Fprintf(w, "  meridian append %s --type OrderPlaced --data '{\"total\":10}' --endpoint %s\n", entity, c.endpointsOf(writer)[0])
 	fmt.Fprintf(w, "  meridian read %s --token TOKEN --endpoint %s    # TOKEN: the append's session token\n", entity, c.endpointsOf(reader)[0])
@@ -708,9 +739,10 @@ kill -USR1 on the dev process cuts the last region off from the others
 every node) and the next one heals it: enough to watch active-active
 writes go on on both sides of a partition and merge after it.
 
-TLS is on by default: dev makes a throwaway CA in <data>/tls, gives every
-node a certificate from it, and prints the export that points the CLI at
-the CA (MERIDIAN_TLS_CA). --insecure turns TLS off.
+TLS and tokens are on by default: dev makes a throwaway CA in <data>/tls,
+gives every node a certificate from it, makes an admin bearer token, and
+prints the export that points the CLI at the CA and the token
+(MERIDIAN_TLS_CA, MERIDIAN_AUTH_TOKEN). --insecure turns both off.
 
 Data goes to a temporary directory (removed on exit) or to --data-dir (kept).
 With --smoke it appends to an entity homed in the second region through a
@@ -776,7 +808,7 @@ region served the read from its replica, and stops: exit 0 means it works.`,
 	f.IntVar(&o.raftPort, "raft-port", o.raftPort, "region Raft port of the first node; the others use the next ones")
 	f.IntVar(&o.placementPort, "placement-port", o.placementPort, "placement Raft port of the first node; the others use the next ones")
 	f.DurationVar(&o.wanLatency, "wan-latency", 0, "emulated one-way latency between nodes of different regions, e.g. 75ms (0: none; at most 1s)")
-	f.BoolVar(&o.insecure, "insecure", false, "no TLS: every port plaintext (default: TLS everywhere, from a throwaway CA in the data directory)")
+	f.BoolVar(&o.insecure, "insecure", false, "no TLS and no tokens: every port plaintext, the API open to anyone (default: TLS everywhere from a throwaway CA in the data directory, and an admin token)")
 	f.BoolVar(&smoke, "smoke", false, "append in one region, read it with the token through another, check that region served it, then stop (exit 0 when it works)")
 	logs.register(cmd, "warn")
 	return cmd

@@ -108,10 +108,31 @@ func printError(w io.Writer, err error, endpoints []string) {
 			fmt.Fprintf(w, "hint: no Meridian node answers at %s; start a local region with 'meridian dev' or set --endpoint\n",
 				strings.Join(endpoints, ","))
 		}
+		if hint := securityHint(ce); hint != "" {
+			fmt.Fprintln(w, "hint: "+hint)
+		}
 		return
 	}
 	fmt.Fprintf(w, "error: %v\n", err)
 	if isUsageError(err) {
 		fmt.Fprintln(w, "run 'meridian --help' for usage")
 	}
+}
+
+// securityHint says what a refused or failed TLS call lacks, if that is
+// what went wrong.
+func securityHint(ce *connect.Error) string {
+	msg := ce.Message()
+	switch {
+	case ce.Code() == connect.CodeUnauthenticated:
+		return "the deployment requires a bearer token: set " + envAuth + " or pass --token-file ('meridian dev' prints an admin token)"
+	case strings.Contains(msg, "certificate signed by unknown authority"):
+		return "the node's certificate is not from a CA this client trusts: pass the deployment's CA with --tls-ca or " + envTLSCA
+	case strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return "the node speaks plaintext: use an http:// endpoint"
+	case (ce.Code() == connect.CodeUnavailable || ce.Code() == connect.CodeUnknown) &&
+		(strings.Contains(msg, "connection reset by peer") || strings.Contains(msg, "malformed HTTP response") || strings.HasSuffix(msg, "EOF")):
+		return "if the node serves TLS, use an https:// endpoint (and --tls-ca)"
+	}
+	return ""
 }

@@ -368,15 +368,15 @@ regions that did not answer.`,
 				if err != nil {
 					return err
 				}
-				tlsOpts, err := r.tlsOptions()
+				connOpts, err := r.connOptions()
 				if err != nil {
 					return err
 				}
 				self, selfErr := c.Status(ctx)
 				if selfErr == nil {
-					self = leaderStatus(ctx, self, tlsOpts...)
+					self = leaderStatus(ctx, self, connOpts...)
 				}
-				statuses, errs := regionStatuses(ctx, resp.GetRegions(), self, tlsOpts...)
+				statuses, errs := regionStatuses(ctx, resp.GetRegions(), self, connOpts...)
 				if asJSON {
 					return printRegionsJSON(r.stdout, resp, statuses, errs)
 				}

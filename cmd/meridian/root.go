@@ -22,6 +22,7 @@ const (
 	envTLSCA    = "MERIDIAN_TLS_CA"
 	envTLSCert  = "MERIDIAN_TLS_CLIENT_CERT"
 	envTLSKey   = "MERIDIAN_TLS_CLIENT_KEY"
+	envAuth     = "MERIDIAN_AUTH_TOKEN"
 	// defaultEndpoint is the first node of `meridian dev`; https:// with
 	// --tls-ca, else http://.
 	defaultEndpoint = "127.0.0.1:7001"
@@ -39,6 +40,8 @@ type rootCmd struct {
 	tlsCA    string
 	tlsCert  string
 	tlsKey   string
+	// tokenFile holds the bearer token; MERIDIAN_AUTH_TOKEN the token itself.
+	tokenFile string
 }
 
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *rootCmd {
@@ -69,10 +72,11 @@ Start a local deployment of 3 regions with 'meridian dev', then try:
 	pf.DurationVar(&r.timeout, "timeout", 30*time.Second, "bound on one client command, retries included")
 	pf.StringVar(&r.tlsCA, "tls-ca", os.Getenv(envTLSCA), "PEM CA bundle to verify nodes by; makes host:port endpoints https:// (env "+envTLSCA+"; 'meridian dev' prints its own)")
 	pf.StringVar(&r.tlsCert, "tls-client-cert", os.Getenv(envTLSCert), "PEM client certificate, for deployments that ask for one (env "+envTLSCert+")")
+	pf.StringVar(&r.tokenFile, "token-file", "", "file holding the bearer token to authenticate with (default: env "+envAuth+", the token itself); not the session token")
 	pf.StringVar(&r.tlsKey, "tls-client-key", os.Getenv(envTLSKey), "PEM key of --tls-client-cert (env "+envTLSKey+")")
 	r.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newMembersCmd(r), newLeaveCmd(r), newBenchCmd(r), newTLSCmd(r))
+	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newMembersCmd(r), newLeaveCmd(r), newBenchCmd(r), newTLSCmd(r), newTokenCmd(r))
 	r.AddCommand(serverCommands(r)...)
 	return r
 }
@@ -90,18 +94,32 @@ func (r *rootCmd) endpoints() []string {
 
 // newClient builds a client from the global flags.
 func (r *rootCmd) newClient(opts ...client.Option) (*client.Client, error) {
-	tlsOpts, err := r.tlsOptions()
+	connOpts, err := r.connOptions()
 	if err != nil {
 		return nil, err
 	}
-	return client.New(r.endpoints(), append(append(tlsOpts, client.WithSessionToken(r.token)), opts...)...)
+	return client.New(r.endpoints(), append(append(connOpts, client.WithSessionToken(r.token)), opts...)...)
 }
 
-// tlsOptions returns the client options of the --tls-* flags: none without
-// --tls-ca, --tls-client-cert or --tls-client-key.
-func (r *rootCmd) tlsOptions() ([]client.Option, error) {
+// connOptions returns the client options of the --tls-* flags and of the
+// bearer token (--token-file or MERIDIAN_AUTH_TOKEN).
+func (r *rootCmd) connOptions() ([]client.Option, error) {
+	var opts []client.Option
+	bearer := os.Getenv(envAuth)
+	if r.tokenFile != "" {
+		b, err := os.ReadFile(r.tokenFile)
+		if err != nil {
+			return nil, usagef("--token-file: %v", err)
+		}
+		if bearer = strings.TrimSpace(string(b)); bearer == "" {
+			return nil, usagef("--token-file %s is empty", r.tokenFile)
+		}
+	}
+	if bearer != "" {
+		opts = append(opts, client.WithBearerToken(strings.TrimSpace(bearer)))
+	}
 	if r.tlsCA == "" && r.tlsCert == "" && r.tlsKey == "" {
-		return nil, nil
+		return opts, nil
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if r.tlsCA != "" {
@@ -121,7 +139,7 @@ func (r *rootCmd) tlsOptions() ([]client.Option, error) {
 		}
 		cfg.Certificates = []tls.Certificate{cert}
 	}
-	return []client.Option{client.WithTLS(cfg)}, nil
+	return append(opts, client.WithTLS(cfg)), nil
 }
 
 func envOr(key, def string) string {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/meridiandb/meridian/internal/auth"
 	"github.com/meridiandb/meridian/internal/nodetls"
 	"github.com/meridiandb/meridian/node"
 	"github.com/meridiandb/meridian/placement"
@@ -33,6 +34,8 @@ func newServerCmd(r *rootCmd) *cobra.Command {
 		join    string
 		keyFile string
 		tlsf    nodetls.Files
+		tokens  string
+		reflect bool
 		logs    logFlags
 	)
 	cmd := &cobra.Command{
@@ -69,7 +72,12 @@ replication, joins) is mutual TLS, accepted only from a certificate the CA
 bundle verifies that names a node of the same deployment
 (spiffe://<deployment>/region/<region>/node/<node>; 'meridian tls' makes
 them). The files are re-read when they change and on SIGHUP. Without them
-every port is plaintext and the node says so in its log.`,
+every port is plaintext and the node says so in its log.
+
+Tokens (--auth-token-file, needs TLS): every API call except health (and
+reflection) then needs "Authorization: Bearer <token>" of a token whose role
+(read, write, admin) covers it, within the token's entity prefixes if it has
+any; nodes call each other by certificate. 'meridian token new' makes one.`,
 		Example: `  meridian server --region eu --node-id n1 --data-dir /var/lib/meridian \
     --api-addr 0.0.0.0:7001 --raft-addr 0.0.0.0:7101 \
     --api-advertise 10.0.0.1:7001 --raft-advertise 10.0.0.1:7101 \
@@ -132,6 +140,18 @@ every port is plaintext and the node says so in its log.`,
 					logger.Warn("tls on but gossip unencrypted: anyone who reaches the gossip ports can join the pools; pass --gossip-key-file (docs/SECURITY.md)")
 				}
 			}
+			cfg.DisableReflection = !reflect
+			switch {
+			case tokens != "" && cfg.TLS == nil:
+				return usagef("--auth-token-file needs TLS (--tls-cert, --tls-key, --tls-ca): bearer tokens must not cross the network in plaintext")
+			case tokens != "":
+				if cfg.Tokens, err = auth.LoadTokens(tokens); err != nil {
+					return usageError{err}
+				}
+				go cfg.Tokens.Watch(cmd.Context(), 0, logger)
+			case cfg.TLS != nil:
+				logger.Warn("no --auth-token-file: anyone who reaches the API port can read, write and change placement (docs/SECURITY.md)")
+			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -162,6 +182,13 @@ every port is plaintext and the node says so in its log.`,
 							logger.Error("SIGHUP: tls credentials not reloaded; the old ones stay", "err", err)
 						} else {
 							logger.Info("SIGHUP: tls credentials reloaded", "not_after", cfg.TLS.Leaf().NotAfter.UTC().Format(time.RFC3339))
+						}
+					}
+					if cfg.Tokens != nil {
+						if err := cfg.Tokens.Reload(); err != nil {
+							logger.Error("SIGHUP: token file not reloaded; the old tokens stay", "err", err)
+						} else {
+							logger.Info("SIGHUP: token file reloaded", "tokens", cfg.Tokens.Len())
 						}
 					}
 					if keyFile == "" {
@@ -203,6 +230,8 @@ every port is plaintext and the node says so in its log.`,
 	f.StringVar(&tlsf.Cert, "tls-cert", os.Getenv("MERIDIAN_TLS_CERT"), "PEM certificate chain of this node (its URI SAN names the node: see 'meridian tls'); with --tls-key and --tls-ca turns TLS on for every port (env MERIDIAN_TLS_CERT)")
 	f.StringVar(&tlsf.Key, "tls-key", os.Getenv("MERIDIAN_TLS_KEY"), "PEM private key of --tls-cert (env MERIDIAN_TLS_KEY)")
 	f.StringVar(&tlsf.CA, "tls-ca", os.Getenv("MERIDIAN_TLS_CA"), "PEM CA bundle that peers' and clients' certificates must chain to (env MERIDIAN_TLS_CA)")
+	f.StringVar(&tokens, "auth-token-file", os.Getenv("MERIDIAN_AUTH_TOKEN_FILE"), "file of bearer token hashes with roles ('meridian token new'); every API call but health then needs a token or a node certificate; needs TLS; re-read on change and SIGHUP (env MERIDIAN_AUTH_TOKEN_FILE)")
+	f.BoolVar(&reflect, "reflection", envBoolDefault("MERIDIAN_REFLECTION", true), "serve gRPC server reflection (env MERIDIAN_REFLECTION)")
 	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", envDuration("MERIDIAN_DEAD_NODE_TIMEOUT", def.DeadNodeTimeout), "remove a region member from the Raft group once gossip has reported it failed for this long (env MERIDIAN_DEAD_NODE_TIMEOUT)")
 	f.DurationVar(&cfg.StabilizationTime, "stabilization-time", envDuration("MERIDIAN_STABILIZATION_TIME", def.StabilizationTime), "how long a joining node must stay healthy before it becomes a voter (env MERIDIAN_STABILIZATION_TIME)")
 	f.IntVar(&cfg.VotersPerRegion, "voters-per-region", envInt("MERIDIAN_VOTERS_PER_REGION", 1), "placement voters each region keeps: 1 or 3 (env MERIDIAN_VOTERS_PER_REGION)")
@@ -322,6 +351,15 @@ func envInt(key string, def int) int {
 func envBool(key string) bool {
 	b, err := strconv.ParseBool(os.Getenv(key))
 	return err == nil && b
+}
+
+// envBoolDefault returns key's boolean value, or def when unset or not a
+// boolean.
+func envBoolDefault(key string, def bool) bool {
+	if b, err := strconv.ParseBool(os.Getenv(key)); err == nil {
+		return b
+	}
+	return def
 }
 
 // envDuration returns key's duration value, or def when unset or not a

@@ -26,6 +26,7 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/auth"
 	"github.com/meridiandb/meridian/internal/nodetls"
 )
 
@@ -64,8 +65,10 @@ type cluster struct {
 	// ca issues every node's certificate: the suites run with TLS on every
 	// port, as a deployment should (docs/SECURITY.md).
 	ca *nodetls.CA
-	// http reaches the nodes' APIs over TLS, through the topology.
-	http *http.Client
+	// http reaches the nodes' APIs over TLS, through the topology, with an
+	// admin bearer token from tokenFile (every node's --auth-token-file).
+	http      *http.Client
+	tokenFile string
 }
 
 // url returns a host's API base URL.
@@ -151,17 +154,39 @@ func (c *cluster) leader(ctx context.Context) *server {
 }
 
 // httpsClient speaks HTTP/2 over TLS to the nodes, verifying them against
-// ca by their IP SANs.
-func httpsClient(dial func(ctx context.Context, network, addr string) (net.Conn, error), ca *nodetls.CA) *http.Client {
+// ca by their IP SANs, and sends the bearer token secret with every call.
+func httpsClient(dial func(ctx context.Context, network, addr string) (net.Conn, error), ca *nodetls.CA, secret string) *http.Client {
 	var p http.Protocols
 	p.SetHTTP2(true)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{Transport: bearerTransport{secret: secret, next: &http.Transport{
 		Protocols:       &p,
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		DialContext:     dial,
-	}}
+	}}}
+}
+
+// bearerTransport sends a bearer token with every request.
+type bearerTransport struct {
+	secret string
+	next   http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.secret)
+	return b.next.RoundTrip(r)
+}
+
+// newToken writes a token file with one admin token into dir and returns
+// the file and the token.
+func newToken(t *testing.T, dir string) (string, string) {
+	secret, err := auth.NewSecret()
+	require.NoError(t, err)
+	path := filepath.Join(dir, "tokens")
+	require.NoError(t, os.WriteFile(path, []byte(auth.Line(auth.Token{Name: "chaos", Role: auth.RoleAdmin}, secret)+"\n"), 0o600))
+	return path, secret
 }
 
 // tlsArgs issues a certificate for the node that args start (its
@@ -183,7 +208,7 @@ func (c *cluster) tlsArgs(h Host, dir string, args []string) []string {
 	files, err := is.Write(filepath.Join(dir+"-tls"), "node")
 	require.NoError(c.t, err)
 	require.NoError(c.t, os.WriteFile(files.CA, c.ca.CertPEM, 0o644))
-	return append(args, "--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA)
+	return append(args, "--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA, "--auth-token-file", c.tokenFile)
 }
 
 // chaosDeployment names the suites' deployment in certificates.
@@ -221,8 +246,9 @@ func newClusterStarting(t *testing.T, topo *Topology, bin string, args func(i in
 	require.NoError(t, err)
 	ca, err := nodetls.NewCA(chaosDeployment, time.Hour)
 	require.NoError(t, err)
+	tokenFile, secret := newToken(t, dir)
 	c := &cluster{t: t, topo: topo, bin: bin, dir: dir, client: map[string]meridianv1connect.EventStoreClient{},
-		placement: map[string]meridianv1connect.PlacementClient{}, ca: ca, http: httpsClient(topo.DialContext, ca)}
+		placement: map[string]meridianv1connect.PlacementClient{}, ca: ca, http: httpsClient(topo.DialContext, ca, secret), tokenFile: tokenFile}
 	for i, h := range topo.Hosts {
 		s := &server{host: h, dir: filepath.Join(c.dir, h.Name)}
 		s.args = c.tlsArgs(h, s.dir, args(i, h, s.dir))

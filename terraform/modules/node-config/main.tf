@@ -43,6 +43,8 @@ locals {
     var.bootstrap_placement ? { MERIDIAN_PLACEMENT_BOOTSTRAP = "true" } : {},
     length(var.join) > 0 ? { MERIDIAN_JOIN = join(",", var.join) } : {},
     var.gossip_key_file != "" ? { MERIDIAN_GOSSIP_KEY_FILE = var.gossip_key_file } : {},
+    var.tls != null ? { MERIDIAN_TLS_CERT = var.tls.cert, MERIDIAN_TLS_KEY = var.tls.key, MERIDIAN_TLS_CA = var.tls.ca } : {},
+    var.auth_token_file != "" ? { MERIDIAN_AUTH_TOKEN_FILE = var.auth_token_file } : {},
   )
 }
 

@@ -82,6 +82,30 @@ variable "gossip_key_file" {
   default     = ""
 }
 
+variable "tls" {
+  description = "Paths on the node of its PEM certificate, key and the deployment's CA bundle (docs/SECURITY.md; 'meridian tls cert' makes them); null: plaintext."
+  type = object({
+    cert = string
+    key  = string
+    ca   = string
+  })
+  default = null
+  validation {
+    condition     = var.tls == null ? true : (var.tls.cert != "" && var.tls.key != "" && var.tls.ca != "")
+    error_message = "tls needs all of cert, key and ca."
+  }
+}
+
+variable "auth_token_file" {
+  description = "Path on the node of its bearer token file ('meridian token new' prints lines for it); needs tls. Empty: the API takes calls from anyone who reaches it."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.auth_token_file == "" || var.tls != null
+    error_message = "auth_token_file needs tls: bearer tokens must not cross the network in plaintext."
+  }
+}
+
 variable "dead_node_timeout" {
   description = "How long gossip must report a node failed before its region removes it from the Raft group (Go duration)."
   type        = string

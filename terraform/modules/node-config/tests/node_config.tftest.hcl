@@ -81,3 +81,27 @@ run "flags_both_bootstrap_and_join" {
   }
   expect_failures = [check.joins_or_bootstraps_placement]
 }
+
+run "tls_and_tokens" {
+  command = plan
+  variables {
+    tls             = { cert = "/etc/meridian/tls/node.pem", key = "/etc/meridian/tls/node-key.pem", ca = "/etc/meridian/tls/ca.pem" }
+    auth_token_file = "/etc/meridian/tokens"
+  }
+  assert {
+    condition     = output.env["MERIDIAN_TLS_CERT"] == "/etc/meridian/tls/node.pem" && output.env["MERIDIAN_TLS_CA"] == "/etc/meridian/tls/ca.pem" && output.env["MERIDIAN_AUTH_TOKEN_FILE"] == "/etc/meridian/tokens"
+    error_message = "TLS files and the token file reach the node's environment"
+  }
+  assert {
+    condition     = contains(output.args, "--tls-key=/etc/meridian/tls/node-key.pem") && contains(output.args, "--auth-token-file=/etc/meridian/tokens")
+    error_message = "and its command line"
+  }
+}
+
+run "rejects_tokens_without_tls" {
+  command = plan
+  variables {
+    auth_token_file = "/etc/meridian/tokens"
+  }
+  expect_failures = [var.auth_token_file]
+}
