@@ -54,6 +54,13 @@ type Config struct {
 	// node certificate of the deployment (internal/auth). Needs TLS: a token
 	// sent in plaintext is a token given away. The caller reloads it.
 	Tokens *auth.Tokens
+	// MetricsAddr is where /metrics (Prometheus) is served, apart from the
+	// API (host:port; port 0 picks one); over TLS when TLS is set, without
+	// tokens: bind it where only the monitoring system reaches it. Empty:
+	// no metrics.
+	MetricsAddr string
+	// HTTPLimits bound the API server; zero fields take DefaultHTTPLimits.
+	HTTPLimits HTTPLimits
 	// DisableReflection stops serving gRPC server reflection.
 	DisableReflection bool
 	// Logger receives the node's logs; nil means slog.Default().
@@ -123,15 +130,86 @@ type Config struct {
 	ReplicationConfig func(*replication.Config)
 }
 
-// Named limits of the HTTP server.
+// HTTPLimits bound what one caller can make the API server hold: slow or
+// silent clients, oversized headers and messages, idle connections.
+// Streams (Subscribe, Pull, health Watch) have no deadline: HTTP/2 flow
+// control bounds what they buffer and pings close dead connections.
+type HTTPLimits struct {
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers. Default 10 s.
+	ReadHeaderTimeout time.Duration
+	// UnaryReadTimeout bounds reading a unary call's request body, from
+	// the end of its headers. Default 30 s: a 64 MiB batch over a slow link.
+	UnaryReadTimeout time.Duration
+	// UnaryWriteTimeout bounds a unary call from the end of its headers to
+	// its response written, waits included. Default 2 min: above every
+	// server-side wait (a MULTI_REGION append waits at most its deadline).
+	UnaryWriteTimeout time.Duration
+	// IdleTimeout closes keep-alive connections nobody uses. Default 2 min.
+	IdleTimeout time.Duration
+	// HeaderBytesMax bounds a request's headers. Default 64 KiB.
+	HeaderBytesMax int
+	// RequestBytesMax bounds one request message: a full append batch of
+	// events at the default 1 MiB each stays under it. Default 64 MiB.
+	RequestBytesMax int
+	// StreamsPerConnMax bounds concurrent HTTP/2 streams per connection.
+	// Default 250.
+	StreamsPerConnMax int
+	// PingInterval and PingTimeout: an HTTP/2 connection silent for
+	// PingInterval is pinged, and closed (its streams with it) if the
+	// ping is not answered within PingTimeout. Default 30 s and 15 s.
+	PingInterval, PingTimeout time.Duration
+}
+
+// DefaultHTTPLimits returns the limits described on HTTPLimits' fields.
+func DefaultHTTPLimits() HTTPLimits {
+	return HTTPLimits{
+		ReadHeaderTimeout: 10 * time.Second,
+		UnaryReadTimeout:  30 * time.Second,
+		UnaryWriteTimeout: 2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		HeaderBytesMax:    64 << 10,
+		RequestBytesMax:   64 << 20,
+		StreamsPerConnMax: 250,
+		PingInterval:      30 * time.Second,
+		PingTimeout:       15 * time.Second,
+	}
+}
+
+// withDefaults fills zero fields from DefaultHTTPLimits.
+func (l HTTPLimits) withDefaults() HTTPLimits {
+	d := DefaultHTTPLimits()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&l.ReadHeaderTimeout, &d.ReadHeaderTimeout}, {&l.UnaryReadTimeout, &d.UnaryReadTimeout},
+		{&l.UnaryWriteTimeout, &d.UnaryWriteTimeout}, {&l.IdleTimeout, &d.IdleTimeout},
+		{&l.PingInterval, &d.PingInterval}, {&l.PingTimeout, &d.PingTimeout},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	if l.HeaderBytesMax <= 0 {
+		l.HeaderBytesMax = d.HeaderBytesMax
+	}
+	if l.RequestBytesMax <= 0 {
+		l.RequestBytesMax = d.RequestBytesMax
+	}
+	if l.StreamsPerConnMax <= 0 {
+		l.StreamsPerConnMax = d.StreamsPerConnMax
+	}
+	return l
+}
+
+// Named limits of the metrics server.
 const (
-	// readHeaderTimeout bounds how long a client may take to send headers.
+	// readHeaderTimeout bounds how long a scraper may take to send headers.
 	readHeaderTimeout = 10 * time.Second
 	// idleTimeout closes keep-alive connections nobody uses.
 	idleTimeout = 2 * time.Minute
-	// requestBytesMax bounds one request message: a full append batch of
-	// events at the default 1 MiB each stays under it.
-	requestBytesMax = 64 << 20
+)
+
+// Other named limits.
+const (
 	// shutdownTimeoutMax bounds Config.ShutdownTimeout.
 	shutdownTimeoutMax = 5 * time.Minute
 	// compressMinBytes: responses smaller than this go out uncompressed even

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,6 +45,10 @@ type Node struct {
 	listener   net.Listener
 	server     *http.Server
 	served     chan struct{} // closed when Serve returns
+	// metricsServer serves /metrics on Config.MetricsAddr; nil without.
+	metricsServer   *http.Server
+	metricsListener net.Listener
+	metrics         *metrics
 
 	// streams is cancelled when Close starts, so that long-lived
 	// subscriptions end and their clients resume on another node, instead of
@@ -104,6 +109,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	apiAdvertise := cfg.APIAdvertise
 	if apiAdvertise == "" {
 		apiAdvertise = ln.Addr().String()
+	}
+	var metricsLn net.Listener
+	started := false // for the deferred cleanups of a failed start
+	if cfg.MetricsAddr != "" {
+		if cfg.TLS != nil {
+			metricsLn, err = cfg.TLS.ListenAPI(region.TCP, cfg.MetricsAddr)
+		} else {
+			metricsLn, err = region.TCP.Listen(cfg.MetricsAddr)
+		}
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("node: listen metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+		defer func() {
+			if !started {
+				_ = metricsLn.Close()
+			}
+		}()
 	}
 
 	var pn *placement.Node
@@ -189,9 +212,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.streams, n.cancelStream = context.WithCancel(context.Background())
 
+	limits := cfg.HTTPLimits.withDefaults()
 	handlerOpts := []connect.HandlerOption{
-		connect.WithReadMaxBytes(requestBytesMax),
+		connect.WithReadMaxBytes(limits.RequestBytesMax),
 		connect.WithCompressMinBytes(compressMinBytes),
+	}
+	if metricsLn != nil {
+		m, err := newMetrics(n)
+		if err != nil {
+			// Only a programming error (a metric registered twice) gets here.
+			panic(fmt.Sprintf("node: metrics: %v", err))
+		}
+		n.metrics, n.metricsListener = m, metricsLn
+		// Outermost: refused calls are counted too.
+		handlerOpts = append(handlerOpts, connect.WithInterceptors(m.interceptor()))
 	}
 	var authorizer *auth.Authorizer
 	if cfg.Tokens != nil {
@@ -233,11 +267,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	protocols.SetUnencryptedHTTP2(true)
 	protocols.SetHTTP2(true) // over TLS, negotiated by ALPN
 	n.server = &http.Server{
-		Handler:           n.endStreamsOnClose(handler),
+		Handler:           n.endStreamsOnClose(boundUnary(handler, limits)),
 		Protocols:         protocols,
-		ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: limits.ReadHeaderTimeout,
+		IdleTimeout:       limits.IdleTimeout,
+		MaxHeaderBytes:    limits.HeaderBytesMax,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: limits.StreamsPerConnMax,
+			SendPingTimeout:      limits.PingInterval,
+			PingTimeout:          limits.PingTimeout,
+		},
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	go func() {
 		defer close(n.served)
@@ -245,16 +285,108 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			logger.Error("api server stopped", "err", err)
 		}
 	}()
-	logger.Info("node started", "api", ln.Addr().String(), "api_advertise", apiAdvertise, "raft", cfg.RaftAddr)
+	if n.metrics != nil {
+		n.serveMetrics(logger)
+	}
+	started = true
+	logger.Info("node started", "api", ln.Addr().String(), "api_advertise", apiAdvertise, "raft", cfg.RaftAddr, "tls", cfg.TLS != nil, "tokens", cfg.Tokens != nil)
 	return n, nil
 }
 
 // longLivedProcedures are the streaming calls that never end on their own.
 var longLivedProcedures = map[string]bool{
+	"/grpc.health.v1.Health/Watch":                                   true,
 	meridianv1connect.EventStoreSubscribeProcedure:                   true,
 	meridianv1connect.ReplicationPullProcedure:                       true,
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      true,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": true,
+}
+
+// boundUnary gives every call but the long-lived streams a read deadline
+// for its request body and a write deadline for its response
+// (HTTPLimits), and clears them when the handler returns, so that a
+// keep-alive connection's next request starts unbounded by this one.
+func boundUnary(next http.Handler, l HTTPLimits) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if longLivedProcedures[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		now := time.Now()
+		_ = rc.SetReadDeadline(now.Add(l.UnaryReadTimeout))
+		_ = rc.SetWriteDeadline(now.Add(l.UnaryWriteTimeout))
+		body := &bodyReadDeadline{ReadCloser: r.Body}
+		r.Body = body
+		if r.ProtoMajor == 1 {
+			w = &closeAfterFailedBody{ResponseWriter: w, body: body}
+		}
+		defer func() {
+			if body.failed {
+				// The body never came: the server must not wait for the
+				// rest of it before closing the connection.
+				_ = rc.SetReadDeadline(time.Now())
+			} else {
+				_ = rc.SetReadDeadline(time.Time{})
+			}
+			_ = rc.SetWriteDeadline(time.Time{})
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// closeAfterFailedBody answers "Connection: close" when the request body
+// failed (its deadline passed): the connection holds the rest of a body
+// nobody will read, so it cannot serve another request.
+type closeAfterFailedBody struct {
+	http.ResponseWriter
+	body        *bodyReadDeadline
+	wroteHeader bool
+}
+
+func (c *closeAfterFailedBody) WriteHeader(code int) {
+	if !c.wroteHeader {
+		c.wroteHeader = true
+		if c.body.failed {
+			c.Header().Set("Connection", "close")
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *closeAfterFailedBody) Write(p []byte) (int, error) {
+	if !c.wroteHeader {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(p)
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (c *closeAfterFailedBody) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Flush implements http.Flusher.
+func (c *closeAfterFailedBody) Flush() {
+	if !c.wroteHeader {
+		c.WriteHeader(http.StatusOK)
+	}
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// bodyReadDeadline notes whether reading the body failed (its deadline
+// passed, the client went away).
+type bodyReadDeadline struct {
+	io.ReadCloser
+	failed bool
+}
+
+func (b *bodyReadDeadline) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.failed = true
+	}
+	return n, err
 }
 
 // endStreamsOnClose gives Subscribe (and reflection) calls a context that also ends when Close
@@ -493,6 +625,9 @@ func (n *Node) Close() error {
 			errs = append(errs, n.server.Close())
 		}
 		<-n.served
+		if n.metricsServer != nil {
+			_ = n.metricsServer.Close()
+		}
 		if n.membership != nil {
 			n.membership.close()
 			if err := n.gossip.close(); err != nil {

@@ -346,6 +346,18 @@ func (f *FSM) acquire() (*dbHandle, error) {
 	return f.h, nil
 }
 
+// StoreSizes returns the sizes of Badger's LSM tree and value log in
+// bytes, as Badger last computed them (it refreshes them every minute).
+func (f *FSM) StoreSizes() (lsm, vlog int64, err error) {
+	h, err := f.acquire()
+	if err != nil {
+		return 0, 0, err
+	}
+	defer h.refs.Done()
+	lsm, vlog = h.db.Size()
+	return lsm, vlog, nil
+}
+
 // Close waits for readers and snapshots in progress, then closes Badger.
 // Close does not sync: the Raft log covers what Badger may lose.
 func (f *FSM) Close() error {

@@ -231,6 +231,7 @@ any; nodes call each other by certificate. 'meridian token new' makes one.`,
 	f.StringVar(&tlsf.Key, "tls-key", os.Getenv("MERIDIAN_TLS_KEY"), "PEM private key of --tls-cert (env MERIDIAN_TLS_KEY)")
 	f.StringVar(&tlsf.CA, "tls-ca", os.Getenv("MERIDIAN_TLS_CA"), "PEM CA bundle that peers' and clients' certificates must chain to (env MERIDIAN_TLS_CA)")
 	f.StringVar(&tokens, "auth-token-file", os.Getenv("MERIDIAN_AUTH_TOKEN_FILE"), "file of bearer token hashes with roles ('meridian token new'); every API call but health then needs a token or a node certificate; needs TLS; re-read on change and SIGHUP (env MERIDIAN_AUTH_TOKEN_FILE)")
+	f.StringVar(&cfg.MetricsAddr, "metrics-addr", os.Getenv("MERIDIAN_METRICS_ADDR"), "listen address of /metrics (Prometheus), apart from the API; over TLS with --tls-cert, without tokens: keep it private (env MERIDIAN_METRICS_ADDR; empty: no metrics)")
 	f.BoolVar(&reflect, "reflection", envBoolDefault("MERIDIAN_REFLECTION", true), "serve gRPC server reflection (env MERIDIAN_REFLECTION)")
 	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", envDuration("MERIDIAN_DEAD_NODE_TIMEOUT", def.DeadNodeTimeout), "remove a region member from the Raft group once gossip has reported it failed for this long (env MERIDIAN_DEAD_NODE_TIMEOUT)")
 	f.DurationVar(&cfg.StabilizationTime, "stabilization-time", envDuration("MERIDIAN_STABILIZATION_TIME", def.StabilizationTime), "how long a joining node must stay healthy before it becomes a voter (env MERIDIAN_STABILIZATION_TIME)")
