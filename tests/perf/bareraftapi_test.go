@@ -104,7 +104,7 @@ func sharedBareAPICluster(tb testing.TB) *bareAPICluster {
 		}
 		c := &bareAPICluster{leader: ch}
 		for range connsMax {
-			c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(apiClient(), "http://"+addr))
+			c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(apiClient(nil), "http://"+addr))
 		}
 		bareAPI = c
 		cleanups = append(cleanups, ch.stop)

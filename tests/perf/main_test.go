@@ -57,3 +57,12 @@ func TestRegionClusterSmoke(t *testing.T) {
 		t.Fatalf("region cluster has no leader or follower: %+v", c)
 	}
 }
+
+// TestSecureRegionClusterSmoke: the TLS-and-tokens region of
+// BenchmarkRegionAppendTLS comes up and commits (waitLeader appends once).
+func TestSecureRegionClusterSmoke(t *testing.T) {
+	c := sharedSecureRegion(t)
+	if c.leader == "" || c.follow == nil || c.scheme != "https" {
+		t.Fatalf("secure region cluster has no leader or follower, or no TLS: %+v", c)
+	}
+}

@@ -2,6 +2,8 @@ package perf
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,7 +26,9 @@ import (
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/internal/auth"
 	"github.com/meridiandb/meridian/internal/h2c"
+	"github.com/meridiandb/meridian/internal/nodetls"
 )
 
 // The region under test: three `meridian server` processes of the real binary
@@ -47,6 +51,10 @@ type regionProc struct {
 }
 
 type regionCluster struct {
+	// scheme is "https" for a region with TLS and tokens, else "http";
+	// newHTTP makes a client transport with connections of its own.
+	scheme  string
+	newHTTP func() *http.Client
 	dir     string
 	bin     string // the meridian binary the servers run
 	procs   []*regionProc
@@ -65,11 +73,66 @@ func freeAddr() (string, error) {
 }
 
 // apiClient is the SDK's transport (internal/h2c): unary calls over
-// HTTP/1.1 keep-alive connections, streams over h2c.
-func apiClient() *http.Client {
+// HTTP/1.1 keep-alive connections, streams over h2c (over TLS with cfg).
+func apiClient(cfg *tls.Config) *http.Client {
 	return h2c.NewClient(func(ctx context.Context, addr string) (net.Conn, error) {
 		return (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", addr)
-	}, h2c.Options{UnaryOverHTTP1: true})
+	}, h2c.Options{UnaryOverHTTP1: true, TLS: cfg})
+}
+
+// perfDeployment names the TLS region's deployment in its certificates.
+const perfDeployment = "perf"
+
+// secure gives the region of dir TLS and tokens: a CA, a certificate per
+// node, one write token; it returns each node's extra flags and a maker
+// of client transports that verify the nodes and send the token.
+func secure(dir string, ids []string) (map[string][]string, func() *http.Client, error) {
+	ca, err := nodetls.NewCA(perfDeployment, time.Hour)
+	if err != nil {
+		return nil, nil, err
+	}
+	secret, err := auth.NewSecret()
+	if err != nil {
+		return nil, nil, err
+	}
+	tokens := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokens, []byte(auth.Line(auth.Token{Name: "bench", Role: auth.RoleWrite}, secret)+"\n"), 0o600); err != nil {
+		return nil, nil, err
+	}
+	flags := map[string][]string{}
+	for _, id := range ids {
+		is, err := ca.Issue(nodetls.Identity{Deployment: perfDeployment, Region: regionName, Node: id}, []string{"127.0.0.1"}, time.Hour)
+		if err != nil {
+			return nil, nil, err
+		}
+		f, err := is.Write(filepath.Join(dir, id+"-tls"), "node")
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := os.WriteFile(f.CA, ca.CertPEM, 0o644); err != nil {
+			return nil, nil, err
+		}
+		flags[id] = []string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA, "--auth-token-file", tokens}
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return flags, func() *http.Client {
+		hc := apiClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		hc.Transport = bearerTransport{secret: secret, next: hc.Transport}
+		return hc
+	}, nil
+}
+
+// bearerTransport sends a bearer token with every request.
+type bearerTransport struct {
+	secret string
+	next   http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.secret)
+	return b.next.RoundTrip(r)
 }
 
 func meridianBinary(dir string) (string, error) {
@@ -84,12 +147,13 @@ func meridianBinary(dir string) (string, error) {
 	return bin, nil
 }
 
-func startRegionCluster() (*regionCluster, error) {
+// startRegionCluster starts the region, with TLS and tokens if secured.
+func startRegionCluster(secured bool) (*regionCluster, error) {
 	dir, err := os.MkdirTemp("", "meridian-perf-region-")
 	if err != nil {
 		return nil, err
 	}
-	c := &regionCluster{dir: dir}
+	c := &regionCluster{dir: dir, scheme: "http", newHTTP: func() *http.Client { return apiClient(nil) }}
 	bin, err := meridianBinary(dir)
 	if err != nil {
 		c.close()
@@ -114,8 +178,20 @@ func startRegionCluster() (*regionCluster, error) {
 		nodes = append(nodes, addrs{id, raftAddr, apiAddr})
 		peers = append(peers, id+"="+raftAddr+"="+apiAddr)
 	}
+	extra := map[string][]string{}
+	if secured {
+		var ids []string
+		for _, n := range nodes {
+			ids = append(ids, n.id)
+		}
+		if extra, c.newHTTP, err = secure(dir, ids); err != nil {
+			c.close()
+			return nil, err
+		}
+		c.scheme = "https"
+	}
 	for _, n := range nodes {
-		cmd := exec.Command(bin, "server",
+		cmd := exec.Command(bin, append([]string{"server",
 			"--region", regionName,
 			"--node-id", n.id,
 			"--data-dir", filepath.Join(dir, n.id),
@@ -123,7 +199,7 @@ func startRegionCluster() (*regionCluster, error) {
 			"--raft-addr", n.raft,
 			"--peers", strings.Join(peers, ","),
 			"--bootstrap",
-		)
+		}, extra[n.id]...)...)
 		logf, err := os.Create(filepath.Join(dir, n.id+".log"))
 		if err != nil {
 			c.close()
@@ -150,7 +226,7 @@ func (c *regionCluster) waitLeader(timeout time.Duration) error {
 	var last error
 	for time.Now().Before(deadline) {
 		for _, p := range c.procs {
-			cl := meridianv1connect.NewEventStoreClient(apiClient(), "http://"+p.api)
+			cl := meridianv1connect.NewEventStoreClient(c.newHTTP(), c.scheme+"://"+p.api)
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			st, err := cl.Status(ctx, connect.NewRequest(&meridianv1.StatusRequest{}))
 			cancel()
@@ -161,11 +237,11 @@ func (c *regionCluster) waitLeader(timeout time.Duration) error {
 			if st.Msg.GetIsLeader() {
 				c.leader = p.api
 				for range connsMax {
-					c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(apiClient(), "http://"+p.api))
+					c.clients = append(c.clients, meridianv1connect.NewEventStoreClient(c.newHTTP(), c.scheme+"://"+p.api))
 				}
 				for _, f := range c.procs {
 					if f.api != p.api {
-						c.follow = meridianv1connect.NewEventStoreClient(apiClient(), "http://"+f.api)
+						c.follow = meridianv1connect.NewEventStoreClient(c.newHTTP(), c.scheme+"://"+f.api)
 						break
 					}
 				}
@@ -231,14 +307,14 @@ func (c *regionCluster) close() {
 }
 
 var (
-	regionOnce sync.Once
-	region     *regionCluster
-	regionErr  error
+	regionOnce, secureOnce sync.Once
+	region, secureRegion   *regionCluster
+	regionErr, secureErr   error
 )
 
 func sharedRegion(tb testing.TB) *regionCluster {
 	regionOnce.Do(func() {
-		region, regionErr = startRegionCluster()
+		region, regionErr = startRegionCluster(false)
 		if regionErr == nil {
 			cleanups = append(cleanups, region.close)
 		}
@@ -247,12 +323,32 @@ func sharedRegion(tb testing.TB) *regionCluster {
 	return region
 }
 
+// sharedSecureRegion is sharedRegion with TLS on every port and tokens.
+func sharedSecureRegion(tb testing.TB) *regionCluster {
+	secureOnce.Do(func() {
+		secureRegion, secureErr = startRegionCluster(true)
+		if secureErr == nil {
+			cleanups = append(cleanups, secureRegion.close)
+		}
+	})
+	require.NoError(tb, secureErr)
+	return secureRegion
+}
+
 // BenchmarkRegionAppend: 1 KiB events, one event per append, one stream per
 // client (no version contention), sent to the leader over Connect.
-func BenchmarkRegionAppend(b *testing.B) {
-	for _, clients := range []int{1, 64, 256} {
+func BenchmarkRegionAppend(b *testing.B) { benchRegionAppend(b, sharedRegion, []int{1, 64, 256}) }
+
+// BenchmarkRegionAppendTLS is BenchmarkRegionAppend against a region with
+// TLS on every port (client to leader and between the nodes) and bearer
+// tokens (issue 16: TLS may cost at most 15 %). Run both in one command to
+// compare: -bench 'RegionAppend(TLS)?/clients=(1|64)$'.
+func BenchmarkRegionAppendTLS(b *testing.B) { benchRegionAppend(b, sharedSecureRegion, []int{1, 64}) }
+
+func benchRegionAppend(b *testing.B, shared func(testing.TB) *regionCluster, clientCounts []int) {
+	for _, clients := range clientCounts {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			c := sharedRegion(b)
+			c := shared(b)
 			before := c.leaderAppliedIndex(b)
 			cpu0 := c.serverCPU(b)
 			runLoad(b, clients, func(ctx context.Context, client, _ int) error {
