@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/serf/serf"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/meridiandb/meridian/internal/auth"
 	"github.com/meridiandb/meridian/internal/nodetls"
@@ -59,6 +60,11 @@ type Config struct {
 	// tokens: bind it where only the monitoring system reaches it. Empty:
 	// no metrics.
 	MetricsAddr string
+	// TracerProvider, when set, traces the API: a span per call (the
+	// caller's trace context is continued, so a forwarded append is one
+	// trace across nodes and regions), with child spans for forwarding,
+	// the Raft commit and MULTI_REGION waits. Nil: no tracing.
+	TracerProvider trace.TracerProvider
 	// HTTPLimits bound the API server; zero fields take DefaultHTTPLimits.
 	HTTPLimits HTTPLimits
 	// DisableReflection stops serving gRPC server reflection.

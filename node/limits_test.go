@@ -2,8 +2,8 @@ package node
 
 import (
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"

@@ -17,6 +17,8 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -167,7 +169,28 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Logger = cfg.Logger // region adds its own component, region and node attributes
 	if pn != nil {
 		rc.Ownership = ownership{p: pn, svc: placement.NewService(pn)}
-		rc.Replicas = newReplicas(cfg.Region, pn, cfg.Network)
+	}
+	var tracing *otelconnect.Interceptor
+	if cfg.TracerProvider != nil {
+		if tracing, err = otelconnect.NewInterceptor(
+			otelconnect.WithTracerProvider(cfg.TracerProvider),
+			otelconnect.WithPropagator(propagation.TraceContext{}),
+			otelconnect.WithoutMetrics(), // /metrics has the API's
+			// Forwarded calls carry the forwarding node's span: continue
+			// it, so that an append is one trace across regions.
+			otelconnect.WithTrustRemote(),
+		); err != nil {
+			_ = ln.Close()
+			if pn != nil {
+				_ = pn.Close()
+			}
+			return nil, fmt.Errorf("node: tracing: %w", err)
+		}
+		rc.Tracer = cfg.TracerProvider.Tracer(tracerName)
+		rc.ClientOptions = append(rc.ClientOptions, connect.WithInterceptors(tracing))
+	}
+	if pn != nil {
+		rc.Replicas = newReplicas(cfg.Region, pn, cfg.Network, rc.ClientOptions)
 	}
 	if cfg.RegionConfig != nil {
 		cfg.RegionConfig(&rc)
@@ -226,6 +249,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		n.metrics, n.metricsListener = m, metricsLn
 		// Outermost: refused calls are counted too.
 		handlerOpts = append(handlerOpts, connect.WithInterceptors(m.interceptor()))
+	}
+	if tracing != nil {
+		handlerOpts = append(handlerOpts, connect.WithInterceptors(tracing))
 	}
 	var authorizer *auth.Authorizer
 	if cfg.Tokens != nil {
@@ -292,6 +318,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	logger.Info("node started", "api", ln.Addr().String(), "api_advertise", apiAdvertise, "raft", cfg.RaftAddr, "tls", cfg.TLS != nil, "tokens", cfg.Tokens != nil)
 	return n, nil
 }
+
+// tracerName names the tracer of the region's spans.
+const tracerName = "github.com/meridiandb/meridian"
 
 // longLivedProcedures are the streaming calls that never end on their own.
 var longLivedProcedures = map[string]bool{

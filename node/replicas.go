@@ -35,10 +35,10 @@ type replicas struct {
 
 var _ region.Replicas = (*replicas)(nil)
 
-func newReplicas(self string, p *placement.Node, network region.Network) *replicas {
+func newReplicas(self string, p *placement.Node, network region.Network, opts []connect.ClientOption) *replicas {
 	httpClient := h2c.NewClient(network.Dial, h2c.Options{})
 	return &replicas{self: self, p: p, stubs: h2c.NewStubs(func(url string) meridianv1connect.EventStoreClient {
-		return meridianv1connect.NewEventStoreClient(httpClient, url)
+		return meridianv1connect.NewEventStoreClient(httpClient, url, opts...)
 	})}
 }
 

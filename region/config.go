@@ -5,6 +5,9 @@ import (
 	"log/slog"
 	"time"
 
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/meridiandb/meridian/causal"
 )
 
@@ -57,6 +60,14 @@ type Config struct {
 	Replicas Replicas
 	// Network opens every connection; nil means TCP.
 	Network Network
+	// Tracer, when set, records spans of an append's steps in the region
+	// (routing to the leader or the home, Raft commit, the MULTI_REGION
+	// wait), children of the caller's span in ctx; nil: no tracing, and no
+	// cost beyond a nil check.
+	Tracer trace.Tracer
+	// ClientOptions are added to the Connect clients that forward calls to
+	// other nodes (node/ passes the trace-context interceptor).
+	ClientOptions []connect.ClientOption
 	// Clock is the wall clock behind the leader's HLC; nil means the system clock.
 	Clock causal.WallClock
 	// Logger receives the node's and Raft's logs; nil discards them.

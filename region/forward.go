@@ -67,14 +67,14 @@ type forwarder struct {
 	stubs      *h2c.Stubs[meridianv1connect.EventStoreClient]
 }
 
-func newForwarder(self string, network Network, dialTimeout, timeout time.Duration) *forwarder {
+func newForwarder(self string, network Network, dialTimeout, timeout time.Duration, opts []connect.ClientOption) *forwarder {
 	httpClient := newHTTPClient(network, dialTimeout)
 	return &forwarder{
 		self:       self,
 		timeout:    timeout,
 		httpClient: httpClient,
 		stubs: h2c.NewStubs(func(url string) meridianv1connect.EventStoreClient {
-			return meridianv1connect.NewEventStoreClient(httpClient, url)
+			return meridianv1connect.NewEventStoreClient(httpClient, url, opts...)
 		}),
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
@@ -113,7 +114,7 @@ func Open(cfg Config) (*Node, error) {
 		_, _ = n.hlc.Update(causal.Timestamp{WallNanos: last.GetWallNanos(), Logical: last.GetLogical()})
 	}
 	n.batcher = newBatcher(cfg, n.raft, n.hlc, logger.With("component", "batcher"))
-	n.fwd = newForwarder(cfg.NodeID, cfg.Network, cfg.ForwardDialTimeout, cfg.ForwardTimeout)
+	n.fwd = newForwarder(cfg.NodeID, cfg.Network, cfg.ForwardDialTimeout, cfg.ForwardTimeout, cfg.ClientOptions)
 	n.wg.Add(1)
 	go n.runLeadership()
 	if cfg.Ownership != nil {
@@ -233,7 +234,9 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 			return nil, n.notHome(op.GetEntity(), h)
 		}
 		err := n.toHome(ctx, op.GetEntity(), h, func(ctx context.Context, addr string, rt route) error {
-			r, err := n.fwd.append(ctx, addr, req, rt, false)
+			sctx, end := n.span(ctx, "region.forward_to_home")
+			r, err := n.fwd.append(sctx, addr, req, rt, false)
+			end(err)
 			resp = r
 			return err
 		})
@@ -257,7 +260,9 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 					return err
 				}
 			}
-			r, err := n.batcher.submit(ctx, op)
+			sctx, end := n.span(ctx, "region.raft_commit")
+			r, err := n.batcher.submit(sctx, op)
+			end(err)
 			if err == nil {
 				r.SessionToken = appendToken(token, r)
 			}
@@ -265,12 +270,16 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 			// A retry (duplicate) waits too: the first attempt may have
 			// failed that very wait.
 			if err == nil && req.GetDurability() == meridianv1.Durability_DURABILITY_MULTI_REGION {
-				err = n.awaitReplicated(ctx, r, int(req.GetMinRegions()))
+				sctx, end := n.span(ctx, "region.multi_region_wait")
+				err = n.awaitReplicated(sctx, r, int(req.GetMinRegions()))
+				end(err)
 			}
 			return err
 		},
 		func(addr string) error {
-			r, err := n.fwd.append(ctx, addr, req, routeOf(ctx), true)
+			sctx, end := n.span(ctx, "region.forward_to_leader")
+			r, err := n.fwd.append(sctx, addr, req, routeOf(ctx), true)
+			end(err)
 			resp = r
 			return err
 		})
@@ -279,6 +288,24 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 	}
 	return resp, nil
 }
+
+// span starts a span named name under ctx's, if the node traces; end
+// records err and ends it. Without Config.Tracer it costs a nil check.
+func (n *Node) span(ctx context.Context, name string) (context.Context, func(error)) {
+	if n.cfg.Tracer == nil {
+		return ctx, endNothing
+	}
+	ctx, sp := n.cfg.Tracer.Start(ctx, name)
+	return ctx, func(err error) {
+		if err != nil {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
+	}
+}
+
+func endNothing(error) {}
 
 // appendToken is the request's token merged with the dots of the appended
 // events (origin.seq up to origin.seq + n - 1).

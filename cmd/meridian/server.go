@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -36,6 +37,8 @@ func newServerCmd(r *rootCmd) *cobra.Command {
 		tlsf    nodetls.Files
 		tokens  string
 		reflect bool
+		otlp    string
+		ratio   float64
 		logs    logFlags
 	)
 	cmd := &cobra.Command{
@@ -141,6 +144,20 @@ any; nodes call each other by certificate. 'meridian token new' makes one.`,
 				}
 			}
 			cfg.DisableReflection = !reflect
+			if otlp != "" {
+				tp, err := newTracerProvider(cmd.Context(), otlp, ratio, cfg.Region, cfg.NodeID)
+				if err != nil {
+					return err
+				}
+				defer func() {
+					ctx, cancel := context.WithTimeout(context.Background(), traceShutdownTimeout)
+					defer cancel()
+					if err := tp.Shutdown(ctx); err != nil {
+						logger.Warn("tracing: spans not flushed at exit", "err", err)
+					}
+				}()
+				cfg.TracerProvider = tp
+			}
 			switch {
 			case tokens != "" && cfg.TLS == nil:
 				return usagef("--auth-token-file needs TLS (--tls-cert, --tls-key, --tls-ca): bearer tokens must not cross the network in plaintext")
@@ -232,6 +249,8 @@ any; nodes call each other by certificate. 'meridian token new' makes one.`,
 	f.StringVar(&tlsf.CA, "tls-ca", os.Getenv("MERIDIAN_TLS_CA"), "PEM CA bundle that peers' and clients' certificates must chain to (env MERIDIAN_TLS_CA)")
 	f.StringVar(&tokens, "auth-token-file", os.Getenv("MERIDIAN_AUTH_TOKEN_FILE"), "file of bearer token hashes with roles ('meridian token new'); every API call but health then needs a token or a node certificate; needs TLS; re-read on change and SIGHUP (env MERIDIAN_AUTH_TOKEN_FILE)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", os.Getenv("MERIDIAN_METRICS_ADDR"), "listen address of /metrics (Prometheus), apart from the API; over TLS with --tls-cert, without tokens: keep it private (env MERIDIAN_METRICS_ADDR; empty: no metrics)")
+	f.StringVar(&otlp, "otlp-endpoint", os.Getenv("MERIDIAN_OTLP_ENDPOINT"), "OTLP/HTTP collector to send traces to (http://host:4318 or host:port); empty: no tracing, at no cost (env MERIDIAN_OTLP_ENDPOINT)")
+	f.Float64Var(&ratio, "trace-sample-ratio", envFloat("MERIDIAN_TRACE_SAMPLE_RATIO", 0.1), "share of traces started at this node that are recorded; calls from a traced caller follow its decision (env MERIDIAN_TRACE_SAMPLE_RATIO)")
 	f.BoolVar(&reflect, "reflection", envBoolDefault("MERIDIAN_REFLECTION", true), "serve gRPC server reflection (env MERIDIAN_REFLECTION)")
 	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", envDuration("MERIDIAN_DEAD_NODE_TIMEOUT", def.DeadNodeTimeout), "remove a region member from the Raft group once gossip has reported it failed for this long (env MERIDIAN_DEAD_NODE_TIMEOUT)")
 	f.DurationVar(&cfg.StabilizationTime, "stabilization-time", envDuration("MERIDIAN_STABILIZATION_TIME", def.StabilizationTime), "how long a joining node must stay healthy before it becomes a voter (env MERIDIAN_STABILIZATION_TIME)")
@@ -352,6 +371,14 @@ func envInt(key string, def int) int {
 func envBool(key string) bool {
 	b, err := strconv.ParseBool(os.Getenv(key))
 	return err == nil && b
+}
+
+// envFloat returns key's float value, or def when unset or not a number.
+func envFloat(key string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(key), 64); err == nil {
+		return v
+	}
+	return def
 }
 
 // envBoolDefault returns key's boolean value, or def when unset or not a
