@@ -228,6 +228,8 @@ var (
 	descVlog           = desc("badger_vlog_bytes", "Size of the region state's Badger value log, as Badger last computed it.")
 	descPlacementIndex = desc("placement_applied_index", "The last placement table entry this node applied (every placement change raises it).")
 	descPlacementRegs  = desc("placement_regions", "Regions that have joined the placement group.")
+	descBatchEntries   = desc("group_commit_entries_total", "Raft entries this node's group commit proposed while leading its region.")
+	descBatchAppends   = desc("group_commit_appends_total", "Appends those entries carried: appends_total / entries_total is the batch size.")
 	descGossip         = desc("gossip_members", "Members of a gossip pool by status, as this node sees them.", "pool", "status")
 )
 
@@ -272,6 +274,9 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descLeaseFenced, b(st.GetLeaseFenced() != ""))
 	}
 	gauge(descSuperseded, float64(st.GetSuperseded()))
+	entries, appends := c.n.region.BatchStats()
+	ch <- prometheus.MustNewConstMetric(descBatchEntries, prometheus.CounterValue, float64(entries))
+	ch <- prometheus.MustNewConstMetric(descBatchAppends, prometheus.CounterValue, float64(appends))
 	if lsm, vlog, err := c.n.region.FSM().StoreSizes(); err == nil {
 		gauge(descLSM, float64(lsm))
 		gauge(descVlog, float64(vlog))

@@ -289,6 +289,12 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 	return resp, nil
 }
 
+// BatchStats returns how many Raft entries this node's group commit has
+// proposed while leading, and how many appends they carried.
+func (n *Node) BatchStats() (entries, appends uint64) {
+	return n.batcher.batches.Load(), n.batcher.ops.Load()
+}
+
 // span starts a span named name under ctx's, if the node traces; end
 // records err and ends it. Without Config.Tracer it costs a nil check.
 func (n *Node) span(ctx context.Context, name string) (context.Context, func(error)) {

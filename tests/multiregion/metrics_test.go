@@ -73,6 +73,9 @@ func TestMetricsReportReplicationLagPerOrigin(t *testing.T) {
 		assert.True(t, ok && calls >= 3, "%s counted its appends: %v\n%s", h, calls, text)
 		assert.Regexp(t, `(?m)^meridian_raft_`+`\w+`, text, "hashicorp/raft's go-metrics are bridged")
 		assert.Regexp(t, `(?m)^meridian_badger_lsm_bytes \d`, text)
+		entries, _ := sample(text, "meridian_group_commit_entries_total")
+		batched, _ := sample(text, "meridian_group_commit_appends_total")
+		assert.True(t, entries >= 1 && batched >= entries, "%s: group commit counters %v entries, %v appends", h, entries, batched)
 		assert.Regexp(t, `(?m)^go_goroutines \d`, text)
 	}
 
