@@ -140,7 +140,7 @@ func TestTokensOnADeployment(t *testing.T) {
 
 	// A token never reaches the node-only procedures, even admin's.
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: ca.clientTLS(), ForceAttemptHTTP2: true}}
-	adminHTTP := &http.Client{Transport: bearerTransport{secret: secrets["admin"], next: hc.Transport}}
+	adminHTTP := &http.Client{Transport: auth.BearerTransport{Secret: secrets["admin"], Next: hc.Transport}}
 	pull := meridianv1connect.NewReplicationClient(adminHTTP, a.URL())
 	stream, err := pull.Pull(ctx, connect.NewRequest(&meridianv1.PullRequest{}))
 	if err == nil {
@@ -164,16 +164,4 @@ func TestTokensOnADeployment(t *testing.T) {
 	require.NoError(t, tokens.Reload())
 	_, err = as("reader", a).Read(ctx, "eu/1")
 	assert.Equal(t, connect.CodeUnauthenticated, code(err), "%v", err)
-}
-
-// bearerTransport sends a bearer token with every request.
-type bearerTransport struct {
-	secret string
-	next   http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.secret)
-	return b.next.RoundTrip(r)
 }

@@ -158,3 +158,22 @@ func (c *checkedConn) Receive(msg any) error {
 	}
 	return c.a.Authorize(c.ctx, c.Spec().Procedure, msg)
 }
+
+// BearerTransport sends "Authorization: Bearer <Secret>" with every
+// request through Next (nil: http.DefaultTransport): for callers that make
+// raw Connect clients (tests, tools); the SDK has client.WithBearerToken.
+type BearerTransport struct {
+	Secret string
+	Next   http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (b BearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	next := b.Next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.Secret)
+	return next.RoundTrip(r)
+}

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meridiandb/meridian/internal/filewatch"
 )
 
 // Role is what a token may do; each role includes the ones below it.
@@ -119,7 +121,7 @@ func (t *Tokens) Len() int { return len(t.cur.Load().byHash) }
 func (t *Tokens) Reload() error {
 	t.reload.Lock()
 	defer t.reload.Unlock()
-	st, err := os.Stat(t.path)
+	stamp, err := filewatch.Stamp(t.path)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrTokenFile, err)
 	}
@@ -131,7 +133,7 @@ func (t *Tokens) Reload() error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrTokenFile, t.path, err)
 	}
-	set.stamp = fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
+	set.stamp = stamp
 	t.cur.Store(set)
 	return nil
 }
@@ -142,31 +144,14 @@ func (t *Tokens) Watch(ctx context.Context, interval time.Duration, logger *slog
 	if interval <= 0 {
 		interval = WatchInterval
 	}
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	failed := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		st, err := os.Stat(t.path)
-		if err != nil {
-			continue
-		}
-		stamp := fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
-		if stamp == t.cur.Load().stamp || stamp == failed {
-			continue
-		}
-		if err := t.Reload(); err != nil {
-			failed = stamp
-			logger.Error("token file changed on disk but did not load; keeping the old tokens", "err", err)
-			continue
-		}
-		failed = ""
-		logger.Info("token file reloaded", "tokens", t.Len())
-	}
+	filewatch.Poll(ctx, interval, []string{t.path}, func() string { return t.cur.Load().stamp }, t.Reload,
+		func(err error) {
+			if err != nil {
+				logger.Error("token file changed on disk but did not load; keeping the old tokens", "err", err)
+				return
+			}
+			logger.Info("token file reloaded", "tokens", t.Len())
+		})
 }
 
 // Lookup returns the token whose secret is secret.

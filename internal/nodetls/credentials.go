@@ -1,7 +1,6 @@
 package nodetls
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meridiandb/meridian/internal/filewatch"
 )
 
 // Files names a node's TLS material: a PEM certificate chain (leaf first),
@@ -89,43 +90,19 @@ func (c *Credentials) Watch(ctx context.Context, interval time.Duration, logger 
 	if interval <= 0 {
 		interval = WatchInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	failed := ""
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		s, err := stamp(c.files)
-		if err != nil || s == c.cur.Load().stamp || s == failed {
-			continue
-		}
-		if err := c.Reload(); err != nil {
-			failed = s
-			logger.Error("tls credentials changed on disk but did not load; keeping the old ones", "err", err)
-			continue
-		}
-		failed = ""
-		logger.Info("tls credentials reloaded", "not_after", c.Leaf().NotAfter.UTC().Format(time.RFC3339))
-	}
-}
-
-func stamp(f Files) (string, error) {
-	var b bytes.Buffer
-	for _, p := range []string{f.Cert, f.Key, f.CA} {
-		st, err := os.Stat(p)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "%d/%d;", st.Size(), st.ModTime().UnixNano())
-	}
-	return b.String(), nil
+	filewatch.Poll(ctx, interval, []string{c.files.Cert, c.files.Key, c.files.CA},
+		func() string { return c.cur.Load().stamp }, c.Reload,
+		func(err error) {
+			if err != nil {
+				logger.Error("tls credentials changed on disk but did not load; keeping the old ones", "err", err)
+				return
+			}
+			logger.Info("tls credentials reloaded", "not_after", c.Leaf().NotAfter.UTC().Format(time.RFC3339))
+		})
 }
 
 func load(f Files) (*material, error) {
-	s, err := stamp(f)
+	s, err := filewatch.Stamp(f.Cert, f.Key, f.CA)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCredentials, err)
 	}

@@ -160,23 +160,11 @@ func httpsClient(dial func(ctx context.Context, network, addr string) (net.Conn,
 	p.SetHTTP2(true)
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	return &http.Client{Transport: bearerTransport{secret: secret, next: &http.Transport{
+	return &http.Client{Transport: auth.BearerTransport{Secret: secret, Next: &http.Transport{
 		Protocols:       &p,
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		DialContext:     dial,
 	}}}
-}
-
-// bearerTransport sends a bearer token with every request.
-type bearerTransport struct {
-	secret string
-	next   http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.secret)
-	return b.next.RoundTrip(r)
 }
 
 // newToken writes a token file with one admin token into dir and returns

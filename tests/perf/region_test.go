@@ -118,21 +118,9 @@ func secure(dir string, ids []string) (map[string][]string, func() *http.Client,
 	pool.AddCert(ca.Cert)
 	return flags, func() *http.Client {
 		hc := apiClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
-		hc.Transport = bearerTransport{secret: secret, next: hc.Transport}
+		hc.Transport = auth.BearerTransport{Secret: secret, Next: hc.Transport}
 		return hc
 	}, nil
-}
-
-// bearerTransport sends a bearer token with every request.
-type bearerTransport struct {
-	secret string
-	next   http.RoundTripper
-}
-
-func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+b.secret)
-	return b.next.RoundTrip(r)
 }
 
 func meridianBinary(dir string) (string, error) {
