@@ -108,6 +108,8 @@ type devOptions struct {
 	apiPort       int
 	raftPort      int
 	placementPort int
+	// metricsPort is the first node's /metrics port (0: no metrics).
+	metricsPort int
 	dataDir       string // empty: a temporary directory, removed on stop
 	// wanLatency is the one-way latency emulated between nodes of
 	// different regions (0: none, loopback speed everywhere).
@@ -240,6 +242,12 @@ func (o devOptions) check() error {
 		name string
 		port int
 	}{{"--api-port", o.apiPort}, {"--raft-port", o.raftPort}, {"--placement-port", o.placementPort}}
+	if o.metricsPort != 0 {
+		ranges = append(ranges, struct {
+			name string
+			port int
+		}{"--metrics-port", o.metricsPort})
+	}
 	for _, p := range ranges {
 		if p.port < 1 || p.port+n-1 > 65535 {
 			return usagef("%s %d: the %d ports from it must lie in [1, 65535]", p.name, p.port, n)
@@ -332,6 +340,7 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 				Network:           region.TCP,
 				Logger:            o.logger,
 				PlacementRaftAddr: o.addr(o.placementPort, m.k),
+				MetricsAddr:       o.metricsAddr(m.k),
 				PlacementConfig:   devPlacementConfig(o.wanLatency),
 				ReplicationConfig: devReplicationConfig,
 			}
@@ -371,6 +380,14 @@ func startDev(ctx context.Context, o devOptions) (*devCluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// metricsAddr is node k's /metrics address, or "" without --metrics-port.
+func (o devOptions) metricsAddr(k int) string {
+	if o.metricsPort == 0 {
+		return ""
+	}
+	return o.addr(o.metricsPort, k)
 }
 
 func devNodeID(i int) string { return "n" + strconv.Itoa(i+1) }
@@ -607,8 +624,16 @@ func (c *devCluster) printBanner(w io.Writer) {
 			if len(roles) > 0 {
 				role = "  (" + strings.Join(roles, ", ") + ")"
 			}
-			fmt.Fprintf(w, "    %s  api %s  raft %s  placement %s%s\n", m.id, m.node.URL(),
-				c.opts.addr(c.opts.raftPort, m.k), c.opts.addr(c.opts.placementPort, m.k), role)
+			metrics := ""
+			if a := m.node.MetricsAddr(); a != "" {
+				scheme := "http"
+				if c.ca != nil {
+					scheme = "https"
+				}
+				metrics = "  metrics " + scheme + "://" + a + "/metrics"
+			}
+			fmt.Fprintf(w, "    %s  api %s  raft %s  placement %s%s%s\n", m.id, m.node.URL(),
+				c.opts.addr(c.opts.raftPort, m.k), c.opts.addr(c.opts.placementPort, m.k), metrics, role)
 		}
 	}
 	var rules []string
@@ -807,6 +832,7 @@ region served the read from its replica, and stops: exit 0 means it works.`,
 	f.IntVar(&o.apiPort, "api-port", o.apiPort, "API port of the first node; the others use the next ones, region by region")
 	f.IntVar(&o.raftPort, "raft-port", o.raftPort, "region Raft port of the first node; the others use the next ones")
 	f.IntVar(&o.placementPort, "placement-port", o.placementPort, "placement Raft port of the first node; the others use the next ones")
+	f.IntVar(&o.metricsPort, "metrics-port", 0, "serve /metrics (Prometheus) from this port of the first node on, the others on the next ones (0: no metrics)")
 	f.DurationVar(&o.wanLatency, "wan-latency", 0, "emulated one-way latency between nodes of different regions, e.g. 75ms (0: none; at most 1s)")
 	f.BoolVar(&o.insecure, "insecure", false, "no TLS and no tokens: every port plaintext, the API open to anyone (default: TLS everywhere from a throwaway CA in the data directory, and an admin token)")
 	f.BoolVar(&smoke, "smoke", false, "append in one region, read it with the token through another, check that region served it, then stop (exit 0 when it works)")

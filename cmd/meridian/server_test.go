@@ -91,6 +91,10 @@ func TestServerConfigErrors(t *testing.T) {
 		{name: "dev duplicate region", args: []string{"dev", "--regions", "eu-west,eu-west"}, wantErr: `"eu-west" appears twice`},
 		{name: "dev bad region name", args: []string{"dev", "--regions", "eu west"}, wantErr: `--regions: "eu west"`},
 		{name: "dev no region", args: []string{"dev", "--regions", ","}, wantErr: "--regions: 0 regions"},
+		{name: "dev metrics ports overlap api ports", args: []string{"dev", "--metrics-port", "7002"}, wantErr: "--api-port 7001 and --metrics-port 7002 ranges overlap for 3 nodes"},
+		{name: "tokens without tls", args: []string{"server", "--data-dir", "x", "--auth-token-file", "t"}, wantErr: "--auth-token-file needs TLS"},
+		{name: "half of tls", args: []string{"server", "--data-dir", "x", "--tls-cert", "c.pem"}, wantErr: "TLS needs all of --tls-cert, --tls-key and --tls-ca"},
+		{name: "trace ratio out of range", args: []string{"server", "--data-dir", "x", "--otlp-endpoint", "127.0.0.1:4318", "--trace-sample-ratio", "2"}, wantErr: "--trace-sample-ratio 2: want 0 to 1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
