@@ -110,7 +110,7 @@ type devOptions struct {
 	placementPort int
 	// metricsPort is the first node's /metrics port (0: no metrics).
 	metricsPort int
-	dataDir       string // empty: a temporary directory, removed on stop
+	dataDir     string // empty: a temporary directory, removed on stop
 	// wanLatency is the one-way latency emulated between nodes of
 	// different regions (0: none, loopback speed everywhere).
 	wanLatency time.Duration
