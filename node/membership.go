@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
 	"github.com/meridiandb/meridian/internal/h2c"
 	"github.com/meridiandb/meridian/internal/logadapt"
+	"github.com/meridiandb/meridian/internal/nodetls"
 	"github.com/meridiandb/meridian/region"
 )
 
@@ -55,12 +57,15 @@ type membership struct {
 	// left is closed once Leave has taken the node out of the deployment.
 	left     chan struct{}
 	leftOnce sync.Once
+	// refused is when each gossip member that failed admission was last
+	// logged (reconcile's goroutine only).
+	refused map[string]time.Time
 }
 
 func newMembership(cfg Config, g *gossip, rn *region.Node, logger *slog.Logger) *membership {
 	httpClient := h2c.NewClient(cfg.Network.Dial, h2c.Options{})
 	m := &membership{
-		cfg: cfg, g: g, rn: rn, logger: logger.With("component", "membership"),
+		cfg: cfg, g: g, rn: rn, logger: logger.With("component", "membership"), refused: map[string]time.Time{},
 		status: h2c.NewStubs(func(url string) meridianv1connect.EventStoreClient {
 			return meridianv1connect.NewEventStoreClient(httpClient, url)
 		}),
@@ -233,6 +238,13 @@ func (m *membership) reconcile() {
 		if got, ok := have[raft.ServerID(id)]; ok && got == addr {
 			continue
 		}
+		if err := m.admit(id, mem.Tags[tagAPI]); err != nil {
+			if time.Since(m.refused[id]) > refusedLogInterval {
+				m.refused[id] = time.Now()
+				m.logger.Warn("gossip member not added to the region group: it did not prove it is that node", "member", id, "err", err)
+			}
+			continue
+		}
 		f := m.rn.Raft().AddNonvoter(raft.ServerID(id), addr, 0, membershipCallTimeout)
 		if err := f.Error(); err != nil {
 			m.logger.Warn("add joining node to the region group", "member", id, "err", err)
@@ -240,6 +252,44 @@ func (m *membership) reconcile() {
 		}
 		m.logger.Info("node added to the region group as a non-voter", "member", id, "raft", addr)
 	}
+}
+
+// refusedLogInterval: a member that keeps failing admission is logged
+// once in this long.
+const refusedLogInterval = time.Minute
+
+// admit checks, with TLS on, that the gossip member claiming to be node id
+// of this region holds that node's certificate: gossip carries names, not
+// proof (its key only keeps strangers out of the pool), so without this a
+// holder of the gossip key could join the region's Raft configuration
+// under any name. A TLS dial to the member's API address proves the
+// certificate (chain and deployment: nodetls); the name must then match.
+func (m *membership) admit(id, apiAddr string) error {
+	if m.cfg.TLS == nil {
+		return nil
+	}
+	if apiAddr == "" {
+		return errors.New("no API address in its gossip tags")
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, membershipCallTimeout)
+	defer cancel()
+	conn, err := m.cfg.Network.Dial(ctx, apiAddr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	tc, ok := conn.(*tls.Conn)
+	if !ok || len(tc.ConnectionState().PeerCertificates) == 0 {
+		return errors.New("no certificate")
+	}
+	got, err := nodetls.CertIdentity(tc.ConnectionState().PeerCertificates[0])
+	if err != nil {
+		return err
+	}
+	if got.Region != m.cfg.Region || got.Node != id {
+		return fmt.Errorf("its certificate names %s, not node %s of region %s", got, id, m.cfg.Region)
+	}
+	return nil
 }
 
 // roles is every region member's place in the Raft configuration, by id.

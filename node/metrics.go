@@ -230,6 +230,9 @@ var (
 	descPlacementRegs  = desc("placement_regions", "Regions that have joined the placement group.")
 	descBatchEntries   = desc("group_commit_entries_total", "Raft entries this node's group commit proposed while leading its region.")
 	descBatchAppends   = desc("group_commit_appends_total", "Appends those entries carried: appends_total / entries_total is the batch size.")
+	descTailEvents     = desc("region_unreplicated_tail_events", "A region's own events no other region had applied at its last lease renewal (what a failover would leave behind), from this node's copy of the placement table.", "region")
+	descTailAge        = desc("region_unreplicated_tail_age_seconds", "How old the oldest event of a region's unreplicated tail is (0 without a tail).", "region")
+	descRegionFenced   = desc("region_lease_fenced", "1 when a region's last lease renewal says its leader does not use its lease.", "region")
 	descGossip         = desc("gossip_members", "Members of a gossip pool by status, as this node sees them.", "pool", "status")
 )
 
@@ -284,6 +287,16 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	if p := c.n.placement; p != nil {
 		gauge(descPlacementIndex, float64(p.FSM().AppliedIndex()))
 		gauge(descPlacementRegs, float64(len(p.FSM().Regions())))
+		now := time.Now()
+		for r, l := range p.FSM().Leases() {
+			gauge(descTailEvents, float64(l.GetTailEvents()), r)
+			age := 0.0
+			if l.GetTailEvents() > 0 && l.GetTailOldest() != nil {
+				age = max(0, now.Sub(l.GetTailOldest().AsTime()).Seconds())
+			}
+			gauge(descTailAge, age, r)
+			gauge(descRegionFenced, b(l.GetFenced() != ""), r)
+		}
 	}
 	if g := c.n.gossip; g != nil {
 		for pool, s := range map[string]*serf.Serf{"lan": g.lan, "wan": g.wan} {

@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -269,4 +272,31 @@ func writeBundle(path string, cas ...*testCA) error {
 		b = append(b, c.ca.CertPEM...)
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// TestGossipImpostorNotAdmitted: gossip carries names, not proof. A node
+// of the deployment that joins region a's gossip pool as "n2" while its
+// certificate names a/n9 is never added to the region's Raft group; an
+// honest node that joins after it is.
+func TestGossipImpostorNotAdmitted(t *testing.T) {
+	ca := newTestCA(t, "prod")
+	creds := func(id string) *nodetls.Credentials {
+		return ca.credentials(t, nodetls.Identity{Deployment: "prod", Region: "a", Node: id})
+	}
+	a1 := startGossipNode(t, Config{Region: "a", NodeID: "n1", Bootstrap: true, TLS: creds("n1")})
+	require.Eventually(t, a1.Region().IsLeader, 10*time.Second, 20*time.Millisecond)
+	impostor := startGossipNode(t, Config{Region: "a", NodeID: "n2", TLS: creds("n9")})
+	local := a1.gossip.lan.LocalMember()
+	require.NoError(t, impostor.gossip.joinLAN([]string{net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))}))
+	require.Eventually(t, func() bool { return a1.gossip.lan.NumNodes() == 2 }, 10*time.Second, 20*time.Millisecond,
+		"the impostor is in the gossip pool (it has no key to lack)")
+
+	honest := startGossipNode(t, Config{Region: "a", NodeID: "n3", Join: []string{a1.Addr()}, TLS: creds("n3")})
+	_ = honest
+	require.Eventually(t, func() bool {
+		voters, nonvoters := suffrages(a1)
+		return slices.Contains(append(voters, nonvoters...), "n3")
+	}, 30*time.Second, 50*time.Millisecond, "the honest node was not added")
+	voters, nonvoters := suffrages(a1)
+	assert.NotContains(t, append(voters, nonvoters...), "n2", "the impostor joined the region's Raft group")
 }

@@ -73,6 +73,10 @@ func TestMetricsReportReplicationLagPerOrigin(t *testing.T) {
 		assert.True(t, ok && calls >= 3, "%s counted its appends: %v\n%s", h, calls, text)
 		assert.Regexp(t, `(?m)^meridian_raft_`+`\w+`, text, "hashicorp/raft's go-metrics are bridged")
 		assert.Regexp(t, `(?m)^meridian_badger_lsm_bytes \d`, text)
+		for _, r := range threeRegions {
+			_, ok := sample(text, `meridian_region_unreplicated_tail_events{region="`+r+`"}`)
+			assert.True(t, ok, "%s: no unreplicated tail series for %s", h, r)
+		}
 		entries, _ := sample(text, "meridian_group_commit_entries_total")
 		batched, _ := sample(text, "meridian_group_commit_appends_total")
 		assert.True(t, entries >= 1 && batched >= entries, "%s: group commit counters %v entries, %v appends", h, entries, batched)
