@@ -25,6 +25,8 @@ locals {
     client_cidrs           = var.client_cidrs
     meridian_binary_url    = var.meridian_binary_url
     meridian_binary_sha256 = var.meridian_binary_sha256
+    tls_parameter_prefix   = var.tls_parameter_prefix
+    auth_tokens            = var.auth_tokens
   }
 }
 
@@ -44,6 +46,8 @@ module "r0" {
   meridian_binary_url    = local.common.meridian_binary_url
   meridian_binary_sha256 = local.common.meridian_binary_sha256
   gossip_key             = var.gossip_key
+  tls_parameter_prefix   = local.common.tls_parameter_prefix
+  auth_tokens            = local.common.auth_tokens
 }
 
 module "r1" {
@@ -62,6 +66,8 @@ module "r1" {
   meridian_binary_url    = local.common.meridian_binary_url
   meridian_binary_sha256 = local.common.meridian_binary_sha256
   gossip_key             = var.gossip_key
+  tls_parameter_prefix   = local.common.tls_parameter_prefix
+  auth_tokens            = local.common.auth_tokens
 }
 
 module "r2" {
@@ -80,4 +86,6 @@ module "r2" {
   meridian_binary_url    = local.common.meridian_binary_url
   meridian_binary_sha256 = local.common.meridian_binary_sha256
   gossip_key             = var.gossip_key
+  tls_parameter_prefix   = local.common.tls_parameter_prefix
+  auth_tokens            = local.common.auth_tokens
 }

@@ -55,3 +55,15 @@ variable "gossip_key" {
   type        = string
   sensitive   = true
 }
+
+variable "tls_parameter_prefix" {
+  description = "SSM Parameter Store path of the TLS material (see modules/region); empty: plaintext."
+  type        = string
+  default     = ""
+}
+
+variable "auth_tokens" {
+  description = "Require bearer tokens (the token file at <tls_parameter_prefix>/tokens)."
+  type        = bool
+  default     = false
+}

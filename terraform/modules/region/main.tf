@@ -3,7 +3,11 @@
 # node_count instances spread over the zones, each with a fixed private
 # address, an Elastic IP (its address towards clients and other regions)
 # and a data volume. cloud-init installs the binary, the gossip key and
-# the systemd unit; node 0 forms the region, the others join it.
+# the systemd unit; node 0 forms the region, the others join it. With
+# tls_parameter_prefix, each node fetches its certificate, key, the CA
+# bundle (and the token file) from SSM Parameter Store at boot and every
+# 10 minutes (the node reloads changed files by itself), so that no
+# private key is in the user data.
 
 locals {
   ports = { api = 7001, raft = 7101, placement = 7201, gossip = 7301, gossip_wan = 7302 }
@@ -17,6 +21,10 @@ locals {
   ]
   data_dir        = "/var/lib/meridian"
   gossip_key_file = "/etc/meridian/gossip.keys"
+  tls_on          = var.tls_parameter_prefix != ""
+  tls_dir         = "/etc/meridian/tls"
+  tls_files       = { cert = "${local.tls_dir}/node.pem", key = "${local.tls_dir}/node-key.pem", ca = "${local.tls_dir}/ca.pem" }
+  token_file      = "/etc/meridian/tokens"
   # Nodes other than 0 join through node 0 of this region; node 0 joins
   # through another region unless it bootstraps the placement group.
   seed = "${aws_eip.node[0].public_ip}:${local.ports.api}"
@@ -125,6 +133,46 @@ module "node_config" {
   join                = count.index == 0 ? compact([var.join_address]) : [local.seed]
   gossip_key_file     = local.gossip_key_file
   dead_node_timeout   = var.dead_node_timeout
+  tls                 = local.tls_on ? local.tls_files : null
+  auth_token_file     = var.auth_tokens ? local.token_file : ""
+}
+
+# The nodes' role: SSM Session Manager (there is no SSH) and, with TLS,
+# reading the deployment's parameters under tls_parameter_prefix only.
+data "aws_region" "current" {}
+
+resource "aws_iam_role" "node" {
+  name = "${local.name}-node"
+  assume_role_policy = jsonencode({
+    Version   = "2012-10-17"
+    Statement = [{ Effect = "Allow", Action = "sts:AssumeRole", Principal = { Service = "ec2.amazonaws.com" } }]
+  })
+  tags = local.tags
+}
+
+resource "aws_iam_role_policy_attachment" "ssm_core" {
+  role       = aws_iam_role.node.name
+  policy_arn = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+}
+
+resource "aws_iam_role_policy" "tls_parameters" {
+  count = local.tls_on ? 1 : 0
+  name  = "${local.name}-tls-parameters"
+  role  = aws_iam_role.node.id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["ssm:GetParameter"]
+      Resource = "arn:aws:ssm:${data.aws_region.current.name}:*:parameter${var.tls_parameter_prefix}/*"
+    }]
+  })
+}
+
+resource "aws_iam_instance_profile" "node" {
+  name = "${local.name}-node"
+  role = aws_iam_role.node.name
+  tags = local.tags
 }
 
 resource "aws_instance" "node" {
@@ -134,6 +182,7 @@ resource "aws_instance" "node" {
   subnet_id              = aws_subnet.zone[count.index % length(var.availability_zones)].id
   private_ip             = local.private_ips[count.index]
   vpc_security_group_ids = [aws_security_group.node.id]
+  iam_instance_profile   = aws_iam_instance_profile.node.name
 
   user_data_replace_on_change = false
   user_data = templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
@@ -144,6 +193,17 @@ resource "aws_instance" "node" {
     data_dir        = local.data_dir
     binary_url      = var.meridian_binary_url
     binary_sha256   = var.meridian_binary_sha256
+    tls_fetch = local.tls_on ? templatefile("${path.module}/templates/fetch-tls.sh.tftpl", {
+      aws_region = data.aws_region.current.name
+      parameters = merge(
+        {
+          (local.tls_files.ca)   = "${var.tls_parameter_prefix}/ca.pem"
+          (local.tls_files.cert) = "${var.tls_parameter_prefix}/${var.region}/n${count.index + 1}/cert.pem"
+          (local.tls_files.key)  = "${var.tls_parameter_prefix}/${var.region}/n${count.index + 1}/key.pem"
+        },
+        var.auth_tokens ? { (local.token_file) = "${var.tls_parameter_prefix}/tokens" } : {},
+      )
+    }) : ""
   })
 
   metadata_options {

@@ -1,6 +1,6 @@
 output "api_endpoints" {
-  description = "API endpoints (http://host:port) of every node of the region."
-  value       = [for c in module.node_config : "http://${c.api_address}"]
+  description = "API endpoints (https://host:port with TLS, else http://host:port) of every node of the region."
+  value       = [for c in module.node_config : "${local.tls_on ? "https" : "http"}://${c.api_address}"]
 }
 
 output "seed_address" {

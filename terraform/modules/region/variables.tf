@@ -124,3 +124,23 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "tls_parameter_prefix" {
+  description = "SSM Parameter Store path (SecureString parameters) of the deployment's TLS material, fetched by each node at boot and every 10 minutes: <prefix>/ca.pem, <prefix>/<region>/<node>/cert.pem and .../key.pem ('meridian tls cert' makes them; certificates should list the node's Elastic IP). Empty: every port plaintext."
+  type        = string
+  default     = ""
+  validation {
+    condition     = var.tls_parameter_prefix == "" || can(regex("^(/[A-Za-z0-9_.-]+)+$", var.tls_parameter_prefix))
+    error_message = "tls_parameter_prefix must be empty or an SSM path such as /meridian/prod (no trailing slash)."
+  }
+}
+
+variable "auth_tokens" {
+  description = "Require bearer tokens: nodes load <tls_parameter_prefix>/tokens ('meridian token new' prints its lines). Needs tls_parameter_prefix."
+  type        = bool
+  default     = false
+  validation {
+    condition     = !var.auth_tokens || var.tls_parameter_prefix != ""
+    error_message = "auth_tokens needs tls_parameter_prefix: bearer tokens must not cross the network in plaintext."
+  }
+}

@@ -120,3 +120,35 @@ run "rejects_four_nodes" {
   }
   expect_failures = [var.nodes_per_region]
 }
+
+run "tls_from_parameter_store" {
+  command = apply
+  variables {
+    tls_parameter_prefix = "/meridian/prod"
+    auth_tokens          = true
+  }
+  assert {
+    condition     = alltrue([for r in [module.r0, module.r1, module.r2] : alltrue([for ep in r.api_endpoints : startswith(ep, "https://")])])
+    error_message = "with TLS every endpoint is https"
+  }
+  assert {
+    condition     = strcontains(nonsensitive(module.r1.user_data[2]), "MERIDIAN_TLS_CERT=/etc/meridian/tls/node.pem") && strcontains(nonsensitive(module.r1.user_data[2]), "MERIDIAN_AUTH_TOKEN_FILE=/etc/meridian/tokens")
+    error_message = "each node runs with its TLS files and the token file"
+  }
+  assert {
+    condition     = strcontains(nonsensitive(module.r1.user_data[2]), "/meridian/prod/us-east/n3/key.pem") && strcontains(nonsensitive(module.r1.user_data[2]), "/meridian/prod/ca.pem") && strcontains(nonsensitive(module.r1.user_data[2]), "/meridian/prod/tokens")
+    error_message = "each node fetches its own key, the CA and the tokens from Parameter Store"
+  }
+  assert {
+    condition     = !strcontains(nonsensitive(module.r1.user_data[2]), "BEGIN") && !strcontains(nonsensitive(module.r1.user_data[2]), "/meridian/prod/us-east/n2/")
+    error_message = "no key material in the user data, and no other node's parameters"
+  }
+}
+
+run "plaintext_has_no_tls_fetch" {
+  command = apply
+  assert {
+    condition     = !strcontains(nonsensitive(module.r0.user_data[0]), "meridian-fetch-tls") && !strcontains(nonsensitive(module.r0.user_data[0]), "MERIDIAN_TLS_CERT")
+    error_message = "without tls_parameter_prefix nothing fetches TLS material"
+  }
+}
