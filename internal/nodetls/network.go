@@ -77,60 +77,75 @@ const handshakesMax = 64
 // Accept nor holds a goroutine for long.
 type listener struct {
 	net.Listener
-	cfg    *tls.Config
-	ready  chan net.Conn
-	done   chan struct{}
-	slots  chan struct{}
-	once   sync.Once
-	err    error // why the accept loop ended; read after done closes
-	wg     sync.WaitGroup
-	closed chan struct{}
+	cfg   *tls.Config
+	ready chan net.Conn
+	done  chan struct{}
+	slots chan struct{}
+	once  sync.Once
+	err   error // why the accept loop ended; read after done closes
+	// ctx ends when Close is called: it interrupts handshakes in progress.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
+// Backoff of the accept loop after an error that is not the listener's
+// end (too many open files, a connection reset before it was accepted).
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
 func newListener(inner net.Listener, cfg *tls.Config) *listener {
-	l := &listener{Listener: inner, cfg: cfg, ready: make(chan net.Conn), done: make(chan struct{}), slots: make(chan struct{}, handshakesMax), closed: make(chan struct{})}
+	l := &listener{Listener: inner, cfg: cfg, ready: make(chan net.Conn), done: make(chan struct{}), slots: make(chan struct{}, handshakesMax)}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
 	go l.acceptLoop()
 	return l
 }
 
 func (l *listener) acceptLoop() {
 	defer close(l.done)
+	backoff := time.Duration(0)
 	for {
 		select {
 		case l.slots <- struct{}{}:
-		case <-l.closed:
+		case <-l.ctx.Done():
 			l.err = net.ErrClosed
 			return
 		}
 		raw, err := l.Listener.Accept()
 		if err != nil {
 			<-l.slots
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) || l.ctx.Err() != nil {
+				l.err = err
+				return
 			}
-			l.err = err
-			return
+			// As http.Server does: wait and go on, or one burst of
+			// EMFILE would end the node's listener for good.
+			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
+			select {
+			case <-time.After(backoff):
+			case <-l.ctx.Done():
+			}
+			continue
 		}
-		l.wg.Add(1)
+		backoff = 0
 		go l.handshake(raw)
 	}
 }
 
 func (l *listener) handshake(raw net.Conn) {
-	defer l.wg.Done()
 	conn := tls.Server(raw, l.cfg)
-	_ = raw.SetDeadline(time.Now().Add(handshakeTimeout))
-	err := conn.Handshake()
+	ctx, cancel := context.WithTimeout(l.ctx, handshakeTimeout)
+	err := conn.HandshakeContext(ctx)
+	cancel()
 	<-l.slots
 	if err != nil {
 		_ = raw.Close()
 		return
 	}
-	_ = raw.SetDeadline(time.Time{})
 	select {
 	case l.ready <- conn:
-	case <-l.closed:
+	case <-l.ctx.Done():
 		_ = conn.Close()
 	}
 }
@@ -148,16 +163,17 @@ func (l *listener) Accept() (net.Conn, error) {
 		default:
 		}
 		return nil, l.err
-	case <-l.closed:
+	case <-l.ctx.Done():
 		return nil, net.ErrClosed
 	}
 }
 
-// Close stops accepting and closes connections not yet handed out.
+// Close stops accepting, interrupts handshakes in progress and closes
+// connections not yet handed out.
 func (l *listener) Close() error {
 	var err error
 	l.once.Do(func() {
-		close(l.closed)
+		l.cancel()
 		err = l.Listener.Close()
 	})
 	return err

@@ -295,3 +295,43 @@ func TestLoadRefusesInconsistentFiles(t *testing.T) {
 }
 
 func parseURL(s string) (*url.URL, error) { return url.Parse(s) }
+
+// TestSilentPeerBlocksNobody: a peer that connects and says nothing holds
+// up neither Accept nor other peers' handshakes, and Close ends its
+// handshake at once instead of after the handshake timeout.
+func TestSilentPeerBlocksNobody(t *testing.T) {
+	ca := newCA(t, "prod")
+	server := issue(t, ca, t.TempDir(), node("prod", "a", "n1"))
+	ln, err := server.Network(network.TCP).Listen("127.0.0.1:0")
+	require.NoError(t, err)
+	accepted := make(chan error, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			accepted <- err
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	silent, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer silent.Close()
+
+	peer := issue(t, ca, t.TempDir(), node("prod", "b", "n2"))
+	start := time.Now()
+	conn, err := peer.Network(network.TCP).Dial(context.Background(), ln.Addr().String())
+	require.NoError(t, err)
+	require.NoError(t, roundTrip(conn))
+	assert.Less(t, time.Since(start), handshakeTimeout/2, "the silent peer held up another peer's handshake")
+	require.NoError(t, <-accepted)
+
+	start = time.Now()
+	require.NoError(t, ln.Close())
+	require.ErrorIs(t, <-accepted, net.ErrClosed)
+	_ = silent.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	_, err = silent.Read(make([]byte, 1))
+	require.Error(t, err, "the silent connection is closed")
+	assert.Less(t, time.Since(start), handshakeTimeout/2, "Close left the silent handshake running")
+}
