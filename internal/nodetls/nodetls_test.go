@@ -335,3 +335,26 @@ func TestSilentPeerBlocksNobody(t *testing.T) {
 	require.Error(t, err, "the silent connection is closed")
 	assert.Less(t, time.Since(start), handshakeTimeout/2, "Close left the silent handshake running")
 }
+
+// TestAPIPortRefusesForeignClientCertificate: a client certificate is
+// optional on the API port, but one that does not chain to the CA bundle
+// ends the handshake.
+func TestAPIPortRefusesForeignClientCertificate(t *testing.T) {
+	ca := newCA(t, "prod")
+	server := issue(t, ca, t.TempDir(), node("prod", "a", "n1"))
+	ln, err := server.ListenAPI(network.TCP, "127.0.0.1:0")
+	require.NoError(t, err)
+	echoServer(t, ln)
+	other := newCA(t, "prod")
+	is, err := other.Issue(Identity{Deployment: "prod", Client: "mallory"}, nil, validity)
+	require.NoError(t, err)
+	cert, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert}})
+	if err == nil {
+		err = roundTrip(conn)
+	}
+	require.Error(t, err)
+}
