@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
@@ -301,8 +302,10 @@ func runBench(ctx context.Context, r *rootCmd, cfg benchConfig) (*benchReport, e
 				switch {
 				case err == nil:
 					samples.add(took, rng)
-				case runCtx.Err() != nil && errors.Is(err, runCtx.Err()):
-					// Cut off by the end of the run: neither a success nor a failure.
+				case runCtx.Err() != nil && (errors.Is(err, runCtx.Err()) || connect.CodeOf(err) == connect.CodeDeadlineExceeded || connect.CodeOf(err) == connect.CodeCanceled):
+					// Cut off by the end of the run: neither a success nor a
+					// failure. The run's deadline travels with the call, so
+					// the server may be the one that reports it.
 				default:
 					samples.fail++
 					if res.firstErr == nil {
