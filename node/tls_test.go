@@ -46,22 +46,14 @@ func newTestCA(t *testing.T, deployment string) *testCA {
 // credentials issues and loads a certificate for id, in a directory of its own.
 func (c *testCA) credentials(t *testing.T, id nodetls.Identity) *nodetls.Credentials {
 	t.Helper()
-	is, err := c.ca.Issue(id, []string{"127.0.0.1", "localhost"}, testCertValidity)
-	require.NoError(t, err)
-	dir := t.TempDir()
-	require.NoError(t, c.ca.WriteCA(dir))
-	f, err := is.Write(dir, "node")
+	f, err := c.ca.IssueFiles(id, []string{"127.0.0.1", "localhost"}, testCertValidity, t.TempDir(), "node")
 	require.NoError(t, err)
 	cr, err := nodetls.Load(f)
 	require.NoError(t, err)
 	return cr
 }
 
-func (c *testCA) clientTLS() *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AddCert(c.ca.Cert)
-	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-}
+func (c *testCA) clientTLS() *tls.Config { return c.ca.ClientConfig() }
 
 // tlsNode starts a node with TLS, gossip and a placement member.
 func tlsNode(t *testing.T, ca *testCA, deployment, regionName, id string, bootstrap bool, join []string) *Node {

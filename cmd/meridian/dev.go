@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -188,15 +186,11 @@ func (c *devCluster) credentials(regionName, id string) (*nodetls.Credentials, e
 		}
 		c.ca, c.caFile = ca, filepath.Join(dir, "ca.pem")
 	}
-	is, err := c.ca.Issue(nodetls.Identity{Deployment: devDeployment, Region: regionName, Node: id}, []string{c.opts.host, "localhost"}, devCertValidity)
+	files, err := c.ca.IssueFiles(nodetls.Identity{Deployment: devDeployment, Region: regionName, Node: id},
+		[]string{c.opts.host, "localhost"}, devCertValidity, filepath.Join(dir, regionName+"-"+id), "node")
 	if err != nil {
 		return nil, err
 	}
-	files, err := is.Write(filepath.Join(dir, regionName+"-"+id), "node")
-	if err != nil {
-		return nil, err
-	}
-	files.CA = c.caFile
 	return nodetls.Load(files)
 }
 
@@ -205,9 +199,7 @@ func (c *devCluster) clientOptions() []client.Option {
 	if c.ca == nil {
 		return nil
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(c.ca.Cert)
-	return []client.Option{client.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), client.WithBearerToken(c.secret)}
+	return []client.Option{client.WithTLS(c.ca.ClientConfig()), client.WithBearerToken(c.secret)}
 }
 
 func (o devOptions) total() int { return len(o.regions) * o.nodes }

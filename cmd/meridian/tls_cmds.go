@@ -109,15 +109,11 @@ func newTLSCertCmd(r *rootCmd) *cobra.Command {
 					name = "client"
 				}
 			}
-			is, err := ca.Issue(id, splitList(hosts), validity)
-			if err != nil {
+			if err := id.Validate(); err != nil {
 				return usageError{err}
 			}
-			files, err := is.Write(out, name)
+			files, err := ca.IssueFiles(id, splitList(hosts), validity, out, name)
 			if err != nil {
-				return err
-			}
-			if err := os.WriteFile(files.CA, ca.CertPEM, 0o644); err != nil {
 				return err
 			}
 			fmt.Fprintf(r.stdout, "%s: %s (key %s, CA bundle %s)\n", id, files.Cert, files.Key, files.CA)

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -167,6 +168,29 @@ func (is Issued) Write(dir, name string) (Files, error) {
 		return Files{}, err
 	}
 	return f, writeAtomic(f.Cert, is.CertPEM, 0o644)
+}
+
+// IssueFiles issues a certificate for id (as Issue) and writes it, its
+// key and the CA's certificate as the bundle into dir (as Write), ready for
+// Load: what a node, or a test of one, needs from a CA in one step.
+func (ca *CA) IssueFiles(id Identity, hosts []string, validity time.Duration, dir, name string) (Files, error) {
+	is, err := ca.Issue(id, hosts, validity)
+	if err != nil {
+		return Files{}, err
+	}
+	f, err := is.Write(dir, name)
+	if err != nil {
+		return Files{}, err
+	}
+	return f, writeAtomic(f.CA, ca.CertPEM, 0o644)
+}
+
+// ClientConfig is the TLS configuration of a client that trusts this CA
+// alone (the SDK's WithTLS, tests, dev's own clients).
+func (ca *CA) ClientConfig() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 }
 
 func writeAtomic(path string, b []byte, mode os.FileMode) error {

@@ -110,7 +110,7 @@ func load(f Files) (*material, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: certificate %s with key %s: %v", ErrCredentials, f.Cert, f.Key, err)
 	}
-	roots, err := loadPool(f.CA)
+	roots, err := LoadPool(f.CA)
 	if err != nil {
 		return nil, err
 	}
@@ -125,8 +125,8 @@ func load(f Files) (*material, error) {
 	return &material{cert: cert, self: self, roots: roots, stamp: s}, nil
 }
 
-// LoadPool reads a PEM CA bundle.
-func loadPool(path string) (*x509.CertPool, error) {
+// LoadPool reads a PEM CA bundle (nodes' bundles, and clients' --tls-ca).
+func LoadPool(path string) (*x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: CA bundle: %v", ErrCredentials, err)
@@ -154,9 +154,6 @@ func loadPool(path string) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
-
-// LoadPool reads a PEM CA bundle, for clients that verify nodes.
-func LoadPool(path string) (*x509.CertPool, error) { return loadPool(path) }
 
 // verify checks a DER chain (leaf first) against roots, for any key usage
 // (the same certificate serves and dials).

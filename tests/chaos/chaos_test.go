@@ -4,8 +4,6 @@ package chaos
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -158,11 +156,9 @@ func (c *cluster) leader(ctx context.Context) *server {
 func httpsClient(dial func(ctx context.Context, network, addr string) (net.Conn, error), ca *nodetls.CA, secret string) *http.Client {
 	var p http.Protocols
 	p.SetHTTP2(true)
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
 	return &http.Client{Transport: auth.BearerTransport{Secret: secret, Next: &http.Transport{
 		Protocols:       &p,
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		TLSClientConfig: ca.ClientConfig(),
 		DialContext:     dial,
 	}}}
 }
@@ -191,11 +187,8 @@ func (c *cluster) tlsArgs(h Host, dir string, args []string) []string {
 		return ""
 	}
 	id := nodetls.Identity{Deployment: chaosDeployment, Region: flag("--region"), Node: flag("--node-id")}
-	is, err := c.ca.Issue(id, []string{h.Addr}, time.Hour)
+	files, err := c.ca.IssueFiles(id, []string{h.Addr}, time.Hour, dir+"-tls", "node")
 	require.NoError(c.t, err)
-	files, err := is.Write(filepath.Join(dir+"-tls"), "node")
-	require.NoError(c.t, err)
-	require.NoError(c.t, os.WriteFile(files.CA, c.ca.CertPEM, 0o644))
 	return append(args, "--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA, "--auth-token-file", c.tokenFile)
 }
 

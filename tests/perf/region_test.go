@@ -3,7 +3,6 @@ package perf
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,23 +100,14 @@ func secure(dir string, ids []string) (map[string][]string, func() *http.Client,
 	}
 	flags := map[string][]string{}
 	for _, id := range ids {
-		is, err := ca.Issue(nodetls.Identity{Deployment: perfDeployment, Region: regionName, Node: id}, []string{"127.0.0.1"}, time.Hour)
+		f, err := ca.IssueFiles(nodetls.Identity{Deployment: perfDeployment, Region: regionName, Node: id}, []string{"127.0.0.1"}, time.Hour, filepath.Join(dir, id+"-tls"), "node")
 		if err != nil {
-			return nil, nil, err
-		}
-		f, err := is.Write(filepath.Join(dir, id+"-tls"), "node")
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := os.WriteFile(f.CA, ca.CertPEM, 0o644); err != nil {
 			return nil, nil, err
 		}
 		flags[id] = []string{"--tls-cert", f.Cert, "--tls-key", f.Key, "--tls-ca", f.CA, "--auth-token-file", tokens}
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.Cert)
 	return flags, func() *http.Client {
-		hc := apiClient(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		hc := apiClient(ca.ClientConfig())
 		hc.Transport = auth.BearerTransport{Secret: secret, Next: hc.Transport}
 		return hc
 	}, nil
