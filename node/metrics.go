@@ -140,6 +140,20 @@ const (
 	metricsScrapeTimeout = 10 * time.Second
 )
 
+// Label values of levels, made once: levelOf runs on every call.
+var (
+	consistencyLevels = levelNames(meridianv1.Consistency_name, "CONSISTENCY_")
+	durabilityLevels  = levelNames(meridianv1.Durability_name, "DURABILITY_")
+)
+
+func levelNames(names map[int32]string, prefix string) map[int32]string {
+	out := make(map[int32]string, len(names))
+	for v, n := range names {
+		out[v] = strings.ToLower(strings.TrimPrefix(n, prefix))
+	}
+	return out
+}
+
 // levelOf names the consistency of a read or the durability of an append
 // (unspecified is the default: session, region).
 func levelOf(msg any) string {
@@ -151,7 +165,7 @@ func levelOf(msg any) string {
 		if c == meridianv1.Consistency_CONSISTENCY_UNSPECIFIED {
 			c = meridianv1.Consistency_CONSISTENCY_SESSION
 		}
-		return strings.ToLower(strings.TrimPrefix(c.String(), "CONSISTENCY_"))
+		return consistencyLevels[int32(c)]
 	case interface {
 		GetDurability() meridianv1.Durability
 	}:
@@ -159,7 +173,7 @@ func levelOf(msg any) string {
 		if d == meridianv1.Durability_DURABILITY_UNSPECIFIED {
 			d = meridianv1.Durability_DURABILITY_REGION
 		}
-		return strings.ToLower(strings.TrimPrefix(d.String(), "DURABILITY_"))
+		return durabilityLevels[int32(d)]
 	}
 	return ""
 }

@@ -368,10 +368,7 @@ func envInt(key string, def int) int {
 	return def
 }
 
-func envBool(key string) bool {
-	b, err := strconv.ParseBool(os.Getenv(key))
-	return err == nil && b
-}
+func envBool(key string) bool { return envBoolDefault(key, false) }
 
 // envFloat returns key's float value, or def when unset or not a number.
 func envFloat(key string, def float64) float64 {

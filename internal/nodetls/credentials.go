@@ -197,22 +197,21 @@ func (c *Credentials) verifyNode(chain [][]byte) error {
 	return nil
 }
 
-// PeerNode returns the node identity a verified TLS connection's peer
-// presented, or false: no certificate, or not a node of this deployment.
-// Servers that accept client certificates optionally (the API) use it to
-// tell node-to-node calls from callers.
+// PeerNode returns the node identity the peer of a connection accepted by
+// this package's listeners presented, or false: no certificate, or not a
+// node of this deployment. Servers that accept client certificates
+// optionally (the API) use it, per request, to tell node-to-node calls
+// from callers. The handshake already verified the chain against the CA
+// bundle (ServerConfig), so only the name is read here: no chain is
+// verified again on every request.
 func (c *Credentials) PeerNode(cs *tls.ConnectionState) (Identity, bool) {
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return Identity{}, false
 	}
-	raw := make([][]byte, len(cs.PeerCertificates))
-	for i, pc := range cs.PeerCertificates {
-		raw[i] = pc.Raw
-	}
-	if c.verifyNode(raw) != nil {
+	id, err := CertIdentity(cs.PeerCertificates[0])
+	if err != nil || !id.IsNode() || id.Deployment != c.cur.Load().self.Deployment {
 		return Identity{}, false
 	}
-	id, _ := CertIdentity(cs.PeerCertificates[0])
 	return id, true
 }
 

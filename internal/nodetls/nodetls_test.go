@@ -358,3 +358,45 @@ func TestAPIPortRefusesForeignClientCertificate(t *testing.T) {
 	}
 	require.Error(t, err)
 }
+
+// TestPeerNodeNamesOnlyNodesOfTheDeployment: on the API port, a client
+// certificate and a node certificate of another deployment (both from the
+// deployment's CA) are callers, not nodes.
+func TestPeerNodeNamesOnlyNodesOfTheDeployment(t *testing.T) {
+	ca := newCA(t, "prod")
+	server := issue(t, ca, t.TempDir(), node("prod", "a", "n1"))
+	ln, err := server.ListenAPI(network.TCP, "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	states := make(chan tls.ConnectionState, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			states <- c.(*tls.Conn).ConnectionState()
+			_ = c.Close()
+		}
+	}()
+	for name, id := range map[string]Identity{
+		"client":             {Deployment: "prod", Client: "ops"},
+		"another deployment": node("staging", "a", "n2"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			is, err := ca.Issue(id, nil, validity)
+			require.NoError(t, err)
+			cert, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+			require.NoError(t, err)
+			cfg := ca.ClientConfig()
+			cfg.ServerName, cfg.Certificates = "127.0.0.1", []tls.Certificate{cert}
+			conn, err := tls.Dial("tcp", ln.Addr().String(), cfg)
+			require.NoError(t, err)
+			_ = conn.Close()
+			cs := <-states
+			require.NotEmpty(t, cs.PeerCertificates)
+			_, ok := server.PeerNode(&cs)
+			assert.False(t, ok)
+		})
+	}
+}
