@@ -108,27 +108,3 @@ func TestHTTPLimits(t *testing.T) {
 	})
 }
 
-// TestUnaryReadDeadlineBoundsTheBodyOnly: once a call has read its body,
-// the body's deadline passing does not cancel the call.
-func TestUnaryReadDeadlineBoundsTheBodyOnly(t *testing.T) {
-	const short = 200 * time.Millisecond
-	l := HTTPLimits{UnaryReadTimeout: short}.withDefaults()
-	outcome := make(chan string, 1)
-	srv := &http.Server{Handler: boundUnary(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.ReadAll(r.Body)
-		select {
-		case <-r.Context().Done():
-			outcome <- "cancelled"
-		case <-time.After(4 * short):
-			outcome <- "served"
-		}
-	}), l)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	resp, err := http.Post("http://"+ln.Addr().String()+"/x", "application/json", strings.NewReader("{}"))
-	require.NoError(t, err)
-	_ = resp.Body.Close()
-	assert.Equal(t, "served", <-outcome)
-}

@@ -4,6 +4,9 @@
 // TLS (prior knowledge) with pings that detect a black-holed connection,
 // and Connect unary calls either the same way (nodes calling nodes) or over
 // HTTP/1.1 keep-alive connections (the SDK: Options.UnaryOverHTTP1).
+// https:// URLs take TLS (Options.TLS) with the same split, HTTP/2
+// negotiated by ALPN; nodes keep http:// URLs and put mutual TLS under
+// them in the dial function (internal/nodetls).
 //
 // Why HTTP/1.1 for the SDK's unary calls: Go's HTTP/2 stack hands every
 // call between several goroutines on each side (the caller, the

@@ -45,7 +45,7 @@ func (id Identity) Validate() error {
 	}
 	for _, p := range parts {
 		if !validPart(p.v) {
-			return fmt.Errorf("%w: %s %q: want 1-63 characters of a-z, 0-9, '-', '_' and '.'", ErrIdentity, p.name, p.v)
+			return fmt.Errorf("%w: %s %q: want 1-63 characters of letters, digits, '-', '_' and '.'", ErrIdentity, p.name, p.v)
 		}
 	}
 	return nil
