@@ -107,4 +107,3 @@ func TestHTTPLimits(t *testing.T) {
 		assert.ErrorContains(t, err, "elsewhere")
 	})
 }
-
