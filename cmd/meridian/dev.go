@@ -146,13 +146,9 @@ type devCluster struct {
 
 // devTokens writes <data>/tls/tokens with one new admin token and loads it.
 func (c *devCluster) devTokens() error {
-	secret, err := auth.NewSecret()
-	if err != nil {
-		return err
-	}
 	path := filepath.Join(c.dataDir, "tls", "tokens")
-	line := auth.Line(auth.Token{Name: "dev-admin", Role: auth.RoleAdmin}, secret)
-	if err := os.WriteFile(path, []byte("# written by meridian dev at start; 'meridian token new' makes more\n"+line+"\n"), 0o600); err != nil {
+	secret, err := auth.WriteTokenFile(path, auth.Token{Name: "dev-admin", Role: auth.RoleAdmin})
+	if err != nil {
 		return err
 	}
 	toks, err := auth.LoadTokens(path)

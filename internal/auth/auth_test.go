@@ -171,3 +171,17 @@ func TestTokenFile(t *testing.T) {
 	_, err = LoadTokens(filepath.Join(dir, "missing"))
 	require.True(t, errors.Is(err, ErrTokenFile))
 }
+
+func TestWriteTokenFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	secret, err := WriteTokenFile(path, Token{Name: "first", Role: RoleAdmin})
+	require.NoError(t, err)
+	toks, err := LoadTokens(path)
+	require.NoError(t, err)
+	tok, ok := toks.Lookup(secret)
+	require.True(t, ok)
+	assert.Equal(t, Token{Name: "first", Role: RoleAdmin}, *tok)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}

@@ -226,6 +226,17 @@ func NewSecret() (string, error) {
 	return secretPrefix + base64.RawURLEncoding.EncodeToString(b), nil
 }
 
+// WriteTokenFile writes path (mode 0600) holding one new token of the
+// given name, role and prefixes, and returns the token's secret: a
+// deployment's first token (meridian dev, tests).
+func WriteTokenFile(path string, tok Token) (string, error) {
+	secret, err := NewSecret()
+	if err != nil {
+		return "", err
+	}
+	return secret, os.WriteFile(path, []byte(Line(tok, secret)+"\n"), 0o600)
+}
+
 // Line returns the token file line of a token with this secret.
 func Line(tok Token, secret string) string {
 	sum := sha256.Sum256([]byte(secret))

@@ -166,10 +166,9 @@ func httpsClient(dial func(ctx context.Context, network, addr string) (net.Conn,
 // newToken writes a token file with one admin token into dir and returns
 // the file and the token.
 func newToken(t *testing.T, dir string) (string, string) {
-	secret, err := auth.NewSecret()
-	require.NoError(t, err)
 	path := filepath.Join(dir, "tokens")
-	require.NoError(t, os.WriteFile(path, []byte(auth.Line(auth.Token{Name: "chaos", Role: auth.RoleAdmin}, secret)+"\n"), 0o600))
+	secret, err := auth.WriteTokenFile(path, auth.Token{Name: "chaos", Role: auth.RoleAdmin})
+	require.NoError(t, err)
 	return path, secret
 }
 

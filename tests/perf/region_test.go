@@ -90,12 +90,9 @@ func secure(dir string, ids []string) (map[string][]string, func() *http.Client,
 	if err != nil {
 		return nil, nil, err
 	}
-	secret, err := auth.NewSecret()
-	if err != nil {
-		return nil, nil, err
-	}
 	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte(auth.Line(auth.Token{Name: "bench", Role: auth.RoleWrite}, secret)+"\n"), 0o600); err != nil {
+	secret, err := auth.WriteTokenFile(tokens, auth.Token{Name: "bench", Role: auth.RoleWrite})
+	if err != nil {
 		return nil, nil, err
 	}
 	flags := map[string][]string{}
