@@ -3,10 +3,13 @@ package h2c
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -164,4 +167,88 @@ func BenchmarkUnaryTransport(b *testing.B) {
 			})
 		}
 	}
+}
+
+// writeCounter counts the writes made on the connections it dials.
+type writeCounter struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCounter) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestUnaryCallLeavesInOneWrite checks that a unary call's headers and body
+// leave the client in a single write: net/http flushes the headers of a
+// body it does not know to be in memory separately, which cost every call
+// a second write on the client and a second read on the server.
+func TestUnaryCallLeavesInOneWrite(t *testing.T) {
+	_, url := serve(t)
+	var writes atomic.Int64
+	hc := NewClient(func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := dialer(ctx, addr)
+		if err != nil {
+			return nil, err
+		}
+		return writeCounter{Conn: c, writes: &writes}, nil
+	}, Options{UnaryOverHTTP1: true})
+	es := meridianv1connect.NewEventStoreClient(hc, url)
+	// A request with a body (the fake answers Unimplemented, after
+	// reading it); a first call dials, later calls reuse the connection
+	// and are counted alone.
+	req := &meridianv1.AppendRequest{Entity: "order-1", Events: []*meridianv1.ProposedEvent{{Type: "t", Data: make([]byte, 1024)}}}
+	call := func() {
+		_, err := es.Append(context.Background(), connect.NewRequest(req))
+		require.Equal(t, connect.CodeUnimplemented, connect.CodeOf(err), "%v", err)
+	}
+	call()
+	for i := range 5 {
+		before := writes.Load()
+		call()
+		assert.Equal(t, int64(1), writes.Load()-before, "call %d: writes on the wire", i)
+	}
+}
+
+// TestInMemoryBodyLeavesTheCallersRequestAlone checks that buffering a
+// body copies the request and keeps it replayable, and that bodies of
+// unknown length or above the bound pass through untouched.
+func TestInMemoryBodyLeavesTheCallersRequestAlone(t *testing.T) {
+	payload := []byte("an append's protobuf")
+	orig, err := http.NewRequest(http.MethodPost, "http://n/p", io.NopCloser(strings.NewReader(string(payload))))
+	require.NoError(t, err)
+	orig.ContentLength = int64(len(payload))
+	origBody := orig.Body
+	got, err := inMemoryBody(orig)
+	require.NoError(t, err)
+	require.NotSame(t, orig, got)
+	assert.Equal(t, origBody, orig.Body, "the caller's request keeps its body")
+	for range 2 { // the body, then a replay through GetBody
+		b, err := io.ReadAll(got.Body)
+		require.NoError(t, err)
+		assert.Equal(t, payload, b)
+		got.Body, err = got.GetBody()
+		require.NoError(t, err)
+	}
+
+	unknown, err := http.NewRequest(http.MethodPost, "http://n/p", io.NopCloser(strings.NewReader("x")))
+	require.NoError(t, err)
+	unknown.ContentLength = -1
+	same, err := inMemoryBody(unknown)
+	require.NoError(t, err)
+	assert.Same(t, unknown, same, "a body of unknown length streams")
+
+	big, err := http.NewRequest(http.MethodPost, "http://n/p", io.NopCloser(strings.NewReader("x")))
+	require.NoError(t, err)
+	big.ContentLength = unaryBodyInMemoryMax + 1
+	same, err = inMemoryBody(big)
+	require.NoError(t, err)
+	assert.Same(t, big, same, "a body above the bound streams")
+
+	short, err := http.NewRequest(http.MethodPost, "http://n/p", io.NopCloser(strings.NewReader("abc")))
+	require.NoError(t, err)
+	short.ContentLength = 10
+	_, err = inMemoryBody(short)
+	assert.ErrorContains(t, err, "read request body of 10 bytes")
 }
