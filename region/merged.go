@@ -264,7 +264,7 @@ func (n *Node) runClockTick() {
 // Events carry their version at delivery and, in a merged stream, whether
 // it is final (stable). from_position is the version to start at;
 // checkpoints' next_position is the first version that may still change.
-func (n *Node) subscribeEntity(ctx context.Context, entity string, req *meridianv1.SubscribeRequest, interval time.Duration,
+func (n *Node) subscribeEntity(ctx context.Context, entity string, req *meridianv1.SubscribeRequest, filter *EventFilter, interval time.Duration,
 	send func(*meridianv1.SubscribeResponse) error) error {
 	delivered := causal.Vector{}
 	scanFrom := uint64(1)
@@ -291,7 +291,7 @@ func (n *Node) subscribeEntity(ctx context.Context, entity string, req *meridian
 				o := e.GetOrigin()
 				dot := causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()}
 				if !delivered.CoversDot(dot) {
-					if e.GetVersion() >= skipBelow {
+					if e.GetVersion() >= skipBelow && filter.matchType(e.GetType()) {
 						if err := send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Event{Event: e}}); err != nil {
 							return merged, err
 						}

@@ -28,6 +28,11 @@ const (
 	// requested checkpoint interval.
 	checkpointIntervalMin = 10 * time.Millisecond
 	checkpointIntervalMax = time.Hour
+	// subscribeScanPages: a filtered region-log subscription scans at most
+	// this many pages' worth of log entries between two messages (4,096
+	// at the default page): a sparse filter sends a checkpoint past what
+	// it skipped instead of scanning on silently.
+	subscribeScanPages = 16
 )
 
 // Node is one member of a region's Raft group: it accepts appends on any
@@ -657,33 +662,30 @@ func (n *Node) Subscribe(ctx context.Context, req *meridianv1.SubscribeRequest, 
 			return &InvalidArgumentError{Field: "checkpoint_interval", Reason: fmt.Sprintf("must be %s to %s, got %s", checkpointIntervalMin, checkpointIntervalMax, interval)}
 		}
 	}
-	var page func(from uint64) ([]*meridianv1.Event, error)
-	var next func(e *meridianv1.Event) uint64
-	var end func() (uint64, error)
+	filter, err := CompileFilter(req.GetFilter(), n.cfg.Limits)
+	if err != nil {
+		return err
+	}
 	switch t := req.GetTarget().(type) {
 	case *meridianv1.SubscribeRequest_Entity:
 		entity := t.Entity
 		if err := ValidateEntity(entity, n.cfg.Limits.EntityBytesMax); err != nil {
 			return err
 		}
-		return n.subscribeEntity(ctx, entity, req, interval, send)
+		if len(filter.Prefixes()) > 0 {
+			return &InvalidArgumentError{Field: "filter.entity_prefixes", Reason: "apply to all=true; an entity subscription names its stream"}
+		}
+		return n.subscribeEntity(ctx, entity, req, filter, interval, send)
 	case *meridianv1.SubscribeRequest_All:
 		if !t.All {
 			return &InvalidArgumentError{Field: "target", Reason: "must be an entity or all=true"}
 		}
-		page = func(from uint64) ([]*meridianv1.Event, error) { return n.fsm.ReadLog(from, n.cfg.SubscribePageMax) }
-		next = func(e *meridianv1.Event) uint64 { return e.GetPosition() + 1 }
-		end = func() (uint64, error) { return n.fsm.ApplyState().GetLastPosition() + 1, nil }
 	default:
 		return &InvalidArgumentError{Field: "target", Reason: "must be an entity or all=true"}
 	}
 	pos := max(req.GetFromPosition(), 1)
 	if req.GetFromEnd() {
-		p, err := end()
-		if err != nil {
-			return err
-		}
-		pos = p
+		pos = n.fsm.ApplyState().GetLastPosition() + 1
 	}
 	seen := causal.Vector{}
 	checkpoint := func(caughtUp bool) error {
@@ -696,24 +698,33 @@ func (n *Node) Subscribe(ctx context.Context, req *meridianv1.SubscribeRequest, 
 	caughtUp := false
 	for {
 		changed := n.fsm.Changed()
-		events, err := page(pos)
+		page, err := n.fsm.ScanLog(LogScan{From: pos, Max: n.cfg.SubscribePageMax, ScanMax: subscribeScanPages * n.cfg.SubscribePageMax, Filter: filter})
 		if err != nil {
 			return err
 		}
-		for _, e := range events {
+		for _, e := range page.Events {
 			if err := send(&meridianv1.SubscribeResponse{Message: &meridianv1.SubscribeResponse_Event{Event: e}}); err != nil {
 				return err
 			}
-			pos = next(e)
+			pos = e.GetPosition() + 1
 			if o := e.GetOrigin(); o != nil {
 				seen.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
 			}
 		}
+		skipped := page.Next > pos
+		pos = max(pos, page.Next)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if len(events) >= n.cfg.SubscribePageMax {
-			continue // still catching up
+		if !page.End {
+			// Still catching up. A page the filter emptied still moves the
+			// checkpoint, so a sparse filter resumes past what it skipped.
+			if len(page.Events) == 0 && skipped {
+				if err := checkpoint(false); err != nil {
+					return err
+				}
+			}
+			continue
 		}
 		if !caughtUp {
 			caughtUp = true

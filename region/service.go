@@ -103,6 +103,15 @@ func (s *Service) ReadConflicts(ctx context.Context, req *connect.Request[meridi
 	}), nil
 }
 
+// ReadLog implements meridianv1connect.EventStoreHandler.
+func (s *Service) ReadLog(ctx context.Context, req *connect.Request[meridianv1.ReadLogRequest]) (*connect.Response[meridianv1.ReadLogResponse], error) {
+	resp, err := s.node.ReadLog(ctx, req.Msg)
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
 // Subscribe implements meridianv1connect.EventStoreHandler.
 func (s *Service) Subscribe(ctx context.Context, req *connect.Request[meridianv1.SubscribeRequest], stream *connect.ServerStream[meridianv1.SubscribeResponse]) error {
 	err := s.node.Subscribe(ctx, req.Msg, stream.Send)

@@ -118,6 +118,22 @@ func TestPrefixLimits(t *testing.T) {
 	}
 	cases = append(cases,
 		tc{"/meridian.v1.EventStore/Subscribe", &meridianv1.SubscribeRequest{Target: &meridianv1.SubscribeRequest_All{All: true}}, false},
+		tc{"/meridian.v1.EventStore/ReadLog", &meridianv1.ReadLogRequest{}, false},
+		tc{"/meridian.v1.EventStore/ReadLog", &meridianv1.ReadLogRequest{Filter: &meridianv1.EventFilter{EventTypes: []string{"Placed"}}}, false},
+	)
+	// The region log with a filter whose prefixes all lie under the
+	// token's: allowed; one prefix outside (or wider): refused.
+	for _, f := range []struct {
+		prefixes []string
+		ok       bool
+	}{{[]string{"eu/orders/"}, true}, {[]string{"eu/orders/1", "eu/orders/2"}, true}, {[]string{"eu/orders/1", "us/"}, false}, {[]string{"eu/"}, false}} {
+		filter := &meridianv1.EventFilter{EntityPrefixes: f.prefixes}
+		cases = append(cases,
+			tc{"/meridian.v1.EventStore/ReadLog", &meridianv1.ReadLogRequest{Filter: filter}, f.ok},
+			tc{"/meridian.v1.EventStore/Subscribe", &meridianv1.SubscribeRequest{Target: &meridianv1.SubscribeRequest_All{All: true}, Filter: filter}, f.ok},
+		)
+	}
+	cases = append(cases,
 		tc{"/meridian.v1.EventStore/Status", &meridianv1.StatusRequest{}, true},
 		tc{"/meridian.v1.Placement/ListRules", &meridianv1.ListRulesRequest{}, true},
 		tc{"/meridian.v1.Placement/SetRules", &meridianv1.SetRulesRequest{}, false},

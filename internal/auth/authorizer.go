@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 )
 
 // Caller is who makes a request: a node (by certificate) or a token.
@@ -70,6 +72,26 @@ func bearer(h string) (string, bool) {
 // entityRequest is a request that names an entity.
 type entityRequest interface{ GetEntity() string }
 
+// filterRequest is a read of the region log that may filter by entity
+// prefix (Subscribe to all, ReadLog).
+type filterRequest interface {
+	GetFilter() *meridianv1.EventFilter
+}
+
+// filterWithin reports whether f admits only entities t reaches: it names
+// prefixes, each under one of t's.
+func filterWithin(t *Token, f *meridianv1.EventFilter) bool {
+	if len(f.GetEntityPrefixes()) == 0 {
+		return false
+	}
+	for _, p := range f.GetEntityPrefixes() {
+		if !t.Allows(p) {
+			return false
+		}
+	}
+	return true
+}
+
 // Authorize decides whether the caller in ctx may call procedure with
 // msg (nil when the message is not at hand yet: only the procedure is
 // checked).
@@ -108,7 +130,10 @@ func (a *Authorizer) Authorize(ctx context.Context, procedure string, msg any) e
 		entity = er.GetEntity()
 	}
 	if entity == "" {
-		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: token %q is limited to entities under %s; this call names no entity (a subscription to the whole region log needs an unlimited token)", ErrPermissionDenied, c.Token.Name, strings.Join(c.Token.Prefixes, ", ")))
+		if fr, ok := msg.(filterRequest); ok && filterWithin(c.Token, fr.GetFilter()) {
+			return nil
+		}
+		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: token %q is limited to entities under %s; this call names no entity (the whole region log needs an unlimited token, or a filter whose entity_prefixes each lie under the token's)", ErrPermissionDenied, c.Token.Name, strings.Join(c.Token.Prefixes, ", ")))
 	}
 	if !c.Token.Allows(entity) {
 		return connect.NewError(connect.CodePermissionDenied, fmt.Errorf("%w: token %q is limited to entities under %s; %q is outside them", ErrPermissionDenied, c.Token.Name, strings.Join(c.Token.Prefixes, ", "), entity))

@@ -31,6 +31,7 @@ var rules = map[string]rule{
 	meridianv1connect.EventStoreAppendProcedure:        {needWrite, true},
 	meridianv1connect.EventStoreReadProcedure:          {needRead, true},
 	meridianv1connect.EventStoreSubscribeProcedure:     {needRead, true},
+	meridianv1connect.EventStoreReadLogProcedure:       {needRead, true},
 	meridianv1connect.EventStoreReadStateProcedure:     {needRead, true},
 	meridianv1connect.EventStoreReadConflictsProcedure: {needRead, true},
 	meridianv1connect.EventStoreStatusProcedure:        {needRead, false},

@@ -525,8 +525,12 @@ type SubscribeRequest struct {
 	FromEnd bool `protobuf:"varint,4,opt,name=from_end,json=fromEnd,proto3" json:"from_end,omitempty"`
 	// checkpoint_interval is how often a checkpoint is sent when idle; default 1s.
 	CheckpointInterval *durationpb.Duration `protobuf:"bytes,5,opt,name=checkpoint_interval,json=checkpointInterval,proto3" json:"checkpoint_interval,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// filter delivers only the matching events; checkpoints still advance
+	// past the others, so a sparse filter resumes without rescanning.
+	// entity_prefixes need all=true.
+	Filter        *EventFilter `protobuf:"bytes,6,opt,name=filter,proto3" json:"filter,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SubscribeRequest) Reset() {
@@ -605,6 +609,13 @@ func (x *SubscribeRequest) GetCheckpointInterval() *durationpb.Duration {
 	return nil
 }
 
+func (x *SubscribeRequest) GetFilter() *EventFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
 type isSubscribeRequest_Target interface {
 	isSubscribeRequest_Target()
 }
@@ -623,6 +634,345 @@ func (*SubscribeRequest_Entity) isSubscribeRequest_Target() {}
 
 func (*SubscribeRequest_All) isSubscribeRequest_Target() {}
 
+// EventFilter selects events on the server. An event matches when its entity
+// starts with one of entity_prefixes (or the list is empty) and its type is
+// one of event_types (or the list is empty).
+type EventFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entity_prefixes: at most 16, each 1 to 256 bytes of [A-Za-z0-9._:/-].
+	EntityPrefixes []string `protobuf:"bytes,1,rep,name=entity_prefixes,json=entityPrefixes,proto3" json:"entity_prefixes,omitempty"`
+	// event_types: at most 16, each 1 to 256 bytes.
+	EventTypes    []string `protobuf:"bytes,2,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventFilter) Reset() {
+	*x = EventFilter{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventFilter) ProtoMessage() {}
+
+func (x *EventFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventFilter.ProtoReflect.Descriptor instead.
+func (*EventFilter) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EventFilter) GetEntityPrefixes() []string {
+	if x != nil {
+		return x.EntityPrefixes
+	}
+	return nil
+}
+
+func (x *EventFilter) GetEventTypes() []string {
+	if x != nil {
+		return x.EventTypes
+	}
+	return nil
+}
+
+type ReadLogRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to From:
+	//
+	//	*ReadLogRequest_Position
+	//	*ReadLogRequest_AfterVector
+	From isReadLogRequest_From `protobuf_oneof:"from"`
+	// direction: FORWARD (default) or BACKWARD; vector reads go forward.
+	Direction Direction `protobuf:"varint,3,opt,name=direction,proto3,enum=meridian.v1.Direction" json:"direction,omitempty"`
+	// max_count bounds the events returned: 1 to 1000; 0 means 100.
+	MaxCount uint32       `protobuf:"varint,4,opt,name=max_count,json=maxCount,proto3" json:"max_count,omitempty"`
+	Filter   *EventFilter `protobuf:"bytes,5,opt,name=filter,proto3" json:"filter,omitempty"`
+	// session_token: the node waits (up to its read wait bound) until it has
+	// applied everything the token covers, so a client's own writes and
+	// earlier reads are in the page.
+	SessionToken  string `protobuf:"bytes,6,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadLogRequest) Reset() {
+	*x = ReadLogRequest{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadLogRequest) ProtoMessage() {}
+
+func (x *ReadLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadLogRequest.ProtoReflect.Descriptor instead.
+func (*ReadLogRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadLogRequest) GetFrom() isReadLogRequest_From {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *ReadLogRequest) GetPosition() uint64 {
+	if x != nil {
+		if x, ok := x.From.(*ReadLogRequest_Position); ok {
+			return x.Position
+		}
+	}
+	return 0
+}
+
+func (x *ReadLogRequest) GetAfterVector() *VectorStart {
+	if x != nil {
+		if x, ok := x.From.(*ReadLogRequest_AfterVector); ok {
+			return x.AfterVector
+		}
+	}
+	return nil
+}
+
+func (x *ReadLogRequest) GetDirection() Direction {
+	if x != nil {
+		return x.Direction
+	}
+	return Direction_DIRECTION_UNSPECIFIED
+}
+
+func (x *ReadLogRequest) GetMaxCount() uint32 {
+	if x != nil {
+		return x.MaxCount
+	}
+	return 0
+}
+
+func (x *ReadLogRequest) GetFilter() *EventFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ReadLogRequest) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+type isReadLogRequest_From interface {
+	isReadLogRequest_From()
+}
+
+type ReadLogRequest_Position struct {
+	// position is the first region position read (forward) or the last
+	// (backward); 0 means the start (forward) or the end (backward).
+	// Positions are this region's apply order: they differ between regions.
+	Position uint64 `protobuf:"varint,1,opt,name=position,proto3,oneof"`
+}
+
+type ReadLogRequest_AfterVector struct {
+	// after_vector reads every event the vector does not cover (origin
+	// region -> highest sequence covered), forward, in this region's
+	// order. Empty reads from the start. A vector means the same events in
+	// every region: continue with the response's next_vector, in this
+	// region or any other.
+	AfterVector *VectorStart `protobuf:"bytes,2,opt,name=after_vector,json=afterVector,proto3,oneof"`
+}
+
+func (*ReadLogRequest_Position) isReadLogRequest_From() {}
+
+func (*ReadLogRequest_AfterVector) isReadLogRequest_From() {}
+
+// VectorStart wraps a vector so that an empty one still selects the
+// vector form of ReadLogRequest.from.
+type VectorStart struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Vector        map[string]uint64      `protobuf:"bytes,1,rep,name=vector,proto3" json:"vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VectorStart) Reset() {
+	*x = VectorStart{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VectorStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VectorStart) ProtoMessage() {}
+
+func (x *VectorStart) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VectorStart.ProtoReflect.Descriptor instead.
+func (*VectorStart) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *VectorStart) GetVector() map[string]uint64 {
+	if x != nil {
+		return x.Vector
+	}
+	return nil
+}
+
+type ReadLogResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events are in the direction read, each with its region position.
+	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// next_position continues the read in the same direction: the first
+	// position not yet scanned (forward) or the last (backward). It passes
+	// events the filter skipped, so a sparse filter does not rescan them.
+	NextPosition uint64 `protobuf:"varint,2,opt,name=next_position,json=nextPosition,proto3" json:"next_position,omitempty"`
+	// end is true when the scan reached the region's last applied position
+	// (forward) or its first (backward): nothing more to read now.
+	End bool `protobuf:"varint,3,opt,name=end,proto3" json:"end,omitempty"`
+	// next_vector (vector reads) covers every event scanned so far, matched
+	// or not: pass it as after_vector to continue in any region.
+	NextVector map[string]uint64 `protobuf:"bytes,4,rep,name=next_vector,json=nextVector,proto3" json:"next_vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// last_position is the region's last applied position when read.
+	LastPosition  uint64 `protobuf:"varint,5,opt,name=last_position,json=lastPosition,proto3" json:"last_position,omitempty"`
+	SessionToken  string `protobuf:"bytes,6,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
+	Node          string `protobuf:"bytes,8,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadLogResponse) Reset() {
+	*x = ReadLogResponse{}
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadLogResponse) ProtoMessage() {}
+
+func (x *ReadLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadLogResponse.ProtoReflect.Descriptor instead.
+func (*ReadLogResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ReadLogResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ReadLogResponse) GetNextPosition() uint64 {
+	if x != nil {
+		return x.NextPosition
+	}
+	return 0
+}
+
+func (x *ReadLogResponse) GetEnd() bool {
+	if x != nil {
+		return x.End
+	}
+	return false
+}
+
+func (x *ReadLogResponse) GetNextVector() map[string]uint64 {
+	if x != nil {
+		return x.NextVector
+	}
+	return nil
+}
+
+func (x *ReadLogResponse) GetLastPosition() uint64 {
+	if x != nil {
+		return x.LastPosition
+	}
+	return 0
+}
+
+func (x *ReadLogResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *ReadLogResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReadLogResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
 type SubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Message:
@@ -636,7 +986,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +998,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[6]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +1011,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubscribeResponse) GetMessage() isSubscribeResponse_Message {
@@ -718,7 +1068,7 @@ type Checkpoint struct {
 
 func (x *Checkpoint) Reset() {
 	*x = Checkpoint{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +1080,7 @@ func (x *Checkpoint) String() string {
 func (*Checkpoint) ProtoMessage() {}
 
 func (x *Checkpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[7]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +1093,7 @@ func (x *Checkpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
 func (*Checkpoint) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Checkpoint) GetNextPosition() uint64 {
@@ -775,7 +1125,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1137,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[8]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1150,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{12}
 }
 
 type StatusResponse struct {
@@ -852,7 +1202,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -864,7 +1214,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[9]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -877,7 +1227,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetRegion() string {
@@ -1031,7 +1381,7 @@ type OriginLag struct {
 
 func (x *OriginLag) Reset() {
 	*x = OriginLag{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[10]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1043,7 +1393,7 @@ func (x *OriginLag) String() string {
 func (*OriginLag) ProtoMessage() {}
 
 func (x *OriginLag) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[10]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1056,7 +1406,7 @@ func (x *OriginLag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginLag.ProtoReflect.Descriptor instead.
 func (*OriginLag) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OriginLag) GetOrigin() string {
@@ -1122,7 +1472,7 @@ type ReadStateRequest struct {
 
 func (x *ReadStateRequest) Reset() {
 	*x = ReadStateRequest{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[11]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1134,7 +1484,7 @@ func (x *ReadStateRequest) String() string {
 func (*ReadStateRequest) ProtoMessage() {}
 
 func (x *ReadStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[11]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1147,7 +1497,7 @@ func (x *ReadStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStateRequest.ProtoReflect.Descriptor instead.
 func (*ReadStateRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReadStateRequest) GetEntity() string {
@@ -1200,7 +1550,7 @@ type ReadStateResponse struct {
 
 func (x *ReadStateResponse) Reset() {
 	*x = ReadStateResponse{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[12]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1562,7 @@ func (x *ReadStateResponse) String() string {
 func (*ReadStateResponse) ProtoMessage() {}
 
 func (x *ReadStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[12]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1575,7 @@ func (x *ReadStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadStateResponse.ProtoReflect.Descriptor instead.
 func (*ReadStateResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReadStateResponse) GetState() string {
@@ -1286,7 +1636,7 @@ type ReadConflictsRequest struct {
 
 func (x *ReadConflictsRequest) Reset() {
 	*x = ReadConflictsRequest{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[13]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1648,7 @@ func (x *ReadConflictsRequest) String() string {
 func (*ReadConflictsRequest) ProtoMessage() {}
 
 func (x *ReadConflictsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[13]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1661,7 @@ func (x *ReadConflictsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadConflictsRequest.ProtoReflect.Descriptor instead.
 func (*ReadConflictsRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ReadConflictsRequest) GetEntity() string {
@@ -1370,7 +1720,7 @@ type ConflictWrite struct {
 
 func (x *ConflictWrite) Reset() {
 	*x = ConflictWrite{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[14]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1732,7 @@ func (x *ConflictWrite) String() string {
 func (*ConflictWrite) ProtoMessage() {}
 
 func (x *ConflictWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[14]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1745,7 @@ func (x *ConflictWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConflictWrite.ProtoReflect.Descriptor instead.
 func (*ConflictWrite) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConflictWrite) GetEventId() string {
@@ -1444,7 +1794,7 @@ type Conflict struct {
 
 func (x *Conflict) Reset() {
 	*x = Conflict{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[15]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1806,7 @@ func (x *Conflict) String() string {
 func (*Conflict) ProtoMessage() {}
 
 func (x *Conflict) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[15]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1819,7 @@ func (x *Conflict) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Conflict.ProtoReflect.Descriptor instead.
 func (*Conflict) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Conflict) GetTarget() string {
@@ -1521,7 +1871,7 @@ type ReadConflictsResponse struct {
 
 func (x *ReadConflictsResponse) Reset() {
 	*x = ReadConflictsResponse{}
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[16]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1883,7 @@ func (x *ReadConflictsResponse) String() string {
 func (*ReadConflictsResponse) ProtoMessage() {}
 
 func (x *ReadConflictsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_eventstore_proto_msgTypes[16]
+	mi := &file_meridian_v1_eventstore_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1896,7 @@ func (x *ReadConflictsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadConflictsResponse.ProtoReflect.Descriptor instead.
 func (*ReadConflictsResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{16}
+	return file_meridian_v1_eventstore_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReadConflictsResponse) GetConflicts() []*Conflict {
@@ -1635,14 +1985,45 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\x0econflicts_next\x18\t \x01(\tR\rconflictsNext\x1a9\n" +
 	"\vVectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xd6\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x88\x02\n" +
 	"\x10SubscribeRequest\x12\x18\n" +
 	"\x06entity\x18\x01 \x01(\tH\x00R\x06entity\x12\x12\n" +
 	"\x03all\x18\x02 \x01(\bH\x00R\x03all\x12#\n" +
 	"\rfrom_position\x18\x03 \x01(\x04R\ffromPosition\x12\x19\n" +
 	"\bfrom_end\x18\x04 \x01(\bR\afromEnd\x12J\n" +
-	"\x13checkpoint_interval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x12checkpointIntervalB\b\n" +
-	"\x06target\"\x85\x01\n" +
+	"\x13checkpoint_interval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x12checkpointInterval\x120\n" +
+	"\x06filter\x18\x06 \x01(\v2\x18.meridian.v1.EventFilterR\x06filterB\b\n" +
+	"\x06target\"W\n" +
+	"\vEventFilter\x12'\n" +
+	"\x0fentity_prefixes\x18\x01 \x03(\tR\x0eentityPrefixes\x12\x1f\n" +
+	"\vevent_types\x18\x02 \x03(\tR\n" +
+	"eventTypes\"\x9f\x02\n" +
+	"\x0eReadLogRequest\x12\x1c\n" +
+	"\bposition\x18\x01 \x01(\x04H\x00R\bposition\x12=\n" +
+	"\fafter_vector\x18\x02 \x01(\v2\x18.meridian.v1.VectorStartH\x00R\vafterVector\x124\n" +
+	"\tdirection\x18\x03 \x01(\x0e2\x16.meridian.v1.DirectionR\tdirection\x12\x1b\n" +
+	"\tmax_count\x18\x04 \x01(\rR\bmaxCount\x120\n" +
+	"\x06filter\x18\x05 \x01(\v2\x18.meridian.v1.EventFilterR\x06filter\x12#\n" +
+	"\rsession_token\x18\x06 \x01(\tR\fsessionTokenB\x06\n" +
+	"\x04from\"\x86\x01\n" +
+	"\vVectorStart\x12<\n" +
+	"\x06vector\x18\x01 \x03(\v2$.meridian.v1.VectorStart.VectorEntryR\x06vector\x1a9\n" +
+	"\vVectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xf8\x02\n" +
+	"\x0fReadLogResponse\x12*\n" +
+	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x12#\n" +
+	"\rnext_position\x18\x02 \x01(\x04R\fnextPosition\x12\x10\n" +
+	"\x03end\x18\x03 \x01(\bR\x03end\x12M\n" +
+	"\vnext_vector\x18\x04 \x03(\v2,.meridian.v1.ReadLogResponse.NextVectorEntryR\n" +
+	"nextVector\x12#\n" +
+	"\rlast_position\x18\x05 \x01(\x04R\flastPosition\x12#\n" +
+	"\rsession_token\x18\x06 \x01(\tR\fsessionToken\x12\x16\n" +
+	"\x06region\x18\a \x01(\tR\x06region\x12\x12\n" +
+	"\x04node\x18\b \x01(\tR\x04node\x1a=\n" +
+	"\x0fNextVectorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x85\x01\n" +
 	"\x11SubscribeResponse\x12*\n" +
 	"\x05event\x18\x01 \x01(\v2\x12.meridian.v1.EventH\x00R\x05event\x129\n" +
 	"\n" +
@@ -1730,12 +2111,13 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12\x16\n" +
 	"\x06region\x18\x04 \x01(\tR\x06region\x12\x12\n" +
-	"\x04node\x18\x05 \x01(\tR\x04node2\xd9\x03\n" +
+	"\x04node\x18\x05 \x01(\tR\x04node2\xa4\x04\n" +
 	"\n" +
 	"EventStore\x12C\n" +
 	"\x06Append\x12\x1a.meridian.v1.AppendRequest\x1a\x1b.meridian.v1.AppendResponse\"\x00\x12@\n" +
 	"\x04Read\x12\x18.meridian.v1.ReadRequest\x1a\x19.meridian.v1.ReadResponse\"\x03\x90\x02\x01\x12N\n" +
-	"\tSubscribe\x12\x1d.meridian.v1.SubscribeRequest\x1a\x1e.meridian.v1.SubscribeResponse\"\x000\x01\x12O\n" +
+	"\tSubscribe\x12\x1d.meridian.v1.SubscribeRequest\x1a\x1e.meridian.v1.SubscribeResponse\"\x000\x01\x12I\n" +
+	"\aReadLog\x12\x1b.meridian.v1.ReadLogRequest\x1a\x1c.meridian.v1.ReadLogResponse\"\x03\x90\x02\x01\x12O\n" +
 	"\tReadState\x12\x1d.meridian.v1.ReadStateRequest\x1a\x1e.meridian.v1.ReadStateResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\rReadConflicts\x12!.meridian.v1.ReadConflictsRequest\x1a\".meridian.v1.ReadConflictsResponse\"\x03\x90\x02\x01\x12F\n" +
 	"\x06Status\x12\x1a.meridian.v1.StatusRequest\x1a\x1b.meridian.v1.StatusResponse\"\x03\x90\x02\x01B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
@@ -1752,7 +2134,7 @@ func file_meridian_v1_eventstore_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_eventstore_proto_rawDescData
 }
 
-var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_meridian_v1_eventstore_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_meridian_v1_eventstore_proto_goTypes = []any{
 	(*AppendRequest)(nil),         // 0: meridian.v1.AppendRequest
 	(*AppendResponse)(nil),        // 1: meridian.v1.AppendResponse
@@ -1760,85 +2142,100 @@ var file_meridian_v1_eventstore_proto_goTypes = []any{
 	(*ReadExtra)(nil),             // 3: meridian.v1.ReadExtra
 	(*ReadResponse)(nil),          // 4: meridian.v1.ReadResponse
 	(*SubscribeRequest)(nil),      // 5: meridian.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 6: meridian.v1.SubscribeResponse
-	(*Checkpoint)(nil),            // 7: meridian.v1.Checkpoint
-	(*StatusRequest)(nil),         // 8: meridian.v1.StatusRequest
-	(*StatusResponse)(nil),        // 9: meridian.v1.StatusResponse
-	(*OriginLag)(nil),             // 10: meridian.v1.OriginLag
-	(*ReadStateRequest)(nil),      // 11: meridian.v1.ReadStateRequest
-	(*ReadStateResponse)(nil),     // 12: meridian.v1.ReadStateResponse
-	(*ReadConflictsRequest)(nil),  // 13: meridian.v1.ReadConflictsRequest
-	(*ConflictWrite)(nil),         // 14: meridian.v1.ConflictWrite
-	(*Conflict)(nil),              // 15: meridian.v1.Conflict
-	(*ReadConflictsResponse)(nil), // 16: meridian.v1.ReadConflictsResponse
-	nil,                           // 17: meridian.v1.ReadResponse.VectorEntry
-	nil,                           // 18: meridian.v1.StatusResponse.AppliedEntry
-	nil,                           // 19: meridian.v1.StatusResponse.ReplicationStallsEntry
-	nil,                           // 20: meridian.v1.ReadStateResponse.VectorEntry
-	(*ExpectedVersion)(nil),       // 21: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),         // 22: meridian.v1.ProposedEvent
-	(Durability)(0),               // 23: meridian.v1.Durability
-	(Routing)(0),                  // 24: meridian.v1.Routing
-	(*Dot)(nil),                   // 25: meridian.v1.Dot
-	(*Hlc)(nil),                   // 26: meridian.v1.Hlc
-	(Direction)(0),                // 27: meridian.v1.Direction
-	(Consistency)(0),              // 28: meridian.v1.Consistency
-	(*durationpb.Duration)(nil),   // 29: google.protobuf.Duration
-	(*Event)(nil),                 // 30: meridian.v1.Event
-	(MergeOp)(0),                  // 31: meridian.v1.MergeOp
+	(*EventFilter)(nil),           // 6: meridian.v1.EventFilter
+	(*ReadLogRequest)(nil),        // 7: meridian.v1.ReadLogRequest
+	(*VectorStart)(nil),           // 8: meridian.v1.VectorStart
+	(*ReadLogResponse)(nil),       // 9: meridian.v1.ReadLogResponse
+	(*SubscribeResponse)(nil),     // 10: meridian.v1.SubscribeResponse
+	(*Checkpoint)(nil),            // 11: meridian.v1.Checkpoint
+	(*StatusRequest)(nil),         // 12: meridian.v1.StatusRequest
+	(*StatusResponse)(nil),        // 13: meridian.v1.StatusResponse
+	(*OriginLag)(nil),             // 14: meridian.v1.OriginLag
+	(*ReadStateRequest)(nil),      // 15: meridian.v1.ReadStateRequest
+	(*ReadStateResponse)(nil),     // 16: meridian.v1.ReadStateResponse
+	(*ReadConflictsRequest)(nil),  // 17: meridian.v1.ReadConflictsRequest
+	(*ConflictWrite)(nil),         // 18: meridian.v1.ConflictWrite
+	(*Conflict)(nil),              // 19: meridian.v1.Conflict
+	(*ReadConflictsResponse)(nil), // 20: meridian.v1.ReadConflictsResponse
+	nil,                           // 21: meridian.v1.ReadResponse.VectorEntry
+	nil,                           // 22: meridian.v1.VectorStart.VectorEntry
+	nil,                           // 23: meridian.v1.ReadLogResponse.NextVectorEntry
+	nil,                           // 24: meridian.v1.StatusResponse.AppliedEntry
+	nil,                           // 25: meridian.v1.StatusResponse.ReplicationStallsEntry
+	nil,                           // 26: meridian.v1.ReadStateResponse.VectorEntry
+	(*ExpectedVersion)(nil),       // 27: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),         // 28: meridian.v1.ProposedEvent
+	(Durability)(0),               // 29: meridian.v1.Durability
+	(Routing)(0),                  // 30: meridian.v1.Routing
+	(*Dot)(nil),                   // 31: meridian.v1.Dot
+	(*Hlc)(nil),                   // 32: meridian.v1.Hlc
+	(Direction)(0),                // 33: meridian.v1.Direction
+	(Consistency)(0),              // 34: meridian.v1.Consistency
+	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
+	(*Event)(nil),                 // 36: meridian.v1.Event
+	(MergeOp)(0),                  // 37: meridian.v1.MergeOp
 }
 var file_meridian_v1_eventstore_proto_depIdxs = []int32{
-	21, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
-	22, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
-	23, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
-	24, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
-	25, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
-	26, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
-	27, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
-	28, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
-	29, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
+	27, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
+	28, // 1: meridian.v1.AppendRequest.events:type_name -> meridian.v1.ProposedEvent
+	29, // 2: meridian.v1.AppendRequest.durability:type_name -> meridian.v1.Durability
+	30, // 3: meridian.v1.AppendRequest.routing:type_name -> meridian.v1.Routing
+	31, // 4: meridian.v1.AppendResponse.origin:type_name -> meridian.v1.Dot
+	32, // 5: meridian.v1.AppendResponse.hlc:type_name -> meridian.v1.Hlc
+	33, // 6: meridian.v1.ReadRequest.direction:type_name -> meridian.v1.Direction
+	34, // 7: meridian.v1.ReadRequest.consistency:type_name -> meridian.v1.Consistency
+	35, // 8: meridian.v1.ReadRequest.max_staleness:type_name -> google.protobuf.Duration
 	3,  // 9: meridian.v1.ReadRequest.extra:type_name -> meridian.v1.ReadExtra
-	30, // 10: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
-	17, // 11: meridian.v1.ReadResponse.vector:type_name -> meridian.v1.ReadResponse.VectorEntry
-	15, // 12: meridian.v1.ReadResponse.conflicts:type_name -> meridian.v1.Conflict
-	29, // 13: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	30, // 14: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
-	7,  // 15: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
-	18, // 16: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
-	10, // 17: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
-	29, // 18: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
-	19, // 19: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
-	29, // 20: meridian.v1.StatusResponse.raft_last_contact:type_name -> google.protobuf.Duration
-	29, // 21: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
-	29, // 22: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
-	28, // 23: meridian.v1.ReadStateRequest.consistency:type_name -> meridian.v1.Consistency
-	29, // 24: meridian.v1.ReadStateRequest.max_staleness:type_name -> google.protobuf.Duration
-	20, // 25: meridian.v1.ReadStateResponse.vector:type_name -> meridian.v1.ReadStateResponse.VectorEntry
-	28, // 26: meridian.v1.ReadConflictsRequest.consistency:type_name -> meridian.v1.Consistency
-	29, // 27: meridian.v1.ReadConflictsRequest.max_staleness:type_name -> google.protobuf.Duration
-	25, // 28: meridian.v1.ConflictWrite.origin:type_name -> meridian.v1.Dot
-	26, // 29: meridian.v1.ConflictWrite.hlc:type_name -> meridian.v1.Hlc
-	31, // 30: meridian.v1.Conflict.op:type_name -> meridian.v1.MergeOp
-	14, // 31: meridian.v1.Conflict.winner:type_name -> meridian.v1.ConflictWrite
-	14, // 32: meridian.v1.Conflict.loser:type_name -> meridian.v1.ConflictWrite
-	15, // 33: meridian.v1.ReadConflictsResponse.conflicts:type_name -> meridian.v1.Conflict
-	0,  // 34: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 35: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	5,  // 36: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	11, // 37: meridian.v1.EventStore.ReadState:input_type -> meridian.v1.ReadStateRequest
-	13, // 38: meridian.v1.EventStore.ReadConflicts:input_type -> meridian.v1.ReadConflictsRequest
-	8,  // 39: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 40: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	4,  // 41: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	6,  // 42: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	12, // 43: meridian.v1.EventStore.ReadState:output_type -> meridian.v1.ReadStateResponse
-	16, // 44: meridian.v1.EventStore.ReadConflicts:output_type -> meridian.v1.ReadConflictsResponse
-	9,  // 45: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	40, // [40:46] is the sub-list for method output_type
-	34, // [34:40] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	36, // 10: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
+	21, // 11: meridian.v1.ReadResponse.vector:type_name -> meridian.v1.ReadResponse.VectorEntry
+	19, // 12: meridian.v1.ReadResponse.conflicts:type_name -> meridian.v1.Conflict
+	35, // 13: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	6,  // 14: meridian.v1.SubscribeRequest.filter:type_name -> meridian.v1.EventFilter
+	8,  // 15: meridian.v1.ReadLogRequest.after_vector:type_name -> meridian.v1.VectorStart
+	33, // 16: meridian.v1.ReadLogRequest.direction:type_name -> meridian.v1.Direction
+	6,  // 17: meridian.v1.ReadLogRequest.filter:type_name -> meridian.v1.EventFilter
+	22, // 18: meridian.v1.VectorStart.vector:type_name -> meridian.v1.VectorStart.VectorEntry
+	36, // 19: meridian.v1.ReadLogResponse.events:type_name -> meridian.v1.Event
+	23, // 20: meridian.v1.ReadLogResponse.next_vector:type_name -> meridian.v1.ReadLogResponse.NextVectorEntry
+	36, // 21: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
+	11, // 22: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
+	24, // 23: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
+	14, // 24: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
+	35, // 25: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
+	25, // 26: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
+	35, // 27: meridian.v1.StatusResponse.raft_last_contact:type_name -> google.protobuf.Duration
+	35, // 28: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
+	35, // 29: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
+	34, // 30: meridian.v1.ReadStateRequest.consistency:type_name -> meridian.v1.Consistency
+	35, // 31: meridian.v1.ReadStateRequest.max_staleness:type_name -> google.protobuf.Duration
+	26, // 32: meridian.v1.ReadStateResponse.vector:type_name -> meridian.v1.ReadStateResponse.VectorEntry
+	34, // 33: meridian.v1.ReadConflictsRequest.consistency:type_name -> meridian.v1.Consistency
+	35, // 34: meridian.v1.ReadConflictsRequest.max_staleness:type_name -> google.protobuf.Duration
+	31, // 35: meridian.v1.ConflictWrite.origin:type_name -> meridian.v1.Dot
+	32, // 36: meridian.v1.ConflictWrite.hlc:type_name -> meridian.v1.Hlc
+	37, // 37: meridian.v1.Conflict.op:type_name -> meridian.v1.MergeOp
+	18, // 38: meridian.v1.Conflict.winner:type_name -> meridian.v1.ConflictWrite
+	18, // 39: meridian.v1.Conflict.loser:type_name -> meridian.v1.ConflictWrite
+	19, // 40: meridian.v1.ReadConflictsResponse.conflicts:type_name -> meridian.v1.Conflict
+	0,  // 41: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 42: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	5,  // 43: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	7,  // 44: meridian.v1.EventStore.ReadLog:input_type -> meridian.v1.ReadLogRequest
+	15, // 45: meridian.v1.EventStore.ReadState:input_type -> meridian.v1.ReadStateRequest
+	17, // 46: meridian.v1.EventStore.ReadConflicts:input_type -> meridian.v1.ReadConflictsRequest
+	12, // 47: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 48: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	4,  // 49: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	10, // 50: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	9,  // 51: meridian.v1.EventStore.ReadLog:output_type -> meridian.v1.ReadLogResponse
+	16, // 52: meridian.v1.EventStore.ReadState:output_type -> meridian.v1.ReadStateResponse
+	20, // 53: meridian.v1.EventStore.ReadConflicts:output_type -> meridian.v1.ReadConflictsResponse
+	13, // 54: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	48, // [48:55] is the sub-list for method output_type
+	41, // [41:48] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }
@@ -1851,7 +2248,11 @@ func file_meridian_v1_eventstore_proto_init() {
 		(*SubscribeRequest_Entity)(nil),
 		(*SubscribeRequest_All)(nil),
 	}
-	file_meridian_v1_eventstore_proto_msgTypes[6].OneofWrappers = []any{
+	file_meridian_v1_eventstore_proto_msgTypes[7].OneofWrappers = []any{
+		(*ReadLogRequest_Position)(nil),
+		(*ReadLogRequest_AfterVector)(nil),
+	}
+	file_meridian_v1_eventstore_proto_msgTypes[10].OneofWrappers = []any{
 		(*SubscribeResponse_Event)(nil),
 		(*SubscribeResponse_Checkpoint)(nil),
 	}
@@ -1861,7 +2262,7 @@ func file_meridian_v1_eventstore_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_eventstore_proto_rawDesc), len(file_meridian_v1_eventstore_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,8 @@ const (
 	EventStoreReadProcedure = "/meridian.v1.EventStore/Read"
 	// EventStoreSubscribeProcedure is the fully-qualified name of the EventStore's Subscribe RPC.
 	EventStoreSubscribeProcedure = "/meridian.v1.EventStore/Subscribe"
+	// EventStoreReadLogProcedure is the fully-qualified name of the EventStore's ReadLog RPC.
+	EventStoreReadLogProcedure = "/meridian.v1.EventStore/ReadLog"
 	// EventStoreReadStateProcedure is the fully-qualified name of the EventStore's ReadState RPC.
 	EventStoreReadStateProcedure = "/meridian.v1.EventStore/ReadState"
 	// EventStoreReadConflictsProcedure is the fully-qualified name of the EventStore's ReadConflicts
@@ -57,6 +59,11 @@ type EventStoreClient interface {
 	// Subscribe streams one entity's events, or the whole region log, from a
 	// position: catch-up first, then live, with periodic checkpoints.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error)
+	// ReadLog returns a page of the region log (every event this region
+	// applied, in its apply order) from a region position, forward or
+	// backward, or from a vector (portable between regions), optionally
+	// filtered by entity prefix and event type.
+	ReadLog(context.Context, *connect.Request[v1.ReadLogRequest]) (*connect.Response[v1.ReadLogResponse], error)
 	// ReadState returns an active-active entity's merged state.
 	ReadState(context.Context, *connect.Request[v1.ReadStateRequest]) (*connect.Response[v1.ReadStateResponse], error)
 	// ReadConflicts returns an active-active entity's conflict feed: every
@@ -96,6 +103,13 @@ func NewEventStoreClient(httpClient connect.HTTPClient, baseURL string, opts ...
 			connect.WithSchema(eventStoreMethods.ByName("Subscribe")),
 			connect.WithClientOptions(opts...),
 		),
+		readLog: connect.NewClient[v1.ReadLogRequest, v1.ReadLogResponse](
+			httpClient,
+			baseURL+EventStoreReadLogProcedure,
+			connect.WithSchema(eventStoreMethods.ByName("ReadLog")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		readState: connect.NewClient[v1.ReadStateRequest, v1.ReadStateResponse](
 			httpClient,
 			baseURL+EventStoreReadStateProcedure,
@@ -125,6 +139,7 @@ type eventStoreClient struct {
 	append        *connect.Client[v1.AppendRequest, v1.AppendResponse]
 	read          *connect.Client[v1.ReadRequest, v1.ReadResponse]
 	subscribe     *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
+	readLog       *connect.Client[v1.ReadLogRequest, v1.ReadLogResponse]
 	readState     *connect.Client[v1.ReadStateRequest, v1.ReadStateResponse]
 	readConflicts *connect.Client[v1.ReadConflictsRequest, v1.ReadConflictsResponse]
 	status        *connect.Client[v1.StatusRequest, v1.StatusResponse]
@@ -143,6 +158,11 @@ func (c *eventStoreClient) Read(ctx context.Context, req *connect.Request[v1.Rea
 // Subscribe calls meridian.v1.EventStore.Subscribe.
 func (c *eventStoreClient) Subscribe(ctx context.Context, req *connect.Request[v1.SubscribeRequest]) (*connect.ServerStreamForClient[v1.SubscribeResponse], error) {
 	return c.subscribe.CallServerStream(ctx, req)
+}
+
+// ReadLog calls meridian.v1.EventStore.ReadLog.
+func (c *eventStoreClient) ReadLog(ctx context.Context, req *connect.Request[v1.ReadLogRequest]) (*connect.Response[v1.ReadLogResponse], error) {
+	return c.readLog.CallUnary(ctx, req)
 }
 
 // ReadState calls meridian.v1.EventStore.ReadState.
@@ -169,6 +189,11 @@ type EventStoreHandler interface {
 	// Subscribe streams one entity's events, or the whole region log, from a
 	// position: catch-up first, then live, with periodic checkpoints.
 	Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error
+	// ReadLog returns a page of the region log (every event this region
+	// applied, in its apply order) from a region position, forward or
+	// backward, or from a vector (portable between regions), optionally
+	// filtered by entity prefix and event type.
+	ReadLog(context.Context, *connect.Request[v1.ReadLogRequest]) (*connect.Response[v1.ReadLogResponse], error)
 	// ReadState returns an active-active entity's merged state.
 	ReadState(context.Context, *connect.Request[v1.ReadStateRequest]) (*connect.Response[v1.ReadStateResponse], error)
 	// ReadConflicts returns an active-active entity's conflict feed: every
@@ -204,6 +229,13 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 		connect.WithSchema(eventStoreMethods.ByName("Subscribe")),
 		connect.WithHandlerOptions(opts...),
 	)
+	eventStoreReadLogHandler := connect.NewUnaryHandler(
+		EventStoreReadLogProcedure,
+		svc.ReadLog,
+		connect.WithSchema(eventStoreMethods.ByName("ReadLog")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	eventStoreReadStateHandler := connect.NewUnaryHandler(
 		EventStoreReadStateProcedure,
 		svc.ReadState,
@@ -233,6 +265,8 @@ func NewEventStoreHandler(svc EventStoreHandler, opts ...connect.HandlerOption) 
 			eventStoreReadHandler.ServeHTTP(w, r)
 		case EventStoreSubscribeProcedure:
 			eventStoreSubscribeHandler.ServeHTTP(w, r)
+		case EventStoreReadLogProcedure:
+			eventStoreReadLogHandler.ServeHTTP(w, r)
 		case EventStoreReadStateProcedure:
 			eventStoreReadStateHandler.ServeHTTP(w, r)
 		case EventStoreReadConflictsProcedure:
@@ -258,6 +292,10 @@ func (UnimplementedEventStoreHandler) Read(context.Context, *connect.Request[v1.
 
 func (UnimplementedEventStoreHandler) Subscribe(context.Context, *connect.Request[v1.SubscribeRequest], *connect.ServerStream[v1.SubscribeResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.EventStore.Subscribe is not implemented"))
+}
+
+func (UnimplementedEventStoreHandler) ReadLog(context.Context, *connect.Request[v1.ReadLogRequest]) (*connect.Response[v1.ReadLogResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.EventStore.ReadLog is not implemented"))
 }
 
 func (UnimplementedEventStoreHandler) ReadState(context.Context, *connect.Request[v1.ReadStateRequest]) (*connect.Response[v1.ReadStateResponse], error) {
