@@ -14,6 +14,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/cenkalti/backoff/v5"
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
@@ -483,6 +484,31 @@ func (c *Client) ReadConflicts(ctx context.Context, entity, after string, opts .
 		req := &meridianv1.ReadConflictsRequest{Entity: entity, Consistency: base.GetConsistency(), MaxStaleness: base.GetMaxStaleness(),
 			SessionToken: c.session.get(), MaxCount: base.GetMaxCount(), After: after}
 		res, err := ep.store.ReadConflicts(ctx, connect.NewRequest(req))
+		if err != nil {
+			return nil, err
+		}
+		return res.Msg, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.session.observe(resp.GetSessionToken())
+	return resp, nil
+}
+
+// ReadLog returns a page of the region log of the node that answers: from
+// a position (forward or backward) or after a vector (forward; portable
+// between regions: continue with the response's next_vector on any
+// region's endpoints). The request's session token defaults to the
+// client's, so the page holds the client's own writes.
+func (c *Client) ReadLog(ctx context.Context, req *meridianv1.ReadLogRequest) (*meridianv1.ReadLogResponse, error) {
+	req = proto.CloneOf(req)
+	own := req.GetSessionToken() == ""
+	resp, err := call(ctx, c, c.own(), "read log", func(ctx context.Context, ep *endpoint) (*meridianv1.ReadLogResponse, error) {
+		if own {
+			req.SessionToken = c.session.get()
+		}
+		res, err := ep.store.ReadLog(ctx, connect.NewRequest(req))
 		if err != nil {
 			return nil, err
 		}

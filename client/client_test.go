@@ -29,13 +29,14 @@ import (
 type fakeStore struct {
 	meridianv1connect.UnimplementedEventStoreHandler
 
-	mu      sync.Mutex
-	streams map[string][]*meridianv1.Event
-	byID    map[string]*meridianv1.AppendResponse
-	appends []*meridianv1.AppendRequest // every Append request received
-	reads   []*meridianv1.ReadRequest
-	subs    []*meridianv1.SubscribeRequest
-	tokenN  int
+	mu       sync.Mutex
+	streams  map[string][]*meridianv1.Event
+	byID     map[string]*meridianv1.AppendResponse
+	appends  []*meridianv1.AppendRequest // every Append request received
+	reads    []*meridianv1.ReadRequest
+	subs     []*meridianv1.SubscribeRequest
+	logReads []*meridianv1.ReadLogRequest
+	tokenN   int
 	// failAfterApply makes the next n Appends apply and then answer
 	// Unavailable (outcome unknown), as a leader that lost leadership would.
 	failAfterApply int
@@ -109,6 +110,18 @@ func (f *fakeStore) Read(_ context.Context, req *connect.Request[meridianv1.Read
 		}
 	}
 	return connect.NewResponse(&meridianv1.ReadResponse{Events: out, HeadVersion: uint64(len(stream)), SessionToken: f.nextToken()}), nil
+}
+
+// ReadLog records the request and answers an empty page with a fresh
+// session token and a next vector.
+func (f *fakeStore) ReadLog(_ context.Context, req *connect.Request[meridianv1.ReadLogRequest]) (*connect.Response[meridianv1.ReadLogResponse], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.logReads = append(f.logReads, req.Msg)
+	if f.failWith != nil {
+		return nil, f.failWith
+	}
+	return connect.NewResponse(&meridianv1.ReadLogResponse{End: true, SessionToken: f.nextToken(), NextVector: map[string]uint64{"local": 3}}), nil
 }
 
 func (f *fakeStore) Status(context.Context, *connect.Request[meridianv1.StatusRequest]) (*connect.Response[meridianv1.StatusResponse], error) {
@@ -424,6 +437,58 @@ func TestSubscribeResumes(t *testing.T) {
 	assert.Equal(t, uint64(3), f.subs[1].FromPosition)
 	assert.Equal(t, uint64(5), f.subs[2].FromPosition)
 	assert.Equal(t, "sub-tok", c.SessionToken())
+}
+
+// TestReadLogCarriesTheSession checks that ReadLog sends the client's
+// session token unless the request has its own, leaves the caller's
+// request alone, and keeps the token it gets back.
+func TestReadLogCarriesTheSession(t *testing.T) {
+	f := newFakeStore()
+	c := newTestClient(t, []string{startFake(t, f)}, WithRetryPolicy(fastRetry(3)))
+	ctx := testCtx(t)
+	_, err := c.Append(ctx, "s", []*meridianv1.ProposedEvent{{Type: "E"}})
+	require.NoError(t, err)
+	written := c.SessionToken()
+	req := &meridianv1.ReadLogRequest{Filter: &meridianv1.EventFilter{EventTypes: []string{"E"}}}
+	resp, err := c.ReadLog(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]uint64{"local": 3}, resp.GetNextVector())
+	assert.Empty(t, req.GetSessionToken(), "the caller's request is not changed")
+	_, err = c.ReadLog(ctx, &meridianv1.ReadLogRequest{SessionToken: "mine"})
+	require.NoError(t, err)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.Len(t, f.logReads, 2)
+	assert.Equal(t, written, f.logReads[0].GetSessionToken())
+	assert.Equal(t, []string{"E"}, f.logReads[0].GetFilter().GetEventTypes())
+	assert.Equal(t, "mine", f.logReads[1].GetSessionToken())
+	assert.Equal(t, resp.GetSessionToken() != "", c.SessionToken() != written, "the answer's token is kept")
+}
+
+// TestSubscribeSendsItsFilterOnEveryConnection checks that a filtered
+// subscription keeps its filter when it reconnects.
+func TestSubscribeSendsItsFilterOnEveryConnection(t *testing.T) {
+	f := newFakeStore()
+	f.subscribeFailAfter = 1
+	c := newTestClient(t, []string{startFake(t, f)}, WithRetryPolicy(fastRetry(5)))
+	ctx := testCtx(t)
+	for range 3 {
+		_, err := c.Append(ctx, "s", []*meridianv1.ProposedEvent{{Type: "E"}})
+		require.NoError(t, err)
+	}
+	filter := &meridianv1.EventFilter{EventTypes: []string{"E"}}
+	for msg, err := range c.Subscribe(ctx, Subscription{Entity: "s", Filter: filter}) {
+		require.NoError(t, err)
+		if cp := msg.GetCheckpoint(); cp != nil && cp.CaughtUp {
+			break
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	require.Len(t, f.subs, 3)
+	for _, s := range f.subs {
+		assert.Equal(t, []string{"E"}, s.GetFilter().GetEventTypes())
+	}
 }
 
 func TestSubscribeNonRetryableErrorIsYielded(t *testing.T) {

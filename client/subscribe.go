@@ -25,6 +25,10 @@ type Subscription struct {
 	// CheckpointInterval is how often an idle stream sends a checkpoint; 0
 	// means the server's default.
 	CheckpointInterval time.Duration
+	// Filter delivers only matching events (entity prefixes need All);
+	// checkpoints still move past the others, and a reconnect resumes
+	// after them.
+	Filter *meridianv1.EventFilter
 }
 
 func (s Subscription) request(next uint64, resumed bool) *meridianv1.SubscribeRequest {
@@ -37,6 +41,7 @@ func (s Subscription) request(next uint64, resumed bool) *meridianv1.SubscribeRe
 	if s.CheckpointInterval > 0 {
 		req.CheckpointInterval = durationpb.New(s.CheckpointInterval)
 	}
+	req.Filter = s.Filter
 	return req
 }
 

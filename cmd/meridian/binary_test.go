@@ -248,6 +248,21 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	assert.Contains(t, errOut, "error: invalid_argument:")
 	assert.Contains(t, errOut, "min_regions")
 
+	// The region log after a vector: a page through ap-south, continued
+	// through us-east with the vector it printed; each event once.
+	code, out, errOut = runBin(t, bin, "log", "--after", "", "--limit", "1", "--prefix", "eu/", "--type", "OrderPlaced", "--endpoint", ap)
+	require.Equal(t, 0, code, errOut)
+	t.Logf("log:\n%s", out)
+	assert.Regexp(t, `(?m)^#\d+ eu/order-1 v1  OrderPlaced  \{"total":10\}`, out)
+	next := regexp.MustCompile(`continue with: --after (\S+)`).FindStringSubmatch(out)
+	require.Len(t, next, 2, out)
+	code, out, errOut = runBin(t, bin, "log", "--after", next[1], "--prefix", "eu/", "--type", "OrderPlaced", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	t.Logf("log, continued:\n%s", out)
+	assert.Regexp(t, `(?m)^#\d+ eu/order-3 v1  OrderPlaced`, out)
+	assert.NotContains(t, out, "eu/order-1")
+	assert.Contains(t, out, "(1 events, end of the log")
+
 	code, out, errOut = runBin(t, bin, "placement", "get", "eu/order-1", "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
 	t.Logf("placement get:\n%s", out)

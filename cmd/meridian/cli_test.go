@@ -46,6 +46,26 @@ type fakeStore struct {
 	mu      sync.Mutex
 	streams map[string][]*meridianv1.Event
 	last    *meridianv1.AppendRequest
+	lastLog *meridianv1.ReadLogRequest
+}
+
+// ReadLog records the request and answers two events of a page that
+// continues, with a next vector for vector reads.
+func (f *fakeStore) ReadLog(_ context.Context, req *connect.Request[meridianv1.ReadLogRequest]) (*connect.Response[meridianv1.ReadLogResponse], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastLog = req.Msg
+	resp := &meridianv1.ReadLogResponse{
+		Events: []*meridianv1.Event{
+			{Entity: "orders/1", Version: 3, Type: "OrderPlaced", Position: 41, Origin: &meridianv1.Dot{Region: "us-east", Seq: 9}},
+			{Entity: "orders/2", Version: 1, Type: "OrderPlaced", Position: 44, Origin: &meridianv1.Dot{Region: "eu-west", Seq: 5}},
+		},
+		NextPosition: 45, LastPosition: 90, Region: "local", Node: "n2",
+	}
+	if req.Msg.GetAfterVector() != nil {
+		resp.NextVector = map[string]uint64{"us-east": 9, "eu-west": 5}
+	}
+	return connect.NewResponse(resp), nil
 }
 
 func (f *fakeStore) Append(_ context.Context, req *connect.Request[meridianv1.AppendRequest]) (*connect.Response[meridianv1.AppendResponse], error) {
@@ -166,6 +186,51 @@ func TestCLIAppendReadStatus(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "ENDPOINT")
 	assert.Regexp(t, `local\s+n1\s+Leader\s+n1\s+3`, out)
+}
+
+func TestCLILog(t *testing.T) {
+	f, url := startFake(t)
+	ctx := t.Context()
+	ep := "--endpoint=" + url
+
+	code, out, errOut := runCLI(t, ctx, "log", "--from", "40", "--limit", "2", "--prefix", "orders/", "--type", "OrderPlaced", "--type", "OrderPaid", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, uint64(40), f.lastLog.GetPosition())
+	assert.Equal(t, uint32(2), f.lastLog.GetMaxCount())
+	assert.Equal(t, []string{"orders/"}, f.lastLog.GetFilter().GetEntityPrefixes())
+	assert.Equal(t, []string{"OrderPlaced", "OrderPaid"}, f.lastLog.GetFilter().GetEventTypes())
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, 3, out)
+	assert.Regexp(t, `^#41 orders/1 v3  OrderPlaced .* origin=us-east/9$`, lines[0])
+	assert.Equal(t, "(2 events, next position 45, last position 90, served by local/n2)", lines[2])
+
+	code, out, errOut = runCLI(t, ctx, "log", "--after", "us-east=4, eu-west=2", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, map[string]uint64{"us-east": 4, "eu-west": 2}, f.lastLog.GetAfterVector().GetVector())
+	assert.Contains(t, out, "continue with: --after eu-west=5,us-east=9\n")
+
+	code, _, errOut = runCLI(t, ctx, "log", "--after", "", ep)
+	require.Equal(t, 0, code, errOut)
+	require.NotNil(t, f.lastLog.GetAfterVector(), "an empty --after is the empty vector: from the start, portably")
+
+	code, _, errOut = runCLI(t, ctx, "log", "--backward", ep)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, meridianv1.Direction_DIRECTION_BACKWARD, f.lastLog.GetDirection())
+
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"log", "--after", "us-east", ep}, "want REGION=SEQ pairs"},
+		{[]string{"log", "--after", "us-east=1,us-east=2", ep}, "region us-east given twice"},
+		{[]string{"log", "--after", "a=1", "--from", "3", ep}, "give one"},
+		{[]string{"log", "extra", ep}, "takes no arguments"},
+		{[]string{"tail", "x", "--prefix", "orders/", ep}, "use it with --all"},
+	} {
+		code, _, errOut := runCLI(t, ctx, bad.args...)
+		assert.Equal(t, 2, code, "%v: %s", bad.args, errOut)
+		assert.Contains(t, errOut, bad.want)
+	}
 }
 
 func TestCLIErrors(t *testing.T) {

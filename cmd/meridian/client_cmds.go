@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -179,16 +181,27 @@ func newReadCmd(r *rootCmd) *cobra.Command {
 	return cmd
 }
 
+// eventFilter is the --prefix and --type flags of tail and log; nil when
+// neither is given.
+func eventFilter(prefixes, types []string) *meridianv1.EventFilter {
+	if len(prefixes) == 0 && len(types) == 0 {
+		return nil
+	}
+	return &meridianv1.EventFilter{EntityPrefixes: prefixes, EventTypes: types}
+}
+
 func newTailCmd(r *rootCmd) *cobra.Command {
 	var (
 		all, fromEnd, asJSON bool
 		from                 uint64
+		prefixes, types      []string
 	)
 	cmd := &cobra.Command{
 		Use:   "tail ENTITY | --all",
 		Short: "Follow an entity's stream, or the whole region log, until Ctrl-C",
 		Example: `  meridian tail order-42
   meridian tail --all --from 100
+  meridian tail --all --prefix orders/ --type OrderPlaced
   meridian tail order-42 --json`,
 		Args: func(_ *cobra.Command, args []string) error {
 			switch {
@@ -196,6 +209,8 @@ func newTailCmd(r *rootCmd) *cobra.Command {
 				return usagef("tail takes either ENTITY or --all, not both")
 			case !all && len(args) != 1:
 				return usagef("tail needs ENTITY or --all")
+			case !all && len(prefixes) > 0:
+				return usagef("--prefix filters the region log: use it with --all")
 			}
 			return nil
 		},
@@ -205,7 +220,7 @@ func newTailCmd(r *rootCmd) *cobra.Command {
 				return err
 			}
 			defer c.Close()
-			sub := client.Subscription{All: all, From: from, FromEnd: fromEnd}
+			sub := client.Subscription{All: all, From: from, FromEnd: fromEnd, Filter: eventFilter(prefixes, types)}
 			if !all {
 				sub.Entity = args[0]
 			}
@@ -239,8 +254,118 @@ func newTailCmd(r *rootCmd) *cobra.Command {
 	f.BoolVar(&all, "all", false, "follow the whole region log (positions) instead of one entity (versions)")
 	f.Uint64Var(&from, "from", 0, "first position (entity: version) delivered; 0: the beginning")
 	f.BoolVar(&fromEnd, "from-end", false, "deliver only events appended from now on")
+	f.StringArrayVar(&prefixes, "prefix", nil, "with --all: only entities starting with this prefix (repeatable, up to 16)")
+	f.StringArrayVar(&types, "type", nil, "only events of this type (repeatable, up to 16)")
 	f.BoolVar(&asJSON, "json", false, "print every SubscribeResponse (events and checkpoints) as one JSON line")
 	return cmd
+}
+
+func newLogCmd(r *rootCmd) *cobra.Command {
+	var (
+		from            uint64
+		after           string
+		limit           uint32
+		backward        bool
+		asJSON          bool
+		prefixes, types []string
+	)
+	cmd := &cobra.Command{
+		Use:   "log",
+		Short: "Read a page of the region log, by position or after a vector",
+		Long: `Reads the region log of the node that answers: every event its region
+applied, in apply order, each with its region position. Positions differ
+between regions; a vector (origin region=sequence, ...) names the same
+events everywhere: --after reads what the vector does not cover, and the
+page ends with the vector to continue from, in this region or another.`,
+		Example: `  meridian log --limit 20
+  meridian log --backward --limit 5 --type OrderPlaced
+  meridian log --from 1200 --prefix orders/
+  meridian log --after us-east=42,eu-west=17`,
+		Args: exactArgs(0, ""),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &meridianv1.ReadLogRequest{MaxCount: limit, Filter: eventFilter(prefixes, types)}
+			if backward {
+				req.Direction = meridianv1.Direction_DIRECTION_BACKWARD
+			}
+			switch {
+			case cmd.Flags().Changed("after") && cmd.Flags().Changed("from"):
+				return usagef("--from and --after are two ways to say where to start: give one")
+			case cmd.Flags().Changed("after"):
+				v, err := parseVectorFlag(after)
+				if err != nil {
+					return err
+				}
+				req.From = &meridianv1.ReadLogRequest_AfterVector{AfterVector: &meridianv1.VectorStart{Vector: v}}
+			default:
+				req.From = &meridianv1.ReadLogRequest_Position{Position: from}
+			}
+			c, err := r.newClient()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
+			defer cancel()
+			resp, err := c.ReadLog(ctx, req)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(r.stdout, resp)
+			}
+			for _, e := range resp.GetEvents() {
+				fmt.Fprintln(r.stdout, formatEvent(e, true))
+			}
+			more := fmt.Sprintf("next position %d", resp.GetNextPosition())
+			if resp.GetEnd() {
+				more = "end of the log"
+			}
+			fmt.Fprintf(r.stdout, "(%d events, %s, last position %d, served by %s/%s)\n",
+				len(resp.GetEvents()), more, resp.GetLastPosition(), resp.GetRegion(), resp.GetNode())
+			if v := resp.GetNextVector(); v != nil {
+				fmt.Fprintf(r.stdout, "continue with: --after %s\n", formatVectorFlag(v))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.Uint64Var(&from, "from", 0, "first position (forward) or last (backward); 0: the start or the end")
+	f.StringVar(&after, "after", "", "read the events this vector does not cover: REGION=SEQ,... (empty: from the start); forward only")
+	f.Uint32Var(&limit, "limit", 0, "maximum events returned; 0: the server's default (100)")
+	f.BoolVar(&backward, "backward", false, "read from the end towards position 1")
+	f.StringArrayVar(&prefixes, "prefix", nil, "only entities starting with this prefix (repeatable, up to 16)")
+	f.StringArrayVar(&types, "type", nil, "only events of this type (repeatable, up to 16)")
+	f.BoolVar(&asJSON, "json", false, "print the ReadLogResponse as JSON")
+	return cmd
+}
+
+// parseVectorFlag parses REGION=SEQ,... ("" is the empty vector).
+func parseVectorFlag(s string) (map[string]uint64, error) {
+	v := map[string]uint64{}
+	if strings.TrimSpace(s) == "" {
+		return v, nil
+	}
+	for _, part := range strings.Split(s, ",") {
+		region, seq, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseUint(seq, 10, 64)
+		if !ok || region == "" || err != nil {
+			return nil, usagef("--after %q: want REGION=SEQ pairs separated by commas, for example us-east=42,eu-west=17", s)
+		}
+		if _, dup := v[region]; dup {
+			return nil, usagef("--after %q: region %s given twice", s, region)
+		}
+		v[region] = n
+	}
+	return v, nil
+}
+
+// formatVectorFlag prints a vector as parseVectorFlag reads it, regions sorted.
+func formatVectorFlag(v map[string]uint64) string {
+	parts := make([]string, 0, len(v))
+	for _, region := range slices.Sorted(maps.Keys(v)) {
+		parts = append(parts, fmt.Sprintf("%s=%d", region, v[region]))
+	}
+	return strings.Join(parts, ",")
 }
 
 func newStatusCmd(r *rootCmd) *cobra.Command {
