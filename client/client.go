@@ -50,6 +50,7 @@ type endpoint struct {
 	store     meridianv1connect.EventStoreClient
 	placement meridianv1connect.PlacementClient
 	members   meridianv1connect.MembershipClient
+	groups    meridianv1connect.ConsumerGroupsClient
 }
 
 // endpointSet is an ordered list of endpoints and the one tried first.
@@ -113,6 +114,7 @@ func New(endpoints []string, opts ...Option) (*Client, error) {
 			store:     meridianv1connect.NewEventStoreClient(httpClient, base, connectOpts...),
 			placement: meridianv1connect.NewPlacementClient(httpClient, base, connectOpts...),
 			members:   meridianv1connect.NewMembershipClient(httpClient, base, connectOpts...),
+			groups:    meridianv1connect.NewConsumerGroupsClient(httpClient, base, connectOpts...),
 		}
 	}
 	c.scheme = "http"

@@ -263,8 +263,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle(meridianv1connect.NewEventStoreHandler(region.NewService(rn), handlerOpts...))
+	mux.Handle(meridianv1connect.NewConsumerGroupsHandler(region.NewGroupsService(rn), handlerOpts...))
 	mux.Handle(grpchealth.NewHandler(&healthChecker{region: rn}))
-	services := []string{meridianv1connect.EventStoreName}
+	services := []string{meridianv1connect.EventStoreName, meridianv1connect.ConsumerGroupsName}
 	if pn != nil {
 		mux.Handle(meridianv1connect.NewPlacementHandler(placement.NewService(pn), handlerOpts...))
 		mux.Handle(meridianv1connect.NewReplicationHandler(n.pulls, handlerOpts...))

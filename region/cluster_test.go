@@ -139,8 +139,8 @@ func (r *raftRegion) start(i int) {
 	}
 	require.NoError(r.t, err, "open %s", cfg.NodeID)
 	mux := http.NewServeMux()
-	path, h := meridianv1connect.NewEventStoreHandler(NewService(node))
-	mux.Handle(path, h)
+	mux.Handle(meridianv1connect.NewEventStoreHandler(NewService(node)))
+	mux.Handle(meridianv1connect.NewConsumerGroupsHandler(NewGroupsService(node)))
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)

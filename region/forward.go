@@ -43,6 +43,9 @@ const (
 	kindInternal            = "internal"
 	kindDepsNotApplied      = "deps-not-applied"
 	kindNotReplicated       = "not-replicated"
+	kindGroupNotFound       = "group-not-found"
+	kindGroupExists         = "group-exists"
+	kindGroupConflict       = "group-conflict"
 )
 
 type forwardedKey struct{}
@@ -65,6 +68,7 @@ type forwarder struct {
 	timeout    time.Duration
 	httpClient *http.Client
 	stubs      *h2c.Stubs[meridianv1connect.EventStoreClient]
+	groups     *h2c.Stubs[meridianv1connect.ConsumerGroupsClient]
 }
 
 func newForwarder(self string, network Network, dialTimeout, timeout time.Duration, opts []connect.ClientOption) *forwarder {
@@ -76,10 +80,17 @@ func newForwarder(self string, network Network, dialTimeout, timeout time.Durati
 		stubs: h2c.NewStubs(func(url string) meridianv1connect.EventStoreClient {
 			return meridianv1connect.NewEventStoreClient(httpClient, url, opts...)
 		}),
+		groups: h2c.NewStubs(func(url string) meridianv1connect.ConsumerGroupsClient {
+			return meridianv1connect.NewConsumerGroupsClient(httpClient, url, opts...)
+		}),
 	}
 }
 
 func (f *forwarder) client(addr string) meridianv1connect.EventStoreClient { return f.stubs.For(addr) }
+
+func (f *forwarder) groupsClient(addr string) meridianv1connect.ConsumerGroupsClient {
+	return f.groups.For(addr)
+}
 
 func (f *forwarder) close() {
 	f.httpClient.CloseIdleConnections()
@@ -179,6 +190,9 @@ var kindSentinels = map[string]error{
 	kindNotReplicated:       ErrNotReplicated,
 	kindTooStale:            ErrTooStale,
 	kindNotActiveActive:     ErrNotActiveActive,
+	kindGroupNotFound:       ErrGroupNotFound,
+	kindGroupExists:         ErrGroupExists,
+	kindGroupConflict:       ErrGroupConflict,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure

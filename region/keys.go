@@ -56,6 +56,7 @@ const (
 	prefixState       = "c/"
 	prefixHistory     = "k/"
 	prefixConflict    = "f/"
+	prefixGroup       = "g/"
 	keyApplyStateText = "s/apply"
 )
 
@@ -80,6 +81,7 @@ const (
 	KeyState
 	KeyHistory
 	KeyConflict
+	KeyGroup
 )
 
 // Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead,
@@ -123,6 +125,8 @@ func (k Key) Encode() []byte {
 		return mergedKey(k.Name, hlc{wall: k.Wall, logical: k.Logical}, k.Origin, k.N)
 	case KeyState:
 		return stateKey(k.Name)
+	case KeyGroup:
+		return groupKey(k.Name)
 	case KeyHistory, KeyConflict:
 		p := prefixHistory
 		if k.Kind == KeyConflict {
@@ -178,6 +182,11 @@ func ParseKey(b []byte) (Key, error) {
 			kind = KeyConflict
 		}
 		return Key{Kind: kind, Name: string(rest[:i]), Rest: string(rest[i+1:])}, nil
+	case prefixGroup:
+		if err := ValidateGroupName(string(rest)); err != nil {
+			return Key{}, fmt.Errorf("%w: group key %q: %v", ErrCorruptState, b, err)
+		}
+		return Key{Kind: KeyGroup, Name: string(rest)}, nil
 	case prefixLog:
 		if len(rest) != 8 {
 			return Key{}, fmt.Errorf("%w: log key %q: want 8 position bytes", ErrCorruptState, b)

@@ -27,6 +27,8 @@ import (
 //	                                      {home_region, epoch, endpoints}
 //	ErrRoutingLoop, ErrNoPlacement        Unavailable (placement copies disagree / no table yet)
 //	ErrActiveActive                       FailedPrecondition (a STRONG read of an active-active entity)
+//	ErrGroupNotFound, ErrGroupExists      NotFound, AlreadyExists (consumer groups)
+//	ErrGroupConflict                      Aborted (a commit at a stale revision or moving backwards)
 //	context deadline / cancel             DeadlineExceeded / Canceled
 //
 // Every error carries the header Meridian-Error naming its kind, which a
@@ -183,6 +185,12 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeFailedPrecondition, kindVersionConflict
 	case errors.Is(err, ErrIdempotencyConflict):
 		return connect.CodeAlreadyExists, kindIdempotencyConflict
+	case errors.Is(err, ErrGroupNotFound):
+		return connect.CodeNotFound, kindGroupNotFound
+	case errors.Is(err, ErrGroupExists):
+		return connect.CodeAlreadyExists, kindGroupExists
+	case errors.Is(err, ErrGroupConflict):
+		return connect.CodeAborted, kindGroupConflict
 	case errors.Is(err, ErrOverloaded):
 		return connect.CodeResourceExhausted, kindOverloaded
 	case errors.Is(err, ErrNotHome):

@@ -1,6 +1,6 @@
 // Command meridian is Meridian's single binary: a node (`meridian server`),
 // a local multi-region deployment (`meridian dev`) and the client commands
-// (`append`, `read`, `tail`, `log`, `status`, `placement get|rules|set-rules|pin|unpin`,
+// (`append`, `read`, `tail`, `log`, `group create|list|info|delete`, `consume`, `status`, `placement get|rules|set-rules|pin|unpin`,
 // `regions`, `bench`).
 //
 // What it guarantees:

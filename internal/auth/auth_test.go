@@ -27,6 +27,7 @@ func procedures(t *testing.T) map[string]protoreflect.MethodDescriptor {
 		meridianv1.File_meridian_v1_placement_proto,
 		meridianv1.File_meridian_v1_replication_proto,
 		meridianv1.File_meridian_v1_membership_proto,
+		meridianv1.File_meridian_v1_groups_proto,
 	} {
 		for i := range f.Services().Len() {
 			svc := f.Services().Get(i)

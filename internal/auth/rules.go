@@ -36,6 +36,14 @@ var rules = map[string]rule{
 	meridianv1connect.EventStoreReadConflictsProcedure: {needRead, true},
 	meridianv1connect.EventStoreStatusProcedure:        {needRead, false},
 
+	// Groups act on the region, not on an entity: a token limited to
+	// prefixes may read them but not create, delete or commit.
+	meridianv1connect.ConsumerGroupsGetGroupProcedure:         {needRead, false},
+	meridianv1connect.ConsumerGroupsListGroupsProcedure:       {needRead, false},
+	meridianv1connect.ConsumerGroupsCreateGroupProcedure:      {needWrite, false},
+	meridianv1connect.ConsumerGroupsDeleteGroupProcedure:      {needWrite, false},
+	meridianv1connect.ConsumerGroupsCommitCheckpointProcedure: {needWrite, false},
+
 	meridianv1connect.MembershipListMembersProcedure: {needRead, false},
 	meridianv1connect.MembershipLeaveProcedure:       {needAdmin, false},
 

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/client"
 )
 
 // benchProc is a `meridian bench` process appending to the region leader.
@@ -119,5 +121,90 @@ func BenchmarkFilteredSubscription(b *testing.B) {
 		b.ReportMetric(float64(received), "matched")
 		b.ReportMetric(micros(lags.quantile(0.5))/1000, "lag-p50-ms")
 		b.ReportMetric(micros(lags.quantile(0.99))/1000, "lag-p99-ms")
+	}
+}
+
+// BenchmarkConsumerGroup consumes a backlog of 1 KiB events through a
+// consumer group on a follower with the SDK's ConsumeGroup (ReadLog after
+// the group's checkpoint, a commit through the region's Raft group after
+// every page) and reports events/s and commits/s, beside the same pages
+// read with ReadLog alone. The backlog is at least
+// 10,000 events (b.N when larger), appended before the timer starts.
+func BenchmarkConsumerGroup(b *testing.B) {
+	c := sharedRegion(b)
+	var follower string
+	for _, p := range c.procs {
+		if p.api != c.leader {
+			follower = p.api
+			break
+		}
+	}
+	require.NotEmpty(b, follower)
+	backlog := max(10000, b.N)
+	prefix := fmt.Sprintf("bench-group-%d-", time.Now().UnixNano())
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for w := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < backlog; i += 64 {
+				if _, err := c.clients[w%len(c.clients)].Append(ctx, connect.NewRequest(appendReq(fmt.Sprintf("%s%d", prefix, w), 1))); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	sdk, err := client.New([]string{"http://" + follower})
+	require.NoError(b, err)
+	defer sdk.Close()
+	for _, pageMax := range []uint32{100, 1000} {
+		// The baseline: the same pages read with ReadLog alone, no group,
+		// no commits.
+		b.Run(fmt.Sprintf("readlog-only/page=%d", pageMax), func(b *testing.B) {
+			events := 0
+			vec := map[string]uint64{}
+			start := time.Now()
+			for {
+				p, err := sdk.ReadLog(ctx, &meridianv1.ReadLogRequest{
+					From:     &meridianv1.ReadLogRequest_AfterVector{AfterVector: &meridianv1.VectorStart{Vector: vec}},
+					MaxCount: pageMax, Filter: &meridianv1.EventFilter{EntityPrefixes: []string{prefix}},
+				})
+				require.NoError(b, err)
+				events += len(p.GetEvents())
+				vec = p.GetNextVector()
+				if p.GetEnd() {
+					break
+				}
+			}
+			require.Equal(b, backlog, events)
+			b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
+		})
+		b.Run(fmt.Sprintf("group/page=%d", pageMax), func(b *testing.B) {
+			name := fmt.Sprintf("bench-%d-%d", pageMax, time.Now().UnixNano())
+			_, err := sdk.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: name, Filter: &meridianv1.EventFilter{EntityPrefixes: []string{prefix}}})
+			require.NoError(b, err)
+			events, pages := 0, 0
+			b.ResetTimer()
+			start := time.Now()
+			err = sdk.ConsumeGroup(ctx, name, client.Consume{PageMax: pageMax}, func(p *meridianv1.ReadLogResponse) error {
+				events += len(p.GetEvents())
+				pages++
+				return nil
+			})
+			elapsed := time.Since(start)
+			b.StopTimer()
+			require.NoError(b, err)
+			require.Equal(b, backlog, events, "every event of the backlog once")
+			b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(pages)/elapsed.Seconds(), "commits/s")
+		})
 	}
 }

@@ -40,6 +40,9 @@ const (
 	// COMMAND_TYPE_CLOCK_TICK carries a ClockTick (an idle leader's clock,
 	// recorded so that other regions learn how far this one has stamped).
 	CommandType_COMMAND_TYPE_CLOCK_TICK CommandType = 5
+	// COMMAND_TYPE_GROUP carries a GroupCommand (consumer group create,
+	// delete, checkpoint commit).
+	CommandType_COMMAND_TYPE_GROUP CommandType = 6
 )
 
 // Enum value maps for CommandType.
@@ -51,6 +54,7 @@ var (
 		3: "COMMAND_TYPE_PLACEMENT_FENCE",
 		4: "COMMAND_TYPE_ORIGIN_FENCE",
 		5: "COMMAND_TYPE_CLOCK_TICK",
+		6: "COMMAND_TYPE_GROUP",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":     0,
@@ -59,6 +63,7 @@ var (
 		"COMMAND_TYPE_PLACEMENT_FENCE": 3,
 		"COMMAND_TYPE_ORIGIN_FENCE":    4,
 		"COMMAND_TYPE_CLOCK_TICK":      5,
+		"COMMAND_TYPE_GROUP":           6,
 	}
 )
 
@@ -89,6 +94,114 @@ func (CommandType) EnumDescriptor() ([]byte, []int) {
 	return file_meridian_v1_command_proto_rawDescGZIP(), []int{0}
 }
 
+// GroupCommand changes one consumer group (groups.proto); unix_nanos is
+// the leader's clock, stamped on the group.
+type GroupCommand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*GroupCommand_Create
+	//	*GroupCommand_Delete
+	//	*GroupCommand_Commit
+	Op            isGroupCommand_Op `protobuf_oneof:"op"`
+	UnixNanos     int64             `protobuf:"varint,4,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupCommand) Reset() {
+	*x = GroupCommand{}
+	mi := &file_meridian_v1_command_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupCommand) ProtoMessage() {}
+
+func (x *GroupCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupCommand.ProtoReflect.Descriptor instead.
+func (*GroupCommand) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GroupCommand) GetOp() isGroupCommand_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *GroupCommand) GetCreate() *ConsumerGroup {
+	if x != nil {
+		if x, ok := x.Op.(*GroupCommand_Create); ok {
+			return x.Create
+		}
+	}
+	return nil
+}
+
+func (x *GroupCommand) GetDelete() string {
+	if x != nil {
+		if x, ok := x.Op.(*GroupCommand_Delete); ok {
+			return x.Delete
+		}
+	}
+	return ""
+}
+
+func (x *GroupCommand) GetCommit() *CommitCheckpointRequest {
+	if x != nil {
+		if x, ok := x.Op.(*GroupCommand_Commit); ok {
+			return x.Commit
+		}
+	}
+	return nil
+}
+
+func (x *GroupCommand) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
+type isGroupCommand_Op interface {
+	isGroupCommand_Op()
+}
+
+type GroupCommand_Create struct {
+	Create *ConsumerGroup `protobuf:"bytes,1,opt,name=create,proto3,oneof"`
+}
+
+type GroupCommand_Delete struct {
+	Delete string `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+type GroupCommand_Commit struct {
+	Commit *CommitCheckpointRequest `protobuf:"bytes,3,opt,name=commit,proto3,oneof"`
+}
+
+func (*GroupCommand_Create) isGroupCommand_Op() {}
+
+func (*GroupCommand_Delete) isGroupCommand_Op() {}
+
+func (*GroupCommand_Commit) isGroupCommand_Op() {}
+
 // Command is the versioned envelope of every region Raft log entry.
 type Command struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -103,7 +216,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_meridian_v1_command_proto_msgTypes[0]
+	mi := &file_meridian_v1_command_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -115,7 +228,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[0]
+	mi := &file_meridian_v1_command_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -128,7 +241,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{0}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -169,7 +282,7 @@ type AppendBatch struct {
 
 func (x *AppendBatch) Reset() {
 	*x = AppendBatch{}
-	mi := &file_meridian_v1_command_proto_msgTypes[1]
+	mi := &file_meridian_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +294,7 @@ func (x *AppendBatch) String() string {
 func (*AppendBatch) ProtoMessage() {}
 
 func (x *AppendBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[1]
+	mi := &file_meridian_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +307,7 @@ func (x *AppendBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatch.ProtoReflect.Descriptor instead.
 func (*AppendBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AppendBatch) GetHlc() *Hlc {
@@ -254,7 +367,7 @@ type AppendOp struct {
 
 func (x *AppendOp) Reset() {
 	*x = AppendOp{}
-	mi := &file_meridian_v1_command_proto_msgTypes[2]
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -266,7 +379,7 @@ func (x *AppendOp) String() string {
 func (*AppendOp) ProtoMessage() {}
 
 func (x *AppendOp) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[2]
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -279,7 +392,7 @@ func (x *AppendOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendOp.ProtoReflect.Descriptor instead.
 func (*AppendOp) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AppendOp) GetEntity() string {
@@ -368,7 +481,7 @@ type OriginFence struct {
 
 func (x *OriginFence) Reset() {
 	*x = OriginFence{}
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -380,7 +493,7 @@ func (x *OriginFence) String() string {
 func (*OriginFence) ProtoMessage() {}
 
 func (x *OriginFence) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -393,7 +506,7 @@ func (x *OriginFence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginFence.ProtoReflect.Descriptor instead.
 func (*OriginFence) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OriginFence) GetOrigin() string {
@@ -436,7 +549,7 @@ type OriginFenceState struct {
 
 func (x *OriginFenceState) Reset() {
 	*x = OriginFenceState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +561,7 @@ func (x *OriginFenceState) String() string {
 func (*OriginFenceState) ProtoMessage() {}
 
 func (x *OriginFenceState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +574,7 @@ func (x *OriginFenceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginFenceState.ProtoReflect.Descriptor instead.
 func (*OriginFenceState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OriginFenceState) GetTransition() uint64 {
@@ -495,7 +608,7 @@ type PlacementFence struct {
 
 func (x *PlacementFence) Reset() {
 	*x = PlacementFence{}
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -507,7 +620,7 @@ func (x *PlacementFence) String() string {
 func (*PlacementFence) ProtoMessage() {}
 
 func (x *PlacementFence) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -520,7 +633,7 @@ func (x *PlacementFence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementFence.ProtoReflect.Descriptor instead.
 func (*PlacementFence) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PlacementFence) GetFloor() uint64 {
@@ -555,7 +668,7 @@ type ReplicateBatch struct {
 
 func (x *ReplicateBatch) Reset() {
 	*x = ReplicateBatch{}
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +680,7 @@ func (x *ReplicateBatch) String() string {
 func (*ReplicateBatch) ProtoMessage() {}
 
 func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +693,7 @@ func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateBatch.ProtoReflect.Descriptor instead.
 func (*ReplicateBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReplicateBatch) GetEvents() []*Event {
@@ -608,7 +721,7 @@ type ClockTick struct {
 
 func (x *ClockTick) Reset() {
 	*x = ClockTick{}
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +733,7 @@ func (x *ClockTick) String() string {
 func (*ClockTick) ProtoMessage() {}
 
 func (x *ClockTick) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +746,7 @@ func (x *ClockTick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockTick.ProtoReflect.Descriptor instead.
 func (*ClockTick) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ClockTick) GetHlc() *Hlc {
@@ -665,7 +778,7 @@ type StreamHead struct {
 
 func (x *StreamHead) Reset() {
 	*x = StreamHead{}
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +790,7 @@ func (x *StreamHead) String() string {
 func (*StreamHead) ProtoMessage() {}
 
 func (x *StreamHead) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +803,7 @@ func (x *StreamHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHead.ProtoReflect.Descriptor instead.
 func (*StreamHead) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StreamHead) GetVersion() uint64 {
@@ -756,7 +869,7 @@ type EntityState struct {
 
 func (x *EntityState) Reset() {
 	*x = EntityState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -768,7 +881,7 @@ func (x *EntityState) String() string {
 func (*EntityState) ProtoMessage() {}
 
 func (x *EntityState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -781,7 +894,7 @@ func (x *EntityState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityState.ProtoReflect.Descriptor instead.
 func (*EntityState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *EntityState) GetTargets() map[string]*TargetState {
@@ -813,7 +926,7 @@ type TargetState struct {
 
 func (x *TargetState) Reset() {
 	*x = TargetState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +938,7 @@ func (x *TargetState) String() string {
 func (*TargetState) ProtoMessage() {}
 
 func (x *TargetState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +951,7 @@ func (x *TargetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetState.ProtoReflect.Descriptor instead.
 func (*TargetState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TargetState) GetKind() MergeOp {
@@ -871,7 +984,7 @@ type LiveWrites struct {
 
 func (x *LiveWrites) Reset() {
 	*x = LiveWrites{}
-	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +996,7 @@ func (x *LiveWrites) String() string {
 func (*LiveWrites) ProtoMessage() {}
 
 func (x *LiveWrites) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1009,7 @@ func (x *LiveWrites) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveWrites.ProtoReflect.Descriptor instead.
 func (*LiveWrites) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LiveWrites) GetWrites() []*StateWrite {
@@ -920,7 +1033,7 @@ type StateWrite struct {
 
 func (x *StateWrite) Reset() {
 	*x = StateWrite{}
-	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -932,7 +1045,7 @@ func (x *StateWrite) String() string {
 func (*StateWrite) ProtoMessage() {}
 
 func (x *StateWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -945,7 +1058,7 @@ func (x *StateWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateWrite.ProtoReflect.Descriptor instead.
 func (*StateWrite) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StateWrite) GetOrigin() *Dot {
@@ -998,7 +1111,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_meridian_v1_command_proto_msgTypes[13]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1123,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[13]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1136,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *IdempotencyRecord) GetEntity() string {
@@ -1123,7 +1236,7 @@ type ApplyState struct {
 
 func (x *ApplyState) Reset() {
 	*x = ApplyState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[14]
+	mi := &file_meridian_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1135,7 +1248,7 @@ func (x *ApplyState) String() string {
 func (*ApplyState) ProtoMessage() {}
 
 func (x *ApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[14]
+	mi := &file_meridian_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1148,7 +1261,7 @@ func (x *ApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyState.ProtoReflect.Descriptor instead.
 func (*ApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ApplyState) GetAppliedIndex() uint64 {
@@ -1232,7 +1345,14 @@ var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19meridian/v1/command.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\"k\n" +
+	"\x19meridian/v1/command.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\x1a\x18meridian/v1/groups.proto\"\xc3\x01\n" +
+	"\fGroupCommand\x124\n" +
+	"\x06create\x18\x01 \x01(\v2\x1a.meridian.v1.ConsumerGroupH\x00R\x06create\x12\x18\n" +
+	"\x06delete\x18\x02 \x01(\tH\x00R\x06delete\x12>\n" +
+	"\x06commit\x18\x03 \x01(\v2$.meridian.v1.CommitCheckpointRequestH\x00R\x06commit\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\x04 \x01(\x03R\tunixNanosB\x04\n" +
+	"\x02op\"k\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12,\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x18.meridian.v1.CommandTypeR\x04type\x12\x18\n" +
@@ -1350,14 +1470,15 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1d.meridian.v1.OriginFenceStateR\x05value:\x028\x01\x1aN\n" +
 	"\x0eOriginHlcEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01*\xca\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01*\xe2\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01\x12 \n" +
 	"\x1cCOMMAND_TYPE_REPLICATE_BATCH\x10\x02\x12 \n" +
 	"\x1cCOMMAND_TYPE_PLACEMENT_FENCE\x10\x03\x12\x1d\n" +
 	"\x19COMMAND_TYPE_ORIGIN_FENCE\x10\x04\x12\x1b\n" +
-	"\x17COMMAND_TYPE_CLOCK_TICK\x10\x05B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x17COMMAND_TYPE_CLOCK_TICK\x10\x05\x12\x16\n" +
+	"\x12COMMAND_TYPE_GROUP\x10\x06B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_command_proto_rawDescOnce sync.Once
@@ -1372,77 +1493,82 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_meridian_v1_command_proto_goTypes = []any{
-	(CommandType)(0),          // 0: meridian.v1.CommandType
-	(*Command)(nil),           // 1: meridian.v1.Command
-	(*AppendBatch)(nil),       // 2: meridian.v1.AppendBatch
-	(*AppendOp)(nil),          // 3: meridian.v1.AppendOp
-	(*OriginFence)(nil),       // 4: meridian.v1.OriginFence
-	(*OriginFenceState)(nil),  // 5: meridian.v1.OriginFenceState
-	(*PlacementFence)(nil),    // 6: meridian.v1.PlacementFence
-	(*ReplicateBatch)(nil),    // 7: meridian.v1.ReplicateBatch
-	(*ClockTick)(nil),         // 8: meridian.v1.ClockTick
-	(*StreamHead)(nil),        // 9: meridian.v1.StreamHead
-	(*EntityState)(nil),       // 10: meridian.v1.EntityState
-	(*TargetState)(nil),       // 11: meridian.v1.TargetState
-	(*LiveWrites)(nil),        // 12: meridian.v1.LiveWrites
-	(*StateWrite)(nil),        // 13: meridian.v1.StateWrite
-	(*IdempotencyRecord)(nil), // 14: meridian.v1.IdempotencyRecord
-	(*ApplyState)(nil),        // 15: meridian.v1.ApplyState
-	nil,                       // 16: meridian.v1.AppendOp.DepsEntry
-	nil,                       // 17: meridian.v1.StreamHead.VectorEntry
-	nil,                       // 18: meridian.v1.EntityState.TargetsEntry
-	nil,                       // 19: meridian.v1.TargetState.LiveEntry
-	nil,                       // 20: meridian.v1.ApplyState.AppliedEntry
-	nil,                       // 21: meridian.v1.ApplyState.OriginFencesEntry
-	nil,                       // 22: meridian.v1.ApplyState.OriginHlcEntry
-	(*Hlc)(nil),               // 23: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),   // 24: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),     // 25: meridian.v1.ProposedEvent
-	(*Dot)(nil),               // 26: meridian.v1.Dot
-	(*MergeRule)(nil),         // 27: meridian.v1.MergeRule
-	(*Event)(nil),             // 28: meridian.v1.Event
-	(*OriginClock)(nil),       // 29: meridian.v1.OriginClock
-	(MergeOp)(0),              // 30: meridian.v1.MergeOp
+	(CommandType)(0),                // 0: meridian.v1.CommandType
+	(*GroupCommand)(nil),            // 1: meridian.v1.GroupCommand
+	(*Command)(nil),                 // 2: meridian.v1.Command
+	(*AppendBatch)(nil),             // 3: meridian.v1.AppendBatch
+	(*AppendOp)(nil),                // 4: meridian.v1.AppendOp
+	(*OriginFence)(nil),             // 5: meridian.v1.OriginFence
+	(*OriginFenceState)(nil),        // 6: meridian.v1.OriginFenceState
+	(*PlacementFence)(nil),          // 7: meridian.v1.PlacementFence
+	(*ReplicateBatch)(nil),          // 8: meridian.v1.ReplicateBatch
+	(*ClockTick)(nil),               // 9: meridian.v1.ClockTick
+	(*StreamHead)(nil),              // 10: meridian.v1.StreamHead
+	(*EntityState)(nil),             // 11: meridian.v1.EntityState
+	(*TargetState)(nil),             // 12: meridian.v1.TargetState
+	(*LiveWrites)(nil),              // 13: meridian.v1.LiveWrites
+	(*StateWrite)(nil),              // 14: meridian.v1.StateWrite
+	(*IdempotencyRecord)(nil),       // 15: meridian.v1.IdempotencyRecord
+	(*ApplyState)(nil),              // 16: meridian.v1.ApplyState
+	nil,                             // 17: meridian.v1.AppendOp.DepsEntry
+	nil,                             // 18: meridian.v1.StreamHead.VectorEntry
+	nil,                             // 19: meridian.v1.EntityState.TargetsEntry
+	nil,                             // 20: meridian.v1.TargetState.LiveEntry
+	nil,                             // 21: meridian.v1.ApplyState.AppliedEntry
+	nil,                             // 22: meridian.v1.ApplyState.OriginFencesEntry
+	nil,                             // 23: meridian.v1.ApplyState.OriginHlcEntry
+	(*ConsumerGroup)(nil),           // 24: meridian.v1.ConsumerGroup
+	(*CommitCheckpointRequest)(nil), // 25: meridian.v1.CommitCheckpointRequest
+	(*Hlc)(nil),                     // 26: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),         // 27: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),           // 28: meridian.v1.ProposedEvent
+	(*Dot)(nil),                     // 29: meridian.v1.Dot
+	(*MergeRule)(nil),               // 30: meridian.v1.MergeRule
+	(*Event)(nil),                   // 31: meridian.v1.Event
+	(*OriginClock)(nil),             // 32: meridian.v1.OriginClock
+	(MergeOp)(0),                    // 33: meridian.v1.MergeOp
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
-	0,  // 0: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	23, // 1: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
-	3,  // 2: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	24, // 3: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	25, // 4: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	16, // 5: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	26, // 6: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
-	27, // 7: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
-	28, // 8: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	29, // 9: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
-	23, // 10: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
-	26, // 11: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	23, // 12: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	17, // 13: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
-	18, // 14: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
-	30, // 15: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
-	19, // 16: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
-	13, // 17: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
-	26, // 18: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
-	23, // 19: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
-	26, // 20: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	23, // 21: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	26, // 22: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	20, // 23: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	23, // 24: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	21, // 25: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
-	22, // 26: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
-	11, // 27: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
-	12, // 28: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
-	5,  // 29: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
-	23, // 30: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	24, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
+	25, // 1: meridian.v1.GroupCommand.commit:type_name -> meridian.v1.CommitCheckpointRequest
+	0,  // 2: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
+	26, // 3: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	4,  // 4: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
+	27, // 5: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	28, // 6: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	17, // 7: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	29, // 8: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
+	30, // 9: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
+	31, // 10: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	32, // 11: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
+	26, // 12: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
+	29, // 13: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	26, // 14: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	18, // 15: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
+	19, // 16: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
+	33, // 17: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
+	20, // 18: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
+	14, // 19: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
+	29, // 20: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
+	26, // 21: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
+	29, // 22: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	26, // 23: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	29, // 24: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	21, // 25: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	26, // 26: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	22, // 27: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	23, // 28: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
+	12, // 29: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
+	13, // 30: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
+	6,  // 31: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
+	26, // 32: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
@@ -1451,13 +1577,19 @@ func file_meridian_v1_command_proto_init() {
 		return
 	}
 	file_meridian_v1_event_proto_init()
+	file_meridian_v1_groups_proto_init()
+	file_meridian_v1_command_proto_msgTypes[0].OneofWrappers = []any{
+		(*GroupCommand_Create)(nil),
+		(*GroupCommand_Delete)(nil),
+		(*GroupCommand_Commit)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,402 @@
+package region
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"connectrpc.com/connect"
+	"github.com/dgraph-io/badger/v4"
+	"google.golang.org/protobuf/proto"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
+	"github.com/meridiandb/meridian/causal"
+)
+
+// Consumer groups (issue 17): a group is a name, a filter over the region
+// log and a vector checkpoint, stored under g/<name> through the region's
+// Raft group (COMMAND_TYPE_GROUP). Consumers read with ReadLog after the
+// checkpoint and commit the vector they reached, compare-and-set on the
+// group's revision.
+
+// GroupNameBytesMax bounds a consumer group's name.
+const GroupNameBytesMax = 128
+
+// Consumer group errors.
+var (
+	// ErrGroupNotFound: no group of that name in this region.
+	ErrGroupNotFound = errors.New("region: consumer group not found")
+	// ErrGroupExists: a create named a group that exists.
+	ErrGroupExists = errors.New("region: consumer group exists")
+	// ErrGroupConflict: a commit's expected revision is not the group's,
+	// or its checkpoint does not cover the group's.
+	ErrGroupConflict = errors.New("region: consumer group changed since it was read")
+)
+
+// groupKey is g/<name>.
+func groupKey(name string) []byte { return []byte(prefixGroup + name) }
+
+// ValidateGroupName checks a consumer group name: 1 to GroupNameBytesMax
+// bytes of [A-Za-z0-9._:-].
+func ValidateGroupName(name string) error {
+	if name == "" || len(name) > GroupNameBytesMax {
+		return &InvalidArgumentError{Field: "name", Reason: fmt.Sprintf("must be 1 to %d bytes, got %d", GroupNameBytesMax, len(name))}
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
+			return &InvalidArgumentError{Field: "name", Reason: fmt.Sprintf("%q: byte %d (%q) is outside [A-Za-z0-9._:-]", name, i, c)}
+		}
+	}
+	return nil
+}
+
+// validateGroupCommand checks what a command carries; apply runs it with
+// the hard limits (constants), so every replica decides alike.
+func validateGroupCommand(c *meridianv1.GroupCommand, limits Limits) error {
+	switch op := c.GetOp().(type) {
+	case *meridianv1.GroupCommand_Create:
+		if err := ValidateGroupName(op.Create.GetName()); err != nil {
+			return err
+		}
+		if _, err := CompileFilter(op.Create.GetFilter(), limits); err != nil {
+			return err
+		}
+		if err := validateVector(op.Create.GetCheckpoint()); err != nil {
+			return &InvalidArgumentError{Field: "start", Reason: err.(*InvalidArgumentError).Reason}
+		}
+	case *meridianv1.GroupCommand_Delete:
+		return ValidateGroupName(op.Delete)
+	case *meridianv1.GroupCommand_Commit:
+		if err := ValidateGroupName(op.Commit.GetName()); err != nil {
+			return err
+		}
+		if err := validateVector(op.Commit.GetCheckpoint()); err != nil {
+			return &InvalidArgumentError{Field: "checkpoint", Reason: err.(*InvalidArgumentError).Reason}
+		}
+	default:
+		return &InvalidArgumentError{Field: "op", Reason: "must be create, delete or commit"}
+	}
+	return nil
+}
+
+// GroupResult is what Apply returns for a COMMAND_TYPE_GROUP entry: the
+// group after the command (nil after a delete), or why it was refused.
+type GroupResult struct {
+	Group *meridianv1.ConsumerGroup
+	Err   error
+}
+
+func (a applier) applyGroup(w *txnWriter, st *meridianv1.ApplyState, c *meridianv1.GroupCommand) *GroupResult {
+	if err := validateGroupCommand(c, HardLimits()); err != nil {
+		return &GroupResult{Err: err}
+	}
+	read := func(name string) (*meridianv1.ConsumerGroup, error) {
+		g := &meridianv1.ConsumerGroup{}
+		ok, err := readProto(w.txn, groupKey(name), g)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("%w: %q", ErrGroupNotFound, name)
+		}
+		return g, nil
+	}
+	var g *meridianv1.ConsumerGroup
+	var deletes [][]byte
+	switch op := c.GetOp().(type) {
+	case *meridianv1.GroupCommand_Create:
+		if _, err := read(op.Create.GetName()); err == nil {
+			return &GroupResult{Err: fmt.Errorf("%w: %q", ErrGroupExists, op.Create.GetName())}
+		} else if !errors.Is(err, ErrGroupNotFound) {
+			return &GroupResult{Err: err}
+		}
+		g = proto.CloneOf(op.Create)
+		g.Revision, g.CreatedUnixNanos, g.UpdatedUnixNanos = 1, c.GetUnixNanos(), c.GetUnixNanos()
+	case *meridianv1.GroupCommand_Delete:
+		if _, err := read(op.Delete); err != nil {
+			return &GroupResult{Err: err}
+		}
+		deletes = [][]byte{groupKey(op.Delete)}
+	case *meridianv1.GroupCommand_Commit:
+		cur, err := read(op.Commit.GetName())
+		if err != nil {
+			return &GroupResult{Err: err}
+		}
+		if op.Commit.GetExpectedRevision() != cur.GetRevision() {
+			return &GroupResult{Err: fmt.Errorf("%w: group %q is at revision %d, the commit expected %d; read the group again",
+				ErrGroupConflict, cur.GetName(), cur.GetRevision(), op.Commit.GetExpectedRevision())}
+		}
+		if next := causal.Vector(op.Commit.GetCheckpoint()); !next.Covers(cur.GetCheckpoint()) {
+			return &GroupResult{Err: fmt.Errorf("%w: group %q: checkpoint %v does not cover the group's %v (checkpoints only move forward)",
+				ErrGroupConflict, cur.GetName(), next, causal.Vector(cur.GetCheckpoint()))}
+		}
+		g = cur
+		g.Checkpoint = causal.Vector(op.Commit.GetCheckpoint()).Clone()
+		g.Revision++
+		g.UpdatedUnixNanos = c.GetUnixNanos()
+	}
+	var writes []kv
+	if g != nil {
+		writes = []kv{{key: groupKey(g.GetName()), value: mustMarshal(g)}}
+	}
+	if err := w.stage(st, writes, deletes); err != nil {
+		return &GroupResult{Err: err}
+	}
+	return &GroupResult{Group: g}
+}
+
+// Group returns the consumer group name as this replica has applied it.
+func (f *FSM) Group(name string) (*meridianv1.ConsumerGroup, error) {
+	h, err := f.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.refs.Done()
+	txn := h.beginRead()
+	defer h.endRead(txn)
+	g := &meridianv1.ConsumerGroup{}
+	ok, err := readProto(txn, groupKey(name), g)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %q in region %s", ErrGroupNotFound, name, f.cfg.Region)
+	}
+	return g, nil
+}
+
+// Groups returns every consumer group of this replica, by name.
+func (f *FSM) Groups() ([]*meridianv1.ConsumerGroup, error) {
+	h, err := f.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.refs.Done()
+	txn := h.beginRead()
+	defer h.endRead(txn)
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefixGroup)})
+	defer it.Close()
+	var out []*meridianv1.ConsumerGroup
+	for it.Rewind(); it.Valid(); it.Next() {
+		g := &meridianv1.ConsumerGroup{}
+		if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, g) }); err != nil {
+			return nil, fmt.Errorf("%w: group %q: %v", ErrCorruptState, it.Item().Key(), err)
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// writeGroup orders cmd through the region's Raft group: proposed here on
+// the leader, forwarded to it otherwise (remote).
+func (n *Node) writeGroup(ctx context.Context, cmd *meridianv1.GroupCommand,
+	remote func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error)) (*meridianv1.ConsumerGroup, error) {
+	if err := validateGroupCommand(cmd, n.cfg.Limits); err != nil {
+		return nil, err
+	}
+	var out *meridianv1.ConsumerGroup
+	err := n.routeToLeader(ctx, true,
+		func() error {
+			g, err := n.proposeGroup(ctx, cmd)
+			out = g
+			return err
+		},
+		func(addr string) error {
+			fctx, cancel := n.fwd.bound(ctx)
+			defer cancel()
+			g, err := remote(fctx, n.fwd.groupsClient(addr), func(r connect.AnyRequest) connect.AnyRequest {
+				r.Header().Set(forwardedHeader, n.fwd.self)
+				return r
+			})
+			if err != nil {
+				return fromConnectError(fctx, err, true)
+			}
+			out = g
+			return nil
+		})
+	return out, err
+}
+
+// proposeGroup applies cmd through Raft on the leader and returns its result.
+func (n *Node) proposeGroup(ctx context.Context, cmd *meridianv1.GroupCommand) (*meridianv1.ConsumerGroup, error) {
+	cmd = proto.CloneOf(cmd)
+	cmd.UnixNanos = n.hlc.Now().WallNanos
+	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_GROUP, cmd)
+	if err != nil {
+		return nil, err
+	}
+	f := n.raft.Apply(data, n.cfg.ApplyEnqueueTimeout)
+	watchShutdown(f, n.closing)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, applyError(err)
+		}
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+	}
+	switch r := f.Response().(type) {
+	case *GroupResult:
+		return r.Group, r.Err
+	default:
+		return nil, fmt.Errorf("%w: committed at index %d but not applied by this node: %v", ErrOutcomeUnknown, f.Index(), r)
+	}
+}
+
+// CreateGroup creates a consumer group in this region.
+func (n *Node) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupRequest) (*meridianv1.ConsumerGroup, error) {
+	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Create{Create: &meridianv1.ConsumerGroup{
+		Name: req.GetName(), Filter: req.GetFilter(), Checkpoint: causal.Vector(req.GetStart()).Clone(),
+	}}}
+	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error) {
+		r := connect.NewRequest(req)
+		h(r)
+		resp, err := c.CreateGroup(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg.GetGroup(), nil
+	})
+}
+
+// DeleteGroup deletes a consumer group of this region.
+func (n *Node) DeleteGroup(ctx context.Context, req *meridianv1.DeleteGroupRequest) error {
+	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Delete{Delete: req.GetName()}}
+	_, err := n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error) {
+		r := connect.NewRequest(req)
+		h(r)
+		_, err := c.DeleteGroup(ctx, r)
+		return nil, err
+	})
+	return err
+}
+
+// CommitCheckpoint moves a group's checkpoint forward (compare-and-set on
+// its revision).
+func (n *Node) CommitCheckpoint(ctx context.Context, req *meridianv1.CommitCheckpointRequest) (*meridianv1.ConsumerGroup, error) {
+	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Commit{Commit: req}}
+	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error) {
+		r := connect.NewRequest(req)
+		h(r)
+		resp, err := c.CommitCheckpoint(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg.GetGroup(), nil
+	})
+}
+
+// GroupsService is the Connect handler of a node's consumer groups.
+type GroupsService struct {
+	node *Node
+}
+
+var _ meridianv1connect.ConsumerGroupsHandler = (*GroupsService)(nil)
+
+// NewGroupsService returns the consumer groups handler for n.
+func NewGroupsService(n *Node) *GroupsService { return &GroupsService{node: n} }
+
+// CreateGroup implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) CreateGroup(ctx context.Context, req *connect.Request[meridianv1.CreateGroupRequest]) (*connect.Response[meridianv1.CreateGroupResponse], error) {
+	g, err := s.node.CreateGroup(forwardedContext(ctx, req.Header()), req.Msg)
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(&meridianv1.CreateGroupResponse{Group: g}), nil
+}
+
+// GetGroup implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) GetGroup(ctx context.Context, req *connect.Request[meridianv1.GetGroupRequest]) (*connect.Response[meridianv1.GetGroupResponse], error) {
+	resp, err := s.node.GetGroup(forwardedContext(ctx, req.Header()), req.Msg)
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// ListGroups implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) ListGroups(ctx context.Context, req *connect.Request[meridianv1.ListGroupsRequest]) (*connect.Response[meridianv1.ListGroupsResponse], error) {
+	resp, err := s.node.ListGroups(forwardedContext(ctx, req.Header()), req.Msg)
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// GetGroup returns a group as the region leader has applied it: the leader
+// applies a group write before answering it, so a read after a write sees
+// it, through any node (a follower forwards).
+func (n *Node) GetGroup(ctx context.Context, req *meridianv1.GetGroupRequest) (*meridianv1.GetGroupResponse, error) {
+	if err := ValidateGroupName(req.GetName()); err != nil {
+		return nil, err
+	}
+	var out *meridianv1.GetGroupResponse
+	err := n.routeToLeader(ctx, false,
+		func() error {
+			g, err := n.fsm.Group(req.GetName())
+			out = &meridianv1.GetGroupResponse{Group: g, Region: n.cfg.Region, Node: n.cfg.NodeID}
+			return err
+		},
+		func(addr string) error {
+			fctx, cancel := n.fwd.bound(ctx)
+			defer cancel()
+			r := connect.NewRequest(req)
+			r.Header().Set(forwardedHeader, n.fwd.self)
+			resp, err := n.fwd.groupsClient(addr).GetGroup(fctx, r)
+			if err != nil {
+				return fromConnectError(fctx, err, false)
+			}
+			out = resp.Msg
+			return nil
+		})
+	return out, err
+}
+
+// ListGroups returns the region's groups by name, from the leader as
+// GetGroup does.
+func (n *Node) ListGroups(ctx context.Context, req *meridianv1.ListGroupsRequest) (*meridianv1.ListGroupsResponse, error) {
+	var out *meridianv1.ListGroupsResponse
+	err := n.routeToLeader(ctx, false,
+		func() error {
+			gs, err := n.fsm.Groups()
+			slices.SortFunc(gs, func(a, b *meridianv1.ConsumerGroup) int { return strings.Compare(a.GetName(), b.GetName()) })
+			out = &meridianv1.ListGroupsResponse{Groups: gs, Region: n.cfg.Region, Node: n.cfg.NodeID}
+			return err
+		},
+		func(addr string) error {
+			fctx, cancel := n.fwd.bound(ctx)
+			defer cancel()
+			r := connect.NewRequest(req)
+			r.Header().Set(forwardedHeader, n.fwd.self)
+			resp, err := n.fwd.groupsClient(addr).ListGroups(fctx, r)
+			if err != nil {
+				return fromConnectError(fctx, err, false)
+			}
+			out = resp.Msg
+			return nil
+		})
+	return out, err
+}
+
+// DeleteGroup implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) DeleteGroup(ctx context.Context, req *connect.Request[meridianv1.DeleteGroupRequest]) (*connect.Response[meridianv1.DeleteGroupResponse], error) {
+	if err := s.node.DeleteGroup(forwardedContext(ctx, req.Header()), req.Msg); err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(&meridianv1.DeleteGroupResponse{}), nil
+}
+
+// CommitCheckpoint implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) CommitCheckpoint(ctx context.Context, req *connect.Request[meridianv1.CommitCheckpointRequest]) (*connect.Response[meridianv1.CommitCheckpointResponse], error) {
+	g, err := s.node.CommitCheckpoint(forwardedContext(ctx, req.Header()), req.Msg)
+	if err != nil {
+		return nil, ConnectError(err)
+	}
+	return connect.NewResponse(&meridianv1.CommitCheckpointResponse{Group: g}), nil
+}

@@ -1,0 +1,93 @@
+package multiregion
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
+	"github.com/meridiandb/meridian/client"
+	"github.com/meridiandb/meridian/region"
+)
+
+var errStopConsumer = errors.New("test: consumer stopped")
+
+// TestConsumerGroupMovesBetweenRegions consumes a group's events in
+// us-east, stops it mid-way, creates the group in eu-west at the
+// checkpoint us-east stored, and consumes the rest there: every matching
+// event is handled exactly once (the page the consumer stopped on was not
+// committed and is not counted), and nothing outside the filter.
+func TestConsumerGroupMovesBetweenRegions(t *testing.T) {
+	c := startCluster(t, 1)
+	setExampleRules(t, c)
+	var entities []string
+	for _, h := range c.Hosts() {
+		for i := range 12 {
+			e := fmt.Sprintf("%s/grp-%d", []string{"us", "eu", "ap"}[i%3], i%4)
+			appendVia(t, c, h, e, "")
+			entities = append(entities, e)
+		}
+	}
+	waitConverged(t, c, entities, 30*time.Second)
+
+	sdk := func(host string) *client.Client {
+		cl, err := client.New([]string{"http://" + c.APIAddr(host)})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cl.Close() })
+		return cl
+	}
+	us, eu := sdk("us-east-1"), sdk("eu-west-1")
+	ctx := ctxFor(t, time.Minute)
+	filter := &meridianv1.EventFilter{EntityPrefixes: []string{"us/", "eu/"}}
+	_, err := us.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "billing", Filter: filter})
+	require.NoError(t, err)
+
+	handled := map[causal.Dot]int{}
+	note := func(page *meridianv1.ReadLogResponse) {
+		for _, e := range page.GetEvents() {
+			assert.True(t, strings.HasPrefix(e.GetEntity(), "us/") || strings.HasPrefix(e.GetEntity(), "eu/"), e.GetEntity())
+			handled[causal.Dot{Region: e.GetOrigin().GetRegion(), Seq: e.GetOrigin().GetSeq()}]++
+		}
+	}
+	pages := 0
+	err = us.ConsumeGroup(ctx, "billing", client.Consume{PageMax: 5}, func(page *meridianv1.ReadLogResponse) error {
+		if pages == 3 {
+			return errStopConsumer // not handled, not committed
+		}
+		pages++
+		note(page)
+		return nil
+	})
+	require.ErrorIs(t, err, errStopConsumer)
+	require.Len(t, handled, 15, "three pages of five")
+
+	got, err := us.GetGroup(ctx, "billing")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), got.GetGroup().GetRevision(), "created, then three commits")
+	_, err = eu.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "billing", Filter: filter, Start: got.GetGroup().GetCheckpoint()})
+	require.NoError(t, err)
+	require.NoError(t, eu.ConsumeGroup(ctx, "billing", client.Consume{PageMax: 5}, func(page *meridianv1.ReadLogResponse) error {
+		note(page)
+		return nil
+	}))
+
+	want := 0
+	for _, h := range c.Hosts() {
+		events, err := c.Node(h).Region().FSM().ScanLog(region.LogScan{Max: 1000})
+		require.NoError(t, err)
+		for _, e := range events.Events {
+			if o := e.GetOrigin(); o.GetRegion() == c.RegionOf(h) && (strings.HasPrefix(e.GetEntity(), "us/") || strings.HasPrefix(e.GetEntity(), "eu/")) {
+				want++
+				assert.Equal(t, 1, handled[causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()}], "%v %s", o, e.GetEntity())
+			}
+		}
+	}
+	assert.Equal(t, 24, want, "two thirds of 36 appends match")
+	assert.Len(t, handled, want)
+}
