@@ -91,3 +91,60 @@ func TestConsumerGroupMovesBetweenRegions(t *testing.T) {
 	assert.Equal(t, 24, want, "two thirds of 36 appends match")
 	assert.Len(t, handled, want)
 }
+
+// TestConsumerGroupSurvivesALeaderChange consumes a group through all
+// three nodes of us-east and kills the region leader after two committed
+// pages: consumption goes on through the new leader to the end, every
+// matching event is handled, and an event is handled twice only within
+// the one page whose commit the kill may have cut off.
+func TestConsumerGroupSurvivesALeaderChange(t *testing.T) {
+	c := startCluster(t, 3)
+	setExampleRules(t, c)
+	hosts := c.HostsOf("us-east")
+	for i := range 60 {
+		appendVia(t, c, hosts[i%len(hosts)], fmt.Sprintf("us/lc-%d", i%5), "")
+	}
+	var endpoints []string
+	for _, h := range hosts {
+		endpoints = append(endpoints, "http://"+c.APIAddr(h))
+	}
+	cl, err := client.New(endpoints)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = cl.Close() })
+	ctx := ctxFor(t, 2*time.Minute)
+	_, err = cl.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "lc", Filter: &meridianv1.EventFilter{EntityPrefixes: []string{"us/lc-"}}})
+	require.NoError(t, err)
+
+	const pageMax = 7
+	handled := map[causal.Dot]int{}
+	pages := 0
+	killed := ""
+	err = cl.ConsumeGroup(ctx, "lc", client.Consume{PageMax: pageMax}, func(page *meridianv1.ReadLogResponse) error {
+		for _, e := range page.GetEvents() {
+			handled[causal.Dot{Region: e.GetOrigin().GetRegion(), Seq: e.GetOrigin().GetSeq()}]++
+		}
+		pages++
+		if pages == 3 && killed == "" {
+			for _, h := range hosts {
+				if n := c.Node(h); n != nil && n.Region().IsLeader() {
+					killed = h
+					require.NoError(t, c.Kill(h))
+					break
+				}
+			}
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.NotEmpty(t, killed, "no region leader found to kill")
+	assert.Len(t, handled, 60, "every matching event handled")
+	twice := 0
+	for dot, n := range handled {
+		assert.LessOrEqual(t, n, 2, "%v handled %d times", dot, n)
+		if n == 2 {
+			twice++
+		}
+	}
+	assert.LessOrEqual(t, twice, pageMax, "duplicates only within the page whose commit the kill cut off")
+	t.Logf("killed %s after 3 pages; %d events handled twice", killed, twice)
+}
