@@ -191,62 +191,47 @@ func (f *FSM) Groups() ([]*meridianv1.ConsumerGroup, error) {
 	return out, nil
 }
 
-// writeGroup orders cmd through the region's Raft group: proposed here on
-// the leader, forwarded to it otherwise (remote).
-func (n *Node) writeGroup(ctx context.Context, cmd *meridianv1.GroupCommand,
-	remote func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error)) (*meridianv1.ConsumerGroup, error) {
-	if err := validateGroupCommand(cmd, n.cfg.Limits); err != nil {
-		return nil, err
-	}
-	var out *meridianv1.ConsumerGroup
-	err := n.routeToLeader(ctx, true,
+// groupsCall calls the region leader's ConsumerGroups API; mark makes a
+// request forwarded (served there or refused, never forwarded on).
+type groupsCall[T any] func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (T, error)
+
+// atLeader runs local on the region leader, or call against it from a
+// follower; mutating says whether a broken hop leaves the outcome unknown.
+func atLeader[T any](ctx context.Context, n *Node, mutating bool, local func() (T, error), call groupsCall[T]) (T, error) {
+	var out T
+	err := n.routeToLeader(ctx, mutating,
 		func() error {
-			g, err := n.proposeGroup(ctx, cmd)
-			out = g
+			v, err := local()
+			out = v
 			return err
 		},
 		func(addr string) error {
 			fctx, cancel := n.fwd.bound(ctx)
 			defer cancel()
-			g, err := remote(fctx, n.fwd.groupsClient(addr), func(r connect.AnyRequest) connect.AnyRequest {
-				r.Header().Set(forwardedHeader, n.fwd.self)
-				return r
-			})
+			v, err := call(fctx, n.fwd.groupsClient(addr), func(r connect.AnyRequest) { r.Header().Set(forwardedHeader, n.fwd.self) })
 			if err != nil {
-				return fromConnectError(fctx, err, true)
+				return fromConnectError(fctx, err, mutating)
 			}
-			out = g
+			out = v
 			return nil
 		})
 	return out, err
 }
 
-// proposeGroup applies cmd through Raft on the leader and returns its result.
-func (n *Node) proposeGroup(ctx context.Context, cmd *meridianv1.GroupCommand) (*meridianv1.ConsumerGroup, error) {
-	cmd = proto.CloneOf(cmd)
-	cmd.UnixNanos = n.hlc.Now().WallNanos
-	data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_GROUP, cmd)
-	if err != nil {
+// writeGroup orders cmd through the region's Raft group on its leader.
+func (n *Node) writeGroup(ctx context.Context, cmd *meridianv1.GroupCommand, call groupsCall[*meridianv1.ConsumerGroup]) (*meridianv1.ConsumerGroup, error) {
+	if err := validateGroupCommand(cmd, n.cfg.Limits); err != nil {
 		return nil, err
 	}
-	f := n.raft.Apply(data, n.cfg.ApplyEnqueueTimeout)
-	watchShutdown(f, n.closing)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err := <-done:
+	return atLeader(ctx, n, true, func() (*meridianv1.ConsumerGroup, error) {
+		cmd := proto.CloneOf(cmd)
+		cmd.UnixNanos = n.hlc.Now().WallNanos
+		r, err := applyOnLeader[*GroupResult](ctx, n, meridianv1.CommandType_COMMAND_TYPE_GROUP, cmd)
 		if err != nil {
-			return nil, applyError(err)
+			return nil, err
 		}
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
-	}
-	switch r := f.Response().(type) {
-	case *GroupResult:
 		return r.Group, r.Err
-	default:
-		return nil, fmt.Errorf("%w: committed at index %d but not applied by this node: %v", ErrOutcomeUnknown, f.Index(), r)
-	}
+	}, call)
 }
 
 // CreateGroup creates a consumer group in this region.
@@ -254,9 +239,9 @@ func (n *Node) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupReque
 	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Create{Create: &meridianv1.ConsumerGroup{
 		Name: req.GetName(), Filter: req.GetFilter(), Checkpoint: causal.Vector(req.GetStart()).Clone(),
 	}}}
-	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error) {
+	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ConsumerGroup, error) {
 		r := connect.NewRequest(req)
-		h(r)
+		mark(r)
 		resp, err := c.CreateGroup(ctx, r)
 		if err != nil {
 			return nil, err
@@ -268,9 +253,9 @@ func (n *Node) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupReque
 // DeleteGroup deletes a consumer group of this region.
 func (n *Node) DeleteGroup(ctx context.Context, req *meridianv1.DeleteGroupRequest) error {
 	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Delete{Delete: req.GetName()}}
-	_, err := n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error) {
+	_, err := n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ConsumerGroup, error) {
 		r := connect.NewRequest(req)
-		h(r)
+		mark(r)
 		_, err := c.DeleteGroup(ctx, r)
 		return nil, err
 	})
@@ -281,14 +266,53 @@ func (n *Node) DeleteGroup(ctx context.Context, req *meridianv1.DeleteGroupReque
 // its revision).
 func (n *Node) CommitCheckpoint(ctx context.Context, req *meridianv1.CommitCheckpointRequest) (*meridianv1.ConsumerGroup, error) {
 	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Commit{Commit: req}}
-	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, h func(connect.AnyRequest) connect.AnyRequest) (*meridianv1.ConsumerGroup, error) {
+	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ConsumerGroup, error) {
 		r := connect.NewRequest(req)
-		h(r)
+		mark(r)
 		resp, err := c.CommitCheckpoint(ctx, r)
 		if err != nil {
 			return nil, err
 		}
 		return resp.Msg.GetGroup(), nil
+	})
+}
+
+// GetGroup returns a group as the region leader has applied it: the leader
+// applies a group write before answering it, so a read after a write sees
+// it, through any node (a follower forwards).
+func (n *Node) GetGroup(ctx context.Context, req *meridianv1.GetGroupRequest) (*meridianv1.GetGroupResponse, error) {
+	if err := ValidateGroupName(req.GetName()); err != nil {
+		return nil, err
+	}
+	return atLeader(ctx, n, false, func() (*meridianv1.GetGroupResponse, error) {
+		g, err := n.fsm.Group(req.GetName())
+		return &meridianv1.GetGroupResponse{Group: g, Region: n.cfg.Region, Node: n.cfg.NodeID}, err
+	}, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.GetGroupResponse, error) {
+		r := connect.NewRequest(req)
+		mark(r)
+		resp, err := c.GetGroup(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
+	})
+}
+
+// ListGroups returns the region's groups by name, from the leader as
+// GetGroup does.
+func (n *Node) ListGroups(ctx context.Context, req *meridianv1.ListGroupsRequest) (*meridianv1.ListGroupsResponse, error) {
+	return atLeader(ctx, n, false, func() (*meridianv1.ListGroupsResponse, error) {
+		gs, err := n.fsm.Groups()
+		slices.SortFunc(gs, func(a, b *meridianv1.ConsumerGroup) int { return strings.Compare(a.GetName(), b.GetName()) })
+		return &meridianv1.ListGroupsResponse{Groups: gs, Region: n.cfg.Region, Node: n.cfg.NodeID}, err
+	}, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ListGroupsResponse, error) {
+		r := connect.NewRequest(req)
+		mark(r)
+		resp, err := c.ListGroups(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Msg, nil
 	})
 }
 
@@ -327,61 +351,6 @@ func (s *GroupsService) ListGroups(ctx context.Context, req *connect.Request[mer
 		return nil, ConnectError(err)
 	}
 	return connect.NewResponse(resp), nil
-}
-
-// GetGroup returns a group as the region leader has applied it: the leader
-// applies a group write before answering it, so a read after a write sees
-// it, through any node (a follower forwards).
-func (n *Node) GetGroup(ctx context.Context, req *meridianv1.GetGroupRequest) (*meridianv1.GetGroupResponse, error) {
-	if err := ValidateGroupName(req.GetName()); err != nil {
-		return nil, err
-	}
-	var out *meridianv1.GetGroupResponse
-	err := n.routeToLeader(ctx, false,
-		func() error {
-			g, err := n.fsm.Group(req.GetName())
-			out = &meridianv1.GetGroupResponse{Group: g, Region: n.cfg.Region, Node: n.cfg.NodeID}
-			return err
-		},
-		func(addr string) error {
-			fctx, cancel := n.fwd.bound(ctx)
-			defer cancel()
-			r := connect.NewRequest(req)
-			r.Header().Set(forwardedHeader, n.fwd.self)
-			resp, err := n.fwd.groupsClient(addr).GetGroup(fctx, r)
-			if err != nil {
-				return fromConnectError(fctx, err, false)
-			}
-			out = resp.Msg
-			return nil
-		})
-	return out, err
-}
-
-// ListGroups returns the region's groups by name, from the leader as
-// GetGroup does.
-func (n *Node) ListGroups(ctx context.Context, req *meridianv1.ListGroupsRequest) (*meridianv1.ListGroupsResponse, error) {
-	var out *meridianv1.ListGroupsResponse
-	err := n.routeToLeader(ctx, false,
-		func() error {
-			gs, err := n.fsm.Groups()
-			slices.SortFunc(gs, func(a, b *meridianv1.ConsumerGroup) int { return strings.Compare(a.GetName(), b.GetName()) })
-			out = &meridianv1.ListGroupsResponse{Groups: gs, Region: n.cfg.Region, Node: n.cfg.NodeID}
-			return err
-		},
-		func(addr string) error {
-			fctx, cancel := n.fwd.bound(ctx)
-			defer cancel()
-			r := connect.NewRequest(req)
-			r.Header().Set(forwardedHeader, n.fwd.self)
-			resp, err := n.fwd.groupsClient(addr).ListGroups(fctx, r)
-			if err != nil {
-				return fromConnectError(fctx, err, false)
-			}
-			out = resp.Msg
-			return nil
-		})
-	return out, err
 }
 
 // DeleteGroup implements meridianv1connect.ConsumerGroupsHandler.

@@ -221,12 +221,21 @@ func (n *Node) proposeFence(ctx context.Context, f *meridianv1.PlacementFence) (
 // propose proposes one fence command on this node, which must lead the
 // region, and waits until it is applied.
 func (n *Node) propose(ctx context.Context, t meridianv1.CommandType, m proto.Message) (*FenceResult, error) {
+	return applyOnLeader[*FenceResult](ctx, n, t, m)
+}
+
+// applyOnLeader proposes one command (not an append: those go through the
+// batcher) on this node, which must lead the region, waits until it is
+// applied here and returns the state machine's result, which must be an R.
+// ctx ending first gives ErrOutcomeUnknown: the entry may still commit.
+func applyOnLeader[R any](ctx context.Context, n *Node, t meridianv1.CommandType, m proto.Message) (R, error) {
+	var zero R
 	if !n.isLeader() {
-		return nil, fmt.Errorf("%w: %v on follower %s", ErrNotLeader, t, n.cfg.NodeID)
+		return zero, fmt.Errorf("%w: %v on follower %s", ErrNotLeader, t, n.cfg.NodeID)
 	}
 	data, err := EncodeCommand(t, m)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
 	fut := n.raft.Apply(data, n.cfg.ApplyEnqueueTimeout)
 	watchShutdown(fut, n.closing)
@@ -235,14 +244,14 @@ func (n *Node) propose(ctx context.Context, t meridianv1.CommandType, m proto.Me
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, applyError(err)
+			return zero, applyError(err)
 		}
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
+		return zero, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	}
-	res, ok := fut.Response().(*FenceResult)
+	res, ok := fut.Response().(R)
 	if !ok {
-		return nil, fmt.Errorf("%w: entry %d not applied here (%T)", ErrOutcomeUnknown, fut.Index(), fut.Response())
+		return zero, fmt.Errorf("%w: entry %d not applied here (%T)", ErrOutcomeUnknown, fut.Index(), fut.Response())
 	}
 	return res, nil
 }
