@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,4 +148,57 @@ func TestConsumerGroupSurvivesALeaderChange(t *testing.T) {
 	}
 	assert.LessOrEqual(t, twice, pageMax, "duplicates only within the page whose commit the kill cut off")
 	t.Logf("killed %s after 3 pages; %d events handled twice", killed, twice)
+}
+
+// TestTwoConsumersOfOneGroupTakeTurns runs two ConsumeGroup consumers of
+// one group at once. Their commits race: the loser of each race gets
+// Aborted, reads the group again and goes on from the winner's
+// checkpoint. Both end, every event is handled at least once, and the
+// group's checkpoint covers every event.
+func TestTwoConsumersOfOneGroupTakeTurns(t *testing.T) {
+	c := startCluster(t, 1)
+	setExampleRules(t, c)
+	for i := range 90 {
+		appendVia(t, c, "us-east-1", fmt.Sprintf("us/tw-%d", i%6), "")
+	}
+	ctx := ctxFor(t, time.Minute)
+	newClient := func() *client.Client {
+		cl, err := client.New([]string{"http://" + c.APIAddr("us-east-1")})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = cl.Close() })
+		return cl
+	}
+	a, b := newClient(), newClient()
+	_, err := a.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "tw", Filter: &meridianv1.EventFilter{EntityPrefixes: []string{"us/tw-"}}})
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	handled := map[causal.Dot]int{}
+	consume := func(cl *client.Client) error {
+		return cl.ConsumeGroup(ctx, "tw", client.Consume{PageMax: 4}, func(page *meridianv1.ReadLogResponse) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range page.GetEvents() {
+				handled[causal.Dot{Region: e.GetOrigin().GetRegion(), Seq: e.GetOrigin().GetSeq()}]++
+			}
+			return nil
+		})
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- consume(a) }()
+	go func() { errs <- consume(b) }()
+	require.NoError(t, <-errs)
+	require.NoError(t, <-errs)
+	assert.Len(t, handled, 90, "every event handled at least once")
+	g, err := a.GetGroup(ctx, "tw")
+	require.NoError(t, err)
+	applied := c.Node("us-east-1").Region().Applied()
+	assert.Equal(t, applied["us-east"], g.GetGroup().GetCheckpoint()["us-east"], "the checkpoint covers every event")
+	twice := 0
+	for _, n := range handled {
+		if n > 1 {
+			twice++
+		}
+	}
+	t.Logf("%d of 90 events handled by both consumers; group at revision %d", twice, g.GetGroup().GetRevision())
 }
