@@ -177,6 +177,13 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(dev.out.String(), "Ctrl-C stops every region") },
 		90*time.Second, 50*time.Millisecond, "dev did not come up\nstdout:\n%s\nstderr:\n%s", dev.out, dev.err)
 	t.Logf("dev output:\n%s", dev.out)
+	// A failing step's cause may be in the servers' log (a panic served as
+	// a closed connection, say): print it with the failure.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dev stderr:\n%s", dev.err)
+		}
+	})
 	banner := dev.out.String()
 	m := regexp.MustCompile(`data in (\S+) \(temporary`).FindStringSubmatch(banner)
 	require.Len(t, m, 2, banner)
