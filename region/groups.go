@@ -43,12 +43,11 @@ func groupKey(name string) []byte { return []byte(prefixGroup + name) }
 // bytes of [A-Za-z0-9._:-].
 func ValidateGroupName(name string) error {
 	if name == "" || len(name) > GroupNameBytesMax {
-		return &InvalidArgumentError{Field: "name", Reason: fmt.Sprintf("must be 1 to %d bytes, got %d", GroupNameBytesMax, len(name))}
+		return invalidf("name", "must be 1 to %d bytes, got %d", GroupNameBytesMax, len(name))
 	}
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("._:-", c) >= 0) {
-			return &InvalidArgumentError{Field: "name", Reason: fmt.Sprintf("%q: byte %d (%q) is outside [A-Za-z0-9._:-]", name, i, c)}
+		if c := name[i]; !entityByte(c) || c == '/' {
+			return invalidf("name", "%q: byte %d (%q) is outside [A-Za-z0-9._:-]", name, i, c)
 		}
 	}
 	return nil
@@ -65,8 +64,8 @@ func validateGroupCommand(c *meridianv1.GroupCommand, limits Limits) error {
 		if _, err := CompileFilter(op.Create.GetFilter(), limits); err != nil {
 			return err
 		}
-		if err := validateVector(op.Create.GetCheckpoint()); err != nil {
-			return &InvalidArgumentError{Field: "start", Reason: err.(*InvalidArgumentError).Reason}
+		if err := validateVector("start", op.Create.GetCheckpoint()); err != nil {
+			return err
 		}
 	case *meridianv1.GroupCommand_Delete:
 		return ValidateGroupName(op.Delete)
@@ -74,8 +73,8 @@ func validateGroupCommand(c *meridianv1.GroupCommand, limits Limits) error {
 		if err := ValidateGroupName(op.Commit.GetName()); err != nil {
 			return err
 		}
-		if err := validateVector(op.Commit.GetCheckpoint()); err != nil {
-			return &InvalidArgumentError{Field: "checkpoint", Reason: err.(*InvalidArgumentError).Reason}
+		if err := validateVector("checkpoint", op.Commit.GetCheckpoint()); err != nil {
+			return err
 		}
 	default:
 		return &InvalidArgumentError{Field: "op", Reason: "must be create, delete or commit"}

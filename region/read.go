@@ -252,10 +252,24 @@ func (f *FSM) ReadLog(fromPosition uint64, max int) ([]*meridianv1.Event, error)
 
 // readRef reads the event a log entry (x/ or o/ key) points at.
 func readRef(txn *badger.Txn, item *badger.Item) (*meridianv1.Event, error) {
+	r, err := itemRef(item)
+	if err != nil {
+		return nil, err
+	}
+	return readRefOf(txn, item, r)
+}
+
+// itemRef decodes the ref a log entry holds.
+func itemRef(item *badger.Item) (ref, error) {
 	var r ref
 	if err := item.Value(func(v []byte) (err error) { r, err = decodeRef(v); return err }); err != nil {
-		return nil, fmt.Errorf("entry %q: %w", item.Key(), err)
+		return ref{}, fmt.Errorf("entry %q: %w", item.Key(), err)
 	}
+	return r, nil
+}
+
+// readRefOf reads the event r, the decoded value of item, points at.
+func readRefOf(txn *badger.Txn, item *badger.Item, r ref) (*meridianv1.Event, error) {
 	ev := &meridianv1.Event{}
 	key := eventKey(r.Entity, r.Version)
 	if r.Version == refMerged {

@@ -105,15 +105,18 @@ type LogPage struct {
 // LogScan describes a ScanLog call.
 type LogScan struct {
 	// From is the first position scanned: forward, 0 means 1; backward, 0
-	// or beyond the last applied position means the last.
+	// or beyond the last applied position means the last. Ignored with
+	// After.
 	From     uint64
 	Backward bool
 	// Max bounds the events returned (clamped like ReadStream's count);
 	// ScanMax the entries scanned (<= 0: LogScanMax).
 	Max, ScanMax int
 	Filter       *EventFilter
-	// After, when not nil, skips events it covers and tracks the origins
-	// of scanned entries in LogPage.Scanned (vector reads).
+	// After, when not nil, makes a vector read (forward only): the scan
+	// starts at the vector's start (VectorStart) in the same snapshot,
+	// skips events the vector covers and tracks the origins of scanned
+	// entries in LogPage.Scanned.
 	After causal.Vector
 }
 
@@ -144,11 +147,19 @@ func (f *FSM) ScanLog(s LogScan) (LogPage, error) {
 		page.Scanned = causal.Vector{}
 	}
 	pos := s.From
-	if s.Backward {
+	switch {
+	case s.After != nil:
+		if s.Backward {
+			return LogPage{}, invalidf("direction", "a read after a vector goes forward; read backward from a position")
+		}
+		if pos, err = vectorStart(txn, st, s.After); err != nil {
+			return LogPage{}, err
+		}
+	case s.Backward:
 		if pos == 0 || pos > last {
 			pos = last
 		}
-	} else {
+	default:
 		pos = max(pos, 1)
 	}
 	needEvent := s.After != nil || (s.Filter != nil && len(s.Filter.types) > 0)
@@ -169,14 +180,14 @@ func (f *FSM) ScanLog(s LogScan) (LogPage, error) {
 		} else {
 			pos = p + 1
 		}
-		var r ref
-		if err := item.Value(func(v []byte) (err error) { r, err = decodeRef(v); return err }); err != nil {
-			return LogPage{}, fmt.Errorf("region: read log: entry %q: %w", k, err)
+		r, err := itemRef(item)
+		if err != nil {
+			return LogPage{}, fmt.Errorf("region: read log: %w", err)
 		}
 		if !needEvent && !s.Filter.matchEntity(r.Entity) {
 			continue
 		}
-		ev, err := readRef(txn, item)
+		ev, err := readRefOf(txn, item, r)
 		if err != nil {
 			return LogPage{}, fmt.Errorf("region: read log: %w", err)
 		}
@@ -237,6 +248,11 @@ func (f *FSM) VectorStart(vector causal.Vector) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	return vectorStart(txn, st, vector)
+}
+
+// vectorStart is VectorStart in txn's snapshot, whose apply state is st.
+func vectorStart(txn *badger.Txn, st *meridianv1.ApplyState, vector causal.Vector) (uint64, error) {
 	start := st.GetLastPosition() + 1
 	for origin, applied := range st.GetApplied() {
 		seq := vector[origin] + 1
@@ -258,14 +274,15 @@ func (f *FSM) VectorStart(vector causal.Vector) (uint64, error) {
 	return start, nil
 }
 
-// validateVector checks a ReadLog vector: named origins, bounded size.
-func validateVector(v map[string]uint64) error {
+// validateVector checks a vector a request carries (field names it):
+// region names as validateRegionName allows, a bounded count.
+func validateVector(field string, v map[string]uint64) error {
 	if len(v) > vectorEntriesMax {
-		return &InvalidArgumentError{Field: "after_vector", Reason: fmt.Sprintf("at most %d origins, got %d", vectorEntriesMax, len(v))}
+		return invalidf(field, "at most %d origins, got %d", vectorEntriesMax, len(v))
 	}
 	for origin := range v {
-		if origin == "" || len(origin) > 256 {
-			return &InvalidArgumentError{Field: "after_vector", Reason: fmt.Sprintf("origin names must be 1 to 256 bytes, got %q", origin)}
+		if err := validateRegionName(field, origin); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -295,37 +312,20 @@ func (n *Node) ReadLog(ctx context.Context, req *meridianv1.ReadLogRequest) (*me
 		return nil, &InvalidArgumentError{Field: "session_token", Reason: err.Error()}
 	}
 	scan := LogScan{From: req.GetPosition(), Backward: backward, Max: int(req.GetMaxCount()), Filter: filter}
-	var after causal.Vector
 	if v, ok := req.GetFrom().(*meridianv1.ReadLogRequest_AfterVector); ok {
-		if backward {
-			return nil, &InvalidArgumentError{Field: "direction", Reason: "a read after a vector goes forward; read backward from a position"}
-		}
-		if err := validateVector(v.AfterVector.GetVector()); err != nil {
+		if err := validateVector("after_vector", v.AfterVector.GetVector()); err != nil {
 			return nil, err
 		}
-		after = causal.Vector(v.AfterVector.GetVector()).Clone()
-		if after == nil {
-			after = causal.Vector{}
-		}
+		scan.After = causal.Vector(v.AfterVector.GetVector()).Clone()
 	}
 	if err := n.waitCovers(ctx, token); err != nil {
 		return nil, err
-	}
-	if after != nil {
-		start, err := n.fsm.VectorStart(after)
-		if err != nil {
-			return nil, err
-		}
-		scan.From, scan.After = start, after
 	}
 	page, err := n.fsm.ScanLog(scan)
 	if err != nil {
 		return nil, err
 	}
 	seen := token.Clone()
-	if seen == nil {
-		seen = causal.Vector{}
-	}
 	for _, e := range page.Events {
 		if o := e.GetOrigin(); o != nil {
 			seen.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
@@ -335,8 +335,8 @@ func (n *Node) ReadLog(ctx context.Context, req *meridianv1.ReadLogRequest) (*me
 		Events: page.Events, NextPosition: page.Next, End: page.End, LastPosition: page.LastPosition,
 		SessionToken: causal.FormatToken(seen), Region: n.cfg.Region, Node: n.cfg.NodeID,
 	}
-	if after != nil {
-		resp.NextVector = after.Merge(page.Scanned)
+	if scan.After != nil {
+		resp.NextVector = scan.After.Merge(page.Scanned)
 	}
 	return resp, nil
 }
