@@ -190,14 +190,16 @@ func (f *FSM) Groups() ([]*meridianv1.ConsumerGroup, error) {
 	return out, nil
 }
 
-// groupsCall calls the region leader's ConsumerGroups API; mark makes a
-// request forwarded (served there or refused, never forwarded on).
-type groupsCall[T any] func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (T, error)
+// groupsMethod is a ConsumerGroups client method, as a method expression
+// (meridianv1connect.ConsumerGroupsClient.GetGroup).
+type groupsMethod[Req, Resp any] func(meridianv1connect.ConsumerGroupsClient, context.Context, *connect.Request[Req]) (*connect.Response[Resp], error)
 
-// atLeader runs local on the region leader, or call against it from a
-// follower; mutating says whether a broken hop leaves the outcome unknown.
-func atLeader[T any](ctx context.Context, n *Node, mutating bool, local func() (T, error), call groupsCall[T]) (T, error) {
-	var out T
+// atLeader answers req on the region leader: local when this node leads,
+// else method on the leader with the request marked forwarded (served
+// there or refused, never forwarded on). mutating says whether a broken
+// hop leaves the outcome unknown.
+func atLeader[Req, Resp any](ctx context.Context, n *Node, mutating bool, req *Req, method groupsMethod[Req, Resp], local func() (*Resp, error)) (*Resp, error) {
+	var out *Resp
 	err := n.routeToLeader(ctx, mutating,
 		func() error {
 			v, err := local()
@@ -207,73 +209,66 @@ func atLeader[T any](ctx context.Context, n *Node, mutating bool, local func() (
 		func(addr string) error {
 			fctx, cancel := n.fwd.bound(ctx)
 			defer cancel()
-			v, err := call(fctx, n.fwd.groupsClient(addr), func(r connect.AnyRequest) { r.Header().Set(forwardedHeader, n.fwd.self) })
+			r := connect.NewRequest(req)
+			r.Header().Set(forwardedHeader, n.fwd.self)
+			resp, err := method(n.fwd.groupsClient(addr), fctx, r)
 			if err != nil {
 				return fromConnectError(fctx, err, mutating)
 			}
-			out = v
+			out = resp.Msg
 			return nil
 		})
 	return out, err
 }
 
-// writeGroup orders cmd through the region's Raft group on its leader.
-func (n *Node) writeGroup(ctx context.Context, cmd *meridianv1.GroupCommand, call groupsCall[*meridianv1.ConsumerGroup]) (*meridianv1.ConsumerGroup, error) {
+// writeGroup orders cmd through the region's Raft group on its leader and
+// wraps the group the command leaves (nil after a delete) as the answer.
+func writeGroup[Req, Resp any](ctx context.Context, n *Node, req *Req, method groupsMethod[Req, Resp], cmd *meridianv1.GroupCommand, wrap func(*meridianv1.ConsumerGroup) *Resp) (*Resp, error) {
 	if err := validateGroupCommand(cmd, n.cfg.Limits); err != nil {
 		return nil, err
 	}
-	return atLeader(ctx, n, true, func() (*meridianv1.ConsumerGroup, error) {
+	return atLeader(ctx, n, true, req, method, func() (*Resp, error) {
 		cmd := proto.CloneOf(cmd)
 		cmd.UnixNanos = n.hlc.Now().WallNanos
 		r, err := applyOnLeader[*GroupResult](ctx, n, meridianv1.CommandType_COMMAND_TYPE_GROUP, cmd)
 		if err != nil {
 			return nil, err
 		}
-		return r.Group, r.Err
-	}, call)
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return wrap(r.Group), nil
+	})
 }
 
 // CreateGroup creates a consumer group in this region.
-func (n *Node) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupRequest) (*meridianv1.ConsumerGroup, error) {
+func (n *Node) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupRequest) (*meridianv1.CreateGroupResponse, error) {
 	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Create{Create: &meridianv1.ConsumerGroup{
 		Name: req.GetName(), Filter: req.GetFilter(), Checkpoint: causal.Vector(req.GetStart()).Clone(),
 	}}}
-	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ConsumerGroup, error) {
-		r := connect.NewRequest(req)
-		mark(r)
-		resp, err := c.CreateGroup(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		return resp.Msg.GetGroup(), nil
-	})
+	return writeGroup(ctx, n, req, meridianv1connect.ConsumerGroupsClient.CreateGroup, cmd,
+		func(g *meridianv1.ConsumerGroup) *meridianv1.CreateGroupResponse {
+			return &meridianv1.CreateGroupResponse{Group: g}
+		})
 }
 
 // DeleteGroup deletes a consumer group of this region.
-func (n *Node) DeleteGroup(ctx context.Context, req *meridianv1.DeleteGroupRequest) error {
+func (n *Node) DeleteGroup(ctx context.Context, req *meridianv1.DeleteGroupRequest) (*meridianv1.DeleteGroupResponse, error) {
 	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Delete{Delete: req.GetName()}}
-	_, err := n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ConsumerGroup, error) {
-		r := connect.NewRequest(req)
-		mark(r)
-		_, err := c.DeleteGroup(ctx, r)
-		return nil, err
-	})
-	return err
+	return writeGroup(ctx, n, req, meridianv1connect.ConsumerGroupsClient.DeleteGroup, cmd,
+		func(*meridianv1.ConsumerGroup) *meridianv1.DeleteGroupResponse {
+			return &meridianv1.DeleteGroupResponse{}
+		})
 }
 
 // CommitCheckpoint moves a group's checkpoint forward (compare-and-set on
 // its revision).
-func (n *Node) CommitCheckpoint(ctx context.Context, req *meridianv1.CommitCheckpointRequest) (*meridianv1.ConsumerGroup, error) {
+func (n *Node) CommitCheckpoint(ctx context.Context, req *meridianv1.CommitCheckpointRequest) (*meridianv1.CommitCheckpointResponse, error) {
 	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Commit{Commit: req}}
-	return n.writeGroup(ctx, cmd, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ConsumerGroup, error) {
-		r := connect.NewRequest(req)
-		mark(r)
-		resp, err := c.CommitCheckpoint(ctx, r)
-		if err != nil {
-			return nil, err
-		}
-		return resp.Msg.GetGroup(), nil
-	})
+	return writeGroup(ctx, n, req, meridianv1connect.ConsumerGroupsClient.CommitCheckpoint, cmd,
+		func(g *meridianv1.ConsumerGroup) *meridianv1.CommitCheckpointResponse {
+			return &meridianv1.CommitCheckpointResponse{Group: g}
+		})
 }
 
 // GetGroup returns a group as the region leader has applied it: the leader
@@ -283,35 +278,25 @@ func (n *Node) GetGroup(ctx context.Context, req *meridianv1.GetGroupRequest) (*
 	if err := ValidateGroupName(req.GetName()); err != nil {
 		return nil, err
 	}
-	return atLeader(ctx, n, false, func() (*meridianv1.GetGroupResponse, error) {
+	return atLeader(ctx, n, false, req, meridianv1connect.ConsumerGroupsClient.GetGroup, func() (*meridianv1.GetGroupResponse, error) {
 		g, err := n.fsm.Group(req.GetName())
-		return &meridianv1.GetGroupResponse{Group: g, Region: n.cfg.Region, Node: n.cfg.NodeID}, err
-	}, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.GetGroupResponse, error) {
-		r := connect.NewRequest(req)
-		mark(r)
-		resp, err := c.GetGroup(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		return resp.Msg, nil
+		return &meridianv1.GetGroupResponse{Group: g, Region: n.cfg.Region, Node: n.cfg.NodeID}, nil
 	})
 }
 
 // ListGroups returns the region's groups by name, from the leader as
 // GetGroup does.
 func (n *Node) ListGroups(ctx context.Context, req *meridianv1.ListGroupsRequest) (*meridianv1.ListGroupsResponse, error) {
-	return atLeader(ctx, n, false, func() (*meridianv1.ListGroupsResponse, error) {
+	return atLeader(ctx, n, false, req, meridianv1connect.ConsumerGroupsClient.ListGroups, func() (*meridianv1.ListGroupsResponse, error) {
 		gs, err := n.fsm.Groups()
-		slices.SortFunc(gs, func(a, b *meridianv1.ConsumerGroup) int { return strings.Compare(a.GetName(), b.GetName()) })
-		return &meridianv1.ListGroupsResponse{Groups: gs, Region: n.cfg.Region, Node: n.cfg.NodeID}, err
-	}, func(ctx context.Context, c meridianv1connect.ConsumerGroupsClient, mark func(connect.AnyRequest)) (*meridianv1.ListGroupsResponse, error) {
-		r := connect.NewRequest(req)
-		mark(r)
-		resp, err := c.ListGroups(ctx, r)
 		if err != nil {
 			return nil, err
 		}
-		return resp.Msg, nil
+		slices.SortFunc(gs, func(a, b *meridianv1.ConsumerGroup) int { return strings.Compare(a.GetName(), b.GetName()) })
+		return &meridianv1.ListGroupsResponse{Groups: gs, Region: n.cfg.Region, Node: n.cfg.NodeID}, nil
 	})
 }
 
@@ -327,44 +312,25 @@ func NewGroupsService(n *Node) *GroupsService { return &GroupsService{node: n} }
 
 // CreateGroup implements meridianv1connect.ConsumerGroupsHandler.
 func (s *GroupsService) CreateGroup(ctx context.Context, req *connect.Request[meridianv1.CreateGroupRequest]) (*connect.Response[meridianv1.CreateGroupResponse], error) {
-	g, err := s.node.CreateGroup(forwardedContext(ctx, req.Header()), req.Msg)
-	if err != nil {
-		return nil, ConnectError(err)
-	}
-	return connect.NewResponse(&meridianv1.CreateGroupResponse{Group: g}), nil
+	return serveUnary(ctx, req, s.node.CreateGroup)
 }
 
 // GetGroup implements meridianv1connect.ConsumerGroupsHandler.
 func (s *GroupsService) GetGroup(ctx context.Context, req *connect.Request[meridianv1.GetGroupRequest]) (*connect.Response[meridianv1.GetGroupResponse], error) {
-	resp, err := s.node.GetGroup(forwardedContext(ctx, req.Header()), req.Msg)
-	if err != nil {
-		return nil, ConnectError(err)
-	}
-	return connect.NewResponse(resp), nil
+	return serveUnary(ctx, req, s.node.GetGroup)
 }
 
 // ListGroups implements meridianv1connect.ConsumerGroupsHandler.
 func (s *GroupsService) ListGroups(ctx context.Context, req *connect.Request[meridianv1.ListGroupsRequest]) (*connect.Response[meridianv1.ListGroupsResponse], error) {
-	resp, err := s.node.ListGroups(forwardedContext(ctx, req.Header()), req.Msg)
-	if err != nil {
-		return nil, ConnectError(err)
-	}
-	return connect.NewResponse(resp), nil
+	return serveUnary(ctx, req, s.node.ListGroups)
 }
 
 // DeleteGroup implements meridianv1connect.ConsumerGroupsHandler.
 func (s *GroupsService) DeleteGroup(ctx context.Context, req *connect.Request[meridianv1.DeleteGroupRequest]) (*connect.Response[meridianv1.DeleteGroupResponse], error) {
-	if err := s.node.DeleteGroup(forwardedContext(ctx, req.Header()), req.Msg); err != nil {
-		return nil, ConnectError(err)
-	}
-	return connect.NewResponse(&meridianv1.DeleteGroupResponse{}), nil
+	return serveUnary(ctx, req, s.node.DeleteGroup)
 }
 
 // CommitCheckpoint implements meridianv1connect.ConsumerGroupsHandler.
 func (s *GroupsService) CommitCheckpoint(ctx context.Context, req *connect.Request[meridianv1.CommitCheckpointRequest]) (*connect.Response[meridianv1.CommitCheckpointResponse], error) {
-	g, err := s.node.CommitCheckpoint(forwardedContext(ctx, req.Header()), req.Msg)
-	if err != nil {
-		return nil, ConnectError(err)
-	}
-	return connect.NewResponse(&meridianv1.CommitCheckpointResponse{Group: g}), nil
+	return serveUnary(ctx, req, s.node.CommitCheckpoint)
 }

@@ -52,22 +52,24 @@ func forwardedContext(ctx context.Context, h interface{ Get(string) string }) co
 	return ctx
 }
 
-// Append implements meridianv1connect.EventStoreHandler.
-func (s *Service) Append(ctx context.Context, req *connect.Request[meridianv1.AppendRequest]) (*connect.Response[meridianv1.AppendResponse], error) {
-	resp, err := s.node.Append(forwardedContext(ctx, req.Header()), req.Msg)
+// serveUnary answers a unary call with fn, given the request's forwarding
+// mark and route (forwardedContext), its error mapped by ConnectError.
+func serveUnary[Req, Resp any](ctx context.Context, req *connect.Request[Req], fn func(context.Context, *Req) (*Resp, error)) (*connect.Response[Resp], error) {
+	resp, err := fn(forwardedContext(ctx, req.Header()), req.Msg)
 	if err != nil {
 		return nil, ConnectError(err)
 	}
 	return connect.NewResponse(resp), nil
 }
 
+// Append implements meridianv1connect.EventStoreHandler.
+func (s *Service) Append(ctx context.Context, req *connect.Request[meridianv1.AppendRequest]) (*connect.Response[meridianv1.AppendResponse], error) {
+	return serveUnary(ctx, req, s.node.Append)
+}
+
 // Read implements meridianv1connect.EventStoreHandler.
 func (s *Service) Read(ctx context.Context, req *connect.Request[meridianv1.ReadRequest]) (*connect.Response[meridianv1.ReadResponse], error) {
-	resp, err := s.node.Read(forwardedContext(ctx, req.Header()), req.Msg)
-	if err != nil {
-		return nil, ConnectError(err)
-	}
-	return connect.NewResponse(resp), nil
+	return serveUnary(ctx, req, s.node.Read)
 }
 
 // ReadState implements meridianv1connect.EventStoreHandler: a read with
@@ -107,11 +109,7 @@ func (s *Service) ReadConflicts(ctx context.Context, req *connect.Request[meridi
 
 // ReadLog implements meridianv1connect.EventStoreHandler.
 func (s *Service) ReadLog(ctx context.Context, req *connect.Request[meridianv1.ReadLogRequest]) (*connect.Response[meridianv1.ReadLogResponse], error) {
-	resp, err := s.node.ReadLog(ctx, req.Msg)
-	if err != nil {
-		return nil, ConnectError(err)
-	}
-	return connect.NewResponse(resp), nil
+	return serveUnary(ctx, req, s.node.ReadLog)
 }
 
 // Subscribe implements meridianv1connect.EventStoreHandler.
