@@ -8,6 +8,7 @@ import (
 	"connectrpc.com/connect"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
 )
 
 // Consumer groups live in one region: the calls go to the client's
@@ -19,7 +20,7 @@ import (
 
 // CreateGroup creates a consumer group of the contacted region.
 func (c *Client) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupRequest) (*meridianv1.ConsumerGroup, error) {
-	resp, err := placementCall(ctx, c, "create-group", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.CreateGroupResponse], error) {
+	resp, err := unaryCall(ctx, c, "create-group", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.CreateGroupResponse], error) {
 		return ep.groups.CreateGroup(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -30,21 +31,21 @@ func (c *Client) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupReq
 
 // GetGroup returns a group as the answering node has applied it.
 func (c *Client) GetGroup(ctx context.Context, name string) (*meridianv1.GetGroupResponse, error) {
-	return placementCall(ctx, c, "get-group", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.GetGroupResponse], error) {
+	return unaryCall(ctx, c, "get-group", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.GetGroupResponse], error) {
 		return ep.groups.GetGroup(ctx, connect.NewRequest(&meridianv1.GetGroupRequest{Name: name}))
 	})
 }
 
 // ListGroups returns the groups of the answering node's region, by name.
 func (c *Client) ListGroups(ctx context.Context) (*meridianv1.ListGroupsResponse, error) {
-	return placementCall(ctx, c, "list-groups", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.ListGroupsResponse], error) {
+	return unaryCall(ctx, c, "list-groups", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.ListGroupsResponse], error) {
 		return ep.groups.ListGroups(ctx, connect.NewRequest(&meridianv1.ListGroupsRequest{}))
 	})
 }
 
 // DeleteGroup deletes a group.
 func (c *Client) DeleteGroup(ctx context.Context, name string) error {
-	_, err := placementCall(ctx, c, "delete-group", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.DeleteGroupResponse], error) {
+	_, err := unaryCall(ctx, c, "delete-group", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.DeleteGroupResponse], error) {
 		return ep.groups.DeleteGroup(ctx, connect.NewRequest(&meridianv1.DeleteGroupRequest{Name: name}))
 	})
 	return err
@@ -54,7 +55,7 @@ func (c *Client) DeleteGroup(ctx context.Context, name string) error {
 // still at expectedRevision; Aborted when it is not.
 func (c *Client) CommitCheckpoint(ctx context.Context, name string, expectedRevision uint64, checkpoint map[string]uint64) (*meridianv1.ConsumerGroup, error) {
 	req := &meridianv1.CommitCheckpointRequest{Name: name, ExpectedRevision: expectedRevision, Checkpoint: checkpoint}
-	resp, err := placementCall(ctx, c, "commit-checkpoint", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.CommitCheckpointResponse], error) {
+	resp, err := unaryCall(ctx, c, "commit-checkpoint", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.CommitCheckpointResponse], error) {
 		return ep.groups.CommitCheckpoint(ctx, connect.NewRequest(req))
 	})
 	if err != nil {
@@ -108,7 +109,7 @@ func (c *Client) ConsumeGroup(ctx context.Context, name string, opts Consume, ha
 				return err
 			}
 		}
-		if !sameVector(page.GetNextVector(), group.GetCheckpoint()) {
+		if !causal.Vector(page.GetNextVector()).Equal(group.GetCheckpoint()) {
 			g, err := c.CommitCheckpoint(ctx, name, group.GetRevision(), page.GetNextVector())
 			switch {
 			case connect.CodeOf(err) == connect.CodeAborted:
@@ -139,18 +140,4 @@ func ctxOr(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-func sameVector(a, b map[string]uint64) bool {
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	for k, v := range b {
-		if a[k] != v {
-			return false
-		}
-	}
-	return true
 }

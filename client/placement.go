@@ -17,7 +17,7 @@ import (
 // copy is (TableInfo). Retried on Unavailable.
 func (c *Client) GetPlacement(ctx context.Context, entity string) (*meridianv1.GetPlacementResponse, error) {
 	req := &meridianv1.GetPlacementRequest{Entity: entity}
-	return placementCall(ctx, c, "get-placement", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.GetPlacementResponse], error) {
+	return unaryCall(ctx, c, "get-placement", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.GetPlacementResponse], error) {
 		return ep.placement.GetPlacement(ctx, connect.NewRequest(req))
 	})
 }
@@ -26,7 +26,7 @@ func (c *Client) GetPlacement(ctx context.Context, entity string) (*meridianv1.G
 // the pin count and rules_index (the value for SetRules' expectedIndex).
 // Retried on Unavailable.
 func (c *Client) ListRules(ctx context.Context) (*meridianv1.ListRulesResponse, error) {
-	return placementCall(ctx, c, "list-rules", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.ListRulesResponse], error) {
+	return unaryCall(ctx, c, "list-rules", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.ListRulesResponse], error) {
 		return ep.placement.ListRules(ctx, connect.NewRequest(&meridianv1.ListRulesRequest{}))
 	})
 }
@@ -44,7 +44,7 @@ func (c *Client) ListRules(ctx context.Context) (*meridianv1.ListRulesResponse, 
 // error, ListRules tells whether the rules are already the wanted ones.
 func (c *Client) SetRules(ctx context.Context, rules []*meridianv1.PlacementRule, defaultRegion string, expectedIndex uint64) (*meridianv1.SetRulesResponse, error) {
 	req := &meridianv1.SetRulesRequest{Rules: rules, DefaultRegion: defaultRegion, ExpectedIndex: expectedIndex}
-	return placementCall(ctx, c, "set-rules", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.SetRulesResponse], error) {
+	return unaryCall(ctx, c, "set-rules", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.SetRulesResponse], error) {
 		return ep.placement.SetRules(ctx, connect.NewRequest(req))
 	})
 }
@@ -54,7 +54,7 @@ func (c *Client) SetRules(ctx context.Context, rules []*meridianv1.PlacementRule
 // the server (the epoch stays), so a retry after an unknown outcome is safe.
 func (c *Client) Pin(ctx context.Context, entity, region string) (*meridianv1.PinResponse, error) {
 	req := &meridianv1.PinRequest{Entity: entity, Region: region}
-	return placementCall(ctx, c, "pin", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.PinResponse], error) {
+	return unaryCall(ctx, c, "pin", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.PinResponse], error) {
 		return ep.placement.Pin(ctx, connect.NewRequest(req))
 	})
 }
@@ -64,7 +64,7 @@ func (c *Client) Pin(ctx context.Context, entity, region string) (*meridianv1.Pi
 // and answers existed=false, changing nothing.
 func (c *Client) Unpin(ctx context.Context, entity string) (*meridianv1.UnpinResponse, error) {
 	req := &meridianv1.UnpinRequest{Entity: entity}
-	return placementCall(ctx, c, "unpin", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.UnpinResponse], error) {
+	return unaryCall(ctx, c, "unpin", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.UnpinResponse], error) {
 		return ep.placement.Unpin(ctx, connect.NewRequest(req))
 	})
 }
@@ -76,7 +76,7 @@ func (c *Client) Unpin(ctx context.Context, entity string) (*meridianv1.UnpinRes
 // entity to the region that already homes it changes nothing.
 func (c *Client) MoveEntity(ctx context.Context, entity, region string) (*meridianv1.MoveResponse, error) {
 	req := &meridianv1.MoveRequest{Target: &meridianv1.MoveRequest_Entity{Entity: entity}, Region: region}
-	return placementCall(ctx, c, "move", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.MoveResponse], error) {
+	return unaryCall(ctx, c, "move", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.MoveResponse], error) {
 		return ep.placement.Move(ctx, connect.NewRequest(req))
 	})
 }
@@ -86,7 +86,7 @@ func (c *Client) MoveEntity(ctx context.Context, entity, region string) (*meridi
 // list). Retried on Unavailable.
 func (c *Client) MovePrefix(ctx context.Context, prefix, region string) (*meridianv1.MoveResponse, error) {
 	req := &meridianv1.MoveRequest{Target: &meridianv1.MoveRequest_Prefix{Prefix: prefix}, Region: region}
-	return placementCall(ctx, c, "move", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.MoveResponse], error) {
+	return unaryCall(ctx, c, "move", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.MoveResponse], error) {
 		return ep.placement.Move(ctx, connect.NewRequest(req))
 	})
 }
@@ -95,14 +95,14 @@ func (c *Client) MovePrefix(ctx context.Context, prefix, region string) (*meridi
 // its endpoints, voters and whether the answering node reaches it.
 // Retried on Unavailable.
 func (c *Client) ListRegions(ctx context.Context) (*meridianv1.ListRegionsResponse, error) {
-	return placementCall(ctx, c, "list-regions", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.ListRegionsResponse], error) {
+	return unaryCall(ctx, c, "list-regions", func(ctx context.Context, ep *endpoint) (*connect.Response[meridianv1.ListRegionsResponse], error) {
 		return ep.placement.ListRegions(ctx, connect.NewRequest(&meridianv1.ListRegionsRequest{}))
 	})
 }
 
-// placementCall runs one Placement call through call on the client's own
-// endpoints and unwraps the response.
-func placementCall[T any](ctx context.Context, c *Client, method string, op func(ctx context.Context, ep *endpoint) (*connect.Response[T], error)) (*T, error) {
+// unaryCall runs one unary call (Placement, Membership, ConsumerGroups)
+// through call on the client's own endpoints and unwraps the response.
+func unaryCall[T any](ctx context.Context, c *Client, method string, op func(ctx context.Context, ep *endpoint) (*connect.Response[T], error)) (*T, error) {
 	return call(ctx, c, c.own(), method, func(ctx context.Context, ep *endpoint) (*T, error) {
 		res, err := op(ctx, ep)
 		if err != nil {
