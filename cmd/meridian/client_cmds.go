@@ -63,37 +63,32 @@ func newAppendCmd(r *rootCmd) *cobra.Command {
 			if len(payload) > 0 {
 				ev.ContentType = contentType
 			}
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			opts := []client.AppendOption{opt, durable}
-			if direct {
-				opts = append(opts, client.Direct())
-			}
-			resp, err := c.Append(ctx, args[0], []*meridianv1.ProposedEvent{ev}, opts...)
-			if err != nil {
-				if client.IsOutcomeUnknown(err) {
-					fmt.Fprintf(r.stderr, "note: the append may have been applied; retrying with --id %s is safe\n", ev.Id)
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				opts := []client.AppendOption{opt, durable}
+				if direct {
+					opts = append(opts, client.Direct())
 				}
-				return err
-			}
-			if asJSON {
-				return printJSON(r.stdout, resp)
-			}
-			fmt.Fprintf(r.stdout, "appended %s v%d  id=%s", args[0], resp.GetLastVersion(), ev.Id)
-			if o := resp.GetOrigin(); o != nil {
-				fmt.Fprintf(r.stdout, " origin=%s/%d", o.GetRegion(), o.GetSeq())
-			}
-			if resp.GetDuplicate() {
-				fmt.Fprint(r.stdout, "  (duplicate: this id was appended before with the same content; original result)")
-			}
-			fmt.Fprintln(r.stdout)
-			printToken(r.stdout, resp.GetSessionToken())
-			return nil
+				resp, err := c.Append(ctx, args[0], []*meridianv1.ProposedEvent{ev}, opts...)
+				if err != nil {
+					if client.IsOutcomeUnknown(err) {
+						fmt.Fprintf(r.stderr, "note: the append may have been applied; retrying with --id %s is safe\n", ev.Id)
+					}
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				fmt.Fprintf(r.stdout, "appended %s v%d  id=%s", args[0], resp.GetLastVersion(), ev.Id)
+				if o := resp.GetOrigin(); o != nil {
+					fmt.Fprintf(r.stdout, " origin=%s/%d", o.GetRegion(), o.GetSeq())
+				}
+				if resp.GetDuplicate() {
+					fmt.Fprint(r.stdout, "  (duplicate: this id was appended before with the same content; original result)")
+				}
+				fmt.Fprintln(r.stdout)
+				printToken(r.stdout, resp.GetSessionToken())
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -138,37 +133,32 @@ func newReadCmd(r *rootCmd) *cobra.Command {
 			case level != meridianv1.Consistency_CONSISTENCY_BOUNDED && staleness != 0:
 				return usagef("--max-staleness applies only to --consistency bounded")
 			}
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			opts := []client.ReadOption{client.FromVersion(from), client.Limit(limit), client.WithConsistency(level)}
-			if staleness > 0 {
-				opts = append(opts, client.MaxStaleness(staleness))
-			}
-			if backward {
-				opts = append(opts, client.Backward())
-			}
-			resp, err := c.Read(ctx, args[0], opts...)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(r.stdout, resp)
-			}
-			for _, e := range resp.GetEvents() {
-				fmt.Fprintln(r.stdout, formatEvent(e, false))
-			}
-			served := ""
-			if resp.GetNode() != "" {
-				served = fmt.Sprintf(", served by %s/%s", resp.GetRegion(), resp.GetNode())
-			}
-			fmt.Fprintf(r.stdout, "(%d events, head version %d%s)\n", len(resp.GetEvents()), resp.GetHeadVersion(), served)
-			printToken(r.stdout, resp.GetSessionToken())
-			return nil
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				opts := []client.ReadOption{client.FromVersion(from), client.Limit(limit), client.WithConsistency(level)}
+				if staleness > 0 {
+					opts = append(opts, client.MaxStaleness(staleness))
+				}
+				if backward {
+					opts = append(opts, client.Backward())
+				}
+				resp, err := c.Read(ctx, args[0], opts...)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				for _, e := range resp.GetEvents() {
+					fmt.Fprintln(r.stdout, formatEvent(e, false))
+				}
+				served := ""
+				if resp.GetNode() != "" {
+					served = fmt.Sprintf(", served by %s/%s", resp.GetRegion(), resp.GetNode())
+				}
+				fmt.Fprintf(r.stdout, "(%d events, head version %d%s)\n", len(resp.GetEvents()), resp.GetHeadVersion(), served)
+				printToken(r.stdout, resp.GetSessionToken())
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -299,33 +289,28 @@ page ends with the vector to continue from, in this region or another.`,
 			default:
 				req.From = &meridianv1.ReadLogRequest_Position{Position: from}
 			}
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			resp, err := c.ReadLog(ctx, req)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(r.stdout, resp)
-			}
-			for _, e := range resp.GetEvents() {
-				fmt.Fprintln(r.stdout, formatEvent(e, true))
-			}
-			more := fmt.Sprintf("next position %d", resp.GetNextPosition())
-			if resp.GetEnd() {
-				more = "end of the log"
-			}
-			fmt.Fprintf(r.stdout, "(%d events, %s, last position %d, served by %s/%s)\n",
-				len(resp.GetEvents()), more, resp.GetLastPosition(), resp.GetRegion(), resp.GetNode())
-			if v := resp.GetNextVector(); v != nil {
-				fmt.Fprintf(r.stdout, "continue with: --after %s\n", formatVectorFlag(v))
-			}
-			return nil
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ReadLog(ctx, req)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				for _, e := range resp.GetEvents() {
+					fmt.Fprintln(r.stdout, formatEvent(e, true))
+				}
+				more := fmt.Sprintf("next position %d", resp.GetNextPosition())
+				if resp.GetEnd() {
+					more = "end of the log"
+				}
+				fmt.Fprintf(r.stdout, "(%d events, %s, last position %d, served by %s/%s)\n",
+					len(resp.GetEvents()), more, resp.GetLastPosition(), resp.GetRegion(), resp.GetNode())
+				if v := resp.GetNextVector(); v != nil {
+					fmt.Fprintf(r.stdout, "continue with: --after %s\n", formatVectorFlag(v))
+				}
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -375,45 +360,40 @@ func newStatusCmd(r *rootCmd) *cobra.Command {
 		Short: "Show the status of every node given by --endpoint",
 		Args:  exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			statuses, errs := c.StatusAll(ctx)
-			failed := 0
-			if asJSON {
-				for i, st := range statuses {
-					if errs[i] != nil {
-						failed++
-						fmt.Fprintf(r.stderr, "%s: ", c.Endpoints()[i])
-						printError(r.stderr, errs[i], nil)
-						continue
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				statuses, errs := c.StatusAll(ctx)
+				failed := 0
+				if asJSON {
+					for i, st := range statuses {
+						if errs[i] != nil {
+							failed++
+							fmt.Fprintf(r.stderr, "%s: ", c.Endpoints()[i])
+							printError(r.stderr, errs[i], nil)
+							continue
+						}
+						if err := printJSON(r.stdout, st); err != nil {
+							return err
+						}
 					}
-					if err := printJSON(r.stdout, st); err != nil {
-						return err
+				} else {
+					tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "ENDPOINT\tREGION\tNODE\tSTATE\tLEADER\tAPPLIED INDEX\tLAST POSITION\tAPPLIED VECTOR\tLEASE")
+					for i, st := range statuses {
+						if errs[i] != nil {
+							failed++
+							fmt.Fprintf(tw, "%s\t-\t-\tunreachable (%s)\t-\t-\t-\t-\t-\n", c.Endpoints()[i], errorSummary(errs[i]))
+							continue
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", c.Endpoints()[i], st.GetRegion(), st.GetNode(),
+							st.GetRaftState(), st.GetLeader(), st.GetAppliedIndex(), st.GetLastPosition(), formatVector(st.GetApplied()), leaseColumn(st))
 					}
+					_ = tw.Flush()
 				}
-			} else {
-				tw := tabwriter.NewWriter(r.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ENDPOINT\tREGION\tNODE\tSTATE\tLEADER\tAPPLIED INDEX\tLAST POSITION\tAPPLIED VECTOR\tLEASE")
-				for i, st := range statuses {
-					if errs[i] != nil {
-						failed++
-						fmt.Fprintf(tw, "%s\t-\t-\tunreachable (%s)\t-\t-\t-\t-\t-\n", c.Endpoints()[i], errorSummary(errs[i]))
-						continue
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", c.Endpoints()[i], st.GetRegion(), st.GetNode(),
-						st.GetRaftState(), st.GetLeader(), st.GetAppliedIndex(), st.GetLastPosition(), formatVector(st.GetApplied()), leaseColumn(st))
+				if failed == len(statuses) {
+					return errs[0]
 				}
-				_ = tw.Flush()
-			}
-			if failed == len(statuses) {
-				return errs[0]
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one StatusResponse per node as JSON")

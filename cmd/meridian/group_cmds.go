@@ -54,30 +54,25 @@ func newGroupCreateCmd(r *rootCmd) *cobra.Command {
 				}
 				req.Start = v
 			}
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			if fromEnd {
-				// The region's applied vector covers everything it holds now.
-				st, err := c.Status(ctx)
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				if fromEnd {
+					// The region's applied vector covers everything it holds now.
+					st, err := c.Status(ctx)
+					if err != nil {
+						return err
+					}
+					req.Start = st.GetApplied()
+				}
+				g, err := c.CreateGroup(ctx, req)
 				if err != nil {
 					return err
 				}
-				req.Start = st.GetApplied()
-			}
-			g, err := c.CreateGroup(ctx, req)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(r.stdout, g)
-			}
-			fmt.Fprintf(r.stdout, "created group %s at %s\n", g.GetName(), formatCheckpoint(g.GetCheckpoint()))
-			return nil
+				if asJSON {
+					return printJSON(r.stdout, g)
+				}
+				fmt.Fprintf(r.stdout, "created group %s at %s\n", g.GetName(), formatCheckpoint(g.GetCheckpoint()))
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -96,30 +91,25 @@ func newGroupListCmd(r *rootCmd) *cobra.Command {
 		Short: "List the consumer groups of the contacted region",
 		Args:  exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			resp, err := c.ListGroups(ctx)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(r.stdout, resp)
-			}
-			tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tREVISION\tFILTER\tCHECKPOINT")
-			for _, g := range resp.GetGroups() {
-				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", g.GetName(), g.GetRevision(), formatFilter(g.GetFilter()), formatCheckpoint(g.GetCheckpoint()))
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			fmt.Fprintf(r.stdout, "(%d groups in %s, served by %s)\n", len(resp.GetGroups()), resp.GetRegion(), resp.GetNode())
-			return nil
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.ListGroups(ctx)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				tw := tabwriter.NewWriter(r.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tREVISION\tFILTER\tCHECKPOINT")
+				for _, g := range resp.GetGroups() {
+					fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", g.GetName(), g.GetRevision(), formatFilter(g.GetFilter()), formatCheckpoint(g.GetCheckpoint()))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.stdout, "(%d groups in %s, served by %s)\n", len(resp.GetGroups()), resp.GetRegion(), resp.GetNode())
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the ListGroupsResponse as JSON")
@@ -133,28 +123,23 @@ func newGroupInfoCmd(r *rootCmd) *cobra.Command {
 		Short: "Show a consumer group: filter, checkpoint, revision",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			resp, err := c.GetGroup(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(r.stdout, resp)
-			}
-			g := resp.GetGroup()
-			fmt.Fprintf(r.stdout, "group %s in %s (served by %s)\n", g.GetName(), resp.GetRegion(), resp.GetNode())
-			fmt.Fprintf(r.stdout, "  filter      %s\n", formatFilter(g.GetFilter()))
-			fmt.Fprintf(r.stdout, "  checkpoint  %s\n", formatCheckpoint(g.GetCheckpoint()))
-			fmt.Fprintf(r.stdout, "  revision    %d\n", g.GetRevision())
-			fmt.Fprintf(r.stdout, "  created     %s\n", time.Unix(0, g.GetCreatedUnixNanos()).UTC().Format(time.RFC3339Nano))
-			fmt.Fprintf(r.stdout, "  updated     %s\n", time.Unix(0, g.GetUpdatedUnixNanos()).UTC().Format(time.RFC3339Nano))
-			return nil
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				resp, err := c.GetGroup(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return printJSON(r.stdout, resp)
+				}
+				g := resp.GetGroup()
+				fmt.Fprintf(r.stdout, "group %s in %s (served by %s)\n", g.GetName(), resp.GetRegion(), resp.GetNode())
+				fmt.Fprintf(r.stdout, "  filter      %s\n", formatFilter(g.GetFilter()))
+				fmt.Fprintf(r.stdout, "  checkpoint  %s\n", formatCheckpoint(g.GetCheckpoint()))
+				fmt.Fprintf(r.stdout, "  revision    %d\n", g.GetRevision())
+				fmt.Fprintf(r.stdout, "  created     %s\n", time.Unix(0, g.GetCreatedUnixNanos()).UTC().Format(time.RFC3339Nano))
+				fmt.Fprintf(r.stdout, "  updated     %s\n", time.Unix(0, g.GetUpdatedUnixNanos()).UTC().Format(time.RFC3339Nano))
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the GetGroupResponse as JSON")
@@ -167,18 +152,13 @@ func newGroupDeleteCmd(r *rootCmd) *cobra.Command {
 		Short: "Delete a consumer group (its checkpoint is lost)",
 		Args:  exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := r.newClient()
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-			defer cancel()
-			if err := c.DeleteGroup(ctx, args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(r.stdout, "deleted group %s\n", args[0])
-			return nil
+			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+				if err := c.DeleteGroup(ctx, args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(r.stdout, "deleted group %s\n", args[0])
+				return nil
+			})
 		},
 	}
 }

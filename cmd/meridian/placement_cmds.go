@@ -57,7 +57,7 @@ home take the same path.`,
   meridian placement move --prefix eu/ us-east`,
 		Args: exactArgs(2, "ENTITY|PREFIX REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+			return r.withPlacementClient(cmd, func(ctx context.Context, c *client.Client) error {
 				var resp *meridianv1.MoveResponse
 				var err error
 				if prefix {
@@ -105,18 +105,16 @@ func printChange(w io.Writer, c *meridianv1.PlacementChange) {
 	}
 }
 
-// withClient runs fn with a client from the global flags and the command's timeout.
-func (r *rootCmd) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
-	c, err := r.newClient()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
-	defer cancel()
-	err = fn(ctx, c)
+// withPlacementClient is withClient for the Placement calls: an
+// Unimplemented answer means the node runs without a placement group.
+func (r *rootCmd) withPlacementClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
+	var endpoint string
+	err := r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+		endpoint = c.Endpoints()[0]
+		return fn(ctx, c)
+	})
 	if connect.CodeOf(err) == connect.CodeUnimplemented {
-		fmt.Fprintf(r.stderr, "hint: the node at %s serves no placement group: it runs as a single-region deployment (started without --placement-addr)\n", c.Endpoints()[0])
+		fmt.Fprintf(r.stderr, "hint: the node at %s serves no placement group: it runs as a single-region deployment (started without --placement-addr)\n", endpoint)
 	}
 	return err
 }
@@ -129,7 +127,7 @@ func newPlacementGetCmd(r *rootCmd) *cobra.Command {
 		Example: `  meridian placement get eu/order-1`,
 		Args:    exactArgs(1, "ENTITY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+			return r.withPlacementClient(cmd, func(ctx context.Context, c *client.Client) error {
 				p, err := c.GetPlacement(ctx, args[0])
 				if err != nil {
 					return err
@@ -169,7 +167,7 @@ func newPlacementRulesCmd(r *rootCmd) *cobra.Command {
 		Short: "List the prefix rules in match order, the default region and the pin count",
 		Args:  exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+			return r.withPlacementClient(cmd, func(ctx context.Context, c *client.Client) error {
 				rules, err := c.ListRules(ctx)
 				if err != nil {
 					return err
@@ -251,7 +249,7 @@ for every entity's home and epoch.`,
 			if cmd.Flags().Changed("expect-index") {
 				req.ExpectedIndex = expectIndex
 			}
-			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+			return r.withPlacementClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.SetRules(ctx, req.GetRules(), req.GetDefaultRegion(), req.GetExpectedIndex())
 				if err != nil {
 					return err
@@ -286,7 +284,7 @@ func newPlacementPinCmd(r *rootCmd) *cobra.Command {
 		Example: `  meridian placement pin eu/order-7 ap-south`,
 		Args:    exactArgs(2, "ENTITY REGION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+			return r.withPlacementClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Pin(ctx, args[0], args[1])
 				if err != nil {
 					return err
@@ -318,7 +316,7 @@ func newPlacementUnpinCmd(r *rootCmd) *cobra.Command {
 		Example: `  meridian placement unpin eu/order-7`,
 		Args:    exactArgs(1, "ENTITY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+			return r.withPlacementClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.Unpin(ctx, args[0])
 				if err != nil {
 					return err
@@ -363,7 +361,7 @@ for the contacted region, replication lag), and "status_errors" for the
 regions that did not answer.`,
 		Args: exactArgs(0, ""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return r.withClient(cmd, func(ctx context.Context, c *client.Client) error {
+			return r.withPlacementClient(cmd, func(ctx context.Context, c *client.Client) error {
 				resp, err := c.ListRegions(ctx)
 				if err != nil {
 					return err

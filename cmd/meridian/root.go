@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -93,6 +94,18 @@ func (r *rootCmd) endpoints() []string {
 }
 
 // newClient builds a client from the global flags.
+// withClient runs fn with a client from the global flags and the command's timeout.
+func (r *rootCmd) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
+	c, err := r.newClient()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(cmd.Context(), r.timeout)
+	defer cancel()
+	return fn(ctx, c)
+}
+
 func (r *rootCmd) newClient(opts ...client.Option) (*client.Client, error) {
 	connOpts, err := r.connOptions()
 	if err != nil {
