@@ -139,6 +139,12 @@ func TestPrefixLimits(t *testing.T) {
 		tc{"/meridian.v1.Placement/ListRules", &meridianv1.ListRulesRequest{}, true},
 		tc{"/meridian.v1.Placement/SetRules", &meridianv1.SetRulesRequest{}, false},
 		tc{"/meridian.v1.Membership/Leave", &meridianv1.LeaveRequest{}, false},
+		// Consumer groups act on the whole region: readable, not writable.
+		tc{"/meridian.v1.ConsumerGroups/GetGroup", &meridianv1.GetGroupRequest{Name: "g"}, true},
+		tc{"/meridian.v1.ConsumerGroups/ListGroups", &meridianv1.ListGroupsRequest{}, true},
+		tc{"/meridian.v1.ConsumerGroups/CreateGroup", &meridianv1.CreateGroupRequest{Name: "g", Filter: &meridianv1.EventFilter{EntityPrefixes: []string{"eu/orders/"}}}, false},
+		tc{"/meridian.v1.ConsumerGroups/CommitCheckpoint", &meridianv1.CommitCheckpointRequest{Name: "g"}, false},
+		tc{"/meridian.v1.ConsumerGroups/DeleteGroup", &meridianv1.DeleteGroupRequest{Name: "g"}, false},
 	)
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s %v", c.proc, c.msg), func(t *testing.T) {
