@@ -3,7 +3,6 @@ package perf
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -437,33 +435,12 @@ func BenchmarkRegionReadLast10UnderWrites(b *testing.B) {
 	})
 
 	b.Run("writers=process", func(b *testing.B) {
-		cmd := exec.Command(c.bin, "bench", "--endpoint", "http://"+c.leader,
-			"--clients", strconv.Itoa(writers), "--duration", "30m", "--prefix", "bench-proc-writer-", "--json")
-		var out, errOut strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errOut
-		require.NoError(b, cmd.Start())
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		p := startBench(b, c, writers, 0, "bench-proc-writer-", 30*time.Minute)
 		time.Sleep(time.Second)
 		runLoad(b, 1, read)
-		require.NoError(b, cmd.Process.Signal(os.Interrupt))
-		select {
-		case err := <-done:
-			require.NoError(b, err, "meridian bench: %s", errOut.String())
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			b.Fatalf("meridian bench did not stop on SIGINT: %s", errOut.String())
-		}
-		var rep struct {
-			Appends struct {
-				OK     int64   `json:"ok"`
-				Failed int64   `json:"failed"`
-				PerS   float64 `json:"per_s"`
-			} `json:"appends"`
-		}
-		require.NoError(b, json.Unmarshal([]byte(out.String()), &rep), "report: %s", out.String())
-		require.Zero(b, rep.Appends.Failed, "appends failed while the reads ran")
-		require.Greater(b, rep.Appends.OK, int64(0), "the writers appended nothing")
-		b.ReportMetric(rep.Appends.PerS, "writer-appends/s")
+		p.stop(b)
+		require.Zero(b, p.appendsFail, "appends failed while the reads ran")
+		require.Greater(b, p.appendsOK, int64(0), "the writers appended nothing")
+		b.ReportMetric(p.appendsPerS, "writer-appends/s")
 	})
 }

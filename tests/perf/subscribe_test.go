@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -40,14 +41,24 @@ func startBench(b *testing.B, c *regionCluster, clients int, rate float64, prefi
 	return p
 }
 
-func (p *benchProc) wait(b *testing.B) {
+// wait lets the run end by its --duration and reads its report.
+func (p *benchProc) wait(b *testing.B) { b.Helper(); p.finish(b, p.duration+time.Minute) }
+
+// stop ends the run with SIGINT (its report covers the run so far).
+func (p *benchProc) stop(b *testing.B) {
+	b.Helper()
+	require.NoError(b, p.cmd.Process.Signal(os.Interrupt))
+	p.finish(b, 30*time.Second)
+}
+
+func (p *benchProc) finish(b *testing.B, within time.Duration) {
 	b.Helper()
 	select {
 	case err := <-p.done:
 		require.NoError(b, err, "meridian bench: %s", p.errOut.String())
-	case <-time.After(p.duration + time.Minute):
+	case <-time.After(within):
 		_ = p.cmd.Process.Kill()
-		b.Fatalf("meridian bench did not end: %s", p.errOut.String())
+		b.Fatalf("meridian bench did not end within %s: %s", within, p.errOut.String())
 	}
 	var rep struct {
 		Appends struct {
