@@ -46,6 +46,7 @@ const (
 	kindGroupNotFound       = "group-not-found"
 	kindGroupExists         = "group-exists"
 	kindGroupConflict       = "group-conflict"
+	kindGroupParkedFull     = "group-parked-full"
 )
 
 type forwardedKey struct{}
@@ -193,6 +194,7 @@ var kindSentinels = map[string]error{
 	kindGroupNotFound:       ErrGroupNotFound,
 	kindGroupExists:         ErrGroupExists,
 	kindGroupConflict:       ErrGroupConflict,
+	kindGroupParkedFull:     ErrGroupParkedFull,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure

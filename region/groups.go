@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/dgraph-io/badger/v4"
@@ -67,6 +68,14 @@ func validateGroupCommand(c *meridianv1.GroupCommand, limits Limits) error {
 		if err := validateVector("start", op.Create.GetCheckpoint()); err != nil {
 			return err
 		}
+		if err := validateGroupSettings(op.Create.GetSettings()); err != nil {
+			return err
+		}
+		if err := validateDots("acked", op.Create.GetAcked(), GroupAckedMax); err != nil {
+			return err
+		}
+	case *meridianv1.GroupCommand_Ack:
+		return validateGroupAck(op.Ack)
 	case *meridianv1.GroupCommand_Delete:
 		return ValidateGroupName(op.Delete)
 	case *meridianv1.GroupCommand_Commit:
@@ -77,15 +86,17 @@ func validateGroupCommand(c *meridianv1.GroupCommand, limits Limits) error {
 			return err
 		}
 	default:
-		return &InvalidArgumentError{Field: "op", Reason: "must be create, delete or commit"}
+		return &InvalidArgumentError{Field: "op", Reason: "must be create, delete, commit or ack"}
 	}
 	return nil
 }
 
 // GroupResult is what Apply returns for a COMMAND_TYPE_GROUP entry: the
-// group after the command (nil after a delete), or why it was refused.
+// group after the command (nil after a delete), or why it was refused;
+// for an ack, what it counted.
 type GroupResult struct {
 	Group *meridianv1.ConsumerGroup
+	Ack   AckCounts
 	Err   error
 }
 
@@ -115,11 +126,22 @@ func (a applier) applyGroup(w *txnWriter, st *meridianv1.ApplyState, c *meridian
 		}
 		g = proto.CloneOf(op.Create)
 		g.Revision, g.CreatedUnixNanos, g.UpdatedUnixNanos = 1, c.GetUnixNanos(), c.GetUnixNanos()
+		g.Acked = pruneAcked(g.GetAcked(), g.GetCheckpoint())
 	case *meridianv1.GroupCommand_Delete:
 		if _, err := read(op.Delete); err != nil {
 			return &GroupResult{Err: err}
 		}
-		deletes = [][]byte{groupKey(op.Delete)}
+		parked, err := parkedKeys(w.txn, op.Delete)
+		if err != nil {
+			return &GroupResult{Err: err}
+		}
+		deletes = append(parked, groupKey(op.Delete))
+	case *meridianv1.GroupCommand_Ack:
+		cur, err := read(op.Ack.GetName())
+		if err != nil {
+			return &GroupResult{Err: err}
+		}
+		return a.applyGroupAck(w, st, c, cur, op.Ack)
 	case *meridianv1.GroupCommand_Commit:
 		cur, err := read(op.Commit.GetName())
 		if err != nil {
@@ -135,7 +157,9 @@ func (a applier) applyGroup(w *txnWriter, st *meridianv1.ApplyState, c *meridian
 		}
 		g = cur
 		g.Checkpoint = causal.Vector(op.Commit.GetCheckpoint()).Clone()
+		g.Acked = pruneAcked(g.GetAcked(), g.GetCheckpoint())
 		g.Revision++
+		g.Generation++
 		g.UpdatedUnixNanos = c.GetUnixNanos()
 	}
 	var writes []kv
@@ -245,6 +269,7 @@ func writeGroup[Req, Resp any](ctx context.Context, n *Node, req *Req, method gr
 func (n *Node) CreateGroup(ctx context.Context, req *meridianv1.CreateGroupRequest) (*meridianv1.CreateGroupResponse, error) {
 	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Create{Create: &meridianv1.ConsumerGroup{
 		Name: req.GetName(), Filter: req.GetFilter(), Checkpoint: causal.Vector(req.GetStart()).Clone(),
+		Settings: req.GetSettings(), Acked: req.GetAcked(),
 	}}}
 	return writeGroup(ctx, n, req, meridianv1connect.ConsumerGroupsClient.CreateGroup, cmd,
 		func(g *meridianv1.ConsumerGroup) *meridianv1.CreateGroupResponse {
@@ -333,4 +358,172 @@ func (s *GroupsService) DeleteGroup(ctx context.Context, req *connect.Request[me
 // CommitCheckpoint implements meridianv1connect.ConsumerGroupsHandler.
 func (s *GroupsService) CommitCheckpoint(ctx context.Context, req *connect.Request[meridianv1.CommitCheckpointRequest]) (*connect.Response[meridianv1.CommitCheckpointResponse], error) {
 	return serveUnary(ctx, req, s.node.CommitCheckpoint)
+}
+
+// Fetch leases the group's next events to the consumer, on the region
+// leader (a follower forwards, keeping the wait).
+func (n *Node) Fetch(ctx context.Context, req *meridianv1.FetchRequest) (*meridianv1.FetchResponse, error) {
+	if err := ValidateGroupName(req.GetName()); err != nil {
+		return nil, err
+	}
+	if err := validateConsumer(req.GetConsumer()); err != nil {
+		return nil, err
+	}
+	if c := req.GetMaxCount(); c > ReadCountMax {
+		return nil, invalidf("max_count", "must be 1 to %d (0: %d), got %d", ReadCountMax, ReadCountDefault, c)
+	}
+	wait := time.Duration(req.GetWaitMs()) * time.Millisecond
+	if wait > FetchWaitMax {
+		return nil, invalidf("wait_ms", "must be 0 to %d, got %d", FetchWaitMax.Milliseconds(), req.GetWaitMs())
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// A forwarded Fetch keeps its wait (the forwarder's own bound
+		// applies only to calls without a deadline).
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait+n.cfg.ForwardTimeout)
+		defer cancel()
+	}
+	return atLeader(ctx, n, false, req, meridianv1connect.ConsumerGroupsClient.Fetch, func() (*meridianv1.FetchResponse, error) {
+		d, err := n.dispatcher(req.GetName())
+		if err != nil {
+			return nil, err
+		}
+		out, err := d.fetch(ctx, req.GetConsumer(), clampCount(int(req.GetMaxCount())), wait)
+		if err != nil {
+			return nil, err
+		}
+		return &meridianv1.FetchResponse{Deliveries: out, Region: n.cfg.Region, Node: n.cfg.NodeID}, nil
+	})
+}
+
+// Ack stores that the group handled the events, once each.
+func (n *Node) Ack(ctx context.Context, req *meridianv1.AckRequest) (*meridianv1.AckResponse, error) {
+	if err := validateSettle(req.GetName(), req.GetConsumer(), req.GetDots()); err != nil {
+		return nil, err
+	}
+	return atLeader(ctx, n, true, req, meridianv1connect.ConsumerGroupsClient.Ack, func() (*meridianv1.AckResponse, error) {
+		d, err := n.dispatcher(req.GetName())
+		if err != nil {
+			return nil, err
+		}
+		return d.ack(ctx, req.GetDots())
+	})
+}
+
+// Nack gives leased events back to the group: delivered again, or parked.
+func (n *Node) Nack(ctx context.Context, req *meridianv1.NackRequest) (*meridianv1.NackResponse, error) {
+	if err := validateSettle(req.GetName(), req.GetConsumer(), req.GetDots()); err != nil {
+		return nil, err
+	}
+	if len(req.GetReason()) > GroupReasonBytesMax {
+		return nil, invalidf("reason", "at most %d bytes, got %d", GroupReasonBytesMax, len(req.GetReason()))
+	}
+	return atLeader(ctx, n, true, req, meridianv1connect.ConsumerGroupsClient.Nack, func() (*meridianv1.NackResponse, error) {
+		d, err := n.dispatcher(req.GetName())
+		if err != nil {
+			return nil, err
+		}
+		return d.nack(ctx, req.GetConsumer(), req.GetDots(), req.GetPark(), req.GetReason())
+	})
+}
+
+// ListParked pages through a group's parked events, from the leader.
+func (n *Node) ListParked(ctx context.Context, req *meridianv1.ListParkedRequest) (*meridianv1.ListParkedResponse, error) {
+	if err := ValidateGroupName(req.GetName()); err != nil {
+		return nil, err
+	}
+	if c := req.GetMaxCount(); c > ReadCountMax {
+		return nil, invalidf("max_count", "must be 1 to %d (0: %d), got %d", ReadCountMax, ReadCountDefault, c)
+	}
+	var after *causal.Dot
+	if a := req.GetAfter(); a != nil {
+		if err := validateDots("after", []*meridianv1.Dot{a}, 1); err != nil {
+			return nil, err
+		}
+		d := causalDot(a)
+		after = &d
+	}
+	return atLeader(ctx, n, false, req, meridianv1connect.ConsumerGroupsClient.ListParked, func() (*meridianv1.ListParkedResponse, error) {
+		if _, err := n.fsm.Group(req.GetName()); err != nil {
+			return nil, err
+		}
+		parked, end, err := n.fsm.Parked(req.GetName(), after, clampCount(int(req.GetMaxCount())))
+		if err != nil {
+			return nil, err
+		}
+		return &meridianv1.ListParkedResponse{Parked: parked, End: end}, nil
+	})
+}
+
+// DropParked removes parked events of a group.
+func (n *Node) DropParked(ctx context.Context, req *meridianv1.DropParkedRequest) (*meridianv1.DropParkedResponse, error) {
+	cmd := &meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Ack{Ack: &meridianv1.GroupAck{Name: req.GetName(), DropParked: req.GetDots()}}}
+	if len(req.GetDots()) == 0 {
+		return nil, invalidf("dots", "name 1 to %d parked events (their event.origin)", GroupDotsMax)
+	}
+	if err := validateGroupCommand(cmd, n.cfg.Limits); err != nil {
+		return nil, err
+	}
+	return atLeader(ctx, n, true, req, meridianv1connect.ConsumerGroupsClient.DropParked, func() (*meridianv1.DropParkedResponse, error) {
+		cmd := proto.CloneOf(cmd)
+		cmd.UnixNanos = n.hlc.Now().WallNanos
+		r, err := applyOnLeader[*GroupResult](ctx, n, meridianv1.CommandType_COMMAND_TYPE_GROUP, cmd)
+		if err != nil {
+			return nil, err
+		}
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return &meridianv1.DropParkedResponse{Dropped: uint32(r.Ack.Dropped)}, nil
+	})
+}
+
+// validateConsumer checks a consumer name (the form of a group name).
+func validateConsumer(consumer string) error {
+	if err := ValidateGroupName(consumer); err != nil {
+		var ie *InvalidArgumentError
+		if errors.As(err, &ie) {
+			ie.Field = "consumer"
+		}
+		return err
+	}
+	return nil
+}
+
+func validateSettle(name, consumer string, dots []*meridianv1.Dot) error {
+	if err := ValidateGroupName(name); err != nil {
+		return err
+	}
+	if err := validateConsumer(consumer); err != nil {
+		return err
+	}
+	if len(dots) == 0 {
+		return invalidf("dots", "name 1 to %d delivered events (their event.origin)", GroupDotsMax)
+	}
+	return validateDots("dots", dots, GroupDotsMax)
+}
+
+// Fetch implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) Fetch(ctx context.Context, req *connect.Request[meridianv1.FetchRequest]) (*connect.Response[meridianv1.FetchResponse], error) {
+	return serveUnary(ctx, req, s.node.Fetch)
+}
+
+// Ack implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) Ack(ctx context.Context, req *connect.Request[meridianv1.AckRequest]) (*connect.Response[meridianv1.AckResponse], error) {
+	return serveUnary(ctx, req, s.node.Ack)
+}
+
+// Nack implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) Nack(ctx context.Context, req *connect.Request[meridianv1.NackRequest]) (*connect.Response[meridianv1.NackResponse], error) {
+	return serveUnary(ctx, req, s.node.Nack)
+}
+
+// ListParked implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) ListParked(ctx context.Context, req *connect.Request[meridianv1.ListParkedRequest]) (*connect.Response[meridianv1.ListParkedResponse], error) {
+	return serveUnary(ctx, req, s.node.ListParked)
+}
+
+// DropParked implements meridianv1connect.ConsumerGroupsHandler.
+func (s *GroupsService) DropParked(ctx context.Context, req *connect.Request[meridianv1.DropParkedRequest]) (*connect.Response[meridianv1.DropParkedResponse], error) {
+	return serveUnary(ctx, req, s.node.DropParked)
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+	"github.com/meridiandb/meridian/causal"
 )
 
 // The Badger key schema of the region state machine, in one place.
@@ -30,6 +31,9 @@ import (
 //	                              StateWrite (proto)            a register's write history (state.go)
 //	f/<entity>\x00<loser place><winner place>
 //	                              Conflict (proto)              the conflict feed (state.go)
+//	g/<group>                     ConsumerGroup (proto)         a consumer group (groups.go)
+//	p/<group>\x00<origin>\x00<seq u64>
+//	                              ParkedEvent (proto)           a group's parked event (groupack.go)
 //	s/apply                       ApplyState (proto)            applied index, vector, positions
 //
 // An o/ ref whose version is 0 says that the event was superseded: it is
@@ -57,6 +61,7 @@ const (
 	prefixHistory     = "k/"
 	prefixConflict    = "f/"
 	prefixGroup       = "g/"
+	prefixParked      = "p/"
 	keyApplyStateText = "s/apply"
 )
 
@@ -82,11 +87,13 @@ const (
 	KeyHistory
 	KeyConflict
 	KeyGroup
+	KeyParked
 )
 
 // Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead,
 // KeyMerged) or the origin region (KeyOrigin); N is the version, seq or
-// position. A KeyMerged key also has the event's HLC and origin region.
+// position. A KeyMerged key also has the event's HLC and origin region; a
+// KeyParked key has the group as Name and the event's dot as Origin and N.
 type Key struct {
 	Kind    KeyKind
 	Name    string
@@ -127,6 +134,8 @@ func (k Key) Encode() []byte {
 		return stateKey(k.Name)
 	case KeyGroup:
 		return groupKey(k.Name)
+	case KeyParked:
+		return parkedKey(k.Name, causal.Dot{Region: k.Origin, Seq: k.N})
 	case KeyHistory, KeyConflict:
 		p := prefixHistory
 		if k.Kind == KeyConflict {
@@ -187,6 +196,16 @@ func ParseKey(b []byte) (Key, error) {
 			return Key{}, fmt.Errorf("%w: group key %q: %v", ErrCorruptState, b, err)
 		}
 		return Key{Kind: KeyGroup, Name: string(rest)}, nil
+	case prefixParked:
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 || ValidateGroupName(string(rest[:i])) != nil {
+			return Key{}, fmt.Errorf("%w: parked key %q: want a group name and 0x00", ErrCorruptState, b)
+		}
+		origin, seq, err := parseNameNum(rest[i+1:])
+		if err != nil {
+			return Key{}, fmt.Errorf("%w: parked key %q: %v", ErrCorruptState, b, err)
+		}
+		return Key{Kind: KeyParked, Name: string(rest[:i]), Origin: origin, N: seq}, nil
 	case prefixLog:
 		if len(rest) != 8 {
 			return Key{}, fmt.Errorf("%w: log key %q: want 8 position bytes", ErrCorruptState, b)

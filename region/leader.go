@@ -53,6 +53,7 @@ func (n *Node) runLeadership() {
 // the FSM apply every earlier entry, then the HLC is raised above the last
 // stamp applied, so this leader's stamps follow its predecessors'.
 func (n *Node) establishLeadership() {
+	term := n.raft.CurrentTerm()
 	f := n.raft.Barrier(leaderBarrierTimeout)
 	watchShutdown(f, n.closing)
 	if err := f.Error(); err != nil {
@@ -65,6 +66,7 @@ func (n *Node) establishLeadership() {
 			n.logger.Warn("last applied hlc is ahead of the local clock", "err", err)
 		}
 	}
+	n.established.Store(term)
 	n.logger.Info("leadership established", "term", n.raft.CurrentTerm(), "applied", n.fsm.AppliedIndex())
 }
 
@@ -72,6 +74,7 @@ func (n *Node) establishLeadership() {
 // Raft learn their outcome from Raft (ErrLeadershipLost: outcome unknown);
 // queued ones fail with ErrNotLeader when the batcher proposes them.
 func (n *Node) revokeLeadership() {
+	n.dropDispatchers()
 	n.logger.Info("leadership lost", "term", n.raft.CurrentTerm())
 }
 

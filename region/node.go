@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -54,6 +55,15 @@ type Node struct {
 	readFloor uint64
 
 	leaderCh signal.Signal // notified on every leader change
+	// established is the term whose leadership this node established
+	// (its barrier applied every earlier entry).
+	established atomic.Uint64
+	// dispatch holds the consumer group dispatchers of this leader
+	// (dispatch.go).
+	dispatch struct {
+		sync.Mutex
+		m map[string]*dispatcher
+	}
 
 	// lag reports replication lag per origin for Status (replication.go).
 	lag lagReporter

@@ -29,6 +29,7 @@ import (
 //	ErrActiveActive                       FailedPrecondition (a STRONG read of an active-active entity)
 //	ErrGroupNotFound, ErrGroupExists      NotFound, AlreadyExists (consumer groups)
 //	ErrGroupConflict                      Aborted (a commit at a stale revision or moving backwards)
+//	ErrGroupParkedFull                    FailedPrecondition (a group's parked list is full)
 //	context deadline / cancel             DeadlineExceeded / Canceled
 //
 // Every error carries the header Meridian-Error naming its kind, which a
@@ -189,6 +190,8 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeAlreadyExists, kindGroupExists
 	case errors.Is(err, ErrGroupConflict):
 		return connect.CodeAborted, kindGroupConflict
+	case errors.Is(err, ErrGroupParkedFull):
+		return connect.CodeFailedPrecondition, kindGroupParkedFull
 	case errors.Is(err, ErrOverloaded):
 		return connect.CodeResourceExhausted, kindOverloaded
 	case errors.Is(err, ErrNotHome):

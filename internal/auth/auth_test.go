@@ -145,6 +145,11 @@ func TestPrefixLimits(t *testing.T) {
 		tc{"/meridian.v1.ConsumerGroups/CreateGroup", &meridianv1.CreateGroupRequest{Name: "g", Filter: &meridianv1.EventFilter{EntityPrefixes: []string{"eu/orders/"}}}, false},
 		tc{"/meridian.v1.ConsumerGroups/CommitCheckpoint", &meridianv1.CommitCheckpointRequest{Name: "g"}, false},
 		tc{"/meridian.v1.ConsumerGroups/DeleteGroup", &meridianv1.DeleteGroupRequest{Name: "g"}, false},
+		tc{"/meridian.v1.ConsumerGroups/Fetch", &meridianv1.FetchRequest{Name: "g", Consumer: "c"}, false},
+		tc{"/meridian.v1.ConsumerGroups/Ack", &meridianv1.AckRequest{Name: "g", Consumer: "c"}, false},
+		tc{"/meridian.v1.ConsumerGroups/Nack", &meridianv1.NackRequest{Name: "g", Consumer: "c"}, false},
+		tc{"/meridian.v1.ConsumerGroups/ListParked", &meridianv1.ListParkedRequest{Name: "g"}, false},
+		tc{"/meridian.v1.ConsumerGroups/DropParked", &meridianv1.DropParkedRequest{Name: "g"}, false},
 	)
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s %v", c.proc, c.msg), func(t *testing.T) {

@@ -37,12 +37,20 @@ var rules = map[string]rule{
 	meridianv1connect.EventStoreStatusProcedure:        {needRead, false},
 
 	// Groups act on the region, not on an entity: a token limited to
-	// prefixes may read them but not create, delete or commit.
+	// prefixes may read them but not create, delete, commit or consume
+	// (a group's deliveries and parked events are of any entity).
 	meridianv1connect.ConsumerGroupsGetGroupProcedure:         {needRead, false},
 	meridianv1connect.ConsumerGroupsListGroupsProcedure:       {needRead, false},
 	meridianv1connect.ConsumerGroupsCreateGroupProcedure:      {needWrite, false},
 	meridianv1connect.ConsumerGroupsDeleteGroupProcedure:      {needWrite, false},
 	meridianv1connect.ConsumerGroupsCommitCheckpointProcedure: {needWrite, false},
+	meridianv1connect.ConsumerGroupsFetchProcedure:            {needWrite, false},
+	meridianv1connect.ConsumerGroupsAckProcedure:              {needWrite, false},
+	meridianv1connect.ConsumerGroupsNackProcedure:             {needWrite, false},
+	meridianv1connect.ConsumerGroupsDropParkedProcedure:       {needWrite, false},
+	// ListParked returns events: it names no entity, so a token limited
+	// to prefixes is refused.
+	meridianv1connect.ConsumerGroupsListParkedProcedure: {needRead, true},
 
 	meridianv1connect.MembershipListMembersProcedure: {needRead, false},
 	meridianv1connect.MembershipLeaveProcedure:       {needAdmin, false},

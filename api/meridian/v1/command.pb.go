@@ -103,6 +103,7 @@ type GroupCommand struct {
 	//	*GroupCommand_Create
 	//	*GroupCommand_Delete
 	//	*GroupCommand_Commit
+	//	*GroupCommand_Ack
 	Op            isGroupCommand_Op `protobuf_oneof:"op"`
 	UnixNanos     int64             `protobuf:"varint,4,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -173,6 +174,15 @@ func (x *GroupCommand) GetCommit() *CommitCheckpointRequest {
 	return nil
 }
 
+func (x *GroupCommand) GetAck() *GroupAck {
+	if x != nil {
+		if x, ok := x.Op.(*GroupCommand_Ack); ok {
+			return x.Ack
+		}
+	}
+	return nil
+}
+
 func (x *GroupCommand) GetUnixNanos() int64 {
 	if x != nil {
 		return x.UnixNanos
@@ -196,11 +206,98 @@ type GroupCommand_Commit struct {
 	Commit *CommitCheckpointRequest `protobuf:"bytes,3,opt,name=commit,proto3,oneof"`
 }
 
+type GroupCommand_Ack struct {
+	Ack *GroupAck `protobuf:"bytes,5,opt,name=ack,proto3,oneof"`
+}
+
 func (*GroupCommand_Create) isGroupCommand_Op() {}
 
 func (*GroupCommand_Delete) isGroupCommand_Op() {}
 
 func (*GroupCommand_Commit) isGroupCommand_Op() {}
+
+func (*GroupCommand_Ack) isGroupCommand_Op() {}
+
+// GroupAck records what a group's consumers finished, proposed by the
+// region leader's dispatcher: acked events (added to the group's acked set
+// once each), parked events (written to p/), parked events dropped, and a
+// checkpoint the dispatcher computed (the group keeps the larger per
+// origin, then forgets acked dots it covers).
+type GroupAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Acked         []*Dot                 `protobuf:"bytes,2,rep,name=acked,proto3" json:"acked,omitempty"`
+	Parked        []*ParkedEvent         `protobuf:"bytes,3,rep,name=parked,proto3" json:"parked,omitempty"`
+	Checkpoint    map[string]uint64      `protobuf:"bytes,4,rep,name=checkpoint,proto3" json:"checkpoint,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	DropParked    []*Dot                 `protobuf:"bytes,5,rep,name=drop_parked,json=dropParked,proto3" json:"drop_parked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupAck) Reset() {
+	*x = GroupAck{}
+	mi := &file_meridian_v1_command_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupAck) ProtoMessage() {}
+
+func (x *GroupAck) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupAck.ProtoReflect.Descriptor instead.
+func (*GroupAck) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GroupAck) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupAck) GetAcked() []*Dot {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
+}
+
+func (x *GroupAck) GetParked() []*ParkedEvent {
+	if x != nil {
+		return x.Parked
+	}
+	return nil
+}
+
+func (x *GroupAck) GetCheckpoint() map[string]uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+func (x *GroupAck) GetDropParked() []*Dot {
+	if x != nil {
+		return x.DropParked
+	}
+	return nil
+}
 
 // Command is the versioned envelope of every region Raft log entry.
 type Command struct {
@@ -216,7 +313,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_meridian_v1_command_proto_msgTypes[1]
+	mi := &file_meridian_v1_command_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -228,7 +325,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[1]
+	mi := &file_meridian_v1_command_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -241,7 +338,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{1}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -282,7 +379,7 @@ type AppendBatch struct {
 
 func (x *AppendBatch) Reset() {
 	*x = AppendBatch{}
-	mi := &file_meridian_v1_command_proto_msgTypes[2]
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +391,7 @@ func (x *AppendBatch) String() string {
 func (*AppendBatch) ProtoMessage() {}
 
 func (x *AppendBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[2]
+	mi := &file_meridian_v1_command_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +404,7 @@ func (x *AppendBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendBatch.ProtoReflect.Descriptor instead.
 func (*AppendBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AppendBatch) GetHlc() *Hlc {
@@ -367,7 +464,7 @@ type AppendOp struct {
 
 func (x *AppendOp) Reset() {
 	*x = AppendOp{}
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +476,7 @@ func (x *AppendOp) String() string {
 func (*AppendOp) ProtoMessage() {}
 
 func (x *AppendOp) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[3]
+	mi := &file_meridian_v1_command_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +489,7 @@ func (x *AppendOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppendOp.ProtoReflect.Descriptor instead.
 func (*AppendOp) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AppendOp) GetEntity() string {
@@ -481,7 +578,7 @@ type OriginFence struct {
 
 func (x *OriginFence) Reset() {
 	*x = OriginFence{}
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +590,7 @@ func (x *OriginFence) String() string {
 func (*OriginFence) ProtoMessage() {}
 
 func (x *OriginFence) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[4]
+	mi := &file_meridian_v1_command_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +603,7 @@ func (x *OriginFence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginFence.ProtoReflect.Descriptor instead.
 func (*OriginFence) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OriginFence) GetOrigin() string {
@@ -549,7 +646,7 @@ type OriginFenceState struct {
 
 func (x *OriginFenceState) Reset() {
 	*x = OriginFenceState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +658,7 @@ func (x *OriginFenceState) String() string {
 func (*OriginFenceState) ProtoMessage() {}
 
 func (x *OriginFenceState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[5]
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +671,7 @@ func (x *OriginFenceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginFenceState.ProtoReflect.Descriptor instead.
 func (*OriginFenceState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OriginFenceState) GetTransition() uint64 {
@@ -608,7 +705,7 @@ type PlacementFence struct {
 
 func (x *PlacementFence) Reset() {
 	*x = PlacementFence{}
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +717,7 @@ func (x *PlacementFence) String() string {
 func (*PlacementFence) ProtoMessage() {}
 
 func (x *PlacementFence) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +730,7 @@ func (x *PlacementFence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementFence.ProtoReflect.Descriptor instead.
 func (*PlacementFence) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlacementFence) GetFloor() uint64 {
@@ -668,7 +765,7 @@ type ReplicateBatch struct {
 
 func (x *ReplicateBatch) Reset() {
 	*x = ReplicateBatch{}
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +777,7 @@ func (x *ReplicateBatch) String() string {
 func (*ReplicateBatch) ProtoMessage() {}
 
 func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +790,7 @@ func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateBatch.ProtoReflect.Descriptor instead.
 func (*ReplicateBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReplicateBatch) GetEvents() []*Event {
@@ -721,7 +818,7 @@ type ClockTick struct {
 
 func (x *ClockTick) Reset() {
 	*x = ClockTick{}
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +830,7 @@ func (x *ClockTick) String() string {
 func (*ClockTick) ProtoMessage() {}
 
 func (x *ClockTick) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +843,7 @@ func (x *ClockTick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockTick.ProtoReflect.Descriptor instead.
 func (*ClockTick) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClockTick) GetHlc() *Hlc {
@@ -778,7 +875,7 @@ type StreamHead struct {
 
 func (x *StreamHead) Reset() {
 	*x = StreamHead{}
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +887,7 @@ func (x *StreamHead) String() string {
 func (*StreamHead) ProtoMessage() {}
 
 func (x *StreamHead) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +900,7 @@ func (x *StreamHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHead.ProtoReflect.Descriptor instead.
 func (*StreamHead) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StreamHead) GetVersion() uint64 {
@@ -869,7 +966,7 @@ type EntityState struct {
 
 func (x *EntityState) Reset() {
 	*x = EntityState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +978,7 @@ func (x *EntityState) String() string {
 func (*EntityState) ProtoMessage() {}
 
 func (x *EntityState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +991,7 @@ func (x *EntityState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityState.ProtoReflect.Descriptor instead.
 func (*EntityState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *EntityState) GetTargets() map[string]*TargetState {
@@ -926,7 +1023,7 @@ type TargetState struct {
 
 func (x *TargetState) Reset() {
 	*x = TargetState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1035,7 @@ func (x *TargetState) String() string {
 func (*TargetState) ProtoMessage() {}
 
 func (x *TargetState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1048,7 @@ func (x *TargetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetState.ProtoReflect.Descriptor instead.
 func (*TargetState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TargetState) GetKind() MergeOp {
@@ -984,7 +1081,7 @@ type LiveWrites struct {
 
 func (x *LiveWrites) Reset() {
 	*x = LiveWrites{}
-	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1093,7 @@ func (x *LiveWrites) String() string {
 func (*LiveWrites) ProtoMessage() {}
 
 func (x *LiveWrites) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1106,7 @@ func (x *LiveWrites) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveWrites.ProtoReflect.Descriptor instead.
 func (*LiveWrites) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *LiveWrites) GetWrites() []*StateWrite {
@@ -1033,7 +1130,7 @@ type StateWrite struct {
 
 func (x *StateWrite) Reset() {
 	*x = StateWrite{}
-	mi := &file_meridian_v1_command_proto_msgTypes[13]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1045,7 +1142,7 @@ func (x *StateWrite) String() string {
 func (*StateWrite) ProtoMessage() {}
 
 func (x *StateWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[13]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1058,7 +1155,7 @@ func (x *StateWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateWrite.ProtoReflect.Descriptor instead.
 func (*StateWrite) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StateWrite) GetOrigin() *Dot {
@@ -1111,7 +1208,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_meridian_v1_command_proto_msgTypes[14]
+	mi := &file_meridian_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1220,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[14]
+	mi := &file_meridian_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1233,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IdempotencyRecord) GetEntity() string {
@@ -1236,7 +1333,7 @@ type ApplyState struct {
 
 func (x *ApplyState) Reset() {
 	*x = ApplyState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[15]
+	mi := &file_meridian_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1345,7 @@ func (x *ApplyState) String() string {
 func (*ApplyState) ProtoMessage() {}
 
 func (x *ApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[15]
+	mi := &file_meridian_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1358,7 @@ func (x *ApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyState.ProtoReflect.Descriptor instead.
 func (*ApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ApplyState) GetAppliedIndex() uint64 {
@@ -1345,14 +1442,27 @@ var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19meridian/v1/command.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\x1a\x18meridian/v1/groups.proto\"\xc3\x01\n" +
+	"\x19meridian/v1/command.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\x1a\x18meridian/v1/groups.proto\"\xee\x01\n" +
 	"\fGroupCommand\x124\n" +
 	"\x06create\x18\x01 \x01(\v2\x1a.meridian.v1.ConsumerGroupH\x00R\x06create\x12\x18\n" +
 	"\x06delete\x18\x02 \x01(\tH\x00R\x06delete\x12>\n" +
-	"\x06commit\x18\x03 \x01(\v2$.meridian.v1.CommitCheckpointRequestH\x00R\x06commit\x12\x1d\n" +
+	"\x06commit\x18\x03 \x01(\v2$.meridian.v1.CommitCheckpointRequestH\x00R\x06commit\x12)\n" +
+	"\x03ack\x18\x05 \x01(\v2\x15.meridian.v1.GroupAckH\x00R\x03ack\x12\x1d\n" +
 	"\n" +
 	"unix_nanos\x18\x04 \x01(\x03R\tunixNanosB\x04\n" +
-	"\x02op\"k\n" +
+	"\x02op\"\xb1\x02\n" +
+	"\bGroupAck\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x05acked\x18\x02 \x03(\v2\x10.meridian.v1.DotR\x05acked\x120\n" +
+	"\x06parked\x18\x03 \x03(\v2\x18.meridian.v1.ParkedEventR\x06parked\x12E\n" +
+	"\n" +
+	"checkpoint\x18\x04 \x03(\v2%.meridian.v1.GroupAck.CheckpointEntryR\n" +
+	"checkpoint\x121\n" +
+	"\vdrop_parked\x18\x05 \x03(\v2\x10.meridian.v1.DotR\n" +
+	"dropParked\x1a=\n" +
+	"\x0fCheckpointEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"k\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12,\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x18.meridian.v1.CommandTypeR\x04type\x12\x18\n" +
@@ -1493,82 +1603,90 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                // 0: meridian.v1.CommandType
 	(*GroupCommand)(nil),            // 1: meridian.v1.GroupCommand
-	(*Command)(nil),                 // 2: meridian.v1.Command
-	(*AppendBatch)(nil),             // 3: meridian.v1.AppendBatch
-	(*AppendOp)(nil),                // 4: meridian.v1.AppendOp
-	(*OriginFence)(nil),             // 5: meridian.v1.OriginFence
-	(*OriginFenceState)(nil),        // 6: meridian.v1.OriginFenceState
-	(*PlacementFence)(nil),          // 7: meridian.v1.PlacementFence
-	(*ReplicateBatch)(nil),          // 8: meridian.v1.ReplicateBatch
-	(*ClockTick)(nil),               // 9: meridian.v1.ClockTick
-	(*StreamHead)(nil),              // 10: meridian.v1.StreamHead
-	(*EntityState)(nil),             // 11: meridian.v1.EntityState
-	(*TargetState)(nil),             // 12: meridian.v1.TargetState
-	(*LiveWrites)(nil),              // 13: meridian.v1.LiveWrites
-	(*StateWrite)(nil),              // 14: meridian.v1.StateWrite
-	(*IdempotencyRecord)(nil),       // 15: meridian.v1.IdempotencyRecord
-	(*ApplyState)(nil),              // 16: meridian.v1.ApplyState
-	nil,                             // 17: meridian.v1.AppendOp.DepsEntry
-	nil,                             // 18: meridian.v1.StreamHead.VectorEntry
-	nil,                             // 19: meridian.v1.EntityState.TargetsEntry
-	nil,                             // 20: meridian.v1.TargetState.LiveEntry
-	nil,                             // 21: meridian.v1.ApplyState.AppliedEntry
-	nil,                             // 22: meridian.v1.ApplyState.OriginFencesEntry
-	nil,                             // 23: meridian.v1.ApplyState.OriginHlcEntry
-	(*ConsumerGroup)(nil),           // 24: meridian.v1.ConsumerGroup
-	(*CommitCheckpointRequest)(nil), // 25: meridian.v1.CommitCheckpointRequest
-	(*Hlc)(nil),                     // 26: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),         // 27: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),           // 28: meridian.v1.ProposedEvent
-	(*Dot)(nil),                     // 29: meridian.v1.Dot
-	(*MergeRule)(nil),               // 30: meridian.v1.MergeRule
-	(*Event)(nil),                   // 31: meridian.v1.Event
-	(*OriginClock)(nil),             // 32: meridian.v1.OriginClock
-	(MergeOp)(0),                    // 33: meridian.v1.MergeOp
+	(*GroupAck)(nil),                // 2: meridian.v1.GroupAck
+	(*Command)(nil),                 // 3: meridian.v1.Command
+	(*AppendBatch)(nil),             // 4: meridian.v1.AppendBatch
+	(*AppendOp)(nil),                // 5: meridian.v1.AppendOp
+	(*OriginFence)(nil),             // 6: meridian.v1.OriginFence
+	(*OriginFenceState)(nil),        // 7: meridian.v1.OriginFenceState
+	(*PlacementFence)(nil),          // 8: meridian.v1.PlacementFence
+	(*ReplicateBatch)(nil),          // 9: meridian.v1.ReplicateBatch
+	(*ClockTick)(nil),               // 10: meridian.v1.ClockTick
+	(*StreamHead)(nil),              // 11: meridian.v1.StreamHead
+	(*EntityState)(nil),             // 12: meridian.v1.EntityState
+	(*TargetState)(nil),             // 13: meridian.v1.TargetState
+	(*LiveWrites)(nil),              // 14: meridian.v1.LiveWrites
+	(*StateWrite)(nil),              // 15: meridian.v1.StateWrite
+	(*IdempotencyRecord)(nil),       // 16: meridian.v1.IdempotencyRecord
+	(*ApplyState)(nil),              // 17: meridian.v1.ApplyState
+	nil,                             // 18: meridian.v1.GroupAck.CheckpointEntry
+	nil,                             // 19: meridian.v1.AppendOp.DepsEntry
+	nil,                             // 20: meridian.v1.StreamHead.VectorEntry
+	nil,                             // 21: meridian.v1.EntityState.TargetsEntry
+	nil,                             // 22: meridian.v1.TargetState.LiveEntry
+	nil,                             // 23: meridian.v1.ApplyState.AppliedEntry
+	nil,                             // 24: meridian.v1.ApplyState.OriginFencesEntry
+	nil,                             // 25: meridian.v1.ApplyState.OriginHlcEntry
+	(*ConsumerGroup)(nil),           // 26: meridian.v1.ConsumerGroup
+	(*CommitCheckpointRequest)(nil), // 27: meridian.v1.CommitCheckpointRequest
+	(*Dot)(nil),                     // 28: meridian.v1.Dot
+	(*ParkedEvent)(nil),             // 29: meridian.v1.ParkedEvent
+	(*Hlc)(nil),                     // 30: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),         // 31: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),           // 32: meridian.v1.ProposedEvent
+	(*MergeRule)(nil),               // 33: meridian.v1.MergeRule
+	(*Event)(nil),                   // 34: meridian.v1.Event
+	(*OriginClock)(nil),             // 35: meridian.v1.OriginClock
+	(MergeOp)(0),                    // 36: meridian.v1.MergeOp
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
-	24, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
-	25, // 1: meridian.v1.GroupCommand.commit:type_name -> meridian.v1.CommitCheckpointRequest
-	0,  // 2: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	26, // 3: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
-	4,  // 4: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	27, // 5: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	28, // 6: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	17, // 7: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	29, // 8: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
-	30, // 9: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
-	31, // 10: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	32, // 11: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
-	26, // 12: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
-	29, // 13: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	26, // 14: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	18, // 15: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
-	19, // 16: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
-	33, // 17: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
-	20, // 18: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
-	14, // 19: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
-	29, // 20: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
-	26, // 21: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
-	29, // 22: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	26, // 23: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	29, // 24: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	21, // 25: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	26, // 26: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	22, // 27: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
-	23, // 28: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
-	12, // 29: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
-	13, // 30: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
-	6,  // 31: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
-	26, // 32: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	26, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
+	27, // 1: meridian.v1.GroupCommand.commit:type_name -> meridian.v1.CommitCheckpointRequest
+	2,  // 2: meridian.v1.GroupCommand.ack:type_name -> meridian.v1.GroupAck
+	28, // 3: meridian.v1.GroupAck.acked:type_name -> meridian.v1.Dot
+	29, // 4: meridian.v1.GroupAck.parked:type_name -> meridian.v1.ParkedEvent
+	18, // 5: meridian.v1.GroupAck.checkpoint:type_name -> meridian.v1.GroupAck.CheckpointEntry
+	28, // 6: meridian.v1.GroupAck.drop_parked:type_name -> meridian.v1.Dot
+	0,  // 7: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
+	30, // 8: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	5,  // 9: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
+	31, // 10: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	32, // 11: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	19, // 12: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	28, // 13: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
+	33, // 14: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
+	34, // 15: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	35, // 16: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
+	30, // 17: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
+	28, // 18: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	30, // 19: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	20, // 20: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
+	21, // 21: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
+	36, // 22: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
+	22, // 23: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
+	15, // 24: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
+	28, // 25: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
+	30, // 26: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
+	28, // 27: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	30, // 28: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	28, // 29: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	23, // 30: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	30, // 31: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	24, // 32: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	25, // 33: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
+	13, // 34: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
+	14, // 35: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
+	7,  // 36: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
+	30, // 37: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
@@ -1582,6 +1700,7 @@ func file_meridian_v1_command_proto_init() {
 		(*GroupCommand_Create)(nil),
 		(*GroupCommand_Delete)(nil),
 		(*GroupCommand_Commit)(nil),
+		(*GroupCommand_Ack)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1589,7 +1708,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

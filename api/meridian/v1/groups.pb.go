@@ -21,6 +21,73 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GroupSettings tune a group's competing consumers; 0 means the default.
+type GroupSettings struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_deliveries: deliveries of one event (the first included) before
+	// it is parked: 1 to 100, default 5.
+	MaxDeliveries uint32 `protobuf:"varint,1,opt,name=max_deliveries,json=maxDeliveries,proto3" json:"max_deliveries,omitempty"`
+	// ack_timeout_ms: how long a consumer holds a leased event before it
+	// is delivered again: 100 to 3,600,000, default 30,000.
+	AckTimeoutMs uint32 `protobuf:"varint,2,opt,name=ack_timeout_ms,json=ackTimeoutMs,proto3" json:"ack_timeout_ms,omitempty"`
+	// max_in_flight: leased, unacked events per consumer: 1 to 10,000,
+	// default 100.
+	MaxInFlight   uint32 `protobuf:"varint,3,opt,name=max_in_flight,json=maxInFlight,proto3" json:"max_in_flight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSettings) Reset() {
+	*x = GroupSettings{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSettings) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSettings) ProtoMessage() {}
+
+func (x *GroupSettings) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSettings.ProtoReflect.Descriptor instead.
+func (*GroupSettings) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GroupSettings) GetMaxDeliveries() uint32 {
+	if x != nil {
+		return x.MaxDeliveries
+	}
+	return 0
+}
+
+func (x *GroupSettings) GetAckTimeoutMs() uint32 {
+	if x != nil {
+		return x.AckTimeoutMs
+	}
+	return 0
+}
+
+func (x *GroupSettings) GetMaxInFlight() uint32 {
+	if x != nil {
+		return x.MaxInFlight
+	}
+	return 0
+}
+
 // ConsumerGroup is a group as stored (g/<name>).
 type ConsumerGroup struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -35,15 +102,28 @@ type ConsumerGroup struct {
 	Revision uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
 	// created_unix_nanos and updated_unix_nanos are the leader's clock when
 	// the group was created and last committed.
-	CreatedUnixNanos int64 `protobuf:"varint,5,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
-	UpdatedUnixNanos int64 `protobuf:"varint,6,opt,name=updated_unix_nanos,json=updatedUnixNanos,proto3" json:"updated_unix_nanos,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	CreatedUnixNanos int64          `protobuf:"varint,5,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
+	UpdatedUnixNanos int64          `protobuf:"varint,6,opt,name=updated_unix_nanos,json=updatedUnixNanos,proto3" json:"updated_unix_nanos,omitempty"`
+	Settings         *GroupSettings `protobuf:"bytes,7,opt,name=settings,proto3" json:"settings,omitempty"`
+	// acked are the events acked beyond the checkpoint (acks arrive out of
+	// order); the checkpoint absorbs them as the events before them are
+	// handled.
+	Acked []*Dot `protobuf:"bytes,8,rep,name=acked,proto3" json:"acked,omitempty"`
+	// acks counts events acked (first acks only), duplicate_acks acks of
+	// events already acked, parked_count events in the parked list.
+	Acks          uint64 `protobuf:"varint,9,opt,name=acks,proto3" json:"acks,omitempty"`
+	DuplicateAcks uint64 `protobuf:"varint,10,opt,name=duplicate_acks,json=duplicateAcks,proto3" json:"duplicate_acks,omitempty"`
+	ParkedCount   uint64 `protobuf:"varint,11,opt,name=parked_count,json=parkedCount,proto3" json:"parked_count,omitempty"`
+	// generation counts CommitCheckpoint calls (repositionings): the leader
+	// forgets its leases and reads from the checkpoint again when it moves.
+	Generation    uint64 `protobuf:"varint,12,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumerGroup) Reset() {
 	*x = ConsumerGroup{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[0]
+	mi := &file_meridian_v1_groups_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -55,7 +135,7 @@ func (x *ConsumerGroup) String() string {
 func (*ConsumerGroup) ProtoMessage() {}
 
 func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[0]
+	mi := &file_meridian_v1_groups_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -68,7 +148,7 @@ func (x *ConsumerGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerGroup.ProtoReflect.Descriptor instead.
 func (*ConsumerGroup) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{0}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ConsumerGroup) GetName() string {
@@ -113,6 +193,119 @@ func (x *ConsumerGroup) GetUpdatedUnixNanos() int64 {
 	return 0
 }
 
+func (x *ConsumerGroup) GetSettings() *GroupSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetAcked() []*Dot {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
+}
+
+func (x *ConsumerGroup) GetAcks() uint64 {
+	if x != nil {
+		return x.Acks
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetDuplicateAcks() uint64 {
+	if x != nil {
+		return x.DuplicateAcks
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetParkedCount() uint64 {
+	if x != nil {
+		return x.ParkedCount
+	}
+	return 0
+}
+
+func (x *ConsumerGroup) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+// ParkedEvent is an event a group gave up on (p/<group>\x00<origin>\x00<seq>).
+type ParkedEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Event *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// deliveries made before it was parked.
+	Deliveries uint32 `protobuf:"varint,2,opt,name=deliveries,proto3" json:"deliveries,omitempty"`
+	// reason: the last nack's reason, or why the group parked it.
+	Reason          string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	ParkedUnixNanos int64  `protobuf:"varint,4,opt,name=parked_unix_nanos,json=parkedUnixNanos,proto3" json:"parked_unix_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ParkedEvent) Reset() {
+	*x = ParkedEvent{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParkedEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParkedEvent) ProtoMessage() {}
+
+func (x *ParkedEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParkedEvent.ProtoReflect.Descriptor instead.
+func (*ParkedEvent) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ParkedEvent) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *ParkedEvent) GetDeliveries() uint32 {
+	if x != nil {
+		return x.Deliveries
+	}
+	return 0
+}
+
+func (x *ParkedEvent) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ParkedEvent) GetParkedUnixNanos() int64 {
+	if x != nil {
+		return x.ParkedUnixNanos
+	}
+	return 0
+}
+
 type CreateGroupRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -120,14 +313,17 @@ type CreateGroupRequest struct {
 	// start is where the group begins: every event it does not cover is the
 	// group's to read. Empty: the beginning of the log. To move a group from
 	// another region, pass its checkpoint there.
-	Start         map[string]uint64 `protobuf:"bytes,3,rep,name=start,proto3" json:"start,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Start    map[string]uint64 `protobuf:"bytes,3,rep,name=start,proto3" json:"start,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Settings *GroupSettings    `protobuf:"bytes,4,opt,name=settings,proto3" json:"settings,omitempty"`
+	// acked: events beyond start already handled (a moved group's acked).
+	Acked         []*Dot `protobuf:"bytes,5,rep,name=acked,proto3" json:"acked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateGroupRequest) Reset() {
 	*x = CreateGroupRequest{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[1]
+	mi := &file_meridian_v1_groups_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +335,7 @@ func (x *CreateGroupRequest) String() string {
 func (*CreateGroupRequest) ProtoMessage() {}
 
 func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[1]
+	mi := &file_meridian_v1_groups_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +348,7 @@ func (x *CreateGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupRequest.ProtoReflect.Descriptor instead.
 func (*CreateGroupRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{1}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateGroupRequest) GetName() string {
@@ -176,6 +372,20 @@ func (x *CreateGroupRequest) GetStart() map[string]uint64 {
 	return nil
 }
 
+func (x *CreateGroupRequest) GetSettings() *GroupSettings {
+	if x != nil {
+		return x.Settings
+	}
+	return nil
+}
+
+func (x *CreateGroupRequest) GetAcked() []*Dot {
+	if x != nil {
+		return x.Acked
+	}
+	return nil
+}
+
 type CreateGroupResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Group         *ConsumerGroup         `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -185,7 +395,7 @@ type CreateGroupResponse struct {
 
 func (x *CreateGroupResponse) Reset() {
 	*x = CreateGroupResponse{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[2]
+	mi := &file_meridian_v1_groups_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -197,7 +407,7 @@ func (x *CreateGroupResponse) String() string {
 func (*CreateGroupResponse) ProtoMessage() {}
 
 func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[2]
+	mi := &file_meridian_v1_groups_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -210,7 +420,7 @@ func (x *CreateGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateGroupResponse.ProtoReflect.Descriptor instead.
 func (*CreateGroupResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{2}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateGroupResponse) GetGroup() *ConsumerGroup {
@@ -229,7 +439,7 @@ type GetGroupRequest struct {
 
 func (x *GetGroupRequest) Reset() {
 	*x = GetGroupRequest{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[3]
+	mi := &file_meridian_v1_groups_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -241,7 +451,7 @@ func (x *GetGroupRequest) String() string {
 func (*GetGroupRequest) ProtoMessage() {}
 
 func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[3]
+	mi := &file_meridian_v1_groups_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -254,7 +464,7 @@ func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{3}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetGroupRequest) GetName() string {
@@ -275,7 +485,7 @@ type GetGroupResponse struct {
 
 func (x *GetGroupResponse) Reset() {
 	*x = GetGroupResponse{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[4]
+	mi := &file_meridian_v1_groups_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +497,7 @@ func (x *GetGroupResponse) String() string {
 func (*GetGroupResponse) ProtoMessage() {}
 
 func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[4]
+	mi := &file_meridian_v1_groups_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +510,7 @@ func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{4}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetGroupResponse) GetGroup() *ConsumerGroup {
@@ -332,7 +542,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[5]
+	mi := &file_meridian_v1_groups_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -344,7 +554,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[5]
+	mi := &file_meridian_v1_groups_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -357,7 +567,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{7}
 }
 
 type ListGroupsResponse struct {
@@ -371,7 +581,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[6]
+	mi := &file_meridian_v1_groups_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -383,7 +593,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[6]
+	mi := &file_meridian_v1_groups_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -396,7 +606,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*ConsumerGroup {
@@ -429,7 +639,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[7]
+	mi := &file_meridian_v1_groups_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -441,7 +651,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[7]
+	mi := &file_meridian_v1_groups_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -454,7 +664,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -472,7 +682,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[8]
+	mi := &file_meridian_v1_groups_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -484,7 +694,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[8]
+	mi := &file_meridian_v1_groups_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -497,7 +707,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{10}
 }
 
 type CommitCheckpointRequest struct {
@@ -514,7 +724,7 @@ type CommitCheckpointRequest struct {
 
 func (x *CommitCheckpointRequest) Reset() {
 	*x = CommitCheckpointRequest{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[9]
+	mi := &file_meridian_v1_groups_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +736,7 @@ func (x *CommitCheckpointRequest) String() string {
 func (*CommitCheckpointRequest) ProtoMessage() {}
 
 func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[9]
+	mi := &file_meridian_v1_groups_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +749,7 @@ func (x *CommitCheckpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointRequest.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommitCheckpointRequest) GetName() string {
@@ -572,7 +782,7 @@ type CommitCheckpointResponse struct {
 
 func (x *CommitCheckpointResponse) Reset() {
 	*x = CommitCheckpointResponse{}
-	mi := &file_meridian_v1_groups_proto_msgTypes[10]
+	mi := &file_meridian_v1_groups_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +794,7 @@ func (x *CommitCheckpointResponse) String() string {
 func (*CommitCheckpointResponse) ProtoMessage() {}
 
 func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_groups_proto_msgTypes[10]
+	mi := &file_meridian_v1_groups_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +807,7 @@ func (x *CommitCheckpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitCheckpointResponse.ProtoReflect.Descriptor instead.
 func (*CommitCheckpointResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CommitCheckpointResponse) GetGroup() *ConsumerGroup {
@@ -607,11 +817,694 @@ func (x *CommitCheckpointResponse) GetGroup() *ConsumerGroup {
 	return nil
 }
 
+type FetchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// consumer names the caller: 1 to 128 bytes of [A-Za-z0-9._:-], unique
+	// per running consumer. Its leases are its own; they expire if it stops.
+	Consumer string `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// max_count: 1 to 1000; 0 means 100. At most the group's max_in_flight
+	// minus what the consumer holds are returned.
+	MaxCount uint32 `protobuf:"varint,3,opt,name=max_count,json=maxCount,proto3" json:"max_count,omitempty"`
+	// wait_ms: how long to wait for an event when none is ready: 0 to
+	// 30,000 (0 answers at once).
+	WaitMs        uint32 `protobuf:"varint,4,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchRequest) Reset() {
+	*x = FetchRequest{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchRequest) ProtoMessage() {}
+
+func (x *FetchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
+func (*FetchRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FetchRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *FetchRequest) GetMaxCount() uint32 {
+	if x != nil {
+		return x.MaxCount
+	}
+	return 0
+}
+
+func (x *FetchRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+// Delivery is a leased event.
+type Delivery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Event *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// delivery counts this event's deliveries, 1 for the first.
+	Delivery uint32 `protobuf:"varint,2,opt,name=delivery,proto3" json:"delivery,omitempty"`
+	// lease_expires_unix_nanos: the leader's clock when the lease ends.
+	LeaseExpiresUnixNanos int64 `protobuf:"varint,3,opt,name=lease_expires_unix_nanos,json=leaseExpiresUnixNanos,proto3" json:"lease_expires_unix_nanos,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Delivery) GetEvent() *Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *Delivery) GetDelivery() uint32 {
+	if x != nil {
+		return x.Delivery
+	}
+	return 0
+}
+
+func (x *Delivery) GetLeaseExpiresUnixNanos() int64 {
+	if x != nil {
+		return x.LeaseExpiresUnixNanos
+	}
+	return 0
+}
+
+type FetchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deliveries    []*Delivery            `protobuf:"bytes,1,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Node          string                 `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchResponse) Reset() {
+	*x = FetchResponse{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchResponse) ProtoMessage() {}
+
+func (x *FetchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
+func (*FetchResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FetchResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+func (x *FetchResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FetchResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+type AckRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Consumer string                 `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	// dots name the events acked (Event.origin): 1 to 1000.
+	Dots          []*Dot `protobuf:"bytes,3,rep,name=dots,proto3" json:"dots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckRequest) Reset() {
+	*x = AckRequest{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckRequest) ProtoMessage() {}
+
+func (x *AckRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
+func (*AckRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AckRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AckRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *AckRequest) GetDots() []*Dot {
+	if x != nil {
+		return x.Dots
+	}
+	return nil
+}
+
+type AckResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// acked: events acked for the first time; duplicate: already acked (or
+	// parked) before; unknown: not delivered by this group now (not yet
+	// read by a new leader, or not the group's): they are delivered again.
+	Acked         uint32            `protobuf:"varint,1,opt,name=acked,proto3" json:"acked,omitempty"`
+	Duplicate     uint32            `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Unknown       uint32            `protobuf:"varint,3,opt,name=unknown,proto3" json:"unknown,omitempty"`
+	Checkpoint    map[string]uint64 `protobuf:"bytes,4,rep,name=checkpoint,proto3" json:"checkpoint,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckResponse) Reset() {
+	*x = AckResponse{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckResponse) ProtoMessage() {}
+
+func (x *AckResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
+func (*AckResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *AckResponse) GetAcked() uint32 {
+	if x != nil {
+		return x.Acked
+	}
+	return 0
+}
+
+func (x *AckResponse) GetDuplicate() uint32 {
+	if x != nil {
+		return x.Duplicate
+	}
+	return 0
+}
+
+func (x *AckResponse) GetUnknown() uint32 {
+	if x != nil {
+		return x.Unknown
+	}
+	return 0
+}
+
+func (x *AckResponse) GetCheckpoint() map[string]uint64 {
+	if x != nil {
+		return x.Checkpoint
+	}
+	return nil
+}
+
+type NackRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Consumer string                 `protobuf:"bytes,2,opt,name=consumer,proto3" json:"consumer,omitempty"`
+	Dots     []*Dot                 `protobuf:"bytes,3,rep,name=dots,proto3" json:"dots,omitempty"`
+	// park: park now instead of redelivering.
+	Park bool `protobuf:"varint,4,opt,name=park,proto3" json:"park,omitempty"`
+	// reason is kept with a parked event: at most 1024 bytes.
+	Reason        string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackRequest) Reset() {
+	*x = NackRequest{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackRequest) ProtoMessage() {}
+
+func (x *NackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
+func (*NackRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *NackRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NackRequest) GetConsumer() string {
+	if x != nil {
+		return x.Consumer
+	}
+	return ""
+}
+
+func (x *NackRequest) GetDots() []*Dot {
+	if x != nil {
+		return x.Dots
+	}
+	return nil
+}
+
+func (x *NackRequest) GetPark() bool {
+	if x != nil {
+		return x.Park
+	}
+	return false
+}
+
+func (x *NackRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type NackResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requeued      uint32                 `protobuf:"varint,1,opt,name=requeued,proto3" json:"requeued,omitempty"`
+	Parked        uint32                 `protobuf:"varint,2,opt,name=parked,proto3" json:"parked,omitempty"`
+	Unknown       uint32                 `protobuf:"varint,3,opt,name=unknown,proto3" json:"unknown,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackResponse) Reset() {
+	*x = NackResponse{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackResponse) ProtoMessage() {}
+
+func (x *NackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
+func (*NackResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *NackResponse) GetRequeued() uint32 {
+	if x != nil {
+		return x.Requeued
+	}
+	return 0
+}
+
+func (x *NackResponse) GetParked() uint32 {
+	if x != nil {
+		return x.Parked
+	}
+	return 0
+}
+
+func (x *NackResponse) GetUnknown() uint32 {
+	if x != nil {
+		return x.Unknown
+	}
+	return 0
+}
+
+type ListParkedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// after: continue after this dot (the last one of the previous page).
+	After *Dot `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	// max_count: 1 to 1000; 0 means 100.
+	MaxCount      uint32 `protobuf:"varint,3,opt,name=max_count,json=maxCount,proto3" json:"max_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListParkedRequest) Reset() {
+	*x = ListParkedRequest{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListParkedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListParkedRequest) ProtoMessage() {}
+
+func (x *ListParkedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListParkedRequest.ProtoReflect.Descriptor instead.
+func (*ListParkedRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListParkedRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ListParkedRequest) GetAfter() *Dot {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *ListParkedRequest) GetMaxCount() uint32 {
+	if x != nil {
+		return x.MaxCount
+	}
+	return 0
+}
+
+type ListParkedResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Parked []*ParkedEvent         `protobuf:"bytes,1,rep,name=parked,proto3" json:"parked,omitempty"`
+	// end: no parked events after this page.
+	End           bool `protobuf:"varint,2,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListParkedResponse) Reset() {
+	*x = ListParkedResponse{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListParkedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListParkedResponse) ProtoMessage() {}
+
+func (x *ListParkedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListParkedResponse.ProtoReflect.Descriptor instead.
+func (*ListParkedResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListParkedResponse) GetParked() []*ParkedEvent {
+	if x != nil {
+		return x.Parked
+	}
+	return nil
+}
+
+func (x *ListParkedResponse) GetEnd() bool {
+	if x != nil {
+		return x.End
+	}
+	return false
+}
+
+type DropParkedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// dots: 1 to 1000 parked events to remove.
+	Dots          []*Dot `protobuf:"bytes,2,rep,name=dots,proto3" json:"dots,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropParkedRequest) Reset() {
+	*x = DropParkedRequest{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropParkedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropParkedRequest) ProtoMessage() {}
+
+func (x *DropParkedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropParkedRequest.ProtoReflect.Descriptor instead.
+func (*DropParkedRequest) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DropParkedRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DropParkedRequest) GetDots() []*Dot {
+	if x != nil {
+		return x.Dots
+	}
+	return nil
+}
+
+type DropParkedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Dropped       uint32                 `protobuf:"varint,1,opt,name=dropped,proto3" json:"dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DropParkedResponse) Reset() {
+	*x = DropParkedResponse{}
+	mi := &file_meridian_v1_groups_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DropParkedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DropParkedResponse) ProtoMessage() {}
+
+func (x *DropParkedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_groups_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DropParkedResponse.ProtoReflect.Descriptor instead.
+func (*DropParkedResponse) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_groups_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *DropParkedResponse) GetDropped() uint32 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_meridian_v1_groups_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_groups_proto_rawDesc = "" +
 	"\n" +
-	"\x18meridian/v1/groups.proto\x12\vmeridian.v1\x1a\x1cmeridian/v1/eventstore.proto\"\xd8\x02\n" +
+	"\x18meridian/v1/groups.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\x1a\x1cmeridian/v1/eventstore.proto\"\x80\x01\n" +
+	"\rGroupSettings\x12%\n" +
+	"\x0emax_deliveries\x18\x01 \x01(\rR\rmaxDeliveries\x12$\n" +
+	"\x0eack_timeout_ms\x18\x02 \x01(\rR\fackTimeoutMs\x12\"\n" +
+	"\rmax_in_flight\x18\x03 \x01(\rR\vmaxInFlight\"\xb6\x04\n" +
 	"\rConsumerGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\x06filter\x18\x02 \x01(\v2\x18.meridian.v1.EventFilterR\x06filter\x12J\n" +
@@ -620,14 +1513,32 @@ const file_meridian_v1_groups_proto_rawDesc = "" +
 	"checkpoint\x12\x1a\n" +
 	"\brevision\x18\x04 \x01(\x04R\brevision\x12,\n" +
 	"\x12created_unix_nanos\x18\x05 \x01(\x03R\x10createdUnixNanos\x12,\n" +
-	"\x12updated_unix_nanos\x18\x06 \x01(\x03R\x10updatedUnixNanos\x1a=\n" +
+	"\x12updated_unix_nanos\x18\x06 \x01(\x03R\x10updatedUnixNanos\x126\n" +
+	"\bsettings\x18\a \x01(\v2\x1a.meridian.v1.GroupSettingsR\bsettings\x12&\n" +
+	"\x05acked\x18\b \x03(\v2\x10.meridian.v1.DotR\x05acked\x12\x12\n" +
+	"\x04acks\x18\t \x01(\x04R\x04acks\x12%\n" +
+	"\x0eduplicate_acks\x18\n" +
+	" \x01(\x04R\rduplicateAcks\x12!\n" +
+	"\fparked_count\x18\v \x01(\x04R\vparkedCount\x12\x1e\n" +
+	"\n" +
+	"generation\x18\f \x01(\x04R\n" +
+	"generation\x1a=\n" +
 	"\x0fCheckpointEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xd6\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x9b\x01\n" +
+	"\vParkedEvent\x12(\n" +
+	"\x05event\x18\x01 \x01(\v2\x12.meridian.v1.EventR\x05event\x12\x1e\n" +
+	"\n" +
+	"deliveries\x18\x02 \x01(\rR\n" +
+	"deliveries\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12*\n" +
+	"\x11parked_unix_nanos\x18\x04 \x01(\x03R\x0fparkedUnixNanos\"\xb6\x02\n" +
 	"\x12CreateGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x120\n" +
 	"\x06filter\x18\x02 \x01(\v2\x18.meridian.v1.EventFilterR\x06filter\x12@\n" +
-	"\x05start\x18\x03 \x03(\v2*.meridian.v1.CreateGroupRequest.StartEntryR\x05start\x1a8\n" +
+	"\x05start\x18\x03 \x03(\v2*.meridian.v1.CreateGroupRequest.StartEntryR\x05start\x126\n" +
+	"\bsettings\x18\x04 \x01(\v2\x1a.meridian.v1.GroupSettingsR\bsettings\x12&\n" +
+	"\x05acked\x18\x05 \x03(\v2\x10.meridian.v1.DotR\x05acked\x1a8\n" +
 	"\n" +
 	"StartEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -658,14 +1569,73 @@ const file_meridian_v1_groups_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"L\n" +
 	"\x18CommitCheckpointResponse\x120\n" +
-	"\x05group\x18\x01 \x01(\v2\x1a.meridian.v1.ConsumerGroupR\x05group2\xbd\x03\n" +
+	"\x05group\x18\x01 \x01(\v2\x1a.meridian.v1.ConsumerGroupR\x05group\"t\n" +
+	"\fFetchRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12\x1b\n" +
+	"\tmax_count\x18\x03 \x01(\rR\bmaxCount\x12\x17\n" +
+	"\await_ms\x18\x04 \x01(\rR\x06waitMs\"\x89\x01\n" +
+	"\bDelivery\x12(\n" +
+	"\x05event\x18\x01 \x01(\v2\x12.meridian.v1.EventR\x05event\x12\x1a\n" +
+	"\bdelivery\x18\x02 \x01(\rR\bdelivery\x127\n" +
+	"\x18lease_expires_unix_nanos\x18\x03 \x01(\x03R\x15leaseExpiresUnixNanos\"r\n" +
+	"\rFetchResponse\x125\n" +
+	"\n" +
+	"deliveries\x18\x01 \x03(\v2\x15.meridian.v1.DeliveryR\n" +
+	"deliveries\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\"b\n" +
+	"\n" +
+	"AckRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12$\n" +
+	"\x04dots\x18\x03 \x03(\v2\x10.meridian.v1.DotR\x04dots\"\xe4\x01\n" +
+	"\vAckResponse\x12\x14\n" +
+	"\x05acked\x18\x01 \x01(\rR\x05acked\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\rR\tduplicate\x12\x18\n" +
+	"\aunknown\x18\x03 \x01(\rR\aunknown\x12H\n" +
+	"\n" +
+	"checkpoint\x18\x04 \x03(\v2(.meridian.v1.AckResponse.CheckpointEntryR\n" +
+	"checkpoint\x1a=\n" +
+	"\x0fCheckpointEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x8f\x01\n" +
+	"\vNackRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bconsumer\x18\x02 \x01(\tR\bconsumer\x12$\n" +
+	"\x04dots\x18\x03 \x03(\v2\x10.meridian.v1.DotR\x04dots\x12\x12\n" +
+	"\x04park\x18\x04 \x01(\bR\x04park\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\"\\\n" +
+	"\fNackResponse\x12\x1a\n" +
+	"\brequeued\x18\x01 \x01(\rR\brequeued\x12\x16\n" +
+	"\x06parked\x18\x02 \x01(\rR\x06parked\x12\x18\n" +
+	"\aunknown\x18\x03 \x01(\rR\aunknown\"l\n" +
+	"\x11ListParkedRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x05after\x18\x02 \x01(\v2\x10.meridian.v1.DotR\x05after\x12\x1b\n" +
+	"\tmax_count\x18\x03 \x01(\rR\bmaxCount\"X\n" +
+	"\x12ListParkedResponse\x120\n" +
+	"\x06parked\x18\x01 \x03(\v2\x18.meridian.v1.ParkedEventR\x06parked\x12\x10\n" +
+	"\x03end\x18\x02 \x01(\bR\x03end\"M\n" +
+	"\x11DropParkedRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12$\n" +
+	"\x04dots\x18\x02 \x03(\v2\x10.meridian.v1.DotR\x04dots\".\n" +
+	"\x12DropParkedResponse\x12\x18\n" +
+	"\adropped\x18\x01 \x01(\rR\adropped2\x9f\x06\n" +
 	"\x0eConsumerGroups\x12R\n" +
 	"\vCreateGroup\x12\x1f.meridian.v1.CreateGroupRequest\x1a .meridian.v1.CreateGroupResponse\"\x00\x12L\n" +
 	"\bGetGroup\x12\x1c.meridian.v1.GetGroupRequest\x1a\x1d.meridian.v1.GetGroupResponse\"\x03\x90\x02\x01\x12R\n" +
 	"\n" +
 	"ListGroups\x12\x1e.meridian.v1.ListGroupsRequest\x1a\x1f.meridian.v1.ListGroupsResponse\"\x03\x90\x02\x01\x12R\n" +
 	"\vDeleteGroup\x12\x1f.meridian.v1.DeleteGroupRequest\x1a .meridian.v1.DeleteGroupResponse\"\x00\x12a\n" +
-	"\x10CommitCheckpoint\x12$.meridian.v1.CommitCheckpointRequest\x1a%.meridian.v1.CommitCheckpointResponse\"\x00B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x10CommitCheckpoint\x12$.meridian.v1.CommitCheckpointRequest\x1a%.meridian.v1.CommitCheckpointResponse\"\x00\x12@\n" +
+	"\x05Fetch\x12\x19.meridian.v1.FetchRequest\x1a\x1a.meridian.v1.FetchResponse\"\x00\x12:\n" +
+	"\x03Ack\x12\x17.meridian.v1.AckRequest\x1a\x18.meridian.v1.AckResponse\"\x00\x12=\n" +
+	"\x04Nack\x12\x18.meridian.v1.NackRequest\x1a\x19.meridian.v1.NackResponse\"\x00\x12R\n" +
+	"\n" +
+	"ListParked\x12\x1e.meridian.v1.ListParkedRequest\x1a\x1f.meridian.v1.ListParkedResponse\"\x03\x90\x02\x01\x12O\n" +
+	"\n" +
+	"DropParked\x12\x1e.meridian.v1.DropParkedRequest\x1a\x1f.meridian.v1.DropParkedResponse\"\x00B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_groups_proto_rawDescOnce sync.Once
@@ -679,49 +1649,88 @@ func file_meridian_v1_groups_proto_rawDescGZIP() []byte {
 	return file_meridian_v1_groups_proto_rawDescData
 }
 
-var file_meridian_v1_groups_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_meridian_v1_groups_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_meridian_v1_groups_proto_goTypes = []any{
-	(*ConsumerGroup)(nil),            // 0: meridian.v1.ConsumerGroup
-	(*CreateGroupRequest)(nil),       // 1: meridian.v1.CreateGroupRequest
-	(*CreateGroupResponse)(nil),      // 2: meridian.v1.CreateGroupResponse
-	(*GetGroupRequest)(nil),          // 3: meridian.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),         // 4: meridian.v1.GetGroupResponse
-	(*ListGroupsRequest)(nil),        // 5: meridian.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),       // 6: meridian.v1.ListGroupsResponse
-	(*DeleteGroupRequest)(nil),       // 7: meridian.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),      // 8: meridian.v1.DeleteGroupResponse
-	(*CommitCheckpointRequest)(nil),  // 9: meridian.v1.CommitCheckpointRequest
-	(*CommitCheckpointResponse)(nil), // 10: meridian.v1.CommitCheckpointResponse
-	nil,                              // 11: meridian.v1.ConsumerGroup.CheckpointEntry
-	nil,                              // 12: meridian.v1.CreateGroupRequest.StartEntry
-	nil,                              // 13: meridian.v1.CommitCheckpointRequest.CheckpointEntry
-	(*EventFilter)(nil),              // 14: meridian.v1.EventFilter
+	(*GroupSettings)(nil),            // 0: meridian.v1.GroupSettings
+	(*ConsumerGroup)(nil),            // 1: meridian.v1.ConsumerGroup
+	(*ParkedEvent)(nil),              // 2: meridian.v1.ParkedEvent
+	(*CreateGroupRequest)(nil),       // 3: meridian.v1.CreateGroupRequest
+	(*CreateGroupResponse)(nil),      // 4: meridian.v1.CreateGroupResponse
+	(*GetGroupRequest)(nil),          // 5: meridian.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),         // 6: meridian.v1.GetGroupResponse
+	(*ListGroupsRequest)(nil),        // 7: meridian.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),       // 8: meridian.v1.ListGroupsResponse
+	(*DeleteGroupRequest)(nil),       // 9: meridian.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),      // 10: meridian.v1.DeleteGroupResponse
+	(*CommitCheckpointRequest)(nil),  // 11: meridian.v1.CommitCheckpointRequest
+	(*CommitCheckpointResponse)(nil), // 12: meridian.v1.CommitCheckpointResponse
+	(*FetchRequest)(nil),             // 13: meridian.v1.FetchRequest
+	(*Delivery)(nil),                 // 14: meridian.v1.Delivery
+	(*FetchResponse)(nil),            // 15: meridian.v1.FetchResponse
+	(*AckRequest)(nil),               // 16: meridian.v1.AckRequest
+	(*AckResponse)(nil),              // 17: meridian.v1.AckResponse
+	(*NackRequest)(nil),              // 18: meridian.v1.NackRequest
+	(*NackResponse)(nil),             // 19: meridian.v1.NackResponse
+	(*ListParkedRequest)(nil),        // 20: meridian.v1.ListParkedRequest
+	(*ListParkedResponse)(nil),       // 21: meridian.v1.ListParkedResponse
+	(*DropParkedRequest)(nil),        // 22: meridian.v1.DropParkedRequest
+	(*DropParkedResponse)(nil),       // 23: meridian.v1.DropParkedResponse
+	nil,                              // 24: meridian.v1.ConsumerGroup.CheckpointEntry
+	nil,                              // 25: meridian.v1.CreateGroupRequest.StartEntry
+	nil,                              // 26: meridian.v1.CommitCheckpointRequest.CheckpointEntry
+	nil,                              // 27: meridian.v1.AckResponse.CheckpointEntry
+	(*EventFilter)(nil),              // 28: meridian.v1.EventFilter
+	(*Dot)(nil),                      // 29: meridian.v1.Dot
+	(*Event)(nil),                    // 30: meridian.v1.Event
 }
 var file_meridian_v1_groups_proto_depIdxs = []int32{
-	14, // 0: meridian.v1.ConsumerGroup.filter:type_name -> meridian.v1.EventFilter
-	11, // 1: meridian.v1.ConsumerGroup.checkpoint:type_name -> meridian.v1.ConsumerGroup.CheckpointEntry
-	14, // 2: meridian.v1.CreateGroupRequest.filter:type_name -> meridian.v1.EventFilter
-	12, // 3: meridian.v1.CreateGroupRequest.start:type_name -> meridian.v1.CreateGroupRequest.StartEntry
-	0,  // 4: meridian.v1.CreateGroupResponse.group:type_name -> meridian.v1.ConsumerGroup
-	0,  // 5: meridian.v1.GetGroupResponse.group:type_name -> meridian.v1.ConsumerGroup
-	0,  // 6: meridian.v1.ListGroupsResponse.groups:type_name -> meridian.v1.ConsumerGroup
-	13, // 7: meridian.v1.CommitCheckpointRequest.checkpoint:type_name -> meridian.v1.CommitCheckpointRequest.CheckpointEntry
-	0,  // 8: meridian.v1.CommitCheckpointResponse.group:type_name -> meridian.v1.ConsumerGroup
-	1,  // 9: meridian.v1.ConsumerGroups.CreateGroup:input_type -> meridian.v1.CreateGroupRequest
-	3,  // 10: meridian.v1.ConsumerGroups.GetGroup:input_type -> meridian.v1.GetGroupRequest
-	5,  // 11: meridian.v1.ConsumerGroups.ListGroups:input_type -> meridian.v1.ListGroupsRequest
-	7,  // 12: meridian.v1.ConsumerGroups.DeleteGroup:input_type -> meridian.v1.DeleteGroupRequest
-	9,  // 13: meridian.v1.ConsumerGroups.CommitCheckpoint:input_type -> meridian.v1.CommitCheckpointRequest
-	2,  // 14: meridian.v1.ConsumerGroups.CreateGroup:output_type -> meridian.v1.CreateGroupResponse
-	4,  // 15: meridian.v1.ConsumerGroups.GetGroup:output_type -> meridian.v1.GetGroupResponse
-	6,  // 16: meridian.v1.ConsumerGroups.ListGroups:output_type -> meridian.v1.ListGroupsResponse
-	8,  // 17: meridian.v1.ConsumerGroups.DeleteGroup:output_type -> meridian.v1.DeleteGroupResponse
-	10, // 18: meridian.v1.ConsumerGroups.CommitCheckpoint:output_type -> meridian.v1.CommitCheckpointResponse
-	14, // [14:19] is the sub-list for method output_type
-	9,  // [9:14] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	28, // 0: meridian.v1.ConsumerGroup.filter:type_name -> meridian.v1.EventFilter
+	24, // 1: meridian.v1.ConsumerGroup.checkpoint:type_name -> meridian.v1.ConsumerGroup.CheckpointEntry
+	0,  // 2: meridian.v1.ConsumerGroup.settings:type_name -> meridian.v1.GroupSettings
+	29, // 3: meridian.v1.ConsumerGroup.acked:type_name -> meridian.v1.Dot
+	30, // 4: meridian.v1.ParkedEvent.event:type_name -> meridian.v1.Event
+	28, // 5: meridian.v1.CreateGroupRequest.filter:type_name -> meridian.v1.EventFilter
+	25, // 6: meridian.v1.CreateGroupRequest.start:type_name -> meridian.v1.CreateGroupRequest.StartEntry
+	0,  // 7: meridian.v1.CreateGroupRequest.settings:type_name -> meridian.v1.GroupSettings
+	29, // 8: meridian.v1.CreateGroupRequest.acked:type_name -> meridian.v1.Dot
+	1,  // 9: meridian.v1.CreateGroupResponse.group:type_name -> meridian.v1.ConsumerGroup
+	1,  // 10: meridian.v1.GetGroupResponse.group:type_name -> meridian.v1.ConsumerGroup
+	1,  // 11: meridian.v1.ListGroupsResponse.groups:type_name -> meridian.v1.ConsumerGroup
+	26, // 12: meridian.v1.CommitCheckpointRequest.checkpoint:type_name -> meridian.v1.CommitCheckpointRequest.CheckpointEntry
+	1,  // 13: meridian.v1.CommitCheckpointResponse.group:type_name -> meridian.v1.ConsumerGroup
+	30, // 14: meridian.v1.Delivery.event:type_name -> meridian.v1.Event
+	14, // 15: meridian.v1.FetchResponse.deliveries:type_name -> meridian.v1.Delivery
+	29, // 16: meridian.v1.AckRequest.dots:type_name -> meridian.v1.Dot
+	27, // 17: meridian.v1.AckResponse.checkpoint:type_name -> meridian.v1.AckResponse.CheckpointEntry
+	29, // 18: meridian.v1.NackRequest.dots:type_name -> meridian.v1.Dot
+	29, // 19: meridian.v1.ListParkedRequest.after:type_name -> meridian.v1.Dot
+	2,  // 20: meridian.v1.ListParkedResponse.parked:type_name -> meridian.v1.ParkedEvent
+	29, // 21: meridian.v1.DropParkedRequest.dots:type_name -> meridian.v1.Dot
+	3,  // 22: meridian.v1.ConsumerGroups.CreateGroup:input_type -> meridian.v1.CreateGroupRequest
+	5,  // 23: meridian.v1.ConsumerGroups.GetGroup:input_type -> meridian.v1.GetGroupRequest
+	7,  // 24: meridian.v1.ConsumerGroups.ListGroups:input_type -> meridian.v1.ListGroupsRequest
+	9,  // 25: meridian.v1.ConsumerGroups.DeleteGroup:input_type -> meridian.v1.DeleteGroupRequest
+	11, // 26: meridian.v1.ConsumerGroups.CommitCheckpoint:input_type -> meridian.v1.CommitCheckpointRequest
+	13, // 27: meridian.v1.ConsumerGroups.Fetch:input_type -> meridian.v1.FetchRequest
+	16, // 28: meridian.v1.ConsumerGroups.Ack:input_type -> meridian.v1.AckRequest
+	18, // 29: meridian.v1.ConsumerGroups.Nack:input_type -> meridian.v1.NackRequest
+	20, // 30: meridian.v1.ConsumerGroups.ListParked:input_type -> meridian.v1.ListParkedRequest
+	22, // 31: meridian.v1.ConsumerGroups.DropParked:input_type -> meridian.v1.DropParkedRequest
+	4,  // 32: meridian.v1.ConsumerGroups.CreateGroup:output_type -> meridian.v1.CreateGroupResponse
+	6,  // 33: meridian.v1.ConsumerGroups.GetGroup:output_type -> meridian.v1.GetGroupResponse
+	8,  // 34: meridian.v1.ConsumerGroups.ListGroups:output_type -> meridian.v1.ListGroupsResponse
+	10, // 35: meridian.v1.ConsumerGroups.DeleteGroup:output_type -> meridian.v1.DeleteGroupResponse
+	12, // 36: meridian.v1.ConsumerGroups.CommitCheckpoint:output_type -> meridian.v1.CommitCheckpointResponse
+	15, // 37: meridian.v1.ConsumerGroups.Fetch:output_type -> meridian.v1.FetchResponse
+	17, // 38: meridian.v1.ConsumerGroups.Ack:output_type -> meridian.v1.AckResponse
+	19, // 39: meridian.v1.ConsumerGroups.Nack:output_type -> meridian.v1.NackResponse
+	21, // 40: meridian.v1.ConsumerGroups.ListParked:output_type -> meridian.v1.ListParkedResponse
+	23, // 41: meridian.v1.ConsumerGroups.DropParked:output_type -> meridian.v1.DropParkedResponse
+	32, // [32:42] is the sub-list for method output_type
+	22, // [22:32] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_groups_proto_init() }
@@ -729,6 +1738,7 @@ func file_meridian_v1_groups_proto_init() {
 	if File_meridian_v1_groups_proto != nil {
 		return
 	}
+	file_meridian_v1_event_proto_init()
 	file_meridian_v1_eventstore_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -736,7 +1746,7 @@ func file_meridian_v1_groups_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_groups_proto_rawDesc), len(file_meridian_v1_groups_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

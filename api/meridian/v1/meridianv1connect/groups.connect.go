@@ -47,6 +47,18 @@ const (
 	// ConsumerGroupsCommitCheckpointProcedure is the fully-qualified name of the ConsumerGroups's
 	// CommitCheckpoint RPC.
 	ConsumerGroupsCommitCheckpointProcedure = "/meridian.v1.ConsumerGroups/CommitCheckpoint"
+	// ConsumerGroupsFetchProcedure is the fully-qualified name of the ConsumerGroups's Fetch RPC.
+	ConsumerGroupsFetchProcedure = "/meridian.v1.ConsumerGroups/Fetch"
+	// ConsumerGroupsAckProcedure is the fully-qualified name of the ConsumerGroups's Ack RPC.
+	ConsumerGroupsAckProcedure = "/meridian.v1.ConsumerGroups/Ack"
+	// ConsumerGroupsNackProcedure is the fully-qualified name of the ConsumerGroups's Nack RPC.
+	ConsumerGroupsNackProcedure = "/meridian.v1.ConsumerGroups/Nack"
+	// ConsumerGroupsListParkedProcedure is the fully-qualified name of the ConsumerGroups's ListParked
+	// RPC.
+	ConsumerGroupsListParkedProcedure = "/meridian.v1.ConsumerGroups/ListParked"
+	// ConsumerGroupsDropParkedProcedure is the fully-qualified name of the ConsumerGroups's DropParked
+	// RPC.
+	ConsumerGroupsDropParkedProcedure = "/meridian.v1.ConsumerGroups/DropParked"
 )
 
 // ConsumerGroupsClient is a client for the meridian.v1.ConsumerGroups service.
@@ -59,6 +71,18 @@ type ConsumerGroupsClient interface {
 	// still at expected_revision (so two consumers of one group cannot both
 	// commit from the same read).
 	CommitCheckpoint(context.Context, *connect.Request[v1.CommitCheckpointRequest]) (*connect.Response[v1.CommitCheckpointResponse], error)
+	// Fetch leases up to max_count of the group's events to consumer,
+	// waiting up to wait_ms for one when none is ready.
+	Fetch(context.Context, *connect.Request[v1.FetchRequest]) (*connect.Response[v1.FetchResponse], error)
+	// Ack records events as handled by the group, once each.
+	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)
+	// Nack gives leased events back: redelivered (to any consumer) or
+	// parked.
+	Nack(context.Context, *connect.Request[v1.NackRequest]) (*connect.Response[v1.NackResponse], error)
+	// ListParked pages through the group's parked events, by dot.
+	ListParked(context.Context, *connect.Request[v1.ListParkedRequest]) (*connect.Response[v1.ListParkedResponse], error)
+	// DropParked removes parked events (after an operator handled them).
+	DropParked(context.Context, *connect.Request[v1.DropParkedRequest]) (*connect.Response[v1.DropParkedResponse], error)
 }
 
 // NewConsumerGroupsClient constructs a client for the meridian.v1.ConsumerGroups service. By
@@ -104,6 +128,37 @@ func NewConsumerGroupsClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithSchema(consumerGroupsMethods.ByName("CommitCheckpoint")),
 			connect.WithClientOptions(opts...),
 		),
+		fetch: connect.NewClient[v1.FetchRequest, v1.FetchResponse](
+			httpClient,
+			baseURL+ConsumerGroupsFetchProcedure,
+			connect.WithSchema(consumerGroupsMethods.ByName("Fetch")),
+			connect.WithClientOptions(opts...),
+		),
+		ack: connect.NewClient[v1.AckRequest, v1.AckResponse](
+			httpClient,
+			baseURL+ConsumerGroupsAckProcedure,
+			connect.WithSchema(consumerGroupsMethods.ByName("Ack")),
+			connect.WithClientOptions(opts...),
+		),
+		nack: connect.NewClient[v1.NackRequest, v1.NackResponse](
+			httpClient,
+			baseURL+ConsumerGroupsNackProcedure,
+			connect.WithSchema(consumerGroupsMethods.ByName("Nack")),
+			connect.WithClientOptions(opts...),
+		),
+		listParked: connect.NewClient[v1.ListParkedRequest, v1.ListParkedResponse](
+			httpClient,
+			baseURL+ConsumerGroupsListParkedProcedure,
+			connect.WithSchema(consumerGroupsMethods.ByName("ListParked")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		dropParked: connect.NewClient[v1.DropParkedRequest, v1.DropParkedResponse](
+			httpClient,
+			baseURL+ConsumerGroupsDropParkedProcedure,
+			connect.WithSchema(consumerGroupsMethods.ByName("DropParked")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -114,6 +169,11 @@ type consumerGroupsClient struct {
 	listGroups       *connect.Client[v1.ListGroupsRequest, v1.ListGroupsResponse]
 	deleteGroup      *connect.Client[v1.DeleteGroupRequest, v1.DeleteGroupResponse]
 	commitCheckpoint *connect.Client[v1.CommitCheckpointRequest, v1.CommitCheckpointResponse]
+	fetch            *connect.Client[v1.FetchRequest, v1.FetchResponse]
+	ack              *connect.Client[v1.AckRequest, v1.AckResponse]
+	nack             *connect.Client[v1.NackRequest, v1.NackResponse]
+	listParked       *connect.Client[v1.ListParkedRequest, v1.ListParkedResponse]
+	dropParked       *connect.Client[v1.DropParkedRequest, v1.DropParkedResponse]
 }
 
 // CreateGroup calls meridian.v1.ConsumerGroups.CreateGroup.
@@ -141,6 +201,31 @@ func (c *consumerGroupsClient) CommitCheckpoint(ctx context.Context, req *connec
 	return c.commitCheckpoint.CallUnary(ctx, req)
 }
 
+// Fetch calls meridian.v1.ConsumerGroups.Fetch.
+func (c *consumerGroupsClient) Fetch(ctx context.Context, req *connect.Request[v1.FetchRequest]) (*connect.Response[v1.FetchResponse], error) {
+	return c.fetch.CallUnary(ctx, req)
+}
+
+// Ack calls meridian.v1.ConsumerGroups.Ack.
+func (c *consumerGroupsClient) Ack(ctx context.Context, req *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error) {
+	return c.ack.CallUnary(ctx, req)
+}
+
+// Nack calls meridian.v1.ConsumerGroups.Nack.
+func (c *consumerGroupsClient) Nack(ctx context.Context, req *connect.Request[v1.NackRequest]) (*connect.Response[v1.NackResponse], error) {
+	return c.nack.CallUnary(ctx, req)
+}
+
+// ListParked calls meridian.v1.ConsumerGroups.ListParked.
+func (c *consumerGroupsClient) ListParked(ctx context.Context, req *connect.Request[v1.ListParkedRequest]) (*connect.Response[v1.ListParkedResponse], error) {
+	return c.listParked.CallUnary(ctx, req)
+}
+
+// DropParked calls meridian.v1.ConsumerGroups.DropParked.
+func (c *consumerGroupsClient) DropParked(ctx context.Context, req *connect.Request[v1.DropParkedRequest]) (*connect.Response[v1.DropParkedResponse], error) {
+	return c.dropParked.CallUnary(ctx, req)
+}
+
 // ConsumerGroupsHandler is an implementation of the meridian.v1.ConsumerGroups service.
 type ConsumerGroupsHandler interface {
 	CreateGroup(context.Context, *connect.Request[v1.CreateGroupRequest]) (*connect.Response[v1.CreateGroupResponse], error)
@@ -151,6 +236,18 @@ type ConsumerGroupsHandler interface {
 	// still at expected_revision (so two consumers of one group cannot both
 	// commit from the same read).
 	CommitCheckpoint(context.Context, *connect.Request[v1.CommitCheckpointRequest]) (*connect.Response[v1.CommitCheckpointResponse], error)
+	// Fetch leases up to max_count of the group's events to consumer,
+	// waiting up to wait_ms for one when none is ready.
+	Fetch(context.Context, *connect.Request[v1.FetchRequest]) (*connect.Response[v1.FetchResponse], error)
+	// Ack records events as handled by the group, once each.
+	Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error)
+	// Nack gives leased events back: redelivered (to any consumer) or
+	// parked.
+	Nack(context.Context, *connect.Request[v1.NackRequest]) (*connect.Response[v1.NackResponse], error)
+	// ListParked pages through the group's parked events, by dot.
+	ListParked(context.Context, *connect.Request[v1.ListParkedRequest]) (*connect.Response[v1.ListParkedResponse], error)
+	// DropParked removes parked events (after an operator handled them).
+	DropParked(context.Context, *connect.Request[v1.DropParkedRequest]) (*connect.Response[v1.DropParkedResponse], error)
 }
 
 // NewConsumerGroupsHandler builds an HTTP handler from the service implementation. It returns the
@@ -192,6 +289,37 @@ func NewConsumerGroupsHandler(svc ConsumerGroupsHandler, opts ...connect.Handler
 		connect.WithSchema(consumerGroupsMethods.ByName("CommitCheckpoint")),
 		connect.WithHandlerOptions(opts...),
 	)
+	consumerGroupsFetchHandler := connect.NewUnaryHandler(
+		ConsumerGroupsFetchProcedure,
+		svc.Fetch,
+		connect.WithSchema(consumerGroupsMethods.ByName("Fetch")),
+		connect.WithHandlerOptions(opts...),
+	)
+	consumerGroupsAckHandler := connect.NewUnaryHandler(
+		ConsumerGroupsAckProcedure,
+		svc.Ack,
+		connect.WithSchema(consumerGroupsMethods.ByName("Ack")),
+		connect.WithHandlerOptions(opts...),
+	)
+	consumerGroupsNackHandler := connect.NewUnaryHandler(
+		ConsumerGroupsNackProcedure,
+		svc.Nack,
+		connect.WithSchema(consumerGroupsMethods.ByName("Nack")),
+		connect.WithHandlerOptions(opts...),
+	)
+	consumerGroupsListParkedHandler := connect.NewUnaryHandler(
+		ConsumerGroupsListParkedProcedure,
+		svc.ListParked,
+		connect.WithSchema(consumerGroupsMethods.ByName("ListParked")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	consumerGroupsDropParkedHandler := connect.NewUnaryHandler(
+		ConsumerGroupsDropParkedProcedure,
+		svc.DropParked,
+		connect.WithSchema(consumerGroupsMethods.ByName("DropParked")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/meridian.v1.ConsumerGroups/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ConsumerGroupsCreateGroupProcedure:
@@ -204,6 +332,16 @@ func NewConsumerGroupsHandler(svc ConsumerGroupsHandler, opts ...connect.Handler
 			consumerGroupsDeleteGroupHandler.ServeHTTP(w, r)
 		case ConsumerGroupsCommitCheckpointProcedure:
 			consumerGroupsCommitCheckpointHandler.ServeHTTP(w, r)
+		case ConsumerGroupsFetchProcedure:
+			consumerGroupsFetchHandler.ServeHTTP(w, r)
+		case ConsumerGroupsAckProcedure:
+			consumerGroupsAckHandler.ServeHTTP(w, r)
+		case ConsumerGroupsNackProcedure:
+			consumerGroupsNackHandler.ServeHTTP(w, r)
+		case ConsumerGroupsListParkedProcedure:
+			consumerGroupsListParkedHandler.ServeHTTP(w, r)
+		case ConsumerGroupsDropParkedProcedure:
+			consumerGroupsDropParkedHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -231,4 +369,24 @@ func (UnimplementedConsumerGroupsHandler) DeleteGroup(context.Context, *connect.
 
 func (UnimplementedConsumerGroupsHandler) CommitCheckpoint(context.Context, *connect.Request[v1.CommitCheckpointRequest]) (*connect.Response[v1.CommitCheckpointResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.ConsumerGroups.CommitCheckpoint is not implemented"))
+}
+
+func (UnimplementedConsumerGroupsHandler) Fetch(context.Context, *connect.Request[v1.FetchRequest]) (*connect.Response[v1.FetchResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.ConsumerGroups.Fetch is not implemented"))
+}
+
+func (UnimplementedConsumerGroupsHandler) Ack(context.Context, *connect.Request[v1.AckRequest]) (*connect.Response[v1.AckResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.ConsumerGroups.Ack is not implemented"))
+}
+
+func (UnimplementedConsumerGroupsHandler) Nack(context.Context, *connect.Request[v1.NackRequest]) (*connect.Response[v1.NackResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.ConsumerGroups.Nack is not implemented"))
+}
+
+func (UnimplementedConsumerGroupsHandler) ListParked(context.Context, *connect.Request[v1.ListParkedRequest]) (*connect.Response[v1.ListParkedResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.ConsumerGroups.ListParked is not implemented"))
+}
+
+func (UnimplementedConsumerGroupsHandler) DropParked(context.Context, *connect.Request[v1.DropParkedRequest]) (*connect.Response[v1.DropParkedResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("meridian.v1.ConsumerGroups.DropParked is not implemented"))
 }
