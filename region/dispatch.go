@@ -401,6 +401,12 @@ func (d *dispatcher) finishLocked(pe *pendingEvent) {
 func (d *dispatcher) ack(ctx context.Context, dots []*meridianv1.Dot) (*meridianv1.AckResponse, error) {
 	resp := &meridianv1.AckResponse{}
 	d.mu.Lock()
+	// A new leader may be asked before it read the log: read it first, so
+	// that events delivered by the old leader are known.
+	if err := d.fillLocked(); err != nil {
+		d.mu.Unlock()
+		return nil, err
+	}
 	var list []*pendingEvent
 	assume := map[*pendingEvent]bool{}
 	cmd := &meridianv1.GroupAck{Name: d.name}

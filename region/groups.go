@@ -101,6 +101,13 @@ type GroupResult struct {
 }
 
 func (a applier) applyGroup(w *txnWriter, st *meridianv1.ApplyState, c *meridianv1.GroupCommand) *GroupResult {
+	if c.GetOp() == nil {
+		// Leaders validate the operation before proposing it, so only a
+		// newer node proposes one this build does not know: stop, as for
+		// an unknown command type, rather than skip it (the group would
+		// differ between replicas).
+		panic(fmt.Errorf("%w: a GroupCommand whose operation this build does not know: upgrade this node", ErrUnknownCommand))
+	}
 	if err := validateGroupCommand(c, HardLimits()); err != nil {
 		return &GroupResult{Err: err}
 	}

@@ -73,6 +73,11 @@ func TestApplyGroupCommands(t *testing.T) {
 		assert.Equal(t, s.updated, g.GetUpdatedUnixNanos(), s.name)
 		assert.Equal(t, []string{"orders/"}, g.GetFilter().GetEntityPrefixes(), s.name)
 	}
+	// An operation this build does not know (a newer node proposed it)
+	// stops apply instead of being skipped.
+	assert.PanicsWithError(t, "region: unknown command: a GroupCommand whose operation this build does not know: upgrade this node", func() {
+		d.group(&meridianv1.GroupCommand{})
+	})
 	require.NoError(t, d.group(createCmd("audit", nil)).Err)
 	gs, err := f.Groups()
 	require.NoError(t, err)
