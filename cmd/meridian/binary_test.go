@@ -270,9 +270,8 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	assert.NotContains(t, out, "eu/order-1")
 	assert.Contains(t, out, "(1 events, end of the log")
 
-	// A consumer group in ap-south reads both orders and stores its
-	// checkpoint; created in us-east at that checkpoint, it has nothing
-	// left to read there.
+	// A consumer group in ap-south: a consumer prints and acks both
+	// orders; moved to us-east where it stopped, it has nothing left there.
 	code, out, errOut = runBin(t, bin, "group", "create", "orders", "--prefix", "eu/", "--type", "OrderPlaced", "--endpoint", ap)
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, "created group orders at the start\n", out)
@@ -281,17 +280,20 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	t.Logf("consume:\n%s", out)
 	assert.Regexp(t, `(?m)^#\d+ eu/order-1 v1  OrderPlaced`, out)
 	assert.Regexp(t, `(?m)^#\d+ eu/order-3 v1  OrderPlaced`, out)
-	cp := regexp.MustCompile(`\(2 events; group orders at revision 2, checkpoint (\S+)\)`).FindStringSubmatch(out)
+	cp := regexp.MustCompile(`\(2 delivered, 2 acked, 0 duplicate, 0 nacked, 0 parked; group orders at checkpoint (\S+)\)`).FindStringSubmatch(out)
 	require.Len(t, cp, 2, out)
 	code, out, errOut = runBin(t, bin, "group", "info", "orders", "--endpoint", ap)
 	require.Equal(t, 0, code, errOut)
+	t.Logf("group info:\n%s", out)
 	assert.Contains(t, out, "  checkpoint  "+cp[1]+"\n")
 	assert.Contains(t, out, "  filter      prefix eu/; type OrderPlaced\n")
-	code, out, errOut = runBin(t, bin, "group", "create", "orders", "--after", cp[1], "--prefix", "eu/", "--type", "OrderPlaced", "--endpoint", us)
+	assert.Contains(t, out, "  acks        2 (0 duplicate)\n")
+	code, out, errOut = runBin(t, bin, "group", "move", "orders", "--endpoint", ap, "--to", us)
 	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "created group orders at "+cp[1]+" with 0 acked beyond it (from region ap-south)\ndeleted group orders in ap-south\n", out)
 	code, out, errOut = runBin(t, bin, "consume", "orders", "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
-	assert.True(t, strings.HasPrefix(out, "(0 events; group orders at revision 1"), out)
+	assert.True(t, strings.HasPrefix(out, "(0 delivered, 0 acked"), out)
 	code, _, errOut = runBin(t, bin, "group", "create", "orders", "--endpoint", us)
 	assert.Equal(t, 1, code)
 	assert.Contains(t, errOut, "error: already_exists:")
@@ -301,6 +303,28 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	code, out, errOut = runBin(t, bin, "group", "delete", "orders", "--endpoint", us)
 	require.Equal(t, 0, code, errOut)
 	assert.Equal(t, "deleted group orders\n", out)
+
+	// A consumer that cannot handle an event type gives it back; after the
+	// group's max deliveries it is parked, listed and dropped.
+	code, _, errOut = runBin(t, bin, "group", "create", "audit", "--prefix", "eu/", "--max-deliveries", "1", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut = runBin(t, bin, "consume", "audit", "--nack-type", "OrderPlaced", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	t.Logf("consume --nack-type:\n%s", out)
+	assert.Contains(t, out, "2 nacked, 2 parked;")
+	code, out, errOut = runBin(t, bin, "group", "parked", "audit", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	t.Logf("group parked:\n%s", out)
+	parked := regexp.MustCompile(`(?m)^(\S+:\d+)  #\d+ eu/order-1 v1  OrderPlaced .* deliveries 1 .* reason "--nack-type OrderPlaced"$`).FindStringSubmatch(out)
+	require.Len(t, parked, 2, out)
+	assert.Contains(t, out, "(2 parked events)\n")
+	code, out, errOut = runBin(t, bin, "group", "parked", "audit", "--drop", parked[1], "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	assert.Equal(t, "dropped 1 parked events of group audit\n", out)
+	code, out, errOut = runBin(t, bin, "group", "info", "audit", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "  parked      1\n")
+	assert.Contains(t, out, "max deliveries 1, ack timeout 30s (default)")
 
 	code, out, errOut = runBin(t, bin, "placement", "get", "eu/order-1", "--endpoint", us)
 	require.Equal(t, 0, code, errOut)

@@ -93,7 +93,6 @@ func (r *rootCmd) endpoints() []string {
 	return out
 }
 
-// newClient builds a client from the global flags.
 // withClient runs fn with a client from the global flags and the command's timeout.
 func (r *rootCmd) withClient(cmd *cobra.Command, fn func(ctx context.Context, c *client.Client) error) error {
 	c, err := r.newClient()
@@ -106,6 +105,7 @@ func (r *rootCmd) withClient(cmd *cobra.Command, fn func(ctx context.Context, c 
 	return fn(ctx, c)
 }
 
+// newClient builds a client from the global flags.
 func (r *rootCmd) newClient(opts ...client.Option) (*client.Client, error) {
 	connOpts, err := r.connOptions()
 	if err != nil {

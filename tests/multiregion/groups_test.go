@@ -1,6 +1,7 @@
 package multiregion
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,13 +18,15 @@ import (
 	"github.com/meridiandb/meridian/region"
 )
 
-var errStopConsumer = errors.New("test: consumer stopped")
+func dotOf(e *meridianv1.Event) causal.Dot {
+	return causal.Dot{Region: e.GetOrigin().GetRegion(), Seq: e.GetOrigin().GetSeq()}
+}
 
 // TestConsumerGroupMovesBetweenRegions consumes a group's events in
-// us-east, stops it mid-way, creates the group in eu-west at the
-// checkpoint us-east stored, and consumes the rest there: every matching
-// event is handled exactly once (the page the consumer stopped on was not
-// committed and is not counted), and nothing outside the filter.
+// us-east, stops the consumer mid-way, moves the group to eu-west (its
+// checkpoint and acked set) and consumes the rest there: every matching
+// event is handled exactly once (events leased but not handled when the
+// consumer stopped come again in eu-west), and nothing outside the filter.
 func TestConsumerGroupMovesBetweenRegions(t *testing.T) {
 	c := startCluster(t, 1)
 	setExampleRules(t, c)
@@ -50,31 +53,30 @@ func TestConsumerGroupMovesBetweenRegions(t *testing.T) {
 	require.NoError(t, err)
 
 	handled := map[causal.Dot]int{}
-	note := func(page *meridianv1.ReadLogResponse) {
-		for _, e := range page.GetEvents() {
-			assert.True(t, strings.HasPrefix(e.GetEntity(), "us/") || strings.HasPrefix(e.GetEntity(), "eu/"), e.GetEntity())
-			handled[causal.Dot{Region: e.GetOrigin().GetRegion(), Seq: e.GetOrigin().GetSeq()}]++
-		}
+	note := func(e *meridianv1.Event) {
+		assert.True(t, strings.HasPrefix(e.GetEntity(), "us/") || strings.HasPrefix(e.GetEntity(), "eu/"), e.GetEntity())
+		handled[dotOf(e)]++
 	}
-	pages := 0
-	err = us.ConsumeGroup(ctx, "billing", client.Consume{PageMax: 5}, func(page *meridianv1.ReadLogResponse) error {
-		if pages == 3 {
-			return errStopConsumer // not handled, not committed
+	stopCtx, stop := context.WithCancel(ctx)
+	var inUS client.ConsumeStats
+	require.NoError(t, us.ConsumeGroup(stopCtx, "billing", client.Consume{Batch: 5, Stats: &inUS}, func(_ context.Context, d *meridianv1.Delivery) error {
+		note(d.GetEvent())
+		if len(handled) == 13 {
+			stop() // the rest of this batch is leased, not handled
 		}
-		pages++
-		note(page)
 		return nil
-	})
-	require.ErrorIs(t, err, errStopConsumer)
-	require.Len(t, handled, 15, "three pages of five")
+	}))
+	require.Len(t, handled, 13)
+	assert.Equal(t, uint64(13), inUS.Acked, "a stopping consumer acks what it handled")
 
 	got, err := us.GetGroup(ctx, "billing")
 	require.NoError(t, err)
-	assert.Equal(t, uint64(4), got.GetGroup().GetRevision(), "created, then three commits")
-	_, err = eu.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "billing", Filter: filter, Start: got.GetGroup().GetCheckpoint()})
+	g := got.GetGroup()
+	_, err = eu.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "billing", Filter: g.GetFilter(), Start: g.GetCheckpoint(), Acked: g.GetAcked()})
 	require.NoError(t, err)
-	require.NoError(t, eu.ConsumeGroup(ctx, "billing", client.Consume{PageMax: 5}, func(page *meridianv1.ReadLogResponse) error {
-		note(page)
+	var inEU client.ConsumeStats
+	require.NoError(t, eu.ConsumeGroup(ctx, "billing", client.Consume{Batch: 5, Stats: &inEU}, func(_ context.Context, d *meridianv1.Delivery) error {
+		note(d.GetEvent())
 		return nil
 	}))
 
@@ -85,120 +87,145 @@ func TestConsumerGroupMovesBetweenRegions(t *testing.T) {
 		for _, e := range events.Events {
 			if o := e.GetOrigin(); o.GetRegion() == c.RegionOf(h) && (strings.HasPrefix(e.GetEntity(), "us/") || strings.HasPrefix(e.GetEntity(), "eu/")) {
 				want++
-				assert.Equal(t, 1, handled[causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()}], "%v %s", o, e.GetEntity())
+				assert.Equal(t, 1, handled[dotOf(e)], "%v %s", o, e.GetEntity())
 			}
 		}
 	}
 	assert.Equal(t, 24, want, "two thirds of 36 appends match")
 	assert.Len(t, handled, want)
+	assert.Equal(t, uint64(want), inUS.Acked+inEU.Acked)
+	assert.Zero(t, inUS.Duplicate+inEU.Duplicate)
 }
 
-// TestConsumerGroupSurvivesALeaderChange consumes a group through all
-// three nodes of us-east and kills the region leader after two committed
-// pages: consumption goes on through the new leader to the end, every
-// matching event is handled, and an event is handled twice only within
-// the one page whose commit the kill may have cut off.
-func TestConsumerGroupSurvivesALeaderChange(t *testing.T) {
+// TestCompetingConsumersShareAGroup is issue 17's consumer group check on
+// a 3-node region: three consumers of one group, one of which takes a
+// batch and dies without acking it; the region leader is killed while the
+// other two run; events of one entity always fail and are parked after
+// the group's max deliveries. Every other event is acked exactly once by
+// the group (the acks the consumers count as first add up to the events),
+// events handled twice are only those leased when the leader died or held
+// by the dead consumer (each counted), every entity's events are first
+// handled in version order, and the parked events are listed.
+func TestCompetingConsumersShareAGroup(t *testing.T) {
 	c := startCluster(t, 3)
 	setExampleRules(t, c)
 	hosts := c.HostsOf("us-east")
-	for i := range 60 {
-		appendVia(t, c, hosts[i%len(hosts)], fmt.Sprintf("us/lc-%d", i%5), "")
+	const total, poisonEvery = 120, 40
+	poison := 0
+	for i := range total {
+		e := fmt.Sprintf("us/cc-%d", i%6)
+		if i%poisonEvery == 0 {
+			e = "us/cc-poison"
+			poison++
+		}
+		appendVia(t, c, hosts[i%len(hosts)], e, "")
 	}
 	var endpoints []string
 	for _, h := range hosts {
 		endpoints = append(endpoints, "http://"+c.APIAddr(h))
 	}
-	cl, err := client.New(endpoints)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = cl.Close() })
-	ctx := ctxFor(t, 2*time.Minute)
-	_, err = cl.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "lc", Filter: &meridianv1.EventFilter{EntityPrefixes: []string{"us/lc-"}}})
-	require.NoError(t, err)
-
-	const pageMax = 7
-	handled := map[causal.Dot]int{}
-	pages := 0
-	killed := ""
-	err = cl.ConsumeGroup(ctx, "lc", client.Consume{PageMax: pageMax}, func(page *meridianv1.ReadLogResponse) error {
-		for _, e := range page.GetEvents() {
-			handled[causal.Dot{Region: e.GetOrigin().GetRegion(), Seq: e.GetOrigin().GetSeq()}]++
-		}
-		pages++
-		if pages == 3 && killed == "" {
-			for _, h := range hosts {
-				if n := c.Node(h); n != nil && n.Region().IsLeader() {
-					killed = h
-					require.NoError(t, c.Kill(h))
-					break
-				}
-			}
-		}
-		return nil
-	})
-	require.NoError(t, err)
-	require.NotEmpty(t, killed, "no region leader found to kill")
-	assert.Len(t, handled, 60, "every matching event handled")
-	twice := 0
-	for dot, n := range handled {
-		assert.LessOrEqual(t, n, 2, "%v handled %d times", dot, n)
-		if n == 2 {
-			twice++
-		}
-	}
-	assert.LessOrEqual(t, twice, pageMax, "duplicates only within the page whose commit the kill cut off")
-	t.Logf("killed %s after 3 pages; %d events handled twice", killed, twice)
-}
-
-// TestTwoConsumersOfOneGroupTakeTurns runs two ConsumeGroup consumers of
-// one group at once. Their commits race: the loser of each race gets
-// Aborted, reads the group again and goes on from the winner's
-// checkpoint. Both end, every event is handled at least once, and the
-// group's checkpoint covers every event.
-func TestTwoConsumersOfOneGroupTakeTurns(t *testing.T) {
-	c := startCluster(t, 1)
-	setExampleRules(t, c)
-	for i := range 90 {
-		appendVia(t, c, "us-east-1", fmt.Sprintf("us/tw-%d", i%6), "")
-	}
-	ctx := ctxFor(t, time.Minute)
 	newClient := func() *client.Client {
-		cl, err := client.New([]string{"http://" + c.APIAddr("us-east-1")})
+		cl, err := client.New(endpoints)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = cl.Close() })
 		return cl
 	}
-	a, b := newClient(), newClient()
-	_, err := a.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: "tw", Filter: &meridianv1.EventFilter{EntityPrefixes: []string{"us/tw-"}}})
+	ctx := ctxFor(t, 2*time.Minute)
+	admin := newClient()
+	const maxInFlight = 6
+	_, err := admin.CreateGroup(ctx, &meridianv1.CreateGroupRequest{
+		Name: "cc", Filter: &meridianv1.EventFilter{EntityPrefixes: []string{"us/cc-"}},
+		Settings: &meridianv1.GroupSettings{AckTimeoutMs: 1000, MaxDeliveries: 2, MaxInFlight: maxInFlight},
+	})
 	require.NoError(t, err)
+
+	// The consumer that dies: it takes a batch and never acks.
+	dead, err := newClient().Fetch(ctx, "cc", "dies", maxInFlight, time.Second)
+	require.NoError(t, err)
+	require.NotEmpty(t, dead.GetDeliveries())
 
 	var mu sync.Mutex
 	handled := map[causal.Dot]int{}
-	consume := func(cl *client.Client) error {
-		return cl.ConsumeGroup(ctx, "tw", client.Consume{PageMax: 4}, func(page *meridianv1.ReadLogResponse) error {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, e := range page.GetEvents() {
-				handled[causal.Dot{Region: e.GetOrigin().GetRegion(), Seq: e.GetOrigin().GetSeq()}]++
+	first := map[string][]uint64{} // entity -> versions in first-handling order
+	killed := ""
+	kill := func() {
+		for _, h := range hosts {
+			if n := c.Node(h); n != nil && n.Region().IsLeader() {
+				killed = h
+				go func() { assert.NoError(t, c.Kill(h)) }()
+				return
 			}
-			return nil
-		})
-	}
-	errs := make(chan error, 2)
-	go func() { errs <- consume(a) }()
-	go func() { errs <- consume(b) }()
-	require.NoError(t, <-errs)
-	require.NoError(t, <-errs)
-	assert.Len(t, handled, 90, "every event handled at least once")
-	g, err := a.GetGroup(ctx, "tw")
-	require.NoError(t, err)
-	applied := c.Node("us-east-1").Region().Applied()
-	assert.Equal(t, applied["us-east"], g.GetGroup().GetCheckpoint()["us-east"], "the checkpoint covers every event")
-	twice := 0
-	for _, n := range handled {
-		if n > 1 {
-			twice++
 		}
 	}
-	t.Logf("%d of 90 events handled by both consumers; group at revision %d", twice, g.GetGroup().GetRevision())
+	runCtx, stop := context.WithCancel(ctx)
+	stats := make([]client.ConsumeStats, 2)
+	errs := make(chan error, 2)
+	for i := range stats {
+		cl := newClient()
+		go func() {
+			errs <- cl.ConsumeGroup(runCtx, "cc", client.Consume{Consumer: fmt.Sprintf("c-%d", i), Batch: 3, Follow: true, Wait: 500 * time.Millisecond, Stats: &stats[i]},
+				func(_ context.Context, d *meridianv1.Delivery) error {
+					e := d.GetEvent()
+					if e.GetEntity() == "us/cc-poison" {
+						return errors.New("cannot handle poison")
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if handled[dotOf(e)]++; handled[dotOf(e)] == 1 {
+						first[e.GetEntity()] = append(first[e.GetEntity()], e.GetVersion())
+					}
+					if len(handled) == total/3 && killed == "" {
+						kill()
+					}
+					return nil
+				})
+		}()
+	}
+	want := total - poison
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(handled) == want
+	}, 90*time.Second, 100*time.Millisecond, "every event handled")
+	require.Eventually(t, func() bool {
+		g, err := admin.GetGroup(ctx, "cc")
+		return err == nil && g.GetGroup().GetParkedCount() == uint64(poison)
+	}, 30*time.Second, 100*time.Millisecond, "the poison events parked")
+	stop()
+	for range stats {
+		require.NoError(t, <-errs)
+	}
+
+	require.NotEmpty(t, killed)
+	acked, dup := stats[0].Acked+stats[1].Acked, stats[0].Duplicate+stats[1].Duplicate
+	assert.Equal(t, uint64(want), acked, "each event acked once by the group")
+	twice := 0
+	for dot, n := range handled {
+		if n > 1 {
+			twice += n - 1
+			t.Logf("%v handled %d times", dot, n)
+		}
+	}
+	// Handled twice: the dead consumer's batch is not counted (it never
+	// handled it); what the two live consumers held when the leader died
+	// can come again from the new leader.
+	assert.LessOrEqual(t, twice, 2*maxInFlight, "duplicates only within the unacked window")
+	assert.GreaterOrEqual(t, dup, uint64(twice), "each extra handling ends in a duplicate ack")
+	for entity, versions := range first {
+		for i := 1; i < len(versions); i++ {
+			assert.Less(t, versions[i-1], versions[i], "%s first handled out of order: %v", entity, versions)
+		}
+	}
+	g, err := admin.GetGroup(ctx, "cc")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(want), g.GetGroup().GetAcks())
+	parked, err := admin.ListParked(ctx, "cc", nil, 0)
+	require.NoError(t, err)
+	require.Len(t, parked.GetParked(), poison)
+	for _, p := range parked.GetParked() {
+		assert.Equal(t, "us/cc-poison", p.GetEvent().GetEntity())
+		assert.Equal(t, "cannot handle poison", p.GetReason())
+	}
+	t.Logf("killed %s after %d events; %d handled twice, %d duplicate acks; consumers acked %d and %d",
+		killed, total/3, twice, dup, stats[0].Acked, stats[1].Acked)
 }

@@ -135,12 +135,14 @@ func BenchmarkFilteredSubscription(b *testing.B) {
 	}
 }
 
-// BenchmarkConsumerGroup consumes a backlog of 1 KiB events through a
-// consumer group on a follower with the SDK's ConsumeGroup (ReadLog after
-// the group's checkpoint, a commit through the region's Raft group after
-// every page) and reports events/s and commits/s, beside the same pages
-// read with ReadLog alone. The backlog is at least
-// 10,000 events (b.N when larger), appended before the timer starts.
+// BenchmarkConsumerGroup consumes a backlog of 1 KiB events on 64
+// entities through a consumer group on a follower (forwarded to the
+// region leader's dispatcher) with 1 and 8 SDK consumers (ConsumeGroup:
+// fetch a batch, handle, ack it through the region's Raft group) and
+// reports events/s, beside the same events read with ReadLog alone. The
+// backlog is at least 10,000 events (b.N when larger), appended before the
+// timer starts. A group has one event of an entity out at a time, so at
+// most 64 events are in flight whatever the consumers.
 func BenchmarkConsumerGroup(b *testing.B) {
 	c := sharedRegion(b)
 	var follower string
@@ -176,46 +178,71 @@ func BenchmarkConsumerGroup(b *testing.B) {
 	sdk, err := client.New([]string{"http://" + follower})
 	require.NoError(b, err)
 	defer sdk.Close()
-	for _, pageMax := range []uint32{100, 1000} {
-		// The baseline: the same pages read with ReadLog alone, no group,
-		// no commits.
-		b.Run(fmt.Sprintf("readlog-only/page=%d", pageMax), func(b *testing.B) {
-			events := 0
-			vec := map[string]uint64{}
-			start := time.Now()
-			for {
-				p, err := sdk.ReadLog(ctx, &meridianv1.ReadLogRequest{
-					From:     &meridianv1.ReadLogRequest_AfterVector{AfterVector: &meridianv1.VectorStart{Vector: vec}},
-					MaxCount: pageMax, Filter: &meridianv1.EventFilter{EntityPrefixes: []string{prefix}},
-				})
-				require.NoError(b, err)
-				events += len(p.GetEvents())
-				vec = p.GetNextVector()
-				if p.GetEnd() {
-					break
-				}
-			}
-			require.Equal(b, backlog, events)
-			b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
-		})
-		b.Run(fmt.Sprintf("group/page=%d", pageMax), func(b *testing.B) {
-			name := fmt.Sprintf("bench-%d-%d", pageMax, time.Now().UnixNano())
-			_, err := sdk.CreateGroup(ctx, &meridianv1.CreateGroupRequest{Name: name, Filter: &meridianv1.EventFilter{EntityPrefixes: []string{prefix}}})
+	// The baseline: the same events read with ReadLog alone, no group,
+	// no acks, pages of 1000.
+	b.Run("readlog-only", func(b *testing.B) {
+		events := 0
+		vec := map[string]uint64{}
+		start := time.Now()
+		for {
+			p, err := sdk.ReadLog(ctx, &meridianv1.ReadLogRequest{
+				From:     &meridianv1.ReadLogRequest_AfterVector{AfterVector: &meridianv1.VectorStart{Vector: vec}},
+				MaxCount: 1000, Filter: &meridianv1.EventFilter{EntityPrefixes: []string{prefix}},
+			})
 			require.NoError(b, err)
-			events, pages := 0, 0
+			events += len(p.GetEvents())
+			vec = p.GetNextVector()
+			if p.GetEnd() {
+				break
+			}
+		}
+		require.Equal(b, backlog, events)
+		b.ReportMetric(float64(events)/time.Since(start).Seconds(), "events/s")
+	})
+	for _, consumers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("group/consumers=%d", consumers), func(b *testing.B) {
+			name := fmt.Sprintf("bench-%d-%d", consumers, time.Now().UnixNano())
+			_, err := sdk.CreateGroup(ctx, &meridianv1.CreateGroupRequest{
+				Name: name, Filter: &meridianv1.EventFilter{EntityPrefixes: []string{prefix}},
+				Settings: &meridianv1.GroupSettings{MaxInFlight: 1000},
+			})
+			require.NoError(b, err)
+			var mu sync.Mutex
+			seen := map[string]bool{}
+			stats := make([]client.ConsumeStats, consumers)
+			runCtx, stop := context.WithCancel(ctx)
+			defer stop()
+			errs := make(chan error, consumers)
 			b.ResetTimer()
 			start := time.Now()
-			err = sdk.ConsumeGroup(ctx, name, client.Consume{PageMax: pageMax}, func(p *meridianv1.ReadLogResponse) error {
-				events += len(p.GetEvents())
-				pages++
-				return nil
-			})
+			for i := range consumers {
+				go func() {
+					errs <- sdk.ConsumeGroup(runCtx, name, client.Consume{Consumer: fmt.Sprintf("b-%d", i), Batch: 100, Follow: true, Wait: 200 * time.Millisecond, Stats: &stats[i]},
+						func(_ context.Context, d *meridianv1.Delivery) error {
+							mu.Lock()
+							defer mu.Unlock()
+							seen[d.GetEvent().GetId()] = true
+							if len(seen) == backlog {
+								stop()
+							}
+							return nil
+						})
+				}()
+			}
+			for range consumers {
+				require.NoError(b, <-errs)
+			}
 			elapsed := time.Since(start)
 			b.StopTimer()
-			require.NoError(b, err)
-			require.Equal(b, backlog, events, "every event of the backlog once")
-			b.ReportMetric(float64(events)/elapsed.Seconds(), "events/s")
-			b.ReportMetric(float64(pages)/elapsed.Seconds(), "commits/s")
+			require.Len(b, seen, backlog, "every event of the backlog")
+			var acked, delivered uint64
+			for _, s := range stats {
+				acked += s.Acked
+				delivered += s.Delivered
+			}
+			b.ReportMetric(float64(backlog)/elapsed.Seconds(), "events/s")
+			b.ReportMetric(float64(acked), "acked")
+			b.ReportMetric(float64(delivered-uint64(backlog)), "redelivered")
 		})
 	}
 }
