@@ -345,9 +345,22 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		return nil, fmt.Errorf("%w: entity %q: append under epoch %d, the stream's last event has epoch %d",
 			ErrStalePlacement, entity, op.GetEpoch(), head.GetEpoch())
 	}
+	if t := head.GetTombstone(); t != 0 {
+		return nil, fmt.Errorf("%w: %q was deleted by its %s at version %d: appends to it are refused in every region",
+			ErrStreamDeleted, entity, TypeStreamTombstone, t)
+	}
 	// A merged stream (active-active, ADR 0005) has no global version to
 	// compare with and depends on every origin's latest event of it.
 	merged := op.GetActiveActive() || head.GetMerged()
+	for i, e := range evs {
+		switch {
+		case !lifecycleType(e.GetType()):
+		case merged:
+			return nil, invalidf(fmt.Sprintf("events[%d].type", i), "%s applies to single-home streams; %q is active-active", e.GetType(), entity)
+		case e.GetType() == TypeStreamTombstone && i != len(evs)-1:
+			return nil, fmt.Errorf("%w: events[%d] is a %s: nothing is appended after it", ErrStreamDeleted, i, TypeStreamTombstone)
+		}
+	}
 	var deps map[string]uint64
 	var merges []*meridianv1.MergeRule
 	switch {
@@ -396,6 +409,7 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 	saved := *clk
 	var firstHLC, lastHLC hlc
 	next := head
+	lc := carryLifecycle(&meridianv1.StreamHead{}, head)
 	for i, e := range evs {
 		v, seq, pos := first+uint64(i), seq0+uint64(i), pos0+uint64(i)
 		stamp := clk.take()
@@ -435,13 +449,15 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 		if merged {
 			sw.apply(ev)
 			next = mergeHead(next, ev)
+		} else if foldLifecycle(lc, ev) {
+			writes = append(writes, kv{key: lifecycleKey(entity, v)})
 		}
 	}
 	if !merged {
-		next = &meridianv1.StreamHead{
+		next = carryLifecycle(&meridianv1.StreamHead{
 			Version: first + n - 1, LastOrigin: &meridianv1.Dot{Region: a.region, Seq: seq0 + n - 1},
 			LastHlc: lastHLC.proto(), Epoch: epoch,
-		}
+		}, lc)
 	}
 	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})
 	if merged {

@@ -47,6 +47,7 @@ const (
 	kindGroupExists         = "group-exists"
 	kindGroupConflict       = "group-conflict"
 	kindGroupParkedFull     = "group-parked-full"
+	kindStreamDeleted       = "stream-deleted"
 )
 
 type forwardedKey struct{}
@@ -195,6 +196,7 @@ var kindSentinels = map[string]error{
 	kindGroupExists:         ErrGroupExists,
 	kindGroupConflict:       ErrGroupConflict,
 	kindGroupParkedFull:     ErrGroupParkedFull,
+	kindStreamDeleted:       ErrStreamDeleted,
 }
 
 // fromConnectError turns a forwarding failure into a region error. A failure

@@ -34,6 +34,7 @@ import (
 //	g/<group>                     ConsumerGroup (proto)         a consumer group (groups.go)
 //	p/<group>\x00<origin>\x00<seq u64>
 //	                              ParkedEvent (proto)           a group's parked event (groupack.go)
+//	l/<entity>\x00<version u64>   empty                         a lifecycle event of the stream (lifecycle.go)
 //	s/apply                       ApplyState (proto)            applied index, vector, positions
 //
 // An o/ ref whose version is 0 says that the event was superseded: it is
@@ -62,6 +63,7 @@ const (
 	prefixConflict    = "f/"
 	prefixGroup       = "g/"
 	prefixParked      = "p/"
+	prefixLifecycle   = "l/"
 	keyApplyStateText = "s/apply"
 )
 
@@ -88,6 +90,7 @@ const (
 	KeyConflict
 	KeyGroup
 	KeyParked
+	KeyLifecycle
 )
 
 // Key is a decoded state-machine key. Name is the entity (KeyEvent, KeyHead,
@@ -134,6 +137,8 @@ func (k Key) Encode() []byte {
 		return stateKey(k.Name)
 	case KeyGroup:
 		return groupKey(k.Name)
+	case KeyLifecycle:
+		return lifecycleKey(k.Name, k.N)
 	case KeyParked:
 		return parkedKey(k.Name, causal.Dot{Region: k.Origin, Seq: k.N})
 	case KeyHistory, KeyConflict:
@@ -154,13 +159,13 @@ func ParseKey(b []byte) (Key, error) {
 	}
 	p, rest := string(b[:2]), b[2:]
 	switch p {
-	case prefixEvent, prefixOrigin, prefixSuperseded, prefixRecovery, prefixRecovered:
+	case prefixEvent, prefixOrigin, prefixSuperseded, prefixRecovery, prefixRecovered, prefixLifecycle:
 		name, n, err := parseNameNum(rest)
 		if err != nil {
 			return Key{}, fmt.Errorf("%w: key %q: %v", ErrCorruptState, b, err)
 		}
 		kind := map[string]KeyKind{prefixEvent: KeyEvent, prefixOrigin: KeyOrigin, prefixSuperseded: KeySuperseded,
-			prefixRecovery: KeyRecovery, prefixRecovered: KeyRecovered}[p]
+			prefixRecovery: KeyRecovery, prefixRecovered: KeyRecovered, prefixLifecycle: KeyLifecycle}[p]
 		return Key{Kind: kind, Name: name, N: n}, nil
 	case prefixHead:
 		if len(rest) == 0 || bytes.IndexByte(rest, 0) >= 0 {

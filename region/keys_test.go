@@ -26,6 +26,7 @@ func TestKeysRoundTrip(t *testing.T) {
 		{"recovery", Key{Kind: KeyRecovery, Name: "eu-west", N: 3}, append([]byte("q/eu-west\x00"), 0, 0, 0, 0, 0, 0, 0, 3)},
 		{"recovered", Key{Kind: KeyRecovered, Name: "eu-west", N: 4}, append([]byte("r/eu-west\x00"), 0, 0, 0, 0, 0, 0, 0, 4)},
 		{"group", Key{Kind: KeyGroup, Name: "billing"}, []byte("g/billing")},
+		{"lifecycle", Key{Kind: KeyLifecycle, Name: "order/1", N: 6}, append([]byte("l/order/1\x00"), 0, 0, 0, 0, 0, 0, 0, 6)},
 		{"parked", Key{Kind: KeyParked, Name: "billing", Origin: "eu-west", N: 5}, append([]byte("p/billing\x00eu-west\x00"), 0, 0, 0, 0, 0, 0, 0, 5)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +92,7 @@ func FuzzParseKey(f *testing.F) {
 		{Kind: KeyIdempotency, ID: uuid.MustParse(eid(1))}, {Kind: KeyLog, N: 5}, {Kind: KeyApplyState},
 		{Kind: KeySuperseded, Name: "r", N: 1}, {Kind: KeyRecovery, Name: "r", N: 2}, {Kind: KeyRecovered, Name: "r", N: 3},
 		{Kind: KeyMerged, Name: "cart/1", Wall: 1e18, Logical: 2, Origin: "eu", N: 4},
-		{Kind: KeyGroup, Name: "g"}, {Kind: KeyParked, Name: "g", Origin: "eu", N: 7},
+		{Kind: KeyGroup, Name: "g"}, {Kind: KeyParked, Name: "g", Origin: "eu", N: 7}, {Kind: KeyLifecycle, Name: "o/1", N: 2},
 	} {
 		f.Add(k.Encode())
 	}

@@ -606,11 +606,14 @@ func (n *Node) readFSM(req *meridianv1.ReadRequest, token causal.Vector) (*merid
 		v.AddDot(causal.Dot{Region: o.GetRegion(), Seq: o.GetSeq()})
 	}
 	return &meridianv1.ReadResponse{
-		Events:       events,
-		HeadVersion:  head.GetVersion(),
-		SessionToken: causal.FormatToken(v),
-		Region:       n.cfg.Region,
-		Node:         n.cfg.NodeID,
+		Events:         events,
+		HeadVersion:    head.GetVersion(),
+		SessionToken:   causal.FormatToken(v),
+		Region:         n.cfg.Region,
+		Node:           n.cfg.NodeID,
+		TruncateBefore: head.GetTruncateBefore(),
+		Tombstone:      head.GetTombstone(),
+		Metadata:       head.GetMetadata(),
 	}, nil
 }
 

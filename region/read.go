@@ -2,6 +2,7 @@ package region
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
@@ -36,11 +37,11 @@ func (f *FSM) ReadStream(entity string, from uint64, max int, backward bool) ([]
 // ReadStreamWithHead is ReadStream returning the whole stream head (version,
 // last dot, last HLC, epoch) read in the same snapshot as the events, so a
 // caller can cover the head in a session token without a second read.
-func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward bool) ([]*meridianv1.Event, *meridianv1.StreamHead, error) {
+func (f *FSM) ReadStreamWithHead(entity string, from uint64, maxCount int, backward bool) ([]*meridianv1.Event, *meridianv1.StreamHead, error) {
 	if err := ValidateEntity(entity, HardLimits().EntityBytesMax); err != nil {
 		return nil, nil, err
 	}
-	n := clampCount(max)
+	n := clampCount(maxCount)
 	// The apply state is read before the snapshot, so that the stability
 	// watermark it gives is at most the snapshot's (a lower watermark only
 	// reports fewer events stable). The watermark itself is computed only
@@ -62,22 +63,29 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, max int, backward b
 	if last == 0 {
 		return nil, nil, nil
 	}
+	// The stream's lifecycle hides the versions below floor
+	// (lifecycle.go).
+	floor, err := firstVisible(txn, entity, head, time.Now())
+	if err != nil {
+		return nil, nil, err
+	}
 	start := from
 	if backward {
 		if start == 0 || start > last {
 			start = last
 		}
-	} else {
-		if start == 0 {
-			start = 1
+		if start < floor {
+			return nil, head, nil
 		}
+	} else {
+		start = max(start, floor, 1)
 		if start > last {
 			return nil, head, nil
 		}
 	}
 	want := n
 	if backward {
-		want = int(min(uint64(n), start))
+		want = int(min(uint64(n), start-floor+1))
 	} else {
 		want = int(min(uint64(n), last-start+1))
 	}

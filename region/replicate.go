@@ -108,6 +108,7 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		v, epoch := ev.GetVersion(), ev.GetEpoch()
 		var pre []kv
 		var dels [][]byte
+		var rolledHead *meridianv1.StreamHead
 		superseded := staleTail
 		switch {
 		case staleTail:
@@ -122,7 +123,7 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 			if eraBefore(at.GetEpoch(), at.GetOrigin().GetRegion(), epoch, origin) {
 				var rolled []*meridianv1.Event
 				var ok bool
-				if pre, dels, rolled, ok = rollbackWrites(w.txn, entity, v, head, epoch, origin); ok {
+				if pre, dels, rolled, rolledHead, ok = rollbackWrites(w.txn, entity, v, head, epoch, origin); ok {
 					for _, r := range rolled {
 						res.RolledBack = append(res.RolledBack, fmt.Sprintf("%s v%d (%s:%d, epoch %d)", entity, r.GetVersion(),
 							r.GetOrigin().GetRegion(), r.GetOrigin().GetSeq(), r.GetEpoch()))
@@ -170,15 +171,25 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 			Hlc: ev.GetHlc(), Epoch: ev.GetEpoch(), FirstOrigin: ev.GetOrigin(),
 		}
 		r := encodeRef(ref{Entity: entity, Version: ev.GetVersion()})
+		// The lifecycle the event continues: the head's, or after a
+		// rollback the one recomputed below the rolled-back versions.
+		lc := carryLifecycle(&meridianv1.StreamHead{}, head)
+		if rolledHead != nil {
+			lc = carryLifecycle(lc, rolledHead)
+		}
+		next := carryLifecycle(&meridianv1.StreamHead{
+			Version: ev.GetVersion(), LastOrigin: ev.GetOrigin(), LastHlc: ev.GetHlc(), Epoch: ev.GetEpoch(),
+		}, lc)
 		writes := append(pre,
 			kv{key: eventKey(entity, ev.GetVersion()), value: mustMarshal(stored)},
 			kv{key: originKey(origin, seq), value: r},
 			kv{key: logKey(pos), value: r},
 			kv{key: idempotencyKey(id), value: mustMarshal(rec), expiresAt: idempotencyExpiry(stamp, a.window)},
-			kv{key: headKey(entity), value: mustMarshal(&meridianv1.StreamHead{
-				Version: ev.GetVersion(), LastOrigin: ev.GetOrigin(), LastHlc: ev.GetHlc(), Epoch: ev.GetEpoch(),
-			})},
 		)
+		if foldLifecycle(next, stored) {
+			writes = append(writes, kv{key: lifecycleKey(entity, ev.GetVersion())})
+		}
+		writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})
 		rw, rd := recoveredWrites(ev)
 		writes, dels = append(writes, rw...), append(dels, rd...)
 		if err := w.stage(st, writes, dels); err != nil {

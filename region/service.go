@@ -30,6 +30,7 @@ import (
 //	ErrGroupNotFound, ErrGroupExists      NotFound, AlreadyExists (consumer groups)
 //	ErrGroupConflict                      Aborted (a commit at a stale revision or moving backwards)
 //	ErrGroupParkedFull                    FailedPrecondition (a group's parked list is full)
+//	ErrStreamDeleted                      FailedPrecondition (an append to a stream with a $tombstone)
 //	context deadline / cancel             DeadlineExceeded / Canceled
 //
 // Every error carries the header Meridian-Error naming its kind, which a
@@ -192,6 +193,8 @@ func classify(err error) (connect.Code, string) {
 		return connect.CodeAborted, kindGroupConflict
 	case errors.Is(err, ErrGroupParkedFull):
 		return connect.CodeFailedPrecondition, kindGroupParkedFull
+	case errors.Is(err, ErrStreamDeleted):
+		return connect.CodeFailedPrecondition, kindStreamDeleted
 	case errors.Is(err, ErrOverloaded):
 		return connect.CodeResourceExhausted, kindOverloaded
 	case errors.Is(err, ErrNotHome):

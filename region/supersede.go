@@ -82,14 +82,14 @@ func exists(txn *badger.Txn, key []byte) bool {
 // versions from..head out of the stream as superseded, and put the head
 // back at from-1. ok is false when one of them is not of an era before
 // (epoch, origin): then nothing may be rolled back (see applyReplicate).
-func rollbackWrites(txn *badger.Txn, entity string, from uint64, head *meridianv1.StreamHead, epoch uint64, origin string) (writes []kv, deletes [][]byte, rolled []*meridianv1.Event, ok bool) {
+func rollbackWrites(txn *badger.Txn, entity string, from uint64, head *meridianv1.StreamHead, epoch uint64, origin string) (writes []kv, deletes [][]byte, rolled []*meridianv1.Event, newHead *meridianv1.StreamHead, ok bool) {
 	for v := head.GetVersion(); v >= from; v-- {
 		ev := &meridianv1.Event{}
 		if !getProto(txn, eventKey(entity, v), ev) {
 			panic(fmt.Errorf("region: apply: stream %q: version %d below head %d is missing", entity, v, head.GetVersion()))
 		}
 		if !eraBefore(ev.GetEpoch(), ev.GetOrigin().GetRegion(), epoch, origin) {
-			return nil, nil, nil, false
+			return nil, nil, nil, nil, false
 		}
 		rolled = append(rolled, ev)
 		deletes = append(deletes, eventKey(entity, v), logKey(ev.GetPosition()))
@@ -109,18 +109,21 @@ func rollbackWrites(txn *badger.Txn, entity string, from uint64, head *meridianv
 			writes = append(writes, kv{key: recoveryKey(o, seq)})
 		}
 	}
+	// The lifecycle events rolled back no longer count: the head's
+	// lifecycle is folded again from those below from.
+	newHead = &meridianv1.StreamHead{}
+	deletes = append(deletes, lifecycleBelow(txn, entity, from, newHead)...)
 	if from == 1 {
 		deletes = append(deletes, headKey(entity))
-		return writes, deletes, rolled, true
+		return writes, deletes, rolled, newHead, true
 	}
 	prev := &meridianv1.Event{}
 	if !getProto(txn, eventKey(entity, from-1), prev) {
 		panic(fmt.Errorf("region: apply: stream %q: version %d below head %d is missing", entity, from-1, head.GetVersion()))
 	}
-	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(&meridianv1.StreamHead{
-		Version: from - 1, LastOrigin: prev.GetOrigin(), LastHlc: prev.GetHlc(), Epoch: prev.GetEpoch(),
-	})})
-	return writes, deletes, rolled, true
+	newHead.Version, newHead.LastOrigin, newHead.LastHlc, newHead.Epoch = from-1, prev.GetOrigin(), prev.GetHlc(), prev.GetEpoch()
+	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(newHead)})
+	return writes, deletes, rolled, newHead, true
 }
 
 // recoveredWrites record, for an event that re-appends a superseded one

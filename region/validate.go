@@ -157,8 +157,12 @@ func eventBytes(e *meridianv1.ProposedEvent) int {
 // *InvalidArgumentError naming the field (entity, expected, events,
 // events[i].id, ...) and the allowed form or range.
 func ValidateAppend(op *meridianv1.AppendOp, lim Limits) error {
-	_, err := validateAppend(op, lim)
-	return err
+	if _, err := validateAppend(op, lim); err != nil {
+		return err
+	}
+	// Lifecycle events are checked before they are proposed only: apply
+	// stays as lenient as the logs written before the types were reserved.
+	return validateLifecycle(op)
 }
 
 // validateAppend also returns the parsed event ids.

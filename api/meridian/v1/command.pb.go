@@ -868,9 +868,16 @@ type StreamHead struct {
 	MergedFrom uint64 `protobuf:"varint,6,opt,name=merged_from,json=mergedFrom,proto3" json:"merged_from,omitempty"`
 	// vector is, for a merged stream, the latest seq per origin among the
 	// stream's events here: what a new event of the stream depends on.
-	Vector        map[string]uint64 `protobuf:"bytes,7,rep,name=vector,proto3" json:"vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Vector map[string]uint64 `protobuf:"bytes,7,rep,name=vector,proto3" json:"vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The stream's lifecycle (region/lifecycle.go), folded from its
+	// $metadata, $deleted and $tombstone events (each also keyed under l/):
+	// metadata is the last $metadata's; truncate_before hides the versions
+	// below it; tombstone is the version of a $tombstone (appends refused).
+	Metadata       *StreamMetadata `protobuf:"bytes,8,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	TruncateBefore uint64          `protobuf:"varint,9,opt,name=truncate_before,json=truncateBefore,proto3" json:"truncate_before,omitempty"`
+	Tombstone      uint64          `protobuf:"varint,10,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StreamHead) Reset() {
@@ -950,6 +957,27 @@ func (x *StreamHead) GetVector() map[string]uint64 {
 		return x.Vector
 	}
 	return nil
+}
+
+func (x *StreamHead) GetMetadata() *StreamMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *StreamHead) GetTruncateBefore() uint64 {
+	if x != nil {
+		return x.TruncateBefore
+	}
+	return 0
+}
+
+func (x *StreamHead) GetTombstone() uint64 {
+	if x != nil {
+		return x.Tombstone
+	}
+	return 0
 }
 
 // EntityState is an active-active entity's merged state, stored at
@@ -1507,7 +1535,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x120\n" +
 	"\x06clocks\x18\x02 \x03(\v2\x18.meridian.v1.OriginClockR\x06clocks\"/\n" +
 	"\tClockTick\x12\"\n" +
-	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\"\xcd\x02\n" +
+	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\"\xcd\x03\n" +
 	"\n" +
 	"StreamHead\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x121\n" +
@@ -1518,7 +1546,11 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x06merged\x18\x05 \x01(\bR\x06merged\x12\x1f\n" +
 	"\vmerged_from\x18\x06 \x01(\x04R\n" +
 	"mergedFrom\x12;\n" +
-	"\x06vector\x18\a \x03(\v2#.meridian.v1.StreamHead.VectorEntryR\x06vector\x1a9\n" +
+	"\x06vector\x18\a \x03(\v2#.meridian.v1.StreamHead.VectorEntryR\x06vector\x127\n" +
+	"\bmetadata\x18\b \x01(\v2\x1b.meridian.v1.StreamMetadataR\bmetadata\x12'\n" +
+	"\x0ftruncate_before\x18\t \x01(\x04R\x0etruncateBefore\x12\x1c\n" +
+	"\ttombstone\x18\n" +
+	" \x01(\x04R\ttombstone\x1a9\n" +
 	"\vVectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xbe\x01\n" +
@@ -1641,7 +1673,8 @@ var file_meridian_v1_command_proto_goTypes = []any{
 	(*MergeRule)(nil),               // 33: meridian.v1.MergeRule
 	(*Event)(nil),                   // 34: meridian.v1.Event
 	(*OriginClock)(nil),             // 35: meridian.v1.OriginClock
-	(MergeOp)(0),                    // 36: meridian.v1.MergeOp
+	(*StreamMetadata)(nil),          // 36: meridian.v1.StreamMetadata
+	(MergeOp)(0),                    // 37: meridian.v1.MergeOp
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
 	26, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
@@ -1665,28 +1698,29 @@ var file_meridian_v1_command_proto_depIdxs = []int32{
 	28, // 18: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
 	30, // 19: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
 	20, // 20: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
-	21, // 21: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
-	36, // 22: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
-	22, // 23: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
-	15, // 24: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
-	28, // 25: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
-	30, // 26: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
-	28, // 27: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	30, // 28: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	28, // 29: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	23, // 30: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	30, // 31: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	24, // 32: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
-	25, // 33: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
-	13, // 34: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
-	14, // 35: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
-	7,  // 36: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
-	30, // 37: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	36, // 21: meridian.v1.StreamHead.metadata:type_name -> meridian.v1.StreamMetadata
+	21, // 22: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
+	37, // 23: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
+	22, // 24: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
+	15, // 25: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
+	28, // 26: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
+	30, // 27: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
+	28, // 28: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	30, // 29: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	28, // 30: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	23, // 31: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	30, // 32: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	24, // 33: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	25, // 34: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
+	13, // 35: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
+	14, // 36: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
+	7,  // 37: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
+	30, // 38: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }

@@ -961,6 +961,82 @@ func (*ExpectedVersion_Exact) isExpectedVersion_Kind() {}
 
 func (*ExpectedVersion_StreamExists_) isExpectedVersion_Kind() {}
 
+// StreamMetadata is the data of a stream's "$metadata" event (as protojson,
+// content type application/json): limits on what reads of the stream
+// return, kept the same in every region because the event replicates like
+// any other. 0 means no limit.
+type StreamMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_count: reads return at most the last max_count versions.
+	MaxCount uint64 `protobuf:"varint,1,opt,name=max_count,json=maxCount,proto3" json:"max_count,omitempty"`
+	// max_age_ms: reads skip events stamped longer ago than this.
+	MaxAgeMs uint64 `protobuf:"varint,2,opt,name=max_age_ms,json=maxAgeMs,proto3" json:"max_age_ms,omitempty"`
+	// truncate_before: reads skip versions below it (it never moves back).
+	TruncateBefore uint64 `protobuf:"varint,3,opt,name=truncate_before,json=truncateBefore,proto3" json:"truncate_before,omitempty"`
+	// custom: the application's own keys, at most 64.
+	Custom        map[string]string `protobuf:"bytes,4,rep,name=custom,proto3" json:"custom,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamMetadata) Reset() {
+	*x = StreamMetadata{}
+	mi := &file_meridian_v1_event_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamMetadata) ProtoMessage() {}
+
+func (x *StreamMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_event_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamMetadata.ProtoReflect.Descriptor instead.
+func (*StreamMetadata) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_event_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *StreamMetadata) GetMaxCount() uint64 {
+	if x != nil {
+		return x.MaxCount
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetMaxAgeMs() uint64 {
+	if x != nil {
+		return x.MaxAgeMs
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetTruncateBefore() uint64 {
+	if x != nil {
+		return x.TruncateBefore
+	}
+	return 0
+}
+
+func (x *StreamMetadata) GetCustom() map[string]string {
+	if x != nil {
+		return x.Custom
+	}
+	return nil
+}
+
 // Any accepts the append whatever the stream's head.
 type ExpectedVersion_Any struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -970,7 +1046,7 @@ type ExpectedVersion_Any struct {
 
 func (x *ExpectedVersion_Any) Reset() {
 	*x = ExpectedVersion_Any{}
-	mi := &file_meridian_v1_event_proto_msgTypes[10]
+	mi := &file_meridian_v1_event_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1058,7 @@ func (x *ExpectedVersion_Any) String() string {
 func (*ExpectedVersion_Any) ProtoMessage() {}
 
 func (x *ExpectedVersion_Any) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[10]
+	mi := &file_meridian_v1_event_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1083,7 @@ type ExpectedVersion_NoStream struct {
 
 func (x *ExpectedVersion_NoStream) Reset() {
 	*x = ExpectedVersion_NoStream{}
-	mi := &file_meridian_v1_event_proto_msgTypes[11]
+	mi := &file_meridian_v1_event_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1095,7 @@ func (x *ExpectedVersion_NoStream) String() string {
 func (*ExpectedVersion_NoStream) ProtoMessage() {}
 
 func (x *ExpectedVersion_NoStream) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[11]
+	mi := &file_meridian_v1_event_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1120,7 @@ type ExpectedVersion_StreamExists struct {
 
 func (x *ExpectedVersion_StreamExists) Reset() {
 	*x = ExpectedVersion_StreamExists{}
-	mi := &file_meridian_v1_event_proto_msgTypes[12]
+	mi := &file_meridian_v1_event_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1132,7 @@ func (x *ExpectedVersion_StreamExists) String() string {
 func (*ExpectedVersion_StreamExists) ProtoMessage() {}
 
 func (x *ExpectedVersion_StreamExists) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_event_proto_msgTypes[12]
+	mi := &file_meridian_v1_event_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1137,7 +1213,16 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\n" +
 	"\bNoStream\x1a\x0e\n" +
 	"\fStreamExistsB\x06\n" +
-	"\x04kind*\xca\x01\n" +
+	"\x04kind\"\xf0\x01\n" +
+	"\x0eStreamMetadata\x12\x1b\n" +
+	"\tmax_count\x18\x01 \x01(\x04R\bmaxCount\x12\x1c\n" +
+	"\n" +
+	"max_age_ms\x18\x02 \x01(\x04R\bmaxAgeMs\x12'\n" +
+	"\x0ftruncate_before\x18\x03 \x01(\x04R\x0etruncateBefore\x12?\n" +
+	"\x06custom\x18\x04 \x03(\v2'.meridian.v1.StreamMetadata.CustomEntryR\x06custom\x1a9\n" +
+	"\vCustomEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*\xca\x01\n" +
 	"\aMergeOp\x12\x18\n" +
 	"\x14MERGE_OP_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14MERGE_OP_COUNTER_ADD\x10\x01\x12\x14\n" +
@@ -1180,7 +1265,7 @@ func file_meridian_v1_event_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_event_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_meridian_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_meridian_v1_event_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_meridian_v1_event_proto_goTypes = []any{
 	(MergeOp)(0),                         // 0: meridian.v1.MergeOp
 	(Durability)(0),                      // 1: meridian.v1.Durability
@@ -1194,31 +1279,34 @@ var file_meridian_v1_event_proto_goTypes = []any{
 	(*Event)(nil),                        // 9: meridian.v1.Event
 	(*MergeRule)(nil),                    // 10: meridian.v1.MergeRule
 	(*ExpectedVersion)(nil),              // 11: meridian.v1.ExpectedVersion
-	nil,                                  // 12: meridian.v1.ProposedEvent.MetadataEntry
-	nil,                                  // 13: meridian.v1.Event.MetadataEntry
-	nil,                                  // 14: meridian.v1.Event.DepsEntry
-	(*ExpectedVersion_Any)(nil),          // 15: meridian.v1.ExpectedVersion.Any
-	(*ExpectedVersion_NoStream)(nil),     // 16: meridian.v1.ExpectedVersion.NoStream
-	(*ExpectedVersion_StreamExists)(nil), // 17: meridian.v1.ExpectedVersion.StreamExists
+	(*StreamMetadata)(nil),               // 12: meridian.v1.StreamMetadata
+	nil,                                  // 13: meridian.v1.ProposedEvent.MetadataEntry
+	nil,                                  // 14: meridian.v1.Event.MetadataEntry
+	nil,                                  // 15: meridian.v1.Event.DepsEntry
+	(*ExpectedVersion_Any)(nil),          // 16: meridian.v1.ExpectedVersion.Any
+	(*ExpectedVersion_NoStream)(nil),     // 17: meridian.v1.ExpectedVersion.NoStream
+	(*ExpectedVersion_StreamExists)(nil), // 18: meridian.v1.ExpectedVersion.StreamExists
+	nil,                                  // 19: meridian.v1.StreamMetadata.CustomEntry
 }
 var file_meridian_v1_event_proto_depIdxs = []int32{
 	6,  // 0: meridian.v1.OriginClock.hlc:type_name -> meridian.v1.Hlc
-	12, // 1: meridian.v1.ProposedEvent.metadata:type_name -> meridian.v1.ProposedEvent.MetadataEntry
-	13, // 2: meridian.v1.Event.metadata:type_name -> meridian.v1.Event.MetadataEntry
+	13, // 1: meridian.v1.ProposedEvent.metadata:type_name -> meridian.v1.ProposedEvent.MetadataEntry
+	14, // 2: meridian.v1.Event.metadata:type_name -> meridian.v1.Event.MetadataEntry
 	5,  // 3: meridian.v1.Event.origin:type_name -> meridian.v1.Dot
 	6,  // 4: meridian.v1.Event.hlc:type_name -> meridian.v1.Hlc
-	14, // 5: meridian.v1.Event.deps:type_name -> meridian.v1.Event.DepsEntry
+	15, // 5: meridian.v1.Event.deps:type_name -> meridian.v1.Event.DepsEntry
 	5,  // 6: meridian.v1.Event.recovered_from:type_name -> meridian.v1.Dot
 	10, // 7: meridian.v1.Event.merge:type_name -> meridian.v1.MergeRule
 	0,  // 8: meridian.v1.MergeRule.op:type_name -> meridian.v1.MergeOp
-	15, // 9: meridian.v1.ExpectedVersion.any:type_name -> meridian.v1.ExpectedVersion.Any
-	16, // 10: meridian.v1.ExpectedVersion.no_stream:type_name -> meridian.v1.ExpectedVersion.NoStream
-	17, // 11: meridian.v1.ExpectedVersion.stream_exists:type_name -> meridian.v1.ExpectedVersion.StreamExists
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	16, // 9: meridian.v1.ExpectedVersion.any:type_name -> meridian.v1.ExpectedVersion.Any
+	17, // 10: meridian.v1.ExpectedVersion.no_stream:type_name -> meridian.v1.ExpectedVersion.NoStream
+	18, // 11: meridian.v1.ExpectedVersion.stream_exists:type_name -> meridian.v1.ExpectedVersion.StreamExists
+	19, // 12: meridian.v1.StreamMetadata.custom:type_name -> meridian.v1.StreamMetadata.CustomEntry
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_event_proto_init() }
@@ -1238,7 +1326,7 @@ func file_meridian_v1_event_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_event_proto_rawDesc), len(file_meridian_v1_event_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -415,6 +415,15 @@ type ReadResponse struct {
 	Vector        map[string]uint64 `protobuf:"bytes,7,rep,name=vector,proto3" json:"vector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	Conflicts     []*Conflict       `protobuf:"bytes,8,rep,name=conflicts,proto3" json:"conflicts,omitempty"`
 	ConflictsNext string            `protobuf:"bytes,9,opt,name=conflicts_next,json=conflictsNext,proto3" json:"conflicts_next,omitempty"`
+	// truncate_before: the stream's $deleted, $tombstone and $metadata
+	// events hide the versions below it (metadata max_count and max_age may
+	// hide more at read time); 0 when none.
+	TruncateBefore uint64 `protobuf:"varint,10,opt,name=truncate_before,json=truncateBefore,proto3" json:"truncate_before,omitempty"`
+	// tombstone is the version of the stream's $tombstone event: the stream
+	// was deleted for good and refuses appends in every region.
+	Tombstone uint64 `protobuf:"varint,11,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	// metadata is the stream's last $metadata.
+	Metadata      *StreamMetadata `protobuf:"bytes,12,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -510,6 +519,27 @@ func (x *ReadResponse) GetConflictsNext() string {
 		return x.ConflictsNext
 	}
 	return ""
+}
+
+func (x *ReadResponse) GetTruncateBefore() uint64 {
+	if x != nil {
+		return x.TruncateBefore
+	}
+	return 0
+}
+
+func (x *ReadResponse) GetTombstone() uint64 {
+	if x != nil {
+		return x.Tombstone
+	}
+	return 0
+}
+
+func (x *ReadResponse) GetMetadata() *StreamMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
 }
 
 type SubscribeRequest struct {
@@ -1972,7 +2002,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\x05state\x18\x01 \x01(\bR\x05state\x12\x1c\n" +
 	"\tconflicts\x18\x02 \x01(\bR\tconflicts\x12#\n" +
 	"\rconflicts_max\x18\x03 \x01(\rR\fconflictsMax\x12'\n" +
-	"\x0fconflicts_after\x18\x04 \x01(\tR\x0econflictsAfter\"\x9a\x03\n" +
+	"\x0fconflicts_after\x18\x04 \x01(\tR\x0econflictsAfter\"\x9a\x04\n" +
 	"\fReadResponse\x12*\n" +
 	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x12!\n" +
 	"\fhead_version\x18\x02 \x01(\x04R\vheadVersion\x12#\n" +
@@ -1982,7 +2012,11 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\x05state\x18\x06 \x01(\tR\x05state\x12=\n" +
 	"\x06vector\x18\a \x03(\v2%.meridian.v1.ReadResponse.VectorEntryR\x06vector\x123\n" +
 	"\tconflicts\x18\b \x03(\v2\x15.meridian.v1.ConflictR\tconflicts\x12%\n" +
-	"\x0econflicts_next\x18\t \x01(\tR\rconflictsNext\x1a9\n" +
+	"\x0econflicts_next\x18\t \x01(\tR\rconflictsNext\x12'\n" +
+	"\x0ftruncate_before\x18\n" +
+	" \x01(\x04R\x0etruncateBefore\x12\x1c\n" +
+	"\ttombstone\x18\v \x01(\x04R\ttombstone\x127\n" +
+	"\bmetadata\x18\f \x01(\v2\x1b.meridian.v1.StreamMetadataR\bmetadata\x1a9\n" +
 	"\vVectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x88\x02\n" +
@@ -2173,7 +2207,8 @@ var file_meridian_v1_eventstore_proto_goTypes = []any{
 	(Consistency)(0),              // 34: meridian.v1.Consistency
 	(*durationpb.Duration)(nil),   // 35: google.protobuf.Duration
 	(*Event)(nil),                 // 36: meridian.v1.Event
-	(MergeOp)(0),                  // 37: meridian.v1.MergeOp
+	(*StreamMetadata)(nil),        // 37: meridian.v1.StreamMetadata
+	(MergeOp)(0),                  // 38: meridian.v1.MergeOp
 }
 var file_meridian_v1_eventstore_proto_depIdxs = []int32{
 	27, // 0: meridian.v1.AppendRequest.expected:type_name -> meridian.v1.ExpectedVersion
@@ -2189,53 +2224,54 @@ var file_meridian_v1_eventstore_proto_depIdxs = []int32{
 	36, // 10: meridian.v1.ReadResponse.events:type_name -> meridian.v1.Event
 	21, // 11: meridian.v1.ReadResponse.vector:type_name -> meridian.v1.ReadResponse.VectorEntry
 	19, // 12: meridian.v1.ReadResponse.conflicts:type_name -> meridian.v1.Conflict
-	35, // 13: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
-	6,  // 14: meridian.v1.SubscribeRequest.filter:type_name -> meridian.v1.EventFilter
-	8,  // 15: meridian.v1.ReadLogRequest.after_vector:type_name -> meridian.v1.VectorStart
-	33, // 16: meridian.v1.ReadLogRequest.direction:type_name -> meridian.v1.Direction
-	6,  // 17: meridian.v1.ReadLogRequest.filter:type_name -> meridian.v1.EventFilter
-	22, // 18: meridian.v1.VectorStart.vector:type_name -> meridian.v1.VectorStart.VectorEntry
-	36, // 19: meridian.v1.ReadLogResponse.events:type_name -> meridian.v1.Event
-	23, // 20: meridian.v1.ReadLogResponse.next_vector:type_name -> meridian.v1.ReadLogResponse.NextVectorEntry
-	36, // 21: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
-	11, // 22: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
-	24, // 23: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
-	14, // 24: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
-	35, // 25: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
-	25, // 26: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
-	35, // 27: meridian.v1.StatusResponse.raft_last_contact:type_name -> google.protobuf.Duration
-	35, // 28: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
-	35, // 29: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
-	34, // 30: meridian.v1.ReadStateRequest.consistency:type_name -> meridian.v1.Consistency
-	35, // 31: meridian.v1.ReadStateRequest.max_staleness:type_name -> google.protobuf.Duration
-	26, // 32: meridian.v1.ReadStateResponse.vector:type_name -> meridian.v1.ReadStateResponse.VectorEntry
-	34, // 33: meridian.v1.ReadConflictsRequest.consistency:type_name -> meridian.v1.Consistency
-	35, // 34: meridian.v1.ReadConflictsRequest.max_staleness:type_name -> google.protobuf.Duration
-	31, // 35: meridian.v1.ConflictWrite.origin:type_name -> meridian.v1.Dot
-	32, // 36: meridian.v1.ConflictWrite.hlc:type_name -> meridian.v1.Hlc
-	37, // 37: meridian.v1.Conflict.op:type_name -> meridian.v1.MergeOp
-	18, // 38: meridian.v1.Conflict.winner:type_name -> meridian.v1.ConflictWrite
-	18, // 39: meridian.v1.Conflict.loser:type_name -> meridian.v1.ConflictWrite
-	19, // 40: meridian.v1.ReadConflictsResponse.conflicts:type_name -> meridian.v1.Conflict
-	0,  // 41: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
-	2,  // 42: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
-	5,  // 43: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
-	7,  // 44: meridian.v1.EventStore.ReadLog:input_type -> meridian.v1.ReadLogRequest
-	15, // 45: meridian.v1.EventStore.ReadState:input_type -> meridian.v1.ReadStateRequest
-	17, // 46: meridian.v1.EventStore.ReadConflicts:input_type -> meridian.v1.ReadConflictsRequest
-	12, // 47: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
-	1,  // 48: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
-	4,  // 49: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
-	10, // 50: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
-	9,  // 51: meridian.v1.EventStore.ReadLog:output_type -> meridian.v1.ReadLogResponse
-	16, // 52: meridian.v1.EventStore.ReadState:output_type -> meridian.v1.ReadStateResponse
-	20, // 53: meridian.v1.EventStore.ReadConflicts:output_type -> meridian.v1.ReadConflictsResponse
-	13, // 54: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
-	48, // [48:55] is the sub-list for method output_type
-	41, // [41:48] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	37, // 13: meridian.v1.ReadResponse.metadata:type_name -> meridian.v1.StreamMetadata
+	35, // 14: meridian.v1.SubscribeRequest.checkpoint_interval:type_name -> google.protobuf.Duration
+	6,  // 15: meridian.v1.SubscribeRequest.filter:type_name -> meridian.v1.EventFilter
+	8,  // 16: meridian.v1.ReadLogRequest.after_vector:type_name -> meridian.v1.VectorStart
+	33, // 17: meridian.v1.ReadLogRequest.direction:type_name -> meridian.v1.Direction
+	6,  // 18: meridian.v1.ReadLogRequest.filter:type_name -> meridian.v1.EventFilter
+	22, // 19: meridian.v1.VectorStart.vector:type_name -> meridian.v1.VectorStart.VectorEntry
+	36, // 20: meridian.v1.ReadLogResponse.events:type_name -> meridian.v1.Event
+	23, // 21: meridian.v1.ReadLogResponse.next_vector:type_name -> meridian.v1.ReadLogResponse.NextVectorEntry
+	36, // 22: meridian.v1.SubscribeResponse.event:type_name -> meridian.v1.Event
+	11, // 23: meridian.v1.SubscribeResponse.checkpoint:type_name -> meridian.v1.Checkpoint
+	24, // 24: meridian.v1.StatusResponse.applied:type_name -> meridian.v1.StatusResponse.AppliedEntry
+	14, // 25: meridian.v1.StatusResponse.replication:type_name -> meridian.v1.OriginLag
+	35, // 26: meridian.v1.StatusResponse.lease_remaining:type_name -> google.protobuf.Duration
+	25, // 27: meridian.v1.StatusResponse.replication_stalls:type_name -> meridian.v1.StatusResponse.ReplicationStallsEntry
+	35, // 28: meridian.v1.StatusResponse.raft_last_contact:type_name -> google.protobuf.Duration
+	35, // 29: meridian.v1.OriginLag.lag:type_name -> google.protobuf.Duration
+	35, // 30: meridian.v1.OriginLag.staleness:type_name -> google.protobuf.Duration
+	34, // 31: meridian.v1.ReadStateRequest.consistency:type_name -> meridian.v1.Consistency
+	35, // 32: meridian.v1.ReadStateRequest.max_staleness:type_name -> google.protobuf.Duration
+	26, // 33: meridian.v1.ReadStateResponse.vector:type_name -> meridian.v1.ReadStateResponse.VectorEntry
+	34, // 34: meridian.v1.ReadConflictsRequest.consistency:type_name -> meridian.v1.Consistency
+	35, // 35: meridian.v1.ReadConflictsRequest.max_staleness:type_name -> google.protobuf.Duration
+	31, // 36: meridian.v1.ConflictWrite.origin:type_name -> meridian.v1.Dot
+	32, // 37: meridian.v1.ConflictWrite.hlc:type_name -> meridian.v1.Hlc
+	38, // 38: meridian.v1.Conflict.op:type_name -> meridian.v1.MergeOp
+	18, // 39: meridian.v1.Conflict.winner:type_name -> meridian.v1.ConflictWrite
+	18, // 40: meridian.v1.Conflict.loser:type_name -> meridian.v1.ConflictWrite
+	19, // 41: meridian.v1.ReadConflictsResponse.conflicts:type_name -> meridian.v1.Conflict
+	0,  // 42: meridian.v1.EventStore.Append:input_type -> meridian.v1.AppendRequest
+	2,  // 43: meridian.v1.EventStore.Read:input_type -> meridian.v1.ReadRequest
+	5,  // 44: meridian.v1.EventStore.Subscribe:input_type -> meridian.v1.SubscribeRequest
+	7,  // 45: meridian.v1.EventStore.ReadLog:input_type -> meridian.v1.ReadLogRequest
+	15, // 46: meridian.v1.EventStore.ReadState:input_type -> meridian.v1.ReadStateRequest
+	17, // 47: meridian.v1.EventStore.ReadConflicts:input_type -> meridian.v1.ReadConflictsRequest
+	12, // 48: meridian.v1.EventStore.Status:input_type -> meridian.v1.StatusRequest
+	1,  // 49: meridian.v1.EventStore.Append:output_type -> meridian.v1.AppendResponse
+	4,  // 50: meridian.v1.EventStore.Read:output_type -> meridian.v1.ReadResponse
+	10, // 51: meridian.v1.EventStore.Subscribe:output_type -> meridian.v1.SubscribeResponse
+	9,  // 52: meridian.v1.EventStore.ReadLog:output_type -> meridian.v1.ReadLogResponse
+	16, // 53: meridian.v1.EventStore.ReadState:output_type -> meridian.v1.ReadStateResponse
+	20, // 54: meridian.v1.EventStore.ReadConflicts:output_type -> meridian.v1.ReadConflictsResponse
+	13, // 55: meridian.v1.EventStore.Status:output_type -> meridian.v1.StatusResponse
+	49, // [49:56] is the sub-list for method output_type
+	42, // [42:49] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_eventstore_proto_init() }

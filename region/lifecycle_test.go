@@ -1,0 +1,245 @@
+package region
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
+)
+
+func lifecycleOp(entity string, n int, typ, data string) *meridianv1.AppendOp {
+	return &meridianv1.AppendOp{Entity: entity, Events: []*meridianv1.ProposedEvent{pev(n, typ, data)}}
+}
+
+func versionsOf(evs []*meridianv1.Event) []uint64 {
+	out := []uint64{}
+	for _, e := range evs {
+		out = append(out, e.GetVersion())
+	}
+	return out
+}
+
+// TestApplyStreamLifecycle is the state machine's table of lifecycle
+// events: each metadata field and delete mode, what reads return after it
+// (forward and backward) and what appends do.
+func TestApplyStreamLifecycle(t *testing.T) {
+	type step struct {
+		typ, data string
+		err       error
+	}
+	plain := step{typ: "Placed", data: "x"}
+	for _, tc := range []struct {
+		name              string
+		steps             []step
+		forward, backward []uint64
+		truncate, tomb    uint64
+		custom            map[string]string
+	}{
+		{"no lifecycle", []step{plain, plain, plain}, []uint64{1, 2, 3}, []uint64{3, 2, 1}, 0, 0, nil},
+		{"max_count", []step{plain, plain, plain, {typ: TypeStreamMetadata, data: `{"maxCount": 2}`}, plain},
+			[]uint64{4, 5}, []uint64{5, 4}, 0, 0, nil},
+		{"truncate_before", []step{plain, plain, plain, {typ: TypeStreamMetadata, data: `{"truncateBefore": 3, "custom": {"owner": "billing"}}`}},
+			[]uint64{3, 4}, []uint64{4, 3}, 3, 0, map[string]string{"owner": "billing"}},
+		{"truncate_before never moves back", []step{plain, {typ: TypeStreamMetadata, data: `{"truncateBefore": 3}`}, plain, {typ: TypeStreamMetadata, data: `{"truncateBefore": 1}`}},
+			[]uint64{3, 4}, []uint64{4, 3}, 3, 0, nil},
+		{"soft delete, then appends go on", []step{plain, plain, {typ: TypeStreamDeleted}, plain, plain},
+			[]uint64{4, 5}, []uint64{5, 4}, 4, 0, nil},
+		{"soft delete of the whole stream", []step{plain, plain, {typ: TypeStreamDeleted}},
+			[]uint64{}, []uint64{}, 4, 0, nil},
+		{"hard delete refuses appends", []step{plain, plain, {typ: TypeStreamTombstone}, {typ: "Placed", data: "y", err: ErrStreamDeleted}},
+			[]uint64{}, []uint64{}, 4, 3, nil},
+		{"a $metadata that does not parse is a plain event at apply", []step{plain, {typ: TypeStreamMetadata, data: "not json"}},
+			[]uint64{1, 2}, []uint64{2, 1}, 0, 0, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTestFSM(t)
+			d := newFSMDriver(t, f)
+			for i, s := range tc.steps {
+				r := d.one(lifecycleOp("orders/1", i+1, s.typ, s.data))
+				if s.err != nil {
+					require.ErrorIs(t, r.Err, s.err, "step %d", i)
+				} else {
+					require.NoError(t, r.Err, "step %d", i)
+				}
+			}
+			fwd, head, err := f.ReadStreamWithHead("orders/1", 0, 100, false)
+			require.NoError(t, err)
+			assert.Equal(t, tc.forward, versionsOf(fwd), "forward")
+			bwd, _, err := f.ReadStreamWithHead("orders/1", 0, 100, true)
+			require.NoError(t, err)
+			assert.Equal(t, tc.backward, versionsOf(bwd), "backward")
+			assert.Equal(t, tc.truncate, head.GetTruncateBefore())
+			assert.Equal(t, tc.tomb, head.GetTombstone())
+			assert.Equal(t, tc.custom, head.GetMetadata().GetCustom())
+			// Reads from a hidden version start at the first visible one.
+			if len(tc.forward) > 0 {
+				from1, _, err := f.ReadStreamWithHead("orders/1", 1, 1, false)
+				require.NoError(t, err)
+				assert.Equal(t, tc.forward[:1], versionsOf(from1))
+			}
+		})
+	}
+
+	t.Run("a retry of an append made before the tombstone gets its result", func(t *testing.T) {
+		f := newTestFSM(t)
+		d := newFSMDriver(t, f)
+		first := d.mustAppend(lifecycleOp("orders/2", 1, "Placed", "x"))
+		d.mustAppend(lifecycleOp("orders/2", 2, TypeStreamTombstone, ""))
+		retry := d.one(lifecycleOp("orders/2", 1, "Placed", "x"))
+		require.NoError(t, retry.Err)
+		assert.Equal(t, first.GetFirstVersion(), retry.Resp.GetFirstVersion())
+	})
+
+	t.Run("max_age hides events stamped before it", func(t *testing.T) {
+		f := newTestFSM(t)
+		d := newFSMDriver(t, f)
+		old := time.Now().Add(-time.Hour).UnixNano()
+		for i := range 3 {
+			_ = d.batchAt(old+int64(i), lifecycleOp("orders/3", i+1, "Placed", "x"))
+		}
+		d.batchAt(time.Now().UnixNano(), lifecycleOp("orders/3", 4, "Placed", "x"))
+		d.batchAt(time.Now().UnixNano(), lifecycleOp("orders/3", 5, TypeStreamMetadata, `{"maxAgeMs": 60000}`))
+		evs, _, err := f.ReadStreamWithHead("orders/3", 0, 100, false)
+		require.NoError(t, err)
+		assert.Equal(t, []uint64{4, 5}, versionsOf(evs))
+	})
+
+	t.Run("an append refuses lifecycle events it cannot take", func(t *testing.T) {
+		for _, op := range []*meridianv1.AppendOp{
+			lifecycleOp("orders/4", 1, TypeStreamMetadata, `{"maxCount": "many"}`),
+			lifecycleOp("orders/4", 1, TypeStreamDeleted, "data"),
+			{Entity: "orders/4", Events: []*meridianv1.ProposedEvent{pev(1, TypeStreamTombstone, ""), pev(2, "Placed", "x")}},
+			{Entity: "cart/1", ActiveActive: true, Events: []*meridianv1.ProposedEvent{pev(3, TypeStreamDeleted, "")}},
+		} {
+			err := ValidateAppend(op, DefaultLimits())
+			assert.ErrorIs(t, err, ErrInvalidArgument, "%v", op)
+			assert.ErrorContains(t, err, "events[")
+		}
+	})
+}
+
+// TestLifecycleIsTheSameInEveryRegion: two home regions write streams
+// with random appends, truncations, soft and hard deletes; a third region
+// and each other apply the shipped events in random causal orders (each
+// origin's events in sequence, origins interleaved at random). Every
+// region then returns the same events and heads for every stream; a
+// failover rollback of a tail that held a lifecycle event is in
+// TestRollbackRecomputesTheLifecycle.
+func TestLifecycleIsTheSameInEveryRegion(t *testing.T) {
+	for seed := range uint64(12) {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 17))
+			open := func(region string) (*FSM, *fsmDriver) {
+				f, err := OpenFSM(StoreConfig{Dir: t.TempDir(), Region: region, Logger: fsmTestLogger()})
+				require.NoError(t, err)
+				t.Cleanup(func() { _ = f.Close() })
+				return f, newFSMDriver(t, f)
+			}
+			homes := map[string]*fsmDriver{}
+			fsms := map[string]*FSM{}
+			for _, r := range []string{"us", "ap", "eu"} {
+				fsms[r], homes[r] = open(r)
+			}
+			entities := map[string][]string{"us": {"us/1", "us/2"}, "ap": {"ap/1", "ap/2"}}
+			n := 0
+			for range 60 {
+				origin := []string{"us", "ap"}[rng.IntN(2)]
+				entity := entities[origin][rng.IntN(2)]
+				n++
+				var typ, data string
+				switch k := rng.IntN(10); {
+				case k == 0:
+					typ = TypeStreamDeleted
+				case k == 1:
+					typ = TypeStreamTombstone
+				case k == 2:
+					typ, data = TypeStreamMetadata, fmt.Sprintf(`{"maxCount": %d}`, rng.IntN(4))
+				case k == 3:
+					typ, data = TypeStreamMetadata, fmt.Sprintf(`{"truncateBefore": %d}`, rng.IntN(8))
+				default:
+					typ, data = "Placed", fmt.Sprint(n)
+				}
+				r := homes[origin].one(lifecycleOp(entity, n, typ, data))
+				if r.Err != nil {
+					require.ErrorIs(t, r.Err, ErrStreamDeleted)
+				}
+			}
+			// Ship each origin's log to the two other regions, interleaved at random.
+			originLog := func(origin string) []*meridianv1.Event {
+				evs, err := fsms[origin].ReadOrigin(origin, 1, 1000)
+				require.NoError(t, err)
+				return evs
+			}
+			logs := map[string][]*meridianv1.Event{"us": originLog("us"), "ap": originLog("ap")}
+			for _, dst := range []string{"us", "ap", "eu"} {
+				next := map[string]int{}
+				for next["us"] < len(logs["us"]) || next["ap"] < len(logs["ap"]) {
+					o := []string{"us", "ap"}[rng.IntN(2)]
+					if o == dst || next[o] >= len(logs[o]) {
+						o = map[string]string{"us": "ap", "ap": "us"}[o]
+					}
+					if o == dst || next[o] >= len(logs[o]) {
+						break
+					}
+					k := min(1+rng.IntN(3), len(logs[o])-next[o])
+					res := homes[dst].replicate(logs[o][next[o] : next[o]+k]...)
+					require.Empty(t, res.Stopped, "replicate to %s", dst)
+					next[o] += k
+				}
+			}
+			for _, list := range entities {
+				for _, e := range list {
+					want, wantHead, err := fsms["eu"].ReadStreamWithHead(e, 0, 1000, false)
+					require.NoError(t, err)
+					for _, r := range []string{"us", "ap"} {
+						got, head, err := fsms[r].ReadStreamWithHead(e, 0, 1000, false)
+						require.NoError(t, err)
+						assert.Equal(t, versionsOf(want), versionsOf(got), "%s in %s", e, r)
+						assert.Equal(t, wantHead.GetTruncateBefore(), head.GetTruncateBefore(), "%s in %s", e, r)
+						assert.Equal(t, wantHead.GetTombstone(), head.GetTombstone(), "%s in %s", e, r)
+						assert.Equal(t, wantHead.GetMetadata().GetMaxCount(), head.GetMetadata().GetMaxCount(), "%s in %s", e, r)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestRollbackRecomputesTheLifecycle: the lost home "lost" ordered x
+// v1..v4 under epoch 5, v3 a $deleted; the failover's heir had v1..v2 and
+// ordered its own v3, v4 under epoch 9. In every delivery order the lost
+// v3 (and its soft delete) is superseded: every region ends with nothing
+// hidden, as the heir has it.
+func TestRollbackRecomputesTheLifecycle(t *testing.T) {
+	l1 := forkEvent("lost", 1, 1, 5, nil, nil)
+	l2 := forkEvent("lost", 2, 2, 5, dotOf(l1), nil)
+	l2.Type, l2.Data = TypeStreamMetadata, []byte(`{"custom": {"k": "v"}}`)
+	l3 := forkEvent("lost", 3, 3, 5, dotOf(l2), nil)
+	l3.Type, l3.Data = TypeStreamDeleted, nil
+	l4 := forkEvent("lost", 4, 4, 5, dotOf(l3), nil)
+	h1 := forkEvent("heir", 1, 3, 9, dotOf(l2), nil)
+	h2 := forkEvent("heir", 2, 4, 9, dotOf(h1), nil)
+	for name, entries := range map[string][][]*meridianv1.Event{
+		"lost tail first": {{l1, l2, l3, l4}, {h1, h2}},
+		"heir first":      {{l1, l2}, {h1, h2}, {l3, l4}},
+		"interleaved":     {{l1, l2, l3}, {h1}, {l4}, {h2}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newTestFSM(t)
+			d := newFSMDriver(t, f)
+			for _, e := range entries {
+				d.replicate(e...)
+			}
+			evs, head, err := f.ReadStreamWithHead("x", 0, 100, false)
+			require.NoError(t, err)
+			assert.Equal(t, []uint64{1, 2, 3, 4}, versionsOf(evs))
+			assert.Zero(t, head.GetTruncateBefore(), "the superseded $deleted no longer hides anything")
+			assert.Equal(t, map[string]string{"k": "v"}, head.GetMetadata().GetCustom(), "v2's metadata stays")
+		})
+	}
+}
