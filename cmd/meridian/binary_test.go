@@ -389,6 +389,33 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 	}
 	assert.Contains(t, out, "(duplicate: this id was appended before with the same content; original result)")
 
+	// A stream's lifecycle, set through regions other than its home:
+	// metadata, a soft delete (appends go on), a hard delete (refused).
+	code, out, errOut = runBin(t, bin, "stream", "meta", "eu/life-1", "--max-count", "1", "--custom", "owner=billing", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "appended $metadata to eu/life-1 at version 1 (eu-west)\n")
+	code, out, errOut = runBin(t, bin, "stream", "meta", "eu/life-1", "--endpoint", eu)
+	require.Equal(t, 0, code, errOut)
+	t.Logf("stream meta:\n%s", out)
+	assert.Contains(t, out, "  max count        1\n")
+	assert.Contains(t, out, "  custom owner = billing\n")
+	code, out, errOut = runBin(t, bin, "stream", "delete", "eu/life-1", "--endpoint", ap)
+	require.Equal(t, 0, code, errOut)
+	assert.Contains(t, out, "appended $deleted to eu/life-1 at version 2 (eu-west)\n")
+	code, _, errOut = runBin(t, bin, "append", "eu/life-1", "--type", "Placed", "--data", "{}", "--endpoint", ap)
+	require.Equal(t, 0, code, errOut)
+	code, out, errOut = runBin(t, bin, "read", "eu/life-1", "--consistency", "strong", "--endpoint", eu)
+	require.Equal(t, 0, code, errOut)
+	t.Logf("read after a soft delete:\n%s", out)
+	assert.Regexp(t, `(?m)^eu/life-1 v3  Placed`, out)
+	assert.Contains(t, out, "(1 events, head version 3, versions below 3 deleted or truncated, served by eu-west/")
+	code, _, errOut = runBin(t, bin, "stream", "delete", "eu/life-1", "--hard", "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	code, _, errOut = runBin(t, bin, "append", "eu/life-1", "--type", "Placed", "--data", "{}", "--endpoint", ap)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, errOut, "error: failed_precondition:")
+	assert.Contains(t, errOut, "deleted by its $tombstone at version 4")
+
 	// meridian bench through us-east on entities homed in ap-south: what it
 	// counts as appended is what the home stored (an append cut off by the
 	// end of the run may be stored uncounted: at most one per client).

@@ -155,7 +155,7 @@ func newReadCmd(r *rootCmd) *cobra.Command {
 				if resp.GetNode() != "" {
 					served = fmt.Sprintf(", served by %s/%s", resp.GetRegion(), resp.GetNode())
 				}
-				fmt.Fprintf(r.stdout, "(%d events, head version %d%s)\n", len(resp.GetEvents()), resp.GetHeadVersion(), served)
+				fmt.Fprintf(r.stdout, "(%d events, head version %d%s%s)\n", len(resp.GetEvents()), resp.GetHeadVersion(), lifecycleNote(resp), served)
 				printToken(r.stdout, resp.GetSessionToken())
 				return nil
 			})

@@ -77,7 +77,7 @@ Start a local deployment of 3 regions with 'meridian dev', then try:
 	pf.StringVar(&r.tlsKey, "tls-client-key", os.Getenv(envTLSKey), "PEM key of --tls-client-cert (env "+envTLSKey+")")
 	r.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newLogCmd(r), newGroupCmd(r), newConsumeCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newMembersCmd(r), newLeaveCmd(r), newBenchCmd(r), newTLSCmd(r), newTokenCmd(r))
+	r.AddCommand(newAppendCmd(r), newReadCmd(r), newStateCmd(r), newConflictsCmd(r), newTailCmd(r), newLogCmd(r), newGroupCmd(r), newConsumeCmd(r), newStreamCmd(r), newStatusCmd(r), newPlacementCmd(r), newRegionsCmd(r), newMembersCmd(r), newLeaveCmd(r), newBenchCmd(r), newTLSCmd(r), newTokenCmd(r))
 	r.AddCommand(serverCommands(r)...)
 	return r
 }
