@@ -238,6 +238,9 @@ var commandHandlers = map[meridianv1.CommandType]func(a applier, w *txnWriter, s
 	meridianv1.CommandType_COMMAND_TYPE_GROUP: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
 		return a.applyGroup(w, st, m.(*meridianv1.GroupCommand))
 	},
+	meridianv1.CommandType_COMMAND_TYPE_RECLAIM: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
+		return a.applyReclaim(w, st, m.(*meridianv1.Reclaim))
+	},
 	meridianv1.CommandType_COMMAND_TYPE_CLOCK_TICK: func(a applier, _ *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
 		st.LastHlc = maxHLC(hlcOf(st.GetLastHlc()), hlcOf(m.(*meridianv1.ClockTick).GetHlc())).proto()
 		return nil

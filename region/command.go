@@ -19,6 +19,7 @@ var commandPayloads = map[meridianv1.CommandType]func() proto.Message{
 	meridianv1.CommandType_COMMAND_TYPE_ORIGIN_FENCE:    func() proto.Message { return &meridianv1.OriginFence{} },
 	meridianv1.CommandType_COMMAND_TYPE_CLOCK_TICK:      func() proto.Message { return &meridianv1.ClockTick{} },
 	meridianv1.CommandType_COMMAND_TYPE_GROUP:           func() proto.Message { return &meridianv1.GroupCommand{} },
+	meridianv1.CommandType_COMMAND_TYPE_RECLAIM:         func() proto.Message { return &meridianv1.Reclaim{} },
 }
 
 var marshalDeterministic = proto.MarshalOptions{Deterministic: true}

@@ -157,6 +157,9 @@ type Config struct {
 	// SubscribePageMax bounds events read per page by Subscribe; a subscriber
 	// that cannot keep up holds at most one page in memory. 256.
 	SubscribePageMax int
+	// ReclaimInterval is how often the region leader reclaims the space
+	// of events their streams' lifecycle hides (reclaim.go). 10s.
+	ReclaimInterval time.Duration
 }
 
 // DefaultConfig returns a Config with every tunable set; the caller fills in
@@ -191,6 +194,7 @@ func DefaultConfig() Config {
 		ClockTickInterval:   time.Second,
 		CheckpointInterval:  time.Second,
 		SubscribePageMax:    256,
+		ReclaimInterval:     10 * time.Second,
 	}
 }
 
@@ -237,6 +241,7 @@ func (c Config) Validate() error {
 		{"ReadWaitMax", c.ReadWaitMax}, {"MoveWaitMax", c.MoveWaitMax},
 		{"LeaseDuration", c.LeaseDuration}, {"LeaseRenewInterval", c.LeaseRenewInterval}, {"LeaseWaitMax", c.LeaseWaitMax},
 		{"CheckpointInterval", c.CheckpointInterval}, {"ClockTickInterval", c.ClockTickInterval},
+		{"ReclaimInterval", c.ReclaimInterval},
 	}
 	for _, d := range durations {
 		if d.d <= 0 {

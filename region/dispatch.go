@@ -297,8 +297,8 @@ func (d *dispatcher) fillLocked() error {
 		}
 		for _, ev := range page.Events {
 			dot := causal.Dot{Region: ev.GetOrigin().GetRegion(), Seq: ev.GetOrigin().GetSeq()}
-			if d.finished[dot] || d.byDot[dot] != nil {
-				continue
+			if d.finished[dot] || d.byDot[dot] != nil || ev.GetReclaimed() {
+				continue // a stub's event was deleted: the checkpoint passes it
 			}
 			pe := &pendingEvent{ev: ev, dot: dot}
 			d.pending = append(d.pending, pe)

@@ -22,9 +22,9 @@ import (
 // that supersedes one recomputes the head from those that remain.
 //
 // Reads hide what the lifecycle says (below truncate_before, beyond
-// max_count, older than max_age); the hidden events stay stored, in the
-// region log and in the origin logs other regions pull from, until space
-// reclaim (not built yet) removes them.
+// max_count, older than max_age); space reclaim (reclaim.go) then drops
+// the hidden events' data, leaving stubs in their places in the region
+// log and the origin logs other regions pull from.
 
 // Reserved event types of the stream lifecycle.
 const (

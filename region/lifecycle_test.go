@@ -2,6 +2,8 @@ package region
 
 import (
 	"fmt"
+
+	"connectrpc.com/connect"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -242,4 +244,100 @@ func TestRollbackRecomputesTheLifecycle(t *testing.T) {
 			assert.Equal(t, map[string]string{"k": "v"}, head.GetMetadata().GetCustom(), "v2's metadata stays")
 		})
 	}
+}
+
+// TestReclaimTurnsHiddenEventsIntoStubs: after a soft delete, Reclaim
+// drops the data of the hidden events (not of the $deleted itself), never
+// beyond what the lifecycle hides; the stubs keep their places in the
+// origin log, ship to another region and apply there in order, and reads
+// in both regions return the same events.
+func TestReclaimTurnsHiddenEventsIntoStubs(t *testing.T) {
+	f := newTestFSM(t)
+	d := newFSMDriver(t, f)
+	payload := string(make([]byte, 1024))
+	for i := range 5 {
+		d.mustAppend(lifecycleOp("orders/r", i+1, "Placed", payload))
+	}
+	d.mustAppend(lifecycleOp("orders/r", 6, TypeStreamDeleted, ""))
+	d.mustAppend(lifecycleOp("orders/r", 7, "Placed", "kept"))
+
+	cands, err := f.ReclaimCandidates(time.Now(), 10)
+	require.NoError(t, err)
+	require.Len(t, cands, 1)
+	assert.Equal(t, uint64(7), cands[0].GetBelow())
+
+	reclaim := func(below uint64) *ReclaimResult {
+		data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_RECLAIM, &meridianv1.Reclaim{Entity: "orders/r", Below: below, UnixNanos: time.Now().UnixNano()})
+		require.NoError(t, err)
+		d.index++
+		r, ok := f.Apply(d.entry0(data)).(*ReclaimResult)
+		require.True(t, ok)
+		require.NoError(t, r.Err)
+		return r
+	}
+	r := reclaim(100) // clamped to what the lifecycle hides
+	assert.Equal(t, 5, r.Events)
+	assert.Equal(t, uint64(5*1024), r.Bytes)
+	assert.Equal(t, uint64(7), r.Below)
+	assert.Equal(t, 0, reclaim(100).Events, "nothing left to reclaim")
+	st := f.ApplyState()
+	assert.Equal(t, uint64(5), st.GetReclaimedEvents())
+	assert.Equal(t, uint64(5*1024), st.GetReclaimedBytes())
+	cands, err = f.ReclaimCandidates(time.Now(), 10)
+	require.NoError(t, err)
+	assert.Empty(t, cands)
+
+	evs, _, err := f.ReadStreamWithHead("orders/r", 0, 100, false)
+	require.NoError(t, err)
+	assert.Equal(t, []uint64{7}, versionsOf(evs))
+	origin, err := f.ReadOrigin(testRegion, 1, 100)
+	require.NoError(t, err)
+	require.Len(t, origin, 7, "stubs keep their places in the origin log")
+	for i, ev := range origin {
+		stub := i < 5
+		assert.Equal(t, stub, ev.GetReclaimed(), "v%d", ev.GetVersion())
+		if ev.GetType() == "Placed" {
+			assert.Equal(t, stub, len(ev.GetData()) == 0, "v%d", ev.GetVersion())
+		}
+	}
+
+	other, err := OpenFSM(StoreConfig{Dir: t.TempDir(), Region: "us-east", Logger: fsmTestLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = other.Close() })
+	res := newFSMDriver(t, other).replicate(origin...)
+	require.Empty(t, res.Stopped)
+	assert.Equal(t, 7, res.Applied)
+	evs2, head2, err := other.ReadStreamWithHead("orders/r", 0, 100, false)
+	require.NoError(t, err)
+	assert.Equal(t, versionsOf(evs), versionsOf(evs2))
+	assert.Equal(t, uint64(7), head2.GetTruncateBefore())
+}
+
+// TestLeaderReclaimsDeletedStreams: the region leader reclaims a
+// soft-deleted stream's events on its own, every replica applies it, and
+// Status reports the events and bytes.
+func TestLeaderReclaimsDeletedStreams(t *testing.T) {
+	r := newTestRegion(t, 3, func(c *Config) { c.ReclaimInterval = 50 * time.Millisecond })
+	leader := r.waitLeader()
+	ctx := testContext(t, 30*time.Second)
+	es := r.client(leader)
+	for i := range 4 {
+		_, err := es.Append(ctx, connect.NewRequest(appendRequest("orders/gone", pev(i+1, "Placed", "0123456789"))))
+		require.NoError(t, err)
+	}
+	_, err := es.Append(ctx, connect.NewRequest(appendRequest("orders/gone", pev(5, TypeStreamDeleted, ""))))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		for _, i := range r.running() {
+			st := r.node(i).Status()
+			if st.GetReclaimedEvents() != 4 || st.GetReclaimedBytes() != 4*10 {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 20*time.Millisecond, "every replica reclaimed the 4 hidden events")
+	resp, err := es.Read(ctx, connect.NewRequest(&meridianv1.ReadRequest{Entity: "orders/gone"}))
+	require.NoError(t, err)
+	assert.Empty(t, resp.Msg.GetEvents())
+	assert.Equal(t, uint64(6), resp.Msg.GetTruncateBefore())
 }

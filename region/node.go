@@ -130,8 +130,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.batcher = newBatcher(cfg, n.raft, n.hlc, logger.With("component", "batcher"))
 	n.fwd = newForwarder(cfg.NodeID, cfg.Network, cfg.ForwardDialTimeout, cfg.ForwardTimeout, cfg.ClientOptions)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.runLeadership()
+	go n.runReclaim()
 	if cfg.Ownership != nil {
 		// Active-active events are stable once every region of the
 		// deployment has stamped past them.
@@ -776,6 +777,8 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 		RaftState:         n.raft.State().String(),
 		Replication:       n.replicationLag(),
 		Superseded:        st.GetSuperseded(),
+		ReclaimedEvents:   st.GetReclaimedEvents(),
+		ReclaimedBytes:    st.GetReclaimedBytes(),
 		ReplicationStalls: n.replicationStalls(),
 	}
 	resp.RaftLastIndex, resp.RaftTerm, resp.RaftLastContact = n.raftProgress()

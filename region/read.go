@@ -2,6 +2,7 @@ package region
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -150,7 +151,10 @@ func (f *FSM) ReadStreamWithHead(entity string, from uint64, maxCount int, backw
 		return nil, nil, fmt.Errorf("%w: stream %q head %d but %d of %d events found from version %d",
 			ErrCorruptState, entity, last, len(events), want, start)
 	}
-	return events, head, nil
+	// Stubs (reclaim.go) lie below the lifecycle's floor; one above it is
+	// left by a failover that superseded the event hiding it, and is not
+	// the event any more: never returned.
+	return slices.DeleteFunc(events, (*meridianv1.Event).GetReclaimed), head, nil
 }
 
 // readSingleRange reads want consecutive versions of a single-home stream

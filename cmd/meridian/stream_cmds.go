@@ -22,9 +22,9 @@ func newStreamCmd(r *rootCmd) *cobra.Command {
 		Long: `A stream's lifecycle is kept as events of the stream itself, with the
 reserved types $metadata, $deleted and $tombstone: its home orders them and
 every region applies them like any other event, so every region hides the
-same versions. Reads skip what they hide; the events stay stored (space
-reclaim is not built yet). A $tombstone refuses every later append, in
-every region.`,
+same versions. Reads skip what they hide, and each region's leader drops
+the hidden events' data (status --json reports the reclaimed bytes). A
+$tombstone refuses every later append, in every region.`,
 		Args: exactArgs(0, ""),
 	}
 	cmd.AddCommand(newStreamMetaCmd(r), newStreamDeleteCmd(r))

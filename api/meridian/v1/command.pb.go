@@ -43,6 +43,9 @@ const (
 	// COMMAND_TYPE_GROUP carries a GroupCommand (consumer group create,
 	// delete, checkpoint commit).
 	CommandType_COMMAND_TYPE_GROUP CommandType = 6
+	// COMMAND_TYPE_RECLAIM carries a Reclaim (drop the data of events a
+	// stream's lifecycle hides).
+	CommandType_COMMAND_TYPE_RECLAIM CommandType = 7
 )
 
 // Enum value maps for CommandType.
@@ -55,6 +58,7 @@ var (
 		4: "COMMAND_TYPE_ORIGIN_FENCE",
 		5: "COMMAND_TYPE_CLOCK_TICK",
 		6: "COMMAND_TYPE_GROUP",
+		7: "COMMAND_TYPE_RECLAIM",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":     0,
@@ -64,6 +68,7 @@ var (
 		"COMMAND_TYPE_ORIGIN_FENCE":    4,
 		"COMMAND_TYPE_CLOCK_TICK":      5,
 		"COMMAND_TYPE_GROUP":           6,
+		"COMMAND_TYPE_RECLAIM":         7,
 	}
 )
 
@@ -876,6 +881,8 @@ type StreamHead struct {
 	Metadata       *StreamMetadata `protobuf:"bytes,8,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	TruncateBefore uint64          `protobuf:"varint,9,opt,name=truncate_before,json=truncateBefore,proto3" json:"truncate_before,omitempty"`
 	Tombstone      uint64          `protobuf:"varint,10,opt,name=tombstone,proto3" json:"tombstone,omitempty"`
+	// reclaimed_below: the events below it are stubs (Reclaim).
+	ReclaimedBelow uint64 `protobuf:"varint,11,opt,name=reclaimed_below,json=reclaimedBelow,proto3" json:"reclaimed_below,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -976,6 +983,13 @@ func (x *StreamHead) GetTruncateBefore() uint64 {
 func (x *StreamHead) GetTombstone() uint64 {
 	if x != nil {
 		return x.Tombstone
+	}
+	return 0
+}
+
+func (x *StreamHead) GetReclaimedBelow() uint64 {
+	if x != nil {
+		return x.ReclaimedBelow
 	}
 	return 0
 }
@@ -1354,9 +1368,13 @@ type ApplyState struct {
 	// origin_hlc is, per other origin, the greatest HLC of its events applied
 	// here; with last_hlc for this region's own, it says which active-active
 	// events are stable (no origin can still send one that sorts before them).
-	OriginHlc     map[string]*Hlc `protobuf:"bytes,11,rep,name=origin_hlc,json=originHlc,proto3" json:"origin_hlc,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OriginHlc map[string]*Hlc `protobuf:"bytes,11,rep,name=origin_hlc,json=originHlc,proto3" json:"origin_hlc,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// reclaimed_events and reclaimed_bytes count the events turned into
+	// stubs by Reclaim and the data and metadata bytes they dropped.
+	ReclaimedEvents uint64 `protobuf:"varint,12,opt,name=reclaimed_events,json=reclaimedEvents,proto3" json:"reclaimed_events,omitempty"`
+	ReclaimedBytes  uint64 `protobuf:"varint,13,opt,name=reclaimed_bytes,json=reclaimedBytes,proto3" json:"reclaimed_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ApplyState) Reset() {
@@ -1466,6 +1484,83 @@ func (x *ApplyState) GetOriginHlc() map[string]*Hlc {
 	return nil
 }
 
+func (x *ApplyState) GetReclaimedEvents() uint64 {
+	if x != nil {
+		return x.ReclaimedEvents
+	}
+	return 0
+}
+
+func (x *ApplyState) GetReclaimedBytes() uint64 {
+	if x != nil {
+		return x.ReclaimedBytes
+	}
+	return 0
+}
+
+// Reclaim turns the events of entity below version below into stubs
+// (Event.reclaimed), as far as the stream's lifecycle hides them at
+// unix_nanos (the proposing leader's clock); lifecycle events are kept.
+type Reclaim struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entity        string                 `protobuf:"bytes,1,opt,name=entity,proto3" json:"entity,omitempty"`
+	Below         uint64                 `protobuf:"varint,2,opt,name=below,proto3" json:"below,omitempty"`
+	UnixNanos     int64                  `protobuf:"varint,3,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Reclaim) Reset() {
+	*x = Reclaim{}
+	mi := &file_meridian_v1_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Reclaim) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Reclaim) ProtoMessage() {}
+
+func (x *Reclaim) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Reclaim.ProtoReflect.Descriptor instead.
+func (*Reclaim) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Reclaim) GetEntity() string {
+	if x != nil {
+		return x.Entity
+	}
+	return ""
+}
+
+func (x *Reclaim) GetBelow() uint64 {
+	if x != nil {
+		return x.Below
+	}
+	return 0
+}
+
+func (x *Reclaim) GetUnixNanos() int64 {
+	if x != nil {
+		return x.UnixNanos
+	}
+	return 0
+}
+
 var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
@@ -1535,7 +1630,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x12.meridian.v1.EventR\x06events\x120\n" +
 	"\x06clocks\x18\x02 \x03(\v2\x18.meridian.v1.OriginClockR\x06clocks\"/\n" +
 	"\tClockTick\x12\"\n" +
-	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\"\xcd\x03\n" +
+	"\x03hlc\x18\x01 \x01(\v2\x10.meridian.v1.HlcR\x03hlc\"\xf6\x03\n" +
 	"\n" +
 	"StreamHead\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x121\n" +
@@ -1550,7 +1645,8 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\bmetadata\x18\b \x01(\v2\x1b.meridian.v1.StreamMetadataR\bmetadata\x12'\n" +
 	"\x0ftruncate_before\x18\t \x01(\x04R\x0etruncateBefore\x12\x1c\n" +
 	"\ttombstone\x18\n" +
-	" \x01(\x04R\ttombstone\x1a9\n" +
+	" \x01(\x04R\ttombstone\x12'\n" +
+	"\x0freclaimed_below\x18\v \x01(\x04R\x0ereclaimedBelow\x1a9\n" +
 	"\vVectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xbe\x01\n" +
@@ -1585,7 +1681,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\flast_version\x18\x06 \x01(\x04R\vlastVersion\x12\"\n" +
 	"\x03hlc\x18\a \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x123\n" +
-	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xfe\x05\n" +
+	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xd2\x06\n" +
 	"\n" +
 	"ApplyState\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
@@ -1603,7 +1699,9 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	" \x01(\x04R\n" +
 	"superseded\x12E\n" +
 	"\n" +
-	"origin_hlc\x18\v \x03(\v2&.meridian.v1.ApplyState.OriginHlcEntryR\toriginHlc\x1a:\n" +
+	"origin_hlc\x18\v \x03(\v2&.meridian.v1.ApplyState.OriginHlcEntryR\toriginHlc\x12)\n" +
+	"\x10reclaimed_events\x18\f \x01(\x04R\x0freclaimedEvents\x12'\n" +
+	"\x0freclaimed_bytes\x18\r \x01(\x04R\x0ereclaimedBytes\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a^\n" +
@@ -1612,7 +1710,12 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1d.meridian.v1.OriginFenceStateR\x05value:\x028\x01\x1aN\n" +
 	"\x0eOriginHlcEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01*\xe2\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01\"V\n" +
+	"\aReclaim\x12\x16\n" +
+	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x14\n" +
+	"\x05below\x18\x02 \x01(\x04R\x05below\x12\x1d\n" +
+	"\n" +
+	"unix_nanos\x18\x03 \x01(\x03R\tunixNanos*\xfc\x01\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19COMMAND_TYPE_APPEND_BATCH\x10\x01\x12 \n" +
@@ -1620,7 +1723,8 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x1cCOMMAND_TYPE_PLACEMENT_FENCE\x10\x03\x12\x1d\n" +
 	"\x19COMMAND_TYPE_ORIGIN_FENCE\x10\x04\x12\x1b\n" +
 	"\x17COMMAND_TYPE_CLOCK_TICK\x10\x05\x12\x16\n" +
-	"\x12COMMAND_TYPE_GROUP\x10\x06B;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
+	"\x12COMMAND_TYPE_GROUP\x10\x06\x12\x18\n" +
+	"\x14COMMAND_TYPE_RECLAIM\x10\aB;Z9github.com/meridiandb/meridian/api/meridian/v1;meridianv1b\x06proto3"
 
 var (
 	file_meridian_v1_command_proto_rawDescOnce sync.Once
@@ -1635,7 +1739,7 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                // 0: meridian.v1.CommandType
 	(*GroupCommand)(nil),            // 1: meridian.v1.GroupCommand
@@ -1655,67 +1759,68 @@ var file_meridian_v1_command_proto_goTypes = []any{
 	(*StateWrite)(nil),              // 15: meridian.v1.StateWrite
 	(*IdempotencyRecord)(nil),       // 16: meridian.v1.IdempotencyRecord
 	(*ApplyState)(nil),              // 17: meridian.v1.ApplyState
-	nil,                             // 18: meridian.v1.GroupAck.CheckpointEntry
-	nil,                             // 19: meridian.v1.AppendOp.DepsEntry
-	nil,                             // 20: meridian.v1.StreamHead.VectorEntry
-	nil,                             // 21: meridian.v1.EntityState.TargetsEntry
-	nil,                             // 22: meridian.v1.TargetState.LiveEntry
-	nil,                             // 23: meridian.v1.ApplyState.AppliedEntry
-	nil,                             // 24: meridian.v1.ApplyState.OriginFencesEntry
-	nil,                             // 25: meridian.v1.ApplyState.OriginHlcEntry
-	(*ConsumerGroup)(nil),           // 26: meridian.v1.ConsumerGroup
-	(*CommitCheckpointRequest)(nil), // 27: meridian.v1.CommitCheckpointRequest
-	(*Dot)(nil),                     // 28: meridian.v1.Dot
-	(*ParkedEvent)(nil),             // 29: meridian.v1.ParkedEvent
-	(*Hlc)(nil),                     // 30: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),         // 31: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),           // 32: meridian.v1.ProposedEvent
-	(*MergeRule)(nil),               // 33: meridian.v1.MergeRule
-	(*Event)(nil),                   // 34: meridian.v1.Event
-	(*OriginClock)(nil),             // 35: meridian.v1.OriginClock
-	(*StreamMetadata)(nil),          // 36: meridian.v1.StreamMetadata
-	(MergeOp)(0),                    // 37: meridian.v1.MergeOp
+	(*Reclaim)(nil),                 // 18: meridian.v1.Reclaim
+	nil,                             // 19: meridian.v1.GroupAck.CheckpointEntry
+	nil,                             // 20: meridian.v1.AppendOp.DepsEntry
+	nil,                             // 21: meridian.v1.StreamHead.VectorEntry
+	nil,                             // 22: meridian.v1.EntityState.TargetsEntry
+	nil,                             // 23: meridian.v1.TargetState.LiveEntry
+	nil,                             // 24: meridian.v1.ApplyState.AppliedEntry
+	nil,                             // 25: meridian.v1.ApplyState.OriginFencesEntry
+	nil,                             // 26: meridian.v1.ApplyState.OriginHlcEntry
+	(*ConsumerGroup)(nil),           // 27: meridian.v1.ConsumerGroup
+	(*CommitCheckpointRequest)(nil), // 28: meridian.v1.CommitCheckpointRequest
+	(*Dot)(nil),                     // 29: meridian.v1.Dot
+	(*ParkedEvent)(nil),             // 30: meridian.v1.ParkedEvent
+	(*Hlc)(nil),                     // 31: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),         // 32: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),           // 33: meridian.v1.ProposedEvent
+	(*MergeRule)(nil),               // 34: meridian.v1.MergeRule
+	(*Event)(nil),                   // 35: meridian.v1.Event
+	(*OriginClock)(nil),             // 36: meridian.v1.OriginClock
+	(*StreamMetadata)(nil),          // 37: meridian.v1.StreamMetadata
+	(MergeOp)(0),                    // 38: meridian.v1.MergeOp
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
-	26, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
-	27, // 1: meridian.v1.GroupCommand.commit:type_name -> meridian.v1.CommitCheckpointRequest
+	27, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
+	28, // 1: meridian.v1.GroupCommand.commit:type_name -> meridian.v1.CommitCheckpointRequest
 	2,  // 2: meridian.v1.GroupCommand.ack:type_name -> meridian.v1.GroupAck
-	28, // 3: meridian.v1.GroupAck.acked:type_name -> meridian.v1.Dot
-	29, // 4: meridian.v1.GroupAck.parked:type_name -> meridian.v1.ParkedEvent
-	18, // 5: meridian.v1.GroupAck.checkpoint:type_name -> meridian.v1.GroupAck.CheckpointEntry
-	28, // 6: meridian.v1.GroupAck.drop_parked:type_name -> meridian.v1.Dot
+	29, // 3: meridian.v1.GroupAck.acked:type_name -> meridian.v1.Dot
+	30, // 4: meridian.v1.GroupAck.parked:type_name -> meridian.v1.ParkedEvent
+	19, // 5: meridian.v1.GroupAck.checkpoint:type_name -> meridian.v1.GroupAck.CheckpointEntry
+	29, // 6: meridian.v1.GroupAck.drop_parked:type_name -> meridian.v1.Dot
 	0,  // 7: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	30, // 8: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	31, // 8: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
 	5,  // 9: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	31, // 10: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	32, // 11: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	19, // 12: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	28, // 13: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
-	33, // 14: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
-	34, // 15: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	35, // 16: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
-	30, // 17: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
-	28, // 18: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	30, // 19: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	20, // 20: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
-	36, // 21: meridian.v1.StreamHead.metadata:type_name -> meridian.v1.StreamMetadata
-	21, // 22: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
-	37, // 23: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
-	22, // 24: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
+	32, // 10: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	33, // 11: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	20, // 12: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	29, // 13: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
+	34, // 14: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
+	35, // 15: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	36, // 16: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
+	31, // 17: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
+	29, // 18: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	31, // 19: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	21, // 20: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
+	37, // 21: meridian.v1.StreamHead.metadata:type_name -> meridian.v1.StreamMetadata
+	22, // 22: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
+	38, // 23: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
+	23, // 24: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
 	15, // 25: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
-	28, // 26: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
-	30, // 27: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
-	28, // 28: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	30, // 29: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	28, // 30: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	23, // 31: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	30, // 32: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	24, // 33: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
-	25, // 34: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
+	29, // 26: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
+	31, // 27: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
+	29, // 28: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	31, // 29: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	29, // 30: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	24, // 31: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	31, // 32: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	25, // 33: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	26, // 34: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
 	13, // 35: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
 	14, // 36: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
 	7,  // 37: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
-	30, // 38: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
+	31, // 38: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
 	39, // [39:39] is the sub-list for method output_type
 	39, // [39:39] is the sub-list for method input_type
 	39, // [39:39] is the sub-list for extension type_name
@@ -1742,7 +1847,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

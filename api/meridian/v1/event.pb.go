@@ -619,7 +619,12 @@ type Event struct {
 	// the ordering region's rule declared it for the event's type (stamped
 	// there, so every region merges it alike). Unset: the event is in the
 	// stream only.
-	Merge         *MergeRule `protobuf:"bytes,18,opt,name=merge,proto3" json:"merge,omitempty"`
+	Merge *MergeRule `protobuf:"bytes,18,opt,name=merge,proto3" json:"merge,omitempty"`
+	// reclaimed marks a stub: the stream's lifecycle hid the event and its
+	// region dropped its data and metadata to reclaim space (lifecycle.go).
+	// Reads of the stream never return stubs; the region log and the origin
+	// logs other regions pull from keep them in the event's place.
+	Reclaimed     bool `protobuf:"varint,19,opt,name=reclaimed,proto3" json:"reclaimed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -778,6 +783,13 @@ func (x *Event) GetMerge() *MergeRule {
 		return x.Merge
 	}
 	return nil
+}
+
+func (x *Event) GetReclaimed() bool {
+	if x != nil {
+		return x.Reclaimed
+	}
+	return false
 }
 
 // MergeRule declares how events of one type merge into an active-active
@@ -1172,7 +1184,7 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe7\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x06\n" +
 	"\x05Event\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x0e\n" +
@@ -1192,7 +1204,8 @@ const file_meridian_v1_event_proto_rawDesc = "" +
 	"\x10original_version\x18\x0f \x01(\x04R\x0foriginalVersion\x12#\n" +
 	"\ractive_active\x18\x10 \x01(\bR\factiveActive\x12\x16\n" +
 	"\x06stable\x18\x11 \x01(\bR\x06stable\x12,\n" +
-	"\x05merge\x18\x12 \x01(\v2\x16.meridian.v1.MergeRuleR\x05merge\x1a;\n" +
+	"\x05merge\x18\x12 \x01(\v2\x16.meridian.v1.MergeRuleR\x05merge\x12\x1c\n" +
+	"\treclaimed\x18\x13 \x01(\bR\treclaimed\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a7\n" +

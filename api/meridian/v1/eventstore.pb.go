@@ -1226,6 +1226,10 @@ type StatusResponse struct {
 	RaftLastIndex   uint64               `protobuf:"varint,15,opt,name=raft_last_index,json=raftLastIndex,proto3" json:"raft_last_index,omitempty"`
 	RaftTerm        uint64               `protobuf:"varint,16,opt,name=raft_term,json=raftTerm,proto3" json:"raft_term,omitempty"`
 	RaftLastContact *durationpb.Duration `protobuf:"bytes,17,opt,name=raft_last_contact,json=raftLastContact,proto3" json:"raft_last_contact,omitempty"`
+	// reclaimed_events and reclaimed_bytes: events whose data this region
+	// dropped after their stream's lifecycle hid them, and the bytes.
+	ReclaimedEvents uint64 `protobuf:"varint,18,opt,name=reclaimed_events,json=reclaimedEvents,proto3" json:"reclaimed_events,omitempty"`
+	ReclaimedBytes  uint64 `protobuf:"varint,19,opt,name=reclaimed_bytes,json=reclaimedBytes,proto3" json:"reclaimed_bytes,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -1377,6 +1381,20 @@ func (x *StatusResponse) GetRaftLastContact() *durationpb.Duration {
 		return x.RaftLastContact
 	}
 	return nil
+}
+
+func (x *StatusResponse) GetReclaimedEvents() uint64 {
+	if x != nil {
+		return x.ReclaimedEvents
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetReclaimedBytes() uint64 {
+	if x != nil {
+		return x.ReclaimedBytes
+	}
+	return 0
 }
 
 // OriginLag is how far one region is behind on one origin's log.
@@ -2069,7 +2087,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\rnext_position\x18\x01 \x01(\x04R\fnextPosition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\"\x0f\n" +
-	"\rStatusRequest\"\xf7\x06\n" +
+	"\rStatusRequest\"\xcb\a\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
@@ -2091,7 +2109,9 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"superseded\x12&\n" +
 	"\x0fraft_last_index\x18\x0f \x01(\x04R\rraftLastIndex\x12\x1b\n" +
 	"\traft_term\x18\x10 \x01(\x04R\braftTerm\x12E\n" +
-	"\x11raft_last_contact\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x0fraftLastContact\x1a:\n" +
+	"\x11raft_last_contact\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x0fraftLastContact\x12)\n" +
+	"\x10reclaimed_events\x18\x12 \x01(\x04R\x0freclaimedEvents\x12'\n" +
+	"\x0freclaimed_bytes\x18\x13 \x01(\x04R\x0ereclaimedBytes\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aD\n" +
