@@ -10,7 +10,7 @@ FUZZTIME  ?= 20000x
 BENCHTIME ?= 1s
 BENCHCOUNT ?= 5
 
-.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e bench-peers dev ci chaos soak-fenced terraform-test clean
+.PHONY: build test test-race generate check-generate lint fuzz bench bench-e2e bench-peers dev ci chaos console-test soak-fenced terraform-test clean
 
 build:
 	$(GO) build -o bin/meridian ./cmd/meridian
@@ -37,6 +37,7 @@ lint:
 	$(BUF) lint
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags chaos ./tests/chaos/
+	$(GO) vet -tags console ./cmd/meridian/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 
 ## fuzz: every fuzz target briefly (FUZZTIME each).
@@ -73,6 +74,12 @@ bench-peers: build
 ## chaos: real processes in network namespaces, iptables partitions, SIGKILL/SIGSTOP (root).
 chaos:
 	$(GO) test -tags chaos -count=1 -timeout 25m -v -run '^TestChaos' ./tests/chaos/
+
+## console-test: the operator console in headless Chromium against a
+## 3-region meridian dev (needs chromium: .ci/run installs it; screenshots
+## in $$MERIDIAN_TEST_ARTIFACTS/console).
+console-test:
+	$(GO) test -tags console -count=1 -timeout 5m -v -run '^TestConsoleInHeadlessChromium$$' ./cmd/meridian/
 
 ## soak-fenced: the fenced-homes nemesis at soak size (SOAK_SCHEDULES of
 ## SOAK_DURATION each; every schedule logs its replay command).

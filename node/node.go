@@ -25,6 +25,7 @@ import (
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
 	"github.com/meridiandb/meridian/api/meridian/v1/meridianv1connect"
 	"github.com/meridiandb/meridian/internal/auth"
+	"github.com/meridiandb/meridian/node/console"
 	"github.com/meridiandb/meridian/placement"
 	"github.com/meridiandb/meridian/region"
 	"github.com/meridiandb/meridian/replication"
@@ -283,10 +284,23 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		mux.Handle(grpcreflect.NewHandlerV1(reflector))
 		mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	}
+	// The operator console: static files, open like health; its calls are
+	// the API's, with the viewer's token.
+	mux.Handle(console.Path, console.Handler())
 	var handler http.Handler = mux
 	if authorizer != nil {
 		// Health and reflection have no interceptor: they stay open.
 		handler = authorizer.Authenticate(mux)
+	}
+	if pn != nil {
+		// The console served by one node calls the others' APIs.
+		handler = console.AllowDeploymentOrigins(handler, func() []string {
+			var out []string
+			for _, r := range pn.FSM().Regions() {
+				out = append(out, pn.Endpoints(r)...)
+			}
+			return out
+		})
 	}
 
 	protocols := new(http.Protocols)

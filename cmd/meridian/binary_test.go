@@ -163,8 +163,17 @@ func runBin(t *testing.T, bin string, args ...string) (int, string, string) {
 // appends in one region and reads through another, asks for the entity's
 // placement, the regions, pins, a bad rule change, a version conflict, an
 // idempotent retry and a tail, then stops everything with SIGINT.
-func TestBinaryDevWalkthrough(t *testing.T) {
-	bin := buildBinary(t)
+// devRun is a `meridian dev` started by startDevBinary.
+type devRun struct {
+	proc    *proc
+	apiPort int
+	ports   [3]int   // api, raft, placement port of the first region
+	flags   []string // the --*-port flags it was started with
+}
+
+// startDevBinary starts `meridian dev` on free ports and waits for its banner.
+func startDevBinary(t *testing.T, bin string) *devRun {
+	t.Helper()
 	apiPort := freePortRange(t, 3, 0)
 	raftPort := freePortRange(t, 3, apiPort)
 	placePort := freePortRange(t, 3, raftPort)
@@ -172,8 +181,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 		placePort = freePortRange(t, 3, raftPort)
 	}
 	ports := []string{"--api-port", strconv.Itoa(apiPort), "--raft-port", strconv.Itoa(raftPort), "--placement-port", strconv.Itoa(placePort)}
-	tmp := t.TempDir()
-	dev := startProc(t, bin, []string{"TMPDIR=" + tmp}, append([]string{"dev"}, ports...)...)
+	dev := startProc(t, bin, []string{"TMPDIR=" + t.TempDir()}, append([]string{"dev"}, ports...)...)
 	require.Eventually(t, func() bool { return strings.Contains(dev.out.String(), "Ctrl-C stops every region") },
 		90*time.Second, 50*time.Millisecond, "dev did not come up\nstdout:\n%s\nstderr:\n%s", dev.out, dev.err)
 	t.Logf("dev output:\n%s", dev.out)
@@ -184,6 +192,13 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 			t.Logf("dev stderr:\n%s", dev.err)
 		}
 	})
+	return &devRun{proc: dev, apiPort: apiPort, ports: [3]int{apiPort, raftPort, placePort}, flags: ports}
+}
+
+func TestBinaryDevWalkthrough(t *testing.T) {
+	bin := buildBinary(t)
+	d := startDevBinary(t, bin)
+	dev, apiPort, raftPort, placePort := d.proc, d.apiPort, d.ports[1], d.ports[2]
 	banner := dev.out.String()
 	m := regexp.MustCompile(`data in (\S+) \(temporary`).FindStringSubmatch(banner)
 	require.Len(t, m, 2, banner)
@@ -490,7 +505,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 
 	// The smoke mode proves the cross-region path in one command, with a kept data dir.
 	keep := filepath.Join(t.TempDir(), "data")
-	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--data-dir", keep}, ports...)...)
+	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--data-dir", keep}, d.flags...)...)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	t.Logf("smoke:\n%s", out)
 	assert.Regexp(t, `smoke: appended eu/smoke-\S+ v1 via \S+ \(us-east\), ordered by its home eu-west; read it with the session token via \S+, served by ap-south/n1 in \S+: ok`, out)
@@ -498,7 +513,7 @@ func TestBinaryDevWalkthrough(t *testing.T) {
 
 	// With an emulated WAN the deployment still forms, replicates and
 	// serves read-your-writes from the reading region; plaintext here.
-	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--insecure", "--wan-latency", "50ms"}, ports...)...)
+	code, out, errOut = runBin(t, bin, append([]string{"dev", "--smoke", "--insecure", "--wan-latency", "50ms"}, d.flags...)...)
 	require.Equal(t, 0, code, "stdout:\n%s\nstderr:\n%s", out, errOut)
 	t.Logf("smoke with WAN:\n%s", out)
 	assert.Regexp(t, `served by ap-south/n1 in \S+: ok`, out)
