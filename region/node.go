@@ -777,6 +777,7 @@ func (n *Node) Status() *meridianv1.StatusResponse {
 		RaftState:         n.raft.State().String(),
 		Replication:       n.replicationLag(),
 		Superseded:        st.GetSuperseded(),
+		Version:           buildVersion(),
 		ReclaimedEvents:   st.GetReclaimedEvents(),
 		ReclaimedBytes:    st.GetReclaimedBytes(),
 		ReplicationStalls: n.replicationStalls(),

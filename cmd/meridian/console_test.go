@@ -159,7 +159,8 @@ func TestConsoleInHeadlessChromium(t *testing.T) {
 	eval("the rules listed", `[...document.querySelectorAll('#rules-table td')].some(td => td.textContent === 'eu/')`, 20*time.Second)
 	shot("placement")
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(us+"/ui/#/nodes")))
-	eval("three nodes answering", `document.querySelectorAll('#nodes-table tbody tr.up').length === 3`, 20*time.Second)
+	eval("three nodes answering, with their versions", `document.querySelectorAll('#nodes-table tbody tr.up').length === 3 &&
+		[...document.querySelectorAll('#nodes-table tbody tr.up')].every(tr => /go1\.\d+/.test(tr.textContent) && /Leader|Follower/.test(tr.textContent))`, 20*time.Second)
 	shot("nodes")
 	checkJS("the Placement and Nodes pages")
 

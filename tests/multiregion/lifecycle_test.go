@@ -16,7 +16,8 @@ import (
 // it and then hard-deletes it through nodes of other regions than its
 // home (eu-west): once the regions converge, every region returns the
 // same versions and lifecycle, and an append through any region is
-// refused with FailedPrecondition naming the tombstone.
+// refused with FailedPrecondition naming the tombstone. A read with the
+// delete's session token sees the delete in every region at once.
 func TestStreamLifecycleInEveryRegion(t *testing.T) {
 	c := startCluster(t, 1)
 	setExampleRules(t, c)
@@ -63,8 +64,16 @@ func TestStreamLifecycleInEveryRegion(t *testing.T) {
 	same([]uint64{4, 5}, 0, 0)
 	assert.Equal(t, map[string]string{"owner": "billing"}, read("us-east-1").GetMetadata().GetCustom())
 
-	_, err = appendTyped("us-east-1", region.TypeStreamDeleted, "")
+	del, err := appendTyped("us-east-1", region.TypeStreamDeleted, "")
 	require.NoError(t, err)
+	// Read your delete: with the delete's session token, a read in any
+	// region waits for it and hides the stream at once.
+	for _, h := range c.Hosts() {
+		resp, err := c.EventStore(h).Read(ctxFor(t, 30*time.Second), connect.NewRequest(&meridianv1.ReadRequest{Entity: entity, SessionToken: del.GetSessionToken()}))
+		require.NoError(t, err)
+		assert.Empty(t, resp.Msg.GetEvents(), "read with the delete's token in %s", h)
+		assert.Equal(t, uint64(7), resp.Msg.GetTruncateBefore(), "in %s", h)
+	}
 	same([]uint64{}, 7, 0)
 	// A soft-deleted stream takes appends; versions go on.
 	resp, err := appendTyped("ap-south-1", "Placed", `{}`)

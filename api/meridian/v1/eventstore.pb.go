@@ -1230,8 +1230,12 @@ type StatusResponse struct {
 	// dropped after their stream's lifecycle hid them, and the bytes.
 	ReclaimedEvents uint64 `protobuf:"varint,18,opt,name=reclaimed_events,json=reclaimedEvents,proto3" json:"reclaimed_events,omitempty"`
 	ReclaimedBytes  uint64 `protobuf:"varint,19,opt,name=reclaimed_bytes,json=reclaimedBytes,proto3" json:"reclaimed_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// version is the node binary's build: module version, VCS revision (and
+	// "+dirty" for uncommitted changes) and Go version, as the binary records
+	// them.
+	Version       string `protobuf:"bytes,20,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -1395,6 +1399,13 @@ func (x *StatusResponse) GetReclaimedBytes() uint64 {
 		return x.ReclaimedBytes
 	}
 	return 0
+}
+
+func (x *StatusResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
 }
 
 // OriginLag is how far one region is behind on one origin's log.
@@ -2087,7 +2098,7 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\rnext_position\x18\x01 \x01(\x04R\fnextPosition\x12\x1b\n" +
 	"\tcaught_up\x18\x02 \x01(\bR\bcaughtUp\x12#\n" +
 	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\"\x0f\n" +
-	"\rStatusRequest\"\xcb\a\n" +
+	"\rStatusRequest\"\xe5\a\n" +
 	"\x0eStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x12\n" +
 	"\x04node\x18\x02 \x01(\tR\x04node\x12\x16\n" +
@@ -2111,7 +2122,8 @@ const file_meridian_v1_eventstore_proto_rawDesc = "" +
 	"\traft_term\x18\x10 \x01(\x04R\braftTerm\x12E\n" +
 	"\x11raft_last_contact\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x0fraftLastContact\x12)\n" +
 	"\x10reclaimed_events\x18\x12 \x01(\x04R\x0freclaimedEvents\x12'\n" +
-	"\x0freclaimed_bytes\x18\x13 \x01(\x04R\x0ereclaimedBytes\x1a:\n" +
+	"\x0freclaimed_bytes\x18\x13 \x01(\x04R\x0ereclaimedBytes\x12\x18\n" +
+	"\aversion\x18\x14 \x01(\tR\aversion\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1aD\n" +

@@ -155,7 +155,8 @@ const regionsPage = {
       else if (s.error) why = "unreachable from this browser: " + s.error;
       const up = !why;
       const lease = r.lease || {};
-      const leaseText = lease.lease ? (lease.expired ? "expired" : "holds") + " (" + (lease.lease.holder || "?") + ")" : "-";
+      const leaseText = lease.lease ? (lease.expired ? "expired" : "holds") + " (" + (lease.lease.holder || "?") + "); unreplicated tail " +
+        (lease.lease.tailEvents || 0) + " events" : "-";
       return el("tr", { "data-region": r.name, class: up ? "up" : "down" },
         el("td", { text: r.name }),
         el("td", { class: up ? "reachable" : "unreachable", "data-reachability": up ? "reachable" : "unreachable",
@@ -373,14 +374,15 @@ const nodesPage = {
     const rows = eps.map(([region, ep], i) => {
       const { s, e } = results[i];
       if (e) return el("tr", { class: "down" }, el("td", { text: region }), el("td", { class: "mono", text: ep }),
-        el("td", { class: "unreachable", text: "unreachable: " + e.message }), el("td"), el("td"), el("td"), el("td"));
+        el("td", { class: "unreachable", text: "unreachable: " + e.message }), el("td"), el("td"), el("td"), el("td"), el("td"));
       return el("tr", { class: "up" }, el("td", { text: region }), el("td", { class: "mono", text: ep }),
         el("td", { text: s.node + " " + (s.raftState || "") }), el("td", { text: s.appliedIndex || 0 }),
         el("td", { text: (s.raftLastIndex || 0) + " / term " + (s.raftTerm || 0) }),
         el("td", { class: "mono", text: vectorText(s.applied) }),
-        el("td", { text: (s.reclaimedEvents || 0) + " events, " + (s.reclaimedBytes || 0) + " bytes" }));
+        el("td", { text: (s.reclaimedEvents || 0) + " events, " + (s.reclaimedBytes || 0) + " bytes" }),
+        el("td", { class: "mono", text: s.version || "-" }));
     });
-    this.body.replaceChildren(table(["region", "endpoint", "node, raft state", "applied index", "raft last index", "applied vector", "reclaimed"], rows, { id: "nodes-table" }));
+    this.body.replaceChildren(table(["region", "endpoint", "node, raft state", "applied index", "raft last index", "applied vector", "reclaimed", "version"], rows, { id: "nodes-table" }));
   },
 };
 
