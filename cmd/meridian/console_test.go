@@ -151,6 +151,11 @@ func TestConsoleInHeadlessChromium(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate(us+"/ui/#/streams?entity=eu/console-1")))
 	eval("the appended event listed", `[...document.querySelectorAll('#events-table tr.event')].some(tr => tr.textContent.includes('OrderPlaced') && tr.textContent.includes('{"total":42}') && tr.textContent.includes('eu-west/'))`, 20*time.Second)
 	eval("which node served the read", `/served by us-east\/n1/.test(document.getElementById('stream-note').textContent)`, 5*time.Second)
+	// Followed live, a new event shows up without a reload.
+	eval("follow turned on", `(document.getElementById('stream-follow').click(), document.getElementById('stream-follow').checked)`, time.Second)
+	code, _, errOut = runBin(t, bin, "append", "eu/console-1", "--type", "OrderPaid", "--data", `{"paid":true}`, "--endpoint", us)
+	require.Equal(t, 0, code, errOut)
+	eval("the new event followed live", `[...document.querySelectorAll('#events-table tr.event')].some(tr => tr.dataset.version === '2' && tr.textContent.includes('OrderPaid'))`, 10*time.Second)
 	shot("streams")
 	checkJS("the Streams page")
 
