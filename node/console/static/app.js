@@ -131,15 +131,8 @@ const regionsPage = {
     root.append(el("h2", { text: "Regions" }), this.body);
   },
   async tick() {
-    let lr;
-    try {
-      lr = await call("", "Placement", "ListRegions", {});
-    } catch (e) {
-      fresh.error = e.message;
-      this.body.replaceChildren(el("p", { class: "error", text: "ListRegions: " + e.message }));
-      return;
-    }
-    answered((lr.table && lr.table.answeredBy) || "this node");
+    const lr = await listRegions(this.body);
+    if (!lr) return;
     const regions = lr.regions || [];
     const statuses = await Promise.all(regions.map((r) => regionStatus(r)));
     const now = Date.now();
@@ -189,6 +182,20 @@ const regionsPage = {
     );
   },
 };
+
+// listRegions asks this node for the regions (ListRegions) and notes who
+// answered; on failure it shows the error in body and returns null.
+async function listRegions(body) {
+  try {
+    const lr = await call("", "Placement", "ListRegions", {});
+    answered((lr.table && lr.table.answeredBy) || "this node");
+    return lr;
+  } catch (e) {
+    fresh.error = e.message;
+    body.replaceChildren(el("p", { class: "error", text: "ListRegions: " + e.message }));
+    return null;
+  }
+}
 
 // regionStatus asks the region's nodes for their status (the first that
 // answers), and its leader for the replication lag it reports.
@@ -359,15 +366,8 @@ const nodesPage = {
     root.append(el("h2", { text: "Nodes" }), this.body);
   },
   async tick() {
-    let lr;
-    try {
-      lr = await call("", "Placement", "ListRegions", {});
-    } catch (e) {
-      fresh.error = e.message;
-      this.body.replaceChildren(el("p", { class: "error", text: "ListRegions: " + e.message }));
-      return;
-    }
-    answered((lr.table && lr.table.answeredBy) || "this node");
+    const lr = await listRegions(this.body);
+    if (!lr) return;
     const eps = [];
     for (const r of lr.regions || []) for (const ep of r.endpoints || []) eps.push([r.name, ep]);
     const results = await Promise.all(eps.map(([, ep]) => call(endpointBase(ep), "EventStore", "Status", {}).then((s) => ({ s }), (e) => ({ e }))));
