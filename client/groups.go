@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -197,10 +198,17 @@ func (c *Client) ConsumeGroup(ctx context.Context, name string, opts Consume, ha
 			}
 			reason := herr.Error()
 			if len(reason) > 1024 {
-				reason = reason[:1024]
+				reason = strings.ToValidUTF8(reason[:1024], "") // not inside a character
 			}
 			n, err := c.Nack(ctx, name, consumer, []*meridianv1.Dot{d.GetEvent().GetOrigin()}, errors.Is(herr, ErrPark), reason)
 			if err != nil {
+				// What was handled is acked before giving up.
+				if len(acks) > 0 {
+					if a, aerr := c.Ack(context.WithoutCancel(ctx), name, consumer, acks); aerr == nil {
+						stats.Acked += uint64(a.GetAcked())
+						stats.Duplicate += uint64(a.GetDuplicate())
+					}
+				}
 				return ctxOr(ctx, err)
 			}
 			stats.Nacked++
@@ -208,6 +216,11 @@ func (c *Client) ConsumeGroup(ctx context.Context, name string, opts Consume, ha
 		}
 		if len(acks) > 0 {
 			a, err := c.Ack(context.WithoutCancel(ctx), name, consumer, acks)
+			if connect.CodeOf(err) == connect.CodeAborted {
+				// The group was repositioned or created again: these
+				// events are delivered again as the new group says.
+				continue
+			}
 			if err != nil {
 				return ctxOr(ctx, err)
 			}

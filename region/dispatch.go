@@ -104,12 +104,12 @@ func newDispatcher(n *Node, term uint64, g *meridianv1.ConsumerGroup) (*dispatch
 	for _, dot := range g.GetAcked() {
 		d.finished[causalDot(dot)] = true
 	}
-	parked, _, err := n.fsm.Parked(g.GetName(), nil, GroupParkedMax)
+	parked, err := n.fsm.parkedDots(g.GetName())
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range parked {
-		if dot := causalDot(p.GetEvent().GetOrigin()); !d.durable.CoversDot(dot) {
+	for _, dot := range parked {
+		if !d.durable.CoversDot(dot) {
 			d.finished[dot] = true
 		}
 	}
@@ -123,9 +123,11 @@ func (n *Node) dispatcher(name string) (*dispatcher, error) {
 	if !n.isLeader() || n.established.Load() != term {
 		return nil, fmt.Errorf("%w: node %s is not an established leader (term %d)", ErrNotLeader, n.cfg.NodeID, term)
 	}
-	g, err := n.fsm.Group(name)
 	n.dispatch.Lock()
 	defer n.dispatch.Unlock()
+	// Read under the lock: a dispatcher is never replaced by one built
+	// from an older read of the group.
+	g, err := n.fsm.Group(name)
 	d := n.dispatch.m[name]
 	if err != nil {
 		if errors.Is(err, ErrGroupNotFound) {
@@ -145,6 +147,24 @@ func (n *Node) dispatcher(name string) (*dispatcher, error) {
 	n.dispatch.m[name] = d
 	return d, nil
 }
+
+// dropDispatcher forgets the group's dispatcher (deleted or repositioned).
+func (n *Node) dropDispatcher(name string) {
+	n.dispatch.Lock()
+	defer n.dispatch.Unlock()
+	delete(n.dispatch.m, name)
+}
+
+// current reports whether d is still its group's dispatcher.
+func (d *dispatcher) current() bool {
+	d.n.dispatch.Lock()
+	defer d.n.dispatch.Unlock()
+	return d.n.dispatch.m[d.name] == d
+}
+
+// errDispatcherReplaced: the group was repositioned, deleted or created
+// again while a Fetch waited; it asks its new dispatcher.
+var errDispatcherReplaced = errors.New("region: consumer group dispatcher replaced")
 
 // dropDispatchers forgets every dispatcher (leadership lost).
 func (n *Node) dropDispatchers() {
@@ -167,6 +187,9 @@ func (d *dispatcher) fetch(ctx context.Context, consumer string, maxCount int, w
 	for {
 		if err := d.valid(); err != nil {
 			return nil, err
+		}
+		if !d.current() {
+			return nil, errDispatcherReplaced
 		}
 		changed, freed := d.n.fsm.Changed(), d.freed.C()
 		out, parks, idle, next, err := d.take(consumer, maxCount)
@@ -290,8 +313,12 @@ func (d *dispatcher) releaseLocked(pe *pendingEvent) {
 // fillLocked reads the log after the lookahead while it has room.
 func (d *dispatcher) fillLocked() error {
 	applied := d.n.fsm.AppliedIndex()
-	for d.live < dispatchLookahead && d.bytes < dispatchLookaheadBytes && d.scanIndex != applied {
-		page, err := d.n.fsm.ScanLog(LogScan{After: d.scanned, Filter: d.filter, Max: ReadCountMax})
+	// Finished events beyond the stored checkpoint count too: one event
+	// that does not finish holds the checkpoint, and the acked set behind
+	// it must stay below GroupAckedMax.
+	for d.live+len(d.finished) < dispatchLookahead && d.bytes < dispatchLookaheadBytes && d.scanIndex != applied {
+		room := dispatchLookahead - d.live - len(d.finished)
+		page, err := d.n.fsm.ScanLog(LogScan{After: d.scanned, Filter: d.filter, Max: min(room, ReadCountMax)})
 		if err != nil {
 			return err
 		}
@@ -353,7 +380,12 @@ func (d *dispatcher) checkpointLocked(assume map[*pendingEvent]bool) causal.Vect
 // store proposes a GroupAck whose finished events are list and, once it
 // applied, marks them finished and takes the stored checkpoint.
 func (d *dispatcher) store(ctx context.Context, cmd *meridianv1.GroupAck, list []*pendingEvent) (AckCounts, error) {
-	r, err := applyOnLeader[*GroupResult](ctx, d.n, meridianv1.CommandType_COMMAND_TYPE_GROUP,
+	cmd.CreatedUnixNanos, cmd.Generation = d.created, d.generation
+	// The outcome must be known: a caller that goes away must not leave an
+	// ack stored here but its event pending (delivered again).
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d.n.cfg.ApplyEnqueueTimeout+d.n.cfg.LeaderWaitTimeout)
+	defer cancel()
+	r, err := applyOnLeader[*GroupResult](pctx, d.n, meridianv1.CommandType_COMMAND_TYPE_GROUP,
 		&meridianv1.GroupCommand{Op: &meridianv1.GroupCommand_Ack{Ack: cmd}, UnixNanos: d.n.hlc.Now().WallNanos})
 	if err == nil {
 		err = r.Err
@@ -374,7 +406,7 @@ func (d *dispatcher) store(ctx context.Context, cmd *meridianv1.GroupAck, list [
 		}
 		d.finishLocked(pe)
 	}
-	d.durable = causal.Vector(r.Group.GetCheckpoint()).Clone()
+	d.durable.MergeFrom(r.Group.GetCheckpoint()) // stores may finish out of order
 	for dot := range d.finished {
 		if d.durable.CoversDot(dot) {
 			delete(d.finished, dot)
@@ -486,21 +518,52 @@ func (d *dispatcher) nack(ctx context.Context, consumer string, dots []*meridian
 	return resp, nil
 }
 
-// park stores parks as parked events.
+// parkBytesMax bounds the event bytes of one park command (parks carry
+// whole events), well inside one apply transaction.
+const parkBytesMax = 4 << 20
+
+// park stores parks as parked events, in commands of at most GroupDotsMax
+// events and parkBytesMax bytes.
 func (d *dispatcher) park(ctx context.Context, parks []*pendingEvent) (AckCounts, error) {
+	var total AckCounts
+	for len(parks) > 0 {
+		n, size := 0, 0
+		for n < len(parks) && n < GroupDotsMax && (n == 0 || size+proto.Size(parks[n].ev) <= parkBytesMax) {
+			size += proto.Size(parks[n].ev)
+			n++
+		}
+		chunk, rest := parks[:n], parks[n:]
+		d.mu.Lock()
+		cmd := &meridianv1.GroupAck{Name: d.name}
+		assume := map[*pendingEvent]bool{}
+		for _, pe := range chunk {
+			assume[pe] = true
+			cmd.Parked = append(cmd.Parked, &meridianv1.ParkedEvent{Event: pe.ev, Deliveries: pe.deliveries, Reason: pe.reason})
+		}
+		cmd.Checkpoint = d.checkpointLocked(assume)
+		d.mu.Unlock()
+		counts, err := d.store(ctx, cmd, chunk)
+		total.Parked += counts.Parked
+		total.ParkRefused += counts.ParkRefused
+		if err != nil {
+			d.unsettle(rest)
+			return total, err
+		}
+		parks = rest
+	}
+	if total.ParkRefused > 0 {
+		return total, fmt.Errorf("%w: group %q holds %d parked events; %d events were not parked and will be delivered again: drop parked events first",
+			ErrGroupParkedFull, d.name, GroupParkedMax, total.ParkRefused)
+	}
+	return total, nil
+}
+
+// unsettle gives events whose park was not proposed back to delivery.
+func (d *dispatcher) unsettle(list []*pendingEvent) {
 	d.mu.Lock()
-	cmd := &meridianv1.GroupAck{Name: d.name}
-	assume := map[*pendingEvent]bool{}
-	for _, pe := range parks {
-		assume[pe] = true
-		cmd.Parked = append(cmd.Parked, &meridianv1.ParkedEvent{Event: pe.ev, Deliveries: pe.deliveries, Reason: pe.reason})
+	defer d.mu.Unlock()
+	for _, pe := range list {
+		pe.settling = false
 	}
-	cmd.Checkpoint = d.checkpointLocked(assume)
-	d.mu.Unlock()
-	counts, err := d.store(ctx, cmd, parks)
-	if err == nil && counts.ParkRefused > 0 {
-		err = fmt.Errorf("%w: group %q holds %d parked events; %d events were not parked and will be delivered again: drop parked events first",
-			ErrGroupParkedFull, d.name, GroupParkedMax, counts.ParkRefused)
-	}
-	return counts, err
+	d.freed.Notify()
 }

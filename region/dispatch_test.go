@@ -102,6 +102,21 @@ func TestApplyGroupAck(t *testing.T) {
 	assert.Equal(t, uint64(4), g.GetAcks())
 	assert.Equal(t, uint64(3), g.GetDuplicateAcks())
 
+	// A dropped parked event beyond the checkpoint counts as handled: a
+	// later dispatcher must not deliver it again.
+	r := d.group(parkCmd("billing", nil, dot(9)))
+	require.NoError(t, r.Err)
+	r = d.group(dropCmd("billing", dot(9)))
+	require.NoError(t, r.Err)
+	g, err = f.Group("billing")
+	require.NoError(t, err)
+	assert.Equal(t, []causal.Dot{dot(9)}, dotsOf(g))
+
+	// A command of an earlier incarnation of the group is refused.
+	stale := ackCmd("billing", map[string]uint64{"r1": 50}, dot(10))
+	stale.GetAck().CreatedUnixNanos, stale.GetAck().Generation = 100, 7
+	assert.ErrorIs(t, d.group(stale).Err, ErrGroupConflict)
+
 	// Refusals leave the group as it was.
 	before := proto2(t, f, "billing")
 	assert.ErrorIs(t, d.group(ackCmd("nobody", nil, dot(7))).Err, ErrGroupNotFound)
@@ -120,7 +135,7 @@ func TestApplyGroupAck(t *testing.T) {
 		require.NoError(t, r.Err)
 		require.Equal(t, GroupDotsMax, r.Ack.Parked)
 	}
-	r := d.group(parkCmd("billing", map[string]uint64{"r1": 20}, dot(20)))
+	r = d.group(parkCmd("billing", map[string]uint64{"r1": 20}, dot(20)))
 	require.NoError(t, r.Err)
 	assert.Equal(t, AckCounts{ParkRefused: 1, Refused: []causal.Dot{dot(20)}}, r.Ack)
 	g, err = f.Group("billing")
@@ -316,4 +331,54 @@ func TestCompetingConsumersOverConnect(t *testing.T) {
 	assert.ErrorContains(t, err, "dots")
 	_, err = groups(f).Fetch(ctx, connect.NewRequest(&meridianv1.FetchRequest{Name: "nobody", Consumer: "c"}))
 	assert.Equal(t, connect.CodeNotFound, connect.CodeOf(err), "%v", err)
+}
+
+// TestAStuckEventBoundsTheLookahead: one consumer holds an event and never
+// acks it, another acks everything it gets. The checkpoint stays below
+// the held event, so the acked set grows; the dispatcher stops reading
+// ahead before the acked set reaches its bound, and no ack is refused.
+func TestAStuckEventBoundsTheLookahead(t *testing.T) {
+	r := newTestRegion(t, 1, nil)
+	leader := r.waitLeader()
+	ctx := testContext(t, 60*time.Second)
+	c := meridianv1connect.NewConsumerGroupsClient(newHTTPClient(TCP, 10*time.Second), "http://"+r.peers[leader].APIAddr)
+	_, err := c.CreateGroup(ctx, connect.NewRequest(&meridianv1.CreateGroupRequest{Name: "g", Settings: &meridianv1.GroupSettings{AckTimeoutMs: 3_600_000, MaxInFlight: 10_000}}))
+	require.NoError(t, err)
+	es := r.client(leader)
+	const entities, per = 500, 10
+	n := 0
+	for e := range entities {
+		var evs []*meridianv1.ProposedEvent
+		for range per {
+			n++
+			evs = append(evs, pev(n, "T", "x"))
+		}
+		_, err := es.Append(ctx, connect.NewRequest(appendRequest(fmt.Sprintf("e/%d", e), evs...)))
+		require.NoError(t, err)
+	}
+	held, err := c.Fetch(ctx, connect.NewRequest(&meridianv1.FetchRequest{Name: "g", Consumer: "holder", MaxCount: 1}))
+	require.NoError(t, err)
+	require.Len(t, held.Msg.GetDeliveries(), 1)
+	acked := 0
+	for {
+		resp, err := c.Fetch(ctx, connect.NewRequest(&meridianv1.FetchRequest{Name: "g", Consumer: "worker", MaxCount: 1000}))
+		require.NoError(t, err)
+		if len(resp.Msg.GetDeliveries()) == 0 {
+			break
+		}
+		var dots []*meridianv1.Dot
+		for _, d := range resp.Msg.GetDeliveries() {
+			dots = append(dots, d.GetEvent().GetOrigin())
+		}
+		a, err := c.Ack(ctx, connect.NewRequest(&meridianv1.AckRequest{Name: "g", Consumer: "worker", Dots: dots}))
+		require.NoError(t, err, "after %d acks", acked)
+		acked += int(a.Msg.GetAcked())
+	}
+	assert.Less(t, acked, entities*per-per, "the worker stops short of the end while the held event holds the checkpoint")
+	assert.LessOrEqual(t, acked, dispatchLookahead)
+	g, err := c.GetGroup(ctx, connect.NewRequest(&meridianv1.GetGroupRequest{Name: "g"}))
+	require.NoError(t, err)
+	assert.LessOrEqual(t, len(g.Msg.GetGroup().GetAcked()), GroupAckedMax)
+	assert.Less(t, g.Msg.GetGroup().GetCheckpoint()["r1"], held.Msg.GetDeliveries()[0].GetEvent().GetOrigin().GetSeq())
+	t.Logf("acked %d while one event was held; %d acked beyond the checkpoint", acked, len(g.Msg.GetGroup().GetAcked()))
 }

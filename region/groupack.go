@@ -25,8 +25,8 @@ import (
 // Bounds of a group's stored state and of one call.
 const (
 	// GroupAckedMax bounds the acked dots a group keeps beyond its
-	// checkpoint (and a create's acked list). The dispatcher never
-	// has more events out than its lookahead, which is below it.
+	// checkpoint (and a create's acked list). The dispatcher's lookahead
+	// counts finished events beyond the checkpoint too, and is below it.
 	GroupAckedMax = 8192
 	// GroupParkedMax bounds a group's parked list; parking beyond it is
 	// refused (ErrGroupParkedFull) and the event is delivered again.
@@ -182,6 +182,12 @@ func keyExists(txn *badger.Txn, key []byte) (bool, error) {
 
 // applyGroupAck applies a dispatcher's GroupAck to cur.
 func (a applier) applyGroupAck(w *txnWriter, st *meridianv1.ApplyState, c *meridianv1.GroupCommand, cur *meridianv1.ConsumerGroup, op *meridianv1.GroupAck) *GroupResult {
+	if op.GetCreatedUnixNanos() != 0 && (op.GetCreatedUnixNanos() != cur.GetCreatedUnixNanos() || op.GetGeneration() != cur.GetGeneration()) {
+		// Proposed by a dispatcher of an earlier incarnation of the group
+		// (deleted and created again, or repositioned): its events and
+		// checkpoint say nothing about this one.
+		return &GroupResult{Err: fmt.Errorf("%w: group %q was created again or repositioned since its dispatcher read it", ErrGroupConflict, cur.GetName())}
+	}
 	var counts AckCounts
 	checkpoint := causal.Vector(cur.GetCheckpoint()).Clone()
 	if checkpoint == nil {
@@ -262,6 +268,11 @@ func (a applier) applyGroupAck(w *txnWriter, st *meridianv1.ApplyState, c *merid
 		staged[string(k)] = false
 		parked--
 		counts.Dropped++
+		// Dropped is handled: beyond the checkpoint it joins the acked set,
+		// so a later dispatcher does not deliver it again.
+		if d := causalDot(pd); !checkpoint.CoversDot(d) {
+			acked[d] = true
+		}
 	}
 	if counts.ParkRefused == 0 {
 		// The dispatcher computed the checkpoint assuming every park
@@ -288,6 +299,28 @@ func (a applier) applyGroupAck(w *txnWriter, st *meridianv1.ApplyState, c *merid
 		return &GroupResult{Err: err}
 	}
 	return &GroupResult{Group: g, Ack: counts}
+}
+
+// parkedDots lists the dots of group's parked events (keys only).
+func (f *FSM) parkedDots(group string) ([]causal.Dot, error) {
+	h, err := f.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer h.refs.Done()
+	txn := h.beginRead()
+	defer h.endRead(txn)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: parkedPrefix(group)})
+	defer it.Close()
+	var out []causal.Dot
+	for it.Rewind(); it.Valid(); it.Next() {
+		k, err := ParseKey(it.Item().Key())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, causal.Dot{Region: k.Origin, Seq: k.N})
+	}
+	return out, nil
 }
 
 // Parked returns up to max parked events of group after the dot after

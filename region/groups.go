@@ -268,8 +268,28 @@ func writeGroup[Req, Resp any](ctx context.Context, n *Node, req *Req, method gr
 		if r.Err != nil {
 			return nil, r.Err
 		}
+		if cmd.GetCommit() != nil || cmd.GetDelete() != "" {
+			// Repositioned or deleted: its dispatcher's leases and
+			// lookahead are of the old group.
+			n.dropDispatcher(groupName(cmd))
+		}
 		return wrap(r.Group), nil
 	})
+}
+
+// groupName is the group a command changes.
+func groupName(c *meridianv1.GroupCommand) string {
+	switch op := c.GetOp().(type) {
+	case *meridianv1.GroupCommand_Create:
+		return op.Create.GetName()
+	case *meridianv1.GroupCommand_Delete:
+		return op.Delete
+	case *meridianv1.GroupCommand_Commit:
+		return op.Commit.GetName()
+	case *meridianv1.GroupCommand_Ack:
+		return op.Ack.GetName()
+	}
+	return ""
 }
 
 // CreateGroup creates a consumer group in this region.
@@ -390,16 +410,22 @@ func (n *Node) Fetch(ctx context.Context, req *meridianv1.FetchRequest) (*meridi
 		ctx, cancel = context.WithTimeout(ctx, wait+n.cfg.ForwardTimeout)
 		defer cancel()
 	}
+	deadline := time.Now().Add(wait)
 	return atLeader(ctx, n, false, req, meridianv1connect.ConsumerGroupsClient.Fetch, func() (*meridianv1.FetchResponse, error) {
-		d, err := n.dispatcher(req.GetName())
-		if err != nil {
-			return nil, err
+		for {
+			d, err := n.dispatcher(req.GetName())
+			if err != nil {
+				return nil, err
+			}
+			out, err := d.fetch(ctx, req.GetConsumer(), clampCount(int(req.GetMaxCount())), max(time.Until(deadline), 0))
+			if errors.Is(err, errDispatcherReplaced) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &meridianv1.FetchResponse{Deliveries: out, Region: n.cfg.Region, Node: n.cfg.NodeID}, nil
 		}
-		out, err := d.fetch(ctx, req.GetConsumer(), clampCount(int(req.GetMaxCount())), wait)
-		if err != nil {
-			return nil, err
-		}
-		return &meridianv1.FetchResponse{Deliveries: out, Region: n.cfg.Region, Node: n.cfg.NodeID}, nil
 	})
 }
 

@@ -198,7 +198,10 @@ func TestCompetingConsumersShareAGroup(t *testing.T) {
 
 	require.NotEmpty(t, killed)
 	acked, dup := stats[0].Acked+stats[1].Acked, stats[0].Duplicate+stats[1].Duplicate
-	assert.Equal(t, uint64(want), acked, "each event acked once by the group")
+	// The group counts each first ack once; a consumer may count fewer (an
+	// ack whose answer the leader's death lost is a duplicate on retry).
+	assert.LessOrEqual(t, acked, uint64(want))
+	assert.GreaterOrEqual(t, acked+dup, uint64(want))
 	twice := 0
 	for dot, n := range handled {
 		if n > 1 {

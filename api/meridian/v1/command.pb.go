@@ -229,14 +229,20 @@ func (*GroupCommand_Ack) isGroupCommand_Op() {}
 // checkpoint the dispatcher computed (the group keeps the larger per
 // origin, then forgets acked dots it covers).
 type GroupAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Acked         []*Dot                 `protobuf:"bytes,2,rep,name=acked,proto3" json:"acked,omitempty"`
-	Parked        []*ParkedEvent         `protobuf:"bytes,3,rep,name=parked,proto3" json:"parked,omitempty"`
-	Checkpoint    map[string]uint64      `protobuf:"bytes,4,rep,name=checkpoint,proto3" json:"checkpoint,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	DropParked    []*Dot                 `protobuf:"bytes,5,rep,name=drop_parked,json=dropParked,proto3" json:"drop_parked,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Acked      []*Dot                 `protobuf:"bytes,2,rep,name=acked,proto3" json:"acked,omitempty"`
+	Parked     []*ParkedEvent         `protobuf:"bytes,3,rep,name=parked,proto3" json:"parked,omitempty"`
+	Checkpoint map[string]uint64      `protobuf:"bytes,4,rep,name=checkpoint,proto3" json:"checkpoint,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	DropParked []*Dot                 `protobuf:"bytes,5,rep,name=drop_parked,json=dropParked,proto3" json:"drop_parked,omitempty"`
+	// created_unix_nanos and generation name the incarnation of the group the
+	// dispatcher read (ConsumerGroup's); apply refuses the command when the
+	// group is another one (deleted and created again, or repositioned).
+	// Zero: no check (DropParked).
+	CreatedUnixNanos int64  `protobuf:"varint,6,opt,name=created_unix_nanos,json=createdUnixNanos,proto3" json:"created_unix_nanos,omitempty"`
+	Generation       uint64 `protobuf:"varint,7,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GroupAck) Reset() {
@@ -302,6 +308,20 @@ func (x *GroupAck) GetDropParked() []*Dot {
 		return x.DropParked
 	}
 	return nil
+}
+
+func (x *GroupAck) GetCreatedUnixNanos() int64 {
+	if x != nil {
+		return x.CreatedUnixNanos
+	}
+	return 0
+}
+
+func (x *GroupAck) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
 }
 
 // Command is the versioned envelope of every region Raft log entry.
@@ -1573,7 +1593,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x03ack\x18\x05 \x01(\v2\x15.meridian.v1.GroupAckH\x00R\x03ack\x12\x1d\n" +
 	"\n" +
 	"unix_nanos\x18\x04 \x01(\x03R\tunixNanosB\x04\n" +
-	"\x02op\"\xb1\x02\n" +
+	"\x02op\"\xff\x02\n" +
 	"\bGroupAck\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x05acked\x18\x02 \x03(\v2\x10.meridian.v1.DotR\x05acked\x120\n" +
@@ -1582,7 +1602,11 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"checkpoint\x18\x04 \x03(\v2%.meridian.v1.GroupAck.CheckpointEntryR\n" +
 	"checkpoint\x121\n" +
 	"\vdrop_parked\x18\x05 \x03(\v2\x10.meridian.v1.DotR\n" +
-	"dropParked\x1a=\n" +
+	"dropParked\x12,\n" +
+	"\x12created_unix_nanos\x18\x06 \x01(\x03R\x10createdUnixNanos\x12\x1e\n" +
+	"\n" +
+	"generation\x18\a \x01(\x04R\n" +
+	"generation\x1a=\n" +
 	"\x0fCheckpointEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"k\n" +
