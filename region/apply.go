@@ -459,7 +459,7 @@ func (a applier) applyOp(w *txnWriter, st *meridianv1.ApplyState, op *meridianv1
 	if !merged {
 		next = carryLifecycle(&meridianv1.StreamHead{
 			Version: first + n - 1, LastOrigin: &meridianv1.Dot{Region: a.region, Seq: seq0 + n - 1},
-			LastHlc: lastHLC.proto(), Epoch: epoch,
+			LastHlc: lastHLC.proto(), Epoch: epoch, ReclaimedBelow: head.GetReclaimedBelow(),
 		}, lc)
 	}
 	writes = append(writes, kv{key: headKey(entity), value: mustMarshal(next)})

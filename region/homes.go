@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -170,6 +171,11 @@ func (n *Node) recoverSuperseded() {
 	ctx, cancel := context.WithTimeout(context.Background(), homesCallTimeout)
 	defer cancel()
 	for _, ev := range evs {
+		if ev.GetReclaimed() {
+			// Its data was dropped (reclaim.go): appending the stub would
+			// make an empty event visible. It stays superseded.
+			continue
+		}
 		h, err := n.cfg.Ownership.Home(ctx, ev.GetEntity(), 0)
 		if err != nil || h.Region != n.cfg.Region || h.Moving != nil {
 			continue // its home does it (for an active-active entity, its rule's home region)
@@ -181,6 +187,13 @@ func (n *Node) recoverSuperseded() {
 			ActiveActive: h.ActiveActive,
 		}
 		r, err := n.batcher.submit(ctx, op)
+		if errors.Is(err, ErrStreamDeleted) || errors.Is(err, ErrInvalidArgument) {
+			// The stream was deleted for good (or cannot take it) since:
+			// this one will never go in; the others still can.
+			n.logger.Warn("failover: a superseded event cannot be appended again; it stays superseded", "entity", ev.GetEntity(),
+				"dot", fmt.Sprintf("%s:%d", ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()), "err", err)
+			continue
+		}
 		if err != nil {
 			n.logger.Warn("failover: re-appending a superseded event failed; retrying", "entity", ev.GetEntity(),
 				"dot", fmt.Sprintf("%s:%d", ev.GetOrigin().GetRegion(), ev.GetOrigin().GetSeq()), "err", err)

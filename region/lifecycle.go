@@ -95,8 +95,10 @@ func validateLifecycle(op *meridianv1.AppendOp) error {
 func foldLifecycle(head *meridianv1.StreamHead, ev *meridianv1.Event) bool {
 	switch ev.GetType() {
 	case TypeStreamMetadata:
-		m, err := ParseStreamMetadata(ev.GetData())
-		if err != nil {
+		// Fields a newer build wrote are ignored, so that replicas of
+		// different builds fold the same event alike.
+		m := &meridianv1.StreamMetadata{}
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(ev.GetData(), m); err != nil {
 			return false
 		}
 		head.Metadata = m
@@ -155,7 +157,9 @@ func lifecycleBelow(txn *badger.Txn, entity string, below uint64, head *meridian
 // single-home stream's stamps increase with its versions).
 func firstVisible(txn *badger.Txn, entity string, head *meridianv1.StreamHead, now time.Time) (uint64, error) {
 	last := head.GetVersion()
-	first := max(head.GetTruncateBefore(), 1)
+	// Never beyond the head: a truncate_before above it hides the stream
+	// as it is, not versions not written yet.
+	first := min(max(head.GetTruncateBefore(), head.GetReclaimedBelow(), 1), last+1)
 	if m := head.GetMetadata().GetMaxCount(); m > 0 && last > m {
 		first = max(first, last-m+1)
 	}

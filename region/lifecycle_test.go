@@ -341,3 +341,49 @@ func TestLeaderReclaimsDeletedStreams(t *testing.T) {
 	assert.Empty(t, resp.Msg.GetEvents())
 	assert.Equal(t, uint64(6), resp.Msg.GetTruncateBefore())
 }
+
+// TestReclaimStaysWithinTheStream: a truncate_before above the head hides
+// the stream as it is; reclaim stops at the head (it used to read past it
+// and stop apply on every replica), goes on in batches across appends
+// (the head keeps reclaimed_below), and never proposes the same range twice.
+func TestReclaimStaysWithinTheStream(t *testing.T) {
+	f := newTestFSM(t)
+	d := newFSMDriver(t, f)
+	reclaim := func(below uint64) *ReclaimResult {
+		data, err := EncodeCommand(meridianv1.CommandType_COMMAND_TYPE_RECLAIM, &meridianv1.Reclaim{Entity: "s", Below: below, UnixNanos: time.Now().UnixNano()})
+		require.NoError(t, err)
+		d.index++
+		r, ok := f.Apply(d.entry0(data)).(*ReclaimResult)
+		require.True(t, ok)
+		require.NoError(t, r.Err)
+		return r
+	}
+	n := 0
+	for range 15 {
+		op := &meridianv1.AppendOp{Entity: "s"}
+		for range 100 {
+			n++
+			op.Events = append(op.Events, pev(n, "Placed", "0123456789"))
+		}
+		d.mustAppend(op)
+	}
+	d.mustAppend(lifecycleOp("s", 5000, TypeStreamMetadata, `{"truncateBefore": 100000}`)) // v1501
+	cands, err := f.ReclaimCandidates(time.Now(), 10)
+	require.NoError(t, err)
+	require.Len(t, cands, 1)
+	assert.Equal(t, uint64(1502), cands[0].GetBelow(), "the floor stops at the head")
+	assert.Equal(t, 1000, reclaim(100000).Events, "one batch")
+	d.mustAppend(lifecycleOp("s", 5001, "Placed", "x")) // v1502, hidden too
+	r := reclaim(100000)
+	assert.Equal(t, 501, r.Events, "the rest, and the new event; not the $metadata")
+	assert.Equal(t, uint64(1503), r.Below)
+	assert.Equal(t, 0, reclaim(100000).Events)
+	cands, err = f.ReclaimCandidates(time.Now(), 10)
+	require.NoError(t, err)
+	assert.Empty(t, cands)
+	assert.Equal(t, uint64(1501), f.ApplyState().GetReclaimedEvents())
+	evs, head, err := f.ReadStreamWithHead("s", 0, 100, false)
+	require.NoError(t, err)
+	assert.Empty(t, evs)
+	assert.Equal(t, uint64(1502), head.GetVersion())
+}

@@ -60,7 +60,7 @@ func (a applier) applyReclaim(w *txnWriter, st *meridianv1.ApplyState, r *meridi
 		return &ReclaimResult{Err: err}
 	}
 	from := max(head.GetReclaimedBelow(), 1)
-	below := min(r.GetBelow(), floor, from+reclaimBatchMax)
+	below := min(r.GetBelow(), floor, from+reclaimBatchMax, head.GetVersion()+1)
 	if below <= from {
 		return &ReclaimResult{Below: head.GetReclaimedBelow()}
 	}
@@ -170,7 +170,11 @@ func (n *Node) reclaimPass() error {
 			err = res.Err
 		}
 		if err != nil {
-			return fmt.Errorf("reclaim %q below %d: %w", r.GetEntity(), r.GetBelow(), err)
+			if !n.isLeader() {
+				return err
+			}
+			n.logger.Warn("reclaim failed; the next pass tries again", "entity", r.GetEntity(), "below", r.GetBelow(), "err", err)
+			continue
 		}
 		if res.Events > 0 {
 			n.logger.Debug("reclaimed", "entity", r.GetEntity(), "events", res.Events, "bytes", res.Bytes, "below", res.Below)

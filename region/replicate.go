@@ -173,12 +173,15 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		r := encodeRef(ref{Entity: entity, Version: ev.GetVersion()})
 		// The lifecycle the event continues: the head's, or after a
 		// rollback the one recomputed below the rolled-back versions.
-		lc := carryLifecycle(&meridianv1.StreamHead{}, head)
+		lc := carryLifecycle(&meridianv1.StreamHead{ReclaimedBelow: head.GetReclaimedBelow()}, head)
 		if rolledHead != nil {
-			lc = carryLifecycle(lc, rolledHead)
+			// Rolled back below the reclaimed versions: those above the
+			// new head are gone, the stubs below it stay.
+			lc = carryLifecycle(&meridianv1.StreamHead{ReclaimedBelow: min(head.GetReclaimedBelow(), rolledHead.GetVersion()+1)}, rolledHead)
 		}
 		next := carryLifecycle(&meridianv1.StreamHead{
 			Version: ev.GetVersion(), LastOrigin: ev.GetOrigin(), LastHlc: ev.GetHlc(), Epoch: ev.GetEpoch(),
+			ReclaimedBelow: lc.GetReclaimedBelow(),
 		}, lc)
 		writes := append(pre,
 			kv{key: eventKey(entity, ev.GetVersion()), value: mustMarshal(stored)},
