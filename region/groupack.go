@@ -172,14 +172,6 @@ func parkedKeys(txn *badger.Txn, group string) ([][]byte, error) {
 	return out, nil
 }
 
-func keyExists(txn *badger.Txn, key []byte) (bool, error) {
-	_, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	return err == nil, err
-}
-
 // applyGroupAck applies a dispatcher's GroupAck to cur.
 func (a applier) applyGroupAck(w *txnWriter, st *meridianv1.ApplyState, c *meridianv1.GroupCommand, cur *meridianv1.ConsumerGroup, op *meridianv1.GroupAck) *GroupResult {
 	if op.GetCreatedUnixNanos() != 0 && (op.GetCreatedUnixNanos() != cur.GetCreatedUnixNanos() || op.GetGeneration() != cur.GetGeneration()) {
@@ -201,23 +193,19 @@ func (a applier) applyGroupAck(w *txnWriter, st *meridianv1.ApplyState, c *merid
 	var deletes [][]byte
 	staged := map[string]bool{} // p/ keys written or deleted by this command
 	// done: the dot is handled (acked, parked or under the checkpoint).
-	done := func(d causal.Dot) (bool, error) {
+	done := func(d causal.Dot) bool {
 		if checkpoint.CoversDot(d) || acked[d] {
-			return true, nil
+			return true
 		}
 		k := parkedKey(cur.GetName(), d)
 		if v, ok := staged[string(k)]; ok {
-			return v, nil
+			return v
 		}
-		return keyExists(w.txn, k)
+		return exists(w.txn, k)
 	}
 	for _, pd := range op.GetAcked() {
 		d := causalDot(pd)
-		isDone, err := done(d)
-		if err != nil {
-			return &GroupResult{Err: err}
-		}
-		if isDone {
+		if done(d) {
 			counts.Duplicate++
 			continue
 		}
@@ -227,11 +215,7 @@ func (a applier) applyGroupAck(w *txnWriter, st *meridianv1.ApplyState, c *merid
 	parked := cur.GetParkedCount()
 	for _, p := range op.GetParked() {
 		d := causalDot(p.GetEvent().GetOrigin())
-		isDone, err := done(d)
-		if err != nil {
-			return &GroupResult{Err: err}
-		}
-		if isDone {
+		if done(d) {
 			counts.Duplicate++
 			continue
 		}
@@ -250,14 +234,11 @@ func (a applier) applyGroupAck(w *txnWriter, st *meridianv1.ApplyState, c *merid
 	}
 	for _, pd := range op.GetDropParked() {
 		k := parkedKey(cur.GetName(), causalDot(pd))
-		exists, ok := staged[string(k)]
+		present, ok := staged[string(k)]
 		if !ok {
-			var err error
-			if exists, err = keyExists(w.txn, k); err != nil {
-				return &GroupResult{Err: err}
-			}
+			present = exists(w.txn, k)
 		}
-		if !exists {
+		if !present {
 			continue
 		}
 		if ok { // parked by this very command: take the write back
