@@ -27,7 +27,9 @@ import (
 // the lost home that any other region held, and every MULTI_REGION write
 // among them, keeps its version; the rest (its unreplicated tail) is
 // superseded when it arrives and appended again by the new home, marked
-// recovered (region/supersede.go).
+// recovered (region/supersede.go): the flip records the failover's
+// FailoverTail in the lost region's lease, which tells every region which
+// events those are.
 
 // ErrHomeLost: a planned change would move homes away from (or to) a region
 // whose lease has expired. Moving a lost home's entities is a failover,

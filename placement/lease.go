@@ -75,8 +75,10 @@ func applyRenewLease(t *table, c *meridianv1.RenewLeaseCommand, index uint64) (u
 	l = proto.Clone(l).(*meridianv1.RegionLease)
 	l.RenewedIndex, l.MovedAwayIndex = index, 0
 	t.mu.RLock()
+	l.Failovers = nil
 	if prev, ok := t.s.leases[l.GetRegion()]; ok {
 		l.MovedAwayIndex = prev.GetMovedAwayIndex()
+		l.Failovers = prev.GetFailovers()
 	}
 	t.mu.RUnlock()
 	return update{leases: []*meridianv1.RegionLease{l}, renewed: l.GetRegion()}, &ApplyResult{Epoch: l.GetMovedAwayIndex(), DefaultEpoch: cur.defaultEpoch}
@@ -173,9 +175,15 @@ func describeLease(st *meridianv1.LeaseStatus) string {
 		st.GetAge().AsDuration().Round(time.Millisecond), l.GetDuration().AsDuration())
 }
 
+// failoverTailsMax bounds the failovers a lease record keeps.
+const failoverTailsMax = 16
+
 // movedAway returns the lease records of the regions that flip at index
-// moves homes away from, with moved_away_index set to index.
-func movedAway(t *table, rec *meridianv1.PlacementTransition, index uint64) []*meridianv1.RegionLease {
+// moves homes away from, with moved_away_index set to index. In a failover
+// (next is the staged rule set) the lost region's record also gains the
+// failover's FailoverTail, which tells every region which of its events
+// are its unreplicated tail.
+func movedAway(t *table, rec *meridianv1.PlacementTransition, index uint64, next *meridianv1.SetRulesCommand) []*meridianv1.RegionLease {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var out []*meridianv1.RegionLease
@@ -188,9 +196,57 @@ func movedAway(t *table, rec *meridianv1.PlacementTransition, index uint64) []*m
 		seen[m.GetFrom()] = true
 		l = proto.Clone(l).(*meridianv1.RegionLease)
 		l.MovedAwayIndex = index
+		if m.GetLost() && rec.GetFailover() && next != nil {
+			l.Failovers = append(l.Failovers, t.s.failoverTail(m.GetFrom(), m.GetCut(), rec.GetIndex(), index, next))
+			if n := len(l.Failovers); n > failoverTailsMax {
+				l.Failovers = l.Failovers[n-failoverTailsMax:]
+			}
+		}
 		out = append(out, l)
 	}
 	return out
+}
+
+// failoverTail describes the failover of lost staged at transition and
+// flipped at completed: the prefixes of lost's rules it moves (next homes
+// them elsewhere) and keeps, and the entities pinned to lost (pins do not
+// fail over). s is the table before the flip (callers hold table.mu).
+func (s *tableState) failoverTail(lost string, cut, transition, completed uint64, next *meridianv1.SetRulesCommand) *meridianv1.FailoverTail {
+	ft := &meridianv1.FailoverTail{Transition: transition, CompletedIndex: completed, Cut: cut}
+	after := map[string]string{}
+	for _, r := range next.GetRules() {
+		after[r.GetPrefix()] = r.GetHomeRegion()
+	}
+	for _, r := range s.rules.rules {
+		if r.home != lost {
+			continue
+		}
+		if h, ok := after[r.prefix]; ok && h != lost {
+			ft.Moved = append(ft.Moved, r.prefix)
+		} else {
+			ft.Kept = append(ft.Kept, r.prefix)
+		}
+	}
+	if id, ok := s.names.ids[lost]; ok {
+		for e, pe := range s.pins {
+			if pe.region == id {
+				ft.Pinned = append(ft.Pinned, e)
+			}
+		}
+	}
+	sort.Strings(ft.Moved)
+	sort.Strings(ft.Kept)
+	sort.Strings(ft.Pinned)
+	return ft
+}
+
+// Failovers returns region's last completed failovers (oldest first), as
+// its lease record keeps them. The records are immutable: callers must not
+// change them.
+func (f *FSM) Failovers(region string) []*meridianv1.FailoverTail {
+	f.table.mu.RLock()
+	defer f.table.mu.RUnlock()
+	return f.table.s.leases[region].GetFailovers()
 }
 
 // LeaseInfo describes region's lease as this member sees it.

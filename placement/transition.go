@@ -359,13 +359,15 @@ func flip(t *table, rec *meridianv1.PlacementTransition, index uint64, at *times
 	done.CompletedIndex, done.CompletedAt = index, at
 	m, err := decodePayload(rec.GetCommandType(), rec.GetCommand())
 	var (
-		u   update
-		res *ApplyResult
+		u    update
+		res  *ApplyResult
+		next *meridianv1.SetRulesCommand
 	)
 	if err == nil {
 		switch c := m.(type) {
 		case *meridianv1.SetRulesCommand:
 			c.Stage = false
+			next = c
 			u, res = applySetRules(t, c, index)
 		case *meridianv1.PinCommand:
 			c.Stage = false
@@ -389,7 +391,7 @@ func flip(t *table, rec *meridianv1.PlacementTransition, index uint64, at *times
 		return update{transition: &transition{rec: done}}, &ApplyResult{Transition: rec.GetIndex(), DefaultEpoch: cur.defaultEpoch}
 	}
 	u.transition = &transition{rec: done}
-	u.leases = append(u.leases, movedAway(t, rec, index)...)
+	u.leases = append(u.leases, movedAway(t, rec, index, next)...)
 	res.Transition, res.Completed = rec.GetIndex(), true
 	return u, res
 }

@@ -375,6 +375,8 @@ func TestFailoverFencesTheLostLogAndFlipsOnceTheNewHomeHoldsTheCut(t *testing.T)
 	d := newDriver(t, f)
 	d.joinRegions("eu", "us", "ap")
 	d.mustSetRules("us", rl("eu/", "eu", "us", "ap"), rlPolicy("nv/", "eu", meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER, "us"))
+	require.NoError(t, d.pin("eu/pinned", "eu").Err)
+	require.NoError(t, d.pin("eu/elsewhere", "ap").Err)
 	require.NoError(t, d.renew("eu", time.Second).Err)
 	renewed := d.index
 
@@ -412,6 +414,17 @@ func TestFailoverFencesTheLostLogAndFlipsOnceTheNewHomeHoldsTheCut(t *testing.T)
 	assert.Equal(t, done.Index, p.Epoch)
 	assert.Equal(t, []string{"ap", "eu"}, p.Failover, "the lost home goes to the end of the list")
 	assert.Equal(t, done.Index, f.Leases()["eu"].GetMovedAwayIndex())
+
+	// The lost region's lease record keeps what every region needs to
+	// tell its unreplicated tail (region/supersede.go), across renewals.
+	want := &meridianv1.FailoverTail{Transition: tr, CompletedIndex: done.Index, Cut: 9,
+		Moved: []string{"eu/"}, Kept: []string{"nv/"}, Pinned: []string{"eu/pinned"}}
+	require.Len(t, f.Failovers("eu"), 1)
+	assert.True(t, proto.Equal(want, f.Failovers("eu")[0]), "got %v", f.Failovers("eu")[0])
+	require.NoError(t, d.renew("eu", time.Second).Err)
+	require.Len(t, f.Failovers("eu"), 1, "a renewal keeps the region's failovers")
+	assert.True(t, proto.Equal(want, f.Failovers("eu")[0]))
+	assert.Empty(t, f.Failovers("us"))
 }
 
 // TestFailoverWaitsWhileAnotherRegionIsLost: the leader's failover of a

@@ -590,13 +590,19 @@ func (x *AppendOp) GetMerge() []*MergeRule {
 // OriginFence fences (or releases) another region's log in a failover.
 // Without limit and release: stop applying origin's events beyond what is
 // applied now; with limit: let them through up to limit (the failover's
-// cut); with release: drop the fence (the failover is over).
+// cut); with release: drop the fence (the failover is over). With tail
+// (a completed failover of origin, from the placement table): record it in
+// ApplyState.origin_tails, so that origin's events beyond its cut for the
+// entities the failover moved are superseded when they arrive; with release
+// too, both happen in the one entry, so no event beyond the fence is applied
+// before the rule that classifies it.
 type OriginFence struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Origin        string                 `protobuf:"bytes,1,opt,name=origin,proto3" json:"origin,omitempty"`
 	Transition    uint64                 `protobuf:"varint,2,opt,name=transition,proto3" json:"transition,omitempty"`
 	Limit         uint64                 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
 	Release       bool                   `protobuf:"varint,4,opt,name=release,proto3" json:"release,omitempty"`
+	Tail          *FailoverTail          `protobuf:"bytes,5,opt,name=tail,proto3" json:"tail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -659,6 +665,58 @@ func (x *OriginFence) GetRelease() bool {
 	return false
 }
 
+func (x *OriginFence) GetTail() *FailoverTail {
+	if x != nil {
+		return x.Tail
+	}
+	return nil
+}
+
+// FailoverTails are the completed failovers of one origin a region knows.
+type FailoverTails struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tails         []*FailoverTail        `protobuf:"bytes,1,rep,name=tails,proto3" json:"tails,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverTails) Reset() {
+	*x = FailoverTails{}
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverTails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverTails) ProtoMessage() {}
+
+func (x *FailoverTails) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverTails.ProtoReflect.Descriptor instead.
+func (*FailoverTails) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FailoverTails) GetTails() []*FailoverTail {
+	if x != nil {
+		return x.Tails
+	}
+	return nil
+}
+
 // OriginFenceState is a fence in ApplyState: origin's events beyond limit
 // are held back until transition's failover is over.
 type OriginFenceState struct {
@@ -671,7 +729,7 @@ type OriginFenceState struct {
 
 func (x *OriginFenceState) Reset() {
 	*x = OriginFenceState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +741,7 @@ func (x *OriginFenceState) String() string {
 func (*OriginFenceState) ProtoMessage() {}
 
 func (x *OriginFenceState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[6]
+	mi := &file_meridian_v1_command_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +754,7 @@ func (x *OriginFenceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginFenceState.ProtoReflect.Descriptor instead.
 func (*OriginFenceState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OriginFenceState) GetTransition() uint64 {
@@ -730,7 +788,7 @@ type PlacementFence struct {
 
 func (x *PlacementFence) Reset() {
 	*x = PlacementFence{}
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -742,7 +800,7 @@ func (x *PlacementFence) String() string {
 func (*PlacementFence) ProtoMessage() {}
 
 func (x *PlacementFence) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[7]
+	mi := &file_meridian_v1_command_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -755,7 +813,7 @@ func (x *PlacementFence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementFence.ProtoReflect.Descriptor instead.
 func (*PlacementFence) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PlacementFence) GetFloor() uint64 {
@@ -790,7 +848,7 @@ type ReplicateBatch struct {
 
 func (x *ReplicateBatch) Reset() {
 	*x = ReplicateBatch{}
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +860,7 @@ func (x *ReplicateBatch) String() string {
 func (*ReplicateBatch) ProtoMessage() {}
 
 func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[8]
+	mi := &file_meridian_v1_command_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +873,7 @@ func (x *ReplicateBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicateBatch.ProtoReflect.Descriptor instead.
 func (*ReplicateBatch) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ReplicateBatch) GetEvents() []*Event {
@@ -843,7 +901,7 @@ type ClockTick struct {
 
 func (x *ClockTick) Reset() {
 	*x = ClockTick{}
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -855,7 +913,7 @@ func (x *ClockTick) String() string {
 func (*ClockTick) ProtoMessage() {}
 
 func (x *ClockTick) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[9]
+	mi := &file_meridian_v1_command_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -868,7 +926,7 @@ func (x *ClockTick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClockTick.ProtoReflect.Descriptor instead.
 func (*ClockTick) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClockTick) GetHlc() *Hlc {
@@ -909,7 +967,7 @@ type StreamHead struct {
 
 func (x *StreamHead) Reset() {
 	*x = StreamHead{}
-	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +979,7 @@ func (x *StreamHead) String() string {
 func (*StreamHead) ProtoMessage() {}
 
 func (x *StreamHead) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[10]
+	mi := &file_meridian_v1_command_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +992,7 @@ func (x *StreamHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHead.ProtoReflect.Descriptor instead.
 func (*StreamHead) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StreamHead) GetVersion() uint64 {
@@ -1028,7 +1086,7 @@ type EntityState struct {
 
 func (x *EntityState) Reset() {
 	*x = EntityState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1098,7 @@ func (x *EntityState) String() string {
 func (*EntityState) ProtoMessage() {}
 
 func (x *EntityState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[11]
+	mi := &file_meridian_v1_command_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1111,7 @@ func (x *EntityState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EntityState.ProtoReflect.Descriptor instead.
 func (*EntityState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EntityState) GetTargets() map[string]*TargetState {
@@ -1085,7 +1143,7 @@ type TargetState struct {
 
 func (x *TargetState) Reset() {
 	*x = TargetState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1097,7 +1155,7 @@ func (x *TargetState) String() string {
 func (*TargetState) ProtoMessage() {}
 
 func (x *TargetState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[12]
+	mi := &file_meridian_v1_command_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1110,7 +1168,7 @@ func (x *TargetState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TargetState.ProtoReflect.Descriptor instead.
 func (*TargetState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TargetState) GetKind() MergeOp {
@@ -1143,7 +1201,7 @@ type LiveWrites struct {
 
 func (x *LiveWrites) Reset() {
 	*x = LiveWrites{}
-	mi := &file_meridian_v1_command_proto_msgTypes[13]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1213,7 @@ func (x *LiveWrites) String() string {
 func (*LiveWrites) ProtoMessage() {}
 
 func (x *LiveWrites) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[13]
+	mi := &file_meridian_v1_command_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1226,7 @@ func (x *LiveWrites) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LiveWrites.ProtoReflect.Descriptor instead.
 func (*LiveWrites) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LiveWrites) GetWrites() []*StateWrite {
@@ -1192,7 +1250,7 @@ type StateWrite struct {
 
 func (x *StateWrite) Reset() {
 	*x = StateWrite{}
-	mi := &file_meridian_v1_command_proto_msgTypes[14]
+	mi := &file_meridian_v1_command_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1262,7 @@ func (x *StateWrite) String() string {
 func (*StateWrite) ProtoMessage() {}
 
 func (x *StateWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[14]
+	mi := &file_meridian_v1_command_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1275,7 @@ func (x *StateWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StateWrite.ProtoReflect.Descriptor instead.
 func (*StateWrite) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StateWrite) GetOrigin() *Dot {
@@ -1270,7 +1328,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_meridian_v1_command_proto_msgTypes[15]
+	mi := &file_meridian_v1_command_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1340,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[15]
+	mi := &file_meridian_v1_command_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1353,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *IdempotencyRecord) GetEntity() string {
@@ -1393,13 +1451,18 @@ type ApplyState struct {
 	// stubs by Reclaim and the data and metadata bytes they dropped.
 	ReclaimedEvents uint64 `protobuf:"varint,12,opt,name=reclaimed_events,json=reclaimedEvents,proto3" json:"reclaimed_events,omitempty"`
 	ReclaimedBytes  uint64 `protobuf:"varint,13,opt,name=reclaimed_bytes,json=reclaimedBytes,proto3" json:"reclaimed_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// origin_tails are, by origin, the completed failovers of that origin
+	// (OriginFence.tail): its single-home events beyond a failover's cut, for
+	// entities the failover moved and ordered under an epoch before it, are
+	// its unreplicated tail and are superseded on arrival.
+	OriginTails   map[string]*FailoverTails `protobuf:"bytes,14,rep,name=origin_tails,json=originTails,proto3" json:"origin_tails,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ApplyState) Reset() {
 	*x = ApplyState{}
-	mi := &file_meridian_v1_command_proto_msgTypes[16]
+	mi := &file_meridian_v1_command_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1411,7 +1474,7 @@ func (x *ApplyState) String() string {
 func (*ApplyState) ProtoMessage() {}
 
 func (x *ApplyState) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[16]
+	mi := &file_meridian_v1_command_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1424,7 +1487,7 @@ func (x *ApplyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyState.ProtoReflect.Descriptor instead.
 func (*ApplyState) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{16}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ApplyState) GetAppliedIndex() uint64 {
@@ -1518,6 +1581,13 @@ func (x *ApplyState) GetReclaimedBytes() uint64 {
 	return 0
 }
 
+func (x *ApplyState) GetOriginTails() map[string]*FailoverTails {
+	if x != nil {
+		return x.OriginTails
+	}
+	return nil
+}
+
 // Reclaim turns the events of entity below version below into stubs
 // (Event.reclaimed), as far as the stream's lifecycle hides them at
 // unix_nanos (the proposing leader's clock); lifecycle events are kept.
@@ -1532,7 +1602,7 @@ type Reclaim struct {
 
 func (x *Reclaim) Reset() {
 	*x = Reclaim{}
-	mi := &file_meridian_v1_command_proto_msgTypes[17]
+	mi := &file_meridian_v1_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1614,7 @@ func (x *Reclaim) String() string {
 func (*Reclaim) ProtoMessage() {}
 
 func (x *Reclaim) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_command_proto_msgTypes[17]
+	mi := &file_meridian_v1_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1627,7 @@ func (x *Reclaim) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reclaim.ProtoReflect.Descriptor instead.
 func (*Reclaim) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_command_proto_rawDescGZIP(), []int{17}
+	return file_meridian_v1_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Reclaim) GetEntity() string {
@@ -1585,7 +1655,7 @@ var File_meridian_v1_command_proto protoreflect.FileDescriptor
 
 const file_meridian_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x19meridian/v1/command.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\x1a\x18meridian/v1/groups.proto\"\xee\x01\n" +
+	"\x19meridian/v1/command.proto\x12\vmeridian.v1\x1a\x17meridian/v1/event.proto\x1a\x18meridian/v1/groups.proto\x1a\x1bmeridian/v1/placement.proto\"\xee\x01\n" +
 	"\fGroupCommand\x124\n" +
 	"\x06create\x18\x01 \x01(\v2\x1a.meridian.v1.ConsumerGroupH\x00R\x06create\x12\x18\n" +
 	"\x06delete\x18\x02 \x01(\tH\x00R\x06delete\x12>\n" +
@@ -1632,14 +1702,17 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	" \x03(\v2\x16.meridian.v1.MergeRuleR\x05merge\x1a7\n" +
 	"\tDepsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"u\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xa4\x01\n" +
 	"\vOriginFence\x12\x16\n" +
 	"\x06origin\x18\x01 \x01(\tR\x06origin\x12\x1e\n" +
 	"\n" +
 	"transition\x18\x02 \x01(\x04R\n" +
 	"transition\x12\x14\n" +
 	"\x05limit\x18\x03 \x01(\x04R\x05limit\x12\x18\n" +
-	"\arelease\x18\x04 \x01(\bR\arelease\"H\n" +
+	"\arelease\x18\x04 \x01(\bR\arelease\x12-\n" +
+	"\x04tail\x18\x05 \x01(\v2\x19.meridian.v1.FailoverTailR\x04tail\"@\n" +
+	"\rFailoverTails\x12/\n" +
+	"\x05tails\x18\x01 \x03(\v2\x19.meridian.v1.FailoverTailR\x05tails\"H\n" +
 	"\x10OriginFenceState\x12\x1e\n" +
 	"\n" +
 	"transition\x18\x01 \x01(\x04R\n" +
@@ -1705,7 +1778,7 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\flast_version\x18\x06 \x01(\x04R\vlastVersion\x12\"\n" +
 	"\x03hlc\x18\a \x01(\v2\x10.meridian.v1.HlcR\x03hlc\x12\x14\n" +
 	"\x05epoch\x18\b \x01(\x04R\x05epoch\x123\n" +
-	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xd2\x06\n" +
+	"\ffirst_origin\x18\t \x01(\v2\x10.meridian.v1.DotR\vfirstOrigin\"\xfb\a\n" +
 	"\n" +
 	"ApplyState\x12#\n" +
 	"\rapplied_index\x18\x01 \x01(\x04R\fappliedIndex\x12!\n" +
@@ -1725,7 +1798,8 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"origin_hlc\x18\v \x03(\v2&.meridian.v1.ApplyState.OriginHlcEntryR\toriginHlc\x12)\n" +
 	"\x10reclaimed_events\x18\f \x01(\x04R\x0freclaimedEvents\x12'\n" +
-	"\x0freclaimed_bytes\x18\r \x01(\x04R\x0ereclaimedBytes\x1a:\n" +
+	"\x0freclaimed_bytes\x18\r \x01(\x04R\x0ereclaimedBytes\x12K\n" +
+	"\forigin_tails\x18\x0e \x03(\v2(.meridian.v1.ApplyState.OriginTailsEntryR\voriginTails\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a^\n" +
@@ -1734,7 +1808,10 @@ const file_meridian_v1_command_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\v2\x1d.meridian.v1.OriginFenceStateR\x05value:\x028\x01\x1aN\n" +
 	"\x0eOriginHlcEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
-	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01\"V\n" +
+	"\x05value\x18\x02 \x01(\v2\x10.meridian.v1.HlcR\x05value:\x028\x01\x1aZ\n" +
+	"\x10OriginTailsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.meridian.v1.FailoverTailsR\x05value:\x028\x01\"V\n" +
 	"\aReclaim\x12\x16\n" +
 	"\x06entity\x18\x01 \x01(\tR\x06entity\x12\x14\n" +
 	"\x05below\x18\x02 \x01(\x04R\x05below\x12\x1d\n" +
@@ -1763,7 +1840,7 @@ func file_meridian_v1_command_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_meridian_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_meridian_v1_command_proto_goTypes = []any{
 	(CommandType)(0),                // 0: meridian.v1.CommandType
 	(*GroupCommand)(nil),            // 1: meridian.v1.GroupCommand
@@ -1772,84 +1849,91 @@ var file_meridian_v1_command_proto_goTypes = []any{
 	(*AppendBatch)(nil),             // 4: meridian.v1.AppendBatch
 	(*AppendOp)(nil),                // 5: meridian.v1.AppendOp
 	(*OriginFence)(nil),             // 6: meridian.v1.OriginFence
-	(*OriginFenceState)(nil),        // 7: meridian.v1.OriginFenceState
-	(*PlacementFence)(nil),          // 8: meridian.v1.PlacementFence
-	(*ReplicateBatch)(nil),          // 9: meridian.v1.ReplicateBatch
-	(*ClockTick)(nil),               // 10: meridian.v1.ClockTick
-	(*StreamHead)(nil),              // 11: meridian.v1.StreamHead
-	(*EntityState)(nil),             // 12: meridian.v1.EntityState
-	(*TargetState)(nil),             // 13: meridian.v1.TargetState
-	(*LiveWrites)(nil),              // 14: meridian.v1.LiveWrites
-	(*StateWrite)(nil),              // 15: meridian.v1.StateWrite
-	(*IdempotencyRecord)(nil),       // 16: meridian.v1.IdempotencyRecord
-	(*ApplyState)(nil),              // 17: meridian.v1.ApplyState
-	(*Reclaim)(nil),                 // 18: meridian.v1.Reclaim
-	nil,                             // 19: meridian.v1.GroupAck.CheckpointEntry
-	nil,                             // 20: meridian.v1.AppendOp.DepsEntry
-	nil,                             // 21: meridian.v1.StreamHead.VectorEntry
-	nil,                             // 22: meridian.v1.EntityState.TargetsEntry
-	nil,                             // 23: meridian.v1.TargetState.LiveEntry
-	nil,                             // 24: meridian.v1.ApplyState.AppliedEntry
-	nil,                             // 25: meridian.v1.ApplyState.OriginFencesEntry
-	nil,                             // 26: meridian.v1.ApplyState.OriginHlcEntry
-	(*ConsumerGroup)(nil),           // 27: meridian.v1.ConsumerGroup
-	(*CommitCheckpointRequest)(nil), // 28: meridian.v1.CommitCheckpointRequest
-	(*Dot)(nil),                     // 29: meridian.v1.Dot
-	(*ParkedEvent)(nil),             // 30: meridian.v1.ParkedEvent
-	(*Hlc)(nil),                     // 31: meridian.v1.Hlc
-	(*ExpectedVersion)(nil),         // 32: meridian.v1.ExpectedVersion
-	(*ProposedEvent)(nil),           // 33: meridian.v1.ProposedEvent
-	(*MergeRule)(nil),               // 34: meridian.v1.MergeRule
-	(*Event)(nil),                   // 35: meridian.v1.Event
-	(*OriginClock)(nil),             // 36: meridian.v1.OriginClock
-	(*StreamMetadata)(nil),          // 37: meridian.v1.StreamMetadata
-	(MergeOp)(0),                    // 38: meridian.v1.MergeOp
+	(*FailoverTails)(nil),           // 7: meridian.v1.FailoverTails
+	(*OriginFenceState)(nil),        // 8: meridian.v1.OriginFenceState
+	(*PlacementFence)(nil),          // 9: meridian.v1.PlacementFence
+	(*ReplicateBatch)(nil),          // 10: meridian.v1.ReplicateBatch
+	(*ClockTick)(nil),               // 11: meridian.v1.ClockTick
+	(*StreamHead)(nil),              // 12: meridian.v1.StreamHead
+	(*EntityState)(nil),             // 13: meridian.v1.EntityState
+	(*TargetState)(nil),             // 14: meridian.v1.TargetState
+	(*LiveWrites)(nil),              // 15: meridian.v1.LiveWrites
+	(*StateWrite)(nil),              // 16: meridian.v1.StateWrite
+	(*IdempotencyRecord)(nil),       // 17: meridian.v1.IdempotencyRecord
+	(*ApplyState)(nil),              // 18: meridian.v1.ApplyState
+	(*Reclaim)(nil),                 // 19: meridian.v1.Reclaim
+	nil,                             // 20: meridian.v1.GroupAck.CheckpointEntry
+	nil,                             // 21: meridian.v1.AppendOp.DepsEntry
+	nil,                             // 22: meridian.v1.StreamHead.VectorEntry
+	nil,                             // 23: meridian.v1.EntityState.TargetsEntry
+	nil,                             // 24: meridian.v1.TargetState.LiveEntry
+	nil,                             // 25: meridian.v1.ApplyState.AppliedEntry
+	nil,                             // 26: meridian.v1.ApplyState.OriginFencesEntry
+	nil,                             // 27: meridian.v1.ApplyState.OriginHlcEntry
+	nil,                             // 28: meridian.v1.ApplyState.OriginTailsEntry
+	(*ConsumerGroup)(nil),           // 29: meridian.v1.ConsumerGroup
+	(*CommitCheckpointRequest)(nil), // 30: meridian.v1.CommitCheckpointRequest
+	(*Dot)(nil),                     // 31: meridian.v1.Dot
+	(*ParkedEvent)(nil),             // 32: meridian.v1.ParkedEvent
+	(*Hlc)(nil),                     // 33: meridian.v1.Hlc
+	(*ExpectedVersion)(nil),         // 34: meridian.v1.ExpectedVersion
+	(*ProposedEvent)(nil),           // 35: meridian.v1.ProposedEvent
+	(*MergeRule)(nil),               // 36: meridian.v1.MergeRule
+	(*FailoverTail)(nil),            // 37: meridian.v1.FailoverTail
+	(*Event)(nil),                   // 38: meridian.v1.Event
+	(*OriginClock)(nil),             // 39: meridian.v1.OriginClock
+	(*StreamMetadata)(nil),          // 40: meridian.v1.StreamMetadata
+	(MergeOp)(0),                    // 41: meridian.v1.MergeOp
 }
 var file_meridian_v1_command_proto_depIdxs = []int32{
-	27, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
-	28, // 1: meridian.v1.GroupCommand.commit:type_name -> meridian.v1.CommitCheckpointRequest
+	29, // 0: meridian.v1.GroupCommand.create:type_name -> meridian.v1.ConsumerGroup
+	30, // 1: meridian.v1.GroupCommand.commit:type_name -> meridian.v1.CommitCheckpointRequest
 	2,  // 2: meridian.v1.GroupCommand.ack:type_name -> meridian.v1.GroupAck
-	29, // 3: meridian.v1.GroupAck.acked:type_name -> meridian.v1.Dot
-	30, // 4: meridian.v1.GroupAck.parked:type_name -> meridian.v1.ParkedEvent
-	19, // 5: meridian.v1.GroupAck.checkpoint:type_name -> meridian.v1.GroupAck.CheckpointEntry
-	29, // 6: meridian.v1.GroupAck.drop_parked:type_name -> meridian.v1.Dot
+	31, // 3: meridian.v1.GroupAck.acked:type_name -> meridian.v1.Dot
+	32, // 4: meridian.v1.GroupAck.parked:type_name -> meridian.v1.ParkedEvent
+	20, // 5: meridian.v1.GroupAck.checkpoint:type_name -> meridian.v1.GroupAck.CheckpointEntry
+	31, // 6: meridian.v1.GroupAck.drop_parked:type_name -> meridian.v1.Dot
 	0,  // 7: meridian.v1.Command.type:type_name -> meridian.v1.CommandType
-	31, // 8: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
+	33, // 8: meridian.v1.AppendBatch.hlc:type_name -> meridian.v1.Hlc
 	5,  // 9: meridian.v1.AppendBatch.ops:type_name -> meridian.v1.AppendOp
-	32, // 10: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
-	33, // 11: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
-	20, // 12: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
-	29, // 13: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
-	34, // 14: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
-	35, // 15: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
-	36, // 16: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
-	31, // 17: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
-	29, // 18: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
-	31, // 19: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
-	21, // 20: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
-	37, // 21: meridian.v1.StreamHead.metadata:type_name -> meridian.v1.StreamMetadata
-	22, // 22: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
-	38, // 23: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
-	23, // 24: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
-	15, // 25: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
-	29, // 26: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
-	31, // 27: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
-	29, // 28: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
-	31, // 29: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
-	29, // 30: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
-	24, // 31: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
-	31, // 32: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
-	25, // 33: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
-	26, // 34: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
-	13, // 35: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
-	14, // 36: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
-	7,  // 37: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
-	31, // 38: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	34, // 10: meridian.v1.AppendOp.expected:type_name -> meridian.v1.ExpectedVersion
+	35, // 11: meridian.v1.AppendOp.events:type_name -> meridian.v1.ProposedEvent
+	21, // 12: meridian.v1.AppendOp.deps:type_name -> meridian.v1.AppendOp.DepsEntry
+	31, // 13: meridian.v1.AppendOp.recovered_from:type_name -> meridian.v1.Dot
+	36, // 14: meridian.v1.AppendOp.merge:type_name -> meridian.v1.MergeRule
+	37, // 15: meridian.v1.OriginFence.tail:type_name -> meridian.v1.FailoverTail
+	37, // 16: meridian.v1.FailoverTails.tails:type_name -> meridian.v1.FailoverTail
+	38, // 17: meridian.v1.ReplicateBatch.events:type_name -> meridian.v1.Event
+	39, // 18: meridian.v1.ReplicateBatch.clocks:type_name -> meridian.v1.OriginClock
+	33, // 19: meridian.v1.ClockTick.hlc:type_name -> meridian.v1.Hlc
+	31, // 20: meridian.v1.StreamHead.last_origin:type_name -> meridian.v1.Dot
+	33, // 21: meridian.v1.StreamHead.last_hlc:type_name -> meridian.v1.Hlc
+	22, // 22: meridian.v1.StreamHead.vector:type_name -> meridian.v1.StreamHead.VectorEntry
+	40, // 23: meridian.v1.StreamHead.metadata:type_name -> meridian.v1.StreamMetadata
+	23, // 24: meridian.v1.EntityState.targets:type_name -> meridian.v1.EntityState.TargetsEntry
+	41, // 25: meridian.v1.TargetState.kind:type_name -> meridian.v1.MergeOp
+	24, // 26: meridian.v1.TargetState.live:type_name -> meridian.v1.TargetState.LiveEntry
+	16, // 27: meridian.v1.LiveWrites.writes:type_name -> meridian.v1.StateWrite
+	31, // 28: meridian.v1.StateWrite.origin:type_name -> meridian.v1.Dot
+	33, // 29: meridian.v1.StateWrite.hlc:type_name -> meridian.v1.Hlc
+	31, // 30: meridian.v1.IdempotencyRecord.origin:type_name -> meridian.v1.Dot
+	33, // 31: meridian.v1.IdempotencyRecord.hlc:type_name -> meridian.v1.Hlc
+	31, // 32: meridian.v1.IdempotencyRecord.first_origin:type_name -> meridian.v1.Dot
+	25, // 33: meridian.v1.ApplyState.applied:type_name -> meridian.v1.ApplyState.AppliedEntry
+	33, // 34: meridian.v1.ApplyState.last_hlc:type_name -> meridian.v1.Hlc
+	26, // 35: meridian.v1.ApplyState.origin_fences:type_name -> meridian.v1.ApplyState.OriginFencesEntry
+	27, // 36: meridian.v1.ApplyState.origin_hlc:type_name -> meridian.v1.ApplyState.OriginHlcEntry
+	28, // 37: meridian.v1.ApplyState.origin_tails:type_name -> meridian.v1.ApplyState.OriginTailsEntry
+	14, // 38: meridian.v1.EntityState.TargetsEntry.value:type_name -> meridian.v1.TargetState
+	15, // 39: meridian.v1.TargetState.LiveEntry.value:type_name -> meridian.v1.LiveWrites
+	8,  // 40: meridian.v1.ApplyState.OriginFencesEntry.value:type_name -> meridian.v1.OriginFenceState
+	33, // 41: meridian.v1.ApplyState.OriginHlcEntry.value:type_name -> meridian.v1.Hlc
+	7,  // 42: meridian.v1.ApplyState.OriginTailsEntry.value:type_name -> meridian.v1.FailoverTails
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_command_proto_init() }
@@ -1859,6 +1943,7 @@ func file_meridian_v1_command_proto_init() {
 	}
 	file_meridian_v1_event_proto_init()
 	file_meridian_v1_groups_proto_init()
+	file_meridian_v1_placement_proto_init()
 	file_meridian_v1_command_proto_msgTypes[0].OneofWrappers = []any{
 		(*GroupCommand_Create)(nil),
 		(*GroupCommand_Delete)(nil),
@@ -1871,7 +1956,7 @@ func file_meridian_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_command_proto_rawDesc), len(file_meridian_v1_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

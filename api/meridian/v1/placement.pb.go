@@ -660,8 +660,11 @@ type RegionLease struct {
 	// homes away from the region (kept by apply, not sent by the holder):
 	// the holder's copy must have applied it before the lease counts.
 	MovedAwayIndex uint64 `protobuf:"varint,11,opt,name=moved_away_index,json=movedAwayIndex,proto3" json:"moved_away_index,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// failovers are the last completed failovers of the region (kept by
+	// apply, not sent by the holder), oldest first, at most 16.
+	Failovers     []*FailoverTail `protobuf:"bytes,12,rep,name=failovers,proto3" json:"failovers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegionLease) Reset() {
@@ -771,6 +774,109 @@ func (x *RegionLease) GetMovedAwayIndex() uint64 {
 	return 0
 }
 
+func (x *RegionLease) GetFailovers() []*FailoverTail {
+	if x != nil {
+		return x.Failovers
+	}
+	return nil
+}
+
+// FailoverTail describes a completed failover of a lost region for the
+// regions that apply its log: the lost region's events beyond cut, ordered
+// under an epoch below transition, for an entity the failover moved, are
+// its unreplicated tail (superseded when they arrive, appended again by the
+// entity's new home). An entity was moved when the longest of moved and
+// kept that is a prefix of it is in moved, and it is not in pinned.
+type FailoverTail struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// transition is the placement index that staged the failover;
+	// completed_index the one that flipped it.
+	Transition     uint64 `protobuf:"varint,1,opt,name=transition,proto3" json:"transition,omitempty"`
+	CompletedIndex uint64 `protobuf:"varint,2,opt,name=completed_index,json=completedIndex,proto3" json:"completed_index,omitempty"`
+	// cut is the longest prefix of the lost region's log any survivor held.
+	Cut uint64 `protobuf:"varint,3,opt,name=cut,proto3" json:"cut,omitempty"`
+	// moved are the prefixes of the rules the failover moved away from the
+	// lost region; kept those of its rules that stayed (failover policy
+	// NEVER, or no live region to go to); pinned the entities pinned to it.
+	Moved         []string `protobuf:"bytes,4,rep,name=moved,proto3" json:"moved,omitempty"`
+	Kept          []string `protobuf:"bytes,5,rep,name=kept,proto3" json:"kept,omitempty"`
+	Pinned        []string `protobuf:"bytes,6,rep,name=pinned,proto3" json:"pinned,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverTail) Reset() {
+	*x = FailoverTail{}
+	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverTail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverTail) ProtoMessage() {}
+
+func (x *FailoverTail) ProtoReflect() protoreflect.Message {
+	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverTail.ProtoReflect.Descriptor instead.
+func (*FailoverTail) Descriptor() ([]byte, []int) {
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FailoverTail) GetTransition() uint64 {
+	if x != nil {
+		return x.Transition
+	}
+	return 0
+}
+
+func (x *FailoverTail) GetCompletedIndex() uint64 {
+	if x != nil {
+		return x.CompletedIndex
+	}
+	return 0
+}
+
+func (x *FailoverTail) GetCut() uint64 {
+	if x != nil {
+		return x.Cut
+	}
+	return 0
+}
+
+func (x *FailoverTail) GetMoved() []string {
+	if x != nil {
+		return x.Moved
+	}
+	return nil
+}
+
+func (x *FailoverTail) GetKept() []string {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
+func (x *FailoverTail) GetPinned() []string {
+	if x != nil {
+		return x.Pinned
+	}
+	return nil
+}
+
 // LeaseStatus is a region's lease as one node's copy sees it.
 type LeaseStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -787,7 +893,7 @@ type LeaseStatus struct {
 
 func (x *LeaseStatus) Reset() {
 	*x = LeaseStatus{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	mi := &file_meridian_v1_placement_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -799,7 +905,7 @@ func (x *LeaseStatus) String() string {
 func (*LeaseStatus) ProtoMessage() {}
 
 func (x *LeaseStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[5]
+	mi := &file_meridian_v1_placement_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -812,7 +918,7 @@ func (x *LeaseStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseStatus.ProtoReflect.Descriptor instead.
 func (*LeaseStatus) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{5}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LeaseStatus) GetLease() *RegionLease {
@@ -845,7 +951,7 @@ type RenewLeaseRequest struct {
 
 func (x *RenewLeaseRequest) Reset() {
 	*x = RenewLeaseRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[6]
+	mi := &file_meridian_v1_placement_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +963,7 @@ func (x *RenewLeaseRequest) String() string {
 func (*RenewLeaseRequest) ProtoMessage() {}
 
 func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[6]
+	mi := &file_meridian_v1_placement_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +976,7 @@ func (x *RenewLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RenewLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{6}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RenewLeaseRequest) GetLease() *RegionLease {
@@ -897,7 +1003,7 @@ type RenewLeaseResponse struct {
 
 func (x *RenewLeaseResponse) Reset() {
 	*x = RenewLeaseResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1015,7 @@ func (x *RenewLeaseResponse) String() string {
 func (*RenewLeaseResponse) ProtoMessage() {}
 
 func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[7]
+	mi := &file_meridian_v1_placement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1028,7 @@ func (x *RenewLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewLeaseResponse.ProtoReflect.Descriptor instead.
 func (*RenewLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{7}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RenewLeaseResponse) GetIndex() uint64 {
@@ -954,7 +1060,7 @@ type ListRulesRequest struct {
 
 func (x *ListRulesRequest) Reset() {
 	*x = ListRulesRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1072,7 @@ func (x *ListRulesRequest) String() string {
 func (*ListRulesRequest) ProtoMessage() {}
 
 func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[8]
+	mi := &file_meridian_v1_placement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1085,7 @@ func (x *ListRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesRequest.ProtoReflect.Descriptor instead.
 func (*ListRulesRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{8}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{9}
 }
 
 type ListRulesResponse struct {
@@ -1001,7 +1107,7 @@ type ListRulesResponse struct {
 
 func (x *ListRulesResponse) Reset() {
 	*x = ListRulesResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[9]
+	mi := &file_meridian_v1_placement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1119,7 @@ func (x *ListRulesResponse) String() string {
 func (*ListRulesResponse) ProtoMessage() {}
 
 func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[9]
+	mi := &file_meridian_v1_placement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1132,7 @@ func (x *ListRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRulesResponse.ProtoReflect.Descriptor instead.
 func (*ListRulesResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{9}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListRulesResponse) GetRules() []*PlacementRule {
@@ -1094,7 +1200,7 @@ type SetRulesRequest struct {
 
 func (x *SetRulesRequest) Reset() {
 	*x = SetRulesRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[10]
+	mi := &file_meridian_v1_placement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1212,7 @@ func (x *SetRulesRequest) String() string {
 func (*SetRulesRequest) ProtoMessage() {}
 
 func (x *SetRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[10]
+	mi := &file_meridian_v1_placement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1225,7 @@ func (x *SetRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRulesRequest.ProtoReflect.Descriptor instead.
 func (*SetRulesRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{10}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetRulesRequest) GetRules() []*PlacementRule {
@@ -1160,7 +1266,7 @@ type SetRulesResponse struct {
 
 func (x *SetRulesResponse) Reset() {
 	*x = SetRulesResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[11]
+	mi := &file_meridian_v1_placement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1278,7 @@ func (x *SetRulesResponse) String() string {
 func (*SetRulesResponse) ProtoMessage() {}
 
 func (x *SetRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[11]
+	mi := &file_meridian_v1_placement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1291,7 @@ func (x *SetRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRulesResponse.ProtoReflect.Descriptor instead.
 func (*SetRulesResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{11}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetRulesResponse) GetIndex() uint64 {
@@ -1228,7 +1334,7 @@ type PinRequest struct {
 
 func (x *PinRequest) Reset() {
 	*x = PinRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[12]
+	mi := &file_meridian_v1_placement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1346,7 @@ func (x *PinRequest) String() string {
 func (*PinRequest) ProtoMessage() {}
 
 func (x *PinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[12]
+	mi := &file_meridian_v1_placement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1359,7 @@ func (x *PinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinRequest.ProtoReflect.Descriptor instead.
 func (*PinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{12}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PinRequest) GetEntity() string {
@@ -1283,7 +1389,7 @@ type PinResponse struct {
 
 func (x *PinResponse) Reset() {
 	*x = PinResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[13]
+	mi := &file_meridian_v1_placement_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1401,7 @@ func (x *PinResponse) String() string {
 func (*PinResponse) ProtoMessage() {}
 
 func (x *PinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[13]
+	mi := &file_meridian_v1_placement_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1414,7 @@ func (x *PinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PinResponse.ProtoReflect.Descriptor instead.
 func (*PinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{13}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PinResponse) GetEpoch() uint64 {
@@ -1341,7 +1447,7 @@ type UnpinRequest struct {
 
 func (x *UnpinRequest) Reset() {
 	*x = UnpinRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[14]
+	mi := &file_meridian_v1_placement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1459,7 @@ func (x *UnpinRequest) String() string {
 func (*UnpinRequest) ProtoMessage() {}
 
 func (x *UnpinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[14]
+	mi := &file_meridian_v1_placement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1472,7 @@ func (x *UnpinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinRequest.ProtoReflect.Descriptor instead.
 func (*UnpinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{14}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnpinRequest) GetEntity() string {
@@ -1390,7 +1496,7 @@ type UnpinResponse struct {
 
 func (x *UnpinResponse) Reset() {
 	*x = UnpinResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[15]
+	mi := &file_meridian_v1_placement_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1402,7 +1508,7 @@ func (x *UnpinResponse) String() string {
 func (*UnpinResponse) ProtoMessage() {}
 
 func (x *UnpinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[15]
+	mi := &file_meridian_v1_placement_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1415,7 +1521,7 @@ func (x *UnpinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnpinResponse.ProtoReflect.Descriptor instead.
 func (*UnpinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{15}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UnpinResponse) GetIndex() uint64 {
@@ -1455,7 +1561,7 @@ type MoveRequest struct {
 
 func (x *MoveRequest) Reset() {
 	*x = MoveRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[16]
+	mi := &file_meridian_v1_placement_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1573,7 @@ func (x *MoveRequest) String() string {
 func (*MoveRequest) ProtoMessage() {}
 
 func (x *MoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[16]
+	mi := &file_meridian_v1_placement_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1586,7 @@ func (x *MoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveRequest.ProtoReflect.Descriptor instead.
 func (*MoveRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{16}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MoveRequest) GetTarget() isMoveRequest_Target {
@@ -1549,7 +1655,7 @@ type MoveResponse struct {
 
 func (x *MoveResponse) Reset() {
 	*x = MoveResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[17]
+	mi := &file_meridian_v1_placement_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1561,7 +1667,7 @@ func (x *MoveResponse) String() string {
 func (*MoveResponse) ProtoMessage() {}
 
 func (x *MoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[17]
+	mi := &file_meridian_v1_placement_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1574,7 +1680,7 @@ func (x *MoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveResponse.ProtoReflect.Descriptor instead.
 func (*MoveResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{17}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *MoveResponse) GetIndex() uint64 {
@@ -1625,7 +1731,7 @@ type PlacementChange struct {
 
 func (x *PlacementChange) Reset() {
 	*x = PlacementChange{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[18]
+	mi := &file_meridian_v1_placement_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1743,7 @@ func (x *PlacementChange) String() string {
 func (*PlacementChange) ProtoMessage() {}
 
 func (x *PlacementChange) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[18]
+	mi := &file_meridian_v1_placement_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1756,7 @@ func (x *PlacementChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementChange.ProtoReflect.Descriptor instead.
 func (*PlacementChange) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{18}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PlacementChange) GetIndex() uint64 {
@@ -1739,7 +1845,7 @@ type HomeMove struct {
 
 func (x *HomeMove) Reset() {
 	*x = HomeMove{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[19]
+	mi := &file_meridian_v1_placement_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1751,7 +1857,7 @@ func (x *HomeMove) String() string {
 func (*HomeMove) ProtoMessage() {}
 
 func (x *HomeMove) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[19]
+	mi := &file_meridian_v1_placement_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1764,7 +1870,7 @@ func (x *HomeMove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HomeMove.ProtoReflect.Descriptor instead.
 func (*HomeMove) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{19}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HomeMove) GetFrom() string {
@@ -1838,7 +1944,7 @@ type AckTransitionRequest struct {
 
 func (x *AckTransitionRequest) Reset() {
 	*x = AckTransitionRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[20]
+	mi := &file_meridian_v1_placement_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1956,7 @@ func (x *AckTransitionRequest) String() string {
 func (*AckTransitionRequest) ProtoMessage() {}
 
 func (x *AckTransitionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[20]
+	mi := &file_meridian_v1_placement_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +1969,7 @@ func (x *AckTransitionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckTransitionRequest.ProtoReflect.Descriptor instead.
 func (*AckTransitionRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{20}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AckTransitionRequest) GetTransition() uint64 {
@@ -1913,7 +2019,7 @@ type AckTransitionResponse struct {
 
 func (x *AckTransitionResponse) Reset() {
 	*x = AckTransitionResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[21]
+	mi := &file_meridian_v1_placement_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1925,7 +2031,7 @@ func (x *AckTransitionResponse) String() string {
 func (*AckTransitionResponse) ProtoMessage() {}
 
 func (x *AckTransitionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[21]
+	mi := &file_meridian_v1_placement_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1938,7 +2044,7 @@ func (x *AckTransitionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckTransitionResponse.ProtoReflect.Descriptor instead.
 func (*AckTransitionResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{21}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AckTransitionResponse) GetIndex() uint64 {
@@ -1963,7 +2069,7 @@ type ListRegionsRequest struct {
 
 func (x *ListRegionsRequest) Reset() {
 	*x = ListRegionsRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[22]
+	mi := &file_meridian_v1_placement_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1975,7 +2081,7 @@ func (x *ListRegionsRequest) String() string {
 func (*ListRegionsRequest) ProtoMessage() {}
 
 func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[22]
+	mi := &file_meridian_v1_placement_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1988,7 +2094,7 @@ func (x *ListRegionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsRequest.ProtoReflect.Descriptor instead.
 func (*ListRegionsRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{22}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{23}
 }
 
 // RegionInfo describes one region as the answering node sees it.
@@ -2011,7 +2117,7 @@ type RegionInfo struct {
 
 func (x *RegionInfo) Reset() {
 	*x = RegionInfo{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[23]
+	mi := &file_meridian_v1_placement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2129,7 @@ func (x *RegionInfo) String() string {
 func (*RegionInfo) ProtoMessage() {}
 
 func (x *RegionInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[23]
+	mi := &file_meridian_v1_placement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2142,7 @@ func (x *RegionInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionInfo.ProtoReflect.Descriptor instead.
 func (*RegionInfo) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{23}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RegionInfo) GetName() string {
@@ -2093,7 +2199,7 @@ type ListRegionsResponse struct {
 
 func (x *ListRegionsResponse) Reset() {
 	*x = ListRegionsResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[24]
+	mi := &file_meridian_v1_placement_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2211,7 @@ func (x *ListRegionsResponse) String() string {
 func (*ListRegionsResponse) ProtoMessage() {}
 
 func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[24]
+	mi := &file_meridian_v1_placement_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2224,7 @@ func (x *ListRegionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRegionsResponse.ProtoReflect.Descriptor instead.
 func (*ListRegionsResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{24}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListRegionsResponse) GetRegions() []*RegionInfo {
@@ -2157,7 +2263,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[25]
+	mi := &file_meridian_v1_placement_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2169,7 +2275,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[25]
+	mi := &file_meridian_v1_placement_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2182,7 +2288,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{25}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Member) GetId() string {
@@ -2229,7 +2335,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[26]
+	mi := &file_meridian_v1_placement_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2241,7 +2347,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[26]
+	mi := &file_meridian_v1_placement_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2254,7 +2360,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{26}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JoinRequest) GetMember() *Member {
@@ -2273,7 +2379,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[27]
+	mi := &file_meridian_v1_placement_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2391,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[27]
+	mi := &file_meridian_v1_placement_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2404,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{27}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinResponse) GetIndex() uint64 {
@@ -2316,7 +2422,7 @@ type MemberStatsRequest struct {
 
 func (x *MemberStatsRequest) Reset() {
 	*x = MemberStatsRequest{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[28]
+	mi := &file_meridian_v1_placement_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2328,7 +2434,7 @@ func (x *MemberStatsRequest) String() string {
 func (*MemberStatsRequest) ProtoMessage() {}
 
 func (x *MemberStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[28]
+	mi := &file_meridian_v1_placement_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2341,7 +2447,7 @@ func (x *MemberStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatsRequest.ProtoReflect.Descriptor instead.
 func (*MemberStatsRequest) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{28}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{29}
 }
 
 type MemberStatsResponse struct {
@@ -2360,7 +2466,7 @@ type MemberStatsResponse struct {
 
 func (x *MemberStatsResponse) Reset() {
 	*x = MemberStatsResponse{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[29]
+	mi := &file_meridian_v1_placement_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2478,7 @@ func (x *MemberStatsResponse) String() string {
 func (*MemberStatsResponse) ProtoMessage() {}
 
 func (x *MemberStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[29]
+	mi := &file_meridian_v1_placement_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2491,7 @@ func (x *MemberStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberStatsResponse.ProtoReflect.Descriptor instead.
 func (*MemberStatsResponse) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{29}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MemberStatsResponse) GetId() string {
@@ -2437,7 +2543,7 @@ type HomeRedirect struct {
 
 func (x *HomeRedirect) Reset() {
 	*x = HomeRedirect{}
-	mi := &file_meridian_v1_placement_proto_msgTypes[30]
+	mi := &file_meridian_v1_placement_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2449,7 +2555,7 @@ func (x *HomeRedirect) String() string {
 func (*HomeRedirect) ProtoMessage() {}
 
 func (x *HomeRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_meridian_v1_placement_proto_msgTypes[30]
+	mi := &file_meridian_v1_placement_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2462,7 +2568,7 @@ func (x *HomeRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HomeRedirect.ProtoReflect.Descriptor instead.
 func (*HomeRedirect) Descriptor() ([]byte, []int) {
-	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{30}
+	return file_meridian_v1_placement_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *HomeRedirect) GetEntity() string {
@@ -2532,7 +2638,7 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	" \x01(\v2\x1c.meridian.v1.PlacementChangeR\x06change\x127\n" +
 	"\n" +
 	"home_lease\x18\v \x01(\v2\x18.meridian.v1.LeaseStatusR\thomeLease\x12D\n" +
-	"\x0ffailover_policy\x18\f \x01(\x0e2\x1b.meridian.v1.FailoverPolicyR\x0efailoverPolicy\"\xaf\x04\n" +
+	"\x0ffailover_policy\x18\f \x01(\x0e2\x1b.meridian.v1.FailoverPolicyR\x0efailoverPolicy\"\xe8\x04\n" +
 	"\vRegionLease\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x16\n" +
 	"\x06holder\x18\x02 \x01(\tR\x06holder\x12#\n" +
@@ -2548,10 +2654,20 @@ const file_meridian_v1_placement_proto_rawDesc = "" +
 	"\x06fenced\x18\t \x01(\tR\x06fenced\x12<\n" +
 	"\fclock_offset\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\vclockOffset\x12(\n" +
-	"\x10moved_away_index\x18\v \x01(\x04R\x0emovedAwayIndex\x1a:\n" +
+	"\x10moved_away_index\x18\v \x01(\x04R\x0emovedAwayIndex\x127\n" +
+	"\tfailovers\x18\f \x03(\v2\x19.meridian.v1.FailoverTailR\tfailovers\x1a:\n" +
 	"\fAppliedEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x84\x01\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xab\x01\n" +
+	"\fFailoverTail\x12\x1e\n" +
+	"\n" +
+	"transition\x18\x01 \x01(\x04R\n" +
+	"transition\x12'\n" +
+	"\x0fcompleted_index\x18\x02 \x01(\x04R\x0ecompletedIndex\x12\x10\n" +
+	"\x03cut\x18\x03 \x01(\x04R\x03cut\x12\x14\n" +
+	"\x05moved\x18\x04 \x03(\tR\x05moved\x12\x12\n" +
+	"\x04kept\x18\x05 \x03(\tR\x04kept\x12\x16\n" +
+	"\x06pinned\x18\x06 \x03(\tR\x06pinned\"\x84\x01\n" +
 	"\vLeaseStatus\x12.\n" +
 	"\x05lease\x18\x01 \x01(\v2\x18.meridian.v1.RegionLeaseR\x05lease\x12+\n" +
 	"\x03age\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03age\x12\x18\n" +
@@ -2724,7 +2840,7 @@ func file_meridian_v1_placement_proto_rawDescGZIP() []byte {
 }
 
 var file_meridian_v1_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_meridian_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_meridian_v1_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_meridian_v1_placement_proto_goTypes = []any{
 	(PlacementMode)(0),            // 0: meridian.v1.PlacementMode
 	(PlacementSource)(0),          // 1: meridian.v1.PlacementSource
@@ -2735,107 +2851,109 @@ var file_meridian_v1_placement_proto_goTypes = []any{
 	(*GetPlacementRequest)(nil),   // 6: meridian.v1.GetPlacementRequest
 	(*GetPlacementResponse)(nil),  // 7: meridian.v1.GetPlacementResponse
 	(*RegionLease)(nil),           // 8: meridian.v1.RegionLease
-	(*LeaseStatus)(nil),           // 9: meridian.v1.LeaseStatus
-	(*RenewLeaseRequest)(nil),     // 10: meridian.v1.RenewLeaseRequest
-	(*RenewLeaseResponse)(nil),    // 11: meridian.v1.RenewLeaseResponse
-	(*ListRulesRequest)(nil),      // 12: meridian.v1.ListRulesRequest
-	(*ListRulesResponse)(nil),     // 13: meridian.v1.ListRulesResponse
-	(*SetRulesRequest)(nil),       // 14: meridian.v1.SetRulesRequest
-	(*SetRulesResponse)(nil),      // 15: meridian.v1.SetRulesResponse
-	(*PinRequest)(nil),            // 16: meridian.v1.PinRequest
-	(*PinResponse)(nil),           // 17: meridian.v1.PinResponse
-	(*UnpinRequest)(nil),          // 18: meridian.v1.UnpinRequest
-	(*UnpinResponse)(nil),         // 19: meridian.v1.UnpinResponse
-	(*MoveRequest)(nil),           // 20: meridian.v1.MoveRequest
-	(*MoveResponse)(nil),          // 21: meridian.v1.MoveResponse
-	(*PlacementChange)(nil),       // 22: meridian.v1.PlacementChange
-	(*HomeMove)(nil),              // 23: meridian.v1.HomeMove
-	(*AckTransitionRequest)(nil),  // 24: meridian.v1.AckTransitionRequest
-	(*AckTransitionResponse)(nil), // 25: meridian.v1.AckTransitionResponse
-	(*ListRegionsRequest)(nil),    // 26: meridian.v1.ListRegionsRequest
-	(*RegionInfo)(nil),            // 27: meridian.v1.RegionInfo
-	(*ListRegionsResponse)(nil),   // 28: meridian.v1.ListRegionsResponse
-	(*Member)(nil),                // 29: meridian.v1.Member
-	(*JoinRequest)(nil),           // 30: meridian.v1.JoinRequest
-	(*JoinResponse)(nil),          // 31: meridian.v1.JoinResponse
-	(*MemberStatsRequest)(nil),    // 32: meridian.v1.MemberStatsRequest
-	(*MemberStatsResponse)(nil),   // 33: meridian.v1.MemberStatsResponse
-	(*HomeRedirect)(nil),          // 34: meridian.v1.HomeRedirect
-	nil,                           // 35: meridian.v1.RegionLease.AppliedEntry
-	nil,                           // 36: meridian.v1.HomeMove.FencedEntry
-	(*MergeRule)(nil),             // 37: meridian.v1.MergeRule
-	(*timestamppb.Timestamp)(nil), // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 39: google.protobuf.Duration
+	(*FailoverTail)(nil),          // 9: meridian.v1.FailoverTail
+	(*LeaseStatus)(nil),           // 10: meridian.v1.LeaseStatus
+	(*RenewLeaseRequest)(nil),     // 11: meridian.v1.RenewLeaseRequest
+	(*RenewLeaseResponse)(nil),    // 12: meridian.v1.RenewLeaseResponse
+	(*ListRulesRequest)(nil),      // 13: meridian.v1.ListRulesRequest
+	(*ListRulesResponse)(nil),     // 14: meridian.v1.ListRulesResponse
+	(*SetRulesRequest)(nil),       // 15: meridian.v1.SetRulesRequest
+	(*SetRulesResponse)(nil),      // 16: meridian.v1.SetRulesResponse
+	(*PinRequest)(nil),            // 17: meridian.v1.PinRequest
+	(*PinResponse)(nil),           // 18: meridian.v1.PinResponse
+	(*UnpinRequest)(nil),          // 19: meridian.v1.UnpinRequest
+	(*UnpinResponse)(nil),         // 20: meridian.v1.UnpinResponse
+	(*MoveRequest)(nil),           // 21: meridian.v1.MoveRequest
+	(*MoveResponse)(nil),          // 22: meridian.v1.MoveResponse
+	(*PlacementChange)(nil),       // 23: meridian.v1.PlacementChange
+	(*HomeMove)(nil),              // 24: meridian.v1.HomeMove
+	(*AckTransitionRequest)(nil),  // 25: meridian.v1.AckTransitionRequest
+	(*AckTransitionResponse)(nil), // 26: meridian.v1.AckTransitionResponse
+	(*ListRegionsRequest)(nil),    // 27: meridian.v1.ListRegionsRequest
+	(*RegionInfo)(nil),            // 28: meridian.v1.RegionInfo
+	(*ListRegionsResponse)(nil),   // 29: meridian.v1.ListRegionsResponse
+	(*Member)(nil),                // 30: meridian.v1.Member
+	(*JoinRequest)(nil),           // 31: meridian.v1.JoinRequest
+	(*JoinResponse)(nil),          // 32: meridian.v1.JoinResponse
+	(*MemberStatsRequest)(nil),    // 33: meridian.v1.MemberStatsRequest
+	(*MemberStatsResponse)(nil),   // 34: meridian.v1.MemberStatsResponse
+	(*HomeRedirect)(nil),          // 35: meridian.v1.HomeRedirect
+	nil,                           // 36: meridian.v1.RegionLease.AppliedEntry
+	nil,                           // 37: meridian.v1.HomeMove.FencedEntry
+	(*MergeRule)(nil),             // 38: meridian.v1.MergeRule
+	(*timestamppb.Timestamp)(nil), // 39: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
 }
 var file_meridian_v1_placement_proto_depIdxs = []int32{
 	0,  // 0: meridian.v1.PlacementRule.mode:type_name -> meridian.v1.PlacementMode
 	2,  // 1: meridian.v1.PlacementRule.failover_policy:type_name -> meridian.v1.FailoverPolicy
-	37, // 2: meridian.v1.PlacementRule.merge:type_name -> meridian.v1.MergeRule
-	38, // 3: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
-	39, // 4: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
+	38, // 2: meridian.v1.PlacementRule.merge:type_name -> meridian.v1.MergeRule
+	39, // 3: meridian.v1.TableInfo.last_leader_contact:type_name -> google.protobuf.Timestamp
+	40, // 4: meridian.v1.TableInfo.staleness:type_name -> google.protobuf.Duration
 	0,  // 5: meridian.v1.GetPlacementResponse.mode:type_name -> meridian.v1.PlacementMode
 	1,  // 6: meridian.v1.GetPlacementResponse.source:type_name -> meridian.v1.PlacementSource
 	5,  // 7: meridian.v1.GetPlacementResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 8: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
-	9,  // 9: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
+	23, // 8: meridian.v1.GetPlacementResponse.change:type_name -> meridian.v1.PlacementChange
+	10, // 9: meridian.v1.GetPlacementResponse.home_lease:type_name -> meridian.v1.LeaseStatus
 	2,  // 10: meridian.v1.GetPlacementResponse.failover_policy:type_name -> meridian.v1.FailoverPolicy
-	38, // 11: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
-	39, // 12: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
-	35, // 13: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
-	38, // 14: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
-	39, // 15: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
-	8,  // 16: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
-	39, // 17: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
-	8,  // 18: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
-	38, // 19: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
-	4,  // 20: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	5,  // 21: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 22: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	4,  // 23: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
-	4,  // 24: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
-	22, // 25: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 26: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 27: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
-	22, // 28: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
-	23, // 29: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
-	38, // 30: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
-	39, // 31: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
-	36, // 32: meridian.v1.HomeMove.fenced:type_name -> meridian.v1.HomeMove.FencedEntry
-	3,  // 33: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
-	38, // 34: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
-	9,  // 35: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
-	27, // 36: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
-	5,  // 37: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
-	22, // 38: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
-	29, // 39: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
-	39, // 40: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
-	6,  // 41: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
-	12, // 42: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
-	14, // 43: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
-	16, // 44: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
-	18, // 45: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
-	20, // 46: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
-	26, // 47: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
-	30, // 48: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
-	32, // 49: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
-	24, // 50: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
-	10, // 51: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
-	7,  // 52: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
-	13, // 53: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
-	15, // 54: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
-	17, // 55: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
-	19, // 56: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
-	21, // 57: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
-	28, // 58: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
-	31, // 59: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
-	33, // 60: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
-	25, // 61: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
-	11, // 62: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
-	52, // [52:63] is the sub-list for method output_type
-	41, // [41:52] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	39, // 11: meridian.v1.RegionLease.renewed_at:type_name -> google.protobuf.Timestamp
+	40, // 12: meridian.v1.RegionLease.duration:type_name -> google.protobuf.Duration
+	36, // 13: meridian.v1.RegionLease.applied:type_name -> meridian.v1.RegionLease.AppliedEntry
+	39, // 14: meridian.v1.RegionLease.tail_oldest:type_name -> google.protobuf.Timestamp
+	40, // 15: meridian.v1.RegionLease.clock_offset:type_name -> google.protobuf.Duration
+	9,  // 16: meridian.v1.RegionLease.failovers:type_name -> meridian.v1.FailoverTail
+	8,  // 17: meridian.v1.LeaseStatus.lease:type_name -> meridian.v1.RegionLease
+	40, // 18: meridian.v1.LeaseStatus.age:type_name -> google.protobuf.Duration
+	8,  // 19: meridian.v1.RenewLeaseRequest.lease:type_name -> meridian.v1.RegionLease
+	39, // 20: meridian.v1.RenewLeaseResponse.leader_time:type_name -> google.protobuf.Timestamp
+	4,  // 21: meridian.v1.ListRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	5,  // 22: meridian.v1.ListRulesResponse.table:type_name -> meridian.v1.TableInfo
+	23, // 23: meridian.v1.ListRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	4,  // 24: meridian.v1.SetRulesRequest.rules:type_name -> meridian.v1.PlacementRule
+	4,  // 25: meridian.v1.SetRulesResponse.rules:type_name -> meridian.v1.PlacementRule
+	23, // 26: meridian.v1.SetRulesResponse.change:type_name -> meridian.v1.PlacementChange
+	23, // 27: meridian.v1.PinResponse.change:type_name -> meridian.v1.PlacementChange
+	23, // 28: meridian.v1.UnpinResponse.change:type_name -> meridian.v1.PlacementChange
+	23, // 29: meridian.v1.MoveResponse.change:type_name -> meridian.v1.PlacementChange
+	24, // 30: meridian.v1.PlacementChange.moves:type_name -> meridian.v1.HomeMove
+	39, // 31: meridian.v1.PlacementChange.started_at:type_name -> google.protobuf.Timestamp
+	40, // 32: meridian.v1.PlacementChange.duration:type_name -> google.protobuf.Duration
+	37, // 33: meridian.v1.HomeMove.fenced:type_name -> meridian.v1.HomeMove.FencedEntry
+	3,  // 34: meridian.v1.AckTransitionRequest.kind:type_name -> meridian.v1.TransitionAckKind
+	39, // 35: meridian.v1.RegionInfo.last_reached:type_name -> google.protobuf.Timestamp
+	10, // 36: meridian.v1.RegionInfo.lease:type_name -> meridian.v1.LeaseStatus
+	28, // 37: meridian.v1.ListRegionsResponse.regions:type_name -> meridian.v1.RegionInfo
+	5,  // 38: meridian.v1.ListRegionsResponse.table:type_name -> meridian.v1.TableInfo
+	23, // 39: meridian.v1.ListRegionsResponse.change:type_name -> meridian.v1.PlacementChange
+	30, // 40: meridian.v1.JoinRequest.member:type_name -> meridian.v1.Member
+	40, // 41: meridian.v1.MemberStatsResponse.last_contact:type_name -> google.protobuf.Duration
+	6,  // 42: meridian.v1.Placement.GetPlacement:input_type -> meridian.v1.GetPlacementRequest
+	13, // 43: meridian.v1.Placement.ListRules:input_type -> meridian.v1.ListRulesRequest
+	15, // 44: meridian.v1.Placement.SetRules:input_type -> meridian.v1.SetRulesRequest
+	17, // 45: meridian.v1.Placement.Pin:input_type -> meridian.v1.PinRequest
+	19, // 46: meridian.v1.Placement.Unpin:input_type -> meridian.v1.UnpinRequest
+	21, // 47: meridian.v1.Placement.Move:input_type -> meridian.v1.MoveRequest
+	27, // 48: meridian.v1.Placement.ListRegions:input_type -> meridian.v1.ListRegionsRequest
+	31, // 49: meridian.v1.Placement.Join:input_type -> meridian.v1.JoinRequest
+	33, // 50: meridian.v1.Placement.MemberStats:input_type -> meridian.v1.MemberStatsRequest
+	25, // 51: meridian.v1.Placement.AckTransition:input_type -> meridian.v1.AckTransitionRequest
+	11, // 52: meridian.v1.Placement.RenewLease:input_type -> meridian.v1.RenewLeaseRequest
+	7,  // 53: meridian.v1.Placement.GetPlacement:output_type -> meridian.v1.GetPlacementResponse
+	14, // 54: meridian.v1.Placement.ListRules:output_type -> meridian.v1.ListRulesResponse
+	16, // 55: meridian.v1.Placement.SetRules:output_type -> meridian.v1.SetRulesResponse
+	18, // 56: meridian.v1.Placement.Pin:output_type -> meridian.v1.PinResponse
+	20, // 57: meridian.v1.Placement.Unpin:output_type -> meridian.v1.UnpinResponse
+	22, // 58: meridian.v1.Placement.Move:output_type -> meridian.v1.MoveResponse
+	29, // 59: meridian.v1.Placement.ListRegions:output_type -> meridian.v1.ListRegionsResponse
+	32, // 60: meridian.v1.Placement.Join:output_type -> meridian.v1.JoinResponse
+	34, // 61: meridian.v1.Placement.MemberStats:output_type -> meridian.v1.MemberStatsResponse
+	26, // 62: meridian.v1.Placement.AckTransition:output_type -> meridian.v1.AckTransitionResponse
+	12, // 63: meridian.v1.Placement.RenewLease:output_type -> meridian.v1.RenewLeaseResponse
+	53, // [53:64] is the sub-list for method output_type
+	42, // [42:53] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_meridian_v1_placement_proto_init() }
@@ -2844,7 +2962,7 @@ func file_meridian_v1_placement_proto_init() {
 		return
 	}
 	file_meridian_v1_event_proto_init()
-	file_meridian_v1_placement_proto_msgTypes[16].OneofWrappers = []any{
+	file_meridian_v1_placement_proto_msgTypes[17].OneofWrappers = []any{
 		(*MoveRequest_Entity)(nil),
 		(*MoveRequest_Prefix)(nil),
 	}
@@ -2854,7 +2972,7 @@ func file_meridian_v1_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meridian_v1_placement_proto_rawDesc), len(file_meridian_v1_placement_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
