@@ -592,6 +592,8 @@ func (o ownership) WaitIndex(ctx context.Context, idx uint64) bool { return o.p.
 
 func (o ownership) Changed() <-chan struct{} { return o.p.FSM().Changed() }
 
+func (o ownership) Failovers(r string) []*meridianv1.FailoverTail { return o.p.FSM().Failovers(r) }
+
 func (o ownership) Transition() (region.Transition, bool) {
 	rec, active := o.p.FSM().Transition()
 	if !active {

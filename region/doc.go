@@ -102,7 +102,11 @@
 //     the queue everywhere (TestApplyReplicateResolvesAFailoverForkAlikeInEveryOrder,
 //     TestRecoveredAppendMarksTheEventAndClearsItsMarker). An origin fence
 //     holds a lost region's log back until the cut
-//     (TestApplyOriginFenceHoldsALostRegionsLogBack).
+//     (TestApplyOriginFenceHoldsALostRegionsLogBack). Once a failover is
+//     over, the lost origin's tail (beyond the cut, an epoch before the
+//     failover, an entity it moved) is superseded on arrival, so no region
+//     orders on top of it (TestALostHomesTailIsSupersededOnArrival,
+//     TestChainedFailoversAgreeInEveryRegion).
 //   - Every read is one consistent Badger snapshot: ReadStream's events and
 //     head agree (TestReadStream, TestReadStreamClampsCount); ReadLog walks
 //     the apply log in position order (TestReadLog). Changed is closed after

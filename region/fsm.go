@@ -396,6 +396,19 @@ func (f *FSM) ApplyState() *meridianv1.ApplyState {
 	return proto.Clone(f.state).(*meridianv1.ApplyState)
 }
 
+// hasTail reports whether origin's failover staged at transition is
+// recorded (ApplyState.origin_tails), without copying the apply state.
+func (f *FSM) hasTail(origin string, transition uint64) bool {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for _, t := range f.state.GetOriginTails()[origin].GetTails() {
+		if t.GetTransition() == transition {
+			return true
+		}
+	}
+	return false
+}
+
 // Covers reports whether the applied vector covers need, without copying
 // the apply state (appends and SESSION reads ask on every request; apply
 // replaces the state, never mutates it, so a read lock suffices).

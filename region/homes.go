@@ -68,6 +68,9 @@ func (n *Node) runHomes() {
 // superseded events of entities homed here.
 func (n *Node) homesStep(sent map[ackKey]time.Time) {
 	tr, ok := n.cfg.Ownership.Transition()
+	if err := n.recordTails(n.cfg.Ownership.Regions()); err != nil {
+		n.logger.Warn("failover over: recording its tail rule failed; retrying", "err", err)
+	}
 	n.releaseFences(tr, ok)
 	if ok {
 		n.transitionStep(tr, sent)
@@ -142,10 +145,46 @@ func (n *Node) lostMoveStep(tr Transition, m TransitionMove, sent map[ackKey]tim
 	}
 }
 
-// releaseFences lifts the fences of failovers no longer in progress.
+// recordTails records in this region's state the completed failovers of
+// origins it does not have yet (supersede.go, failover tails), each in the
+// entry that releases the fence the failover left here, if any. Origins'
+// events are applied only after (Replicate asks first).
+func (n *Node) recordTails(origins []string) error {
+	own := n.cfg.Ownership
+	if own == nil {
+		return nil
+	}
+	for _, o := range origins {
+		if o == n.cfg.Region {
+			continue
+		}
+		for _, ft := range own.Failovers(o) {
+			if n.fsm.hasTail(o, ft.GetTransition()) {
+				continue
+			}
+			f := n.fsm.ApplyState().GetOriginFences()[o]
+			release := f != nil && f.GetTransition() <= ft.GetTransition()
+			if _, err := n.proposeOriginFence(&meridianv1.OriginFence{Origin: o, Transition: ft.GetTransition(), Release: release, Tail: ft}); err != nil {
+				return fmt.Errorf("failover of %s staged at %d: %w", o, ft.GetTransition(), err)
+			}
+			n.logger.Info("failover over: its lost home's unreplicated tail is superseded on arrival", "origin", o,
+				"transition", ft.GetTransition(), "cut", ft.GetCut(), "moved", ft.GetMoved(), "released", release)
+		}
+	}
+	return nil
+}
+
+// releaseFences lifts the fences of failovers no longer in progress. The
+// fence of a failover that completed is lifted by recordTails, with its
+// tail rule, never alone.
 func (n *Node) releaseFences(tr Transition, active bool) {
 	for origin, f := range n.fsm.ApplyState().GetOriginFences() {
 		if active && f.GetTransition() == tr.Index {
+			continue
+		}
+		if slices.ContainsFunc(n.cfg.Ownership.Failovers(origin), func(ft *meridianv1.FailoverTail) bool {
+			return ft.GetTransition() == f.GetTransition()
+		}) {
 			continue
 		}
 		if _, err := n.proposeOriginFence(&meridianv1.OriginFence{Origin: origin, Transition: f.GetTransition(), Release: true}); err != nil {

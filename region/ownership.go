@@ -36,6 +36,9 @@ type Ownership interface {
 	// Transition returns the placement change in progress that moves
 	// homes, as the local copy has it; false when there is none.
 	Transition() (Transition, bool)
+	// Failovers returns region's last completed failovers as the local
+	// copy has them, oldest first (read-only records).
+	Failovers(region string) []*meridianv1.FailoverTail
 	// AckTransition reports this region's part of a placement change to
 	// the placement group (through its leader).
 	AckTransition(ctx context.Context, ack TransitionAck) error

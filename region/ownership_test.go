@@ -27,6 +27,7 @@ type fakeOwnership struct {
 	minEpochs  []uint64 // every non-zero minEpoch asked for
 	index      uint64
 	transition *Transition
+	failovers  map[string][]*meridianv1.FailoverTail // by lost region
 	acks       []TransitionAck
 	leaseErr   error // RenewLease fails with it when set
 	renewals   int
@@ -69,6 +70,25 @@ func (f *fakeOwnership) Transition() (Transition, bool) {
 	tr := *f.transition
 	tr.Moves = append([]TransitionMove(nil), tr.Moves...)
 	return tr, true
+}
+
+func (f *fakeOwnership) Failovers(region string) []*meridianv1.FailoverTail {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failovers[region]
+}
+
+// completeFailover ends the transition in progress as a completed failover
+// of lost described by ft.
+func (f *fakeOwnership) completeFailover(lost string, ft *meridianv1.FailoverTail) {
+	f.mu.Lock()
+	f.transition = nil
+	if f.failovers == nil {
+		f.failovers = map[string][]*meridianv1.FailoverTail{}
+	}
+	f.failovers[lost] = append(f.failovers[lost], ft)
+	f.mu.Unlock()
+	f.changed.Notify()
 }
 
 func (f *fakeOwnership) AckTransition(_ context.Context, ack TransitionAck) error {

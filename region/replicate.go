@@ -90,7 +90,10 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		// active-active went by) is superseded, as in every region that had
 		// merged events before it arrived.
 		staleTail := head.GetMerged() && !ev.GetActiveActive() && ev.GetEpoch() < head.GetEpoch()
-		if !staleTail && (ev.GetActiveActive() || head.GetMerged()) {
+		// A lost home's unreplicated tail is superseded on arrival
+		// (supersede.go, failover tails), whatever the stream holds.
+		lostTail := !ev.GetActiveActive() && inFailoverTail(st.GetOriginTails()[origin].GetTails(), ev)
+		if !staleTail && !lostTail && (ev.GetActiveActive() || head.GetMerged()) {
 			// A merged stream's event goes to its place in merged order.
 			pos := st.GetLastPosition() + 1
 			rw, rd := recoveredWrites(ev)
@@ -109,9 +112,9 @@ func (a applier) applyReplicate(w *txnWriter, st *meridianv1.ApplyState, b *meri
 		var pre []kv
 		var dels [][]byte
 		var rolledHead *meridianv1.StreamHead
-		superseded := staleTail
+		superseded := staleTail || lostTail
 		switch {
-		case staleTail:
+		case superseded:
 		case v == head.GetVersion()+1 && !eraBefore(epoch, origin, head.GetEpoch(), head.GetLastOrigin().GetRegion()):
 			// The stream's next event: the common case.
 		case v <= head.GetVersion():

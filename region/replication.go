@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,18 @@ func (n *Node) LeaderChanged() <-chan struct{} { return n.leaderChangedCh() }
 func (n *Node) Replicate(ctx context.Context, events []*meridianv1.Event) (int, error) {
 	if len(events) == 0 {
 		return 0, nil
+	}
+	// The failovers of the events' origins are recorded first, so that no
+	// lost home's tail is applied before the rule that supersedes it (a
+	// region that was not a failover's survivor has no fence holding it).
+	var origins []string
+	for _, ev := range events {
+		if o := ev.GetOrigin().GetRegion(); !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
+	if err := n.recordTails(origins); err != nil {
+		return 0, fmt.Errorf("replicate: %w", err)
 	}
 	return n.replicate(ctx, &meridianv1.ReplicateBatch{Events: events})
 }

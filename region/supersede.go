@@ -1,7 +1,10 @@
 package region
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
@@ -138,13 +141,21 @@ func recoveredWrites(ev *meridianv1.Event) (writes []kv, deletes [][]byte) {
 }
 
 // applyOriginFence fences, raises or releases the hold on another region's
-// log (a failover's survivors: see OriginFence). It returns the limit.
+// log (a failover's survivors: see OriginFence), and records a completed
+// failover's tail rule. It returns the limit.
 func (a applier) applyOriginFence(st *meridianv1.ApplyState, f *meridianv1.OriginFence) *FenceResult {
 	o := f.GetOrigin()
 	if o == "" || o == a.region {
 		return &FenceResult{}
 	}
 	cur := st.GetOriginFences()[o]
+	if t := f.GetTail(); t != nil {
+		recordTail(st, o, t)
+		if !f.GetRelease() {
+			// Only the record: never a fence.
+			return &FenceResult{Transition: f.GetTransition()}
+		}
+	}
 	switch {
 	case f.GetRelease():
 		if cur != nil && cur.GetTransition() <= f.GetTransition() {
@@ -166,4 +177,80 @@ func (a applier) applyOriginFence(st *meridianv1.ApplyState, f *meridianv1.Origi
 		st.OriginFences[o] = cur
 	}
 	return &FenceResult{Transition: cur.GetTransition(), Seq: cur.GetLimit()}
+}
+
+// Failover tails. A failover's survivors hold the lost region's log back
+// beyond what they have of it, and let it through to the cut, which the new
+// home applies before it orders anything; what the lost home ordered beyond
+// the cut for the entities it lost is its unreplicated tail. Superseding
+// that tail only when a later era's event of the same stream arrives is not
+// enough: a region that received the tail before any event of the new
+// home's era took it into the stream, and when a second failover then made
+// that region the home, it ordered its own era on top of the tail while
+// another region held the first new home's events at those versions
+// (three histories, no era order that agrees with all of them). So every
+// region applies the same rule as soon as a failover is over, recorded in
+// its state in the entry that releases the fence (before any event beyond
+// the fence): the lost origin's single-home events beyond the cut, ordered
+// under an epoch before the failover, for an entity the failover moved,
+// are superseded on arrival and appended again by the entity's new home,
+// marked recovered. Entities the failover kept with the lost region (rules
+// that do not fail over, pins) keep their events.
+
+// originTailsMax bounds the failovers recorded per origin (the placement
+// table keeps as many).
+const originTailsMax = 16
+
+// recordTail adds t to origin's tail rules, unless it is there already.
+func recordTail(st *meridianv1.ApplyState, origin string, t *meridianv1.FailoverTail) {
+	if st.OriginTails == nil {
+		st.OriginTails = map[string]*meridianv1.FailoverTails{}
+	}
+	cur := st.OriginTails[origin]
+	if cur == nil {
+		cur = &meridianv1.FailoverTails{}
+		st.OriginTails[origin] = cur
+	}
+	for _, have := range cur.GetTails() {
+		if have.GetTransition() == t.GetTransition() {
+			return
+		}
+	}
+	cur.Tails = append(cur.Tails, proto.Clone(t).(*meridianv1.FailoverTail))
+	slices.SortFunc(cur.Tails, func(x, y *meridianv1.FailoverTail) int { return cmp.Compare(x.GetTransition(), y.GetTransition()) })
+	if n := len(cur.Tails); n > originTailsMax {
+		cur.Tails = cur.Tails[n-originTailsMax:]
+	}
+}
+
+// inFailoverTail reports whether ev, a single-home event of its origin, is
+// in the unreplicated tail of one of tails (its origin's failovers).
+func inFailoverTail(tails []*meridianv1.FailoverTail, ev *meridianv1.Event) bool {
+	for _, t := range tails {
+		if ev.GetOrigin().GetSeq() > t.GetCut() && ev.GetEpoch() < t.GetTransition() && failoverMoved(t, ev.GetEntity()) {
+			return true
+		}
+	}
+	return false
+}
+
+// failoverMoved reports whether failover t moved entity away from the lost
+// region: the longest of t's rule prefixes that matches it is a moved one,
+// and it was not pinned there.
+func failoverMoved(t *meridianv1.FailoverTail, entity string) bool {
+	if _, pinned := slices.BinarySearch(t.GetPinned(), entity); pinned {
+		return false
+	}
+	best, moved := -1, false
+	for _, p := range t.GetMoved() {
+		if len(p) > best && strings.HasPrefix(entity, p) {
+			best, moved = len(p), true
+		}
+	}
+	for _, p := range t.GetKept() {
+		if len(p) > best && strings.HasPrefix(entity, p) {
+			best, moved = len(p), false
+		}
+	}
+	return moved
 }

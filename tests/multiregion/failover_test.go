@@ -79,9 +79,10 @@ func appendTo(ctx context.Context, c *Cluster, host, entity string, d meridianv1
 // resume in us-east within lease + offset + 3 s; the MULTI_REGION writes
 // keep their versions; nv/ (policy never) stays with eu-west and its writes
 // fail with a retryable error naming the home's lease. When eu-west returns
-// its tail reaches every region: events that conflict with the new home's
-// writes are appended again by it, marked recovered with their original
-// version; the others keep their versions; every region converges.
+// its tail reaches every region and is superseded on arrival: the new home
+// appends each tail event again, in order, marked recovered with its
+// original version (after its own writes where it wrote, at the same
+// versions where it did not); every region converges.
 func TestFailoverSafeMovesALostRegionsEntitiesAndRecoversItsTail(t *testing.T) {
 	var hold atomic.Bool
 	c := startFailoverCluster(t, &hold)
@@ -189,8 +190,11 @@ func TestFailoverSafeMovesALostRegionsEntitiesAndRecoversItsTail(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, rb.Msg.GetEvents(), 2)
 	for i, ev := range rb.Msg.GetEvents() {
-		assert.Equal(t, tail["eu/b"][i], ev.GetId(), "no conflict: the tail keeps its versions")
-		assert.False(t, ev.GetRecovered())
+		assert.Equal(t, tail["eu/b"][i], ev.GetId(), "in order")
+		assert.Equal(t, uint64(i+1), ev.GetVersion(), "the new home wrote nothing to eu/b: the same versions")
+		assert.True(t, ev.GetRecovered(), "appended again by the new home")
+		assert.Equal(t, uint64(i+1), ev.GetOriginalVersion())
+		assert.Equal(t, "us-east", ev.GetOrigin().GetRegion())
 	}
 	// The returned region renews and routes eu/ writes to the new home.
 	require.Eventually(t, func() bool {
