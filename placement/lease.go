@@ -2,7 +2,9 @@ package placement
 
 import (
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -227,9 +229,23 @@ func (s *tableState) failoverTail(lost string, cut, transition, completed uint64
 			ft.Kept = append(ft.Kept, r.prefix)
 		}
 	}
+	// Only pins under a moved rule matter (the others are kept anyway), so
+	// the record, which every region keeps in its apply state, stays small
+	// unless thousands of entities under a moved rule are pinned to the
+	// lost region (not bounded: leaving one out would supersede the writes
+	// its home goes on ordering; docs/PLACEMENT.md says so).
+	moved := func(entity string) bool {
+		best, m := -1, false
+		for _, r := range s.rules.rules {
+			if r.home == lost && len(r.prefix) > best && strings.HasPrefix(entity, r.prefix) {
+				best, m = len(r.prefix), slices.Contains(ft.Moved, r.prefix)
+			}
+		}
+		return m
+	}
 	if id, ok := s.names.ids[lost]; ok {
 		for e, pe := range s.pins {
-			if pe.region == id {
+			if pe.region == id && moved(e) {
 				ft.Pinned = append(ft.Pinned, e)
 			}
 		}

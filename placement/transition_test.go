@@ -377,6 +377,7 @@ func TestFailoverFencesTheLostLogAndFlipsOnceTheNewHomeHoldsTheCut(t *testing.T)
 	d.mustSetRules("us", rl("eu/", "eu", "us", "ap"), rlPolicy("nv/", "eu", meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER, "us"))
 	require.NoError(t, d.pin("eu/pinned", "eu").Err)
 	require.NoError(t, d.pin("eu/elsewhere", "ap").Err)
+	require.NoError(t, d.pin("nv/pinned", "eu").Err) // under a kept rule: kept anyway, not listed
 	require.NoError(t, d.renew("eu", time.Second).Err)
 	renewed := d.index
 

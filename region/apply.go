@@ -232,8 +232,8 @@ var commandHandlers = map[meridianv1.CommandType]func(a applier, w *txnWriter, s
 	meridianv1.CommandType_COMMAND_TYPE_PLACEMENT_FENCE: func(a applier, _ *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
 		return a.applyFence(st, m.(*meridianv1.PlacementFence))
 	},
-	meridianv1.CommandType_COMMAND_TYPE_ORIGIN_FENCE: func(a applier, _ *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
-		return a.applyOriginFence(st, m.(*meridianv1.OriginFence))
+	meridianv1.CommandType_COMMAND_TYPE_ORIGIN_FENCE: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
+		return a.applyOriginFence(w, st, m.(*meridianv1.OriginFence))
 	},
 	meridianv1.CommandType_COMMAND_TYPE_GROUP: func(a applier, w *txnWriter, st *meridianv1.ApplyState, m proto.Message) any {
 		return a.applyGroup(w, st, m.(*meridianv1.GroupCommand))
@@ -254,6 +254,9 @@ type FenceResult struct {
 	Floor      uint64
 	Transition uint64
 	Seq        uint64
+	// Superseded counts, for a region's own failover's tail rule, its own
+	// tail events taken out of its streams.
+	Superseded int
 }
 
 // applyFence raises the placement floor (never lowers it) and records a

@@ -69,7 +69,10 @@ func (n *Node) runHomes() {
 func (n *Node) homesStep(sent map[ackKey]time.Time) {
 	tr, ok := n.cfg.Ownership.Transition()
 	if err := n.recordTails(n.cfg.Ownership.Regions()); err != nil {
+		// Nothing else until it is in: this region must not become the
+		// home of a moved entity before its own tail is out of its streams.
 		n.logger.Warn("failover over: recording its tail rule failed; retrying", "err", err)
+		return
 	}
 	n.releaseFences(tr, ok)
 	if ok {
@@ -155,17 +158,20 @@ func (n *Node) recordTails(origins []string) error {
 		return nil
 	}
 	for _, o := range origins {
-		if o == n.cfg.Region {
-			continue
-		}
 		for _, ft := range own.Failovers(o) {
 			if n.fsm.hasTail(o, ft.GetTransition()) {
 				continue
 			}
 			f := n.fsm.ApplyState().GetOriginFences()[o]
-			release := f != nil && f.GetTransition() <= ft.GetTransition()
-			if _, err := n.proposeOriginFence(&meridianv1.OriginFence{Origin: o, Transition: ft.GetTransition(), Release: release, Tail: ft}); err != nil {
+			release := o != n.cfg.Region && f != nil && f.GetTransition() <= ft.GetTransition()
+			res, err := n.proposeOriginFence(&meridianv1.OriginFence{Origin: o, Transition: ft.GetTransition(), Release: release, Tail: ft})
+			if err != nil {
 				return fmt.Errorf("failover of %s staged at %d: %w", o, ft.GetTransition(), err)
+			}
+			if o == n.cfg.Region {
+				n.logger.Warn("failover of this region: its own unreplicated tail leaves its streams, for the new homes to append again",
+					"transition", ft.GetTransition(), "cut", ft.GetCut(), "superseded", res.Superseded)
+				continue
 			}
 			n.logger.Info("failover over: its lost home's unreplicated tail is superseded on arrival", "origin", o,
 				"transition", ft.GetTransition(), "cut", ft.GetCut(), "moved", ft.GetMoved(), "released", release)
@@ -181,6 +187,9 @@ func (n *Node) releaseFences(tr Transition, active bool) {
 	for origin, f := range n.fsm.ApplyState().GetOriginFences() {
 		if active && f.GetTransition() == tr.Index {
 			continue
+		}
+		if f.GetTransition() > n.cfg.Ownership.Index() {
+			continue // a copy behind the failover's staging knows neither its end nor its tail
 		}
 		if slices.ContainsFunc(n.cfg.Ownership.Failovers(origin), func(ft *meridianv1.FailoverTail) bool {
 			return ft.GetTransition() == f.GetTransition()
@@ -203,8 +212,22 @@ const recoveriesPerStep = 32
 // one append of that one event, with its id: idempotency makes a repeat
 // (or a client's retry that got there first) a no-op.
 func (n *Node) recoverSuperseded() {
-	evs, err := n.fsm.Recoveries(recoveriesPerStep)
-	if err != nil || len(evs) == 0 || !n.leaseValid() {
+	if !n.leaseValid() {
+		return
+	}
+	// Markers of entities homed elsewhere stay (their home appends them),
+	// so each step goes on after the last one it looked at, and starts over
+	// once it reached the end.
+	evs, err := n.fsm.RecoveriesAfter(n.recoverCursor, recoveriesPerStep)
+	if err != nil {
+		return
+	}
+	if len(evs) < recoveriesPerStep {
+		n.recoverCursor = nil
+	} else {
+		n.recoverCursor = evs[len(evs)-1].GetOrigin()
+	}
+	if len(evs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), homesCallTimeout)

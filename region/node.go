@@ -54,6 +54,10 @@ type Node struct {
 	// machine covers it (bounded, then forward to the leader).
 	readFloor uint64
 
+	// recoverCursor is where the homes loop's next look at recovery
+	// markers starts (recoverSuperseded; owned by the homes loop).
+	recoverCursor *meridianv1.Dot
+
 	leaderCh signal.Signal // notified on every leader change
 	// established is the term whose leadership this node established
 	// (its barrier applied every earlier entry).

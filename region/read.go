@@ -343,6 +343,13 @@ func (f *FSM) ReadOrigin(origin string, fromSeq uint64, max int) ([]*meridianv1.
 // region and that no region has appended again yet (q/ markers), in
 // origin order.
 func (f *FSM) Recoveries(max int) ([]*meridianv1.Event, error) {
+	return f.RecoveriesAfter(nil, max)
+}
+
+// RecoveriesAfter is Recoveries from the first marker after the dot after
+// (from the first when nil), so a caller that skips some can go on past
+// them.
+func (f *FSM) RecoveriesAfter(after *meridianv1.Dot, max int) ([]*meridianv1.Event, error) {
 	n := clampCount(max)
 	h, err := f.acquire()
 	if err != nil {
@@ -354,7 +361,12 @@ func (f *FSM) Recoveries(max int) ([]*meridianv1.Event, error) {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixRecovery)})
 	defer it.Close()
 	var out []*meridianv1.Event
-	for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
+	if after != nil {
+		it.Seek(recoveryKey(after.GetRegion(), after.GetSeq()+1))
+	} else {
+		it.Rewind()
+	}
+	for ; it.Valid() && len(out) < n; it.Next() {
 		k, err := ParseKey(it.Item().KeyCopy(nil))
 		if err != nil {
 			return nil, err

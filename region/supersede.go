@@ -143,8 +143,11 @@ func recoveredWrites(ev *meridianv1.Event) (writes []kv, deletes [][]byte) {
 // applyOriginFence fences, raises or releases the hold on another region's
 // log (a failover's survivors: see OriginFence), and records a completed
 // failover's tail rule. It returns the limit.
-func (a applier) applyOriginFence(st *meridianv1.ApplyState, f *meridianv1.OriginFence) *FenceResult {
+func (a applier) applyOriginFence(w *txnWriter, st *meridianv1.ApplyState, f *meridianv1.OriginFence) *FenceResult {
 	o := f.GetOrigin()
+	if o == a.region && f.GetTail() != nil {
+		return &FenceResult{Transition: f.GetTransition(), Superseded: a.supersedeOwnTail(w, st, f.GetTail())}
+	}
 	if o == "" || o == a.region {
 		return &FenceResult{}
 	}
@@ -196,6 +199,67 @@ func (a applier) applyOriginFence(st *meridianv1.ApplyState, f *meridianv1.Origi
 // are superseded on arrival and appended again by the entity's new home,
 // marked recovered. Entities the failover kept with the lost region (rules
 // that do not fail over, pins) keep their events.
+
+// The lost region itself records its own failovers too, when it is back:
+// its tail is in its streams as its own events, which nothing else takes
+// out before the new home's copies arrive, and an entity moved back to it
+// before then would have it order on top of a tail every other region
+// superseded. So it rolls its own tail back out of its streams, queued for
+// recovery like anywhere else, before it can be the home of a moved entity
+// again (the homes loop records tails before it reports any move).
+
+// supersedeOwnTail records this region's own failover t and takes its tail
+// events still in their streams out of them (rollbackWrites, against the
+// era (t's transition, "")), queued for recovery. It returns how many.
+func (a applier) supersedeOwnTail(w *txnWriter, st *meridianv1.ApplyState, t *meridianv1.FailoverTail) int {
+	for _, have := range st.GetOriginTails()[a.region].GetTails() {
+		if have.GetTransition() == t.GetTransition() {
+			return 0
+		}
+	}
+	recordTail(st, a.region, t)
+	n := 0
+	for seq := t.GetCut() + 1; seq <= st.GetApplied()[a.region]; seq++ {
+		b, err := w.txn.Get(originKey(a.region, seq))
+		if err == badger.ErrKeyNotFound {
+			continue
+		}
+		if err != nil {
+			panic(fmt.Errorf("region: apply: read own origin %d: %w", seq, err))
+		}
+		raw, err := b.ValueCopy(nil)
+		if err != nil {
+			panic(fmt.Errorf("region: apply: read own origin %d: %w", seq, err))
+		}
+		r, err := decodeRef(raw)
+		if err != nil {
+			panic(fmt.Errorf("region: apply: own origin %d: %w", seq, err))
+		}
+		if r.Version == 0 || r.Merged != nil || !failoverMoved(t, r.Entity) {
+			continue // superseded already, merged, or kept with this region
+		}
+		ev := &meridianv1.Event{}
+		if !getProto(w.txn, eventKey(r.Entity, r.Version), ev) || ev.GetOrigin().GetSeq() != seq ||
+			ev.GetOrigin().GetRegion() != a.region || ev.GetActiveActive() || ev.GetEpoch() >= t.GetTransition() {
+			continue
+		}
+		head := w.head(r.Entity)
+		writes, dels, rolled, newHead, ok := rollbackWrites(w.txn, r.Entity, r.Version, head, t.GetTransition(), "")
+		if !ok {
+			continue // a later era holds the stream above it already
+		}
+		if newHead.GetVersion() > 0 && head.GetReclaimedBelow() > 0 {
+			newHead.ReclaimedBelow = min(head.GetReclaimedBelow(), newHead.GetVersion()+1)
+			writes = append(writes, kv{key: headKey(r.Entity), value: mustMarshal(newHead)})
+		}
+		if err := w.stage(st, writes, dels); err != nil {
+			break // does not fit one entry (never expected): the rest stays, as before tail rules
+		}
+		n += len(rolled)
+	}
+	st.Superseded += uint64(n)
+	return n
+}
 
 // originTailsMax bounds the failovers recorded per origin (the placement
 // table keeps as many).

@@ -264,3 +264,67 @@ func TestHomesLoopReleasesALostLogWithItsTailRule(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, rec, 2, "both tails wait for their new homes")
 }
+
+// TestALostRegionTakesItsOwnTailOutWhenItLearnsItsFailover: the lost
+// region holds its tail in its streams as its own events. Back, it records
+// its own failover and rolls that tail out (queued for recovery), so when
+// the moved entity comes back to it before the new home appended the tail
+// again, it does not order on top of events every other region superseded:
+// the three streams agree. Events of an entity it kept stay.
+func TestALostRegionTakesItsOwnTailOutWhenItLearnsItsFailover(t *testing.T) {
+	names := []string{"ap-south", "us-east", "eu-west"}
+	fsms, drivers := map[string]*FSM{}, map[string]*fsmDriver{}
+	for _, n := range names {
+		fsms[n], drivers[n] = openRegionFSM(t, n)
+	}
+	ap := drivers["ap-south"]
+	ship := func(to string, fromSeq, toSeq uint64) {
+		t.Helper()
+		evs, err := fsms["ap-south"].ReadOrigin("ap-south", fromSeq, int(toSeq-fromSeq+1))
+		require.NoError(t, err)
+		res := drivers[to].replicate(evs...)
+		require.Empty(t, res.Stopped, "%s applying ap-south:%d..%d", to, fromSeq, toSeq)
+	}
+	for i := 1; i <= 4; i++ {
+		ap.mustAppend(routed("ap/x", 5, 5, pev(100+i, "T", fmt.Sprintf("ap-%d", i))))
+	}
+	ap.mustAppend(routed("ap/keep/y", 5, 5, pev(200, "T", "kept")))
+	for _, to := range []string{"us-east", "eu-west"} {
+		ship(to, 1, 2)
+	}
+	tail := &meridianv1.FailoverTail{Transition: 10, CompletedIndex: 12, Cut: 2, Moved: []string{"ap/"}, Kept: []string{"ap/keep/"}}
+	for _, n := range []string{"us-east", "eu-west"} {
+		drivers[n].originFence(&meridianv1.OriginFence{Origin: "ap-south", Transition: 10, Release: true, Tail: tail})
+	}
+	res := ap.originFence(&meridianv1.OriginFence{Origin: "ap-south", Transition: 10, Tail: tail})
+	assert.Equal(t, 2, res.Superseded, "ap/x v3, v4")
+	assert.Equal(t, 0, ap.originFence(&meridianv1.OriginFence{Origin: "ap-south", Transition: 10, Tail: tail}).Superseded, "once")
+	_, head := fsmReadAll(t, fsms["ap-south"], "ap/x")
+	assert.Equal(t, uint64(2), head)
+	_, head = fsmReadAll(t, fsms["ap-south"], "ap/keep/y")
+	assert.Equal(t, uint64(1), head, "kept with ap-south")
+	assert.Empty(t, fsms["ap-south"].ApplyState().GetOriginFences())
+	for _, to := range []string{"us-east", "eu-west"} {
+		ship(to, 3, 5)
+	}
+	// ap/ moves back to ap-south (epoch 30) before us-east appended the
+	// tail again: ap-south, the home now, does it, then orders more.
+	recoverAll(t, fsms["ap-south"], ap, 30, 30)
+	ap.mustAppend(routed("ap/x", 30, 30, pev(300, "T", "ap-new")))
+	last := fsms["ap-south"].ApplyState().GetApplied()["ap-south"]
+	for _, to := range []string{"us-east", "eu-west"} {
+		ship(to, 6, last)
+	}
+	var streams [][]string
+	for _, n := range names {
+		evs, _ := fsmReadAll(t, fsms[n], "ap/x")
+		var s []string
+		for _, e := range evs {
+			s = append(s, fmt.Sprintf("v%d %s %s:%d", e.GetVersion(), e.GetData(), e.GetOrigin().GetRegion(), e.GetOrigin().GetSeq()))
+		}
+		streams = append(streams, s)
+	}
+	assert.Len(t, streams[0], 5)
+	assert.Equal(t, streams[0], streams[1])
+	assert.Equal(t, streams[0], streams[2])
+}
