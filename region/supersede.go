@@ -220,20 +220,16 @@ func (a applier) supersedeOwnTail(w *txnWriter, st *meridianv1.ApplyState, t *me
 	recordTail(st, a.region, t)
 	n := 0
 	for seq := t.GetCut() + 1; seq <= st.GetApplied()[a.region]; seq++ {
-		b, err := w.txn.Get(originKey(a.region, seq))
+		item, err := w.txn.Get(originKey(a.region, seq))
 		if err == badger.ErrKeyNotFound {
 			continue
 		}
+		var r ref
+		if err == nil {
+			err = item.Value(func(v []byte) (err error) { r, err = decodeRef(v); return err })
+		}
 		if err != nil {
 			panic(fmt.Errorf("region: apply: read own origin %d: %w", seq, err))
-		}
-		raw, err := b.ValueCopy(nil)
-		if err != nil {
-			panic(fmt.Errorf("region: apply: read own origin %d: %w", seq, err))
-		}
-		r, err := decodeRef(raw)
-		if err != nil {
-			panic(fmt.Errorf("region: apply: own origin %d: %w", seq, err))
 		}
 		if r.Version == 0 || r.Merged != nil || !failoverMoved(t, r.Entity) {
 			continue // superseded already, merged, or kept with this region

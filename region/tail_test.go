@@ -93,6 +93,17 @@ func TestFailoverMovedFollowsTheLongestPrefixAndPins(t *testing.T) {
 	}
 }
 
+// streamView is entity's stream in f as "v<version> <data> <origin>:<seq>".
+func streamView(t *testing.T, f *FSM, entity string) []string {
+	t.Helper()
+	evs, _ := fsmReadAll(t, f, entity)
+	var s []string
+	for _, e := range evs {
+		s = append(s, fmt.Sprintf("v%d %s %s:%d", e.GetVersion(), e.GetData(), e.GetOrigin().GetRegion(), e.GetOrigin().GetSeq()))
+	}
+	return s
+}
+
 // recoverAll does what a new home's homes loop does (recoverSuperseded):
 // append again, marked recovered, each superseded event it holds.
 func recoverAll(t *testing.T, f *FSM, d *fsmDriver, index, epoch uint64) {
@@ -179,12 +190,7 @@ func TestChainedFailoversAgreeInEveryRegion(t *testing.T) {
 
 			var streams [][]string
 			for _, n := range names {
-				evs, _ := fsmReadAll(t, fsms[n], "ap/x")
-				var s []string
-				for _, e := range evs {
-					s = append(s, fmt.Sprintf("v%d %s %s:%d", e.GetVersion(), e.GetData(), e.GetOrigin().GetRegion(), e.GetOrigin().GetSeq()))
-				}
-				streams = append(streams, s)
+				streams = append(streams, streamView(t, fsms[n], "ap/x"))
 				rec, err := fsms[n].Recoveries(10)
 				require.NoError(t, err)
 				if n == "eu-west" {
@@ -317,14 +323,36 @@ func TestALostRegionTakesItsOwnTailOutWhenItLearnsItsFailover(t *testing.T) {
 	}
 	var streams [][]string
 	for _, n := range names {
-		evs, _ := fsmReadAll(t, fsms[n], "ap/x")
-		var s []string
-		for _, e := range evs {
-			s = append(s, fmt.Sprintf("v%d %s %s:%d", e.GetVersion(), e.GetData(), e.GetOrigin().GetRegion(), e.GetOrigin().GetSeq()))
-		}
-		streams = append(streams, s)
+		streams = append(streams, streamView(t, fsms[n], "ap/x"))
 	}
 	assert.Len(t, streams[0], 5)
 	assert.Equal(t, streams[0], streams[1])
 	assert.Equal(t, streams[0], streams[2])
+}
+
+// TestAFenceWaitsForThePlacementCopyToReachItsFailover: a leader whose
+// placement copy is behind the failover that fenced (a new leader, say)
+// sees no transition and no failover record; it keeps the fence until the
+// copy reaches the failover's index, and only then, the failover being
+// gone without a record (aborted), releases it alone.
+func TestAFenceWaitsForThePlacementCopyToReachItsFailover(t *testing.T) {
+	own := newFakeOwnership()
+	own.set("r1/", Home{Region: "r1", Epoch: 1})
+	own.setIndex(21)
+	r := newTestRegion(t, 1, func(c *Config) { c.Region = "r1"; c.Ownership = own })
+	r.waitLeader()
+	for _, reg := range []string{"r1", "r2", "r3"} {
+		own.setEndpoints(reg, r.peers[0].APIAddr)
+	}
+	n := r.node(0)
+	own.setTransition(&Transition{Index: 20, Fencers: []string{"r1", "r3"}, Moves: []TransitionMove{{From: "r2", To: "r3", Lost: true}}})
+	require.Eventually(t, func() bool { return len(n.FSM().ApplyState().GetOriginFences()) == 1 }, 10*time.Second, 10*time.Millisecond)
+
+	own.setIndex(3) // the copy of a leader that is behind
+	own.setTransition(nil)
+	time.Sleep(5 * homesPollInterval)
+	assert.Len(t, n.FSM().ApplyState().GetOriginFences(), 1, "released by a copy that does not know how the failover ended")
+	own.setIndex(25)
+	require.Eventually(t, func() bool { return len(n.FSM().ApplyState().GetOriginFences()) == 0 }, 10*time.Second, 10*time.Millisecond)
+	assert.False(t, n.FSM().hasTail("r2", 20), "aborted: no tail rule")
 }
