@@ -75,6 +75,9 @@ type Config struct {
 	// before cutting them off. Default 5 s: longer than an append's commit
 	// on a healthy region, short enough for Ctrl-C to feel prompt.
 	ShutdownTimeout time.Duration
+	// StateCompression compresses the region state machine's Badger
+	// tables: none (""), snappy or zstd (region.Compression).
+	StateCompression region.Compression
 	// RegionConfig, when set, adjusts the region configuration built from
 	// the fields above (timeouts, limits, testing knobs). Nil in production.
 	RegionConfig func(*region.Config)
@@ -275,6 +278,9 @@ func (c Config) Validate() error {
 	}
 	if c.Tokens != nil && c.TLS == nil {
 		return fmt.Errorf("%w: Tokens need TLS (bearer tokens must not cross the network in plaintext)", ErrInvalidConfig)
+	}
+	if _, err := region.ParseCompression(string(c.StateCompression)); err != nil {
+		return fmt.Errorf("%w: StateCompression: %v", ErrInvalidConfig, err)
 	}
 	if c.GossipWANAddr != "" && c.GossipAddr == "" {
 		return fmt.Errorf("%w: GossipWANAddr needs GossipAddr (the region's LAN pool)", ErrInvalidConfig)

@@ -167,6 +167,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	rc.Peers = cfg.Peers
 	rc.Bootstrap = cfg.Bootstrap
 	rc.Network = cfg.Network
+	if cfg.StateCompression != "" {
+		rc.StateCompression = cfg.StateCompression
+	}
 	rc.Logger = cfg.Logger // region adds its own component, region and node attributes
 	if pn != nil {
 		rc.Ownership = ownership{p: pn, svc: placement.NewService(pn)}

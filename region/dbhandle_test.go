@@ -37,7 +37,7 @@ func handleRead(t *testing.T, txn *badger.Txn, key string) string {
 // land, and hold compaction's discard point at the oldest version in use.
 func TestHandleReadsAtCommittedVersions(t *testing.T) {
 	dir := t.TempDir()
-	h, err := openHandle(dir, 1, fsmTestLogger())
+	h, err := openHandle(StoreConfig{Dir: dir}, 1, fsmTestLogger())
 	require.NoError(t, err)
 
 	handleWrite(t, h, "k", "v1")
@@ -64,7 +64,7 @@ func TestHandleReadsAtCommittedVersions(t *testing.T) {
 	// A reopened directory continues above the versions it holds.
 	last := h.committed
 	require.NoError(t, h.db.Close())
-	h, err = openHandle(dir, 1, fsmTestLogger())
+	h, err = openHandle(StoreConfig{Dir: dir}, 1, fsmTestLogger())
 	require.NoError(t, err)
 	defer h.db.Close()
 	assert.Equal(t, last, h.committed)
@@ -85,7 +85,7 @@ func TestHandleOpensBadgerWrittenInItsOwnMode(t *testing.T) {
 	}
 	require.NoError(t, old.Close())
 
-	h, err := openHandle(dir, 1, fsmTestLogger())
+	h, err := openHandle(StoreConfig{Dir: dir}, 1, fsmTestLogger())
 	require.NoError(t, err)
 	defer h.db.Close()
 	assert.Equal(t, "c", readNewest(t, h, "k"))

@@ -35,6 +35,9 @@ type StoreConfig struct {
 	// Default 24h: longer than any sane client retry loop. Replicas must agree,
 	// so leaders should stamp it into every batch.
 	IdempotencyWindow time.Duration
+	// Compression of the Badger tables written from now on ("" means
+	// none). Replicas need not agree: it changes bytes on disk, not state.
+	Compression Compression
 	// Logger receives the state machine's and Badger's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Knobs are testing hooks; nil in production.
@@ -68,6 +71,9 @@ func (c StoreConfig) Validate() error {
 	}
 	if c.IdempotencyWindow < time.Second || c.IdempotencyWindow > idempotencyWindowMax {
 		return fmt.Errorf("%w: StoreConfig.IdempotencyWindow must be 1s to %v, got %v", ErrInvalidConfig, idempotencyWindowMax, c.IdempotencyWindow)
+	}
+	if _, err := c.Compression.badger(); err != nil {
+		return fmt.Errorf("StoreConfig.Compression: %w", err)
 	}
 	return nil
 }
@@ -218,7 +224,7 @@ func OpenFSM(cfg StoreConfig) (*FSM, error) {
 	if err := removeStaleDirs(cfg.Dir, seq); err != nil {
 		return nil, err
 	}
-	h, err := openHandle(cfg.Dir, seq, logger)
+	h, err := openHandle(cfg, seq, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -243,8 +249,12 @@ func dbDir(dir string, seq int) string {
 	return filepath.Join(dir, fmt.Sprintf("%s%06d", dbDirPrefix, seq))
 }
 
-func openHandle(dir string, seq int, logger *slog.Logger) (*dbHandle, error) {
-	path := dbDir(dir, seq)
+func openHandle(cfg StoreConfig, seq int, logger *slog.Logger) (*dbHandle, error) {
+	path := dbDir(cfg.Dir, seq)
+	compression, err := cfg.Compression.badger()
+	if err != nil {
+		return nil, err
+	}
 	opts := badger.DefaultOptions(path).
 		WithSyncWrites(false).
 		WithLogger(logadapt.Badger(logger.With("component", "badger"))).
@@ -254,6 +264,7 @@ func openHandle(dir string, seq int, logger *slog.Logger) (*dbHandle, error) {
 		WithValueLogFileSize(badgerValueLogFileBytes).
 		WithNumCompactors(badgerNumCompactors).
 		WithDetectConflicts(false). // one writer: the apply goroutine
+		WithCompression(compression).
 		WithMetricsEnabled(false)
 	db, err := badger.OpenManaged(opts)
 	if err != nil {

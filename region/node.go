@@ -109,6 +109,7 @@ func Open(cfg Config) (*Node, error) {
 		Dir:               filepath.Join(cfg.DataDir, "state"),
 		Region:            cfg.Region,
 		IdempotencyWindow: cfg.IdempotencyWindow,
+		Compression:       cfg.StateCompression,
 		Logger:            logger.With("component", "fsm"),
 	})
 	if err != nil {

@@ -185,7 +185,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		_ = os.RemoveAll(dbDir(f.cfg.Dir, seq))
 		return err
 	}
-	nh, err := openHandle(f.cfg.Dir, seq, f.logger)
+	nh, err := openHandle(f.cfg, seq, f.logger)
 	if err != nil {
 		// CURRENT already names the new directory: the next open uses it.
 		return fmt.Errorf("region: restore: reopen: %w", err)
@@ -228,7 +228,7 @@ func (f *FSM) loadSnapshot(r io.Reader, seq int) (*meridianv1.ApplyState, error)
 	if err != nil {
 		return nil, fmt.Errorf("region: restore: %w", err)
 	}
-	h, err := openHandle(f.cfg.Dir, seq, f.logger)
+	h, err := openHandle(f.cfg, seq, f.logger)
 	if err != nil {
 		return nil, err
 	}

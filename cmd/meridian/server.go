@@ -39,6 +39,7 @@ func newServerCmd(r *rootCmd) *cobra.Command {
 		reflect bool
 		otlp    string
 		ratio   float64
+		compr   string
 		logs    logFlags
 	)
 	cmd := &cobra.Command{
@@ -106,6 +107,11 @@ any; nodes call each other by certificate. 'meridian token new' makes one.`,
 			if cfg.Peers, err = parsePeers(peers); err != nil {
 				return err
 			}
+			c, err := region.ParseCompression(compr)
+			if err != nil {
+				return usagef("--state-compression %q: want %s", compr, compressionNames())
+			}
+			cfg.StateCompression = c
 			for _, s := range splitList(join) {
 				s = strings.TrimPrefix(strings.TrimPrefix(s, "http://"), "https://")
 				cfg.Join = append(cfg.Join, s)
@@ -254,10 +260,20 @@ any; nodes call each other by certificate. 'meridian token new' makes one.`,
 	f.BoolVar(&reflect, "reflection", envBoolDefault("MERIDIAN_REFLECTION", true), "serve gRPC server reflection (env MERIDIAN_REFLECTION)")
 	f.DurationVar(&cfg.DeadNodeTimeout, "dead-node-timeout", envDuration("MERIDIAN_DEAD_NODE_TIMEOUT", def.DeadNodeTimeout), "remove a region member from the Raft group once gossip has reported it failed for this long (env MERIDIAN_DEAD_NODE_TIMEOUT)")
 	f.DurationVar(&cfg.StabilizationTime, "stabilization-time", envDuration("MERIDIAN_STABILIZATION_TIME", def.StabilizationTime), "how long a joining node must stay healthy before it becomes a voter (env MERIDIAN_STABILIZATION_TIME)")
+	f.StringVar(&compr, "state-compression", envOr("MERIDIAN_STATE_COMPRESSION", string(region.CompressionNone)), "compression of the state's Badger tables: "+compressionNames()+"; none spends no CPU on it, snappy or zstd trade CPU for disk; tables already written keep theirs (env MERIDIAN_STATE_COMPRESSION)")
 	f.IntVar(&cfg.VotersPerRegion, "voters-per-region", envInt("MERIDIAN_VOTERS_PER_REGION", 1), "placement voters each region keeps: 1 or 3 (env MERIDIAN_VOTERS_PER_REGION)")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", def.ShutdownTimeout, "how long in-flight calls may take to finish on shutdown")
 	logs.register(cmd, "info")
 	return cmd
+}
+
+// compressionNames lists --state-compression's values: "none, snappy or zstd".
+func compressionNames() string {
+	names := make([]string, len(region.Compressions))
+	for i, c := range region.Compressions {
+		names[i] = string(c)
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // parsePeers parses "id=raftaddr=apiaddr,..." (apiaddr optional).

@@ -94,6 +94,10 @@ func TestServerConfigErrors(t *testing.T) {
 		{name: "dev metrics ports overlap api ports", args: []string{"dev", "--metrics-port", "7002"}, wantErr: "--api-port 7001 and --metrics-port 7002 ranges overlap for 3 nodes"},
 		{name: "tokens without tls", args: []string{"server", "--data-dir", "x", "--auth-token-file", "t"}, wantErr: "--auth-token-file needs TLS"},
 		{name: "half of tls", args: []string{"server", "--data-dir", "x", "--tls-cert", "c.pem"}, wantErr: "TLS needs all of --tls-cert, --tls-key and --tls-ca"},
+		{name: "unknown state compression", args: []string{"server", "--data-dir", "x", "--state-compression", "lz4"},
+			wantErr: `--state-compression "lz4": want none, snappy or zstd`},
+		{name: "state compression from env", env: map[string]string{"MERIDIAN_STATE_COMPRESSION": "gzip"}, args: []string{"server", "--data-dir", "x"},
+			wantErr: `--state-compression "gzip"`},
 		{name: "trace ratio out of range", args: []string{"server", "--data-dir", "x", "--otlp-endpoint", "127.0.0.1:4318", "--trace-sample-ratio", "2"}, wantErr: "--trace-sample-ratio 2: want 0 to 1"},
 	}
 	for _, tt := range tests {
