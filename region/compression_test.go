@@ -46,7 +46,7 @@ func tableBytes(t *testing.T, dir string) int64 {
 	return n
 }
 
-func openCompressedFSM(t *testing.T, dir string, c Compression) *FSM {
+func openCompressedFSM(t testing.TB, dir string, c Compression) *FSM {
 	t.Helper()
 	f, err := OpenFSM(StoreConfig{Dir: dir, Region: testRegion, Compression: c, Logger: fsmTestLogger()})
 	require.NoError(t, err)

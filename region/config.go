@@ -79,9 +79,9 @@ type Config struct {
 	// 24h: longer than any sane client retry loop, short enough to bound i/.
 	IdempotencyWindow time.Duration
 	// StateCompression compresses the state machine's Badger tables
-	// (StoreConfig.Compression). None: snappy cost a fifth of the servers'
-	// CPU per append, and the Raft log and its snapshots hold the events
-	// uncompressed anyway.
+	// (StoreConfig.Compression). None: snappy cost 7 % more server CPU per
+	// append under a sustained load (ADR 0008), and the Raft log and its
+	// snapshots hold the events uncompressed anyway.
 	StateCompression Compression
 	// ClockOffsetMax is the HLC's maximum accepted offset of a remote stamp.
 	// 500ms: generous for NTP-synced hosts.
