@@ -280,6 +280,8 @@ func TestConfigValidate(t *testing.T) {
 		{name: "gossip advertise port 0", mutate: func(c *Config) { c.GossipAdvertise = "10.0.0.1:0" }, wantErr: "GossipAdvertise"},
 		{name: "gossip key length", mutate: func(c *Config) { c.GossipKeys = [][]byte{[]byte("short")} }, wantErr: "16, 24 or 32"},
 		{name: "negative dead time", mutate: func(c *Config) { c.DeadNodeTimeout = -time.Second }, wantErr: "DeadNodeTimeout"},
+		{name: "unknown state compression", mutate: func(c *Config) { c.StateCompression = "lz4" }, wantErr: "StateCompression"},
+		{name: "zstd state compression", mutate: func(c *Config) { c.StateCompression = region.CompressionZSTD }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
