@@ -23,14 +23,7 @@ func BenchmarkApplyBatch64x1KiB(b *testing.B) {
 	b.SetBytes(64 * 1024)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		ops := make([]*meridianv1.AppendOp, 64)
-		for j := range ops {
-			n++
-			ops[j] = &meridianv1.AppendOp{Entity: fmt.Sprintf("bench-%d", j),
-				Events: []*meridianv1.ProposedEvent{{Id: eid(n), Type: "Bench", Data: data}}}
-		}
-		d.wall++
-		l := d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall}, Ops: ops})
+		l := d.entry64(&n, data)
 		b.StartTimer()
 		res := f.Apply(l).(*BatchResult)
 		if res.Ops[63].Err != nil {
@@ -56,14 +49,7 @@ func BenchmarkApplySustained(b *testing.B) {
 			n := 0
 			entries := make([]*raft.Log, b.N)
 			for i := range entries {
-				ops := make([]*meridianv1.AppendOp, 64)
-				for j := range ops {
-					n++
-					ops[j] = &meridianv1.AppendOp{Entity: fmt.Sprintf("bench-%d", j),
-						Events: []*meridianv1.ProposedEvent{{Id: eid(n), Type: "Bench", Data: data}}}
-				}
-				d.wall++
-				entries[i] = d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall}, Ops: ops})
+				entries[i] = d.entry64(&n, data)
 			}
 			cpu0 := processCPU(b)
 			b.ResetTimer()
@@ -86,6 +72,19 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// entry64 is the next entry of 64 single-event appends of data on streams
+// bench-0 to bench-63; *n counts the event ids used so far.
+func (d *fsmDriver) entry64(n *int, data []byte) *raft.Log {
+	ops := make([]*meridianv1.AppendOp, 64)
+	for j := range ops {
+		*n++
+		ops[j] = &meridianv1.AppendOp{Entity: fmt.Sprintf("bench-%d", j),
+			Events: []*meridianv1.ProposedEvent{{Id: eid(*n), Type: "Bench", Data: data}}}
+	}
+	d.wall++
+	return d.entry(&meridianv1.AppendBatch{Hlc: &meridianv1.Hlc{WallNanos: d.wall}, Ops: ops})
 }
 
 // BenchmarkReadStreamLast10: the last 10 events of a 1000-event stream of
