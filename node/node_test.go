@@ -354,3 +354,25 @@ func TestClientFailsOverWhenLeaderIsolated(t *testing.T) {
 		_ = rc.Close()
 	}
 }
+
+// TestStartPassesStateCompressionToTheRegion: Config.StateCompression
+// reaches the region's configuration; left empty, the region's default
+// (none) stays.
+func TestStartPassesStateCompressionToTheRegion(t *testing.T) {
+	for _, tt := range []struct{ set, want region.Compression }{
+		{set: region.CompressionZSTD, want: region.CompressionZSTD},
+		{set: "", want: region.CompressionNone},
+	} {
+		var got region.Compression
+		addr := freeAddr(t)
+		nd, err := Start(t.Context(), Config{
+			Region: "test", NodeID: "n1", DataDir: t.TempDir(), APIAddr: freeAddr(t), RaftAddr: addr,
+			Peers: []region.Peer{{ID: "n1", RaftAddr: addr}}, Bootstrap: true, Logger: testLogger(t),
+			StateCompression: tt.set,
+			RegionConfig:     func(c *region.Config) { got = c.StateCompression },
+		})
+		require.NoError(t, err)
+		require.NoError(t, nd.Close())
+		assert.Equal(t, tt.want, got, "StateCompression %q", tt.set)
+	}
+}

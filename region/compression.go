@@ -38,11 +38,16 @@ func ParseCompression(s string) (Compression, error) {
 			return c, nil
 		}
 	}
+	return "", fmt.Errorf("%w: compression %q: must be one of %s", ErrInvalidConfig, s, strings.Join(CompressionNames(), ", "))
+}
+
+// CompressionNames returns the names of Compressions, in order.
+func CompressionNames() []string {
 	names := make([]string, len(Compressions))
 	for i, c := range Compressions {
 		names[i] = string(c)
 	}
-	return "", fmt.Errorf("%w: compression %q: must be one of %s", ErrInvalidConfig, s, strings.Join(names, ", "))
+	return names
 }
 
 // badger returns Badger's compression type for c ("" means none).

@@ -269,10 +269,7 @@ any; nodes call each other by certificate. 'meridian token new' makes one.`,
 
 // compressionNames lists --state-compression's values: "none, snappy or zstd".
 func compressionNames() string {
-	names := make([]string, len(region.Compressions))
-	for i, c := range region.Compressions {
-		names[i] = string(c)
-	}
+	names := region.CompressionNames()
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
