@@ -28,6 +28,13 @@
 // and fetch http://<address in /tmp/pprof/<pid>.addr>/debug/pprof/profile
 // while it runs (cmd/meridian/pprof.go).
 //
+// Three scripts here measure what a benchmark cannot from inside one
+// process: sustained.sh (server CPU and page faults per append over a run
+// long enough for Badger to flush), peercpu.sh (CPU per write of NATS
+// JetStream, etcd and a Meridian region, servers and client, one after the
+// other) and profilecat.py (CPU per operation by library, from the
+// servers' CPU profiles).
+//
 // Figures and commands are in docs/PERFORMANCE.md. Run with
 //
 //	make bench-e2e
