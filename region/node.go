@@ -147,7 +147,8 @@ func Open(cfg Config) (*Node, error) {
 		go n.runLease()
 		go n.runClockTick()
 	}
-	logger.Info("node open", "raft_addr", parts.transport.LocalAddr(), "applied", fsm.AppliedIndex(), "last_log_index", n.readFloor)
+	logger.Info("node open", "raft_addr", parts.transport.LocalAddr(), "applied", fsm.AppliedIndex(), "last_log_index", n.readFloor,
+		"state_compression", cfg.StateCompression)
 	return n, nil
 }
 

@@ -119,7 +119,8 @@ func TestServerConfigErrors(t *testing.T) {
 }
 
 // TestBinaryServerSingleNode runs `meridian server` as a one-node region
-// configured through MERIDIAN_* variables, uses it, and stops it with SIGTERM.
+// configured through MERIDIAN_* variables (zstd state tables among them),
+// uses it, and stops it with SIGTERM.
 func TestBinaryServerSingleNode(t *testing.T) {
 	bin := buildBinary(t)
 	api := freePortRange(t, 1, 0)
@@ -130,6 +131,7 @@ func TestBinaryServerSingleNode(t *testing.T) {
 		"MERIDIAN_REGION=solo", "MERIDIAN_NODE_ID=s1", "MERIDIAN_DATA_DIR=" + t.TempDir(),
 		"MERIDIAN_API_ADDR=" + apiAddr, "MERIDIAN_RAFT_ADDR=" + raftAddr,
 		"MERIDIAN_PEERS=s1=" + raftAddr + "=" + apiAddr, "MERIDIAN_BOOTSTRAP=1",
+		"MERIDIAN_STATE_COMPRESSION=zstd",
 	}, "server")
 	ep := "http://" + apiAddr
 	require.Eventually(t, func() bool {
@@ -145,6 +147,8 @@ func TestBinaryServerSingleNode(t *testing.T) {
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "acct-1 v1  Opened")
 	assert.Contains(t, out, "served by solo/s1")
+	// The region opened its state with what the variable asked for.
+	assert.Contains(t, srv.err.String(), "state_compression=zstd")
 
 	require.NoError(t, srv.cmd.Process.Signal(syscall.SIGTERM))
 	select {
