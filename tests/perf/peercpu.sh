@@ -19,6 +19,7 @@ work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; sleep 1; rm -rf "$work"; }
 trap cleanup EXIT
 (cd "$peerbench" && go build -o "$work/jsbench" ./jsbench) || { echo "peercpu: cannot build $peerbench/jsbench" >&2; exit 2; }
+. "$(dirname "$0")/region3.sh"
 tck=$(getconf CLK_TCK)
 ticks() { local s=0 p; for p in "$@"; do s=$((s + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$s"; }
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
@@ -71,15 +72,6 @@ measure etcd "awk '/Requests\\/sec/{r=1} END{if (r) print $total}'" -- \
 stop_all
 
 # Meridian: one region of 3 `meridian server` processes, `meridian bench` at its leader.
-peers="n1=127.0.0.1:17101=127.0.0.1:17001,n2=127.0.0.1:17102=127.0.0.1:17002,n3=127.0.0.1:17103=127.0.0.1:17003"
-for i in 1 2 3; do
-  b=""; [ $i = 1 ] && b="--bootstrap"
-  "$mbin" server --region r1 --node-id n$i --data-dir "$work/m$i" --api-addr 127.0.0.1:1700$i \
-    --raft-addr 127.0.0.1:1710$i --peers "$peers" $b --log-level warn >"$work/m$i.log" 2>&1 & pids+=($!)
-done
-for _ in $(seq 1 100); do "$mbin" status --endpoint http://127.0.0.1:17001 2>/dev/null | grep -q Leader && break; sleep 0.2; done
-leader=$("$mbin" status --endpoint http://127.0.0.1:17001,http://127.0.0.1:17002,http://127.0.0.1:17003 2>/dev/null | awk '$4=="Leader"{print $1; exit}')
-[ -n "$leader" ] || { echo "peercpu: meridian: no leader" >&2; exit 1; }
-"$mbin" bench --endpoint "$leader" --duration 2s --clients 8 --prefix warm- >/dev/null 2>&1
+start_region3 "$mbin" "$work" || exit 1
 measure meridian "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"appends\"][\"ok\"])'" -- \
   "$mbin" bench --endpoint "$leader" --duration "${dur}s" --clients 64 --prefix b- --json

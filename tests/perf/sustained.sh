@@ -10,16 +10,8 @@ bin=$1; clients=${2:-64}; dur=${3:-60}
 work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; sleep 1; rm -rf "$work"; }
 trap cleanup EXIT
-peers="n1=127.0.0.1:17101=127.0.0.1:17001,n2=127.0.0.1:17102=127.0.0.1:17002,n3=127.0.0.1:17103=127.0.0.1:17003"
-for i in 1 2 3; do
-  b=""; [ $i = 1 ] && b="--bootstrap"
-  "$bin" server --region r1 --node-id n$i --data-dir "$work/n$i" --api-addr 127.0.0.1:1700$i \
-    --raft-addr 127.0.0.1:1710$i --peers "$peers" $b --log-level warn >"$work/n$i.log" 2>&1 & pids+=($!)
-done
-for _ in $(seq 1 100); do "$bin" status --endpoint http://127.0.0.1:17001 2>/dev/null | grep -q Leader && break; sleep 0.2; done
-leader=$("$bin" status --endpoint http://127.0.0.1:17001,http://127.0.0.1:17002,http://127.0.0.1:17003 2>/dev/null | awk '$4=="Leader"{print $1; exit}')
-[ -n "$leader" ] || { echo "no leader" >&2; exit 1; }
-"$bin" bench --endpoint "$leader" --duration 2s --clients 8 --prefix warm- >/dev/null 2>&1
+. "$(dirname "$0")/region3.sh"
+start_region3 "$bin" "$work" || exit 1
 snap() { for p in "${pids[@]}"; do awk '{print $10, $14+$15}' "/proc/$p/stat"; done; }
 before=$(snap)
 out=$("$bin" bench --endpoint "$leader" --duration "${dur}s" --clients "$clients" --prefix b- --json 2>/dev/null)
