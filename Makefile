@@ -38,6 +38,7 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags chaos ./tests/chaos/
 	$(GO) vet -tags console ./cmd/meridian/
+	GOOS=darwin $(GO) vet ./cmd/meridian/ ./client/... ./internal/raftlog/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed on:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 
 ## fuzz: every fuzz target briefly (FUZZTIME each).

@@ -25,7 +25,10 @@
 // fdatasync(), and the store is acknowledged only after both. Segments are
 // allocated (fallocate, zeros) in chunks ahead of the write position, so
 // most syncs need not record a new file size; zeros after the last record
-// are the unwritten rest, not a tear.
+// are the unwritten rest, not a tear. That is Linux (sync_linux.go); on
+// macOS the sync is fcntl(F_FULLFSYNC), since fsync there leaves the data in
+// the drive's cache, and elsewhere fsync; neither preallocates, so a
+// segment grows with each batch.
 //
 // # Recovery
 //

@@ -13,7 +13,6 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
-	"golang.org/x/sys/unix"
 
 	"github.com/meridiandb/meridian/internal/fsutil"
 )
@@ -291,8 +290,8 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	if _, err := seg.f.WriteAt(buf, seg.size); err != nil {
 		return s.poison(fmt.Errorf("raftlog: write: %w", err))
 	}
-	if err := unix.Fdatasync(int(seg.f.Fd())); err != nil {
-		return s.poison(fmt.Errorf("raftlog: fdatasync: %w", err))
+	if err := syncData(seg.f); err != nil {
+		return s.poison(fmt.Errorf("raftlog: sync: %w", err))
 	}
 	offs := make([]int64, len(logs))
 	off := seg.size
@@ -488,9 +487,11 @@ func (s *Store) preallocate(seg *segment, n int64) {
 		return
 	}
 	grow := max(n, min(s.opts.PreallocBytes, s.opts.SegmentBytes-seg.size))
-	if err := unix.Fallocate(int(seg.f.Fd()), 0, seg.size, grow); err != nil {
+	if err := allocate(seg.f, seg.size, grow); err != nil {
 		s.noFallocate = true
-		s.opts.Logger.Warn("raftlog: cannot preallocate segments; each sync also records the file's growth", "err", err)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			s.opts.Logger.Warn("raftlog: cannot preallocate segments; each sync also records the file's growth", "err", err)
+		}
 		return
 	}
 	seg.alloc = seg.size + grow
