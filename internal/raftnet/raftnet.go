@@ -57,3 +57,37 @@ func (s *StreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 
 // Addr implements net.Listener with the advertised address.
 func (s *StreamLayer) Addr() net.Addr { return s.advertise }
+
+// Transport is hashicorp/raft's NetworkTransport with pipelined
+// replication turned off: AppendEntriesPipeline reports it unsupported, so
+// the leader replicates to each follower one AppendEntries at a time
+// (every entry Raft has gathered meanwhile rides in the next one). The
+// other methods, the optional interfaces Raft looks for among them
+// (WithPreVote, WithClose), are the NetworkTransport's.
+//
+// Why: in hashicorp/raft v1.8.0 a pipeline can deadlock. When a follower
+// answers an AppendEntries with Success=false (a log mismatch after a
+// leader change or a partition) the pipeline's decoder goroutine returns,
+// and nothing reads the pipeline's consumer channel any more. The send loop
+// may still send once more; the transport's decoder then blocks handing
+// that response to the channel nobody reads, the send blocks behind it,
+// and the pipeline is never closed. The leader keeps sending heartbeats,
+// so no election heals it, but that follower gets no entry again until
+// the leader restarts, and Raft.Shutdown waits forever for the send. The
+// nemesis suite (tests/cluster) hit it: Node.Close hung for 18 minutes in
+// raft's shutdown with the replication goroutine parked in
+// netPipeline.AppendEntries. Measured cost of turning it off:
+// docs/PERFORMANCE.md.
+type Transport struct {
+	*raft.NetworkTransport
+}
+
+// NewTransport builds a Transport from cfg.
+func NewTransport(cfg *raft.NetworkTransportConfig) *Transport {
+	return &Transport{NetworkTransport: raft.NewNetworkTransportWithConfig(cfg)}
+}
+
+// AppendEntriesPipeline implements raft.Transport: pipelining is off.
+func (*Transport) AppendEntriesPipeline(raft.ServerID, raft.ServerAddress) (raft.AppendPipeline, error) {
+	return nil, raft.ErrPipelineReplicationNotSupported
+}

@@ -1,0 +1,170 @@
+package raftnet
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/require"
+
+	"github.com/meridiandb/meridian/internal/logadapt"
+	"github.com/meridiandb/meridian/internal/network"
+)
+
+// The optional interfaces hashicorp/raft looks for on a transport must
+// survive the wrapper: without WithPreVote, for one, Raft silently runs
+// elections without pre-vote.
+var (
+	_ raft.WithPreVote = (*Transport)(nil)
+	_ raft.WithClose   = (*Transport)(nil)
+)
+
+func TestTransportTurnsPipeliningOff(t *testing.T) {
+	stream, err := NewStreamLayer(network.TCP, "127.0.0.1:0", "")
+	require.NoError(t, err)
+	tr := NewTransport(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 1, Timeout: time.Second})
+	defer tr.Close()
+	p, err := tr.AppendEntriesPipeline("n2", "127.0.0.1:1")
+	require.Nil(t, p)
+	require.ErrorIs(t, err, raft.ErrPipelineReplicationNotSupported)
+	require.Equal(t, stream.Addr().String(), string(tr.LocalAddr()))
+}
+
+// flakyStore refuses every other write once armed, as a follower's disk
+// can: Raft then answers the leader's AppendEntries with Success=false.
+type flakyStore struct {
+	*raft.InmemStore
+	armed  atomic.Bool
+	writes atomic.Int64
+}
+
+func (s *flakyStore) StoreLogs(logs []*raft.Log) error {
+	if s.armed.Load() && s.writes.Add(1)%2 == 0 {
+		return errors.New("injected store failure")
+	}
+	return s.InmemStore.StoreLogs(logs)
+}
+
+func (s *flakyStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
+
+type nopFSM struct{}
+
+func (nopFSM) Apply(*raft.Log) any                 { return nil }
+func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, errors.New("no snapshots here") }
+func (nopFSM) Restore(io.ReadCloser) error         { return nil }
+
+// TestFollowerRejectionsDoNotStallReplicationOrShutdown is the regression
+// test of the hashicorp/raft pipeline deadlock (see Transport): a follower
+// whose store keeps refusing writes answers Success=false again and again
+// under a steady stream of entries. Each rejection is a chance for a
+// pipelined leader to park its sender for good. With Transport the follower
+// must catch up once its store recovers, and every Raft must shut down.
+// Over the plain NetworkTransport this test hangs in the catch-up or the
+// shutdown.
+func TestFollowerRejectionsDoNotStallReplicationOrShutdown(t *testing.T) {
+	const nodes = 3
+	logger := logadapt.HCLog(slog.New(slog.NewTextHandler(io.Discard, nil)), "raft")
+	type member struct {
+		store *flakyStore
+		tr    *Transport
+		raft  *raft.Raft
+	}
+	ms := make([]*member, nodes)
+	var conf raft.Configuration
+	for i := range ms {
+		stream, err := NewStreamLayer(network.TCP, "127.0.0.1:0", "")
+		require.NoError(t, err)
+		tr := NewTransport(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 2 * time.Second, Logger: logger})
+		ms[i] = &member{store: &flakyStore{InmemStore: raft.NewInmemStore()}, tr: tr}
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(fmt.Sprint("n", i)), Address: tr.LocalAddr()})
+	}
+	for i, m := range ms {
+		rc := raft.DefaultConfig()
+		rc.LocalID = raft.ServerID(fmt.Sprint("n", i))
+		rc.HeartbeatTimeout, rc.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
+		rc.LeaderLeaseTimeout, rc.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+		rc.Logger = logger
+		snaps := raft.NewInmemSnapshotStore()
+		require.NoError(t, raft.BootstrapCluster(rc, m.store, m.store, snaps, m.tr, conf))
+		r, err := raft.NewRaft(rc, nopFSM{}, m.store, m.store, snaps, m.tr)
+		require.NoError(t, err)
+		m.raft = r
+	}
+	shutdown := func() {
+		done := make(chan struct{})
+		go func() {
+			for _, m := range ms {
+				_ = m.raft.Shutdown().Error()
+				_ = m.tr.Close()
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("Raft.Shutdown did not return within 30 s: a replication goroutine is stuck")
+		}
+	}
+	var leader *member
+	require.Eventually(t, func() bool {
+		for _, m := range ms {
+			if m.raft.State() == raft.Leader {
+				leader = m
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no leader")
+	var victim *member
+	for _, m := range ms {
+		if m != leader {
+			victim = m
+			break
+		}
+	}
+	victim.store.armed.Store(true)
+
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 1000; i++ {
+				// Commits need the leader and the healthy follower only.
+				_ = leader.raft.Apply([]byte("x"), 5*time.Second).Error()
+			}
+		}()
+	}
+	wg.Wait()
+	rejected := victim.store.writes.Load() / 2
+	victim.store.armed.Store(false)
+	last := leader.raft.LastIndex()
+	caughtUp := func() bool {
+		idx, err := victim.store.LastIndex()
+		return err == nil && idx >= last
+	}
+	if !waitFor(caughtUp, 20*time.Second) {
+		idx, _ := victim.store.LastIndex()
+		shutdown()
+		t.Fatalf("the follower stopped receiving entries at %d of %d after %d rejected writes", idx, last, rejected)
+	}
+	require.Greater(t, rejected, int64(10), "the follower rejected too few writes for the test to mean anything")
+	shutdown()
+}
+
+func waitFor(cond func() bool, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
