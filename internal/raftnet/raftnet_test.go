@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meridiandb/meridian/internal/logadapt"
@@ -144,27 +145,23 @@ func TestFollowerRejectionsDoNotStallReplicationOrShutdown(t *testing.T) {
 	wg.Wait()
 	rejected := victim.store.writes.Load() / 2
 	victim.store.armed.Store(false)
-	last := leader.raft.LastIndex()
+	// Applied entries are committed, so no later leader drops them: the
+	// follower must end up holding them whoever leads by then.
+	var target uint64
+	for _, m := range ms {
+		if m != victim {
+			target = max(target, m.raft.AppliedIndex())
+		}
+	}
 	caughtUp := func() bool {
 		idx, err := victim.store.LastIndex()
-		return err == nil && idx >= last
+		return err == nil && idx >= target
 	}
-	if !waitFor(caughtUp, 20*time.Second) {
+	if !assert.Eventually(t, caughtUp, 20*time.Second, 10*time.Millisecond) {
 		idx, _ := victim.store.LastIndex()
 		shutdown()
-		t.Fatalf("the follower stopped receiving entries at %d of %d after %d rejected writes", idx, last, rejected)
+		t.Fatalf("the follower stopped receiving entries at %d of %d after %d rejected writes", idx, target, rejected)
 	}
 	require.Greater(t, rejected, int64(10), "the follower rejected too few writes for the test to mean anything")
 	shutdown()
-}
-
-func waitFor(cond func() bool, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
 }
