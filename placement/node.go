@@ -42,7 +42,7 @@ type Node struct {
 	logger    *slog.Logger
 	fsm       *FSM
 	raft      *raft.Raft
-	transport *raftnet.Transport
+	transport *raft.NetworkTransport
 	logs      raftstore.Store
 	peers     *peerClients
 	probe     *prober
@@ -102,7 +102,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("placement: %w", err)
 	}
-	n.transport = raftnet.NewTransport(&raft.NetworkTransportConfig{
+	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportPoolMax,
 		Timeout: transportTimeout,

@@ -15,8 +15,8 @@ import (
 // Raft transport limits.
 const (
 	// transportPoolMax is how many idle outbound connections the Raft
-	// transport keeps per peer. Replication is not pipelined
-	// (raftnet.Transport says why).
+	// transport keeps per peer (pipelining uses one more; ADR 0009 on
+	// hashicorp/raft's pipeline deadlock and why it is still on).
 	transportPoolMax = 3
 	// transportTimeout bounds one Raft RPC's I/O (not InstallSnapshot, which
 	// raft scales by size).
@@ -37,7 +37,7 @@ const (
 // raftParts is the Raft instance and what it owns, closed together.
 type raftParts struct {
 	raft      *raft.Raft
-	transport *raftnet.Transport
+	transport *raft.NetworkTransport
 	// logs is the Raft log and stable store: raftlog (ADR 0006), or
 	// raft-boltdb in a data directory created before it (ADR 0001).
 	logs raftstore.Store
@@ -116,7 +116,7 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("region: %w", err)
 	}
-	p.transport = raftnet.NewTransport(&raft.NetworkTransportConfig{
+	p.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportPoolMax,
 		Timeout: transportTimeout,

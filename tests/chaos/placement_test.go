@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	meridianv1 "github.com/meridiandb/meridian/api/meridian/v1"
@@ -63,6 +64,9 @@ func TestChaosPlacement(t *testing.T) {
 		{Prefix: "nv/", HomeRegion: "eu-west", FailoverPolicy: meridianv1.FailoverPolicy_FAILOVER_POLICY_NEVER},
 	}}
 	c.setRules(t, rules)
+	// The schedule kills a region: the placement group survives that only
+	// once every region votes in it.
+	c.waitVoterPerRegion(t)
 
 	h := &history{}
 	wctx, stopLoad := context.WithCancel(ctx)
@@ -159,6 +163,34 @@ func (c *cluster) setRules(t *testing.T, rules *meridianv1.SetRulesRequest) {
 		}
 		return err == nil
 	}, 60*time.Second, time.Second, "rules could not be set (regions not joined?)")
+}
+
+// waitVoterPerRegion waits until the first process's placement member
+// lists a voter in every region (a minute at most). A member joins as a
+// non-voter and is promoted once autopilot finds it healthy; until then
+// losing a region can cost the group its majority.
+func (c *cluster) waitVoterPerRegion(t *testing.T) {
+	var last string
+	formed := assert.Eventually(t, func() bool {
+		rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+		defer cancel()
+		resp, err := c.placement[c.nodes[0].host.Name].ListRegions(rctx, connect.NewRequest(&meridianv1.ListRegionsRequest{}))
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		voting := 0
+		for _, r := range resp.Msg.GetRegions() {
+			if len(r.GetVoters()) > 0 {
+				voting++
+			}
+		}
+		last = fmt.Sprintf("%d of %d regions have a voter", voting, len(placementRegions))
+		return voting == len(placementRegions)
+	}, 60*time.Second, 250*time.Millisecond)
+	if !formed {
+		t.Fatalf("placement group not formed within a minute: %s", last)
+	}
 }
 
 // newRegionsCluster starts one process per host, each its own region.
