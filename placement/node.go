@@ -43,9 +43,12 @@ type Node struct {
 	fsm       *FSM
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
-	logs      raftstore.Store
-	peers     *peerClients
-	probe     *prober
+	// stream is the transport's stream layer; StopDialing before
+	// Shutdown (see raftnet.StreamLayer).
+	stream *raftnet.StreamLayer
+	logs   raftstore.Store
+	peers  *peerClients
+	probe  *prober
 
 	closing chan struct{}
 	// ctx ends when Close starts: calls to other members are cancelled.
@@ -102,6 +105,7 @@ func Open(cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("placement: %w", err)
 	}
+	n.stream = stream
 	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportPoolMax,
@@ -161,6 +165,9 @@ func (n *Node) Close() error {
 		close(n.closing)
 		n.cancel()
 		var errs []error
+		if n.stream != nil {
+			n.stream.StopDialing()
+		}
 		if n.raft != nil {
 			errs = append(errs, n.raft.Shutdown().Error())
 		}
@@ -174,6 +181,9 @@ func (n *Node) Close() error {
 
 func (n *Node) closeParts() error {
 	var errs []error
+	if n.stream != nil {
+		n.stream.StopDialing()
+	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
 	}

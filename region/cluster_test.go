@@ -168,6 +168,9 @@ func (r *raftRegion) stop(i int) {
 	}
 	_ = srv.Close()
 	// Shut Raft down first so the log stops changing, and note its end.
+	// Stop the transport's waits for unreachable peers first, as Close
+	// does, or the shutdown waits for them.
+	node.parts.stopDialing()
 	_ = node.Raft().Shutdown().Error()
 	last, err := node.parts.logs.LastIndex()
 	require.NoError(r.t, err)

@@ -157,6 +157,7 @@ func Open(cfg Config) (*Node, error) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.closing)
+		n.parts.stopDialing()
 		errs := []error{n.raft.Shutdown().Error()}
 		n.batcher.close()
 		n.wg.Wait()

@@ -38,6 +38,9 @@ const (
 type raftParts struct {
 	raft      *raft.Raft
 	transport *raft.NetworkTransport
+	// stream is the transport's stream layer; StopDialing before
+	// Shutdown (see raftnet.StreamLayer).
+	stream *raftnet.StreamLayer
 	// logs is the Raft log and stable store: raftlog (ADR 0006), or
 	// raft-boltdb in a data directory created before it (ADR 0001).
 	logs raftstore.Store
@@ -51,8 +54,17 @@ type raftParts struct {
 	lastIndexAtStart uint64
 }
 
+// stopDialing ends the transport's waits for unreachable peers, so that
+// Raft's shutdown does not wait for them.
+func (p *raftParts) stopDialing() {
+	if p.stream != nil {
+		p.stream.StopDialing()
+	}
+}
+
 func (p *raftParts) close() error {
 	var errs []error
+	p.stopDialing()
 	if p.raft != nil {
 		if err := p.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, err)
@@ -116,6 +128,7 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("region: %w", err)
 	}
+	p.stream = stream
 	p.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportPoolMax,

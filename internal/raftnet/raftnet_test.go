@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,4 +165,175 @@ func TestFollowerRejectionsDoNotStallReplicationOrShutdown(t *testing.T) {
 	}
 	require.Greater(t, rejected, int64(10), "the follower rejected too few writes for the test to mean anything")
 	shutdown()
+}
+
+// freeAddr returns a loopback address nothing listens on (it did a moment
+// ago: the kernel does not hand the port out again at once).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+func TestDialWaitsForThePeerToListen(t *testing.T) {
+	stream, err := NewStreamLayer(network.TCP, "127.0.0.1:0", "")
+	require.NoError(t, err)
+	defer stream.Close()
+	addr := freeAddr(t)
+	listening := make(chan net.Listener, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("listen again on %s: %v", addr, err)
+		}
+		listening <- ln
+	}()
+	conn, err := stream.Dial(raft.ServerAddress(addr), 5*time.Second)
+	ln := <-listening
+	require.NotNil(t, ln)
+	defer ln.Close()
+	require.NoError(t, err, "a refused dial must be tried again until the timeout")
+	require.NoError(t, conn.Close())
+}
+
+func TestDialGivesUpAtTheTimeoutAndOnStopDialing(t *testing.T) {
+	stream, err := NewStreamLayer(network.TCP, "127.0.0.1:0", "")
+	require.NoError(t, err)
+	defer stream.Close()
+	addr := raft.ServerAddress(freeAddr(t))
+
+	start := time.Now()
+	_, err = stream.Dial(addr, 300*time.Millisecond)
+	require.Error(t, err)
+	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "gave up before the timeout")
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := stream.Dial(addr, time.Minute)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	stream.StopDialing()
+	select {
+	case err := <-done:
+		require.Error(t, err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("StopDialing did not end a dial waiting for its peer")
+	}
+	_, err = stream.Dial(addr, time.Minute)
+	require.Error(t, err, "a dial after StopDialing fails at its first failure")
+}
+
+// TestFollowerCatchesUpPromptlyAfterAnOutage is the regression test of
+// hashicorp/raft's replication backoff (see StreamLayer): a follower is
+// down for 6 s, its address refusing connections, while the leader keeps
+// committing. Once it is back it must hold everything committed before
+// its return within 2 s. With dials that fail at once, the leader piled up
+// a dozen failures and waited up to 10.24 s before it sent again.
+func TestFollowerCatchesUpPromptlyAfterAnOutage(t *testing.T) {
+	const nodes = 3
+	logger := logadapt.HCLog(slog.New(slog.NewTextHandler(io.Discard, nil)), "raft")
+	type member struct {
+		id     raft.ServerID
+		addr   string
+		store  *raft.InmemStore
+		snaps  raft.SnapshotStore
+		stream *StreamLayer
+		tr     *raft.NetworkTransport
+		raft   *raft.Raft
+	}
+	config := func(id raft.ServerID) *raft.Config {
+		rc := raft.DefaultConfig()
+		rc.LocalID = id
+		rc.HeartbeatTimeout, rc.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
+		rc.LeaderLeaseTimeout, rc.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+		rc.Logger = logger
+		return rc
+	}
+	listen := func(m *member) {
+		stream, err := NewStreamLayer(network.TCP, m.addr, "")
+		require.NoError(t, err)
+		m.addr, m.stream = stream.Addr().String(), stream
+		m.tr = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: logger})
+	}
+	ms := make([]*member, nodes)
+	var conf raft.Configuration
+	for i := range ms {
+		m := &member{id: raft.ServerID(fmt.Sprint("n", i)), addr: "127.0.0.1:0", store: raft.NewInmemStore(), snaps: raft.NewInmemSnapshotStore()}
+		listen(m)
+		ms[i] = m
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: m.id, Address: m.tr.LocalAddr()})
+	}
+	start := func(m *member) {
+		r, err := raft.NewRaft(config(m.id), nopFSM{}, m.store, m.store, m.snaps, m.tr)
+		require.NoError(t, err)
+		m.raft = r
+	}
+	stop := func(m *member) {
+		m.stream.StopDialing()
+		require.NoError(t, m.raft.Shutdown().Error())
+		require.NoError(t, m.tr.Close())
+	}
+	for _, m := range ms {
+		require.NoError(t, raft.BootstrapCluster(config(m.id), m.store, m.store, m.snaps, m.tr, conf))
+		start(m)
+	}
+	var leader *member
+	require.Eventually(t, func() bool {
+		for _, m := range ms {
+			if m.raft.State() == raft.Leader {
+				leader = m
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no leader")
+	var victim *member
+	for _, m := range ms {
+		if m != leader {
+			victim = m
+			break
+		}
+	}
+	defer func() {
+		for _, m := range ms {
+			stop(m)
+		}
+	}()
+
+	writing := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-writing:
+				return
+			default:
+			}
+			// Commits need the leader and the other follower only.
+			_ = leader.raft.Apply([]byte("x"), 5*time.Second).Error()
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	stop(victim)
+	time.Sleep(6 * time.Second)
+	listen(victim)
+	target := leader.raft.AppliedIndex()
+	back := time.Now()
+	start(victim)
+	caughtUp := func() bool {
+		idx, err := victim.store.LastIndex()
+		return err == nil && idx >= target
+	}
+	ok := assert.Eventually(t, caughtUp, 30*time.Second, 10*time.Millisecond)
+	took := time.Since(back)
+	close(writing)
+	wg.Wait()
+	require.True(t, ok, "the follower never caught up")
+	t.Logf("follower caught up to index %d %s after it came back", target, took.Round(time.Millisecond))
+	require.Less(t, took, 2*time.Second, "the leader kept the follower waiting after it came back")
 }
