@@ -101,8 +101,9 @@ var (
 	ErrDepsNotApplied = errors.New("region: causal dependencies not applied yet")
 	// ErrNotReplicated: a DURABILITY_MULTI_REGION append committed in its
 	// home region, but not enough other regions applied it within the wait.
-	// Retrying with the same event ids is safe (it returns the original
-	// result and waits again).
+	// Retrying with the same event ids is safe: it returns the original
+	// result and waits again, or, when a failover superseded the events in
+	// the meantime, the versions at which the new home appended them again.
 	ErrNotReplicated = errors.New("region: not replicated to enough regions")
 	// ErrNodeClosed: the node was closed.
 	ErrNodeClosed = errors.New("region: node closed")

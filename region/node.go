@@ -294,7 +294,7 @@ func (n *Node) appendRouted(ctx context.Context, req *meridianv1.AppendRequest, 
 			// failed that very wait.
 			if err == nil && req.GetDurability() == meridianv1.Durability_DURABILITY_MULTI_REGION {
 				sctx, end := n.span(ctx, "region.multi_region_wait")
-				err = n.awaitReplicated(sctx, r, int(req.GetMinRegions()))
+				err = n.awaitReplicated(sctx, req.GetEntity(), op.GetActiveActive(), r, int(req.GetMinRegions()))
 				end(err)
 			}
 			return err

@@ -2,6 +2,7 @@ package region
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -202,9 +203,42 @@ func behind(applied causal.Vector, need causal.Vector) string {
 type Replicas interface {
 	// Others returns how many regions other than this one exist.
 	Others() int
-	// WaitApplied waits until at least k other regions have applied
-	// origin's log up to seq, or ctx ends.
-	WaitApplied(ctx context.Context, origin string, seq uint64, k int) error
+	// WaitApplied waits until at least k other regions hold w's events,
+	// or ctx ends. A region holds them when it has applied their dots and
+	// keeps them at w's versions: a failover can supersede events that a
+	// region then applies (its applied vector advances past them) without
+	// keeping them, and those must not count.
+	WaitApplied(ctx context.Context, w Written, k int) error
+}
+
+// Written is where an append's events were written: the entity, their
+// versions, and the dot of the first (the others follow it in the origin's
+// log).
+type Written struct {
+	Entity      string
+	First, Last uint64
+	Origin      string
+	Seq         uint64
+	// ActiveActive: the entity's versions are positions in a merged order
+	// that concurrent writes elsewhere can shift, and no failover
+	// supersedes its events, so only the dots are checked.
+	ActiveActive bool
+}
+
+// Holds reports whether events, read from some region starting at w.First,
+// are w's events at w's versions.
+func (w Written) Holds(events []*meridianv1.Event) bool {
+	n := w.Last - w.First + 1
+	if uint64(len(events)) < n {
+		return false
+	}
+	for i, e := range events[:n] {
+		o := e.GetOrigin()
+		if e.GetVersion() != w.First+uint64(i) || o.GetRegion() != w.Origin || o.GetSeq() != w.Seq+uint64(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // multiRegionWaitMax bounds a MULTI_REGION append's wait for other regions
@@ -236,18 +270,59 @@ func (n *Node) validateDurability(req *meridianv1.AppendRequest) error {
 // append is committed here whatever happens; when the wait fails the caller
 // learns that it is not (yet) durable in k regions, and a retry with the
 // same event ids returns the original result and waits again.
-func (n *Node) awaitReplicated(ctx context.Context, r *meridianv1.AppendResponse, k int) error {
+func (n *Node) awaitReplicated(ctx context.Context, entity string, activeActive bool, r *meridianv1.AppendResponse, k int) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, multiRegionWaitMax)
 		defer cancel()
 	}
-	last := r.GetOrigin().GetSeq() + r.GetLastVersion() - r.GetFirstVersion()
-	if err := n.cfg.Replicas.WaitApplied(ctx, r.GetOrigin().GetRegion(), last, k); err != nil {
+	w := Written{Entity: entity, First: r.GetFirstVersion(), Last: r.GetLastVersion(),
+		Origin: r.GetOrigin().GetRegion(), Seq: r.GetOrigin().GetSeq(), ActiveActive: activeActive}
+	last := w.Seq + w.Last - w.First
+	wctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	if !activeActive {
+		go n.watchKept(wctx, stop, w)
+	}
+	if err := n.cfg.Replicas.WaitApplied(wctx, w, k); err != nil {
+		if cause := context.Cause(wctx); errors.Is(cause, errNoLongerHeld) {
+			return fmt.Errorf("%w: appended at %s:%d in region %s as %s v%d-%d, but %v before %d other regions held them: a failover of this region superseded them, and the entity's new home appends them again (marked recovered); retry with the same event ids to learn their versions",
+				ErrNotReplicated, w.Origin, last, n.cfg.Region, w.Entity, w.First, w.Last, cause, k)
+		}
 		return fmt.Errorf("%w: appended at %s:%d in region %s, but fewer than %d other regions applied it in time (retry with the same event ids to wait again): %v",
-			ErrNotReplicated, r.GetOrigin().GetRegion(), last, n.cfg.Region, k, err)
+			ErrNotReplicated, w.Origin, last, n.cfg.Region, k, err)
 	}
 	return nil
+}
+
+// errNoLongerHeld ends a MULTI_REGION wait whose events left this region's
+// stream.
+var errNoLongerHeld = errors.New("this region no longer holds them at those versions")
+
+// keptPollInterval is how often a MULTI_REGION wait checks that this region
+// still holds what it waits for.
+const keptPollInterval = 50 * time.Millisecond
+
+// watchKept ends a MULTI_REGION wait (stop, with errNoLongerHeld) as soon
+// as this region's own stream stops holding w's events at w's versions:
+// once a region learns that it was failed over, it rolls its unreplicated
+// tail out of its streams, and no other region will ever hold those events
+// there. Without it the wait would run to its deadline.
+func (n *Node) watchKept(ctx context.Context, stop context.CancelCauseFunc, w Written) {
+	t := time.NewTicker(keptPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		events, _, err := n.fsm.ReadStream(w.Entity, w.First, int(w.Last-w.First+1), false)
+		if err == nil && !w.Holds(events) {
+			stop(errNoLongerHeld)
+			return
+		}
+	}
 }
 
 // Limits of BOUNDED reads.

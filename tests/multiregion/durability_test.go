@@ -1,7 +1,9 @@
 package multiregion
 
 import (
+	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -108,4 +110,80 @@ func TestMultiRegionDurabilityRejectsBadMinRegions(t *testing.T) {
 	events, _, err := c.Node("us-east-1").Region().FSM().ReadStream("us/bad", 0, 10, false)
 	require.NoError(t, err)
 	assert.Empty(t, events)
+}
+
+// A MULTI_REGION append whose events a failover superseded is never
+// acknowledged at the versions it no longer has. eu-west commits the
+// append while the survivors hold its log back, and is then cut off until
+// eu/ fails over to us-east, which writes eu/m's first version itself. On
+// the heal eu-west's log reaches the survivors, which supersede the event
+// on arrival: their applied vectors pass its dot, but us-east appends it
+// again (marked recovered) at version 2. Counting applied vectors, the
+// home acknowledged it at version 1 (TestChaosPlacement caught that); now
+// it answers, as soon as it learns of its failover, that the write is not
+// replicated, and a retry with the same id returns the version the event
+// has in every region.
+func TestMultiRegionAckNeverCountsASupersededEvent(t *testing.T) {
+	var hold atomic.Bool
+	c := startFailoverCluster(t, &hold)
+	ctx := ctxFor(t, 3*time.Minute)
+
+	hold.Store(true)
+	id := newID()
+	type result struct {
+		resp *meridianv1.AppendResponse
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		actx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		r, err := appendTo(actx, c, "eu-west-1", "eu/m", meridianv1.Durability_DURABILITY_MULTI_REGION, 1, id)
+		done <- result{r, err}
+	}()
+	require.Eventually(t, func() bool {
+		events, _, err := c.Node("eu-west-1").Region().FSM().ReadStream("eu/m", 0, 10, false)
+		return err == nil && len(events) == 1
+	}, 10*time.Second, 10*time.Millisecond, "eu-west did not commit the append")
+
+	c.Net.Isolate("eu-west-1")
+	var mine *meridianv1.AppendResponse
+	require.Eventually(t, func() bool {
+		r, err := appendTo(ctxFor(t, 2*time.Second), c, "us-east-1", "eu/m", meridianv1.Durability_DURABILITY_REGION, 0, newID())
+		mine = r
+		return err == nil
+	}, 30*time.Second, 50*time.Millisecond, "eu/ did not fail over to us-east")
+	require.Equal(t, "us-east", mine.GetRegion())
+	require.Equal(t, uint64(1), mine.GetFirstVersion(), "the cut must leave eu-west's event out")
+
+	hold.Store(false)
+	c.Net.HealAll()
+	res := <-done
+	if res.err == nil {
+		t.Errorf("acknowledged at version %d as %s:%d, after a failover superseded it", res.resp.GetFirstVersion(),
+			res.resp.GetOrigin().GetRegion(), res.resp.GetOrigin().GetSeq())
+	} else {
+		// eu-west learns its failover and rolls the event out of its own
+		// stream: the wait ends then, not at its deadline.
+		assert.Equal(t, connect.CodeUnavailable, connect.CodeOf(res.err), "%v", res.err)
+		assert.Contains(t, res.err.Error(), "a failover of this region superseded them")
+	}
+
+	// The retry returns the event's place, identical in every region.
+	var again *meridianv1.AppendResponse
+	require.Eventually(t, func() bool {
+		r, err := appendTo(ctxFor(t, 5*time.Second), c, "ap-south-1", "eu/m", meridianv1.Durability_DURABILITY_MULTI_REGION, 1, id)
+		again = r
+		return err == nil
+	}, time.Minute, 100*time.Millisecond, "the retry never succeeded")
+	assert.True(t, again.GetDuplicate())
+	assert.Equal(t, uint64(2), again.GetFirstVersion())
+	waitConverged(t, c, []string{"eu/m"}, 30*time.Second)
+	for _, h := range c.Hosts() {
+		events, _, err := c.Node(h).Region().FSM().ReadStream("eu/m", 0, 10, false)
+		require.NoError(t, err)
+		require.Len(t, events, 2, "on %s", h)
+		assert.Equal(t, id, events[1].GetId(), "on %s", h)
+		assert.True(t, events[1].GetRecovered(), "on %s", h)
+	}
 }
