@@ -42,7 +42,7 @@ type Node struct {
 	logger    *slog.Logger
 	fsm       *FSM
 	raft      *raft.Raft
-	transport *raft.NetworkTransport
+	transport *raftnet.Transport
 	// stream is the transport's stream layer; StopDialing before
 	// Shutdown (see raftnet.StreamLayer).
 	stream *raftnet.StreamLayer
@@ -106,7 +106,7 @@ func Open(cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("placement: %w", err)
 	}
 	n.stream = stream
-	n.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	n.transport = raftnet.NewTransport(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportPoolMax,
 		Timeout: transportTimeout,

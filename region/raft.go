@@ -15,8 +15,8 @@ import (
 // Raft transport limits.
 const (
 	// transportPoolMax is how many idle outbound connections the Raft
-	// transport keeps per peer (pipelining uses one more; ADR 0009 on
-	// hashicorp/raft's pipeline deadlock and why it is still on).
+	// transport keeps per peer. Replication is not pipelined
+	// (raftnet.Transport says why).
 	transportPoolMax = 3
 	// transportTimeout bounds one Raft RPC's I/O (not InstallSnapshot, which
 	// raft scales by size).
@@ -37,7 +37,7 @@ const (
 // raftParts is the Raft instance and what it owns, closed together.
 type raftParts struct {
 	raft      *raft.Raft
-	transport *raft.NetworkTransport
+	transport *raftnet.Transport
 	// stream is the transport's stream layer; StopDialing before
 	// Shutdown (see raftnet.StreamLayer).
 	stream *raftnet.StreamLayer
@@ -129,7 +129,7 @@ func openRaft(cfg Config, fsm *FSM) (_ *raftParts, err error) {
 		return nil, fmt.Errorf("region: %w", err)
 	}
 	p.stream = stream
-	p.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	p.transport = raftnet.NewTransport(&raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: transportPoolMax,
 		Timeout: transportTimeout,

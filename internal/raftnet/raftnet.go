@@ -126,9 +126,8 @@ func (s *StreamLayer) Addr() net.Addr { return s.advertise }
 // the leader restarts, and Raft.Shutdown waits forever for the send. The
 // nemesis suite (tests/cluster) hit it: Node.Close hung for 18 minutes in
 // raft's shutdown with the replication goroutine parked in
-// netPipeline.AppendEntries. Not in use yet: with it, the chaos suite's
-// failover test read acknowledged events back at other versions (ADR 0009).
-// Measured cost of turning pipelining off: docs/PERFORMANCE.md.
+// netPipeline.AppendEntries. Measured cost of turning it off:
+// docs/PERFORMANCE.md (ADR 0009).
 type Transport struct {
 	*raft.NetworkTransport
 }
