@@ -11,12 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/meridiandb/meridian/internal/logadapt"
 	"github.com/meridiandb/meridian/internal/network"
+	"github.com/meridiandb/meridian/internal/testport"
 )
 
 // The optional interfaces hashicorp/raft looks for on a transport must
@@ -61,6 +63,34 @@ func (nopFSM) Apply(*raft.Log) any                 { return nil }
 func (nopFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, errors.New("no snapshots here") }
 func (nopFSM) Restore(io.ReadCloser) error         { return nil }
 
+// testConfig is Raft's configuration for a member of a test group on
+// loopback: short timers, logs discarded.
+func testConfig(id raft.ServerID, logger hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = id
+	rc.HeartbeatTimeout, rc.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
+	rc.LeaderLeaseTimeout, rc.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
+	rc.Logger = logger
+	return rc
+}
+
+// leaderAndFollower waits for one of rs to lead and returns its index and
+// that of another member.
+func leaderAndFollower(t *testing.T, rs []*raft.Raft) (leader, follower int) {
+	t.Helper()
+	leader = -1
+	require.Eventually(t, func() bool {
+		for i, r := range rs {
+			if r.State() == raft.Leader {
+				leader = i
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 10*time.Millisecond, "no leader")
+	return leader, (leader + 1) % len(rs)
+}
+
 // TestFollowerRejectionsDoNotStallReplicationOrShutdown is the regression
 // test of the hashicorp/raft pipeline deadlock (see Transport): a follower
 // whose store keeps refusing writes answers Success=false again and again
@@ -87,11 +117,7 @@ func TestFollowerRejectionsDoNotStallReplicationOrShutdown(t *testing.T) {
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(fmt.Sprint("n", i)), Address: tr.LocalAddr()})
 	}
 	for i, m := range ms {
-		rc := raft.DefaultConfig()
-		rc.LocalID = raft.ServerID(fmt.Sprint("n", i))
-		rc.HeartbeatTimeout, rc.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
-		rc.LeaderLeaseTimeout, rc.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
-		rc.Logger = logger
+		rc := testConfig(raft.ServerID(fmt.Sprint("n", i)), logger)
 		snaps := raft.NewInmemSnapshotStore()
 		require.NoError(t, raft.BootstrapCluster(rc, m.store, m.store, snaps, m.tr, conf))
 		r, err := raft.NewRaft(rc, nopFSM{}, m.store, m.store, snaps, m.tr)
@@ -113,23 +139,12 @@ func TestFollowerRejectionsDoNotStallReplicationOrShutdown(t *testing.T) {
 			t.Fatal("Raft.Shutdown did not return within 30 s: a replication goroutine is stuck")
 		}
 	}
-	var leader *member
-	require.Eventually(t, func() bool {
-		for _, m := range ms {
-			if m.raft.State() == raft.Leader {
-				leader = m
-				return true
-			}
-		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond, "no leader")
-	var victim *member
-	for _, m := range ms {
-		if m != leader {
-			victim = m
-			break
-		}
+	rafts := make([]*raft.Raft, len(ms))
+	for i, m := range ms {
+		rafts[i] = m.raft
 	}
+	l, f := leaderAndFollower(t, rafts)
+	leader, victim := ms[l], ms[f]
 	victim.store.armed.Store(true)
 
 	var wg sync.WaitGroup
@@ -167,14 +182,12 @@ func TestFollowerRejectionsDoNotStallReplicationOrShutdown(t *testing.T) {
 	shutdown()
 }
 
-// freeAddr returns a loopback address nothing listens on (it did a moment
-// ago: the kernel does not hand the port out again at once).
+// freeAddr returns a loopback address nothing listens on, below the
+// ephemeral range so that no connection takes it meanwhile.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testport.Addr()
 	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
 	return addr
 }
 
@@ -246,14 +259,7 @@ func TestFollowerCatchesUpPromptlyAfterAnOutage(t *testing.T) {
 		tr     *raft.NetworkTransport
 		raft   *raft.Raft
 	}
-	config := func(id raft.ServerID) *raft.Config {
-		rc := raft.DefaultConfig()
-		rc.LocalID = id
-		rc.HeartbeatTimeout, rc.ElectionTimeout = 300*time.Millisecond, 300*time.Millisecond
-		rc.LeaderLeaseTimeout, rc.CommitTimeout = 150*time.Millisecond, 5*time.Millisecond
-		rc.Logger = logger
-		return rc
-	}
+	config := func(id raft.ServerID) *raft.Config { return testConfig(id, logger) }
 	listen := func(m *member) {
 		stream, err := NewStreamLayer(network.TCP, m.addr, "")
 		require.NoError(t, err)
@@ -263,7 +269,7 @@ func TestFollowerCatchesUpPromptlyAfterAnOutage(t *testing.T) {
 	ms := make([]*member, nodes)
 	var conf raft.Configuration
 	for i := range ms {
-		m := &member{id: raft.ServerID(fmt.Sprint("n", i)), addr: "127.0.0.1:0", store: raft.NewInmemStore(), snaps: raft.NewInmemSnapshotStore()}
+		m := &member{id: raft.ServerID(fmt.Sprint("n", i)), addr: freeAddr(t), store: raft.NewInmemStore(), snaps: raft.NewInmemSnapshotStore()}
 		listen(m)
 		ms[i] = m
 		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: m.id, Address: m.tr.LocalAddr()})
@@ -282,23 +288,12 @@ func TestFollowerCatchesUpPromptlyAfterAnOutage(t *testing.T) {
 		require.NoError(t, raft.BootstrapCluster(config(m.id), m.store, m.store, m.snaps, m.tr, conf))
 		start(m)
 	}
-	var leader *member
-	require.Eventually(t, func() bool {
-		for _, m := range ms {
-			if m.raft.State() == raft.Leader {
-				leader = m
-				return true
-			}
-		}
-		return false
-	}, 10*time.Second, 10*time.Millisecond, "no leader")
-	var victim *member
-	for _, m := range ms {
-		if m != leader {
-			victim = m
-			break
-		}
+	rafts := make([]*raft.Raft, len(ms))
+	for i, m := range ms {
+		rafts[i] = m.raft
 	}
+	l, f := leaderAndFollower(t, rafts)
+	leader, victim := ms[l], ms[f]
 	defer func() {
 		for _, m := range ms {
 			stop(m)
