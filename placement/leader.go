@@ -301,8 +301,21 @@ func (p *regionPromoter) CalculatePromotionsAndDemotions(c *autopilot.Config, s 
 
 func (p *regionPromoter) FilterFailedServerRemovals(_ *autopilot.Config, s *autopilot.State, failed *autopilot.FailedServers) *autopilot.FailedServers {
 	regions := byRegion(s)
-	out := &autopilot.FailedServers{StaleNonVoters: failed.StaleNonVoters, FailedNonVoters: failed.FailedNonVoters}
+	out := &autopilot.FailedServers{StaleNonVoters: failed.StaleNonVoters}
+	// Autopilot calls every member that is not NodeAlive failed, and so
+	// removed a member whose first stats fetch had failed a second after
+	// it joined (NodeUnknown: never answered yet); a region lost then had
+	// no placement vote. Only members whose fetches have failed for
+	// failedAfter (NodeFailed) are removed.
+	for _, srv := range failed.FailedNonVoters {
+		if srv.NodeStatus == autopilot.NodeFailed {
+			out.FailedNonVoters = append(out.FailedNonVoters, srv)
+		}
+	}
 	for _, srv := range failed.FailedVoters {
+		if srv.NodeStatus != autopilot.NodeFailed {
+			continue
+		}
 		healthy := 0
 		for _, other := range regions[regionOf(string(srv.ID))] {
 			if other.Server.ID != srv.ID && other.HasVotingRights() && other.Health.Healthy {

@@ -125,9 +125,13 @@ func nilIfEmpty(s []string) []string {
 
 func TestFilterFailedServerRemovals(t *testing.T) {
 	p := &regionPromoter{votersPerRegion: 1}
-	failedEU := &autopilot.Server{ID: "eu/n1"}
-	failedAP := &autopilot.Server{ID: "ap/n1"}
-	failedNonVoter := &autopilot.Server{ID: "ap/n3"}
+	failedEU := &autopilot.Server{ID: "eu/n1", NodeStatus: autopilot.NodeFailed}
+	failedAP := &autopilot.Server{ID: "ap/n1", NodeStatus: autopilot.NodeFailed}
+	failedNonVoter := &autopilot.Server{ID: "ap/n3", NodeStatus: autopilot.NodeFailed}
+	// Autopilot passes on every member that is not alive: one that just
+	// joined and has not answered a stats fetch yet is unknown, not failed.
+	joining := &autopilot.Server{ID: "ap/n4", NodeStatus: autopilot.NodeUnknown}
+	unknownVoter := &autopilot.Server{ID: "eu/n3", NodeStatus: autopilot.NodeUnknown}
 	st := stateOf(
 		server("us/n1", autopilot.RaftLeader, true),
 		server("eu/n1", autopilot.RaftVoter, false),
@@ -136,12 +140,12 @@ func TestFilterFailedServerRemovals(t *testing.T) {
 		server("ap/n2", autopilot.RaftNonVoter, false),
 	)
 	out := p.FilterFailedServerRemovals(nil, st, &autopilot.FailedServers{
-		FailedVoters:    []*autopilot.Server{failedEU, failedAP},
-		FailedNonVoters: []*autopilot.Server{failedNonVoter},
+		FailedVoters:    []*autopilot.Server{failedEU, failedAP, unknownVoter},
+		FailedNonVoters: []*autopilot.Server{failedNonVoter, joining},
 		StaleVoters:     []raft.ServerID{"xx/n1"},
 	})
 	assert.Equal(t, []*autopilot.Server{failedEU}, out.FailedVoters, "only a voter whose region has a healthy replacement is removed")
-	assert.Equal(t, []*autopilot.Server{failedNonVoter}, out.FailedNonVoters, "failed non-voters are removed (they rejoin)")
+	assert.Equal(t, []*autopilot.Server{failedNonVoter}, out.FailedNonVoters, "failed non-voters are removed (they rejoin), unknown ones are not")
 	assert.Empty(t, out.StaleVoters, "stale voters are left alone")
 }
 
