@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -24,23 +23,9 @@ import (
 //
 //	go test -run '^$' -bench AppendForwardedVsLocal -benchtime 2000x -count 5 ./tests/multiregion/
 func BenchmarkAppendForwardedVsLocal(b *testing.B) {
-	c, err := Start(Config{Regions: []string{"us-east", "eu-west"}, NodesPerRegion: 1, Dir: b.TempDir(), Seed: 1, Logger: testLogger(b)})
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	require.Eventually(b, func() bool {
-		n := c.Node("us-east-1")
-		return len(n.Placement().FSM().Members()) == 2 && len(c.Node("eu-west-1").Placement().FSM().Members()) == 2
-	}, time.Minute, 20*time.Millisecond)
-	set, err := c.Placement("us-east-1").SetRules(ctx, connect.NewRequest(&meridianv1.SetRulesRequest{
-		Rules:         []*meridianv1.PlacementRule{{Prefix: "us/", HomeRegion: "us-east"}, {Prefix: "eu/", HomeRegion: "eu-west"}},
-		DefaultRegion: "us-east",
-	}))
-	require.NoError(b, err)
-	require.Eventually(b, func() bool {
-		return c.Node("eu-west-1").Placement().FSM().AppliedIndex() >= set.Msg.GetIndex()
-	}, 10*time.Second, 10*time.Millisecond)
+	c := startTwoRegionBench(ctx, b)
 	data := make([]byte, 1024)
 	client := c.EventStore("us-east-1")
 	// Each iteration appends once locally (us/, homed at us-east-1, the
@@ -69,16 +54,73 @@ func BenchmarkAppendForwardedVsLocal(b *testing.B) {
 		latForwarded = append(latForwarded, appendOne(forwarded, "eu-west"))
 	}
 	b.StopTimer()
-	pct := func(lat []time.Duration, p int) time.Duration {
-		sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-		return lat[len(lat)*p/100]
-	}
-	l50, f50 := pct(latLocal, 50), pct(latForwarded, 50)
+	l50, f50 := percentile(latLocal, 50), percentile(latForwarded, 50)
 	b.ReportMetric(float64(l50.Microseconds()), "local-p50-us")
-	b.ReportMetric(float64(pct(latLocal, 99).Microseconds()), "local-p99-us")
+	b.ReportMetric(float64(percentile(latLocal, 99).Microseconds()), "local-p99-us")
 	b.ReportMetric(float64(f50.Microseconds()), "fwd-p50-us")
-	b.ReportMetric(float64(pct(latForwarded, 99).Microseconds()), "fwd-p99-us")
+	b.ReportMetric(float64(percentile(latForwarded, 99).Microseconds()), "fwd-p99-us")
 	b.ReportMetric(float64(f50)/float64(l50), "fwd/local-p50")
+}
+
+// BenchmarkAppendMultiRegionVsRegion measures, in one run on one deployment
+// (two regions of one node each, in-process, loopback, every commit
+// fsynced), an append to its home with DURABILITY_MULTI_REGION and
+// min_regions 1 (acknowledged once the other region holds the event at its
+// version) against one with DURABILITY_REGION, alternating, one client,
+// 1 KiB events; ns/op is the pair. The difference is replication to the
+// other region plus the home's checks of it.
+//
+//	go test -run '^$' -bench AppendMultiRegionVsRegion -benchtime 500x -count 5 ./tests/multiregion/
+func BenchmarkAppendMultiRegionVsRegion(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	c := startTwoRegionBench(ctx, b)
+	data := make([]byte, 1024)
+	client := c.EventStore("us-east-1")
+	entity := fmt.Sprintf("us/bench-mr-%d", time.Now().UnixNano())
+	appendOne := func(d meridianv1.Durability, k uint32) time.Duration {
+		start := time.Now()
+		_, err := client.Append(ctx, connect.NewRequest(&meridianv1.AppendRequest{
+			Entity: entity, Events: []*meridianv1.ProposedEvent{{Id: newID(), Type: "Bench", Data: data}}, Durability: d, MinRegions: k,
+		}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	var latRegion, latMulti []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		latRegion = append(latRegion, appendOne(meridianv1.Durability_DURABILITY_REGION, 0))
+		latMulti = append(latMulti, appendOne(meridianv1.Durability_DURABILITY_MULTI_REGION, 1))
+	}
+	b.StopTimer()
+	r50, m50 := percentile(latRegion, 50), percentile(latMulti, 50)
+	b.ReportMetric(float64(r50.Microseconds()), "region-p50-us")
+	b.ReportMetric(float64(m50.Microseconds()), "multi-p50-us")
+	b.ReportMetric(float64(percentile(latMulti, 99).Microseconds()), "multi-p99-us")
+	b.ReportMetric(float64(m50)/float64(r50), "multi/region-p50")
+}
+
+// startTwoRegionBench starts us-east and eu-west, one node each, with us/
+// homed in us-east and eu/ in eu-west.
+func startTwoRegionBench(ctx context.Context, b *testing.B) *Cluster {
+	c, err := Start(Config{Regions: []string{"us-east", "eu-west"}, NodesPerRegion: 1, Dir: b.TempDir(), Seed: 1, Logger: testLogger(b)})
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = c.Close() })
+	require.Eventually(b, func() bool {
+		n := c.Node("us-east-1")
+		return len(n.Placement().FSM().Members()) == 2 && len(c.Node("eu-west-1").Placement().FSM().Members()) == 2
+	}, time.Minute, 20*time.Millisecond)
+	set, err := c.Placement("us-east-1").SetRules(ctx, connect.NewRequest(&meridianv1.SetRulesRequest{
+		Rules:         []*meridianv1.PlacementRule{{Prefix: "us/", HomeRegion: "us-east"}, {Prefix: "eu/", HomeRegion: "eu-west"}},
+		DefaultRegion: "us-east",
+	}))
+	require.NoError(b, err)
+	require.Eventually(b, func() bool {
+		return c.Node("eu-west-1").Placement().FSM().AppliedIndex() >= set.Msg.GetIndex()
+	}, 10*time.Second, 10*time.Millisecond)
+	return c
 }
 
 // startAABench starts two regions of one node each with the example rules

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,32 +71,53 @@ func startClusterWith(t *testing.T, nodesPerRegion int, tweak func(*node.Config)
 }
 
 // waitPlacementComplete waits until the placement group has one healthy
-// voter per region and every listed host's copy knows every member.
+// voter per region and every listed host's copy knows every member. On
+// failure it says what it saw last.
 func waitPlacementComplete(t *testing.T, c *Cluster, hosts []string) {
 	t.Helper()
 	want := len(c.Hosts())
-	require.Eventually(t, func() bool {
+	var mu sync.Mutex
+	var last string
+	saw := func(format string, args ...any) {
+		mu.Lock()
+		last = fmt.Sprintf(format, args...)
+		mu.Unlock()
+	}
+	complete := func() bool {
 		leader, ok := c.PlacementLeader()
 		if !ok {
+			saw("no placement leader")
 			return false
 		}
 		voters := votersByRegion(t, c, leader)
 		if len(voters) != len(threeRegions) {
+			saw("voters by region (leader %s): %v", leader, voters)
 			return false
 		}
 		for _, vs := range voters {
 			if len(vs) != 1 {
+				saw("voters by region (leader %s): %v", leader, voters)
 				return false
 			}
 		}
 		for _, h := range hosts {
 			n := c.Node(h)
-			if n == nil || len(n.Placement().FSM().Members()) != want {
+			if n == nil {
+				saw("%s is down", h)
+				return false
+			}
+			if got := len(n.Placement().FSM().Members()); got != want {
+				saw("%s's copy knows %d of %d members (applied index %d)", h, got, want, n.Placement().FSM().AppliedIndex())
 				return false
 			}
 		}
 		return true
-	}, 60*time.Second, 50*time.Millisecond, "placement group incomplete")
+	}
+	if !assert.Eventually(t, complete, 60*time.Second, 50*time.Millisecond) {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("placement group incomplete after 60 s: %s", last)
+	}
 }
 
 // votersByRegion reads the placement configuration on host: region -> voter ids.
