@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -303,10 +304,24 @@ func (c *Cluster) Kill(id string) error {
 	}
 	_ = srv.Close()
 	c.Net.ResetHost(id)
-	err := node.Close()
-	c.Net.ResetHost(id)
-	return err
+	closed := make(chan error, 1)
+	go func() { closed <- node.Close() }()
+	select {
+	case err := <-closed:
+		c.Net.ResetHost(id)
+		return err
+	case <-time.After(nodeCloseWaitMax):
+		// A close that hangs (hashicorp/raft's pipeline deadlock did, for
+		// 18 minutes, before ADR 0009) fails this Kill with every
+		// goroutine's stack on stderr instead of running into the
+		// package's timeout; the node's goroutines are left behind.
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
+		return fmt.Errorf("cluster: closing %s did not finish within %s (goroutine stacks on stderr)", id, nodeCloseWaitMax)
+	}
 }
+
+// nodeCloseWaitMax bounds how long Kill waits for a node to close.
+const nodeCloseWaitMax = time.Minute
 
 // Restart opens a killed node again from its directory.
 func (c *Cluster) Restart(id string) error {
