@@ -143,10 +143,11 @@ func (rs Replicas) names() []string {
 
 // location is where an event id is stored in one replica.
 type location struct {
-	entity  string
-	version uint64
-	origin  history.Dot
-	deps    history.Vector
+	entity    string
+	version   uint64
+	origin    history.Dot
+	deps      history.Vector
+	recovered bool
 }
 
 // index maps event id -> every place it is stored in one replica.
@@ -154,7 +155,7 @@ func (s Streams) index() map[string][]location {
 	idx := map[string][]location{}
 	for entity, evs := range s {
 		for _, ev := range evs {
-			idx[ev.ID] = append(idx[ev.ID], location{entity: entity, version: ev.Version, origin: ev.Origin, deps: ev.Deps})
+			idx[ev.ID] = append(idx[ev.ID], location{entity: entity, version: ev.Version, origin: ev.Origin, deps: ev.Deps, recovered: ev.Recovered})
 		}
 	}
 	return idx

@@ -10,7 +10,10 @@ import (
 // persisted, by event id, across all replicas:
 //   - every id stored, once, in the op's entity at consecutive versions in
 //     order, at the same versions in every replica that has them: the append
-//     took effect; it becomes OK with those versions, Resolved;
+//     took effect; it becomes OK with those versions, Resolved. Events that
+//     a failover superseded and a new home appended again (Recovered) need
+//     only be in order: recovery appends each event on its own, so other
+//     appends can land between them (a known limitation, ADR 0004);
 //   - no id stored anywhere: it did not take effect; it becomes Failed,
 //     Resolved;
 //   - anything else (some ids only, other order, other entity, differing
@@ -39,7 +42,7 @@ func ResolveUnknown(h history.History, replicas Replicas) (history.History, Repo
 			rep.add(Violation{Kind: "no-event-ids", Entity: op.Entity, Ops: []int{op.ID}, Message: "an unknown append without event ids cannot be resolved; every append must carry unique ids"})
 			continue
 		}
-		first, found, problem := resolveOne(op, replicas.names(), idx)
+		first, last, found, problem := resolveOne(op, replicas.names(), idx)
 		switch {
 		case problem != "":
 			rep.add(Violation{Kind: "partial-append", Entity: op.Entity, Ops: []int{op.ID}, Message: problem})
@@ -49,7 +52,7 @@ func ResolveUnknown(h history.History, replicas Replicas) (history.History, Repo
 		default:
 			op.Outcome, op.Resolved = history.OK, true
 			op.FirstVersion = first
-			op.LastVersion = first + uint64(len(op.EventIDs)) - 1
+			op.LastVersion = last
 			if op.Return == 0 {
 				op.Return = h.End() + 1
 			}
@@ -58,13 +61,14 @@ func ResolveUnknown(h history.History, replicas Replicas) (history.History, Repo
 	return out, rep
 }
 
-// resolveOne returns the first version of op's events if stored, how many
-// ids were found, or a problem.
-func resolveOne(op *history.Op, names []string, idx map[string]map[string][]location) (uint64, int, string) {
-	var first uint64
+// resolveOne returns the first and last versions of op's events if stored,
+// how many ids were found, or a problem.
+func resolveOne(op *history.Op, names []string, idx map[string]map[string][]location) (uint64, uint64, int, string) {
+	var first, last uint64
 	foundIDs := map[string]bool{}
 	for _, name := range names {
-		var base uint64
+		var base, prev uint64
+		recovered := false
 		present := 0
 		for k, id := range op.EventIDs {
 			locs := idx[name][id]
@@ -74,27 +78,32 @@ func resolveOne(op *history.Op, names []string, idx map[string]map[string][]loca
 			present++
 			foundIDs[id] = true
 			if len(locs) > 1 {
-				return 0, 0, fmt.Sprintf("event %s stored %d times on %s", id, len(locs), name)
+				return 0, 0, 0, fmt.Sprintf("event %s stored %d times on %s", id, len(locs), name)
 			}
 			l := locs[0]
 			if l.entity != op.Entity {
-				return 0, 0, fmt.Sprintf("event %s stored in entity %s on %s, appended to %s", id, l.entity, name, op.Entity)
+				return 0, 0, 0, fmt.Sprintf("event %s stored in entity %s on %s, appended to %s", id, l.entity, name, op.Entity)
 			}
-			if k == 0 {
+			recovered = recovered || l.recovered
+			switch {
+			case k == 0:
 				base = l.version
-			} else if base == 0 || l.version != base+uint64(k) {
-				return 0, 0, fmt.Sprintf("event %s (#%d of the append) at version %d on %s: the append's events are not consecutive from %d", id, k, l.version, name, base)
+			case base == 0 || l.version <= prev:
+				return 0, 0, 0, fmt.Sprintf("event %s (#%d of the append) at version %d on %s: the append's events are out of order (previous at %d)", id, k, l.version, name, prev)
+			case l.version != base+uint64(k) && !recovered:
+				return 0, 0, 0, fmt.Sprintf("event %s (#%d of the append) at version %d on %s: the append's events are not consecutive from %d", id, k, l.version, name, base)
 			}
+			prev = l.version
 		}
 		if present != 0 && present != len(op.EventIDs) {
-			return 0, 0, fmt.Sprintf("%d of %d events of the append stored on %s: appends must be atomic", present, len(op.EventIDs), name)
+			return 0, 0, 0, fmt.Sprintf("%d of %d events of the append stored on %s: appends must be atomic", present, len(op.EventIDs), name)
 		}
 		if present > 0 {
-			if first != 0 && first != base {
-				return 0, 0, fmt.Sprintf("append stored at version %d on %s but at %d on another replica", base, name, first)
+			if (first != 0 && first != base) || (last != 0 && last != prev) {
+				return 0, 0, 0, fmt.Sprintf("append stored at versions %d..%d on %s but at %d..%d on another replica", base, prev, name, first, last)
 			}
-			first = base
+			first, last = base, prev
 		}
 	}
-	return first, len(foundIDs), ""
+	return first, last, len(foundIDs), ""
 }

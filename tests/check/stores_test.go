@@ -176,6 +176,8 @@ func TestResolveUnknown(t *testing.T) {
 		{"other entity", Replicas{"n1": {"f": mkStream("a", "b")}}},
 		{"versions differ between replicas", Replicas{"n1": {"e": mkStream("a", "b")}, "n2": {"e": mkStream("z", "a", "b")}}},
 		{"stored twice", Replicas{"n1": {"e": mkStream("a", "b", "a")}}},
+		{"another append between them", Replicas{"n1": {"e": mkStream("a", "z", "b")}}},
+		{"recovered, out of order", Replicas{"n1": {"e": recovered(mkStream("b", "z", "a"), 0, 2)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b hb
@@ -186,6 +188,27 @@ func TestResolveUnknown(t *testing.T) {
 			assert.Equal(t, unknown, res.Ops[id].Outcome, "stays unknown")
 		})
 	}
+}
+
+// recovered marks events i of evs as appended again after a failover.
+func recovered(evs []history.EventRef, i ...int) []history.EventRef {
+	for _, k := range i {
+		evs[k].Recovered = true
+	}
+	return evs
+}
+
+// A failover superseded an unknown append's two events and the new home
+// appended them again one by one, with another append between them: in
+// order, not consecutive, the same in every replica. It took effect.
+func TestResolveUnknownAcceptsRecoveredEventsInOrder(t *testing.T) {
+	var b hb
+	id := b.app(0, "e", 1, 2, unknown, 0, "a", "b")
+	res, rep := ResolveUnknown(b.h, threeReplicas(Streams{"e": recovered(mkStream("a", "z", "b"), 0, 2)}))
+	require.True(t, rep.OK(), rep.String())
+	assert.Equal(t, ok, res.Ops[id].Outcome)
+	assert.Equal(t, uint64(1), res.Ops[id].FirstVersion)
+	assert.Equal(t, uint64(3), res.Ops[id].LastVersion)
 }
 
 // TestAllCatchesLostWriteAfterResolution: an acknowledged write missing

@@ -132,6 +132,9 @@ type EventRef struct {
 	Version uint64 `json:"version"`
 	Origin  Dot    `json:"origin,omitzero"`
 	Deps    Vector `json:"deps,omitempty"`
+	// Recovered: appended again by a new home after a failover superseded
+	// it (its version is not the one it first had).
+	Recovered bool `json:"recovered,omitempty"`
 }
 
 // Input is what the client sent.

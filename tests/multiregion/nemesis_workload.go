@@ -525,7 +525,7 @@ func vectorOf(token string) history.Vector {
 }
 
 func eventRef(ev *meridianv1.Event) history.EventRef {
-	r := history.EventRef{ID: ev.GetId(), Version: ev.GetVersion()}
+	r := history.EventRef{ID: ev.GetId(), Version: ev.GetVersion(), Recovered: ev.GetRecovered()}
 	if o := ev.GetOrigin(); o != nil {
 		r.Origin = history.Dot{Region: o.GetRegion(), Seq: o.GetSeq()}
 	}
