@@ -13,6 +13,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// replace writes data to path in one step (a new file renamed over it), so
+// that no poll sees it half written: os.WriteFile truncates first, and a
+// poll in between rightly reloads the empty file too (CI caught that as a
+// third reload).
+func replace(t *testing.T, path, data string) {
+	t.Helper()
+	tmp := path + ".new"
+	require.NoError(t, os.WriteFile(tmp, []byte(data), 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
 // TestPollReloadsOnChangeOnly: a change reloads once; a failed reload is
 // not retried until the file changes again.
 func TestPollReloadsOnChangeOnly(t *testing.T) {
@@ -41,12 +52,12 @@ func TestPollReloadsOnChangeOnly(t *testing.T) {
 
 	time.Sleep(50 * time.Millisecond)
 	assert.Equal(t, 0, count(), "no change, no reload")
-	require.NoError(t, os.WriteFile(path, []byte("two!"), 0o600))
+	replace(t, path, "two!")
 	require.Eventually(t, func() bool { return count() == 1 }, 5*time.Second, time.Millisecond)
 	mu.Lock()
 	fail = true
 	mu.Unlock()
-	require.NoError(t, os.WriteFile(path, []byte("three"), 0o600))
+	replace(t, path, "three")
 	require.Eventually(t, func() bool { return count() == 2 }, 5*time.Second, time.Millisecond)
 	time.Sleep(50 * time.Millisecond)
 	assert.Equal(t, 2, count(), "a failed reload waits for the next change")
