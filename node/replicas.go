@@ -61,7 +61,7 @@ func (r *replicas) Others() int {
 // the new home appends them again at other versions (TestChaosPlacement
 // caught such an acknowledgement). Both calls go to the same node.
 func (r *replicas) holds(ctx context.Context, regionName string, w region.Written) (bool, error) {
-	last := w.Seq + w.Last - w.First
+	last := w.LastSeq()
 	var errs []error
 	for _, addr := range r.p.Endpoints(regionName) {
 		stub := r.stubs.For(addr)
@@ -80,7 +80,7 @@ func (r *replicas) holds(ctx context.Context, regionName string, w region.Writte
 		}
 		cctx, cancel = context.WithTimeout(ctx, replicasCallTimeout)
 		rd, err := stub.Read(cctx, connect.NewRequest(&meridianv1.ReadRequest{
-			Entity: w.Entity, FromVersion: w.First, MaxCount: uint32(w.Last - w.First + 1),
+			Entity: w.Entity, FromVersion: w.First, MaxCount: uint32(w.Len()),
 			Consistency: meridianv1.Consistency_CONSISTENCY_EVENTUAL,
 		}))
 		cancel()

@@ -225,10 +225,16 @@ type Written struct {
 	ActiveActive bool
 }
 
+// Len is the number of events written.
+func (w Written) Len() uint64 { return w.Last - w.First + 1 }
+
+// LastSeq is the origin log position of the last event written.
+func (w Written) LastSeq() uint64 { return w.Seq + w.Len() - 1 }
+
 // Holds reports whether events, read from some region starting at w.First,
 // are w's events at w's versions.
 func (w Written) Holds(events []*meridianv1.Event) bool {
-	n := w.Last - w.First + 1
+	n := w.Len()
 	if uint64(len(events)) < n {
 		return false
 	}
@@ -278,7 +284,7 @@ func (n *Node) awaitReplicated(ctx context.Context, entity string, activeActive 
 	}
 	w := Written{Entity: entity, First: r.GetFirstVersion(), Last: r.GetLastVersion(),
 		Origin: r.GetOrigin().GetRegion(), Seq: r.GetOrigin().GetSeq(), ActiveActive: activeActive}
-	last := w.Seq + w.Last - w.First
+	last := w.LastSeq()
 	wctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	if !activeActive {
@@ -317,7 +323,7 @@ func (n *Node) watchKept(ctx context.Context, stop context.CancelCauseFunc, w Wr
 			return
 		case <-t.C:
 		}
-		events, _, err := n.fsm.ReadStream(w.Entity, w.First, int(w.Last-w.First+1), false)
+		events, _, err := n.fsm.ReadStream(w.Entity, w.First, int(w.Len()), false)
 		if err == nil && !w.Holds(events) {
 			stop(errNoLongerHeld)
 			return
